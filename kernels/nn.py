@@ -1,0 +1,100 @@
+"""Linear layers, normalisation and activations."""
+import math
+
+from ..backend import array_module, chunk_elements
+
+
+def linear(x, p):
+    """y = x W^T + b over the last axis; W is (out, in) as torch stores it."""
+    *lead, c_in = x.shape
+    y = x.reshape(-1, c_in) @ p["weight"].T  # (N, in) -> (N, out); one GEMM, not one per leading index
+    if "bias" in p:
+        y += p["bias"]
+    return y.reshape(*lead, -1)
+
+
+def _chunks(x, xp):
+    """Contiguous pieces of `x` as flat views, for in-place kernels."""
+    if not x.flags.c_contiguous:
+        raise ValueError("in-place kernels need a C-contiguous array")
+    flat, step = x.reshape(-1), chunk_elements(xp)
+    for start in range(0, flat.shape[0], step):
+        yield flat[start:start + step]
+
+
+def layer_norm(x, p, eps):
+    """LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm.
+
+    In channels-last layout this is also the channels-first `LayerNorm2d` of VitDet's residual blocks.
+    """
+    xp = array_module(x)
+    c = x.shape[-1]
+    rows = x.reshape(-1, c)
+    out = xp.empty_like(rows)
+    step = max(1, chunk_elements(xp) // c)
+    for start in range(0, rows.shape[0], step):
+        xs, ys = rows[start:start + step], out[start:start + step]
+        xp.subtract(xs, xs.mean(-1, keepdims=True), out=ys)
+        var = xp.einsum("ij,ij->i", ys, ys)[:, None] / c
+        ys *= 1 / xp.sqrt(var + eps)
+        ys *= p["weight"]
+        ys += p["bias"]
+    return out.reshape(x.shape)
+
+
+# erf(z) = z P(z^2) / Q(z^2) on [-4, 4] (outside it erf is +-1 in float32): the float32 rational
+# approximation used by Eigen/XLA, within 7e-8 of the exact erf, so GELU matches torch's erf-based GELU.
+_ERF_P = (-1.60960333262415e-02, -2.95459980854025e-03, -7.34990630326855e-04, -5.69250639462346e-05,
+          -2.10102402082508e-06, 2.77068142495902e-08, -2.72614225801306e-10)
+_ERF_Q = (-1.42647390514189e-02, -7.37332916720468e-03, -1.68282697438203e-03, -2.13374055278905e-04,
+          -1.45660718464996e-05)
+
+
+def _horner(z2, coefficients, xp):
+    acc = xp.full_like(z2, coefficients[-1])
+    for c in coefficients[-2::-1]:
+        acc *= z2
+        acc += c
+    return acc
+
+
+def _erf_into(z, xp):
+    """erf(z) computed in place of z."""
+    xp.clip(z, -4.0, 4.0, out=z)
+    z2 = z * z
+    z *= _horner(z2, _ERF_P, xp)
+    z /= _horner(z2, _ERF_Q, xp)
+    return z
+
+
+def erf(x):
+    xp = array_module(x)
+    out = x.astype(xp.float32, copy=True)
+    for chunk in _chunks(out, xp):
+        _erf_into(chunk, xp)
+    return out
+
+
+def gelu(x):
+    """Exact (erf) GELU, x * (1 + erf(x / sqrt 2)) / 2, in place; returns x. Not the tanh approximation."""
+    xp = array_module(x)
+    for chunk in _chunks(x, xp):
+        phi = _erf_into(chunk * (1 / math.sqrt(2)), xp)  # erf(x / sqrt 2)
+        phi += 1
+        chunk *= phi
+        chunk *= 0.5
+    return x
+
+
+def relu(x):
+    """max(x, 0) in place; returns x."""
+    return array_module(x).maximum(x, 0, out=x)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) in place; returns x."""
+    xp = array_module(x)
+    xp.negative(x, out=x)
+    xp.exp(x, out=x)
+    x += 1
+    return xp.reciprocal(x, out=x)

@@ -1,0 +1,94 @@
+"""Linear and cubic resizing with PyTorch's `interpolate(..., align_corners=False)` semantics.
+
+Small resizes (position tables) go through an explicit (out, in) interpolation matrix; the decoder's
+large x2 bilinear upsampling is done with strided slices.
+"""
+import numpy
+
+from ..backend import array_module
+
+_CUBIC_A = -0.75  # PyTorch's bicubic uses Keys' kernel with A = -0.75 (PIL and OpenCV differ)
+
+
+def _cubic_weights(t):
+    """Weights of taps i-1, i, i+1, i+2 for fractional offset t (arrays), as in PyTorch's upsample_bicubic2d."""
+    a = _CUBIC_A
+
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def interpolation_matrix(in_size, out_size, mode, xp=numpy):
+    """(out_size, in_size) float32 matrix M with resize(v) = M @ v, align_corners=False.
+
+    mode "linear": the source coordinate is clamped at 0 and the upper tap at in_size-1.
+    mode "cubic": the coordinate is not clamped, each of the four taps is (edge replicate).
+    No antialiasing when shrinking, as in PyTorch. Coordinates and weights are computed in float32,
+    as PyTorch does for float32 tensors.
+    """
+    f32 = numpy.float32
+    scale = f32(in_size) / f32(out_size)
+    src = (numpy.arange(out_size, dtype=f32) + f32(0.5)) * scale - f32(0.5)
+    matrix = numpy.zeros((out_size, in_size), dtype=f32)
+    rows = numpy.arange(out_size)
+    if mode == "linear":
+        src = numpy.maximum(src, f32(0))
+        i0 = numpy.floor(src).astype(int)
+        lam = src - i0.astype(f32)
+        i1 = numpy.minimum(i0 + 1, in_size - 1)
+        numpy.add.at(matrix, (rows, i0), f32(1) - lam)
+        numpy.add.at(matrix, (rows, i1), lam)
+    elif mode == "cubic":
+        i = numpy.floor(src).astype(int)
+        t = src - i.astype(f32)
+        for offset, weight in zip((-1, 0, 1, 2), _cubic_weights(t)):
+            numpy.add.at(matrix, (rows, numpy.clip(i + offset, 0, in_size - 1)), weight)
+    else:
+        raise ValueError(f"mode: expected 'linear' or 'cubic', got {mode!r}")
+    return xp.asarray(matrix)
+
+
+def resize(x, size, mode):
+    """Resize the two leading axes of x (H, W, ...) to `size` = (H', W'); separable, via matrices."""
+    xp = array_module(x)
+    if tuple(x.shape[:2]) == tuple(size):
+        return x
+    rows = interpolation_matrix(x.shape[0], size[0], mode, xp)  # (H', H)
+    cols = interpolation_matrix(x.shape[1], size[1], mode, xp)  # (W', W)
+    tail = x.shape[2:]
+    y = rows @ x.reshape(x.shape[0], -1)  # (H, W*...) -> (H', W*...)
+    y = y.reshape(size[0], x.shape[1], -1).transpose(1, 0, 2).reshape(x.shape[1], -1)  # -> (W, H'*...)
+    y = (cols @ y).reshape(size[1], size[0], -1).transpose(1, 0, 2)  # -> (H', W', ...)
+    return xp.ascontiguousarray(y).reshape(*size, *tail)
+
+
+def _upsample2x_axis(x, axis):
+    """x2 linear upsampling along `axis`: out[2i] = .25 x[i-1] + .75 x[i], out[2i+1] = .75 x[i] + .25 x[i+1],
+    with out[0] = x[0] exactly and the last tap clamped (PyTorch, align_corners=False, scale 2)."""
+    xp = array_module(x)
+    n = x.shape[axis]
+    shape = list(x.shape)
+    shape[axis] = 2 * n
+    out = xp.empty(shape, dtype=x.dtype)
+
+    def at(a, index):
+        return a[(slice(None),) * axis + (index,)]
+
+    even, odd = at(out, slice(0, None, 2)), at(out, slice(1, None, 2))
+    xp.multiply(x, 0.75, out=even)
+    xp.multiply(x, 0.75, out=odd)
+    at(even, slice(1, None))[...] += 0.25 * at(x, slice(0, n - 1))
+    at(odd, slice(0, n - 1))[...] += 0.25 * at(x, slice(1, None))
+    at(odd, n - 1)[...] += 0.25 * at(x, n - 1)
+    at(even, 0)[...] = at(x, 0)
+    return out
+
+
+def upsample2x(x):
+    """Bilinear x2 upsampling, align_corners=False, of channels-last (N, H, W, C) -> (N, 2H, 2W, C)."""
+    return _upsample2x_axis(_upsample2x_axis(x, 1), 2)

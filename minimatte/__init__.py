@@ -1,0 +1,14 @@
+"""minimatte: ViTMatte image matting on NumPy (and CuPy), without PyTorch.
+
+    import minimatte
+    model = minimatte.load("path/to/checkpoint")        # HF directory, safetensors file or checkpoint name
+    alpha = minimatte.infer("image.png", "trimap.png", model=model)   # float32 (H, W) in [0, 1]
+"""
+from .api import DEFAULT_MODEL, infer, load
+from .config import PRESETS, Config, ProcessorConfig
+from .model import MattingOutput, VitMatte
+from .processing import preprocess, read_image, read_trimap
+
+__version__ = "0.1.0"
+__all__ = ["Config", "DEFAULT_MODEL", "MattingOutput", "PRESETS", "ProcessorConfig", "VitMatte", "infer", "load",
+           "preprocess", "read_image", "read_trimap"]

@@ -1,0 +1,248 @@
+"""Model and processor configuration: presets, HF `config.json` / `preprocessor_config.json`, and
+inference of the model configuration from weight shapes."""
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Tuple
+
+
+@dataclass(frozen=True)
+class Config:
+    """ViTMatte = VitDet backbone + detail-capture decoder. Defaults are ViTMatte-S (VitDet defaults otherwise)."""
+    hidden_size: int = 384
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 6
+    mlp_ratio: int = 4
+    patch_size: int = 16
+    num_channels: int = 4
+    image_size: int = 512  # sets the length of the global blocks' relative position tables: 2*512/16 - 1
+    pretrain_image_size: int = 224  # the absolute position table is (224/16)^2 + 1 (cls) rows
+    window_size: int = 14
+    window_block_indices: Tuple[int, ...] = (0, 1, 3, 4, 6, 7, 9, 10)
+    residual_block_indices: Tuple[int, ...] = (2, 5, 8, 11)
+    use_absolute_position_embeddings: bool = True
+    use_relative_position_embeddings: bool = True
+    qkv_bias: bool = True
+    layer_norm_eps: float = 1e-6
+    batch_norm_eps: float = 1e-5
+    convstream_hidden_sizes: Tuple[int, ...] = (48, 96, 192)
+    fusion_hidden_sizes: Tuple[int, ...] = (256, 128, 64, 32)
+
+    def __post_init__(self):
+        for name in ("window_block_indices", "residual_block_indices", "convstream_hidden_sizes",
+                     "fusion_hidden_sizes"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"config: hidden_size {self.hidden_size} is not divisible by "
+                             f"num_attention_heads {self.num_attention_heads}")
+        if len(self.fusion_hidden_sizes) != len(self.convstream_hidden_sizes) + 1:
+            raise ValueError("config: fusion_hidden_sizes needs one more entry than convstream_hidden_sizes")
+        for i in self.window_block_indices + self.residual_block_indices:
+            if not 0 <= i < self.num_hidden_layers:
+                raise ValueError(f"config: block index {i} is outside 0..{self.num_hidden_layers - 1}")
+
+    @property
+    def head_dim(self):
+        return self.hidden_size // self.num_attention_heads
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"config: unknown fields {sorted(unknown)}")
+        return cls(**values)
+
+
+PRESETS = {
+    "small": Config(),
+    "base": Config(hidden_size=768, num_attention_heads=12),
+}
+
+# Values transformers' VitDetConfig uses for keys a hub config.json leaves out (the base checkpoints'
+# backbone_config omits hidden_size and num_attention_heads).
+_VITDET_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4,
+                        patch_size=16, num_channels=3, image_size=224, pretrain_image_size=224, window_size=0,
+                        window_block_indices=[], residual_block_indices=[],
+                        use_absolute_position_embeddings=True, use_relative_position_embeddings=False,
+                        qkv_bias=True, layer_norm_eps=1e-6, hidden_act="gelu")
+
+
+def from_hf(hf):
+    """Config from a transformers VitMatteConfig dict (the hub `config.json`)."""
+    if hf.get("model_type") not in (None, "vitmatte"):
+        raise ValueError(f"config: expected a VitMatte config, got model_type {hf.get('model_type')!r}")
+    backbone = {**_VITDET_DEFAULTS, **hf.get("backbone_config", {})}
+    if backbone["hidden_act"] != "gelu":
+        raise ValueError(f"config: only the exact 'gelu' activation is supported, got {backbone['hidden_act']!r}")
+    decoder_in = hf.get("hidden_size", 768)
+    if decoder_in != backbone["hidden_size"]:
+        raise ValueError(f"config: decoder hidden_size {decoder_in} differs from the backbone's "
+                         f"{backbone['hidden_size']}")
+    names = {f.name for f in dataclasses.fields(Config)}
+    values = {k: v for k, v in backbone.items() if k in names}
+    values["batch_norm_eps"] = hf.get("batch_norm_eps", 1e-5)
+    values["convstream_hidden_sizes"] = hf.get("convstream_hidden_sizes", [48, 96, 192])
+    values["fusion_hidden_sizes"] = hf.get("fusion_hidden_sizes", [256, 128, 64, 32])
+    return Config(**values)
+
+
+def expected_shapes(config):
+    """{checkpoint key: shape} of every float tensor a checkpoint for `config` holds (HF names)."""
+    c, hd, p = config.hidden_size, config.head_dim, config.patch_size
+    shapes = {}
+    if config.use_absolute_position_embeddings:
+        shapes["backbone.embeddings.position_embeddings"] = (1, (config.pretrain_image_size // p) ** 2 + 1, c)
+    shapes["backbone.embeddings.projection.weight"] = (c, config.num_channels, p, p)
+    shapes["backbone.embeddings.projection.bias"] = (c,)
+    for i in range(config.num_hidden_layers):
+        pre = f"backbone.encoder.layer.{i}."
+        grid = config.window_size if i in config.window_block_indices else config.image_size // p
+        layer = {"norm1.weight": (c,), "norm1.bias": (c,)}
+        if config.use_relative_position_embeddings:
+            layer.update({"attention.rel_pos_h": (2 * grid - 1, hd), "attention.rel_pos_w": (2 * grid - 1, hd)})
+        layer["attention.qkv.weight"] = (3 * c, c)
+        if config.qkv_bias:
+            layer["attention.qkv.bias"] = (3 * c,)
+        hidden = c * config.mlp_ratio
+        layer.update({"attention.proj.weight": (c, c), "attention.proj.bias": (c,),
+                      "norm2.weight": (c,), "norm2.bias": (c,),
+                      "mlp.fc1.weight": (hidden, c), "mlp.fc1.bias": (hidden,),
+                      "mlp.fc2.weight": (c, hidden), "mlp.fc2.bias": (c,)})
+        if i in config.residual_block_indices:
+            layer.update({"residual.conv1.weight": (c // 2, c, 1, 1),
+                          "residual.norm1.weight": (c // 2,), "residual.norm1.bias": (c // 2,),
+                          "residual.conv2.weight": (c // 2, c // 2, 3, 3),
+                          "residual.norm2.weight": (c // 2,), "residual.norm2.bias": (c // 2,),
+                          "residual.conv3.weight": (c, c // 2, 1, 1),
+                          "residual.norm3.weight": (c,), "residual.norm3.bias": (c,)})
+        shapes.update({pre + k: v for k, v in layer.items()})
+
+    def batch_norm(prefix, n):
+        return {f"{prefix}.{k}": (n,) for k in ("weight", "bias", "running_mean", "running_var")}
+
+    c_in = config.num_channels
+    for j, c_out in enumerate(config.convstream_hidden_sizes):
+        shapes[f"decoder.convstream.convs.{j}.conv.weight"] = (c_out, c_in, 3, 3)
+        shapes.update(batch_norm(f"decoder.convstream.convs.{j}.batch_norm", c_out))
+        c_in = c_out
+    details = (config.num_channels,) + config.convstream_hidden_sizes
+    c_in = c
+    for j, c_out in enumerate(config.fusion_hidden_sizes):
+        shapes[f"decoder.fusion_blocks.{j}.conv.conv.weight"] = (c_out, details[-1 - j] + c_in, 3, 3)
+        shapes.update(batch_norm(f"decoder.fusion_blocks.{j}.conv.batch_norm", c_out))
+        c_in = c_out
+    head = "decoder.matting_head.matting_convs"
+    shapes.update({f"{head}.0.weight": (16, c_in, 3, 3), f"{head}.0.bias": (16,)})
+    shapes.update(batch_norm(f"{head}.1", 16))
+    shapes.update({f"{head}.3.weight": (1, 16, 1, 1), f"{head}.3.bias": (1,)})
+    return shapes
+
+
+def batch_norm_buffers(config):
+    """The `num_batches_tracked` counters: in every torch checkpoint, unused at inference, optional here."""
+    return {k.rsplit(".", 1)[0] + ".num_batches_tracked"
+            for k in expected_shapes(config) if k.endswith(".running_mean")}
+
+
+def from_shapes(shapes):
+    """Infer the config from a checkpoint's {key: shape}.
+
+    Window blocks are the layers whose relative position table is the shortest (the global blocks' tables
+    are sized for `image_size`, ViTMatte's 512 px vs 14-token windows); when all tables have one length
+    the residual blocks are taken as the global ones, ViTMatte's pairing.
+    """
+    def shape(key):
+        if key not in shapes:
+            raise ValueError(f"weights: cannot infer the config, missing tensor {key!r}")
+        return tuple(shapes[key])
+
+    c, channels, patch, _ = shape("backbone.embeddings.projection.weight")
+    layers = sorted({int(k.split(".")[3]) for k in shapes if k.startswith("backbone.encoder.layer.")})
+    if layers != list(range(len(layers))) or not layers:
+        raise ValueError(f"weights: encoder layer indices are not 0..n-1: {layers}")
+    residual = tuple(i for i in layers if f"backbone.encoder.layer.{i}.residual.conv1.weight" in shapes)
+    use_rel = "backbone.encoder.layer.0.attention.rel_pos_h" in shapes
+    values = {}
+    if use_rel:
+        head_dim = shape("backbone.encoder.layer.0.attention.rel_pos_h")[1]
+        lengths = {i: shape(f"backbone.encoder.layer.{i}.attention.rel_pos_h")[0] for i in layers}
+        shortest = min(lengths.values())
+        if len(set(lengths.values())) > 1:
+            windows = tuple(i for i in layers if lengths[i] == shortest)
+        else:
+            windows = tuple(i for i in layers if i not in residual)
+        globals_ = [lengths[i] for i in layers if i not in windows]
+        values.update(window_size=(shortest + 1) // 2, window_block_indices=windows,
+                      image_size=((globals_[0] + 1) // 2 if globals_ else 32) * patch)
+    else:
+        head_dim = 64
+        values.update(window_block_indices=(), window_size=0)
+    absolute = "backbone.embeddings.position_embeddings" in shapes
+    if absolute:
+        positions = shape("backbone.embeddings.position_embeddings")[1] - 1
+        values["pretrain_image_size"] = int(round(positions ** 0.5)) * patch
+    convstream = []
+    while f"decoder.convstream.convs.{len(convstream)}.conv.weight" in shapes:
+        convstream.append(shape(f"decoder.convstream.convs.{len(convstream)}.conv.weight")[0])
+    fusion = []
+    while f"decoder.fusion_blocks.{len(fusion)}.conv.conv.weight" in shapes:
+        fusion.append(shape(f"decoder.fusion_blocks.{len(fusion)}.conv.conv.weight")[0])
+    return Config(hidden_size=c, num_hidden_layers=len(layers), num_attention_heads=c // head_dim,
+                  mlp_ratio=shape("backbone.encoder.layer.0.mlp.fc1.weight")[0] // c, patch_size=patch,
+                  num_channels=channels, residual_block_indices=residual,
+                  use_absolute_position_embeddings=absolute, use_relative_position_embeddings=use_rel,
+                  qkv_bias="backbone.encoder.layer.0.attention.qkv.bias" in shapes,
+                  convstream_hidden_sizes=tuple(convstream), fusion_hidden_sizes=tuple(fusion), **values)
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """Pixel preprocessing, as transformers' VitMatteImageProcessor (the hub checkpoints' values by default).
+
+    RGB -> (v * rescale_factor - mean) / std; the trimap is only rescaled; both are zero-padded
+    bottom/right to a multiple of size_divisor.
+    """
+    rescale_factor: float = 1 / 255
+    image_mean: Tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: Tuple[float, float, float] = (0.5, 0.5, 0.5)
+    size_divisor: int = 32
+    do_rescale: bool = True
+    do_normalize: bool = True
+    do_pad: bool = True
+
+    def __post_init__(self):
+        for name in ("image_mean", "image_std"):
+            values = getattr(self, name)
+            values = (values,) * 3 if isinstance(values, (int, float)) else tuple(float(v) for v in values)
+            if len(values) != 3:
+                raise ValueError(f"{name}: expected 3 values (R, G, B), got {len(values)}")
+            object.__setattr__(self, name, values)
+        if any(s == 0 for s in self.image_std):
+            raise ValueError("image_std: values must be non-zero")
+        if self.size_divisor < 1:
+            raise ValueError(f"size_divisor: expected a positive integer, got {self.size_divisor}")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def processor_from_hf(hf):
+    """ProcessorConfig from a hub `preprocessor_config.json` dict (legacy `size_divisibility` accepted)."""
+    values = dict(hf)
+    if "size_divisibility" in values:
+        values.setdefault("size_divisor", values.pop("size_divisibility"))
+    return ProcessorConfig.from_dict(values)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,172 @@
+"""ViTMatte: a plain ViT (VitDet) backbone and a light detail-capture decoder.
+
+Read top to bottom it is the paper's figure: patch embedding -> 12 transformer blocks (windowed and
+global attention, residual conv blocks after the global ones) -> ConvStream details -> fusion -> head.
+Layers are plain functions over the parameter tree of the checkpoint (HF names; see weights.py).
+Everything is channels-last: tokens are (B, h, w, C), feature maps (B, H, W, C).
+"""
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy
+
+from . import backend, weights
+from .config import Config, ProcessorConfig, from_shapes
+from .kernels import (attention, conv2d, gelu, layer_norm, linear, patch_embed, relative_position_table,
+                      resize, sigmoid, upsample2x, window_partition, window_unpartition)
+
+RESIDUAL_LAYER_NORM_EPS = 1e-6  # VitDet's channels-first LayerNorm in the residual block: fixed, not layer_norm_eps
+
+
+# ----------------------------------------------------------------------------------------------- backbone
+
+def absolute_positions(table, size):
+    """(1, 1+g*g, C) pretraining table -> (h, w, C): drop the cls row, bicubic-resize the g x g grid
+    (PyTorch bicubic, align_corners=False, also when shrinking; reference: VitDet `get_absolute_positions`)."""
+    g = int(round((table.shape[1] - 1) ** 0.5))
+    grid = table[0, 1:].reshape(g, g, -1)  # (g*g, C) -> (g, g, C)
+    return resize(grid, size, "cubic")  # (g, g, C) -> (h, w, C)
+
+
+def self_attention(x, p, config, windowed, return_probs):
+    b, h, w, c = x.shape
+    qkv = linear(x, p["qkv"])  # (B, h, w, C) -> (B, h, w, 3C)
+    if windowed:
+        # The reference pads the normalised tokens with zeros before the qkv projection, so a pad token's
+        # q, k and v are the qkv bias; the pads are not masked and every window query attends to them.
+        qkv = window_partition(qkv, config.window_size, pad_value=p["qkv"].get("bias", 0.0))  # -> (B*nW, 14, 14, 3C)
+    a, bw = qkv.shape[1:3]
+    rel_h = relative_position_table(p["rel_pos_h"], a) if "rel_pos_h" in p else None  # (2a-1, hd)
+    rel_w = relative_position_table(p["rel_pos_w"], bw) if "rel_pos_w" in p else None  # (2b-1, hd)
+    out = attention(qkv, config.num_attention_heads, rel_h, rel_w, return_probs)  # -> (B', a, b, C)
+    out, probs = out if return_probs else (out, None)
+    if windowed:
+        out = window_unpartition(out, config.window_size, (h, w))  # (B*nW, 14, 14, C) -> (B, h, w, C)
+    # The reference projects the padded windows and then crops; projecting only the kept tokens is the same.
+    return linear(out, p["proj"]), probs
+
+
+def mlp(x, p):
+    """fc1 -> exact GELU -> fc2, a few hundred tokens at a time so the 4C-wide hidden stays in cache."""
+    xp = backend.array_module(x)
+    c = x.shape[-1]
+    tokens = x.reshape(-1, c)
+    out = xp.empty_like(tokens)
+    step = max(1, 8 * backend.chunk_elements(xp) // p["fc1"]["weight"].shape[0])
+    for s in range(0, tokens.shape[0], step):
+        hidden = gelu(linear(tokens[s:s + step], p["fc1"]))  # (n, C) -> (n, 4C)
+        out[s:s + step] = linear(hidden, p["fc2"])  # (n, 4C) -> (n, C)
+    return out.reshape(x.shape)
+
+
+def residual_bottleneck(x, p):
+    """conv1x1 (C -> C/2) -> LN -> GELU -> conv3x3 -> LN -> GELU -> conv1x1 (-> C) -> LN, no biases."""
+    r = gelu(layer_norm(conv2d(x, p["conv1"]), p["norm1"], RESIDUAL_LAYER_NORM_EPS))  # (B, h, w, C) -> (B, h, w, C/2)
+    r = gelu(layer_norm(conv2d(r, p["conv2"]), p["norm2"], RESIDUAL_LAYER_NORM_EPS))
+    return layer_norm(conv2d(r, p["conv3"]), p["norm3"], RESIDUAL_LAYER_NORM_EPS)  # -> (B, h, w, C)
+
+
+def vit_block(x, p, config, index, return_probs=False):
+    eps = config.layer_norm_eps
+    windowed = index in config.window_block_indices
+    attended, probs = self_attention(layer_norm(x, p["norm1"], eps), p["attention"], config, windowed, return_probs)
+    x = x + attended
+    x += mlp(layer_norm(x, p["norm2"], eps), p["mlp"])
+    if index in config.residual_block_indices:
+        x += residual_bottleneck(x, p["residual"])
+    return x, probs
+
+
+def backbone(pixels, p, config, keep_hidden=False, keep_attentions=False):
+    """(B, H, W, 4) -> (B, H/16, W/16, C), plus the 13 hidden states and 12 attention maps if asked."""
+    x = patch_embed(pixels, p["embeddings"]["projection"])  # (B, H, W, 4) -> (B, h, w, C)
+    if config.use_absolute_position_embeddings:
+        x += absolute_positions(p["embeddings"]["position_embeddings"], x.shape[1:3])
+    hidden, attentions = [x] if keep_hidden else None, [] if keep_attentions else None
+    for index, layer in p["encoder"]["layer"].items():
+        x, probs = vit_block(x, layer, config, index, keep_attentions)
+        if keep_hidden:
+            hidden.append(x)
+        if keep_attentions:
+            attentions.append(probs)
+    return x, hidden, attentions
+
+
+# ------------------------------------------------------------------------------------------------ decoder
+
+def detail_capture(features, pixels, p):
+    """ConvStream details of the input at 1/2, 1/4, 1/8, fused into the upsampled ViT features, then the head.
+
+    Every BatchNorm is folded into its convolution at load (weights.fold_batch_norms).
+    """
+    details = [pixels]  # D0: (B, H, W, 4), the normalised input with its trimap
+    for conv in p["convstream"]["convs"].values():
+        details.append(conv2d(details[-1], conv["conv"], stride=2, relu=True))  # D1..D3: (B, H/2^k, W/2^k, C_k)
+    x = features  # (B, H/16, W/16, C)
+    for block, detail in zip(p["fusion_blocks"].values(), reversed(details)):
+        # Reference: cat([detail, upsampled], channels) -> conv3x3 -> BN -> ReLU; the concat is read in place.
+        x = conv2d((detail, upsample2x(x)), block["conv"]["conv"], relu=True)  # (B, H', W', C) -> (B, 2H', 2W', C')
+    head = p["matting_head"]["matting_convs"]
+    x = conv2d(x, head[0], relu=True)  # (B, H, W, 32) -> (B, H, W, 16)
+    return sigmoid(conv2d(x, head[3]))  # (B, H, W, 16) -> (B, H, W, 1)
+
+
+# ------------------------------------------------------------------------------------------------- model
+
+@dataclass
+class MattingOutput:
+    """As transformers' ImageMattingOutput: alphas (B, 1, H, W); hidden_states: 13 arrays (B, C, h, w);
+    attentions: 12 arrays, (B*nW, heads, 196, 196) for window blocks and (B, heads, N, N) for global ones."""
+    alphas: object
+    hidden_states: Optional[Tuple[object, ...]] = None
+    attentions: Optional[Tuple[object, ...]] = None
+
+
+class VitMatte:
+    """A loaded ViTMatte network on one backend. Call it on normalised, padded (B, 4, H, W) pixel values."""
+
+    def __init__(self, params, config, processor=ProcessorConfig(), xp=numpy):
+        self.params, self.config, self.processor, self.xp = params, config, processor, xp
+
+    @classmethod
+    def from_state_dict(cls, state, config=None, processor=None, backend_name=None):
+        """From a flat {HF key: array} dict (torch naming); checked strictly, BN folded, moved to the backend."""
+        xp = backend.resolve(backend_name)
+        state = {k: backend.to_numpy(v) for k, v in state.items()}
+        config = config or from_shapes({k: v.shape for k, v in state.items()})
+        weights.check_state_dict(state, config)
+        params = backend.to_device(weights.unflatten(weights.fold_batch_norms(state, config)), xp)
+        return cls(params, config, processor or ProcessorConfig(), xp)
+
+    @property
+    def backend(self):
+        return backend.name_of(self.xp)
+
+    def __call__(self, pixel_values, output_hidden_states=False, output_attentions=False, labels=None):
+        if labels is not None:
+            raise NotImplementedError("Training is not yet supported")  # the reference's behaviour
+        x = self._check_pixels(pixel_values)
+        features, hidden, attentions = backbone(x, self.params["backbone"], self.config,
+                                                output_hidden_states, output_attentions)
+        alphas = detail_capture(features, x, self.params["decoder"])
+        return MattingOutput(
+            alphas=alphas.transpose(0, 3, 1, 2),  # (B, H, W, 1) -> (B, 1, H, W)
+            hidden_states=tuple(self.xp.ascontiguousarray(h.transpose(0, 3, 1, 2)) for h in hidden)
+            if output_hidden_states else None,  # channels-first (B, C, h, w), as the reference
+            attentions=tuple(attentions) if output_attentions else None)
+
+    def _check_pixels(self, pixel_values):
+        shape = getattr(pixel_values, "shape", None)
+        if shape is None or len(shape) != 4:
+            raise ValueError(f"pixel_values: expected a (B, {self.config.num_channels}, H, W) array, got shape {shape}")
+        if shape[1] != self.config.num_channels:
+            raise ValueError(f"pixel_values: expected {self.config.num_channels} channels "
+                             f"(R, G, B, trimap), got {shape[1]}")
+        if shape[2] % 16 or shape[3] % 16 or 0 in shape:
+            raise ValueError(f"pixel_values: height and width must be positive multiples of 16 (pad them, "
+                             f"e.g. with minimatte.preprocess), got {shape[2]}x{shape[3]}")
+        x = self.xp.asarray(pixel_values, dtype=self.xp.float32)
+        return self.xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # (B, 4, H, W) -> (B, H, W, 4)
+
+
+__all__ = ["Config", "MattingOutput", "VitMatte", "backbone", "detail_capture", "vit_block"]

@@ -1,0 +1,174 @@
+"""Pixels in and out: reading images and trimaps, normalisation, padding and cropping.
+
+Semantics are those of transformers' VitMatteImageProcessor (what the hub checkpoints are used with):
+RGB is rescaled to [0, 1] and normalised with mean/std; the trimap is only rescaled (128 -> 0.50196, never
+quantised); the channels are [R, G, B, trimap]; everything is zero-padded bottom/right to a multiple of 32
+after normalisation. Unlike the reference, inputs are checked and converted deliberately:
+
+- image: RGB kept; greyscale replicated to RGB; RGBA/LA alpha dropped (as PIL's convert("RGB")).
+- trimap: one channel; an RGB(A) trimap is reduced to its grey level (PIL's "L" luma when channels differ).
+- uint8 is 0..255, uint16 is 0..65535; float arrays are ambiguous and need `value_range` (1.0 or 255.0).
+"""
+import os
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .backend import to_numpy
+from .config import ProcessorConfig
+
+
+def _open(path, name):
+    """A PIL image from a file path, with one clear error for anything that is not an image."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: no such file {path!r}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{name}: {path!r} is not a readable image ({error})") from None
+
+
+def _pil_to_array(img, name):
+    """A PIL image as an (H, W) or (H, W, C) array, keeping its own value scale."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(img, dtype=np.uint16)
+    if img.mode in ("I", "F"):
+        raise ValueError(f"{name}: 32-bit image mode {img.mode!r} is not supported; save it as 8 or 16 bit")
+    if img.mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
+    return np.asarray(img)
+
+
+def _as_array(x, name):
+    if isinstance(x, (str, os.PathLike)):
+        x = _open(x, name)
+    if isinstance(x, Image.Image):
+        return _pil_to_array(x, name)
+    if hasattr(x, "__cuda_array_interface__"):
+        x = to_numpy(x)
+    if not hasattr(x, "__array__"):
+        raise TypeError(f"{name}: expected a file path, a PIL image or an array, got {type(x).__name__}")
+    return np.asarray(x)
+
+
+def _rescaled(a, name, value_range):
+    """Array values as float64 in [0, 1] (before the processor's own rescale is applied)."""
+    if a.size == 0 or 0 in a.shape[:2]:
+        raise ValueError(f"{name}: image is empty (shape {a.shape})")
+    if a.dtype == np.bool_:
+        raise TypeError(f"{name}: boolean arrays are masks, not images/trimaps "
+                        "(use minimatte.trimap_from_mask for a mask)")
+    if a.dtype == np.uint8:
+        return a.astype(np.float64) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float64) / 65535.0
+    if np.issubdtype(a.dtype, np.floating):
+        if value_range not in (1, 1.0, 255, 255.0):
+            raise ValueError(f"{name}: float arrays need value_range=1.0 (values in [0, 1]) or "
+                             f"value_range=255.0 (values in [0, 255]), got value_range={value_range!r}")
+        a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name}: contains NaN or infinite values")
+        lo, hi = a.min(), a.max()
+        if lo < 0 or hi > value_range:
+            raise ValueError(f"{name}: values must lie in [0, {value_range:g}], found [{lo:g}, {hi:g}]")
+        return a / value_range
+    raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float")
+
+
+def read_image(image, value_range=None, name="image"):
+    """An RGB image (path, PIL image or array) as float64 (H, W, 3) in [0, 1]."""
+    a = _as_array(image, name)
+    if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
+        a = a[:, :, :-1]
+    if a.ndim == 3 and a.shape[2] == 1 or a.ndim == 2:
+        a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, axis=2)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"{name}: expected an (H, W, 3) RGB image (or greyscale/RGBA), got shape {a.shape}")
+    return _rescaled(a, name, value_range)
+
+
+def read_trimap(trimap, value_range=None, name="trimap"):
+    """A trimap (0 background, 255 foreground, grey unknown) as float64 (H, W) in [0, 1]."""
+    a = _as_array(trimap, name)
+    if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
+        a = a[:, :, :-1]
+    if a.ndim == 3 and a.shape[2] == 3:
+        if (a[:, :, :1] == a).all():
+            a = a[:, :, 0]
+        elif a.dtype == np.uint8:  # PIL's convert("L"): ITU-R 601-2 luma, rounded
+            r, g, b = a.astype(np.uint32).transpose(2, 0, 1)
+            a = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+        else:
+            a = a[:, :, 0] * 0.299 + a[:, :, 1] * 0.587 + a[:, :, 2] * 0.114
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a one-channel (H, W) trimap, got shape {a.shape}")
+    return _rescaled(a, name, value_range)
+
+
+@dataclass
+class Batch:
+    pixel_values: np.ndarray  # (B, 4, Hp, Wp) float32: [R, G, B, trimap], normalised and padded
+    sizes: List[Tuple[int, int]]  # the (H, W) of each input before padding
+
+
+def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
+    """Images and trimaps (single or lists of equal length) -> a padded, normalised Batch.
+
+    Every item is padded on its own; items must pad to the same size to form one batch.
+    """
+    single = not isinstance(images, (list, tuple))
+    images, trimaps = ([images], [trimaps]) if single else (list(images), list(trimaps))
+    if len(images) != len(trimaps):
+        raise ValueError(f"trimaps: got {len(trimaps)} trimaps for {len(images)} images")
+    if not images:
+        raise ValueError("images: the batch is empty")
+    items, sizes = [], []
+    for i, (image, trimap) in enumerate(zip(images, trimaps)):
+        suffix = "" if single else f"[{i}]"
+        rgb = read_image(image, value_range, "image" + suffix)
+        alpha_hint = read_trimap(trimap, value_range, "trimap" + suffix)
+        if rgb.shape[:2] != alpha_hint.shape:
+            raise ValueError(f"trimap{suffix}: size {alpha_hint.shape[0]}x{alpha_hint.shape[1]} (HxW) does not "
+                             f"match the image's {rgb.shape[0]}x{rgb.shape[1]}")
+        items.append(_normalize(rgb, alpha_hint, config))
+        sizes.append(rgb.shape[:2])
+    padded = {_padded_size(s, config) for s in sizes}
+    if len(padded) > 1:
+        raise ValueError(f"images: a batch must pad to one size, got padded sizes {sorted(padded)}; "
+                         "run differently sized images separately")
+    (hp, wp), = padded
+    pixel_values = np.zeros((len(items), 4, hp, wp), dtype=np.float32)
+    for out, item in zip(pixel_values, items):
+        out[:, :item.shape[1], :item.shape[2]] = item
+    return Batch(pixel_values, sizes)
+
+
+def _padded_size(size, config):
+    if not config.do_pad:
+        return tuple(size)
+    d = config.size_divisor
+    return tuple(s + (-s) % d for s in size)
+
+
+def _normalize(rgb, trimap, config):
+    """float64 [0,1] inputs -> (4, H, W) float32. The rescale is undone/redone so that the processor's
+    rescale_factor applies to the original 8-bit values, as in the reference."""
+    rgb = rgb * 255.0 * config.rescale_factor if config.do_rescale else rgb * 255.0
+    trimap = trimap * 255.0 * config.rescale_factor if config.do_rescale else trimap * 255.0
+    rgb = rgb.astype(np.float32)
+    if config.do_normalize:
+        rgb = (rgb - np.float32(config.image_mean)) / np.float32(config.image_std)
+    return np.concatenate([rgb.transpose(2, 0, 1), trimap.astype(np.float32)[None]], axis=0)
+
+
+def crop(alphas, sizes):
+    """(B, 1, Hp, Wp) model output -> list of (H, W) alphas at the inputs' sizes."""
+    return [a[0, :h, :w] for a, (h, w) in zip(alphas, sizes)]

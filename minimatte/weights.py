@@ -1,0 +1,111 @@
+"""Reading checkpoints strictly, and turning a flat state dict into the parameter tree the model reads.
+
+Accepted sources: a Hugging Face checkpoint directory (`model.safetensors` + `config.json` +
+`preprocessor_config.json`), a single HF `model.safetensors`, or minimatte's own converted safetensors
+(config and processor settings stored in the file's metadata, tensors in float32 or float16).
+"""
+import json
+import os
+
+import numpy as np
+
+from . import config as cfg
+
+CONFIG_KEY = "minimatte.config"
+PROCESSOR_KEY = "minimatte.processor"
+
+
+def read_safetensors(path):
+    """(tensors as NumPy arrays, metadata dict) of a safetensors file; a clear error if it is not one."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="np") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise ValueError(f"weights: {os.fspath(path)!r} is not a readable safetensors file ({error})") from None
+    return tensors, metadata
+
+
+def read_checkpoint(source):
+    """(state dict, Config, ProcessorConfig) from a checkpoint directory or safetensors file."""
+    source = os.fspath(source)
+    directory = source if os.path.isdir(source) else os.path.dirname(source)
+    if os.path.isdir(source):
+        path = os.path.join(source, "model.safetensors")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"weights: no model.safetensors in {source!r}; convert a pytorch_model.bin or .pth first "
+                "with `minimatte convert SRC DST`")
+    elif os.path.isfile(source):
+        path = source
+    else:
+        raise FileNotFoundError(f"weights: no such file or directory {source!r}")
+    state, metadata = read_safetensors(path)
+    config_json = os.path.join(directory, "config.json")
+    if CONFIG_KEY in metadata:
+        config = cfg.Config.from_dict(json.loads(metadata[CONFIG_KEY]))
+    elif os.path.isdir(source) and os.path.isfile(config_json):
+        config = cfg.from_hf(cfg.read_json(config_json))
+    else:
+        config = cfg.from_shapes({k: v.shape for k, v in state.items()})
+    processor_json = os.path.join(directory, "preprocessor_config.json")
+    if PROCESSOR_KEY in metadata:
+        processor = cfg.ProcessorConfig.from_dict(json.loads(metadata[PROCESSOR_KEY]))
+    elif os.path.isdir(source) and os.path.isfile(processor_json):
+        processor = cfg.processor_from_hf(cfg.read_json(processor_json))
+    else:
+        processor = cfg.ProcessorConfig()
+    return state, config, processor
+
+
+def check_state_dict(state, config):
+    """Raise a ValueError naming the first missing, unexpected or mis-shaped tensor."""
+    expected = cfg.expected_shapes(config)
+    optional = cfg.batch_norm_buffers(config)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected and k not in optional]
+    problems = [f"missing tensor {k!r} (expected shape {expected[k]})" for k in missing]
+    problems += [f"unexpected tensor {k!r}" for k in unexpected]
+    problems += [f"tensor {k!r} has shape {tuple(v.shape)}, expected {expected[k]}"
+                 for k, v in state.items() if k in expected and tuple(v.shape) != expected[k]]
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ValueError(f"weights: {problems[0]}{more}")
+
+
+def fold_batch_norms(state, config):
+    """Fold every eval-mode BatchNorm into the convolution before it (float64, then float32).
+
+    BN(conv(x)) = conv(x) * s + (beta - mean * s) with s = gamma / sqrt(var + eps): the conv weight is
+    scaled per output channel and gains a bias. The decoder's BNs use batch_norm_eps; the head's uses
+    torch's default, also 1e-5. Returns a new flat dict without BN tensors.
+    """
+    folded = {k: v for k, v in state.items()
+              if ".batch_norm." not in k and ".matting_convs.1." not in k and not k.endswith("num_batches_tracked")}
+    pairs = [(f"decoder.convstream.convs.{j}.conv", f"decoder.convstream.convs.{j}.batch_norm", config.batch_norm_eps)
+             for j in range(len(config.convstream_hidden_sizes))]
+    pairs += [(f"decoder.fusion_blocks.{j}.conv.conv", f"decoder.fusion_blocks.{j}.conv.batch_norm",
+               config.batch_norm_eps) for j in range(len(config.fusion_hidden_sizes))]
+    pairs.append(("decoder.matting_head.matting_convs.0", "decoder.matting_head.matting_convs.1", 1e-5))
+    for conv, bn, eps in pairs:
+        gamma, beta, mean, var = (state[f"{bn}.{n}"].astype(np.float64)
+                                  for n in ("weight", "bias", "running_mean", "running_var"))
+        scale = gamma / np.sqrt(var + eps)
+        bias = state.get(f"{conv}.bias", np.zeros_like(mean)).astype(np.float64)
+        folded[f"{conv}.weight"] = (state[f"{conv}.weight"].astype(np.float64) * scale[:, None, None, None])
+        folded[f"{conv}.bias"] = (bias - mean) * scale + beta
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in folded.items()}
+
+
+def unflatten(flat):
+    """{"a.0.b": x} -> {"a": {0: {"b": x}}}: the checkpoint's module tree, integer keys in order."""
+    tree = {}
+    for key in sorted(flat, key=lambda k: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in k.split(".")]):
+        node = tree
+        *parents, leaf = [int(p) if p.isdigit() else p for p in key.split(".")]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = flat[key]
+    return tree

@@ -1,0 +1,59 @@
+"""Shared test fixtures: paths, the spec's deterministic weights and inputs."""
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from minimatte import config as cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MINIMATTE_SHARED", ROOT.parent / "shared"))
+REFERENCE = SHARED / "reference"
+DATA = SHARED / "data"
+
+
+def deterministic_state(config):
+    """The reference's deterministic weights (spec section 9), every HF key, float32 (int64 counters)."""
+    state = {}
+    shapes = dict(cfg.expected_shapes(config))
+    shapes.update({k: () for k in cfg.batch_norm_buffers(config)})
+    for key, shape in shapes.items():
+        rng = np.random.default_rng(zlib.crc32(key.encode("utf-8")))
+        if key.endswith("num_batches_tracked"):
+            state[key] = np.zeros((), dtype=np.int64)
+            continue
+        if key.endswith("running_var"):
+            state[key] = (0.5 + rng.random(shape)).astype(np.float32)
+            continue
+        n = rng.standard_normal(shape)
+        if key.endswith("running_mean"):
+            value = 0.1 * n
+        elif key.endswith(".weight") and (".norm" in key or ".batch_norm." in key or "matting_convs.1." in key):
+            value = 1 + 0.1 * n
+        elif key.endswith(".bias"):
+            value = 0.1 * n
+        elif "position_embeddings" in key:
+            value = 0.5 * n
+        elif "rel_pos_" in key:
+            value = 0.1 * n
+        else:
+            value = n / np.sqrt(np.prod(shape[1:]))
+        state[key] = value.astype(np.float32)
+    return state
+
+
+def input_a():
+    """Spec input A: (1, 4, 64, 96) pixel values fed straight to the model."""
+    y, x = np.mgrid[0:64, 0:96].astype(np.float64)
+    rgb = [np.sin(0.11 * x + 0.07 * y + c) for c in range(3)]
+    trimap = np.where(x < 32, 0.0, np.where(x < 64, 128 / 255, 1.0))
+    return np.stack(rgb + [trimap])[None].astype(np.float32)
+
+
+def input_b():
+    """Spec input B: a uint8 60x90 RGB image and trimap, to go through the processor."""
+    y, x, c = np.mgrid[0:60, 0:90, 0:3]
+    image = ((7 * y + 13 * x + 29 * c) % 256).astype(np.uint8)
+    trimap = np.where(x[..., 0] < 30, 0, np.where(x[..., 0] < 60, 128, 255)).astype(np.uint8)
+    return image, trimap
