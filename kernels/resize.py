@@ -28,12 +28,13 @@ def interpolation_matrix(in_size, out_size, mode, xp=numpy):
 
     mode "linear": the source coordinate is clamped at 0 and the upper tap at in_size-1.
     mode "cubic": the coordinate is not clamped, each of the four taps is (edge replicate).
-    No antialiasing when shrinking, as in PyTorch. Coordinates and weights are computed in float32,
-    as PyTorch does for float32 tensors.
+    No antialiasing when shrinking, as in PyTorch. Coordinates and weights are float32, as PyTorch
+    computes them for float32 tensors.
     """
     f32 = numpy.float32
     scale = f32(in_size) / f32(out_size)
-    src = (numpy.arange(out_size, dtype=f32) + f32(0.5)) * scale - f32(0.5)
+    # PyTorch's compiled kernel contracts scale * (o + 0.5) - 0.5 into a fused multiply-add: one rounding.
+    src = ((numpy.arange(out_size) + 0.5) * numpy.float64(scale) - 0.5).astype(f32)
     matrix = numpy.zeros((out_size, in_size), dtype=f32)
     rows = numpy.arange(out_size)
     if mode == "linear":

@@ -12,8 +12,10 @@ import numpy
 
 from . import backend, weights
 from .config import Config, ProcessorConfig, from_shapes
-from .kernels import (attention, conv2d, gelu, layer_norm, linear, patch_embed, relative_position_table,
-                      resize, sigmoid, upsample2x, window_partition, window_unpartition)
+from .kernels.attention import attention, relative_position_table, window_partition, window_unpartition
+from .kernels.conv import conv2d, patch_embed
+from .kernels.nn import gelu, layer_norm, linear, sigmoid
+from .kernels.resize import resize, upsample2x
 
 RESIDUAL_LAYER_NORM_EPS = 1e-6  # VitDet's channels-first LayerNorm in the residual block: fixed, not layer_norm_eps
 

@@ -1,0 +1,111 @@
+"""minimatte vs transformers (torch eager) on the CPU: time and peak memory, side by side in one run.
+
+    python benchmarks/cpu.py --models small --sizes 640x960 1024x1024 --rounds 3
+
+Each measurement is a fresh process (so its peak RSS is that engine's alone) that builds the model with
+the spec's deterministic random weights, warms up on a 64x64 input, then times one forward pass at the
+requested size. Engines alternate within each round; the table reports medians over rounds and the ratio
+minimatte / torch. fp32 throughout; threads = --threads for both engines.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENGINES = ("minimatte", "torch")
+
+
+def measure(engine, model_name, height, width, threads):
+    """Runs inside the child process: returns seconds and peak RSS (MB) of one forward pass."""
+    import resource
+
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+    import minimatte
+    from helpers import deterministic_state
+
+    config = minimatte.PRESETS[model_name]
+    state = deterministic_state(config)
+    pixels = np.random.default_rng(0).uniform(-1, 1, (1, 4, height, width)).astype(np.float32)
+    warm = pixels[:, :, :64, :64].copy()
+    if engine == "minimatte":
+        model = minimatte.VitMatte.from_state_dict(state)
+        del state
+
+        def run(x):
+            return model(x).alphas
+    else:
+        import torch
+
+        from reference import hf_model
+        torch.set_num_threads(threads)
+        model = hf_model(config, state)
+        del state
+
+        def run(x):
+            with torch.no_grad():
+                return model(torch.from_numpy(x)).alphas
+    run(warm)
+    start = time.perf_counter()
+    run(pixels)
+    seconds = time.perf_counter() - start
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(engine, model_name, size, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import cpu; "
+            f"print(json.dumps(cpu.measure({engine!r}, {model_name!r}, {size[0]}, {size[1]}, {threads})))")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["?"])[-1]
+        return None, f"failed ({'out of memory' if result.returncode in (-9, 137) else tail})"
+    return json.loads(result.stdout.strip().splitlines()[-1]), None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["small"], choices=["small", "base"])
+    parser.add_argument("--sizes", nargs="+", default=["512x512", "640x960", "1024x1024"],
+                        help="HxW, multiples of 32 (2048x2048 too)")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    print(f"| model | size | engine | median time (s) | peak RSS (MB) | time vs torch | RSS vs torch |")
+    print("|---|---|---|---|---|---|---|")
+    for model_name in args.models:
+        for size_text in args.sizes:
+            size = tuple(int(v) for v in size_text.split("x"))
+            runs = {e: [] for e in args.engines}
+            errors = {}
+            for _ in range(args.rounds):
+                for engine in args.engines:
+                    if engine in errors:
+                        continue
+                    result, error = child(engine, model_name, size, args.threads)
+                    if error:
+                        errors[engine] = error
+                    else:
+                        runs[engine].append(result)
+            summary = {e: (statistics.median(r[0] for r in v), max(r[1] for r in v)) for e, v in runs.items() if v}
+            for engine in args.engines:
+                if engine not in summary:
+                    print(f"| {model_name} | {size_text} | {engine} | {errors[engine]} | | | |")
+                    continue
+                seconds, rss = summary[engine]
+                ratio = ""
+                if engine != "torch" and "torch" in summary:
+                    ratio = f"{seconds / summary['torch'][0]:.2f}x | {rss / summary['torch'][1]:.2f}x"
+                print(f"| {model_name} | {size_text} | {engine} | {seconds:.2f} | {rss:.0f} | {ratio or ' |'} |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The `minimatte` command line (also `python -m minimatte`)."""
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+from . import api, hub
+
+
+def _save_atomically(image, path):
+    """Write next to the target, then rename: a failure never leaves a half-written file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".minimatte-", suffix=os.path.splitext(path)[1], dir=directory)
+    os.close(fd)
+    try:
+        image.save(tmp, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG"))
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _alpha_image(alpha):
+    return Image.fromarray(np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8), mode="L")
+
+
+def _matte(args):
+    model = api.load(args.model, backend=args.backend)
+    alpha = api.infer(args.image, args.trimap, model=model)
+    if args.command == "matte":
+        _save_atomically(_alpha_image(alpha), args.output)
+    else:
+        rgb = Image.open(args.image).convert("RGB")
+        rgba = rgb.copy()
+        rgba.putalpha(_alpha_image(alpha))
+        _save_atomically(rgba, args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+def _download(args):
+    print(hub.download(args.name))
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="minimatte", description="ViTMatte image matting without PyTorch.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("matte", "write the alpha matte as an 8-bit greyscale PNG"),
+                       ("cutout", "write the image with the matte as its alpha channel (RGBA PNG)")):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("image", help="RGB image file")
+        sub.add_argument("trimap", help="trimap file: 0 background, 255 foreground, grey unknown")
+        sub.add_argument("-o", "--output", required=True, help="output file (.png)")
+        sub.add_argument("--model", default=api.DEFAULT_MODEL,
+                         help="checkpoint directory, safetensors file or name (default: %(default)s)")
+        sub.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+                         help="array backend (default: $MINIMATTE_BACKEND or numpy)")
+        sub.set_defaults(run=_matte)
+    sub = commands.add_parser("download", help="download a published checkpoint into the cache",
+                              description=f"Download a checkpoint into {hub.cache_dir()} "
+                                          "($MINIMATTE_CACHE overrides) and print its directory.")
+    sub.add_argument("name", choices=sorted(hub.CHECKPOINTS))
+    sub.set_defaults(run=_download)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+        print(f"minimatte: error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, (ValueError, TypeError)) else 1
+    return 0

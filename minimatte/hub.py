@@ -1,0 +1,124 @@
+"""Published checkpoints by name: download from the Hugging Face hub with the standard library only.
+
+Files land in $MINIMATTE_CACHE (default ~/.cache/minimatte)/NAME/. A download resumes a partial
+`.part` file, checks the sha256 where it is known, and is renamed into place only when complete.
+MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1) never touches the network.
+"""
+import hashlib
+import os
+import shutil
+import sys
+import urllib.error
+import urllib.request
+
+CHECKPOINTS = {
+    "small-composition-1k": "hustvl/vitmatte-small-composition-1k",
+    "base-composition-1k": "hustvl/vitmatte-base-composition-1k",
+    "small-distinctions-646": "hustvl/vitmatte-small-distinctions-646",
+    "base-distinctions-646": "hustvl/vitmatte-base-distinctions-646",
+}
+FILES = ("config.json", "preprocessor_config.json", "model.safetensors")
+KNOWN_SHA256 = {
+    ("small-composition-1k", "model.safetensors"): "bda9289db1bb6762d978b42d1c62ae3f34daf7497171a347a1d09657efd788cb",
+    ("small-composition-1k", "config.json"): "ae1006f5a83227048b563b2e60709d4203e432b2276949ebef41a8cfeeeaf45f",
+    ("small-composition-1k", "preprocessor_config.json"):
+        "0db558038b96a3f5c97e46d4ec8966fcc479e9aa58a391bca60b5094a5f7fee0",
+}
+
+
+def cache_dir():
+    return os.environ.get("MINIMATTE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "minimatte")
+
+
+def _offline():
+    return any(os.environ.get(v, "") not in ("", "0") for v in ("MINIMATTE_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def _check_name(name):
+    if name not in CHECKPOINTS:
+        raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
+                         f"({', '.join(CHECKPOINTS)})")
+
+
+def cached_checkpoint(name):
+    """The cache directory of checkpoint `name`, downloading it first if it is missing (unless offline)."""
+    _check_name(name)
+    directory = os.path.join(cache_dir(), name)
+    if all(os.path.isfile(os.path.join(directory, f)) for f in FILES):
+        return directory
+    if _offline():
+        raise FileNotFoundError(f"model: {name!r} is not in the cache ({directory}) and offline mode is on; "
+                                f"run `minimatte download {name}` while online")
+    print(f"minimatte: downloading {name} to {directory} (first use)", file=sys.stderr)
+    return download(name)
+
+
+def download(name, progress=True):
+    """Download every file of checkpoint `name` into the cache; returns its directory."""
+    _check_name(name)
+    if _offline():
+        raise RuntimeError("download: offline mode is on (MINIMATTE_OFFLINE / HF_HUB_OFFLINE)")
+    directory = os.path.join(cache_dir(), name)
+    os.makedirs(directory, exist_ok=True)
+    base = os.environ.get("MINIMATTE_HUB_URL", "https://huggingface.co").rstrip("/")
+    for filename in FILES:
+        target = os.path.join(directory, filename)
+        if os.path.isfile(target):
+            continue
+        url = f"{base}/{CHECKPOINTS[name]}/resolve/main/{filename}"
+        _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
+    return directory
+
+
+def _fetch(url, target, sha256, progress):
+    partial = target + ".part"
+    have = os.path.getsize(partial) if os.path.exists(partial) else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and have:  # the partial file is already complete
+            response = None
+        else:
+            raise RuntimeError(f"download: {url} failed: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise RuntimeError(f"download: cannot reach {url} ({getattr(error, 'reason', error)}); "
+                           "check the network, or use MINIMATTE_OFFLINE=1 with a filled cache") from None
+    if response is not None:
+        with response:
+            if have and response.status != 206:  # the server ignored the range: start over
+                have = 0
+            total = int(response.headers.get("Content-Length", 0)) + have
+            with open(partial, "ab" if have else "wb") as out:
+                done = have
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress and total:
+                        _bar(os.path.basename(target), done, total)
+            if progress and total:
+                print(file=sys.stderr)
+            if total and done < total:
+                raise RuntimeError(f"download: {url} ended early ({done} of {total} bytes); run again to resume")
+    if sha256 is not None:
+        digest = _sha256(partial)
+        if digest != sha256:
+            os.unlink(partial)
+            raise RuntimeError(f"download: {os.path.basename(target)} has sha256 {digest}, expected {sha256}; "
+                               "the corrupt file was removed")
+    shutil.move(partial, target)
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _bar(label, done, total, width=30):
+    filled = width * done // total
+    sys.stderr.write(f"\r{label}: [{'#' * filled}{'.' * (width - filled)}] "
+                     f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB")
+    sys.stderr.flush()

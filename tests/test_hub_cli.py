@@ -1,0 +1,125 @@
+"""Downloads against a real HTTP server on loopback, and the command line."""
+import hashlib
+import http.server
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.numpy import save_file
+
+import minimatte
+from minimatte import cli, hub
+
+NAME = "small-distinctions-646"  # no known hashes: tests below set their own
+
+
+class Hub(http.server.ThreadingHTTPServer):
+    """Serves {path: bytes} in the hub layout; honours Range; can cut a response short once."""
+
+    def __init__(self, files):
+        self.files, self.cut_once, self.requests = files, set(), []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(handler):
+                self.requests.append((handler.path, handler.headers.get("Range")))
+                body = self.files.get(handler.path)
+                if body is None:
+                    handler.send_error(404)
+                    return
+                start = int(handler.headers["Range"][6:-1]) if handler.headers.get("Range") else 0
+                handler.send_response(206 if start else 200)
+                handler.send_header("Content-Length", str(len(body) - start))
+                handler.end_headers()
+                if handler.path in self.cut_once:
+                    self.cut_once.discard(handler.path)
+                    handler.wfile.write(body[start:start + len(body) // 2])
+                    handler.close_connection = True
+                    return
+                handler.wfile.write(body[start:])
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch, det_state):
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v for k, v in det_state("small").items()}, str(weights))
+    repo = "/" + hub.CHECKPOINTS[NAME] + "/resolve/main/"
+    files = {repo + "model.safetensors": weights.read_bytes(),
+             repo + "config.json": json.dumps({"model_type": "vitmatte", "hidden_size": 384,
+                                               "backbone_config": {"hidden_size": 384, "num_attention_heads": 6,
+                                                                   "num_channels": 4, "image_size": 512,
+                                                                   "window_size": 14,
+                                                                   "window_block_indices": [0, 1, 3, 4, 6, 7, 9, 10],
+                                                                   "residual_block_indices": [2, 5, 8, 11],
+                                                                   "use_relative_position_embeddings": True}}).encode(),
+             repo + "preprocessor_config.json": b'{"size_divisibility": 32}'}
+    server = Hub(files)
+    monkeypatch.setenv("MINIMATTE_HUB_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("MINIMATTE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINIMATTE_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield server, repo
+    server.shutdown()
+
+
+def test_download_resume_and_load(served, tmp_path, det_model):
+    server, repo = served
+    server.cut_once.add(repo + "model.safetensors")
+    with pytest.raises(RuntimeError, match="ended early"):
+        hub.download(NAME, progress=False)
+    assert not (tmp_path / "cache" / NAME / "model.safetensors").exists()  # only the .part file
+    directory = hub.download(NAME, progress=False)
+    ranges = [r for path, r in server.requests if path.endswith("model.safetensors")]
+    assert ranges == [None, f"bytes={len(server.files[repo + 'model.safetensors']) // 2}-"]  # resumed
+    model = minimatte.load(NAME)
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
+    assert directory.endswith(NAME)
+
+
+def test_wrong_hash_is_refused_and_removed(served, tmp_path, monkeypatch):
+    monkeypatch.setitem(hub.KNOWN_SHA256, (NAME, "config.json"), hashlib.sha256(b"other").hexdigest())
+    with pytest.raises(RuntimeError, match="config.json has sha256 .* the corrupt file was removed"):
+        hub.download(NAME, progress=False)
+    assert not list((tmp_path / "cache" / NAME).glob("config.json*"))
+
+
+def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
+    server, repo = served
+    del server.files[repo + "model.safetensors"]
+    with pytest.raises(RuntimeError, match="HTTP 404"):
+        hub.download(NAME, progress=False)
+    monkeypatch.setenv("MINIMATTE_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="offline mode is on"):
+        minimatte.load(NAME)
+    monkeypatch.delenv("MINIMATTE_OFFLINE")
+    monkeypatch.setenv("MINIMATTE_HUB_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        hub.download(NAME, progress=False)
+    with pytest.raises(ValueError, match="neither an existing path nor a checkpoint name"):
+        minimatte.load("no-such-model")
+
+
+def test_cli_matte_and_cutout(served, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    image, trimap = tmp_path / "i.png", tmp_path / "t.png"
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image)
+    Image.fromarray(np.full((40, 50), 128, np.uint8)).save(trimap)
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.png"), "--model", NAME]) == 0
+    alpha = np.asarray(Image.open(tmp_path / "a.png"))
+    assert alpha.shape == (40, 50)
+    expected = minimatte.infer(str(image), str(trimap), model=NAME)
+    assert np.abs(alpha.astype(int) - np.rint(expected * 255)).max() == 0
+    assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--model", NAME]) == 0
+    assert Image.open(tmp_path / "c.png").mode == "RGBA"
+    assert cli.main(["matte", str(image), str(tmp_path / "missing.png"), "-o", str(tmp_path / "x.png"),
+                     "--model", NAME]) == 1
+    assert "trimap: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

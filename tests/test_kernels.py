@@ -1,0 +1,112 @@
+"""Each kernel against its torch counterpart (and against plain definitions where torch is not needed)."""
+import math
+
+import numpy as np
+import pytest
+
+from minimatte.kernels import attention as attention_module
+from minimatte.kernels import conv, nn, resize
+from reference import require_reference
+
+rng = np.random.default_rng(0)
+
+
+def randn(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_erf_and_gelu_are_exact():
+    x = np.linspace(-8, 8, 100001, dtype=np.float32)
+    exact = np.array([math.erf(v) for v in x.astype(np.float64)])
+    assert np.abs(nn.erf(x) - exact).max() < 5e-7  # a few float32 ulps of values near +-1
+    torch, _ = require_reference()
+    assert np.abs(nn.erf(x) - torch.erf(torch.from_numpy(x)).numpy()).max() < 5e-7
+    np.testing.assert_allclose(nn.gelu(x.copy()), torch.nn.functional.gelu(torch.from_numpy(x)).numpy(),
+                               rtol=1e-6, atol=2e-6)  # deep negative tail: |gelu| < 1e-6 there
+    gelu = 0.5 * x.astype(np.float64) * (1 + np.array([math.erf(v / math.sqrt(2)) for v in x.astype(np.float64)]))
+    assert np.abs(nn.gelu(x.copy()) - gelu).max() < 2e-6
+
+
+@pytest.mark.parametrize("size_in,size_out", [(14, 4), (14, 6), (14, 40), (14, 14), (5, 128)])
+def test_cubic_matches_torch(size_in, size_out):
+    torch, _ = require_reference()
+    grid = randn(size_in, size_in + 1, 8)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(grid).permute(2, 0, 1)[None], size=(size_out, size_out + 3),
+                                          mode="bicubic", align_corners=False)[0].permute(1, 2, 0).numpy()
+    # float32 coefficients (as torch computes them) put both ~3e-6 from a float64 resize when shrinking
+    np.testing.assert_allclose(resize.resize(grid, (size_out, size_out + 3), "cubic"), ref, atol=5e-6)
+
+
+@pytest.mark.parametrize("length_in,length_out", [(63, 7), (63, 79), (63, 127), (27, 27), (63, 255)])
+def test_linear_matches_torch(length_in, length_out):
+    torch, _ = require_reference()
+    table = randn(length_in, 64)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(table).T[None], size=length_out, mode="linear")[0].T
+    out = attention_module.relative_position_table(table, (length_out + 1) // 2)
+    np.testing.assert_allclose(out, ref.numpy(), atol=1e-6)
+
+
+def test_upsample2x_matches_torch():
+    torch, _ = require_reference()
+    x = randn(2, 5, 7, 3)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), scale_factor=2, mode="bilinear",
+                                          align_corners=False).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(resize.upsample2x(x), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("k,stride,size", [(3, 1, (9, 13)), (3, 2, (16, 22)), (3, 2, (9, 13)), (1, 1, (5, 6))])
+def test_conv2d_matches_torch(k, stride, size):
+    torch, _ = require_reference()
+    x, weight, bias = randn(2, *size, 6), randn(5, 6, k, k), randn(5)
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(weight),
+                                     torch.from_numpy(bias), stride=stride, padding=k // 2)
+    ref = ref.permute(0, 2, 3, 1).numpy()
+    out = conv.conv2d(x, {"weight": weight, "bias": bias}, stride=stride)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    split = conv.conv2d((x[..., :2], x[..., 2:]), {"weight": weight, "bias": bias}, stride=stride, relu=True)
+    np.testing.assert_allclose(split, np.maximum(ref, 0), atol=1e-5)
+
+
+def test_conv2d_band_edges(monkeypatch):
+    """Tiny bands force every border case of the banded im2col."""
+    torch, _ = require_reference()
+    monkeypatch.setattr(conv, "chunk_elements", lambda xp: 1)
+    x, weight = randn(1, 7, 5, 3), randn(4, 3, 3, 3)
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(weight), padding=1)
+    np.testing.assert_allclose(conv.conv2d(x, {"weight": weight}), ref.permute(0, 2, 3, 1).numpy(), atol=1e-5)
+
+
+def test_layer_norm_and_sigmoid_match_definitions():
+    x = randn(37, 384) * 50 + 7
+    p = {"weight": randn(384), "bias": randn(384)}
+    x64 = x.astype(np.float64)
+    ref = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-6) * p["weight"] + p["bias"]
+    np.testing.assert_allclose(nn.layer_norm(x, p, 1e-6), ref, atol=2e-5)
+    np.testing.assert_allclose(nn.sigmoid(x[:, :5].copy() / 50), 1 / (1 + np.exp(-x64[:, :5] / 50)), atol=1e-6)
+
+
+def test_window_partition_roundtrip():
+    x = randn(2, 19, 30, 8)
+    windows = attention_module.window_partition(x, 14, pad_value=np.arange(8, dtype=np.float32))
+    assert windows.shape == (2 * 2 * 3, 14, 14, 8)
+    np.testing.assert_array_equal(windows[2, :, 2:], np.broadcast_to(np.arange(8), (14, 12, 8)))  # pads = value
+    np.testing.assert_array_equal(attention_module.window_unpartition(windows, 14, (19, 30)), x)
+
+
+@pytest.mark.parametrize("budget", [1, 1 << 16])
+def test_attention_slabs_are_exact(monkeypatch, budget):
+    """Query-chunked attention equals a direct softmax with the decomposed relative bias."""
+    module = attention_module
+    monkeypatch.setattr(module, "chunk_elements", lambda xp: budget)
+    n, a, b, heads, hd = 2, 5, 7, 3, 64
+    qkv, rel_h, rel_w = randn(n, a, b, 3 * heads * hd), randn(2 * a - 1, hd), randn(2 * b - 1, hd)
+    out, probs = module.attention(qkv, heads, rel_h, rel_w, return_probs=True)
+    q, k, v = (qkv.reshape(n, a * b, 3, heads, hd)[:, :, i].transpose(0, 2, 1, 3).astype(np.float64) for i in range(3))
+    iy, ix = np.divmod(np.arange(a * b), b)
+    bias_h = np.einsum("nhqc,qkc->nhqk", q, rel_h[iy[:, None] - iy[None, :] + a - 1])
+    bias_w = np.einsum("nhqc,qkc->nhqk", q, rel_w[ix[:, None] - ix[None, :] + b - 1])
+    logits = q @ k.transpose(0, 1, 3, 2) / 8 + bias_h + bias_w
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(probs, p, atol=1e-5)
+    np.testing.assert_allclose(out, (p @ v).transpose(0, 2, 1, 3).reshape(n, a, b, -1), atol=1e-5)

@@ -1,0 +1,22 @@
+"""The built distribution ships the kernels inside the minimatte namespace, never as top-level `kernels`."""
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from helpers import ROOT
+
+
+def test_wheel_has_no_top_level_kernels(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"building the wheel failed: {result.stderr[-2000:]}")
+    wheel, = tmp_path.glob("minimatte-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "minimatte/kernels/attention.py" in names and "minimatte/kernels/conv.py" in names
+    assert not [n for n in names if n.startswith("kernels/")]
+    top_level = [n for n in names if n.endswith("top_level.txt")]
+    if top_level:
+        assert zipfile.ZipFile(wheel).read(top_level[0]).decode().split() == ["minimatte"]

@@ -1,0 +1,126 @@
+"""Preprocessing semantics and input checking."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import minimatte
+from helpers import DATA, REFERENCE
+
+BULB = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
+
+
+def test_processor_values_from_published_test():
+    expected = json.loads((REFERENCE / "expected_values.json").read_text())["transformers_js_preprocessing_test"]
+    batch = minimatte.preprocess(*map(str, BULB))
+    assert list(batch.pixel_values.shape) == expected["pixel_values_dims"]
+    assert batch.sizes == [(640, 960)]
+    flat = batch.pixel_values.reshape(-1)
+    for index, value in expected["flat_index_values"].items():
+        assert flat[int(index)] == pytest.approx(value, abs=1e-6)
+    assert flat.astype(np.float64).mean() == pytest.approx(expected["mean_all"], abs=1e-6)
+
+
+def test_trimap_is_only_rescaled_and_padding_is_zero():
+    image = np.full((33, 40, 3), 255, np.uint8)
+    trimap = np.array([[0, 128, 255, 200]] * 10, np.uint8).repeat(10, axis=1)[:, :40].repeat(4, axis=0)[:33]
+    pixels = minimatte.preprocess(image, trimap).pixel_values
+    assert pixels.shape == (1, 4, 64, 64)  # 33 -> 64, 40 -> 64, bottom/right
+    assert set(np.unique(pixels[0, 3, :33, :40])) == {np.float32(v / 255) for v in (0, 128, 255, 200)}
+    assert (pixels[0, :3, :33, :40] == 1).all()  # (1 - 0.5) / 0.5
+    assert (pixels[0, :, 33:] == 0).all() and (pixels[0, :, :, 40:] == 0).all()
+    assert minimatte.preprocess(image[:32, :32], trimap[:32, :32]).pixel_values.shape == (1, 4, 32, 32)
+
+
+def test_processor_config_is_honoured():
+    config = minimatte.ProcessorConfig(image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))
+    image = np.full((32, 32, 3), 51, np.uint8)
+    pixels = minimatte.preprocess(image, np.zeros((32, 32), np.uint8), config).pixel_values
+    np.testing.assert_allclose(pixels[0, :3, 0, 0], (0.2 - np.array(config.image_mean)) / config.image_std, rtol=1e-6)
+    hf = minimatte.config.processor_from_hf(json.loads((REFERENCE / "hf_config_base" / "preprocessor_config.json")
+                                                       .read_text()))
+    assert hf == minimatte.ProcessorConfig()
+
+
+def test_input_kinds_agree(tmp_path):
+    rgba = Image.open(BULB[0])
+    assert rgba.mode == "RGBA"
+    from_path = minimatte.preprocess(str(BULB[0]), str(BULB[1])).pixel_values
+    from_pil = minimatte.preprocess(rgba, Image.open(BULB[1])).pixel_values
+    rgb = np.asarray(rgba.convert("RGB"))
+    trimap = np.asarray(Image.open(BULB[1]).convert("L"))
+    from_array = minimatte.preprocess(rgb, trimap).pixel_values
+    from_float = minimatte.preprocess(rgb / 255.0, trimap / 255.0, value_range=1.0).pixel_values
+    from_rgb_trimap = minimatte.preprocess(rgb, np.stack([trimap] * 3, -1)).pixel_values
+    np.testing.assert_array_equal(from_path, from_pil)
+    np.testing.assert_array_equal(from_path, from_array)
+    np.testing.assert_array_equal(from_path, from_rgb_trimap)
+    assert np.abs(from_float - from_path).max() < 1e-6
+
+
+def test_grey_and_coloured_trimaps_convert_like_pil():
+    grey = np.array([[10, 200]], np.uint8)
+    np.testing.assert_array_equal(minimatte.read_image(grey)[0, 0], [10 / 255] * 3)
+    colour = np.array([[[255, 0, 0], [12, 200, 99]]], np.uint8)
+    expected = np.asarray(Image.fromarray(colour).convert("L")) / 255
+    np.testing.assert_array_equal(minimatte.read_trimap(colour), expected)
+
+
+def test_batch_of_equal_sizes():
+    images = [np.zeros((40, 50, 3), np.uint8), np.ones((40, 50, 3), np.uint8)]
+    trimaps = [np.zeros((40, 50), np.uint8)] * 2
+    batch = minimatte.preprocess(images, trimaps)
+    assert batch.pixel_values.shape == (2, 4, 64, 64) and batch.sizes == [(40, 50)] * 2
+
+
+@pytest.mark.parametrize("image,trimap,kwargs,error,match", [
+    (np.zeros((10, 10, 3), np.uint8), np.zeros((10, 11), np.uint8), {}, ValueError, "trimap: size 10x11"),
+    (np.zeros((10, 10, 5), np.uint8), np.zeros((10, 10), np.uint8), {}, ValueError, r"image: expected an \(H, W, 3\)"),
+    (np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10, 2, 2), np.uint8), {}, ValueError, "trimap: expected a one"),
+    (np.zeros((0, 10, 3), np.uint8), np.zeros((0, 10), np.uint8), {}, ValueError, "image: image is empty"),
+    (np.full((4, 4, 3), np.nan), np.zeros((4, 4), np.uint8), {"value_range": 1.0}, ValueError, "image: contains NaN"),
+    (np.zeros((4, 4, 3)), np.zeros((4, 4), np.uint8), {}, ValueError, "image: float arrays need value_range"),
+    (np.full((4, 4, 3), 2.0), np.zeros((4, 4), np.uint8), {"value_range": 1.0}, ValueError, r"must lie in \[0, 1\]"),
+    (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), bool), {}, TypeError, "trimap: boolean arrays are masks"),
+    (np.zeros((4, 4, 3), np.int64), np.zeros((4, 4), np.uint8), {}, TypeError, "image: unsupported dtype int64"),
+    (42, np.zeros((4, 4), np.uint8), {}, TypeError, "image: expected a file path"),
+])
+def test_bad_input_is_one_clear_error(image, trimap, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        minimatte.preprocess(image, trimap, **kwargs)
+
+
+def test_bad_files(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    trimap = np.zeros((4, 4), np.uint8)
+    with pytest.raises(ValueError, match="image: .*empty.png' is not a readable image"):
+        minimatte.preprocess(str(empty), trimap)
+    with pytest.raises(ValueError, match="trimap: .*notes.png' is not a readable image"):
+        minimatte.preprocess(np.zeros((4, 4, 3), np.uint8), str(text))
+    with pytest.raises(FileNotFoundError, match="image: no such file"):
+        minimatte.preprocess(str(tmp_path / "missing.png"), trimap)
+
+
+def test_model_rejects_bad_pixel_values(det_model):
+    model = det_model("small")
+    with pytest.raises(ValueError, match="pixel_values: expected 4 channels"):
+        model(np.zeros((1, 6, 32, 32), np.float32))  # e.g. an RGB trimap concatenated
+    with pytest.raises(ValueError, match="multiples of 16"):
+        model(np.zeros((1, 4, 30, 32), np.float32))
+    with pytest.raises(ValueError, match=r"pixel_values: expected a \(B, 4, H, W\)"):
+        model(np.zeros((4, 32, 32), np.float32))
+
+
+def test_infer_returns_input_sized_alpha(det_model):
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    trimap = np.full((37, 53), 128, np.uint8)
+    alpha = minimatte.infer(image, trimap, model=det_model("small"))
+    assert alpha.shape == (37, 53) and alpha.dtype == np.float32
+    assert 0 <= alpha.min() and alpha.max() <= 1
+    both = minimatte.infer([image, image[:20]], [trimap, trimap[:20]], model=det_model("small"))
+    np.testing.assert_array_equal(both[0], alpha)
+    assert both[1].shape == (20, 53)

@@ -1,0 +1,78 @@
+"""Live parity with transformers' VitMatteForImageMatting (torch), with the deterministic weights."""
+import numpy as np
+import pytest
+
+import minimatte
+from reference import hf_alphas, hf_model, require_reference
+
+
+def random_pair(rng, h, w):
+    """A smooth-ish random RGB image and a 3-level trimap with some off-grey values."""
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    trimap = rng.choice(np.array([0, 128, 255, 77], dtype=np.uint8), size=(h, w), p=[0.4, 0.3, 0.25, 0.05])
+    return image, trimap
+
+
+def hf_pixels(images, trimaps):
+    _, transformers = require_reference()
+    processor = transformers.VitMatteImageProcessorPil()
+    return processor(images=images, trimaps=trimaps, return_tensors="np")["pixel_values"]
+
+
+@pytest.mark.parametrize("name,sizes", [
+    ("small", [(249, 513)]),
+    ("small", [(640, 960)]),
+    ("small", [(1000, 750)]),
+    ("small", [(300, 460), (300, 460)]),  # batch 2; 19x29 tokens = 2x3 windows with padding
+    ("base", [(249, 513), (249, 513)]),
+    ("base", [(1000, 750)]),
+])
+def test_alphas_match_transformers(name, sizes, det_state, det_model):
+    rng = np.random.default_rng(sum(h * w for h, w in sizes))
+    pairs = [random_pair(rng, h, w) for h, w in sizes]
+    images, trimaps = [p[0] for p in pairs], [p[1] for p in pairs]
+    reference_pixels = hf_pixels(images, trimaps)
+    batch = minimatte.preprocess(images, trimaps)
+    assert batch.pixel_values.shape == reference_pixels.shape
+    assert np.abs(batch.pixel_values - reference_pixels).max() <= 1e-6
+    reference = hf_alphas(hf_model(minimatte.PRESETS[name], det_state(name)), reference_pixels)
+    ours = det_model(name)(batch.pixel_values).alphas
+    assert np.abs(ours - reference).max() <= 1e-4
+    for alpha, ref, (h, w) in zip(minimatte.processing.crop(ours, batch.sizes), reference, sizes):
+        assert alpha.shape == (h, w)
+        assert np.abs(alpha - ref[0, :h, :w]).max() <= 1e-4
+
+
+def test_hidden_states_and_attentions_match_transformers(det_state, det_model):
+    torch, _ = require_reference()
+    pixels = np.random.default_rng(1).uniform(-1, 1, (2, 4, 224, 256)).astype(np.float32)
+    with torch.no_grad():
+        ref = hf_model(minimatte.PRESETS["small"], det_state("small"))(
+            torch.from_numpy(pixels), output_hidden_states=True, output_attentions=True)
+    ours = det_model("small")(pixels, output_hidden_states=True, output_attentions=True)
+    for a, b in zip(ours.hidden_states, ref.hidden_states):
+        assert a.shape == tuple(b.shape)
+        assert np.abs(a - b.numpy()).max() <= 1e-4
+    for a, b in zip(ours.attentions, ref.attentions):
+        assert a.shape == tuple(b.shape)
+        assert np.abs(a - b.numpy()).max() <= 1e-5
+
+
+def test_loads_a_transformers_checkpoint_directory(tmp_path, det_state):
+    """save_pretrained output (model.safetensors + config.json) loads directly and gives the same alphas."""
+    _, transformers = require_reference()
+    model = hf_model(minimatte.PRESETS["small"], det_state("small"))
+    model.save_pretrained(tmp_path)
+    transformers.VitMatteImageProcessorPil().save_pretrained(tmp_path)
+    loaded = minimatte.load(tmp_path)
+    assert loaded.config == minimatte.PRESETS["small"]
+    image, trimap = random_pair(np.random.default_rng(3), 70, 90)
+    alpha = minimatte.infer(image, trimap, model=loaded)
+    reference = hf_alphas(model, hf_pixels([image], [trimap]))[0, 0, :70, :90]
+    assert alpha.shape == (70, 90) and alpha.dtype == np.float32
+    assert np.abs(alpha - reference).max() <= 1e-4
+
+
+def test_labels_raise_like_the_reference(det_model):
+    with pytest.raises(NotImplementedError, match="Training is not yet supported"):
+        det_model("small")(np.zeros((1, 4, 32, 32), np.float32), labels=np.zeros((1, 1, 32, 32)))

@@ -1,0 +1,100 @@
+"""Configs and strict weight loading."""
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import minimatte
+from minimatte import config as cfg
+from minimatte.weights import CONFIG_KEY, PROCESSOR_KEY
+from helpers import REFERENCE
+
+
+def keys_tsv(name):
+    rows = (REFERENCE / f"vitmatte_{name}_keys.tsv").read_text().splitlines()[1:]
+    shapes = {}
+    for row in rows:
+        key, _, shape, _ = row.split("\t")
+        shapes[key] = () if shape == "scalar" else tuple(int(d) for d in shape.split("x"))
+    return shapes
+
+
+def test_expected_shapes_match_the_reference_key_list(preset):
+    listed = keys_tsv(preset)
+    config = minimatte.PRESETS[preset]
+    assert len(listed) == 258
+    expected = cfg.expected_shapes(config)
+    assert {k: v for k, v in listed.items() if not k.endswith("num_batches_tracked")} == expected
+    assert {k for k in listed if k.endswith("num_batches_tracked")} == cfg.batch_norm_buffers(config)
+    params = sum(int(np.prod(s)) for k, s in expected.items() if "running_" not in k)
+    assert params == {"small": 25_814_753, "base": 96_686_561}[preset]
+
+
+def test_base_hub_config_applies_vitdet_defaults():
+    config = cfg.from_hf(json.loads((REFERENCE / "hf_config_base" / "config.json").read_text()))
+    assert config == minimatte.PRESETS["base"]
+
+
+def test_config_inferred_from_shapes(preset):
+    assert cfg.from_shapes(keys_tsv(preset)) == minimatte.PRESETS[preset]
+
+
+def test_other_config_fields_are_honoured(det_state):
+    """A smaller, differently laid out network builds and runs from its own shapes."""
+    config = cfg.Config(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, window_size=7,
+                        window_block_indices=(0, 2), residual_block_indices=(1, 3), image_size=256, mlp_ratio=2,
+                        convstream_hidden_sizes=(8, 16, 32), fusion_hidden_sizes=(32, 16, 8, 8))
+    from helpers import deterministic_state
+    state = deterministic_state(config)
+    assert cfg.from_shapes({k: v.shape for k, v in state.items()}) == config
+    out = minimatte.VitMatte.from_state_dict(state)(np.zeros((1, 4, 64, 96), np.float32))
+    assert out.alphas.shape == (1, 1, 64, 96)
+
+
+def test_strict_loading_names_the_key(det_state):
+    state = dict(det_state("small"))
+    config = minimatte.PRESETS["small"]
+    key = "backbone.encoder.layer.3.mlp.fc1.bias"
+    with pytest.raises(ValueError, match=f"missing tensor '{key}'"):
+        minimatte.VitMatte.from_state_dict({k: v for k, v in state.items() if k != key}, config)
+    with pytest.raises(ValueError, match="unexpected tensor 'backbone.extra'"):
+        minimatte.VitMatte.from_state_dict({**state, "backbone.extra": np.zeros(1, np.float32)}, config)
+    with pytest.raises(ValueError, match=f"tensor '{key}' has shape \\(3,\\), expected \\(1536,\\)"):
+        minimatte.VitMatte.from_state_dict({**state, key: np.zeros(3, np.float32)}, config)
+
+
+def test_converted_file_with_metadata_loads(tmp_path, det_state, det_model):
+    config = cfg.Config(**{**minimatte.PRESETS["small"].to_dict()})
+    processor = minimatte.ProcessorConfig(image_mean=(0.4, 0.5, 0.6))
+    state = {k: v for k, v in det_state("small").items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "converted.safetensors"
+    save_file(state, str(path), metadata={CONFIG_KEY: json.dumps(config.to_dict()),
+                                          PROCESSOR_KEY: json.dumps(processor.to_dict())})
+    model = minimatte.load(path)
+    assert model.config == config and model.processor == processor
+    pixels = np.random.default_rng(0).uniform(-1, 1, (1, 4, 32, 64)).astype(np.float32)
+    np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
+
+
+def test_bad_checkpoint_files(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ValueError, match="is not a readable safetensors file"):
+        minimatte.load(broken)
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        minimatte.load(tmp_path)
+
+
+def test_cupy_backend_without_gpu_is_one_clear_error():
+    pytest.importorskip("numpy")
+    try:
+        import cupy  # noqa: F401
+        cupy.cuda.runtime.getDeviceCount()
+        pytest.skip("a GPU is present")
+    except Exception:
+        pass
+    with pytest.raises(RuntimeError, match="backend: 'cupy' needs CuPy and a working NVIDIA GPU"):
+        minimatte.backend.resolve("cupy")
+    with pytest.raises(ValueError, match="backend: expected one of numpy, cupy"):
+        minimatte.backend.resolve("tpu")
