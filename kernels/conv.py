@@ -1,8 +1,9 @@
 """Convolutions on channels-last (N, H, W, C) arrays, as GEMMs.
 
-A k x k convolution is an im2col GEMM, but built one band of output rows at a time so that the
+A k x k convolution is an im2col GEMM, built one band of output rows at a time so that the
 (rows * W, k*k*C) column buffer stays small: memory does not grow with the image, only time does.
-Zero padding is never materialised; out-of-image taps are zero-filled in the band.
+Each band copies its input rows once into a zero-bordered buffer (this is also where several inputs are
+concatenated), and its columns are one strided copy of a sliding-window view of that buffer.
 """
 from ..backend import array_module, chunk_elements
 from .nn import relu as relu_
@@ -14,18 +15,11 @@ def _weight_matrix(weight):
     return weight.transpose(2, 3, 1, 0).reshape(-1, c_out)
 
 
-def _valid_range(start, stop, offset, stride, size):
-    """Output indices o in [start, stop) whose input index o*stride + offset lies in [0, size)."""
-    lo = max(start, -(offset // stride))  # ceil(-offset / stride)
-    hi = min(stop, (size - 1 - offset) // stride + 1)
-    return lo, max(lo, hi)
-
-
 def conv2d(inputs, p, stride=1, relu=False):
     """Conv2d with zero padding k//2 (torch semantics), optional bias and fused ReLU.
 
     inputs: one (N, H, W, C) array, or a tuple of them that the convolution reads as if concatenated
-            along channels (the decoder's `cat([detail, upsampled])`, never built in memory).
+            along channels (the decoder's `cat([detail, upsampled])`, never built whole in memory).
     p: {"weight": (C_out, C_in, k, k), "bias": (C_out,)} with C_in the summed channels of `inputs`.
     """
     if not isinstance(inputs, (tuple, list)):
@@ -46,29 +40,26 @@ def conv2d(inputs, p, stride=1, relu=False):
         xp.matmul(x.reshape(-1, c_in), w_mat, out=out.reshape(-1, c_out))  # (N*H*W, C_in) -> (N*H*W, C_out)
         return _bias_relu(out, p, relu)
 
-    band_rows = max(1, chunk_elements(xp) * 16 // (w_out * k * k * c_in))
-    cols = xp.empty((min(band_rows, h_out), w_out, k * k * c_in), dtype=inputs[0].dtype)
+    band = max(1, 16 * chunk_elements(xp) // (w_out * k * k * c_in))  # output rows per GEMM
+    # The input rows one band reads, zero-padded left/right once (those columns are never written).
+    window = xp.zeros(((band - 1) * stride + k, w + 2 * pad, c_in), dtype=inputs[0].dtype)
     for b in range(n):
-        for r0 in range(0, h_out, band_rows):
-            r1 = min(h_out, r0 + band_rows)
-            band = cols[:r1 - r0]
-            for tap in range(k * k):
-                dy, dx = divmod(tap, k)
-                block = band[..., tap * c_in:(tap + 1) * c_in]  # (rows, W_out, C_in)
-                y0, y1 = _valid_range(r0, r1, dy - pad, stride, h)
-                x0, x1 = _valid_range(0, w_out, dx - pad, stride, w)
-                block[:y0 - r0] = 0
-                block[y1 - r0:] = 0
-                block[:, :x0] = 0
-                block[:, x1:] = 0
-                iy, ix = y0 * stride + dy - pad, x0 * stride + dx - pad
-                c0 = 0
-                for x in inputs:
-                    block[y0 - r0:y1 - r0, x0:x1, c0:c0 + x.shape[3]] = \
-                        x[b, iy:iy + (y1 - y0 - 1) * stride + 1:stride, ix:ix + (x1 - x0 - 1) * stride + 1:stride]
-                    c0 += x.shape[3]
+        for r0 in range(0, h_out, band):
+            r1 = min(h_out, r0 + band)
+            y0, y1 = r0 * stride - pad, (r1 - 1) * stride - pad + k  # input rows [y0, y1), may overhang
+            rows = window[:y1 - y0]
+            v0, v1 = max(y0, 0), min(y1, h)
+            rows[:v0 - y0] = 0  # above the image
+            rows[v1 - y0:] = 0  # below the image
+            c0 = 0
+            for x in inputs:
+                rows[v0 - y0:v1 - y0, pad:pad + w, c0:c0 + x.shape[3]] = x[b, v0:v1]
+                c0 += x.shape[3]
+            taps = xp.lib.stride_tricks.sliding_window_view(rows, (k, k), axis=(0, 1))  # (rows', W', C_in, k, k)
+            taps = taps[::stride, ::stride][:r1 - r0, :w_out]  # (r1-r0, W_out, C_in, ky, kx)
+            cols = taps.transpose(0, 1, 3, 4, 2).reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
             out_band = out[b, r0:r1].reshape(-1, c_out)
-            xp.matmul(band.reshape(-1, k * k * c_in), w_mat, out=out_band)  # (rows*W, k*k*C_in) -> (rows*W, C_out)
+            xp.matmul(cols, w_mat, out=out_band)  # (rows*W_out, k*k*C_in) -> (rows*W_out, C_out)
             _bias_relu(out_band, p, relu)
     return out
 
