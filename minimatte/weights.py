@@ -36,27 +36,27 @@ def read_checkpoint(source):
         path = os.path.join(source, "model.safetensors")
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"weights: no model.safetensors in {source!r}; convert a pytorch_model.bin or .pth first "
-                "with `minimatte convert SRC DST`")
+                f"weights: no model.safetensors in {source!r}; only safetensors checkpoints can be read "
+                "(pytorch_model.bin and .pth files are not supported yet)")
     elif os.path.isfile(source):
         path = source
     else:
         raise FileNotFoundError(f"weights: no such file or directory {source!r}")
     state, metadata = read_safetensors(path)
-    config_json = os.path.join(directory, "config.json")
-    if CONFIG_KEY in metadata:
-        config = cfg.Config.from_dict(json.loads(metadata[CONFIG_KEY]))
-    elif os.path.isdir(source) and os.path.isfile(config_json):
-        config = cfg.from_hf(cfg.read_json(config_json))
-    else:
-        config = cfg.from_shapes({k: v.shape for k, v in state.items()})
-    processor_json = os.path.join(directory, "preprocessor_config.json")
-    if PROCESSOR_KEY in metadata:
-        processor = cfg.ProcessorConfig.from_dict(json.loads(metadata[PROCESSOR_KEY]))
-    elif os.path.isdir(source) and os.path.isfile(processor_json):
-        processor = cfg.processor_from_hf(cfg.read_json(processor_json))
-    else:
-        processor = cfg.ProcessorConfig()
+
+    def setting(key, filename, from_dict, from_hf, fallback):
+        """From the file's metadata (minimatte's own files), else the HF json in the directory, else fallback()."""
+        json_path = os.path.join(directory, filename)
+        if key in metadata:
+            return from_dict(json.loads(metadata[key]))
+        if os.path.isdir(source) and os.path.isfile(json_path):
+            return from_hf(cfg.read_json(json_path))
+        return fallback()
+
+    config = setting(CONFIG_KEY, "config.json", cfg.Config.from_dict, cfg.from_hf,
+                     lambda: cfg.from_shapes({k: v.shape for k, v in state.items()}))
+    processor = setting(PROCESSOR_KEY, "preprocessor_config.json", cfg.ProcessorConfig.from_dict,
+                        cfg.processor_from_hf, cfg.ProcessorConfig)
     return state, config, processor
 
 
