@@ -4,6 +4,7 @@
     model = minimatte.load("path/to/checkpoint")        # HF directory, safetensors file or checkpoint name
     alpha = minimatte.infer("image.png", "trimap.png", model=model)   # float32 (H, W) in [0, 1]
 """
+from . import convert
 from .api import DEFAULT_MODEL, infer, load
 from .config import PRESETS, Config, ProcessorConfig
 from .model import MattingOutput, VitMatte

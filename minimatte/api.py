@@ -2,15 +2,16 @@
 import os
 
 from .backend import to_numpy
+from .convert import read_any
 from .model import VitMatte
 from .processing import crop, preprocess
-from .weights import read_checkpoint
 
 DEFAULT_MODEL = "small-composition-1k"
 
 
 def load(source=DEFAULT_MODEL, backend=None):
-    """A VitMatte from a checkpoint directory, a safetensors file, or a published checkpoint's name.
+    """A VitMatte from a published checkpoint's name, an HF checkpoint directory, a safetensors file, or a
+    PyTorch `pytorch_model.bin` / original hustvl `.pth` (read without torch, see convert.py).
 
     backend: "numpy" (default) or "cupy"; None reads $MINIMATTE_BACKEND.
     """
@@ -18,7 +19,7 @@ def load(source=DEFAULT_MODEL, backend=None):
     if not os.path.exists(path):
         from .hub import cached_checkpoint
         path = cached_checkpoint(path)
-    state, config, processor = read_checkpoint(path)
+    state, config, processor = read_any(path)
     return VitMatte.from_state_dict(state, config, processor, backend)
 
 

@@ -7,7 +7,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from . import api, hub
+from . import api, convert, hub
 
 
 def _save_atomically(image, path):
@@ -45,6 +45,10 @@ def _download(args):
     print(hub.download(args.name))
 
 
+def _convert(args):
+    print(convert.convert(args.source, args.destination, args.dtype))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="minimatte", description="ViTMatte image matting without PyTorch.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +68,14 @@ def build_parser():
                                           "($MINIMATTE_CACHE overrides) and print its directory.")
     sub.add_argument("name", choices=sorted(hub.CHECKPOINTS))
     sub.set_defaults(run=_download)
+    sub = commands.add_parser("convert", help="convert a checkpoint to one safetensors file, without torch",
+                              description="Convert an HF model.safetensors / pytorch_model.bin (file or directory) "
+                                          "or an original hustvl .pth into one safetensors file holding its config.")
+    sub.add_argument("source")
+    sub.add_argument("destination")
+    sub.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                     help="storage type; float16 halves the file, compute stays float32 (default: %(default)s)")
+    sub.set_defaults(run=_convert)
     return parser
 
 

@@ -66,8 +66,22 @@ def download(name, progress=True):
         if os.path.isfile(target):
             continue
         url = f"{base}/{CHECKPOINTS[name]}/resolve/main/{filename}"
-        _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
+        try:
+            _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
+        except _NotFound:
+            if filename != "model.safetensors":
+                raise
+            # Some hub repos publish only pytorch_model.bin: fetch it and convert it (without torch).
+            from .convert import convert
+            legacy = os.path.join(directory, "pytorch_model.bin")
+            _fetch(url.replace("model.safetensors", "pytorch_model.bin"), legacy, None, progress)
+            convert(directory, target)
+            os.unlink(legacy)
     return directory
+
+
+class _NotFound(RuntimeError):
+    pass
 
 
 def _fetch(url, target, sha256, progress):
@@ -80,7 +94,8 @@ def _fetch(url, target, sha256, progress):
         if error.code == 416 and have:  # the partial file is already complete
             response = None
         else:
-            raise RuntimeError(f"download: {url} failed: HTTP {error.code} {error.reason}") from None
+            kind = _NotFound if error.code == 404 else RuntimeError
+            raise kind(f"download: {url} failed: HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError) as error:
         raise RuntimeError(f"download: cannot reach {url} ({getattr(error, 'reason', error)}); "
                            "check the network, or use MINIMATTE_OFFLINE=1 with a filled cache") from None

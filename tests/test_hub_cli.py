@@ -84,6 +84,20 @@ def test_download_resume_and_load(served, tmp_path, det_model):
     assert directory.endswith(NAME)
 
 
+def test_repo_without_safetensors_is_converted(served, tmp_path, det_model):
+    from reference import require_reference
+    torch, _ = require_reference()
+    server, repo = served
+    del server.files[repo + "model.safetensors"]
+    state = {k: torch.from_numpy(v) for k, v in minimatte.convert.read_any(tmp_path / "w.safetensors")[0].items()}
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    server.files[repo + "pytorch_model.bin"] = (tmp_path / "pytorch_model.bin").read_bytes()
+    directory = hub.download(NAME, progress=False)
+    assert sorted(p.name for p in (tmp_path / "cache" / NAME).iterdir()) == sorted(hub.FILES)
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    np.testing.assert_array_equal(minimatte.load(directory)(pixels).alphas, det_model("small")(pixels).alphas)
+
+
 def test_wrong_hash_is_refused_and_removed(served, tmp_path, monkeypatch):
     monkeypatch.setitem(hub.KNOWN_SHA256, (NAME, "config.json"), hashlib.sha256(b"other").hexdigest())
     with pytest.raises(RuntimeError, match="config.json has sha256 .* the corrupt file was removed"):

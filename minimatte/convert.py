@@ -1,0 +1,168 @@
+"""Converting checkpoints to minimatte's safetensors, without torch.
+
+Sources: an HF `model.safetensors` (or its directory), an HF `pytorch_model.bin`, or an original hustvl
+`.pth` (renamed to HF names, spec section 4.2). PyTorch files are zip archives holding a pickle plus raw
+storages; the pickle is read by a restricted unpickler that rebuilds tensors and plain containers only and
+refuses anything else, so no code from the file ever runs.
+"""
+import collections
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+
+import numpy as np
+
+from . import config as cfg
+from .weights import CONFIG_KEY, PROCESSOR_KEY, check_state_dict, read_checkpoint
+
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+
+
+def _rebuild_tensor(storage, offset, size, stride, *unused):
+    """torch._utils._rebuild_tensor_v2: a strided view of a storage, copied out."""
+    itemsize = storage.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
+                                           strides=tuple(s * itemsize for s in stride))
+    return np.array(view)
+
+
+def _rebuild_parameter(data, *unused):
+    return data
+
+
+class _StorageType:
+    def __init__(self, name):
+        self.name = name
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    _ALLOWED = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    }
+
+    def __init__(self, file, archive, prefix):
+        super().__init__(file)
+        self.archive, self.prefix, self.storages = archive, prefix, {}
+
+    def find_class(self, module, name):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(name)
+        if (module, name) in self._ALLOWED:
+            return self._ALLOWED[(module, name)]
+        raise pickle.UnpicklingError(f"checkpoint: refusing to load {module}.{name} from the pickle; only "
+                                     "tensors and plain containers are allowed (the file may be malicious)")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
+            raise pickle.UnpicklingError(f"checkpoint: unsupported persistent object {pid!r}")
+        _, kind, key, _location, _numel = pid
+        if key not in self.storages:
+            raw = self.archive.read(f"{self.prefix}data/{key}")
+            dtype = _STORAGE_DTYPES[kind.name]
+            if dtype == "bfloat16":  # the top half of a float32
+                self.storages[key] = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+            else:
+                self.storages[key] = np.frombuffer(raw, dtype)
+        return self.storages[key]
+
+
+def read_torch_checkpoint(path):
+    """The object pickled in a PyTorch zip checkpoint (torch.save since 1.6), tensors as NumPy arrays."""
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            if len(pickles) != 1:
+                raise ValueError("no single data.pkl inside")
+            prefix = pickles[0][:-len("data.pkl")]
+            with archive.open(pickles[0]) as f:
+                return _RestrictedUnpickler(f, archive, prefix).load()
+    except pickle.UnpicklingError as error:
+        raise ValueError(str(error)) from None
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError) as error:
+        raise ValueError(f"checkpoint: {path!r} is not a readable PyTorch zip checkpoint ({error}); "
+                         "legacy (pre-1.6) torch.save files are not supported") from None
+
+
+def _state_dict(obj, path):
+    """Unwrap the checkpointer's {"model": ...} / {"state_dict": ...} and check it is {name: array}."""
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
+        raise ValueError(f"checkpoint: {path!r} does not hold a state dict of tensors")
+    return dict(obj)
+
+
+def hf_name(original):
+    """An original hustvl key -> its HF name (the five rules of convert_vitmatte_to_hf.py, in order)."""
+    exact = {"backbone.pos_embed": "backbone.embeddings.position_embeddings",
+             "backbone.patch_embed.proj.weight": "backbone.embeddings.projection.weight",
+             "backbone.patch_embed.proj.bias": "backbone.embeddings.projection.bias"}
+    if original in exact:
+        return exact[original]
+    name = original.replace("backbone.blocks", "backbone.encoder.layer").replace("attn", "attention")
+    return name.replace("fusion_blks", "fusion_blocks").replace("bn", "batch_norm")
+
+
+def read_any(source):
+    """(state dict, Config, ProcessorConfig) from any supported checkpoint file or directory."""
+    source = os.fspath(source)
+    directory = source if os.path.isdir(source) else os.path.dirname(source)
+    if os.path.isdir(source):
+        if os.path.isfile(os.path.join(source, "model.safetensors")):
+            return read_checkpoint(source)
+        if not os.path.isfile(os.path.join(source, "pytorch_model.bin")):
+            raise FileNotFoundError(f"checkpoint: {source!r} has neither model.safetensors nor pytorch_model.bin")
+        source = os.path.join(source, "pytorch_model.bin")
+    if source.endswith(".safetensors"):
+        return read_checkpoint(source)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"checkpoint: no such file {source!r}")
+    state = _state_dict(read_torch_checkpoint(source), source)
+    if any(k.startswith("backbone.blocks.") or k == "backbone.pos_embed" for k in state):
+        state = {hf_name(k): v for k, v in state.items()}
+    config_json = os.path.join(directory, "config.json")
+    processor_json = os.path.join(directory, "preprocessor_config.json")
+    config = cfg.from_hf(cfg.read_json(config_json)) if os.path.isfile(config_json) else \
+        cfg.from_shapes({k: v.shape for k, v in state.items()})
+    processor = cfg.processor_from_hf(cfg.read_json(processor_json)) if os.path.isfile(processor_json) else \
+        cfg.ProcessorConfig()
+    return state, config, processor
+
+
+def convert(source, destination, dtype="float32"):
+    """Write `source` as one safetensors file with its config in the metadata; returns the destination.
+
+    dtype "float16" halves the file; the model still computes in float32. The file is written next to
+    the destination and renamed into place, so a failure never leaves a partial file.
+    """
+    from safetensors.numpy import save_file
+
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype: expected 'float32' or 'float16', got {dtype!r}")
+    state, config, processor = read_any(source)
+    check_state_dict(state, config)
+    tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()
+               if not k.endswith("num_batches_tracked")}
+    destination = os.fspath(destination)
+    directory = os.path.dirname(os.path.abspath(destination))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".minimatte-", suffix=".safetensors", dir=directory)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={CONFIG_KEY: json.dumps(config.to_dict()),
+                                          PROCESSOR_KEY: json.dumps(processor.to_dict())})
+        os.replace(tmp, destination)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return destination

@@ -1,0 +1,111 @@
+"""Checkpoint conversion without torch, from files that torch and transformers wrote."""
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import minimatte
+from minimatte import cli, convert
+from minimatte.convert import hf_name, read_torch_checkpoint
+from reference import hf_alphas, hf_model, require_reference
+from helpers import REFERENCE
+
+
+PIXELS = np.random.default_rng(7).uniform(-1, 1, (1, 4, 96, 128)).astype(np.float32)
+
+
+def test_original_names_map_to_hf_names():
+    rows = [r.split("\t") for r in (REFERENCE / "vitmatte_small_keys.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == 258
+    for hf, original, _, _ in rows:
+        assert hf_name(original) == hf
+
+
+@pytest.fixture(scope="module")
+def reference_model():
+    from helpers import deterministic_state
+    state = deterministic_state(minimatte.PRESETS["small"])
+    return state, hf_model(minimatte.PRESETS["small"], state)
+
+
+@pytest.mark.parametrize("layout", ["safetensors", "bin", "original_pth"])
+def test_conversions_give_the_reference_alphas(layout, tmp_path, reference_model):
+    torch, _ = require_reference()
+    state, model = reference_model
+    if layout == "original_pth":
+        original = {o: torch.from_numpy(state[h]) for h, o, _, _ in
+                    (r.split("\t") for r in (REFERENCE / "vitmatte_small_keys.tsv").read_text().splitlines()[1:])}
+        source = tmp_path / "ViTMatte_S_Com.pth"
+        torch.save({"model": original, "iteration": 5}, source)
+    elif layout == "safetensors":
+        source = tmp_path / "hf"
+        model.save_pretrained(source)
+        assert (source / "model.safetensors").exists()
+    else:
+        # The hub's pytorch_model.bin files: torch.save of the state dict beside config.json (transformers 5
+        # itself no longer writes .bin files).
+        source = tmp_path / "hf"
+        model.config.save_pretrained(source)
+        torch.save(model.state_dict(), source / "pytorch_model.bin")
+    destination = tmp_path / "out" / "converted.safetensors"
+    assert cli.main(["convert", str(source), str(destination)]) == 0
+    converted = minimatte.load(destination)
+    assert converted.config == minimatte.PRESETS["small"]
+    back, _, _ = convert.read_any(destination)
+    for key, value in back.items():  # float32 round trip is bit-identical
+        np.testing.assert_array_equal(value, state[key])
+    assert np.abs(converted(PIXELS).alphas - hf_alphas(model, PIXELS)).max() <= 1e-5
+    direct = minimatte.load(source)  # the source itself loads too
+    np.testing.assert_array_equal(direct(PIXELS).alphas, converted(PIXELS).alphas)
+
+
+def test_float16_storage(tmp_path, reference_model):
+    state, model = reference_model
+    require_reference()
+    model.save_pretrained(tmp_path / "hf")
+    full = convert.convert(tmp_path / "hf", tmp_path / "f32.safetensors")
+    half = convert.convert(tmp_path / "hf", tmp_path / "f16.safetensors", dtype="float16")
+    assert os.path.getsize(half) < 0.51 * os.path.getsize(full)
+    alphas = minimatte.load(half)(PIXELS).alphas
+    assert alphas.dtype == np.float32
+    assert np.abs(alphas - hf_alphas(model, PIXELS)).max() < 2e-3
+
+
+class _Evil:
+    def __reduce__(self):
+        return os.system, ("echo pwned > /dev/null",)
+
+
+def _zip_with_pickle(path, obj):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps(obj, protocol=2))
+        archive.writestr("archive/version", "3\n")
+
+
+def test_code_in_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    _zip_with_pickle(path, {"model": _Evil()})
+    with pytest.raises(ValueError, match="refusing to load posix.system|refusing to load os.system"):
+        read_torch_checkpoint(path)
+    assert cli.main(["convert", str(path), str(tmp_path / "out.safetensors")]) == 2
+    assert not (tmp_path / "out.safetensors").exists() and not list(tmp_path.glob(".minimatte-*"))
+
+
+def test_truncated_and_corrupt_files(tmp_path, reference_model):
+    torch, _ = require_reference()
+    state, _ = reference_model
+    good = tmp_path / "good.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in state.items()}, good)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(os.urandom(4096))
+    for bad in (truncated, garbage):
+        with pytest.raises(ValueError, match="is not a readable PyTorch zip checkpoint"):
+            convert.convert(bad, tmp_path / "never.safetensors")
+    assert not list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob(".minimatte-*"))
+    _zip_with_pickle(tmp_path / "notensors.pth", {"model": [1, 2, 3]})
+    with pytest.raises(ValueError, match="does not hold a state dict of tensors"):
+        convert.convert(tmp_path / "notensors.pth", tmp_path / "never.safetensors")
