@@ -82,7 +82,7 @@ def test_bad_checkpoint_files(tmp_path):
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(ValueError, match="is not a readable safetensors file"):
         minimatte.load(broken)
-    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+    with pytest.raises(FileNotFoundError, match="has neither model.safetensors nor pytorch_model.bin"):
         minimatte.load(tmp_path)
 
 
