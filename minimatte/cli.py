@@ -7,7 +7,8 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from . import api, convert, hub
+from . import api, convert, hub, metrics
+from .processing import read_trimap, trimap_from_mask
 
 
 def _save_atomically(image, path):
@@ -29,8 +30,11 @@ def _alpha_image(alpha):
 
 
 def _matte(args):
+    if (args.trimap is None) == (args.mask is None):
+        raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
+    trimap = args.trimap if args.mask is None else trimap_from_mask(args.mask, band=args.band)
     model = api.load(args.model, backend=args.backend)
-    alpha = api.infer(args.image, args.trimap, model=model)
+    alpha = api.infer(args.image, trimap, model=model)
     if args.command == "matte":
         _save_atomically(_alpha_image(alpha), args.output)
     else:
@@ -49,6 +53,26 @@ def _convert(args):
     print(convert.convert(args.source, args.destination, args.dtype))
 
 
+def _evaluate(args):
+    names = sorted(f for f in os.listdir(args.pred_dir) if os.path.isfile(os.path.join(args.pred_dir, f)))
+    if not names:
+        raise FileNotFoundError(f"pred_dir: no files in {args.pred_dir!r}")
+    rows = []
+    for name in names:
+        paths = [os.path.join(d, name) for d in (args.pred_dir, args.gt_dir, args.trimap_dir)]
+        for path in paths[1:]:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no file {path!r} to pair with {paths[0]!r}")
+        pred, gt, trimap = (np.rint(read_trimap(p, name=n) * 255).astype(np.uint8)
+                            for p, n in zip(paths, ("pred", "gt", "trimap")))
+        rows.append((name, metrics.evaluate(pred, gt, trimap)))
+    columns = list(metrics.METRICS)
+    print(f"| image | {' | '.join(c + (' (x1e3)' if c == 'MSE' else '') for c in columns)} |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name, scores in rows + [("mean", {c: sum(s[c] for _, s in rows) / len(rows) for c in columns})]:
+        print(f"| {name} | {' | '.join(f'{scores[c]:.3f}' for c in columns)} |")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="minimatte", description="ViTMatte image matting without PyTorch.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,7 +80,10 @@ def build_parser():
                        ("cutout", "write the image with the matte as its alpha channel (RGBA PNG)")):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("image", help="RGB image file")
-        sub.add_argument("trimap", help="trimap file: 0 background, 255 foreground, grey unknown")
+        sub.add_argument("trimap", nargs="?", help="trimap file: 0 background, 255 foreground, grey unknown")
+        sub.add_argument("--mask", help="a binary or soft mask file to build the trimap from, instead of TRIMAP")
+        sub.add_argument("--band", type=int, default=10,
+                         help="with --mask: unknown band width in pixels on each side of the edge (default: %(default)s)")
         sub.add_argument("-o", "--output", required=True, help="output file (.png)")
         sub.add_argument("--model", default=api.DEFAULT_MODEL,
                          help="checkpoint directory, safetensors file or name (default: %(default)s)")
@@ -68,6 +95,13 @@ def build_parser():
                                           "($MINIMATTE_CACHE overrides) and print its directory.")
     sub.add_argument("name", choices=sorted(hub.CHECKPOINTS))
     sub.set_defaults(run=_download)
+    sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",
+                              description="Score 8-bit mattes in PRED_DIR against GT_DIR on the unknown region "
+                                          "(trimap == 128) of TRIMAP_DIR, files paired by name; prints a table.")
+    sub.add_argument("pred_dir")
+    sub.add_argument("gt_dir")
+    sub.add_argument("trimap_dir")
+    sub.set_defaults(run=_evaluate)
     sub = commands.add_parser("convert", help="convert a checkpoint to one safetensors file, without torch",
                               description="Convert an HF model.safetensors / pytorch_model.bin (file or directory) "
                                           "or an original hustvl .pth into one safetensors file holding its config.")

@@ -172,3 +172,33 @@ def _normalize(rgb, trimap, config):
 def crop(alphas, sizes):
     """(B, 1, Hp, Wp) model output -> list of (H, W) alphas at the inputs' sizes."""
     return [a[0, :h, :w] for a, (h, w) in zip(alphas, sizes)]
+
+
+def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
+    """A trimap from a binary or soft mask (e.g. a segmentation model's output): uint8 (H, W).
+
+    The mask is binarised at `threshold` (of its value range); pixels farther than `band` pixels (a square
+    neighbourhood) from the mask's edge keep their side, 255 inside and 0 outside; the band around the edge
+    is unknown (128). band=0 gives a trimap with no unknown region.
+    """
+    m = _as_array(mask, "mask")
+    if m.dtype != np.bool_:
+        if m.ndim == 3 and m.shape[2] in (1, 3, 4):
+            m = m[:, :, 0]
+        m = _rescaled(m, "mask", value_range) >= threshold
+    if m.ndim != 2 or 0 in m.shape:
+        raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}")
+    if not isinstance(band, int) or band < 0:
+        raise ValueError(f"band: expected a non-negative number of pixels, got {band!r}")
+    inside, outside = _erode(m, band), _erode(~m, band)
+    return np.where(inside, 255, np.where(outside, 0, 128)).astype(np.uint8)
+
+
+def _erode(mask, radius):
+    """Binary erosion by a (2r+1)^2 square; the image border does not erode."""
+    if radius == 0:
+        return mask
+    for axis in (0, 1):
+        padded = np.pad(mask, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
+        mask = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=axis).all(axis=-1)
+    return mask

@@ -133,6 +133,15 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     assert np.abs(alpha.astype(int) - np.rint(expected * 255)).max() == 0
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--model", NAME]) == 0
     assert Image.open(tmp_path / "c.png").mode == "RGBA"
+    mask = tmp_path / "m.png"
+    Image.fromarray(np.pad(np.full((20, 30), 255, np.uint8), 10)).save(mask)
+    assert cli.main(["matte", str(image), "--mask", str(mask), "--band", "3", "-o", str(tmp_path / "m_a.png"),
+                     "--model", NAME]) == 0
+    trimap_from_mask = minimatte.trimap_from_mask(str(mask), band=3)
+    expected = minimatte.infer(str(image), trimap_from_mask, model=NAME)
+    assert np.abs(np.asarray(Image.open(tmp_path / "m_a.png")).astype(int) - np.rint(expected * 255)).max() == 0
+    assert cli.main(["matte", str(image), str(trimap), "--mask", str(mask), "-o", str(tmp_path / "y.png")]) == 2
+    assert "either a TRIMAP file or --mask" in capsys.readouterr().err
     assert cli.main(["matte", str(image), str(tmp_path / "missing.png"), "-o", str(tmp_path / "x.png"),
                      "--model", NAME]) == 1
     assert "trimap: no such file" in capsys.readouterr().err

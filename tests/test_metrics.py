@@ -1,0 +1,109 @@
+"""Matting metrics: hand-computed cases, properties, and scipy-based ports of the reference code."""
+import numpy as np
+import pytest
+from PIL import Image
+
+import minimatte
+from minimatte import cli, metrics
+from helpers import DATA
+
+
+def test_sad_and_mse_by_hand():
+    gt = np.array([[0, 255, 100], [10, 20, 30]], np.uint8)
+    pred = np.array([[255, 255, 50], [10, 20, 0]], np.uint8)
+    trimap = np.array([[128, 128, 128], [0, 255, 128]], np.uint8)  # known pixels are ignored
+    assert metrics.sad(pred, gt, trimap) == pytest.approx((255 + 0 + 50 + 30) / 255 / 1000)
+    assert metrics.mse(pred, gt, trimap) == pytest.approx(((255 / 255) ** 2 + (50 / 255) ** 2 + (30 / 255) ** 2) / 4)
+
+
+def test_identical_mattes_score_zero_and_metrics_are_symmetric():
+    rng = np.random.default_rng(0)
+    gt, pred = (rng.integers(0, 256, (40, 50), dtype=np.uint8) for _ in range(2))
+    trimap = np.full((40, 50), 128, np.uint8)
+    assert metrics.evaluate(gt, gt, trimap) == {"SAD": 0, "MSE": 0, "Grad": 0, "Conn": 0}
+    for fn in metrics.METRICS.values():
+        assert fn(pred, gt, trimap) == pytest.approx(fn(gt, pred, trimap))
+        assert fn(pred, gt, np.zeros_like(trimap)) == 0
+
+
+def test_grad_matches_scipy_port():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(1)
+    gt = rng.integers(0, 256, (30, 40)).astype(np.uint8)
+    pred = np.clip(gt.astype(int) + rng.integers(-40, 40, gt.shape), 0, 255).astype(np.uint8)
+    trimap = np.where(rng.random(gt.shape) < 0.5, 128, 0).astype(np.uint8)
+    g, dg = metrics._gaussian_derivative_filters()
+    assert len(g) == 9
+    hx = np.outer(g, dg)
+    hy = hx.T
+
+    def amplitude(a):
+        a = a / 255.0
+        return np.sqrt(ndimage.convolve(a, hx, mode="nearest") ** 2 + ndimage.convolve(a, hy, mode="nearest") ** 2)
+
+    expected = ((amplitude(pred) - amplitude(gt)) ** 2 * (trimap == 128)).sum() / 1000
+    assert metrics.grad(pred, gt, trimap) == pytest.approx(expected, rel=1e-9)
+
+
+def test_conn_matches_scipy_port():
+    ndimage = pytest.importorskip("scipy.ndimage")
+
+    def largest(mask):
+        labels, count = ndimage.label(mask)  # 4-connectivity, background excluded
+        if count == 0:
+            return np.zeros_like(mask, bool)
+        return labels == 1 + np.argmax(np.bincount(labels.ravel())[1:])
+
+    rng = np.random.default_rng(2)
+    y, x = np.mgrid[0:60, 0:70]
+    gt = np.clip(255 * (1.5 - np.hypot(y - 30, x - 35) / 20) + rng.normal(0, 30, y.shape), 0, 255).astype(np.uint8)
+    pred = np.clip(gt.astype(int) + rng.integers(-60, 60, gt.shape), 0, 255).astype(np.uint8)
+    trimap = np.full(gt.shape, 128, np.uint8)
+    for a, b in ((pred, gt), (gt, pred)):
+        mask = rng.random(gt.shape) > 0.3
+        np.testing.assert_array_equal(metrics.largest_component(mask), largest(mask))
+    p, g = pred / 255.0, gt / 255.0
+    level = np.full(p.shape, -1.0)
+    steps = np.arange(0, 1.1, 0.1)
+    for i in range(1, len(steps)):
+        omega = largest((p >= steps[i]) & (g >= steps[i]))
+        level[(level == -1) & ~omega] = steps[i - 1]
+    level[level == -1] = 1
+    phi_p, phi_g = 1 - (p - level) * (p - level >= 0.15), 1 - (g - level) * (g - level >= 0.15)
+    assert metrics.conn(pred, gt, trimap) == pytest.approx(np.abs(phi_p - phi_g).sum() / 1000, rel=1e-12)
+
+
+def test_trimap_from_mask():
+    mask = np.zeros((20, 30), bool)
+    mask[5:15, 10:25] = True
+    trimap = minimatte.trimap_from_mask(mask, band=2)
+    assert (trimap[7:13, 12:23] == 255).all() and trimap[6, 12] == 128 and trimap[5, 10] == 128
+    assert trimap[3, 10] == 128 and trimap[2, 10] == 0 and (trimap[:, :8] == 0).all()
+    soft = mask * 0.9 + 0.05
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(soft, band=2, value_range=1.0), trimap)
+    assert set(np.unique(minimatte.trimap_from_mask(mask, band=0))) == {0, 255}
+    with pytest.raises(ValueError, match="band: expected a non-negative"):
+        minimatte.trimap_from_mask(mask, band=-1)
+
+
+def test_evaluate_command_on_alphamatting(tmp_path, capsys):
+    """Scores ground truth against itself (all zero) and a blurred-trimap baseline (positive) on real data."""
+    root = DATA / "alphamatting"
+    names = ["GT01.png", "GT02.png"]
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    for name in names:
+        trimap = np.asarray(Image.open(root / "trimap_training_lowres" / "Trimap1" / name).convert("L"))
+        Image.fromarray(trimap).save(pred_dir / name)  # the trimap itself as a (poor) prediction
+    gt_dir, trimap_dir = tmp_path / "gt", tmp_path / "trimap"
+    gt_dir.mkdir()
+    trimap_dir.mkdir()
+    for name in names:
+        Image.open(root / "gt_training_lowres" / name).convert("L").save(gt_dir / name)
+        Image.open(root / "trimap_training_lowres" / "Trimap1" / name).convert("L").save(trimap_dir / name)
+    assert cli.main(["evaluate", str(gt_dir), str(gt_dir), str(trimap_dir)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == "| image | SAD | MSE (x1e3) | Grad | Conn |" and rows[-1] == "| mean | 0.000 | 0.000 | 0.000 | 0.000 |"
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 0
+    mean = [float(v) for v in capsys.readouterr().out.splitlines()[-1].split("|")[2:6]]
+    assert all(v > 0 for v in mean)
