@@ -5,7 +5,7 @@ import sys
 import tempfile
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageColor
 
 from . import api, convert, hub, metrics
 from .processing import read_trimap, trimap_from_mask
@@ -29,6 +29,21 @@ def _alpha_image(alpha):
     return Image.fromarray(np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8), mode="L")
 
 
+def composite(image, alpha, background):
+    """alpha * image + (1 - alpha) * background, in 8-bit RGB. background: a colour (name or #hex) or an image
+    file, resized (bicubic) to the image's size."""
+    rgb = np.asarray(Image.open(image).convert("RGB"), dtype=np.float32)
+    try:
+        bg = np.broadcast_to(np.float32(ImageColor.getrgb(background)), rgb.shape)
+    except ValueError:
+        if not os.path.isfile(background):
+            raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
+        with Image.open(background) as img:
+            bg = np.asarray(img.convert("RGB").resize(rgb.shape[1::-1], Image.BICUBIC), dtype=np.float32)
+    a = alpha[..., None]
+    return Image.fromarray(np.clip(np.rint(a * rgb + (1 - a) * bg), 0, 255).astype(np.uint8), mode="RGB")
+
+
 def _matte(args):
     if (args.trimap is None) == (args.mask is None):
         raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
@@ -37,11 +52,12 @@ def _matte(args):
     alpha = api.infer(args.image, trimap, model=model)
     if args.command == "matte":
         _save_atomically(_alpha_image(alpha), args.output)
-    else:
-        rgb = Image.open(args.image).convert("RGB")
-        rgba = rgb.copy()
+    elif args.background is None:
+        rgba = Image.open(args.image).convert("RGB")
         rgba.putalpha(_alpha_image(alpha))
         _save_atomically(rgba, args.output)
+    else:
+        _save_atomically(composite(args.image, alpha, args.background), args.output)
     print(f"wrote {args.output}", file=sys.stderr)
 
 
@@ -85,6 +101,9 @@ def build_parser():
         sub.add_argument("--band", type=int, default=10,
                          help="with --mask: unknown band width in pixels on each side of the edge (default: %(default)s)")
         sub.add_argument("-o", "--output", required=True, help="output file (.png)")
+        if name == "cutout":
+            sub.add_argument("--background", metavar="COLOR|IMAGE",
+                             help="composite onto a colour (name or #rrggbb) or an image instead of writing RGBA")
         sub.add_argument("--model", default=api.DEFAULT_MODEL,
                          help="checkpoint directory, safetensors file or name (default: %(default)s)")
         sub.add_argument("--backend", choices=("numpy", "cupy"), default=None,

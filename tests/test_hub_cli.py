@@ -11,6 +11,7 @@ from safetensors.numpy import save_file
 
 import minimatte
 from minimatte import cli, hub
+from helpers import DATA
 
 NAME = "small-distinctions-646"  # no known hashes: tests below set their own
 
@@ -133,6 +134,18 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     assert np.abs(alpha.astype(int) - np.rint(expected * 255)).max() == 0
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--model", NAME]) == 0
     assert Image.open(tmp_path / "c.png").mode == "RGBA"
+    demo_bg = str(DATA / "vitmatte_demo" / "new_bg.jpg")
+    for background in ("#00ff00", demo_bg):
+        out = tmp_path / "composite.png"
+        assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
+                         "--background", background]) == 0
+        bg = (np.broadcast_to(np.float32([0, 255, 0]), (40, 50, 3)) if background.startswith("#") else
+              np.asarray(Image.open(demo_bg).convert("RGB").resize((50, 40), Image.BICUBIC), np.float32))
+        want = np.rint(expected[..., None] * np.asarray(Image.open(image), np.float32) + (1 - expected[..., None]) * bg)
+        assert np.abs(np.asarray(Image.open(out)).astype(int) - want).max() == 0
+    assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
+                     "--background", "nonsense"]) == 2
+    assert "background: 'nonsense' is neither a colour nor an image file" in capsys.readouterr().err
     mask = tmp_path / "m.png"
     Image.fromarray(np.pad(np.full((20, 30), 255, np.uint8), 10)).save(mask)
     assert cli.main(["matte", str(image), "--mask", str(mask), "--band", "3", "-o", str(tmp_path / "m_a.png"),
