@@ -44,21 +44,63 @@ def composite(image, alpha, background):
     return Image.fromarray(np.clip(np.rint(a * rgb + (1 - a) * bg), 0, 255).astype(np.uint8), mode="RGB")
 
 
+def _paired_files(folder, *others, names=("image", "trimap", "trimap")):
+    """[(stem, path in folder, path in each other folder)] for every file of `folder`, paired by file stem."""
+    stems = [{os.path.splitext(f)[0]: os.path.join(d, f) for f in sorted(os.listdir(d))} for d in others]
+    pairs = []
+    for name in sorted(os.listdir(folder)):
+        path, stem = os.path.join(folder, name), os.path.splitext(name)[0]
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        for other, files, label in zip(others, stems, names[1:]):
+            if stem not in files:
+                raise FileNotFoundError(f"{label}: no file named {stem}.* in {other!r} for {path!r}")
+        pairs.append((stem, path, *(files[stem] for files in stems)))
+    if not pairs:
+        raise FileNotFoundError(f"{names[0]}: no files in {folder!r}")
+    return pairs
+
+
+def _jobs(args):
+    """(image, trimap or mask, output) triples: one file, or each image of a folder paired by file stem."""
+    hint = args.trimap if args.mask is None else args.mask
+    if not os.path.isdir(args.image):
+        return [(args.image, hint, args.output)]
+    if not os.path.isdir(hint):
+        raise ValueError(f"trimap: with an image folder, the {'trimap' if args.mask is None else 'mask'} must be "
+                         f"a folder too, got {hint!r}")
+    return [(image, other, os.path.join(args.output, stem + ".png"))
+            for stem, image, other in _paired_files(args.image, hint)]
+
+
 def _matte(args):
     if (args.trimap is None) == (args.mask is None):
         raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
-    trimap = args.trimap if args.mask is None else trimap_from_mask(args.mask, band=args.band)
+    jobs = _jobs(args)
     model = api.load(args.model, backend=args.backend)
-    alpha = api.infer(args.image, trimap, model=model)
-    if args.command == "matte":
-        _save_atomically(_alpha_image(alpha), args.output)
-    elif args.background is None:
-        rgba = Image.open(args.image).convert("RGB")
-        rgba.putalpha(_alpha_image(alpha))
-        _save_atomically(rgba, args.output)
-    else:
-        _save_atomically(composite(args.image, alpha, args.background), args.output)
-    print(f"wrote {args.output}", file=sys.stderr)
+    failed = 0
+    for i, (image, hint, output) in enumerate(jobs, 1):
+        counter = f"[{i}/{len(jobs)}] " if len(jobs) > 1 else ""
+        try:
+            trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
+            alpha = api.infer(image, trimap, model=model)
+            if args.command == "matte":
+                result = _alpha_image(alpha)
+            elif args.background is None:
+                result = Image.open(image).convert("RGB")
+                result.putalpha(_alpha_image(alpha))
+            else:
+                result = composite(image, alpha, args.background)
+            _save_atomically(result, output)
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            if len(jobs) == 1:
+                raise
+            failed += 1
+            print(f"{counter}minimatte: error: {error}", file=sys.stderr)
+            continue
+        print(f"{counter}wrote {output}", file=sys.stderr)
+    if failed:
+        raise RuntimeError(f"{failed} of {len(jobs)} images failed")
 
 
 def _download(args):
@@ -70,18 +112,11 @@ def _convert(args):
 
 
 def _evaluate(args):
-    names = sorted(f for f in os.listdir(args.pred_dir) if os.path.isfile(os.path.join(args.pred_dir, f)))
-    if not names:
-        raise FileNotFoundError(f"pred_dir: no files in {args.pred_dir!r}")
     rows = []
-    for name in names:
-        paths = [os.path.join(d, name) for d in (args.pred_dir, args.gt_dir, args.trimap_dir)]
-        for path in paths[1:]:
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"no file {path!r} to pair with {paths[0]!r}")
+    for stem, *paths in _paired_files(args.pred_dir, args.gt_dir, args.trimap_dir, names=("pred", "gt", "trimap")):
         pred, gt, trimap = (np.rint(read_trimap(p, name=n) * 255).astype(np.uint8)
                             for p, n in zip(paths, ("pred", "gt", "trimap")))
-        rows.append((name, metrics.evaluate(pred, gt, trimap)))
+        rows.append((stem, metrics.evaluate(pred, gt, trimap)))
     columns = list(metrics.METRICS)
     print(f"| image | {' | '.join(c + (' (x1e3)' if c == 'MSE' else '') for c in columns)} |")
     print("|---" * (len(columns) + 1) + "|")
@@ -90,17 +125,22 @@ def _evaluate(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="minimatte", description="ViTMatte image matting without PyTorch.")
+    parser = argparse.ArgumentParser(
+        prog="minimatte", description="ViTMatte image matting without PyTorch.",
+        epilog="Exit status: 0 success, 1 missing file / download / some batch items failed, 2 bad input.")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("matte", "write the alpha matte as an 8-bit greyscale PNG"),
                        ("cutout", "write the image with the matte as its alpha channel (RGBA PNG)")):
         sub = commands.add_parser(name, help=text, description=text)
-        sub.add_argument("image", help="RGB image file")
-        sub.add_argument("trimap", nargs="?", help="trimap file: 0 background, 255 foreground, grey unknown")
-        sub.add_argument("--mask", help="a binary or soft mask file to build the trimap from, instead of TRIMAP")
+        sub.add_argument("image", help="RGB image file, or a folder of them (batch mode)")
+        sub.add_argument("trimap", nargs="?", help="trimap file: 0 background, 255 foreground, grey unknown; "
+                                                   "in batch mode a folder, paired with the images by file name")
+        sub.add_argument("--mask", help="a binary or soft mask file (or folder) to build the trimap from, "
+                                        "instead of TRIMAP")
         sub.add_argument("--band", type=int, default=10,
                          help="with --mask: unknown band width in pixels on each side of the edge (default: %(default)s)")
-        sub.add_argument("-o", "--output", required=True, help="output file (.png)")
+        sub.add_argument("-o", "--output", required=True,
+                         help="output file (.png); in batch mode a folder, one NAME.png per image")
         if name == "cutout":
             sub.add_argument("--background", metavar="COLOR|IMAGE",
                              help="composite onto a colour (name or #rrggbb) or an image instead of writing RGBA")
@@ -116,7 +156,7 @@ def build_parser():
     sub.set_defaults(run=_download)
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",
                               description="Score 8-bit mattes in PRED_DIR against GT_DIR on the unknown region "
-                                          "(trimap == 128) of TRIMAP_DIR, files paired by name; prints a table.")
+                                          "(trimap == 128) of TRIMAP_DIR, files paired by stem; prints a table.")
     sub.add_argument("pred_dir")
     sub.add_argument("gt_dir")
     sub.add_argument("trimap_dir")

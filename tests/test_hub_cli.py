@@ -159,3 +159,26 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
                      "--model", NAME]) == 1
     assert "trimap: no such file" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_batch_over_folders(served, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    images, trimaps, out = tmp_path / "images", tmp_path / "trimaps", tmp_path / "out"
+    images.mkdir()
+    trimaps.mkdir()
+    for stem, size in (("a", (30, 40)), ("b", (50, 20))):
+        Image.fromarray(rng.integers(0, 256, size + (3,), dtype=np.uint8)).save(images / f"{stem}.jpg")
+        Image.fromarray(np.full(size, 128, np.uint8)).save(trimaps / f"{stem}.png")
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 0
+    assert "[2/2] wrote" in capsys.readouterr().err
+    for stem in ("a", "b"):
+        expected = minimatte.infer(str(images / f"{stem}.jpg"), str(trimaps / f"{stem}.png"), model=NAME)
+        assert np.abs(np.asarray(Image.open(out / f"{stem}.png")).astype(int) - np.rint(expected * 255)).max() == 0
+    (trimaps / "b.png").write_bytes(b"broken")  # one bad item: the others are still written, exit status 1
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME]) == 1
+    err = capsys.readouterr().err
+    assert "[2/2] minimatte: error: trimap:" in err and "1 of 2 images failed" in err
+    assert (tmp_path / "out2" / "a.png").exists() and not (tmp_path / "out2" / "b.png").exists()
+    (images / "c.png").write_bytes(b"")
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 1
+    assert "no file named c.* in" in capsys.readouterr().err
