@@ -54,7 +54,7 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     rel_pos_h, rel_pos_w: the stored tables, (L_h, hd) and (L_w, hd), or None for no relative bias.
     The bias for query (y, x) and key (y', x') is q·Rh[y-y'] + q·Rw[x-x'] with the *unscaled* q, added to
     the logits before the softmax (reference: VitDet `add_decomposed_relative_positions`).
-    Returns (N, a, b, C), and the (N, heads, a*b, a*b) softmax probabilities if asked.
+    Returns (N, a, b, C) and the (N, heads, a*b, a*b) softmax probabilities (None unless asked for).
 
     Memory is bounded: queries are processed in slabs of whole grid rows (and of whole items for small
     grids), which is exact because the softmax and the relative bias are per query row.
@@ -101,4 +101,4 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
             if return_probs:
                 xp.divide(logits, total, out=probs[i0:i1, :, tokens])
     out = out.transpose(0, 2, 1, 3).reshape(n, a, b, c)  # (N, nh, M, hd) -> (N, a, b, C), heads concatenated
-    return (out, probs) if return_probs else out
+    return out, probs

@@ -31,7 +31,7 @@ def absolute_positions(table, size):
 
 
 def self_attention(x, p, config, windowed, return_probs):
-    b, h, w, c = x.shape
+    h, w = x.shape[1:3]
     qkv = linear(x, p["qkv"])  # (B, h, w, C) -> (B, h, w, 3C)
     if windowed:
         # The reference pads the normalised tokens with zeros before the qkv projection, so a pad token's
@@ -40,8 +40,7 @@ def self_attention(x, p, config, windowed, return_probs):
     a, bw = qkv.shape[1:3]
     rel_h = relative_position_table(p["rel_pos_h"], a) if "rel_pos_h" in p else None  # (2a-1, hd)
     rel_w = relative_position_table(p["rel_pos_w"], bw) if "rel_pos_w" in p else None  # (2b-1, hd)
-    out = attention(qkv, config.num_attention_heads, rel_h, rel_w, return_probs)  # -> (B', a, b, C)
-    out, probs = out if return_probs else (out, None)
+    out, probs = attention(qkv, config.num_attention_heads, rel_h, rel_w, return_probs)  # -> (B', a, b, C)
     if windowed:
         out = window_unpartition(out, config.window_size, (h, w))  # (B*nW, 14, 14, C) -> (B, h, w, C)
     # The reference projects the padded windows and then crops; projecting only the kept tokens is the same.
@@ -72,7 +71,7 @@ def vit_block(x, p, config, index, return_probs=False):
     eps = config.layer_norm_eps
     windowed = index in config.window_block_indices
     attended, probs = self_attention(layer_norm(x, p["norm1"], eps), p["attention"], config, windowed, return_probs)
-    x = x + attended
+    x = x + attended  # a new array: the caller may keep the block's input as a hidden state
     x += mlp(layer_norm(x, p["norm2"], eps), p["mlp"])
     if index in config.residual_block_indices:
         x += residual_bottleneck(x, p["residual"])
