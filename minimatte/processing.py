@@ -159,14 +159,13 @@ def _padded_size(size, config):
 
 
 def _normalize(rgb, trimap, config):
-    """float64 [0,1] inputs -> (4, H, W) float32. The rescale is undone/redone so that the processor's
-    rescale_factor applies to the original 8-bit values, as in the reference."""
-    rgb = rgb * 255.0 * config.rescale_factor if config.do_rescale else rgb * 255.0
-    trimap = trimap * 255.0 * config.rescale_factor if config.do_rescale else trimap * 255.0
-    rgb = rgb.astype(np.float32)
+    """[0, 1] float64 inputs -> (4, H, W) float32 [R, G, B, trimap]. Values go back to the 8-bit scale first,
+    so that rescale_factor means what it means in the reference (v * 1/255 by default)."""
+    scale = 255.0 * (config.rescale_factor if config.do_rescale else 1.0)
+    rgb, trimap = (rgb * scale).astype(np.float32), (trimap * scale).astype(np.float32)
     if config.do_normalize:
         rgb = (rgb - np.float32(config.image_mean)) / np.float32(config.image_std)
-    return np.concatenate([rgb.transpose(2, 0, 1), trimap.astype(np.float32)[None]], axis=0)
+    return np.concatenate([rgb.transpose(2, 0, 1), trimap[None]], axis=0)
 
 
 def crop(alphas, sizes):
