@@ -4,7 +4,10 @@ import os
 from .backend import to_numpy
 from .convert import read_any
 from .model import VitMatte
-from .processing import crop, preprocess
+import numpy as np
+from PIL import Image
+
+from .processing import crop, guided_upsample, preprocess, read_image, read_trimap
 
 DEFAULT_MODEL = "small-composition-1k"
 
@@ -23,21 +26,42 @@ def load(source=DEFAULT_MODEL, backend=None):
     return VitMatte.from_state_dict(state, config, processor, backend)
 
 
-def infer(image, trimap, model=None, value_range=None, backend=None):
+def infer(image, trimap, model=None, value_range=None, backend=None, max_size=None):
     """Alpha matte(s) of `image` given `trimap`: float32 (H, W) arrays in [0, 1] at the input size.
 
     image, trimap: file paths, PIL images or arrays (uint8/uint16; floats need value_range=1.0 or 255.0),
                    or equal-length lists of them (returns a list).
     model: a loaded VitMatte, a path or checkpoint name (default: small-composition-1k).
+    max_size: for images too large for memory or time, run the network with the longer side capped at this
+              many pixels and upsample the alpha guided by the full-resolution image (see guided_upsample);
+              fine structure smaller than the reduced pixel size (single hairs) is lost.
     """
     if not isinstance(model, VitMatte):
         model = load(model or DEFAULT_MODEL, backend)
+    if max_size is not None and (not isinstance(max_size, int) or max_size < 32):
+        raise ValueError(f"max_size: expected an integer of at least 32 pixels, got {max_size!r}")
     single = not isinstance(image, (list, tuple))
     images, trimaps = ([image], [trimap]) if single else (list(image), list(trimap))
     if len(images) != len(trimaps):
         raise ValueError(f"trimap: got {len(trimaps)} trimaps for {len(images)} images")
     alphas = []
     for img, tri in zip(images, trimaps):
-        batch = preprocess(img, tri, model.processor, value_range)
-        alphas.extend(crop(to_numpy(model(batch.pixel_values).alphas), batch.sizes))
+        if max_size is None:
+            batch = preprocess(img, tri, model.processor, value_range)
+            alphas.extend(crop(to_numpy(model(batch.pixel_values).alphas), batch.sizes))
+        else:
+            alphas.append(_infer_capped(model, img, tri, value_range, max_size))
     return alphas[0] if single else alphas
+
+
+def _infer_capped(model, image, trimap, value_range, max_size):
+    rgb, hint = read_image(image, value_range), read_trimap(trimap, value_range)
+    scale = max_size / max(hint.shape)
+    if scale < 1:
+        size = (max(1, round(hint.shape[1] * scale)), max(1, round(hint.shape[0] * scale)))  # PIL's (W, H)
+        small = np.stack([np.asarray(Image.fromarray(rgb[..., c].astype(np.float32), mode="F")
+                                     .resize(size, Image.BICUBIC)) for c in range(3)], axis=-1)
+        small_hint = np.asarray(Image.fromarray(hint.astype(np.float32), mode="F").resize(size, Image.NEAREST))
+        alpha = infer(np.clip(small, 0, 1), small_hint, model, value_range=1.0)
+        return guided_upsample(alpha, rgb)
+    return infer(rgb, hint, model, value_range=1.0)

@@ -83,7 +83,7 @@ def _matte(args):
         counter = f"[{i}/{len(jobs)}] " if len(jobs) > 1 else ""
         try:
             trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
-            alpha = api.infer(image, trimap, model=model)
+            alpha = api.infer(image, trimap, model=model, max_size=args.max_size)
             if args.command == "matte":
                 result = _alpha_image(alpha)
             elif args.background is None:
@@ -144,6 +144,9 @@ def build_parser():
         if name == "cutout":
             sub.add_argument("--background", metavar="COLOR|IMAGE",
                              help="composite onto a colour (name or #rrggbb) or an image instead of writing RGBA")
+        sub.add_argument("--max-size", type=int, metavar="PIXELS",
+                         help="cap the network's input at this longer side and upsample the alpha guided by the "
+                              "image (for very large images; loses detail finer than the reduced pixels)")
         sub.add_argument("--model", default=api.DEFAULT_MODEL,
                          help="checkpoint directory, safetensors file or name (default: %(default)s)")
         sub.add_argument("--backend", choices=("numpy", "cupy"), default=None,

@@ -201,3 +201,36 @@ def _erode(mask, radius):
         padded = np.pad(mask, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
         mask = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=axis).all(axis=-1)
     return mask
+
+
+def _box_mean(x, radius):
+    """Mean over the (2r+1)^2 window clipped to the image, per pixel (cumulative sums: O(1) per pixel)."""
+    def along(a, axis):
+        c = np.cumsum(a, axis=axis)
+        n = a.shape[axis]
+        hi = np.take(c, np.minimum(np.arange(n) + radius, n - 1), axis=axis)
+        lo = np.take(c, np.arange(n) - radius - 1, axis=axis) * (np.arange(n) - radius - 1 >= 0).reshape(
+            [-1 if i == axis else 1 for i in range(a.ndim)])
+        return hi - lo
+    counts = along(along(np.ones(x.shape[:2]), 0), 1)
+    return along(along(x, 0), 1) / (counts if x.ndim == 2 else counts[..., None])
+
+
+def guided_upsample(alpha, guide, radius=2, eps=1e-4):
+    """Upsample a low-resolution alpha to the size of `guide` (float (H, W, 3) in [0, 1]) with the fast guided
+    filter (He & Sun, 2015): per low-resolution window, alpha ~ a * grey(guide) + b; a and b are smoothed,
+    bilinearly upsampled and applied to the full-resolution grey image, so edges follow the image rather than
+    the blur of plain interpolation. radius is in low-resolution pixels; eps regularises flat regions."""
+    from .kernels.resize import resize
+
+    grey = guide.mean(axis=2)
+    small = np.asarray(Image.fromarray(grey.astype(np.float32), mode="F").resize(alpha.shape[::-1], Image.BOX),
+                       dtype=np.float64)
+    mean_i, mean_p = _box_mean(small, radius), _box_mean(alpha.astype(np.float64), radius)
+    cov = _box_mean(small * alpha, radius) - mean_i * mean_p
+    var = _box_mean(small * small, radius) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    coefficients = np.stack([_box_mean(a, radius), _box_mean(b, radius)], axis=-1)
+    a_full, b_full = np.moveaxis(resize(coefficients, grey.shape, "linear"), -1, 0)
+    return np.clip(a_full * grey + b_full, 0, 1).astype(np.float32)

@@ -146,6 +146,10 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
                      "--background", "nonsense"]) == 2
     assert "background: 'nonsense' is neither a colour nor an image file" in capsys.readouterr().err
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "s.png"), "--model", NAME,
+                     "--max-size", "32"]) == 0
+    capped = minimatte.infer(str(image), str(trimap), model=NAME, max_size=32)
+    assert np.abs(np.asarray(Image.open(tmp_path / "s.png")).astype(int) - np.rint(capped * 255)).max() == 0
     mask = tmp_path / "m.png"
     Image.fromarray(np.pad(np.full((20, 30), 255, np.uint8), 10)).save(mask)
     assert cli.main(["matte", str(image), "--mask", str(mask), "--band", "3", "-o", str(tmp_path / "m_a.png"),

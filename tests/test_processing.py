@@ -124,3 +124,36 @@ def test_infer_returns_input_sized_alpha(det_model):
     both = minimatte.infer([image, image[:20]], [trimap, trimap[:20]], model=det_model("small"))
     np.testing.assert_array_equal(both[0], alpha)
     assert both[1].shape == (20, 53)
+
+
+def test_guided_upsample_follows_the_image():
+    """An alpha that is a linear function of the image's grey level is recovered at full resolution."""
+    rng = np.random.default_rng(1)
+    guide = np.repeat(np.kron(rng.random((20, 30)), np.ones((4, 4)))[..., None], 3, axis=2)  # 80x120
+    small = guide[::4, ::4].mean(axis=2)  # what a box downscale of this piecewise-constant image gives
+    alpha = minimatte.processing.guided_upsample(0.6 * small + 0.2, guide)
+    assert alpha.shape == (80, 120) and alpha.dtype == np.float32
+    assert np.abs(alpha - (0.6 * guide.mean(axis=2) + 0.2)).max() < 1e-3
+    plain = np.kron(0.6 * small + 0.2, np.ones((4, 4)))
+    assert np.abs(alpha - plain).max() < 1e-3  # here the image itself is blocky, so both agree
+
+
+def test_infer_with_capped_size(det_model):
+    model = det_model("small")
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    trimap = np.where(rng.random((90, 130)) < 0.5, 128, 255).astype(np.uint8)
+    full = minimatte.infer(image, trimap, model=model)
+    np.testing.assert_allclose(minimatte.infer(image, trimap, model=model, max_size=130), full, atol=1e-6)
+    capped = minimatte.infer(image, trimap, model=model, max_size=64)
+    assert capped.shape == (90, 130) and capped.dtype == np.float32 and 0 <= capped.min() and capped.max() <= 1
+    # the network ran on a 64x44 bicubic downscale (trimap: nearest), then the guided upsampling
+    small_image = np.stack([np.asarray(Image.fromarray((image[..., c] / 255).astype(np.float32), mode="F")
+                                       .resize((64, 44), Image.BICUBIC)) for c in range(3)], axis=-1)
+    small_trimap = np.asarray(Image.fromarray(trimap).resize((64, 44), Image.NEAREST))
+    low = minimatte.infer(np.clip(small_image, 0, 1), small_trimap / 255, model=model, value_range=1.0)
+    expected = minimatte.processing.guided_upsample(low, image / 255.0)
+    np.testing.assert_allclose(capped, expected, atol=1e-6)
+    assert np.abs(capped - full).max() > 1e-4  # and it is not the full-resolution result
+    with pytest.raises(ValueError, match="max_size: expected an integer of at least 32"):
+        minimatte.infer(image, trimap, model=model, max_size=8)
