@@ -2,27 +2,18 @@
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageColor
 
 from . import api, convert, hub, metrics
+from .files import atomic_output
 from .processing import read_trimap, trimap_from_mask
 
 
 def _save_atomically(image, path):
-    """Write next to the target, then rename: a failure never leaves a half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".minimatte-", suffix=os.path.splitext(path)[1], dir=directory)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         image.save(tmp, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG"))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _alpha_image(alpha):

@@ -9,12 +9,12 @@ import collections
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 
 import numpy as np
 
 from . import config as cfg
+from .files import atomic_output
 from .weights import CONFIG_KEY, PROCESSOR_KEY, check_state_dict, read_checkpoint
 
 _STORAGE_DTYPES = {
@@ -154,15 +154,7 @@ def convert(source, destination, dtype="float32"):
     tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()
                if not k.endswith("num_batches_tracked")}
     destination = os.fspath(destination)
-    directory = os.path.dirname(os.path.abspath(destination))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".minimatte-", suffix=".safetensors", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_output(destination) as tmp:
         save_file(tensors, tmp, metadata={CONFIG_KEY: json.dumps(config.to_dict()),
                                           PROCESSOR_KEY: json.dumps(processor.to_dict())})
-        os.replace(tmp, destination)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return destination
