@@ -78,7 +78,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    print(f"| model | size | engine | median time (s) | peak RSS (MB) | time vs torch | RSS vs torch |")
+    print("| model | size | engine | median time (s) | peak RSS (MB) | time vs torch | RSS vs torch |")
     print("|---|---|---|---|---|---|---|")
     for model_name in args.models:
         for size_text in args.sizes:

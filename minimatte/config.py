@@ -2,7 +2,7 @@
 inference of the model configuration from weight shapes."""
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Tuple
 
 

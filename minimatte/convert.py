@@ -13,9 +13,8 @@ import zipfile
 
 import numpy as np
 
-from . import config as cfg
 from .files import atomic_output
-from .weights import CONFIG_KEY, PROCESSOR_KEY, check_state_dict, read_checkpoint
+from .weights import CONFIG_KEY, PROCESSOR_KEY, check_state_dict, read_safetensors, read_settings
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -114,29 +113,26 @@ def hf_name(original):
 
 
 def read_any(source):
-    """(state dict, Config, ProcessorConfig) from any supported checkpoint file or directory."""
+    """(state dict, Config, ProcessorConfig) from any supported checkpoint file or directory. A directory's
+    HF json files give the settings (also beside a PyTorch file); safetensors metadata takes precedence."""
     source = os.fspath(source)
-    directory = source if os.path.isdir(source) else os.path.dirname(source)
     if os.path.isdir(source):
-        if os.path.isfile(os.path.join(source, "model.safetensors")):
-            return read_checkpoint(source)
-        if not os.path.isfile(os.path.join(source, "pytorch_model.bin")):
+        directory = source
+        files = [os.path.join(source, f) for f in ("model.safetensors", "pytorch_model.bin")]
+        if not any(os.path.isfile(f) for f in files):
             raise FileNotFoundError(f"checkpoint: {source!r} has neither model.safetensors nor pytorch_model.bin")
-        source = os.path.join(source, "pytorch_model.bin")
+        source = next(f for f in files if os.path.isfile(f))
+    elif os.path.isfile(source):
+        directory = None if source.endswith(".safetensors") else os.path.dirname(source)
+    else:
+        raise FileNotFoundError(f"checkpoint: no such file or directory {source!r}")
     if source.endswith(".safetensors"):
-        return read_checkpoint(source)
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"checkpoint: no such file {source!r}")
-    state = _state_dict(read_torch_checkpoint(source), source)
-    if any(k.startswith("backbone.blocks.") or k == "backbone.pos_embed" for k in state):
-        state = {hf_name(k): v for k, v in state.items()}
-    config_json = os.path.join(directory, "config.json")
-    processor_json = os.path.join(directory, "preprocessor_config.json")
-    config = cfg.from_hf(cfg.read_json(config_json)) if os.path.isfile(config_json) else \
-        cfg.from_shapes({k: v.shape for k, v in state.items()})
-    processor = cfg.processor_from_hf(cfg.read_json(processor_json)) if os.path.isfile(processor_json) else \
-        cfg.ProcessorConfig()
-    return state, config, processor
+        state, metadata = read_safetensors(source)
+    else:
+        state, metadata = _state_dict(read_torch_checkpoint(source), source), {}
+        if any(k.startswith("backbone.blocks.") or k == "backbone.pos_embed" for k in state):
+            state = {hf_name(k): v for k, v in state.items()}
+    return (state, *read_settings(state, metadata, directory))
 
 
 def convert(source, destination, dtype="float32"):

@@ -1,8 +1,8 @@
 """Reading checkpoints strictly, and turning a flat state dict into the parameter tree the model reads.
 
-Accepted sources: a Hugging Face checkpoint directory (`model.safetensors` + `config.json` +
-`preprocessor_config.json`), a single HF `model.safetensors`, or minimatte's own converted safetensors
-(config and processor settings stored in the file's metadata, tensors in float32 or float16).
+Safetensors files and the settings that go with a checkpoint live here; which file of a directory is read,
+and PyTorch files, are in convert.py (`read_any`). minimatte's own files keep the config and processor
+settings in their metadata, tensors in float32 or float16.
 """
 import json
 import os
@@ -28,36 +28,21 @@ def read_safetensors(path):
     return tensors, metadata
 
 
-def read_checkpoint(source):
-    """(state dict, Config, ProcessorConfig) from a checkpoint directory or safetensors file."""
-    source = os.fspath(source)
-    directory = source if os.path.isdir(source) else os.path.dirname(source)
-    if os.path.isdir(source):
-        path = os.path.join(source, "model.safetensors")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"weights: no model.safetensors in {source!r}; only safetensors checkpoints can be read "
-                "(pytorch_model.bin and .pth files are not supported yet)")
-    elif os.path.isfile(source):
-        path = source
-    else:
-        raise FileNotFoundError(f"weights: no such file or directory {source!r}")
-    state, metadata = read_safetensors(path)
-
+def read_settings(state, metadata, directory=None):
+    """(Config, ProcessorConfig) of a checkpoint: from the file's metadata (minimatte's own files), else from
+    the HF `config.json` / `preprocessor_config.json` in `directory`, else inferred from shapes / the defaults."""
     def setting(key, filename, from_dict, from_hf, fallback):
-        """From the file's metadata (minimatte's own files), else the HF json in the directory, else fallback()."""
-        json_path = os.path.join(directory, filename)
         if key in metadata:
             return from_dict(json.loads(metadata[key]))
-        if os.path.isdir(source) and os.path.isfile(json_path):
-            return from_hf(cfg.read_json(json_path))
+        if directory is not None and os.path.isfile(os.path.join(directory, filename)):
+            return from_hf(cfg.read_json(os.path.join(directory, filename)))
         return fallback()
 
     config = setting(CONFIG_KEY, "config.json", cfg.Config.from_dict, cfg.from_hf,
                      lambda: cfg.from_shapes({k: v.shape for k, v in state.items()}))
     processor = setting(PROCESSOR_KEY, "preprocessor_config.json", cfg.ProcessorConfig.from_dict,
                         cfg.processor_from_hf, cfg.ProcessorConfig)
-    return state, config, processor
+    return config, processor
 
 
 def check_state_dict(state, config):
