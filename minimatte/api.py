@@ -1,13 +1,13 @@
 """The two calls most users need: `load` a checkpoint and `infer` an alpha matte."""
 import os
 
-from .backend import to_numpy
-from .convert import read_any
-from .model import VitMatte
 import numpy as np
 from PIL import Image
 
-from .processing import crop, guided_upsample, preprocess, read_image, read_trimap
+from .backend import to_numpy
+from .convert import read_any
+from .model import VitMatte
+from .processing import crop, guided_upsample, preprocess, read_image, read_trimap, resize_plane
 
 DEFAULT_MODEL = "small-composition-1k"
 
@@ -58,10 +58,9 @@ def _infer_capped(model, image, trimap, value_range, max_size):
     rgb, hint = read_image(image, value_range), read_trimap(trimap, value_range)
     scale = max_size / max(hint.shape)
     if scale < 1:
-        size = (max(1, round(hint.shape[1] * scale)), max(1, round(hint.shape[0] * scale)))  # PIL's (W, H)
-        small = np.stack([np.asarray(Image.fromarray(rgb[..., c].astype(np.float32), mode="F")
-                                     .resize(size, Image.BICUBIC)) for c in range(3)], axis=-1)
-        small_hint = np.asarray(Image.fromarray(hint.astype(np.float32), mode="F").resize(size, Image.NEAREST))
+        size = tuple(max(1, round(s * scale)) for s in hint.shape)
+        small = np.stack([resize_plane(rgb[..., c], size, Image.BICUBIC) for c in range(3)], axis=-1)
+        small_hint = resize_plane(hint, size, Image.NEAREST)
         alpha = infer(np.clip(small, 0, 1), small_hint, model, value_range=1.0)
         return guided_upsample(alpha, rgb)
     return infer(rgb, hint, model, value_range=1.0)

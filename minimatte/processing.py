@@ -203,6 +203,12 @@ def _erode(mask, radius):
     return mask
 
 
+def resize_plane(plane, size, resample):
+    """A 2-D float array resized by PIL in float32 ("F" mode) to `size` = (H, W); resample e.g. Image.BICUBIC."""
+    img = Image.fromarray(np.asarray(plane, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((size[1], size[0]), resample))
+
+
 def _box_mean(x, radius):
     """Mean over the (2r+1)^2 window clipped to the image, per pixel (cumulative sums: O(1) per pixel)."""
     def along(a, axis):
@@ -224,8 +230,7 @@ def guided_upsample(alpha, guide, radius=2, eps=1e-4):
     from .kernels.resize import resize
 
     grey = guide.mean(axis=2)
-    small = np.asarray(Image.fromarray(grey.astype(np.float32), mode="F").resize(alpha.shape[::-1], Image.BOX),
-                       dtype=np.float64)
+    small = resize_plane(grey, alpha.shape, Image.BOX).astype(np.float64)
     mean_i, mean_p = _box_mean(small, radius), _box_mean(alpha.astype(np.float64), radius)
     cov = _box_mean(small * alpha, radius) - mean_i * mean_p
     var = _box_mean(small * small, radius) - mean_i * mean_i
