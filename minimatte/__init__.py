@@ -3,13 +3,15 @@
     import minimatte
     model = minimatte.load("path/to/checkpoint")        # HF directory, safetensors file or checkpoint name
     alpha = minimatte.infer("image.png", "trimap.png", model=model)   # float32 (H, W) in [0, 1]
+    rgba = minimatte.cutout("image.png", alpha)                       # uint8 (H, W, 4), foreground colours
 """
 from . import convert, metrics
 from .api import DEFAULT_MODEL, infer, load
 from .config import PRESETS, Config, ProcessorConfig
+from .foreground import cutout, estimate_foreground
 from .model import MattingOutput, VitMatte
 from .processing import preprocess, read_image, read_trimap, trimap_from_mask
 
 __version__ = "0.1.0"
-__all__ = ["Config", "DEFAULT_MODEL", "MattingOutput", "PRESETS", "ProcessorConfig", "VitMatte", "infer", "load",
-           "preprocess", "read_image", "read_trimap", "trimap_from_mask"]
+__all__ = ["Config", "DEFAULT_MODEL", "MattingOutput", "PRESETS", "ProcessorConfig", "VitMatte", "cutout",
+           "estimate_foreground", "infer", "load", "preprocess", "read_image", "read_trimap", "trimap_from_mask"]

@@ -4,9 +4,11 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image, ImageColor
+from PIL import Image
 
 from . import api, convert, hub, metrics
+from .foreground import cutout
+from .progress import Items
 from .files import atomic_output
 from .processing import read_trimap, trimap_from_mask
 
@@ -18,21 +20,6 @@ def _save_atomically(image, path):
 
 def _alpha_image(alpha):
     return Image.fromarray(np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8), mode="L")
-
-
-def composite(image, alpha, background):
-    """alpha * image + (1 - alpha) * background, in 8-bit RGB. background: a colour (name or #hex) or an image
-    file, resized (bicubic) to the image's size."""
-    rgb = np.asarray(Image.open(image).convert("RGB"), dtype=np.float32)
-    try:
-        bg = np.broadcast_to(np.float32(ImageColor.getrgb(background)), rgb.shape)
-    except ValueError:
-        if not os.path.isfile(background):
-            raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
-        with Image.open(background) as img:
-            bg = np.asarray(img.convert("RGB").resize(rgb.shape[1::-1], Image.BICUBIC), dtype=np.float32)
-    a = alpha[..., None]
-    return Image.fromarray(np.clip(np.rint(a * rgb + (1 - a) * bg), 0, 255).astype(np.uint8), mode="RGB")
 
 
 def _paired_files(folder, *others, names=("image", "trimap", "trimap")):
@@ -69,27 +56,28 @@ def _matte(args):
         raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
     jobs = _jobs(args)
     model = api.load(args.model, backend=args.backend)
+    progress = Items(len(jobs), "images") if len(jobs) > 1 else None
     failed = 0
-    for i, (image, hint, output) in enumerate(jobs, 1):
-        counter = f"[{i}/{len(jobs)}] " if len(jobs) > 1 else ""
+    for image, hint, output in jobs:
         try:
             trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
             alpha = api.infer(image, trimap, model=model, max_size=args.max_size)
             if args.command == "matte":
                 result = _alpha_image(alpha)
-            elif args.background is None:
-                result = Image.open(image).convert("RGB")
-                result.putalpha(_alpha_image(alpha))
             else:
-                result = composite(image, alpha, args.background)
+                result = Image.fromarray(cutout(image, alpha, args.background, foreground=not args.raw_colors,
+                                                backend=args.backend))
             _save_atomically(result, output)
         except (ValueError, TypeError, FileNotFoundError) as error:
-            if len(jobs) == 1:
+            if progress is None:
                 raise
             failed += 1
-            print(f"{counter}minimatte: error: {error}", file=sys.stderr)
+            progress.item_done(f"minimatte: error: {error}", always_show=True)
             continue
-        print(f"{counter}wrote {output}", file=sys.stderr)
+        if progress is None:
+            print(f"wrote {output}", file=sys.stderr)
+        else:
+            progress.item_done(f"wrote {output}")
     if failed:
         raise RuntimeError(f"{failed} of {len(jobs)} images failed")
 
@@ -121,7 +109,8 @@ def build_parser():
         epilog="Exit status: 0 success, 1 missing file / download / some batch items failed, 2 bad input.")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("matte", "write the alpha matte as an 8-bit greyscale PNG"),
-                       ("cutout", "write the image with the matte as its alpha channel (RGBA PNG)")):
+                       ("cutout", "write the cut-out: estimated foreground colours with the matte as alpha (RGBA PNG), "
+                                  "or composited onto --background")):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("image", help="RGB image file, or a folder of them (batch mode)")
         sub.add_argument("trimap", nargs="?", help="trimap file: 0 background, 255 foreground, grey unknown; "
@@ -135,6 +124,9 @@ def build_parser():
         if name == "cutout":
             sub.add_argument("--background", metavar="COLOR|IMAGE",
                              help="composite onto a colour (name or #rrggbb) or an image instead of writing RGBA")
+            sub.add_argument("--raw-colors", action="store_true",
+                             help="keep the image's colours at soft edges instead of estimating the foreground "
+                                  "colours (faster, but edges keep a fringe of the old background)")
         sub.add_argument("--max-size", type=int, metavar="PIXELS",
                          help="cap the network's input at this longer side and upsample the alpha guided by the "
                               "image (for very large images; loses detail finer than the reduced pixels)")

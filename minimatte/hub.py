@@ -11,6 +11,8 @@ import sys
 import urllib.error
 import urllib.request
 
+from .progress import bar
+
 CHECKPOINTS = {
     "small-composition-1k": "hustvl/vitmatte-small-composition-1k",
     "base-composition-1k": "hustvl/vitmatte-base-composition-1k",
@@ -110,7 +112,7 @@ def _fetch(url, target, sha256, progress):
                     out.write(chunk)
                     done += len(chunk)
                     if progress and total:
-                        _bar(os.path.basename(target), done, total)
+                        bar(os.path.basename(target), done / total, f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB")
             if progress and total:
                 print(file=sys.stderr)
             if total and done < total:
@@ -131,9 +133,3 @@ def _sha256(path):
             h.update(chunk)
     return h.hexdigest()
 
-
-def _bar(label, done, total, width=30):
-    filled = width * done // total
-    sys.stderr.write(f"\r{label}: [{'#' * filled}{'.' * (width - filled)}] "
-                     f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB")
-    sys.stderr.flush()

@@ -1,19 +1,21 @@
-"""The transformers reference (test-only): building VitMatteForImageMatting with given weights."""
+"""Test-only references: transformers' VitMatteForImageMatting with given weights, and pymatting."""
+import importlib
 import os
 
 import numpy as np
 import pytest
 
 
-def require_reference():
-    """Import torch + transformers; skip without them, unless MINIMATTE_REQUIRE_REFERENCE=1 (CI) makes it fail."""
+def require(*names):
+    """Import reference packages (the [reference] extra); a test skips without them, unless
+    MINIMATTE_REQUIRE_REFERENCE=1 (CI) makes their absence a failure."""
     if os.environ.get("MINIMATTE_REQUIRE_REFERENCE") == "1":
-        import torch
-        import transformers
-    else:
-        torch = pytest.importorskip("torch")
-        transformers = pytest.importorskip("transformers")
-    return torch, transformers
+        return tuple(importlib.import_module(name) for name in names)
+    return tuple(pytest.importorskip(name) for name in names)
+
+
+def require_reference():
+    return require("torch", "transformers")
 
 
 def hf_config(config):

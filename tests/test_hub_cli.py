@@ -1,7 +1,9 @@
 """Downloads against a real HTTP server on loopback, and the command line."""
 import hashlib
 import http.server
+import io
 import json
+import sys
 import threading
 
 import numpy as np
@@ -11,6 +13,7 @@ from safetensors.numpy import save_file
 
 import minimatte
 from minimatte import cli, hub
+from minimatte.foreground import cutout
 from helpers import DATA
 
 NAME = "small-distinctions-646"  # no known hashes: tests below set their own
@@ -132,17 +135,15 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     assert alpha.shape == (40, 50)
     expected = minimatte.infer(str(image), str(trimap), model=NAME)
     assert np.abs(alpha.astype(int) - np.rint(expected * 255)).max() == 0
-    assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--model", NAME]) == 0
-    assert Image.open(tmp_path / "c.png").mode == "RGBA"
     demo_bg = str(DATA / "vitmatte_demo" / "new_bg.jpg")
-    for background in ("#00ff00", demo_bg):
-        out = tmp_path / "composite.png"
-        assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
-                         "--background", background]) == 0
-        bg = (np.broadcast_to(np.float32([0, 255, 0]), (40, 50, 3)) if background.startswith("#") else
-              np.asarray(Image.open(demo_bg).convert("RGB").resize((50, 40), Image.BICUBIC), np.float32))
-        want = np.rint(expected[..., None] * np.asarray(Image.open(image), np.float32) + (1 - expected[..., None]) * bg)
-        assert np.abs(np.asarray(Image.open(out)).astype(int) - want).max() == 0
+    out = tmp_path / "c.png"
+    for options, background, foreground in (([], None, True), (["--raw-colors"], None, False),
+                                            (["--background", "#00ff00"], "#00ff00", True),
+                                            (["--background", demo_bg], demo_bg, True)):
+        assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME, *options]) == 0
+        want = cutout(str(image), expected, background, foreground=foreground)
+        assert Image.open(out).mode == ("RGBA" if background is None else "RGB")
+        np.testing.assert_array_equal(np.asarray(Image.open(out)), want)
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
                      "--background", "nonsense"]) == 2
     assert "background: 'nonsense' is neither a colour nor an image file" in capsys.readouterr().err
@@ -165,7 +166,7 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_cli_batch_over_folders(served, tmp_path, capsys):
+def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(1)
     images, trimaps, out = tmp_path / "images", tmp_path / "trimaps", tmp_path / "out"
     images.mkdir()
@@ -183,6 +184,19 @@ def test_cli_batch_over_folders(served, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "[2/2] minimatte: error: trimap:" in err and "1 of 2 images failed" in err
     assert (tmp_path / "out2" / "a.png").exists() and not (tmp_path / "out2" / "b.png").exists()
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    with monkeypatch.context() as patched:  # on a terminal: errors above a bar redrawn in place
+        patched.setattr(sys, "stderr", terminal)
+        assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out3"), "--model", NAME]) == 1
+    shown = terminal.getvalue()
+    assert "\rimages: [###############...............] 1/2, " in shown and " left" in shown
+    assert "\rminimatte: error: trimap:" in shown and "\rimages: [" + "#" * 30 + "] 2/2, " in shown
+    assert "wrote" not in shown and "[1/2]" not in shown
     (images / "c.png").write_bytes(b"")
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 1
     assert "no file named c.* in" in capsys.readouterr().err

@@ -1,0 +1,106 @@
+"""Foreground estimation against pymatting's estimate_foreground_ml, and cut-outs."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from minimatte.foreground import cutout, estimate_foreground
+
+from helpers import DATA
+from reference import require
+
+CASES = {
+    "lemur": (DATA / "pymatting_lemur" / "lemur.png", DATA / "pymatting_lemur" / "lemur_alpha.png"),
+    "GT04": (DATA / "alphamatting" / "input_training_lowres" / "GT04.png",
+             DATA / "alphamatting" / "gt_training_lowres" / "GT04.png"),
+}
+
+
+def _read(case):
+    image, alpha = CASES[case]
+    return np.asarray(Image.open(image).convert("RGB")), np.asarray(Image.open(alpha).convert("L"))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_pymatting_on_real_images(case):
+    pymatting, = require("pymatting")
+    image, alpha = _read(case)
+    want_f, want_b = pymatting.estimate_foreground_ml(image / 255.0, alpha / 255.0, return_background=True)
+    fg, bg = estimate_foreground(image, alpha, return_background=True)
+    assert fg.shape == image.shape and fg.dtype == np.float32
+    # Measured: identical (max difference 0.0); the margin allows for a compiler's different rounding.
+    np.testing.assert_allclose(fg, want_f, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(bg, want_b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, settings", [
+    ((2, 1), {}), ((1, 9), {}), ((7, 3), {"small_size": 2}), ((45, 61), {"regularization": 1e-2}),
+    ((33, 20), {"gradient_weight": 0.0, "small_iterations": 3, "big_iterations": 5}),
+])
+def test_matches_pymatting_on_odd_shapes_and_settings(shape, settings):
+    pymatting, = require("pymatting")
+    rng = np.random.default_rng(sum(shape))
+    image = rng.random(shape + (3,))
+    alpha = np.clip(rng.random(shape) * 1.6 - 0.3, 0, 1)  # some pure foreground and background
+    renamed = {"small_iterations": "n_small_iterations", "big_iterations": "n_big_iterations"}
+    want = pymatting.estimate_foreground_ml(image, alpha, **{renamed.get(k, k): v for k, v in settings.items()})
+    got = estimate_foreground(image, alpha, value_range=1.0, **settings)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_single_pixel():
+    # pymatting divides by zero here (no levels between 1x1 and 1x1); minimatte solves the one pixel.
+    fg, bg = estimate_foreground(np.float64([[[0.2, 0.4, 0.6]]]), np.float64([[1.0]]), value_range=1.0,
+                                 return_background=True)
+    np.testing.assert_allclose(fg, [[[0.2, 0.4, 0.6]]], atol=1e-4)
+    assert fg.shape == bg.shape == (1, 1, 3)
+
+
+def test_recovers_a_composited_foreground():
+    # A smooth foreground composited onto a different smooth background: the estimate must move the soft
+    # edge's colours towards the true foreground, far from the image's mixed colours.
+    h, w = 64, 80
+    y, x = np.mgrid[0:h, 0:w] / 80.0
+    fg = np.stack([0.9 - 0.2 * x, 0.3 + 0.2 * y, 0.2 + 0.1 * x], axis=-1)
+    bg = np.stack([0.1 + 0.1 * y, 0.8 - 0.2 * x, 0.6 + 0.2 * y], axis=-1)
+    alpha = np.clip((x * 80 - 30) / 20, 0, 1)  # a 20-pixel ramp
+    image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
+    estimate = estimate_foreground(image, alpha, value_range=1.0)
+    soft = (alpha > 0.2) & (alpha < 0.8)
+    assert np.abs(estimate - fg)[soft].max() < 0.05 < np.abs(image - fg)[soft].mean()
+
+
+def test_bad_input_is_one_clear_error():
+    image = np.zeros((10, 12, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"alpha: size 10x11 \(HxW\) does not match the image's 10x12"):
+        estimate_foreground(image, np.zeros((10, 11), np.float32))
+    with pytest.raises(ValueError, match="alpha: values must lie in"):
+        estimate_foreground(image, np.full((10, 12), 2.0))
+    with pytest.raises(ValueError, match="regularization: expected a non-negative number"):
+        estimate_foreground(image, np.zeros((10, 12)), regularization=-1)
+    with pytest.raises(ValueError, match="regularization: must be positive when gradient_weight is 0"):
+        estimate_foreground(image, np.zeros((10, 12)), regularization=0, gradient_weight=0)
+    with pytest.raises(ValueError, match="big_iterations: expected a non-negative integer"):
+        estimate_foreground(image, np.zeros((10, 12)), big_iterations=1.5)
+    with pytest.raises(ValueError, match="background: 'nonsense' is neither a colour nor an image file"):
+        cutout(image, np.zeros((10, 12)), background="nonsense")
+
+
+def test_cutout_rgba_and_composites():
+    image, alpha8 = _read("lemur")
+    alpha = alpha8 / 255.0
+    fg = estimate_foreground(image, alpha)
+    rgba = cutout(image, alpha)
+    assert rgba.dtype == np.uint8 and rgba.shape == image.shape[:2] + (4,)
+    np.testing.assert_array_equal(rgba[..., 3], alpha8)
+    np.testing.assert_array_equal(rgba[..., :3], np.rint(fg.astype(np.float64) * 255))
+    np.testing.assert_array_equal(cutout(image, alpha, foreground=False)[..., :3], image)
+    a = alpha[..., None]
+    green = cutout(image, alpha, background="#00ff00")
+    np.testing.assert_array_equal(green, np.rint(np.clip(a * fg + (1 - a) * [0, 1, 0], 0, 1) * 255))
+    # An image background of another size is resized bicubically (per float channel) to the image's size.
+    photo = np.asarray(Image.open(DATA / "vitmatte_demo" / "new_bg.jpg").convert("RGB"))
+    resized = np.stack([np.asarray(Image.fromarray(photo[..., c] / np.float32(255)).resize(image.shape[1::-1],
+                                                                                          Image.BICUBIC))
+                        for c in range(3)], axis=-1)
+    want = np.rint(np.clip(a * image / 255 + (1 - a) * resized, 0, 1) * 255)
+    np.testing.assert_array_equal(cutout(image, alpha, background=photo, foreground=False), want)
