@@ -132,31 +132,10 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
     """`sweeps` raster-order Gauss-Seidel sweeps over all pixels of one level; state (h, w, 6) = [F, B]."""
     xp = array_module(image)
     h, w = alpha.shape
-    y, x = xp.divmod(xp.arange(h * w), w)
-    order = xp.argsort(y + x, kind="stable")  # raster index of each diagonal-major position
-    position = xp.empty_like(order)
-    position[order] = xp.arange(h * w)
-    y, x = y[order], x[order]
-    neighbours = xp.stack([position[xp.clip(y + dy, 0, h - 1) * w + xp.clip(x + dx, 0, w - 1)]
-                           for dy, dx in _NEIGHBOURS]).astype(xp.int32)  # (4, hw): diagonal-major positions
-    del y, x
+    order, position, neighbours = _diagonal_layout(h, w, xp)
     a0 = alpha.reshape(-1)[order]  # (hw,)
     weights = regularization + gradient_weight * xp.abs(a0 - a0[neighbours])  # (4, hw) float32
-
-    # The 2x2 system [[a0^2 + s, a0 a1], [a0 a1, a1^2 + s]] with s = sum of weights, inverted once per level.
-    # The reference mixes precisions (1.0 - a0 is a float64 there); mixing them the same way reproduces it.
-    a1 = 1.0 - a0.astype(xp.float64)
-    a00, a11 = a0 * a0, a1 * a1
-    for weight in weights:
-        a00, a11 = a00 + weight, a11 + weight
-    a01 = a0 * a1
-    inverse_det = 1.0 / (a00 * a11 - a01 * a01)
-    # [F, B] = inverse @ [rhs_F, rhs_B] per channel, as own * rhs + cross * (rhs with F and B swapped).
-    own = xp.stack([inverse_det * a11, inverse_det * a00], axis=1)[:, :, None]  # (hw, 2, 1) float64
-    cross = (inverse_det * -a01)[:, None, None]  # (hw, 1, 1)
-    pixels = image.reshape(-1, 3)[order]
-    data = xp.concatenate([a0[:, None] * pixels, (a1[:, None] * pixels).astype(xp.float32)], axis=1)  # (hw, 6)
-
+    own, cross, data = _pixel_systems(a0, weights, image.reshape(-1, 3)[order])
     fb = state.reshape(-1, 6)[order]
     diagonal = np.arange(h + w - 1)
     sizes = np.minimum(np.minimum(diagonal + 1, h + w - 1 - diagonal), min(h, w))
@@ -173,3 +152,38 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
             solved += cross[start:stop] * rhs[:, ::-1]
             fb[start:stop] = solved.clip(0, 1, out=solved).reshape(n, 6)
     return fb[position].reshape(h, w, 6)
+
+
+def _diagonal_layout(h, w, xp):
+    """Pixels stored anti-diagonal after anti-diagonal: order (the raster index at each position), position
+    (its inverse) and the positions of each pixel's 4 neighbours (4, hw), clamped at the border as in the
+    reference (a border pixel is its own neighbour)."""
+    y, x = xp.divmod(xp.arange(h * w, dtype=xp.int32), w)
+    order = xp.argsort(y + x, kind="stable").astype(xp.int32)  # within a diagonal, rows top to bottom
+    position = xp.empty_like(order)
+    position[order] = xp.arange(h * w, dtype=xp.int32)
+    y, x = y[order], x[order]
+    neighbours = xp.stack([position[xp.clip(y + dy, 0, h - 1) * w + xp.clip(x + dx, 0, w - 1)]
+                           for dy, dx in _NEIGHBOURS])
+    return order, position, neighbours
+
+
+def _pixel_systems(a0, weights, pixels):
+    """Each pixel's 2x2 system [[a0^2 + s, a0 a1], [a0 a1, a1^2 + s]] (s: the sum of its neighbour weights),
+    inverted once per level, and its data term [a0 I, a1 I] (hw, 6).
+
+    [F, B] = inverse @ [rhs_F, rhs_B] per channel is computed as own * rhs + cross * (rhs with F and B
+    swapped). The reference mixes precisions (1.0 - a0 is a float64 there); mixing them the same way
+    reproduces it.
+    """
+    xp = array_module(a0)
+    a1 = 1.0 - a0.astype(xp.float64)
+    a00, a11 = a0 * a0, a1 * a1
+    for weight in weights:
+        a00, a11 = a00 + weight, a11 + weight
+    a01 = a0 * a1
+    inverse_det = 1.0 / (a00 * a11 - a01 * a01)
+    own = xp.stack([inverse_det * a11, inverse_det * a00], axis=1)[:, :, None]  # (hw, 2, 1) float64
+    cross = (inverse_det * -a01)[:, None, None]  # (hw, 1, 1)
+    data = xp.concatenate([a0[:, None] * pixels, (a1[:, None] * pixels).astype(xp.float32)], axis=1)  # (hw, 6)
+    return own, cross, data
