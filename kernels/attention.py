@@ -1,5 +1,5 @@
 """Windowed and global multi-head attention with decomposed relative position bias (VitDet / MViTv2)."""
-from ..backend import array_module, chunk_elements
+from ..backend import array_module, chunk_elements, parallelism, run_pieces
 from .resize import interpolation_matrix
 
 
@@ -75,30 +75,32 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
 
     out = xp.empty((n, num_heads, m, hd), dtype=q.dtype)
     probs = xp.empty((n, num_heads, m, m), dtype=q.dtype) if return_probs else None
+
+    def slab(piece):
+        (i0, i1), (y0, y1) = piece
+        ni, ry, tokens = i1 - i0, y1 - y0, slice(y0 * b, y1 * b)
+        q_s = q[i0:i1, :, tokens]  # (ni, nh, ry*b, hd)
+        logits = q_s @ k_t[i0:i1]  # (ni, nh, ry*b, M)
+        if use_bias:
+            q_g = q_s.reshape(ni * num_heads, ry, b, hd)
+            rel_h = q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd) @ r_h[y0:y1]  # (ry, ni*nh*b, a)
+            rel_w = q_g.transpose(2, 0, 1, 3).reshape(b, -1, hd) @ r_w  # (b, ni*nh*ry, b)
+            grid = logits.reshape(ni * num_heads, ry, b, a, b)
+            grid += rel_h.reshape(ry, -1, b, a).transpose(1, 0, 2, 3)[..., None]
+            grid += rel_w.reshape(b, -1, ry, b).transpose(1, 2, 0, 3)[:, :, :, None, :]
+        logits -= logits.max(-1, keepdims=True)
+        xp.exp(logits, out=logits)
+        total = logits.sum(-1, keepdims=True)  # (ni, nh, ry*b, 1)
+        out_s = out[i0:i1, :, tokens]
+        xp.matmul(logits, v[i0:i1], out=out_s)  # (ni, nh, ry*b, M) @ (ni, nh, M, hd)
+        out_s /= total
+        if return_probs:
+            xp.divide(logits, total, out=probs[i0:i1, :, tokens])
+
     budget = 32 * chunk_elements(xp)  # logits elements per slab
     rows = max(1, min(a, budget // (num_heads * b * m)))
-    items = max(1, budget // (num_heads * m * m)) if rows == a else 1
-    for i0 in range(0, n, items):
-        i1 = min(n, i0 + items)
-        for y0 in range(0, a, rows):
-            y1 = min(a, y0 + rows)
-            ni, ry, tokens = i1 - i0, y1 - y0, slice(y0 * b, y1 * b)
-            q_s = q[i0:i1, :, tokens]  # (ni, nh, ry*b, hd)
-            logits = q_s @ k_t[i0:i1]  # (ni, nh, ry*b, M)
-            if use_bias:
-                q_g = q_s.reshape(ni * num_heads, ry, b, hd)
-                rel_h = q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd) @ r_h[y0:y1]  # (ry, ni*nh*b, a)
-                rel_w = q_g.transpose(2, 0, 1, 3).reshape(b, -1, hd) @ r_w  # (b, ni*nh*ry, b)
-                grid = logits.reshape(ni * num_heads, ry, b, a, b)
-                grid += rel_h.reshape(ry, -1, b, a).transpose(1, 0, 2, 3)[..., None]
-                grid += rel_w.reshape(b, -1, ry, b).transpose(1, 2, 0, 3)[:, :, :, None, :]
-            logits -= logits.max(-1, keepdims=True)
-            xp.exp(logits, out=logits)
-            total = logits.sum(-1, keepdims=True)  # (ni, nh, ry*b, 1)
-            out_s = out[i0:i1, :, tokens]
-            xp.matmul(logits, v[i0:i1], out=out_s)  # (ni, nh, ry*b, M) @ (ni, nh, M, hd)
-            out_s /= total
-            if return_probs:
-                xp.divide(logits, total, out=probs[i0:i1, :, tokens])
+    items = max(1, min(budget // (num_heads * m * m), -(-n // parallelism()))) if rows == a else 1
+    run_pieces(slab, [((i0, min(n, i0 + items)), (y0, min(a, y0 + rows)))
+                      for i0 in range(0, n, items) for y0 in range(0, a, rows)])
     out = out.transpose(0, 2, 1, 3).reshape(n, a, b, c)  # (N, nh, M, hd) -> (N, a, b, C), heads concatenated
     return out, probs

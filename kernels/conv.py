@@ -5,8 +5,12 @@ A k x k convolution is an im2col GEMM, built one band of output rows at a time s
 Each band copies its input rows once into a zero-bordered buffer (this is also where several inputs are
 concatenated), and its columns are one strided copy of a sliding-window view of that buffer.
 """
-from ..backend import array_module, chunk_elements
+import numpy
+
+from ..backend import array_module, chunk_elements, parallelism, run_pieces
+from .nn import matmul
 from .nn import relu as relu_
+from .resize import upsample2x
 
 
 def _weight_matrix(weight):
@@ -15,8 +19,8 @@ def _weight_matrix(weight):
     return weight.transpose(2, 3, 1, 0).reshape(-1, c_out)
 
 
-def conv2d(inputs, p, stride=1, relu=False):
-    """Conv2d with zero padding k//2 (torch semantics), optional bias and fused ReLU.
+def conv2d(inputs, p, stride=1, relu=False, padding=None):
+    """Conv2d with zero padding k//2 (torch semantics; `padding` overrides it), optional bias and fused ReLU.
 
     inputs: one (N, H, W, C) array, or a tuple of them that the convolution reads as if concatenated
             along channels (the decoder's `cat([detail, upsampled])`, never built whole in memory).
@@ -30,37 +34,91 @@ def conv2d(inputs, p, stride=1, relu=False):
     n, h, w = inputs[0].shape[:3]
     if sum(x.shape[3] for x in inputs) != c_in:
         raise ValueError(f"conv2d: inputs have {sum(x.shape[3] for x in inputs)} channels, weight expects {c_in}")
-    pad = k // 2
+    pad = k // 2 if padding is None else padding
     h_out, w_out = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     w_mat = _weight_matrix(weight)  # (k*k*C_in, C_out)
     out = xp.empty((n, h_out, w_out, c_out), dtype=inputs[0].dtype)
 
     if k == 1 and len(inputs) == 1:
         x = inputs[0][:, ::stride, ::stride]
-        xp.matmul(x.reshape(-1, c_in), w_mat, out=out.reshape(-1, c_out))  # (N*H*W, C_in) -> (N*H*W, C_out)
+        matmul(x.reshape(-1, c_in), w_mat, out=out.reshape(-1, c_out))  # (N*H*W, C_in) -> (N*H*W, C_out)
         return _bias_relu(out, p, relu)
 
-    band = max(1, 16 * chunk_elements(xp) // (w_out * k * k * c_in))  # output rows per GEMM
-    # The input rows one band reads, zero-padded left/right once (those columns are never written).
-    window = xp.zeros(((band - 1) * stride + k, w + 2 * pad, c_in), dtype=inputs[0].dtype)
-    for b in range(n):
-        for r0 in range(0, h_out, band):
-            r1 = min(h_out, r0 + band)
-            y0, y1 = r0 * stride - pad, (r1 - 1) * stride - pad + k  # input rows [y0, y1), may overhang
-            rows = window[:y1 - y0]
-            v0, v1 = max(y0, 0), min(y1, h)
-            rows[:v0 - y0] = 0  # above the image
-            rows[v1 - y0:] = 0  # below the image
-            c0 = 0
-            for x in inputs:
-                rows[v0 - y0:v1 - y0, pad:pad + w, c0:c0 + x.shape[3]] = x[b, v0:v1]
-                c0 += x.shape[3]
-            taps = xp.lib.stride_tricks.sliding_window_view(rows, (k, k), axis=(0, 1))  # (rows', W', C_in, k, k)
-            taps = taps[::stride, ::stride][:r1 - r0, :w_out]  # (r1-r0, W_out, C_in, ky, kx)
-            cols = taps.transpose(0, 1, 3, 4, 2).reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
-            out_band = out[b, r0:r1].reshape(-1, c_out)
-            xp.matmul(cols, w_mat, out=out_band)  # (rows*W_out, k*k*C_in) -> (rows*W_out, C_out)
-            _bias_relu(out_band, p, relu)
+    band = max(1, min(16 * chunk_elements(xp) // (w_out * k * k * c_in),  # output rows per GEMM
+                      -(-h_out * n // parallelism())))  # and enough bands for every thread
+
+    def conv_band(piece):
+        b, r0 = piece
+        r1 = min(h_out, r0 + band)
+        y0, y1 = r0 * stride - pad, (r1 - 1) * stride - pad + k  # input rows [y0, y1), may overhang
+        v0, v1 = max(y0, 0), min(y1, h)
+        # The input rows the band reads, zero-padded around the image (also where inputs are concatenated).
+        rows = xp.empty((y1 - y0, w + 2 * pad, c_in), dtype=inputs[0].dtype)
+        rows[:v0 - y0] = 0  # above the image
+        rows[v1 - y0:] = 0  # below the image
+        rows[:, :pad] = 0
+        rows[:, pad + w:] = 0
+        c0 = 0
+        for x in inputs:
+            rows[v0 - y0:v1 - y0, pad:pad + w, c0:c0 + x.shape[3]] = x[b, v0:v1]
+            c0 += x.shape[3]
+        taps = xp.lib.stride_tricks.sliding_window_view(rows, (k, k), axis=(0, 1))  # (rows', W', C_in, k, k)
+        taps = taps[::stride, ::stride][:r1 - r0, :w_out]  # (r1-r0, W_out, C_in, ky, kx)
+        cols = taps.transpose(0, 1, 3, 4, 2).reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
+        out_band = out[b, r0:r1].reshape(-1, c_out)
+        xp.matmul(cols, w_mat, out=out_band)  # (rows*W_out, k*k*C_in) -> (rows*W_out, C_out)
+        _bias_relu(out_band, p, relu)
+
+    run_pieces(conv_band, [(b, r0) for b in range(n) for r0 in range(0, h_out, band)])
+    return out
+
+
+# Bilinear x2 upsampling (align_corners=False) then a 3x3 tap t in {-1, 0, 1} reads, for an output of parity
+# p (even 0, odd 1), the low-resolution pixels i + d, d in {-1, 0, 1}, with these weights: _UPSAMPLED_TAPS[p, t, d].
+_UPSAMPLED_TAPS = numpy.array([[[.75, .25, 0], [.25, .75, 0], [0, .75, .25]],
+                               [[.25, .75, 0], [0, .75, .25], [0, .25, .75]]])
+
+
+def upsampled_conv_weight(weight, detail_channels):
+    """For conv2d_upsampled: the (4*C_out, Cx, 3, 3) weights that convolve the low-resolution input `x` once
+    per output parity (even/odd row, even/odd column), from a (C_out, Cd + Cx, 3, 3) weight. Mixed in float64
+    at load time."""
+    upsampled = numpy.asarray(weight[:, detail_channels:], dtype=numpy.float64)  # (o, c, t, s)
+    mixed = numpy.tensordot(upsampled, _UPSAMPLED_TAPS, axes=([3], [1]))  # (o, c, t, q, e)
+    mixed = numpy.tensordot(mixed, _UPSAMPLED_TAPS, axes=([2], [1]))  # (o, c, q, e, p, d)
+    mixed = mixed.transpose(4, 2, 0, 1, 5, 3)  # (p, q, o, c, d, e)
+    return numpy.ascontiguousarray(mixed.reshape(4 * weight.shape[0], -1, 3, 3), dtype=weight.dtype)
+
+
+def conv2d_upsampled(detail, x, p, relu=False):
+    """conv2d((detail, upsample2x(x)), p, relu=relu) for a 3x3 conv, without the upsampled tensor.
+
+    A 3x3 convolution of a bilinearly x2-upsampled input is, for each of the four output parities, a 3x3
+    convolution of the low-resolution input itself with mixed weights (p["upsampled_weight"], from
+    upsampled_conv_weight). So the upsampled channels are convolved at the low resolution, all four parities
+    in one GEMM four times as wide, and interleaved into the output: the same FLOPs, a quarter of the column
+    copies, no full-resolution upsampled tensor. Edge-replicate padding of `x` reproduces the upsample's
+    clamped edge taps; only the outermost output rows and columns, where the conv's zero padding lies beyond
+    the upsampled image, are computed directly from a two-pixel strip of the upsampled input.
+
+    detail: (N, 2h, 2w, Cd), the first Cd input channels; x: (N, h, w, Cx), the rest (the reference's
+    cat([detail, upsampled]) order).
+    """
+    xp = array_module(x)
+    n, h, w, _ = x.shape
+    c_out, cd = p["weight"].shape[0], detail.shape[3]
+    replicated = xp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")  # (N, h+2, w+2, Cx)
+    parities = conv2d(replicated, {"weight": p["upsampled_weight"]}, padding=0)  # (N, h, w, 4*C_out)
+    out = conv2d(detail, {"weight": p["weight"][:, :cd]})  # (N, 2h, 2w, C_out)
+    out.reshape(n, h, 2, w, 2, c_out)[...] += parities.reshape(n, h, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
+    _bias_relu(out, p, relu)
+    # The frame: rows 0 and 2h-1, columns 0 and 2w-1, directly from two-pixel strips of the upsampled input.
+    first, last = slice(0, min(h, 2)), slice(max(h - 2, 0), h)
+    out[:, 0] = conv2d((detail[:, :2], upsample2x(x[:, first])[:, :2]), p, relu=relu)[:, 0]
+    out[:, -1] = conv2d((detail[:, -2:], upsample2x(x[:, last])[:, -2:]), p, relu=relu)[:, -1]
+    first, last = slice(0, min(w, 2)), slice(max(w - 2, 0), w)
+    out[:, :, 0] = conv2d((detail[:, :, :2], upsample2x(x[:, :, first])[:, :, :2]), p, relu=relu)[:, :, 0]
+    out[:, :, -1] = conv2d((detail[:, :, -2:], upsample2x(x[:, :, last])[:, :, -2:]), p, relu=relu)[:, :, -1]
     return out
 
 
@@ -78,6 +136,6 @@ def patch_embed(x, p):
     n, h, w, c_in = x.shape
     c_out, _, k, _ = p["weight"].shape
     patches = x.reshape(n, h // k, k, w // k, k, c_in).transpose(0, 1, 3, 2, 4, 5)  # (N, h, w, ky, kx, C_in)
-    tokens = patches.reshape(-1, k * k * c_in) @ p["weight"].transpose(0, 2, 3, 1).reshape(c_out, -1).T  # (N*h*w, C_out)
+    tokens = matmul(patches.reshape(-1, k * k * c_in), p["weight"].transpose(0, 2, 3, 1).reshape(c_out, -1).T)  # (N*h*w, C_out)
     tokens += p["bias"]
     return tokens.reshape(n, h // k, w // k, c_out)

@@ -1,13 +1,23 @@
 """Linear layers, normalisation and activations."""
 import math
 
-from ..backend import array_module, chunk_elements
+from ..backend import array_module, chunk_elements, parallelism, run_pieces
+
+
+def matmul(a, b, out=None):
+    """a @ b for a 2-D a, in blocks of rows run side by side under backend.cpu_threads."""
+    xp = array_module(a)
+    if out is None:
+        out = xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    step = -(-a.shape[0] // parallelism())
+    run_pieces(lambda r: xp.matmul(a[r:r + step], b, out=out[r:r + step]), range(0, a.shape[0], step))
+    return out
 
 
 def linear(x, p):
     """y = x W^T + b over the last axis; W is (out, in) as torch stores it."""
     *lead, c_in = x.shape
-    y = x.reshape(-1, c_in) @ p["weight"].T  # (N, in) -> (N, out); one GEMM, not one per leading index
+    y = matmul(x.reshape(-1, c_in), p["weight"].T)  # (N, in) -> (N, out); one GEMM, not one per leading index
     if "bias" in p:
         y += p["bias"]
     return y.reshape(*lead, -1)
@@ -18,8 +28,7 @@ def _chunks(x, xp):
     if not x.flags.c_contiguous:
         raise ValueError("in-place kernels need a C-contiguous array")
     flat, step = x.reshape(-1), chunk_elements(xp)
-    for start in range(0, flat.shape[0], step):
-        yield flat[start:start + step]
+    return [flat[start:start + step] for start in range(0, flat.shape[0], step)]
 
 
 def layer_norm(x, p, eps):
@@ -32,13 +41,16 @@ def layer_norm(x, p, eps):
     rows = x.reshape(-1, c)
     out = xp.empty_like(rows)
     step = max(1, chunk_elements(xp) // c)
-    for start in range(0, rows.shape[0], step):
+
+    def normalise(start):
         xs, ys = rows[start:start + step], out[start:start + step]
         xp.subtract(xs, xs.mean(-1, keepdims=True), out=ys)
         var = xp.einsum("ij,ij->i", ys, ys)[:, None] / c
         ys *= 1 / xp.sqrt(var + eps)
         ys *= p["weight"]
         ys += p["bias"]
+
+    run_pieces(normalise, range(0, rows.shape[0], step))
     return out.reshape(x.shape)
 
 
@@ -71,19 +83,21 @@ def _erf_into(z, xp):
 def erf(x):
     xp = array_module(x)
     out = x.astype(xp.float32, copy=True)
-    for chunk in _chunks(out, xp):
-        _erf_into(chunk, xp)
+    run_pieces(lambda chunk: _erf_into(chunk, xp), _chunks(out, xp))
     return out
 
 
 def gelu(x):
     """Exact (erf) GELU, x * (1 + erf(x / sqrt 2)) / 2, in place; returns x. Not the tanh approximation."""
     xp = array_module(x)
-    for chunk in _chunks(x, xp):
+
+    def gelu_into(chunk):
         phi = _erf_into(chunk * (1 / math.sqrt(2)), xp)  # erf(x / sqrt 2)
         phi += 1
         chunk *= phi
         chunk *= 0.5
+
+    run_pieces(gelu_into, _chunks(x, xp))
     return x
 
 

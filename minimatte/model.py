@@ -13,9 +13,9 @@ import numpy
 from . import backend, weights
 from .config import Config, ProcessorConfig, from_shapes
 from .kernels.attention import attention, relative_position_table, window_partition, window_unpartition
-from .kernels.conv import conv2d, patch_embed
+from .kernels.conv import conv2d, conv2d_upsampled, patch_embed
 from .kernels.nn import gelu, layer_norm, linear, sigmoid
-from .kernels.resize import resize, upsample2x
+from .kernels.resize import resize
 
 RESIDUAL_LAYER_NORM_EPS = 1e-6  # VitDet's channels-first LayerNorm in the residual block: fixed, not layer_norm_eps
 
@@ -54,9 +54,12 @@ def mlp(x, p):
     tokens = x.reshape(-1, c)
     out = xp.empty_like(tokens)
     step = max(1, 8 * backend.chunk_elements(xp) // p["fc1"]["weight"].shape[0])
-    for s in range(0, tokens.shape[0], step):
+
+    def chunk(s):
         hidden = gelu(linear(tokens[s:s + step], p["fc1"]))  # (n, C) -> (n, 4C)
         out[s:s + step] = linear(hidden, p["fc2"])  # (n, 4C) -> (n, C)
+
+    backend.run_pieces(chunk, range(0, tokens.shape[0], step))
     return out.reshape(x.shape)
 
 
@@ -98,15 +101,16 @@ def backbone(pixels, p, config, keep_hidden=False, keep_attentions=False):
 def detail_capture(features, pixels, p):
     """ConvStream details of the input at 1/2, 1/4, 1/8, fused into the upsampled ViT features, then the head.
 
-    Every BatchNorm is folded into its convolution at load (weights.fold_batch_norms).
+    Every BatchNorm is folded into its convolution at load (weights.fold_batch_norms), and the fusion convs
+    get their low-resolution weights there too (weights.add_upsampled_conv_weights).
     """
     details = [pixels]  # D0: (B, H, W, 4), the normalised input with its trimap
     for conv in p["convstream"]["convs"].values():
         details.append(conv2d(details[-1], conv["conv"], stride=2, relu=True))  # D1..D3: (B, H/2^k, W/2^k, C_k)
     x = features  # (B, H/16, W/16, C)
     for block, detail in zip(p["fusion_blocks"].values(), reversed(details)):
-        # Reference: cat([detail, upsampled], channels) -> conv3x3 -> BN -> ReLU; the concat is read in place.
-        x = conv2d((detail, upsample2x(x)), block["conv"]["conv"], relu=True)  # (B, H', W', C) -> (B, 2H', 2W', C')
+        # Reference: cat([detail, upsample2x(x)], channels) -> conv3x3 -> BN -> ReLU, never built in memory.
+        x = conv2d_upsampled(detail, x, block["conv"]["conv"], relu=True)  # (B, H', W', C) -> (B, 2H', 2W', C')
     head = p["matting_head"]["matting_convs"]
     x = conv2d(x, head[0], relu=True)  # (B, H, W, 32) -> (B, H, W, 16)
     return sigmoid(conv2d(x, head[3]))  # (B, H, W, 16) -> (B, H, W, 1)
@@ -136,7 +140,8 @@ class VitMatte:
         state = {k: backend.to_numpy(v) for k, v in state.items()}
         config = config or from_shapes({k: v.shape for k, v in state.items()})
         weights.check_state_dict(state, config)
-        params = backend.to_device(weights.unflatten(weights.fold_batch_norms(state, config)), xp)
+        state = weights.add_upsampled_conv_weights(weights.fold_batch_norms(state, config), config)
+        params = backend.to_device(weights.unflatten(state), xp)
         return cls(params, config, processor or ProcessorConfig(), xp)
 
     @property
@@ -147,9 +152,10 @@ class VitMatte:
         if labels is not None:
             raise NotImplementedError("Training is not yet supported")  # the reference's behaviour
         x = self._check_pixels(pixel_values)
-        features, hidden, attentions = backbone(x, self.params["backbone"], self.config,
-                                                output_hidden_states, output_attentions)
-        alphas = detail_capture(features, x, self.params["decoder"])
+        with backend.cpu_threads(self.xp):
+            features, hidden, attentions = backbone(x, self.params["backbone"], self.config,
+                                                    output_hidden_states, output_attentions)
+            alphas = detail_capture(features, x, self.params["decoder"])
         return MattingOutput(
             alphas=alphas.transpose(0, 3, 1, 2),  # (B, H, W, 1) -> (B, 1, H, W)
             hidden_states=tuple(self.xp.ascontiguousarray(h.transpose(0, 3, 1, 2)) for h in hidden)

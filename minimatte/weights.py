@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from . import config as cfg
+from .kernels.conv import upsampled_conv_weight
 
 CONFIG_KEY = "minimatte.config"
 PROCESSOR_KEY = "minimatte.processor"
@@ -82,6 +83,17 @@ def fold_batch_norms(state, config):
         folded[f"{conv}.weight"] = (state[f"{conv}.weight"].astype(np.float64) * scale[:, None, None, None])
         folded[f"{conv}.bias"] = (bias - mean) * scale + beta
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in folded.items()}
+
+
+def add_upsampled_conv_weights(state, config):
+    """Each fusion conv reads cat([detail, upsample2x(x)]); conv2d_upsampled convolves x at the low resolution
+    with weights mixed once here, stored beside the conv's own as "<conv>.upsampled_weight"."""
+    detail_channels = [config.num_channels, *config.convstream_hidden_sizes][::-1]  # D3 meets block 0, ..., D0 block 3
+    state = dict(state)
+    for j, channels in enumerate(detail_channels):
+        conv = f"decoder.fusion_blocks.{j}.conv.conv"
+        state[f"{conv}.upsampled_weight"] = upsampled_conv_weight(state[f"{conv}.weight"], channels)
+    return state
 
 
 def unflatten(flat):

@@ -110,3 +110,20 @@ def test_attention_slabs_are_exact(monkeypatch, budget):
     p /= p.sum(-1, keepdims=True)
     np.testing.assert_allclose(probs, p, atol=1e-5)
     np.testing.assert_allclose(out, (p @ v).transpose(0, 2, 1, 3).reshape(n, a, b, -1), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 4), (2, 3), (5, 7), (8, 6)])
+@pytest.mark.parametrize("band_budget", [1, 1 << 16])
+def test_conv2d_upsampled_matches_torch(monkeypatch, size, band_budget):
+    """conv3x3(cat([detail, upsample2x(x)])) computed at the low resolution, frame included, tiny bands too."""
+    torch, _ = require_reference()
+    monkeypatch.setattr(conv, "chunk_elements", lambda xp: band_budget)
+    h, w = size
+    x, detail, weight, bias = randn(2, h, w, 6), randn(2, 2 * h, 2 * w, 3), randn(5, 9, 3, 3), randn(5)
+    p = {"weight": weight, "bias": bias, "upsampled_weight": conv.upsampled_conv_weight(weight, 3)}
+    t = torch.from_numpy
+    up = torch.nn.functional.interpolate(t(x).permute(0, 3, 1, 2), scale_factor=2, mode="bilinear",
+                                         align_corners=False)
+    ref = torch.nn.functional.conv2d(torch.cat([t(detail).permute(0, 3, 1, 2), up], 1), t(weight), t(bias), padding=1)
+    np.testing.assert_allclose(conv.conv2d_upsampled(detail, x, p, relu=True),
+                               np.maximum(ref.permute(0, 2, 3, 1).numpy(), 0), atol=1e-5)
