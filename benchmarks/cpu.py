@@ -1,22 +1,48 @@
-"""minimatte vs transformers (torch eager) on the CPU: time and peak memory, side by side in one run.
+"""minimatte vs transformers (torch eager) and, where installed, ONNX Runtime on the CPU: time and peak
+memory, side by side in one run.
 
     python benchmarks/cpu.py --models small --sizes 640x960 1024x1024 --rounds 3
 
 Each measurement is a fresh process (so its peak RSS is that engine's alone) that builds the model with
 the spec's deterministic random weights, warms up on a 64x64 input, then times one forward pass at the
-requested size. Engines alternate within each round; the table reports medians over rounds and the ratio
-minimatte / torch. fp32 throughout; threads = --threads for both engines.
+requested size. Engines alternate within each round; the table reports medians over rounds and the ratios
+to torch. fp32 throughout; threads = --threads for every engine. ONNX Runtime (`pip install onnxruntime
+onnx`) runs the transformers model exported once per model by torch.onnx (height and width dynamic) into a
+temporary file, outside the timed processes.
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
+import importlib.util
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENGINES = ("minimatte", "torch")
+ENGINES = ("minimatte", "torch", "onnxruntime")
+ONNX_DIR = None  # a temporary folder for the exported models, set by main and passed to the children
+
+
+def onnx_path(model_name):
+    return os.path.join(ONNX_DIR, f"vitmatte_{model_name}.onnx")
+
+
+def export_onnx(model_name):
+    """Runs inside a child process: the transformers model with the deterministic weights, as ONNX."""
+    import torch
+
+    import minimatte
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+    from helpers import deterministic_state
+    from reference import hf_model
+
+    model = hf_model(minimatte.PRESETS[model_name], deterministic_state(minimatte.PRESETS[model_name]))
+    torch.onnx.export(model, (torch.zeros(1, 4, 128, 160),), onnx_path(model_name), dynamo=False,
+                      input_names=["pixel_values"], output_names=["alphas"], opset_version=17,
+                      dynamic_axes={"pixel_values": {2: "height", 3: "width"}})
 
 
 def measure(engine, model_name, height, width, threads):
@@ -30,10 +56,19 @@ def measure(engine, model_name, height, width, threads):
     from helpers import deterministic_state
 
     config = minimatte.PRESETS[model_name]
-    state = deterministic_state(config)
     pixels = np.random.default_rng(0).uniform(-1, 1, (1, 4, height, width)).astype(np.float32)
     warm = pixels[:, :, :64, :64].copy()
-    if engine == "minimatte":
+    if engine == "onnxruntime":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(onnx_path(model_name), options, providers=["CPUExecutionProvider"])
+
+        def run(x):
+            return session.run(None, {"pixel_values": x})[0]
+    elif engine == "minimatte":
+        state = deterministic_state(config)
         model = minimatte.VitMatte.from_state_dict(state)
         del state
 
@@ -44,6 +79,7 @@ def measure(engine, model_name, height, width, threads):
 
         from reference import hf_model
         torch.set_num_threads(threads)
+        state = deterministic_state(config)
         model = hf_model(config, state)
         del state
 
@@ -60,7 +96,7 @@ def measure(engine, model_name, height, width, threads):
 def child(engine, model_name, size, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
-    code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import cpu; "
+    code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import cpu; cpu.ONNX_DIR = {ONNX_DIR!r}; "
             f"print(json.dumps(cpu.measure({engine!r}, {model_name!r}, {size[0]}, {size[1]}, {threads})))")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -74,13 +110,28 @@ def main():
     parser.add_argument("--models", nargs="+", default=["small"], choices=["small", "base"])
     parser.add_argument("--sizes", nargs="+", default=["512x512", "640x960", "1024x1024"],
                         help="HxW, multiples of 32 (2048x2048 too)")
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--engines", nargs="+", choices=ENGINES,
+                        default=[e for e in ENGINES if e != "onnxruntime" or importlib.util.find_spec("onnxruntime")],
+                        help="default: all installed")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
+    global ONNX_DIR
+    ONNX_DIR = tempfile.mkdtemp(prefix="minimatte-bench-")
+    try:
+        compare(args)
+    finally:
+        shutil.rmtree(ONNX_DIR)
+
+
+def compare(args):
     print("| model | size | engine | median time (s) | peak RSS (MB) | time vs torch | RSS vs torch |")
     print("|---|---|---|---|---|---|---|")
     for model_name in args.models:
+        if "onnxruntime" in args.engines:
+            code = f"import sys; sys.path.insert(0, {HERE!r}); import cpu; cpu.ONNX_DIR = {ONNX_DIR!r}; " \
+                   f"cpu.export_onnx({model_name!r})"
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
         for size_text in args.sizes:
             size = tuple(int(v) for v in size_text.split("x"))
             runs = {e: [] for e in args.engines}
