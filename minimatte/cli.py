@@ -7,10 +7,10 @@ import numpy as np
 from PIL import Image
 
 from . import api, convert, hub, metrics
-from .foreground import cutout
-from .progress import Items
 from .files import atomic_output
+from .foreground import cutout
 from .processing import read_trimap, trimap_from_mask
+from .progress import Items
 
 
 def _save_atomically(image, path):
