@@ -1,5 +1,8 @@
 """Windowed and global multi-head attention with decomposed relative position bias (VitDet / MViTv2)."""
-from ..backend import array_module, chunk_elements, parallelism, run_pieces
+import numpy
+
+from .. import backend
+from ..backend import array_module, chunk_elements, matmul, parallelism, run_pieces
 from .resize import interpolation_matrix
 
 
@@ -37,7 +40,8 @@ def relative_position_table(table, size):
     length = 2 * size - 1
     if table.shape[0] == length:
         return table
-    return interpolation_matrix(table.shape[0], length, "linear", xp) @ table  # (L, hd) -> (2*size-1, hd)
+    resized = interpolation_matrix(table.shape[0], length, "linear", xp) @ table.astype(xp.float32, copy=False)  # (L, hd) -> (2*size-1, hd)
+    return resized.astype(table.dtype, copy=False)
 
 
 def _relative_positions(table, size):
@@ -57,7 +61,9 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     Returns (N, a, b, C) and the (N, heads, a*b, a*b) softmax probabilities (None unless asked for).
 
     Memory is bounded: queries are processed in slabs of whole grid rows (and of whole items for small
-    grids), which is exact because the softmax and the relative bias are per query row.
+    grids), which is exact because the softmax and the relative bias are per query row. The softmax is
+    computed in float32 also for float16 logits; on CuPy the bias and softmax are one hand-written kernel
+    (kernels/cuda/attention.cu).
     """
     xp = array_module(qkv)
     n, a, b, c3 = qkv.shape
@@ -72,6 +78,7 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     if use_bias:
         r_h = _relative_positions(rel_pos_h, a).transpose(0, 2, 1)  # (a, hd, a)
         r_w = _relative_positions(rel_pos_w, b).transpose(0, 2, 1)  # (b, hd, b)
+    fused = backend.cuda_kernel(xp, "attention.cu", "softmax_numerators", q.dtype) if use_bias else None
 
     out = xp.empty((n, num_heads, m, hd), dtype=q.dtype)
     probs = xp.empty((n, num_heads, m, m), dtype=q.dtype) if return_probs else None
@@ -80,22 +87,33 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
         (i0, i1), (y0, y1) = piece
         ni, ry, tokens = i1 - i0, y1 - y0, slice(y0 * b, y1 * b)
         q_s = q[i0:i1, :, tokens]  # (ni, nh, ry*b, hd)
-        logits = q_s @ k_t[i0:i1]  # (ni, nh, ry*b, M)
+        logits = matmul(q_s, k_t[i0:i1])  # (ni, nh, ry*b, M)
         if use_bias:
             q_g = q_s.reshape(ni * num_heads, ry, b, hd)
-            rel_h = q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd) @ r_h[y0:y1]  # (ry, ni*nh*b, a)
-            rel_w = q_g.transpose(2, 0, 1, 3).reshape(b, -1, hd) @ r_w  # (b, ni*nh*ry, b)
-            grid = logits.reshape(ni * num_heads, ry, b, a, b)
-            grid += rel_h.reshape(ry, -1, b, a).transpose(1, 0, 2, 3)[..., None]
-            grid += rel_w.reshape(b, -1, ry, b).transpose(1, 2, 0, 3)[:, :, :, None, :]
-        logits -= logits.max(-1, keepdims=True)
-        xp.exp(logits, out=logits)
-        total = logits.sum(-1, keepdims=True)  # (ni, nh, ry*b, 1)
+            rel_h = matmul(q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd), r_h[y0:y1])  # (ry, ni*nh*b, a)
+            rel_w = matmul(q_g.transpose(2, 0, 1, 3).reshape(b, -1, hd), r_w)  # (b, ni*nh*ry, b)
+            rel_h = rel_h.reshape(ry, -1, b, a).transpose(1, 0, 2, 3)  # (ni*nh, ry, b, a): per query, per key row
+            rel_w = rel_w.reshape(b, -1, ry, b).transpose(1, 2, 0, 3)  # (ni*nh, ry, b, b): per query, per key column
+        if fused is not None:
+            total = xp.empty((*logits.shape[:-1], 1), dtype=xp.float32)
+            fused((logits.size // m,), (256 if m > 1024 else 128,),
+                  (logits, xp.ascontiguousarray(rel_h), xp.ascontiguousarray(rel_w), total, numpy.int32(a), numpy.int32(b)))
+            numerators = logits
+        else:
+            scores = logits.astype(xp.float32, copy=False)
+            if use_bias:
+                grid = scores.reshape(ni * num_heads, ry, b, a, b)
+                grid += rel_h[..., None]
+                grid += rel_w[:, :, :, None, :]
+            scores -= scores.max(-1, keepdims=True)
+            xp.exp(scores, out=scores)
+            total = scores.sum(-1, keepdims=True)  # (ni, nh, ry*b, 1)
+            numerators = scores.astype(q.dtype, copy=False)
         out_s = out[i0:i1, :, tokens]
-        xp.matmul(logits, v[i0:i1], out=out_s)  # (ni, nh, ry*b, M) @ (ni, nh, M, hd)
+        matmul(numerators, v[i0:i1], out=out_s)  # (ni, nh, ry*b, M) @ (ni, nh, M, hd)
         out_s /= total
         if return_probs:
-            xp.divide(logits, total, out=probs[i0:i1, :, tokens])
+            xp.divide(numerators, total, out=probs[i0:i1, :, tokens])
 
     budget = 32 * chunk_elements(xp)  # logits elements per slab
     rows = max(1, min(a, budget // (num_heads * b * m)))

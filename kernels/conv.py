@@ -7,6 +7,7 @@ concatenated), and its columns are one strided copy of a sliding-window view of 
 """
 import numpy
 
+from .. import backend
 from ..backend import array_module, chunk_elements, parallelism, run_pieces
 from .nn import matmul
 from .nn import relu as relu_
@@ -66,7 +67,7 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
         taps = taps[::stride, ::stride][:r1 - r0, :w_out]  # (r1-r0, W_out, C_in, ky, kx)
         cols = taps.transpose(0, 1, 3, 4, 2).reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
         out_band = out[b, r0:r1].reshape(-1, c_out)
-        xp.matmul(cols, w_mat, out=out_band)  # (rows*W_out, k*k*C_in) -> (rows*W_out, C_out)
+        backend.matmul(cols, w_mat, out=out_band)  # (rows*W_out, k*k*C_in) -> (rows*W_out, C_out)
         _bias_relu(out_band, p, relu)
 
     run_pieces(conv_band, [(b, r0) for b in range(n) for r0 in range(0, h_out, band)])

@@ -1,6 +1,13 @@
-"""Linear layers, normalisation and activations."""
+"""Linear layers, normalisation and activations.
+
+float16 arrays are normalised and activated in float32 and stored back in float16; on CuPy, layer norm and
+GELU are one hand-written kernel each (kernels/cuda/nn.cu) computing the same.
+"""
 import math
 
+import numpy
+
+from .. import backend
 from ..backend import array_module, chunk_elements, parallelism, run_pieces
 
 
@@ -10,7 +17,7 @@ def matmul(a, b, out=None):
     if out is None:
         out = xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
     step = -(-a.shape[0] // parallelism())
-    run_pieces(lambda r: xp.matmul(a[r:r + step], b, out=out[r:r + step]), range(0, a.shape[0], step))
+    run_pieces(lambda r: backend.matmul(a[r:r + step], b, out=out[r:r + step]), range(0, a.shape[0], step))
     return out
 
 
@@ -38,17 +45,25 @@ def layer_norm(x, p, eps):
     """
     xp = array_module(x)
     c = x.shape[-1]
-    rows = x.reshape(-1, c)
+    rows = xp.ascontiguousarray(x).reshape(-1, c)
     out = xp.empty_like(rows)
+    kernel = backend.cuda_kernel(xp, "nn.cu", "layer_norm", x.dtype)
+    if kernel is not None:
+        kernel((rows.shape[0],), (128,), (rows, p["weight"], p["bias"], out, numpy.int32(c), numpy.float32(eps)))
+        return out.reshape(x.shape)
     step = max(1, chunk_elements(xp) // c)
 
     def normalise(start):
         xs, ys = rows[start:start + step], out[start:start + step]
-        xp.subtract(xs, xs.mean(-1, keepdims=True), out=ys)
-        var = xp.einsum("ij,ij->i", ys, ys)[:, None] / c
-        ys *= 1 / xp.sqrt(var + eps)
-        ys *= p["weight"]
-        ys += p["bias"]
+        # Statistics in float32 also for float16 rows, whose squares overflow from |x| = 256 on.
+        work = ys if ys.dtype == xp.float32 else xp.empty(ys.shape, dtype=xp.float32)
+        xp.subtract(xs, xs.mean(-1, keepdims=True, dtype=xp.float32), out=work)
+        var = xp.einsum("ij,ij->i", work, work)[:, None] / c
+        work *= 1 / xp.sqrt(var + eps)
+        work *= p["weight"]
+        work += p["bias"]
+        if work is not ys:
+            ys[...] = work
 
     run_pieces(normalise, range(0, rows.shape[0], step))
     return out.reshape(x.shape)
@@ -90,14 +105,22 @@ def erf(x):
 def gelu(x):
     """Exact (erf) GELU, x * (1 + erf(x / sqrt 2)) / 2, in place; returns x. Not the tanh approximation."""
     xp = array_module(x)
+    chunks = _chunks(x, xp)
+    kernel = backend.cuda_kernel(xp, "nn.cu", "gelu", x.dtype)
+    if kernel is not None:
+        kernel((min(-(-x.size // 256), 8192),), (256,), (x, numpy.int64(x.size)))  # grid-stride beyond 2M
+        return x
 
     def gelu_into(chunk):
-        phi = _erf_into(chunk * (1 / math.sqrt(2)), xp)  # erf(x / sqrt 2)
+        work = chunk.astype(xp.float32, copy=False)  # float16 too: the erf polynomial needs float32
+        phi = _erf_into(work * (1 / math.sqrt(2)), xp)  # erf(x / sqrt 2)
         phi += 1
-        chunk *= phi
-        chunk *= 0.5
+        work *= phi
+        work *= 0.5
+        if work is not chunk:
+            chunk[...] = work
 
-    run_pieces(gelu_into, _chunks(x, xp))
+    run_pieces(gelu_into, chunks)
     return x
 
 

@@ -12,32 +12,35 @@ from .processing import crop, guided_upsample, preprocess, read_image, read_trim
 DEFAULT_MODEL = "small-composition-1k"
 
 
-def load(source=DEFAULT_MODEL, backend=None):
+def load(source=DEFAULT_MODEL, backend=None, precision=None):
     """A VitMatte from a published checkpoint's name, an HF checkpoint directory, a safetensors file, or a
     PyTorch `pytorch_model.bin` / original hustvl `.pth` (read without torch, see convert.py).
 
     backend: "numpy" (default) or "cupy"; None reads $MINIMATTE_BACKEND.
+    precision: "float32" (default, the reference's numbers) or "float16" (GPU: half the memory traffic,
+               statistics and softmax still in float32; see VitMatte).
     """
     path = os.fspath(source)
     if not os.path.exists(path):
         from .hub import cached_checkpoint
         path = cached_checkpoint(path)
     state, config, processor = read_any(path)
-    return VitMatte.from_state_dict(state, config, processor, backend)
+    return VitMatte.from_state_dict(state, config, processor, backend, precision)
 
 
-def infer(image, trimap, model=None, value_range=None, backend=None, max_size=None):
+def infer(image, trimap, model=None, value_range=None, backend=None, max_size=None, precision=None):
     """Alpha matte(s) of `image` given `trimap`: float32 (H, W) arrays in [0, 1] at the input size.
 
     image, trimap: file paths, PIL images or arrays (uint8/uint16; floats need value_range=1.0 or 255.0),
                    or equal-length lists of them (returns a list).
-    model: a loaded VitMatte, a path or checkpoint name (default: small-composition-1k).
+    model: a loaded VitMatte, a path or checkpoint name (default: small-composition-1k), loaded with
+           `backend` and `precision` (see load).
     max_size: for images too large for memory or time, run the network with the longer side capped at this
               many pixels and upsample the alpha guided by the full-resolution image (see guided_upsample);
               fine structure smaller than the reduced pixel size (single hairs) is lost.
     """
     if not isinstance(model, VitMatte):
-        model = load(model or DEFAULT_MODEL, backend)
+        model = load(model or DEFAULT_MODEL, backend, precision)
     if max_size is not None and (not isinstance(max_size, int) or max_size < 32):
         raise ValueError(f"max_size: expected an integer of at least 32 pixels, got {max_size!r}")
     single = not isinstance(image, (list, tuple))

@@ -9,11 +9,13 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy
 
 BACKENDS = ("numpy", "cupy")
 ENV_VAR = "MINIMATTE_BACKEND"
+PRECISIONS = ("float32", "float16")
 
 
 def array_module(x):
@@ -45,6 +47,14 @@ def name_of(xp):
     return "cupy" if xp.__name__ == "cupy" else "numpy"
 
 
+def compute_dtype(precision):
+    """The array dtype for a precision name ("float32", the default, or "float16")."""
+    precision = precision or "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return numpy.dtype(precision)
+
+
 def to_device(tree, xp):
     """Copy every array of a nested dict/list onto the backend `xp`."""
     if isinstance(tree, dict):
@@ -62,13 +72,55 @@ def to_numpy(x):
 
 
 def chunk_elements(xp):
-    """How many elements an elementwise kernel should touch per pass.
+    """How many elements a kernel should touch per pass; attention slabs and conv column buffers are a
+    small multiple of it.
 
     On the CPU, NumPy runs one ufunc at a time over the whole operand, so long chains (GELU's erf,
-    layer norm) are run chunk by chunk to stay in the L2 cache. A GPU wants the opposite: one launch
-    over everything.
+    layer norm) are run chunk by chunk to stay in the L2 cache. A GPU wants large launches: 4M elements
+    give each of an H100's ~270k resident threads over a dozen, while attention logits (32x) and conv
+    columns (16x) stay at 512 and 256 MB in float32 instead of growing with the image.
     """
-    return 1 << 16 if xp is numpy else 1 << 40
+    return 1 << 16 if xp is numpy else 1 << 22
+
+
+def matmul(a, b, out=None):
+    """a @ b. float16 operands are multiplied with float32 accumulation and one rounding of the result, as
+    cuBLAS does on the GPU; NumPy has no float16 BLAS (its own loop is ~100x slower), so there the product is
+    computed in float32 and rounded once, the same numbers up to the order of the sums."""
+    if array_module(a) is numpy and a.dtype == numpy.float16:
+        product = numpy.matmul(a.astype(numpy.float32), b.astype(numpy.float32))
+        if out is None:
+            return product.astype(numpy.float16)
+        out[...] = product
+        return out
+    return array_module(a).matmul(a, b, out=out)
+
+
+# ------------------------------------------------------------------------------------------ CUDA kernels
+# Where one pass of a hand-written kernel replaces many composed CuPy launches, the kernels ask for it here
+# and fall back to their array code (the NumPy path) when there is none. Sources: kernels/cuda/*.cu, each
+# compiled by NVRTC behind the shared helpers (common.cuh) and the device's float16 conversions (device.cuh).
+# Kernel names end in _f32 or _f16, the element type of their arrays; other types keep the array code.
+
+KERNEL_SUFFIXES = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float16): "f16"}
+_MODULES = {}
+
+
+def cuda_kernel(xp, source, name, dtype):
+    """The CUDA kernel `name`_f32/_f16 of kernels/cuda/`source` for CuPy arrays of `dtype` (compiled once),
+    or None on NumPy and for other dtypes."""
+    if xp is numpy or numpy.dtype(dtype) not in KERNEL_SUFFIXES:
+        return None
+    if source not in _MODULES:
+        code = "\n".join(map(cuda_source, ("device.cuh", "common.cuh", source)))
+        _MODULES[source] = xp.RawModule(code=code, options=("--std=c++17",))
+    return _MODULES[source].get_function(f"{name}_{KERNEL_SUFFIXES[numpy.dtype(dtype)]}")
+
+
+def cuda_source(filename):
+    """The text of kernels/cuda/`filename` (installed with the package as minimatte/kernels/cuda)."""
+    from . import kernels
+    return (Path(kernels.__file__).parent / "cuda" / filename).read_text()
 
 
 # ------------------------------------------------------------------------------------------- CPU threads

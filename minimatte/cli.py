@@ -6,7 +6,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from . import api, convert, hub, metrics
+from . import api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout
 from .processing import read_trimap, trimap_from_mask
@@ -55,7 +55,7 @@ def _matte(args):
     if (args.trimap is None) == (args.mask is None):
         raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
     jobs = _jobs(args)
-    model = api.load(args.model, backend=args.backend)
+    model = api.load(args.model, backend=args.backend, precision=args.precision)
     progress = Items(len(jobs), "images") if len(jobs) > 1 else None
     failed = 0
     for image, hint, output in jobs:
@@ -132,8 +132,11 @@ def build_parser():
                               "image (for very large images; loses detail finer than the reduced pixels)")
         sub.add_argument("--model", default=api.DEFAULT_MODEL,
                          help="checkpoint directory, safetensors file or name (default: %(default)s)")
-        sub.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+        sub.add_argument("--backend", choices=backend.BACKENDS, default=None,
                          help="array backend (default: $MINIMATTE_BACKEND or numpy)")
+        sub.add_argument("--precision", choices=backend.PRECISIONS, default="float32",
+                         help="compute precision; float16 is for GPUs (statistics and softmax stay float32; on "
+                              "the CPU it is slower) (default: %(default)s)")
         sub.set_defaults(run=_matte)
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",
                               description=f"Download a checkpoint into {hub.cache_dir()} "

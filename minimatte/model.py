@@ -113,7 +113,7 @@ def detail_capture(features, pixels, p):
         x = conv2d_upsampled(detail, x, block["conv"]["conv"], relu=True)  # (B, H', W', C) -> (B, 2H', 2W', C')
     head = p["matting_head"]["matting_convs"]
     x = conv2d(x, head[0], relu=True)  # (B, H, W, 32) -> (B, H, W, 16)
-    return sigmoid(conv2d(x, head[3]))  # (B, H, W, 16) -> (B, H, W, 1)
+    return sigmoid(conv2d(x, head[3]).astype(numpy.float32, copy=False))  # (B, H, W, 16) -> (B, H, W, 1), float32 alphas
 
 
 # ------------------------------------------------------------------------------------------------- model
@@ -128,25 +128,37 @@ class MattingOutput:
 
 
 class VitMatte:
-    """A loaded ViTMatte network on one backend. Call it on normalised, padded (B, 4, H, W) pixel values."""
+    """A loaded ViTMatte network on one backend. Call it on normalised, padded (B, 4, H, W) pixel values.
 
-    def __init__(self, params, config, processor=ProcessorConfig(), xp=numpy):
+    precision "float16" stores weights and activations in float16 and computes matrix products with float32
+    accumulation, normalisation statistics, softmax and GELU in float32 (for GPUs; on NumPy it is an
+    emulation of the same numbers and slower than float32). Alphas are float32 either way.
+    """
+
+    def __init__(self, params, config, processor=ProcessorConfig(), xp=numpy, dtype=numpy.float32):
         self.params, self.config, self.processor, self.xp = params, config, processor, xp
+        self.dtype = numpy.dtype(dtype)
 
     @classmethod
-    def from_state_dict(cls, state, config=None, processor=None, backend_name=None):
+    def from_state_dict(cls, state, config=None, processor=None, backend_name=None, precision=None):
         """From a flat {HF key: array} dict (torch naming); checked strictly, BN folded, moved to the backend."""
         xp = backend.resolve(backend_name)
+        dtype = backend.compute_dtype(precision)
         state = {k: backend.to_numpy(v) for k, v in state.items()}
         config = config or from_shapes({k: v.shape for k, v in state.items()})
         weights.check_state_dict(state, config)
         state = weights.add_upsampled_conv_weights(weights.fold_batch_norms(state, config), config)
+        state = {k: v.astype(dtype, copy=False) for k, v in state.items()}
         params = backend.to_device(weights.unflatten(state), xp)
-        return cls(params, config, processor or ProcessorConfig(), xp)
+        return cls(params, config, processor or ProcessorConfig(), xp, dtype)
 
     @property
     def backend(self):
         return backend.name_of(self.xp)
+
+    @property
+    def precision(self):
+        return self.dtype.name
 
     def __call__(self, pixel_values, output_hidden_states=False, output_attentions=False, labels=None):
         if labels is not None:
@@ -172,7 +184,7 @@ class VitMatte:
         if shape[2] % 16 or shape[3] % 16 or 0 in shape:
             raise ValueError(f"pixel_values: height and width must be positive multiples of 16 (pad them, "
                              f"e.g. with minimatte.preprocess), got {shape[2]}x{shape[3]}")
-        x = self.xp.asarray(pixel_values, dtype=self.xp.float32)
+        x = self.xp.asarray(pixel_values, dtype=self.dtype)
         return self.xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # (B, 4, H, W) -> (B, H, W, 4)
 
 

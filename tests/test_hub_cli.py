@@ -147,6 +147,11 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
                      "--background", "nonsense"]) == 2
     assert "background: 'nonsense' is neither a colour nor an image file" in capsys.readouterr().err
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "h.png"), "--model", NAME,
+                     "--precision", "float16"]) == 0
+    half = minimatte.infer(str(image), str(trimap), model=NAME, precision="float16")
+    assert 0 < np.abs(half - expected).max() < 1e-3
+    assert np.abs(np.asarray(Image.open(tmp_path / "h.png")).astype(int) - np.rint(half * 255)).max() == 0
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "s.png"), "--model", NAME,
                      "--max-size", "32"]) == 0
     capped = minimatte.infer(str(image), str(trimap), model=NAME, max_size=32)

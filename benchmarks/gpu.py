@@ -1,0 +1,170 @@
+"""minimatte on CuPy vs transformers on torch CUDA (eager), float32 and float16: time, peak GPU memory and
+how far float16 alphas are from float32 ones, side by side in one run.
+
+    python benchmarks/gpu.py --models small base --sizes 1024x1024 2048x2048 --rounds 5
+
+Each (engine, model, size, precision) runs in a fresh process, so memory peaks are that engine's alone:
+it builds the model with the spec's deterministic random weights, runs once at the size (compiling kernels,
+warming cuBLAS), then times --rounds forward passes, each between device synchronisations, and reports
+the median. The input is the hustvl demo bulb and its trimap, resized
+(from ../shared/data, or $MINIMATTE_SHARED/data). Peak memory is the most bytes in
+use by the framework's allocator during the timed passes, weights included (torch:
+max_memory_allocated; CuPy: the default memory pool's used bytes, tracked per allocation).
+"Equal precision": torch runs fp32 with TF32 off for matrix products and convolutions (cuDNN would
+otherwise use TF32), as CuPy does by default; fp16 is `model.half()`.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+ENGINES = ("minimatte", "torch")
+PRECISIONS = ("float32", "float16")
+
+
+def demo_pixels(height, width):
+    """The bulb demo image and trimap resized to height x width, as the processor normalises them."""
+    from PIL import Image
+
+    import minimatte
+    from helpers import DATA  # ../shared/data, or $MINIMATTE_SHARED/data
+
+    demo = DATA / "vitmatte_demo"
+    image = Image.open(demo / "bulb_rgb.png").convert("RGB").resize((width, height), Image.BICUBIC)
+    trimap = Image.open(demo / "bulb_trimap.png").convert("L").resize((width, height), Image.NEAREST)
+    return minimatte.preprocess(np.asarray(image), np.asarray(trimap)).pixel_values
+
+
+def measure(engine, model_name, height, width, precision, rounds, alphas_path):
+    """Runs inside the child process: median seconds per forward pass and peak GPU memory (MB)."""
+    import minimatte
+    from helpers import deterministic_state
+
+    config = minimatte.PRESETS[model_name]
+    pixels = demo_pixels(height, width)
+    if engine == "minimatte":
+        import cupy
+
+        pool, peak = cupy.get_default_memory_pool(), [0]
+
+        def tracked_malloc(size):
+            memory = pool.malloc(size)
+            peak[0] = max(peak[0], pool.used_bytes())
+            return memory
+
+        cupy.cuda.set_allocator(tracked_malloc)
+        model = minimatte.VitMatte.from_state_dict(deterministic_state(config), backend_name="cupy",
+                                                   precision=precision)
+        synchronize = cupy.cuda.Device().synchronize
+
+        def run():
+            return model(pixels).alphas
+
+        def reset_peak():
+            peak[0] = pool.used_bytes()
+
+        def peak_bytes():
+            return peak[0]
+
+        def to_numpy(alphas):
+            return cupy.asnumpy(alphas)
+    else:
+        import torch
+
+        from reference import hf_model
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        model = hf_model(config, deterministic_state(config)).cuda()
+        dtype = torch.float16 if precision == "float16" else torch.float32
+        model = model.to(dtype)
+        device_pixels = torch.from_numpy(pixels).cuda().to(dtype)
+        synchronize = torch.cuda.synchronize
+        reset_peak, peak_bytes = torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated
+
+        def run():
+            with torch.no_grad():
+                return model(device_pixels).alphas
+
+        def to_numpy(alphas):
+            return alphas.float().cpu().numpy()
+    alphas = run()
+    synchronize()
+    reset_peak()
+    seconds = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        alphas = run()
+        synchronize()
+        seconds.append(time.perf_counter() - start)
+    np.save(alphas_path, to_numpy(alphas))
+    return statistics.median(seconds), peak_bytes() / 2 ** 20
+
+
+def child(engine, model_name, size, precision, rounds, alphas_path):
+    code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import gpu; print(json.dumps(gpu.measure("
+            f"{engine!r}, {model_name!r}, {size[0]}, {size[1]}, {precision!r}, {rounds}, {alphas_path!r})))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if result.returncode != 0:
+        return None, f"failed ({(result.stderr.strip().splitlines() or ['?'])[-1]})"
+    return json.loads(result.stdout.strip().splitlines()[-1]), None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["small", "base"], choices=["small", "base"])
+    parser.add_argument("--sizes", nargs="+", default=["1024x1024", "2048x2048"], help="HxW, multiples of 32")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print("| model | size | precision | engine | median time (s) | peak GPU memory (MB) | time vs torch "
+          "| memory vs torch | max abs alpha difference |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="minimatte-gpu-") as folder:
+        for model_name in args.models:
+            for size_text in args.sizes:
+                size = tuple(int(v) for v in size_text.split("x"))
+                compare(args, model_name, size_text, size, folder)
+
+
+def compare(args, model_name, size_text, size, folder):
+    """One table row per precision and engine; the alpha difference is to the same engine's float32 run
+    (for float32: minimatte's to torch's)."""
+    results, alphas = {}, {}
+    for precision in args.precisions:
+        for engine in args.engines:
+            path = os.path.join(folder, f"{engine}_{precision}.npy")
+            results[engine, precision] = child(engine, model_name, size, precision, args.rounds, path)
+            if results[engine, precision][0] is not None:
+                alphas[engine, precision] = np.load(path)
+    for precision in args.precisions:
+        for engine in args.engines:
+            (measured, error), cells = results[engine, precision], []
+            if error:
+                print(f"| {model_name} | {size_text} | {precision} | {engine} | {error} | | | | |")
+                continue
+            seconds, peak = measured
+            torch_result = results.get(("torch", precision), (None,))[0]
+            if engine != "torch" and torch_result:
+                cells += [f"{seconds / torch_result[0]:.2f}x", f"{peak / torch_result[1]:.2f}x"]
+            else:
+                cells += ["", ""]
+            other = ("torch", "float32") if precision == "float32" else (engine, "float32")
+            if other != (engine, precision) and other in alphas and (engine, precision) in alphas:
+                cells.append(f"{np.abs(alphas[engine, precision] - alphas[other]).max():.2e} (vs {' '.join(other)})")
+            else:
+                cells.append("")
+            print(f"| {model_name} | {size_text} | {precision} | {engine} | {seconds:.4f} | {peak:.0f} | "
+                  + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+// The softmax of attention logits with decomposed relative position bias, in one kernel: composed CuPy
+// needs two bias adds, a max, a subtract, an exp and a sum, each a pass over the (queries x keys) logits,
+// which at 2048x2048 are 16384 keys per row and cost more than the matrix products around them.
+
+// One block per query row of `logits` (rows x key_h*key_w, keys ordered ky-major over a key_h x key_w
+// grid). In place: s = logit + bias_h[row, ky] + bias_w[row, kx] becomes exp(s - max of the row's s), and
+// totals[row] gets the row's sum of those exponentials: the softmax numerators and denominators, in float32
+// also for float16 logits. As kernels/attention.py, which divides by the totals after the product with v.
+template <typename T>
+__device__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, float* totals, int key_h, int key_w) {
+    const int keys = key_h * key_w;
+    T* row = logits + (long long)blockIdx.x * keys;
+    const T* row_bias_h = bias_h + (long long)blockIdx.x * key_h;
+    const T* row_bias_w = bias_w + (long long)blockIdx.x * key_w;
+    // One read for both statistics: the running sum of exponentials is rescaled whenever the maximum grows.
+    float running_max = -3.402823466e+38f, running_sum = 0;  // -FLT_MAX (NVRTC has no <cfloat>)
+    for (int j = threadIdx.x; j < keys; j += blockDim.x) {
+        const float s = to_float(row[j]) + to_float(row_bias_h[j / key_w]) + to_float(row_bias_w[j % key_w]);
+        if (s > running_max) {
+            running_sum = running_sum * expf(running_max - s) + 1.0f;
+            running_max = s;
+        } else {
+            running_sum += expf(s - running_max);
+        }
+    }
+    const float row_max = block_reduce(running_max, Max());
+    const float total = block_reduce(running_sum * expf(running_max - row_max), Sum());
+    for (int j = threadIdx.x; j < keys; j += blockDim.x) {
+        const float s = to_float(row[j]) + to_float(row_bias_h[j / key_w]) + to_float(row_bias_w[j % key_w]);
+        store(row + j, expf(s - row_max));
+    }
+    if (threadIdx.x == 0) totals[blockIdx.x] = total;
+}
+
+extern "C" __global__ void softmax_numerators_f32(float* logits, const float* bias_h, const float* bias_w,
+                                                  float* totals, int key_h, int key_w) {
+    softmax_numerators(logits, bias_h, bias_w, totals, key_h, key_w);
+}
+extern "C" __global__ void softmax_numerators_f16(half_bits* logits, const half_bits* bias_h, const half_bits* bias_w,
+                                                  float* totals, int key_h, int key_w) {
+    softmax_numerators(logits, bias_h, bias_w, totals, key_h, key_w);
+}

@@ -1,0 +1,20 @@
+// Helpers shared by every kernel file: block-wide reductions through shared memory.
+
+struct Sum { __device__ float operator()(float a, float b) const { return a + b; } };
+struct Max { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
+
+// Reduce one value per thread over the block (blockDim.x a power of two, at most 1024); every thread gets
+// the result. All threads of the block must call it: it synchronises.
+template <class Op>
+__device__ float block_reduce(float value, Op op) {
+    __shared__ float scratch[1024];
+    scratch[threadIdx.x] = value;
+    __syncthreads();
+    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) scratch[threadIdx.x] = op(scratch[threadIdx.x], scratch[threadIdx.x + half]);
+        __syncthreads();
+    }
+    const float result = scratch[0];
+    __syncthreads();  // before the next call overwrites scratch
+    return result;
+}

@@ -1,0 +1,43 @@
+// Layer norm and exact GELU: one pass each instead of a chain of CuPy launches, computing in float32 for
+// float16 arrays too. Same maths as kernels/nn.py.
+
+// LayerNorm of one row of `channels` values per block: the mean, then the biased variance of x - mean,
+// in float32 (float16 squares would overflow from |x| = 256 on; real activations reach ~1000).
+template <typename T>
+__device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, int channels, float eps) {
+    const long long row = (long long)blockIdx.x * channels;
+    float sum = 0;
+    for (int c = threadIdx.x; c < channels; c += blockDim.x) sum += to_float(x[row + c]);
+    const float mean = block_reduce(sum, Sum()) / channels;
+    float squares = 0;
+    for (int c = threadIdx.x; c < channels; c += blockDim.x) {
+        const float centred = to_float(x[row + c]) - mean;
+        squares += centred * centred;
+    }
+    const float inverse_std = 1.0f / sqrtf(block_reduce(squares, Sum()) / channels + eps);
+    for (int c = threadIdx.x; c < channels; c += blockDim.x) {
+        const float normalised = (to_float(x[row + c]) - mean) * inverse_std;
+        store(out + row + c, normalised * to_float(weight[c]) + to_float(bias[c]));
+    }
+}
+
+// x * (1 + erf(x / sqrt 2)) / 2 in place, grid-stride over n elements.
+template <typename T>
+__device__ void gelu(T* x, long long n) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float v = to_float(x[i]);
+        store(x + i, v * (1.0f + erff(v * 0.70710678118654752f)) * 0.5f);
+    }
+}
+
+extern "C" __global__ void layer_norm_f32(const float* x, const float* weight, const float* bias, float* out,
+                                          int channels, float eps) {
+    layer_norm(x, weight, bias, out, channels, eps);
+}
+extern "C" __global__ void layer_norm_f16(const half_bits* x, const half_bits* weight, const half_bits* bias,
+                                          half_bits* out, int channels, float eps) {
+    layer_norm(x, weight, bias, out, channels, eps);
+}
+extern "C" __global__ void gelu_f32(float* x, long long n) { gelu(x, n); }
+extern "C" __global__ void gelu_f16(half_bits* x, long long n) { gelu(x, n); }

@@ -1,0 +1,123 @@
+// The CUDA subset that kernels/cuda/*.cu use, emulated on the CPU so that the tests can run those kernels
+// without a GPU (tests/cuda_emulation.py compiles them with this header in place of device.cuh).
+//
+// A block's threads are fibers on one OS thread (started with ucontext, switched with _setjmp/_longjmp,
+// which skip the signal-mask system calls), run in turn until each finishes or reaches __syncthreads;
+// once all wait there, all go on. A block where some threads finish while others wait at a
+// barrier is reported: on a GPU that is undefined behaviour (a hang or wrong results). __shared__ variables
+// are statics, shared by the block's fibers; blocks run one after another.
+#include <cmath>
+#include <csetjmp>
+#include <functional>
+#include <vector>
+#include <ucontext.h>
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+
+typedef _Float16 half_bits;  // IEEE binary16, the layout of NumPy's float16
+
+inline float to_float(float x) { return x; }
+inline float to_float(half_bits x) { return (float)x; }
+inline void store(float* p, float x) { *p = x; }
+inline void store(half_bits* p, float x) { *p = (half_bits)x; }  // round to nearest even, as cvt.rn
+
+struct uint3 { unsigned x, y, z; };
+
+namespace emulation {
+
+enum State { RUNNING, AT_BARRIER, DONE };
+
+struct Fiber {
+    ucontext_t start;
+    jmp_buf resume;
+    State state;
+    bool started;
+    uint3 index;
+};
+
+inline uint3 block_index, block_dim, grid_dim;
+inline std::vector<Fiber> fibers;
+inline std::vector<char> stacks;
+inline size_t current;
+inline jmp_buf scheduler;
+inline const std::function<void()>* body;
+constexpr size_t STACK_BYTES = 1 << 16;
+
+inline uint3 thread_index() { return fibers[current].index; }
+
+inline void sync_threads() {
+    fibers[current].state = AT_BARRIER;
+    if (!_setjmp(fibers[current].resume)) _longjmp(scheduler, 1);
+}
+
+inline void fiber_entry() {  // a fiber runs its thread of every block of a launch
+    for (;;) {
+        (*body)();
+        fibers[current].state = DONE;
+        if (!_setjmp(fibers[current].resume)) _longjmp(scheduler, 1);
+    }
+}
+
+inline void switch_to(Fiber& fiber) {  // returns when the fiber waits at a barrier or is done
+    if (_setjmp(scheduler)) return;
+    if (fiber.started) _longjmp(fiber.resume, 1);
+    fiber.started = true;
+    setcontext(&fiber.start);
+}
+
+inline void create_fibers() {
+    const size_t threads = (size_t)block_dim.x * block_dim.y * block_dim.z;
+    fibers.resize(threads);
+    stacks.resize(threads * STACK_BYTES);
+    for (size_t t = 0; t < threads; ++t) {
+        Fiber& fiber = fibers[t];
+        getcontext(&fiber.start);
+        fiber.start.uc_stack.ss_sp = &stacks[t * STACK_BYTES];
+        fiber.start.uc_stack.ss_size = STACK_BYTES;
+        fiber.start.uc_link = nullptr;
+        makecontext(&fiber.start, fiber_entry, 0);
+        fiber.started = false;
+        fiber.index = {unsigned(t % block_dim.x), unsigned(t / block_dim.x % block_dim.y),
+                       unsigned(t / block_dim.x / block_dim.y)};
+    }
+}
+
+// Runs one block; false if its threads did not all reach the same barrier.
+inline bool run_block() {
+    for (Fiber& fiber : fibers) fiber.state = RUNNING;
+    for (;;) {
+        size_t done = 0;
+        for (current = 0; current < fibers.size(); ++current) {
+            if (fibers[current].state == RUNNING) switch_to(fibers[current]);
+            done += fibers[current].state == DONE;  // else it waits at the barrier
+        }
+        if (done == fibers.size()) return true;
+        if (done > 0) return false;
+        for (Fiber& fiber : fibers) fiber.state = RUNNING;  // everyone reached the barrier
+    }
+}
+
+inline int launch(uint3 grid, uint3 block, const std::function<void()>& kernel) {
+    grid_dim = grid;
+    block_dim = block;
+    body = &kernel;
+    create_fibers();
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) {
+                block_index = {x, y, z};
+                if (!run_block()) return 1;
+            }
+    return 0;
+}
+
+}  // namespace emulation
+
+#define threadIdx (emulation::thread_index())
+#define blockIdx (emulation::block_index)
+#define blockDim (emulation::block_dim)
+#define gridDim (emulation::grid_dim)
+#define __syncthreads() emulation::sync_threads()

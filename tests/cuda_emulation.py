@@ -1,0 +1,96 @@
+"""The hand-written CUDA kernels (kernels/cuda/*.cu), compiled for the CPU and called like CuPy RawKernels.
+
+With `emulated_kernels` patched over `backend.cuda_kernel`, the kernels' CuPy branch runs on NumPy arrays:
+the same launch shapes, argument lists and kernel code that a GPU runs, with cuda_emulation.h standing in
+for CUDA. Arguments are checked as a GPU cannot: every array against the C parameter's element type,
+every scalar against its width (CuPy passes a NumPy scalar's bytes as they are).
+"""
+import ctypes
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from minimatte import backend
+
+HEADER = Path(__file__).with_name("cuda_emulation.h")
+KERNEL = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
+POINTEES = {"float": np.float32, "half_bits": np.float16}
+SCALARS = {"int": np.int32, "long long": np.int64, "float": np.float32}
+COMPILER = shutil.which("g++") or shutil.which("c++")
+_COMPILED = {}
+
+
+class EmulatedKernel:
+    """kernel(grid, block, args) as cupy.RawKernel, on NumPy arrays."""
+
+    def __init__(self, name, function, parameters):
+        self.name, self.function, self.parameters = name, function, parameters
+
+    def __call__(self, grid, block, args):
+        if len(args) != len(self.parameters):
+            raise TypeError(f"{self.name}: {len(args)} arguments for {len(self.parameters)} parameters")
+        values = []  # a ctypes object per argument, alive during the call
+        for (c_type, dtype, is_pointer), arg in zip(self.parameters, args):
+            if is_pointer:
+                if not isinstance(arg, np.ndarray) or arg.dtype != dtype or not arg.flags.c_contiguous:
+                    raise TypeError(f"{self.name}: {c_type} needs a C-contiguous {np.dtype(dtype)} array, got "
+                                    f"{getattr(arg, 'dtype', type(arg).__name__)}")
+                values.append(ctypes.c_void_p(arg.ctypes.data))
+            else:
+                if not isinstance(arg, np.generic) or arg.dtype != dtype:
+                    raise TypeError(f"{self.name}: {c_type} needs a NumPy {np.dtype(dtype)} scalar, got {arg!r}")
+                values.append(np.ctypeslib.as_ctypes_type(dtype)(arg.item()))
+        pointers = (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values))
+        grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
+        if self.function(*grid, *block, pointers):
+            raise RuntimeError(f"{self.name}: the threads of a block did not all reach the same __syncthreads")
+
+
+def _parse(parameter):
+    """'const float* x' -> ('const float*', np.float32, True); 'long long n' -> ('long long', np.int64, False)"""
+    c_type = re.fullmatch(r"\s*(.*?)\s*\w+\s*", parameter).group(1)
+    is_pointer = "*" in c_type
+    base = c_type.replace("const", "").replace("*", "").strip()
+    return c_type, (POINTEES if is_pointer else SCALARS)[base], is_pointer
+
+
+def compile_kernels(code):
+    """{name: EmulatedKernel} for every `extern "C" __global__` kernel of CUDA source `code` (which does not
+    include device.cuh), compiled with g++ once per content."""
+    code = HEADER.read_text() + "\n" + code
+    kernels = {name: [_parse(p) for p in params.split(",")] for name, params in KERNEL.findall(code)}
+    wrappers = []
+    for name, parameters in kernels.items():
+        args = ", ".join(f"*({c_type}*)args[{i}]" for i, (c_type, _, _) in enumerate(parameters))
+        wrappers.append(f'extern "C" int emulate_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, '
+                        f'unsigned by, unsigned bz, void** args) {{\n'
+                        f'    return emulation::launch({{gx, gy, gz}}, {{bx, by, bz}}, [&] {{ {name}({args}); }});\n}}')
+    code += "\n" + "\n".join(wrappers) + "\n"
+    key = hashlib.sha256(code.encode()).hexdigest()
+    if key not in _COMPILED:
+        if COMPILER is None:
+            raise RuntimeError("the CUDA emulation needs a C++ compiler (g++)")
+        with tempfile.TemporaryDirectory(prefix="minimatte-cuda-") as folder:  # the loaded library outlives it
+            source, library_path = Path(folder) / "kernels.cpp", Path(folder) / "kernels.so"
+            source.write_text(code)
+            subprocess.run([COMPILER, "-std=c++17", "-O2", "-ffp-contract=off", "-shared", "-fPIC",
+                            "-o", str(library_path), str(source)], check=True)
+            library = ctypes.CDLL(str(library_path))
+        compiled = {}
+        for name, parameters in kernels.items():
+            function = getattr(library, f"emulate_{name}")
+            function.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_void_p]
+            compiled[name] = EmulatedKernel(name, function, parameters)
+        _COMPILED[key] = compiled
+    return _COMPILED[key]
+
+
+def emulated_kernels(xp, source, name, dtype):
+    """Drop-in for backend.cuda_kernel that serves NumPy arrays."""
+    kernels = compile_kernels(backend.cuda_source("common.cuh") + "\n" + backend.cuda_source(source))
+    return kernels[f"{name}_{backend.KERNEL_SUFFIXES[np.dtype(dtype)]}"]

@@ -1,0 +1,96 @@
+"""The hand-written CUDA kernels (kernels/cuda/*.cu) against the NumPy path they replace, on the CPU.
+
+The kernels' CuPy branch runs here on NumPy arrays, with the CUDA sources compiled by g++ behind
+tests/cuda_emulation.h: the launch shapes, argument lists and kernel code a GPU runs (tests/test_gpu.py
+runs them on one). The two sides differ only in float32 rounding: CUDA's erff against the rational erf,
+another summation order.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import minimatte
+from cuda_emulation import COMPILER, compile_kernels, emulated_kernels
+from helpers import input_a
+from minimatte import backend
+from minimatte.kernels import attention, nn
+
+if COMPILER is None and os.environ.get("MINIMATTE_REQUIRE_REFERENCE") != "1":  # CI has one: there it must run
+    pytest.skip("the CUDA emulation needs a C++ compiler (g++)", allow_module_level=True)
+
+rng = np.random.default_rng(0)
+DTYPES = [np.float32, np.float16]
+TOLERANCE = {np.float32: 2e-6, np.float16: 2e-3}  # relative to the largest output: float32 / float16 ulps
+
+
+@pytest.fixture
+def numpy_and_cuda(monkeypatch):
+    """run(function, *args) -> (result of the NumPy path, result with the CUDA kernels), each on fresh copies."""
+    def run(function, *args):
+        expected = function(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+        with monkeypatch.context() as patch:
+            patch.setattr(backend, "cuda_kernel", emulated_kernels)
+            actual = function(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+        return expected, actual
+    return run
+
+
+def assert_close(actual, expected, dtype):
+    assert actual.dtype == expected.dtype == dtype
+    assert np.abs(actual.astype(np.float64) - expected).max() <= TOLERANCE[dtype] * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels", [384, 192, 100])
+def test_layer_norm(numpy_and_cuda, dtype, channels):
+    x = (rng.standard_normal((37, channels)) * 1000 + 300).astype(dtype)  # float16 squares would overflow
+    p = {"weight": (1 + 0.1 * rng.standard_normal(channels)).astype(dtype),
+         "bias": (0.1 * rng.standard_normal(channels)).astype(dtype)}
+    expected, actual = numpy_and_cuda(nn.layer_norm, x, p, 1e-6)
+    assert_close(actual, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu(numpy_and_cuda, dtype):
+    x = np.linspace(-10, 10, 3 * 1537, dtype=np.float32).reshape(3, 1537).astype(dtype)
+    expected, actual = numpy_and_cuda(nn.gelu, x)
+    assert_close(actual, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("items,a,b,table", [(2, 14, 14, 27), (1, 5, 7, 27), (3, 1, 4, 9), (1, 20, 60, 127)])
+def test_attention_softmax(numpy_and_cuda, dtype, items, a, b, table):
+    """Window grids, small and non-square global grids (tables resized), and a 1200-key grid (256 threads)."""
+    qkv = rng.standard_normal((items, a, b, 3 * 128)).astype(dtype)
+    rel_h, rel_w = (0.3 * rng.standard_normal((table, 64))).astype(dtype), (0.3 * rng.standard_normal((table, 64))).astype(dtype)
+    (out, probs), (out_cuda, probs_cuda) = numpy_and_cuda(attention.attention, qkv, 2, rel_h, rel_w, True)
+    assert_close(out_cuda, out, dtype)
+    assert_close(probs_cuda, probs, dtype)
+
+
+@pytest.mark.parametrize("precision,tolerance", [("float32", 1e-6), ("float16", 2e-3)])
+def test_whole_model(numpy_and_cuda, det_state, precision, tolerance):
+    model = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)
+    expected, actual = numpy_and_cuda(lambda x: model(x).alphas, input_a())
+    assert np.abs(actual - expected).max() < tolerance
+
+
+def test_emulation_reports_a_barrier_that_not_all_threads_reach():
+    kernels = compile_kernels('''
+        extern "C" __global__ void divergent(float* x) {
+            if (threadIdx.x < 32) __syncthreads();
+            x[threadIdx.x] = 1;
+        }''')
+    with pytest.raises(RuntimeError, match="did not all reach the same __syncthreads"):
+        kernels["divergent"]((1,), (64,), (np.zeros(64, np.float32),))
+    kernels["divergent"]((1,), (32,), (np.zeros(32, np.float32),))  # all threads reach it: fine
+
+
+def test_emulation_checks_argument_types():
+    gelu = emulated_kernels(np, "nn.cu", "gelu", np.float32)
+    x = np.zeros(8, np.float32)
+    with pytest.raises(TypeError, match="long long needs a NumPy int64 scalar, got 8"):
+        gelu((1,), (8,), (x, 8))
+    with pytest.raises(TypeError, match=r"float\* needs a C-contiguous float32 array, got float64"):
+        gelu((1,), (8,), (x.astype(np.float64), np.int64(8)))

@@ -1,0 +1,83 @@
+"""The CuPy backend on a real GPU: every kernel, with and without the hand-written CUDA kernels, and the
+whole model against the NumPy backend. Skipped where CuPy or a GPU is missing (as in CI)."""
+import numpy as np
+import pytest
+
+import minimatte
+from helpers import DATA, input_a
+from minimatte import backend
+from minimatte.kernels import attention, conv, nn, resize
+
+pytestmark = pytest.mark.gpu
+rng = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def cp():
+    try:
+        return backend.resolve("cupy")
+    except RuntimeError as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture(params=["cuda kernels", "composed"])
+def kernels(request, monkeypatch):
+    """Run each GPU test with the hand-written kernels, and with CuPy's composed array code (their fallback)."""
+    if request.param == "composed":
+        monkeypatch.setattr(backend, "cuda_kernel", lambda *args: None)
+    return request.param
+
+
+def on_gpu(cp, tree):
+    return backend.to_device(tree, cp) if isinstance(tree, (dict, list)) else cp.asarray(tree)
+
+
+def assert_matches(gpu, expected, tolerance):
+    actual = backend.to_numpy(gpu).astype(np.float64)
+    assert actual.dtype == np.float64 and actual.shape == expected.shape
+    assert np.abs(actual - expected).max() <= tolerance * max(1.0, np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(np.float32, 1e-5), (np.float16, 2e-3)])
+def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
+    x = (rng.standard_normal((2, 9, 13, 384)) * 300).astype(dtype)
+    p = {"weight": (1 + 0.1 * rng.standard_normal(384)).astype(dtype), "bias": (0.1 * rng.standard_normal(384)).astype(dtype)}
+    assert_matches(nn.layer_norm(on_gpu(cp, x), on_gpu(cp, p), 1e-6), nn.layer_norm(x, p, 1e-6), tolerance)
+    g = np.linspace(-10, 10, 5 * 1536).reshape(5, 1536).astype(dtype)
+    assert_matches(nn.gelu(on_gpu(cp, g)), nn.gelu(g.copy()), tolerance)
+    for items, a, b, table in ((2, 14, 14, 27), (1, 5, 7, 27), (1, 40, 60, 127)):
+        qkv = rng.standard_normal((items, a, b, 3 * 384)).astype(dtype)
+        rel = [(0.3 * rng.standard_normal((table, 64))).astype(dtype) for _ in range(2)]
+        out, probs = attention.attention(qkv, 6, *rel, return_probs=True)
+        out_gpu, probs_gpu = attention.attention(on_gpu(cp, qkv), 6, *on_gpu(cp, rel), return_probs=True)
+        assert_matches(out_gpu, out, tolerance)
+        assert_matches(probs_gpu, probs, tolerance)
+    images = rng.standard_normal((1, 12, 18, 36)).astype(dtype)
+    w = {"weight": (0.1 * rng.standard_normal((32, 36, 3, 3))).astype(dtype), "bias": rng.standard_normal(32).astype(dtype)}
+    assert_matches(conv.conv2d(on_gpu(cp, images), on_gpu(cp, w), stride=2, relu=True),
+                   conv.conv2d(images, w, stride=2, relu=True), tolerance)
+    assert_matches(resize.upsample2x(on_gpu(cp, images)), resize.upsample2x(images), tolerance)
+
+
+@pytest.mark.parametrize("precision,tolerance", [("float32", 1e-4), ("float16", 2e-3)])
+def test_model_matches_numpy(cp, kernels, det_state, preset, precision, tolerance):
+    """Alphas within 1e-4 of the NumPy backend in float32; float16 against NumPy's float16 emulation."""
+    gpu = minimatte.VitMatte.from_state_dict(det_state(preset), backend_name="cupy", precision=precision)
+    cpu = minimatte.VitMatte.from_state_dict(det_state(preset), precision=precision)
+    batch = minimatte.preprocess(str(DATA / "vitmatte_demo" / "bulb_rgb.png"),
+                                 str(DATA / "vitmatte_demo" / "bulb_trimap.png"), cpu.processor)
+    for pixels in (input_a(), batch.pixel_values[:, :, :256, :384]):
+        alphas = gpu(pixels).alphas
+        assert isinstance(alphas, cp.ndarray) and alphas.dtype == np.float32
+        assert np.abs(backend.to_numpy(alphas) - cpu(pixels).alphas).max() < tolerance
+
+
+def test_infer_and_foreground_on_gpu(cp, det_model):
+    image, trimap = (str(DATA / "vitmatte_demo" / f"bulb_{kind}.png") for kind in ("rgb", "trimap"))
+    gpu_model = minimatte.VitMatte(backend.to_device(det_model("small").params, cp), det_model("small").config,
+                                   det_model("small").processor, cp)
+    alpha = minimatte.infer(image, trimap, model=gpu_model)
+    assert isinstance(alpha, np.ndarray)
+    assert np.abs(alpha - minimatte.infer(image, trimap, model=det_model("small"))).max() < 1e-4
+    foreground = minimatte.estimate_foreground(image, alpha, backend="cupy")
+    assert np.abs(backend.to_numpy(foreground) - minimatte.estimate_foreground(image, alpha)).max() < 1e-4
