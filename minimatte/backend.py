@@ -112,9 +112,13 @@ def cuda_kernel(xp, source, name, dtype):
     if xp is numpy or numpy.dtype(dtype) not in KERNEL_SUFFIXES:
         return None
     if source not in _MODULES:
-        code = "\n".join(map(cuda_source, ("device.cuh", "common.cuh", source)))
-        _MODULES[source] = xp.RawModule(code=code, options=("--std=c++17",))
+        _MODULES[source] = xp.RawModule(code=cuda_code(source), options=("--std=c++17",))
     return _MODULES[source].get_function(f"{name}_{KERNEL_SUFFIXES[numpy.dtype(dtype)]}")
+
+
+def cuda_code(source):
+    """What NVRTC compiles for kernels/cuda/`source`: the device helpers, the shared ones, the kernels."""
+    return "\n".join(map(cuda_source, ("device.cuh", "common.cuh", source)))
 
 
 def cuda_source(filename):

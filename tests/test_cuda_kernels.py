@@ -6,6 +6,8 @@ runs them on one). The two sides differ only in float32 rounding: CUDA's erff ag
 another summation order.
 """
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -74,6 +76,20 @@ def test_whole_model(numpy_and_cuda, det_state, precision, tolerance):
     model = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)
     expected, actual = numpy_and_cuda(lambda x: model(x).alphas, input_a())
     assert np.abs(actual - expected).max() < tolerance
+
+
+@pytest.mark.parametrize("source", ["attention.cu", "nn.cu"])
+def test_sources_compile_for_the_gpu(tmp_path, source):
+    """The exact code NVRTC gets on a GPU machine, through nvcc and ptxas for an H100 (sm_90), where the CUDA
+    toolkit is installed: the emulation above does not see the PTX float16 conversions of device.cuh."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("no CUDA toolkit (nvcc)")
+    (tmp_path / "kernels.cu").write_text(backend.cuda_code(source))
+    result = subprocess.run([nvcc, "--std=c++17", "-arch=sm_90", "-cubin", "-o", str(tmp_path / "kernels.cubin"),
+                             str(tmp_path / "kernels.cu")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
 
 
 def test_emulation_reports_a_barrier_that_not_all_threads_reach():

@@ -10,8 +10,8 @@ __device__ float block_reduce(float value, Op op) {
     __shared__ float scratch[1024];
     scratch[threadIdx.x] = value;
     __syncthreads();
-    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) scratch[threadIdx.x] = op(scratch[threadIdx.x], scratch[threadIdx.x + half]);
+    for (unsigned width = blockDim.x / 2; width > 0; width /= 2) {
+        if (threadIdx.x < width) scratch[threadIdx.x] = op(scratch[threadIdx.x], scratch[threadIdx.x + width]);
         __syncthreads();
     }
     const float result = scratch[0];
