@@ -159,7 +159,8 @@ def _diagonal_layout(h, w, xp):
     (its inverse) and the positions of each pixel's 4 neighbours (4, hw), clamped at the border as in the
     reference (a border pixel is its own neighbour)."""
     y, x = xp.divmod(xp.arange(h * w, dtype=xp.int32), w)
-    order = xp.argsort(y + x, kind="stable").astype(xp.int32)  # within a diagonal, rows top to bottom
+    diagonal_then_row = (y + x).astype(xp.int64) * h + y  # distinct keys: any sort (CuPy's too) gives this order
+    order = xp.argsort(diagonal_then_row).astype(xp.int32)
     position = xp.empty_like(order)
     position[order] = xp.arange(h * w, dtype=xp.int32)
     y, x = y[order], x[order]
