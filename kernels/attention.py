@@ -41,7 +41,8 @@ def relative_position_table(table, size):
     if table.shape[0] == length:
         return table
     matrix = interpolation_matrix(table.shape[0], length, "linear", xp)  # (2*size-1, L), float32
-    return (matrix @ table.astype(xp.float32, copy=False)).astype(table.dtype, copy=False)  # (L, hd) -> (2*size-1, hd)
+    resized = matrix @ table.astype(xp.float32, copy=False)  # (L, hd) -> (2*size-1, hd)
+    return resized.astype(table.dtype, copy=False)
 
 
 def _relative_positions(table, size):
@@ -92,8 +93,8 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
             q_g = q_s.reshape(ni * num_heads, ry, b, hd)
             rel_h = matmul(q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd), r_h[y0:y1])  # (ry, ni*nh*b, a)
             rel_w = matmul(q_g.transpose(2, 0, 1, 3).reshape(b, -1, hd), r_w)  # (b, ni*nh*ry, b)
-            rel_h = rel_h.reshape(ry, -1, b, a).transpose(1, 0, 2, 3)  # (ni*nh, ry, b, a): per query, per key row
-            rel_w = rel_w.reshape(b, -1, ry, b).transpose(1, 2, 0, 3)  # (ni*nh, ry, b, b): per query, per key column
+            rel_h = rel_h.reshape(ry, -1, b, a).transpose(1, 0, 2, 3)  # -> (ni*nh, ry, b, a): query, key row
+            rel_w = rel_w.reshape(b, -1, ry, b).transpose(1, 2, 0, 3)  # -> (ni*nh, ry, b, b): query, key column
         if fused is not None:  # one kernel: bias, row maxima, exponentials in place and their row sums
             total = xp.empty((*logits.shape[:-1], 1), dtype=xp.float32)  # (ni, nh, ry*b, 1)
             bias = xp.ascontiguousarray(rel_h), xp.ascontiguousarray(rel_w)

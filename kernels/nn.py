@@ -49,7 +49,8 @@ def layer_norm(x, p, eps):
     out = xp.empty_like(rows)
     kernel = backend.cuda_kernel(xp, "nn.cu", "layer_norm", x.dtype)
     if kernel is not None:
-        kernel((rows.shape[0],), (128,), (rows, p["weight"], p["bias"], out, numpy.int32(c), numpy.float32(eps)))
+        arguments = (rows, p["weight"], p["bias"], out, numpy.int32(c), numpy.float32(eps))
+        kernel((rows.shape[0],), (128,), arguments)  # a block per row
         return out.reshape(x.shape)
     step = max(1, chunk_elements(xp) // c)
 

@@ -55,14 +55,15 @@ def interpolation_matrix(in_size, out_size, mode, xp=numpy):
 
 
 def resize(x, size, mode):
-    """Resize the two leading axes of x (H, W, ...) to `size` = (H', W'); separable, via matrices, in float32 or wider."""
+    """Resize the two leading axes of x (H, W, ...) to `size` = (H', W'): separable, via matrices, computed in
+    float32 (or wider) and returned in x's dtype."""
     xp = array_module(x)
     if tuple(x.shape[:2]) == tuple(size):
         return x
     rows = interpolation_matrix(x.shape[0], size[0], mode, xp)  # (H', H)
     cols = interpolation_matrix(x.shape[1], size[1], mode, xp)  # (W', W)
     tail = x.shape[2:]
-    wide = x.reshape(x.shape[0], -1).astype(numpy.promote_types(x.dtype, numpy.float32), copy=False)  # float16 too
+    wide = x.reshape(x.shape[0], -1).astype(numpy.promote_types(x.dtype, numpy.float32), copy=False)
     y = rows @ wide  # (H, W*...) -> (H', W*...)
     y = y.reshape(size[0], x.shape[1], -1).transpose(1, 0, 2).reshape(x.shape[1], -1)  # -> (W, H'*...)
     y = (cols @ y).reshape(size[1], size[0], -1).transpose(1, 0, 2)  # -> (H', W', ...)

@@ -103,7 +103,7 @@ def matmul(a, b, out=None):
 # Kernel names end in _f32 or _f16, the element type of their arrays; other types keep the array code.
 
 KERNEL_SUFFIXES = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float16): "f16"}
-_MODULES = {}
+_MODULES, _KERNELS = {}, {}  # compiled sources; their kernels by full name
 
 
 def cuda_kernel(xp, source, name, dtype):
@@ -111,9 +111,12 @@ def cuda_kernel(xp, source, name, dtype):
     or None on NumPy and for other dtypes."""
     if xp is numpy or numpy.dtype(dtype) not in KERNEL_SUFFIXES:
         return None
-    if source not in _MODULES:
-        _MODULES[source] = xp.RawModule(code=cuda_code(source), options=("--std=c++17",))
-    return _MODULES[source].get_function(f"{name}_{KERNEL_SUFFIXES[numpy.dtype(dtype)]}")
+    name = f"{name}_{KERNEL_SUFFIXES[numpy.dtype(dtype)]}"
+    if name not in _KERNELS:
+        if source not in _MODULES:
+            _MODULES[source] = xp.RawModule(code=cuda_code(source), options=("--std=c++17",))
+        _KERNELS[name] = _MODULES[source].get_function(name)
+    return _KERNELS[name]
 
 
 def cuda_code(source):

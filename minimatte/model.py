@@ -113,7 +113,8 @@ def detail_capture(features, pixels, p):
         x = conv2d_upsampled(detail, x, block["conv"]["conv"], relu=True)  # (B, H', W', C) -> (B, 2H', 2W', C')
     head = p["matting_head"]["matting_convs"]
     x = conv2d(x, head[0], relu=True)  # (B, H, W, 32) -> (B, H, W, 16)
-    return sigmoid(conv2d(x, head[3]).astype(numpy.float32, copy=False))  # (B, H, W, 16) -> (B, H, W, 1), float32 alphas
+    logits = conv2d(x, head[3]).astype(numpy.float32, copy=False)  # (B, H, W, 16) -> (B, H, W, 1), float32
+    return sigmoid(logits)
 
 
 # ------------------------------------------------------------------------------------------------- model

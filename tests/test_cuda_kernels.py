@@ -65,7 +65,7 @@ def test_gelu(numpy_and_cuda, dtype):
 def test_attention_softmax(numpy_and_cuda, dtype, items, a, b, table):
     """Window grids, small and non-square global grids (tables resized), and a 1200-key grid (256 threads)."""
     qkv = rng.standard_normal((items, a, b, 3 * 128)).astype(dtype)
-    rel_h, rel_w = (0.3 * rng.standard_normal((table, 64))).astype(dtype), (0.3 * rng.standard_normal((table, 64))).astype(dtype)
+    rel_h, rel_w = ((0.3 * rng.standard_normal((table, 64))).astype(dtype) for _ in range(2))
     (out, probs), (out_cuda, probs_cuda) = numpy_and_cuda(attention.attention, qkv, 2, rel_h, rel_w, True)
     assert_close(out_cuda, out, dtype)
     assert_close(probs_cuda, probs, dtype)

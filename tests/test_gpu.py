@@ -41,7 +41,8 @@ def assert_matches(gpu, expected, tolerance):
 @pytest.mark.parametrize("dtype,tolerance", [(np.float32, 1e-5), (np.float16, 2e-3)])
 def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
     x = (rng.standard_normal((2, 9, 13, 384)) * 300).astype(dtype)
-    p = {"weight": (1 + 0.1 * rng.standard_normal(384)).astype(dtype), "bias": (0.1 * rng.standard_normal(384)).astype(dtype)}
+    p = {"weight": (1 + 0.1 * rng.standard_normal(384)).astype(dtype),
+         "bias": (0.1 * rng.standard_normal(384)).astype(dtype)}
     assert_matches(nn.layer_norm(on_gpu(cp, x), on_gpu(cp, p), 1e-6), nn.layer_norm(x, p, 1e-6), tolerance)
     g = np.linspace(-10, 10, 5 * 1536).reshape(5, 1536).astype(dtype)
     expected = nn.gelu(g.copy())  # in place
@@ -54,7 +55,8 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
         assert_matches(out_gpu, out, tolerance)
         assert_matches(probs_gpu, probs, tolerance)
     images = rng.standard_normal((1, 12, 18, 36)).astype(dtype)
-    w = {"weight": (0.1 * rng.standard_normal((32, 36, 3, 3))).astype(dtype), "bias": rng.standard_normal(32).astype(dtype)}
+    w = {"weight": (0.1 * rng.standard_normal((32, 36, 3, 3))).astype(dtype),
+         "bias": rng.standard_normal(32).astype(dtype)}
     assert_matches(conv.conv2d(on_gpu(cp, images), on_gpu(cp, w), stride=2, relu=True),
                    conv.conv2d(images, w, stride=2, relu=True), tolerance)
     assert_matches(resize.upsample2x(on_gpu(cp, images)), resize.upsample2x(images), tolerance)
