@@ -3,7 +3,7 @@
 A k x k convolution is an im2col GEMM, built one band of output rows at a time so that the
 (rows * W, k*k*C) column buffer stays small: memory does not grow with the image, only time does.
 Each band copies its input rows once into a zero-bordered buffer (this is also where several inputs are
-concatenated), and its columns are one strided copy of a sliding-window view of that buffer.
+concatenated), and its columns are one copy of a strided view of that buffer (each output's k x k taps).
 """
 import numpy
 
@@ -63,9 +63,13 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
         for x in inputs:
             rows[v0 - y0:v1 - y0, pad:pad + w, c0:c0 + x.shape[3]] = x[b, v0:v1]
             c0 += x.shape[3]
-        taps = xp.lib.stride_tricks.sliding_window_view(rows, (k, k), axis=(0, 1))  # (rows', W', C_in, k, k)
-        taps = taps[::stride, ::stride][:r1 - r0, :w_out]  # (r1-r0, W_out, C_in, ky, kx)
-        cols = taps.transpose(0, 1, 3, 4, 2).reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
+        # Every output position's k x k taps, as a view. Not sliding_window_view: CuPy's checks the window
+        # shape on the GPU, which synchronises the device on every call.
+        row_step, column_step, channel_step = rows.strides
+        taps = xp.lib.stride_tricks.as_strided(
+            rows, shape=(r1 - r0, w_out, k, k, c_in),  # (rows, W_out, ky, kx, C_in)
+            strides=(stride * row_step, stride * column_step, row_step, column_step, channel_step))
+        cols = taps.reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
         out_band = out[b, r0:r1].reshape(-1, c_out)
         backend.matmul(cols, w_mat, out=out_band)  # (rows*W_out, k*k*C_in) -> (rows*W_out, C_out)
         _bias_relu(out_band, p, relu)
