@@ -1,0 +1,103 @@
+"""Where minimatte's forward pass spends its time, stage by stage, on either backend.
+
+    python benchmarks/stages.py --model small --size 1024x1024
+    python benchmarks/stages.py --model base --size 2048x2048 --backend cupy --precision float16
+
+Builds the model with the spec's deterministic random weights, warms up once at the size (compiling the
+CUDA kernels on CuPy), then runs --rounds forward passes with every stage timed: the model's layer
+functions are wrapped, and on CuPy the device is synchronised around each stage so that its time is its own
+(this serialises the GPU with the host, so the stages add up to more than an untimed pass). A stage called
+inside another (the residual block's convolutions) counts towards the outer one. Prints the median seconds
+per stage over the rounds and its share of the timed pass.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+import minimatte  # noqa: E402
+from helpers import deterministic_state  # noqa: E402
+from minimatte import backend, model  # noqa: E402
+
+
+def stage_name(function, args, kwargs):
+    """The row a call of one of the model's layer functions is reported under."""
+    name = function.__name__
+    if name == "self_attention":
+        return "attention, window blocks" if args[3] else "attention, global blocks"
+    if name == "conv2d":  # the decoder's direct convolutions; the backbone's sit inside residual_bottleneck
+        return "ConvStream (stride-2 convs)" if kwargs.get("stride", 1) == 2 else "matting head"
+    if name == "conv2d_upsampled":
+        return f"fusion block at {args[1].shape[1] * 2}x{args[1].shape[2] * 2}"
+    return {"patch_embed": "patch embedding", "absolute_positions": "absolute position embedding",
+            "layer_norm": "block layer norms", "mlp": "MLP", "residual_bottleneck": "residual conv blocks"}[name]
+
+
+def timed(times, synchronize):
+    """Wrap the model's layer functions so that each outermost call adds its time to `times`."""
+    depth = [0]
+
+    def wrap(function):
+        def stage(*args, **kwargs):
+            if depth[0]:
+                return function(*args, **kwargs)
+            depth[0] += 1
+            synchronize()
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                synchronize()
+                times[stage_name(function, args, kwargs)] += time.perf_counter() - start
+                depth[0] -= 1
+        return stage
+
+    for name in ("patch_embed", "absolute_positions", "layer_norm", "self_attention", "mlp",
+                 "residual_bottleneck", "conv2d", "conv2d_upsampled"):
+        setattr(model, name, wrap(getattr(model, name)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="small", choices=["small", "base"])
+    parser.add_argument("--size", default="1024x1024", help="HxW, multiples of 16")
+    parser.add_argument("--backend", default="numpy", choices=backend.BACKENDS)
+    parser.add_argument("--precision", default="float32", choices=backend.PRECISIONS)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    height, width = (int(v) for v in args.size.split("x"))
+    network = minimatte.VitMatte.from_state_dict(deterministic_state(minimatte.PRESETS[args.model]),
+                                                 backend_name=args.backend, precision=args.precision)
+    synchronize = network.xp.cuda.Device().synchronize if args.backend == "cupy" else lambda: None
+    pixels = np.random.default_rng(0).uniform(-1, 1, (1, 4, height, width)).astype(np.float32)
+    network(pixels)
+    synchronize()
+
+    rounds = []
+    times = defaultdict(float)
+    timed(times, synchronize)
+    for _ in range(args.rounds):
+        times.clear()
+        start = time.perf_counter()
+        network(pixels)
+        synchronize()
+        rounds.append((time.perf_counter() - start, dict(times)))
+    total = statistics.median(seconds for seconds, _ in rounds)
+    print(f"ViTMatte-{args.model[0].upper()} {args.size}, {args.backend}, {args.precision}: "
+          f"{total:.4f} s per timed pass (median of {args.rounds})\n")
+    print("| stage | seconds | share |\n|---|---|---|")
+    for stage in sorted(rounds[0][1], key=lambda s: -rounds[0][1][s]):
+        seconds = statistics.median(per_stage[stage] for _, per_stage in rounds)
+        print(f"| {stage} | {seconds:.4f} | {seconds / total:.1%} |")
+    other = total - sum(statistics.median(per_stage[s] for _, per_stage in rounds) for s in rounds[0][1])
+    print(f"| everything else (residual adds, hidden-state copies, sigmoid) | {other:.4f} | {other / total:.1%} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""benchmarks/stages.py still finds every stage of the network it wraps (it reaches into minimatte.model)."""
+import re
+import subprocess
+import sys
+
+from helpers import ROOT
+
+STAGES = ["patch embedding", "absolute position embedding", "block layer norms", "attention, window blocks",
+          "attention, global blocks", "MLP", "residual conv blocks", "ConvStream (stride-2 convs)",
+          "fusion block at 8x12", "fusion block at 16x24", "fusion block at 32x48", "fusion block at 64x96",
+          "matting head"]
+
+
+def test_stage_profile_covers_the_network():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stages.py"), "--size", "64x96",
+                             "--rounds", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = dict(re.findall(r"^\| ([^|]+?) \| [0-9.]+ \| (-?[0-9.]+)% \|$", result.stdout, re.MULTILINE))
+    assert set(STAGES) <= set(rows), result.stdout
+    assert all(0 <= float(rows[stage]) <= 100 for stage in STAGES)
