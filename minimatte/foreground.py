@@ -18,11 +18,13 @@ import math
 import numpy as np
 from PIL import Image, ImageColor
 
+from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
 from .processing import read_image, read_trimap, resize_plane
 
 # pymatting's neighbour order (left, right, up, down): sums are accumulated in this order, as there.
 _NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
+_MAX_THREADS = 1024  # per block, CUDA's limit: longer diagonals give a thread several pixels
 
 
 def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, small_iterations=10,
@@ -140,6 +142,13 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
     diagonal = np.arange(h + w - 1)
     sizes = np.minimum(np.minimum(diagonal + 1, h + w - 1 - diagonal), min(h, w))
     bounds = [0] + np.cumsum(sizes).tolist()  # diagonal d holds positions bounds[d]:bounds[d + 1]
+    kernel = backends.cuda_kernel(xp, "foreground.cu", "gauss_seidel", xp.float32)
+    if kernel is not None:  # all sweeps in one launch of one block: a thread per pixel of the longest diagonal
+        threads = min(_MAX_THREADS, -(-max(sizes) // 32) * 32)  # in whole warps
+        arguments = (fb, data, weights, neighbours, own, cross, xp.asarray(bounds, dtype=xp.int32),
+                     np.int32(len(sizes)), np.int32(h * w), np.int32(sweeps))
+        kernel((1,), (threads,), arguments)
+        return fb[position].reshape(h, w, 6)
     terms = xp.empty((5, max(sizes), 6), xp.float32)  # the data term, then the 4 weighted neighbours
     for _ in range(sweeps):
         for start, stop in zip(bounds[:-1], bounds[1:]):

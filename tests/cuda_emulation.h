@@ -24,6 +24,12 @@ inline float to_float(half_bits x) { return (float)x; }
 inline void store(float* p, float x) { *p = x; }
 inline void store(half_bits* p, float x) { *p = (half_bits)x; }  // round to nearest even, as cvt.rn
 
+// CUDA's unfused, round-to-nearest arithmetic; the compiler runs with -ffp-contract=off, so plain operators are.
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+
 struct uint3 { unsigned x, y, z; };
 
 namespace emulation {

@@ -15,7 +15,7 @@ import pytest
 import minimatte
 from cuda_emulation import COMPILER, compile_kernels, emulated_kernels
 from helpers import input_a
-from minimatte import backend
+from minimatte import backend, foreground
 from minimatte.kernels import attention, nn
 
 if COMPILER is None and os.environ.get("MINIMATTE_REQUIRE_REFERENCE") != "1":  # CI has one: there it must run
@@ -71,6 +71,19 @@ def test_attention_softmax(numpy_and_cuda, dtype, items, a, b, table):
     assert_close(probs_cuda, probs, dtype)
 
 
+@pytest.mark.parametrize("max_threads", [1024, 32])
+def test_foreground_sweeps(numpy_and_cuda, monkeypatch, max_threads):
+    """Exactly the NumPy path's F and B (which are pymatting's): the same operations in the same order. With
+    32 threads per block, a thread takes several pixels of a 37-pixel diagonal."""
+    monkeypatch.setattr(foreground, "_MAX_THREADS", max_threads)
+    image = rng.random((37, 53, 3))
+    alpha = np.clip(rng.random((37, 53)) * 3 - 1, 0, 1)  # a third 0, a third 1, soft in between
+    expected, actual = numpy_and_cuda(lambda i, a: foreground.estimate_foreground(
+        i, a, value_range=1.0, return_background=True), image, alpha)
+    for computed, reference in zip(actual, expected):
+        assert computed.dtype == np.float32 and np.array_equal(computed, reference)
+
+
 @pytest.mark.parametrize("precision,tolerance", [("float32", 1e-6), ("float16", 2e-3)])
 def test_whole_model(numpy_and_cuda, det_state, precision, tolerance):
     model = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)
@@ -78,7 +91,7 @@ def test_whole_model(numpy_and_cuda, det_state, precision, tolerance):
     assert np.abs(actual - expected).max() < tolerance
 
 
-@pytest.mark.parametrize("source", ["attention.cu", "nn.cu"])
+@pytest.mark.parametrize("source", ["attention.cu", "nn.cu", "foreground.cu"])
 def test_sources_compile_for_the_gpu(tmp_path, source):
     """The exact code NVRTC gets on a GPU machine, through nvcc and ptxas for an H100 (sm_90), where the CUDA
     toolkit is installed: the emulation above does not see the PTX float16 conversions of device.cuh."""
