@@ -141,6 +141,7 @@ def patch_embed(x, p):
     n, h, w, c_in = x.shape
     c_out, _, k, _ = p["weight"].shape
     patches = x.reshape(n, h // k, k, w // k, k, c_in).transpose(0, 1, 3, 2, 4, 5)  # (N, h, w, ky, kx, C_in)
-    tokens = matmul(patches.reshape(-1, k * k * c_in), p["weight"].transpose(0, 2, 3, 1).reshape(c_out, -1).T)  # (N*h*w, C_out)
+    weight = p["weight"].transpose(0, 2, 3, 1).reshape(c_out, -1)  # (C_out, [ky][kx][C_in]), as the patches
+    tokens = matmul(patches.reshape(-1, k * k * c_in), weight.T)  # (N*h*w, k*k*C_in) -> (N*h*w, C_out)
     tokens += p["bias"]
     return tokens.reshape(n, h // k, w // k, c_out)

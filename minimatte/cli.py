@@ -118,7 +118,8 @@ def build_parser():
         sub.add_argument("--mask", help="a binary or soft mask file (or folder) to build the trimap from, "
                                         "instead of TRIMAP")
         sub.add_argument("--band", type=int, default=10,
-                         help="with --mask: unknown band width in pixels on each side of the edge (default: %(default)s)")
+                         help="with --mask: unknown band width in pixels on each side of the edge "
+                              "(default: %(default)s)")
         sub.add_argument("-o", "--output", required=True,
                          help="output file (.png); in batch mode a folder, one NAME.png per image")
         if name == "cutout":
