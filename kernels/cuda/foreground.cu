@@ -1,7 +1,8 @@
 // The Gauss-Seidel sweeps of foreground estimation (minimatte/foreground.py) over one level, in one launch.
-// Composed CuPy takes ~9 launches per anti-diagonal and sweep: ~74,000 for the two sweeps of a 2048x2048
-// level, whose launch overhead alone is longer than the work. Here one block walks the diagonals in order,
-// its threads sharing each diagonal's pixels (which are independent) and synchronising between diagonals.
+// Composed CuPy takes ~9 launches per anti-diagonal and sweep, ~74,000 for the two sweeps of a 2048x2048
+// level, each paying a launch's fixed cost for a few thousand pixels of work. Here one block walks the
+// diagonals in order, its threads sharing each diagonal's pixels (which are independent) and synchronising
+// between diagonals.
 //
 // The arithmetic is the NumPy path's, operation for operation (which reproduces pymatting's): the weighted
 // neighbour terms rounded to float32 and summed in pymatting's order, then the 2x2 solve in float64 and
