@@ -10,8 +10,9 @@ are resampled by nearest neighbour, F and B are upsampled from the level before,
 Gauss-Seidel update every pixel in raster order using its already-updated left and upper neighbours.
 
 A raster sweep looks sequential, but a pixel depends only on the anti-diagonal before its own (left, up) and
-the one after (right, down), so each anti-diagonal is updated as one vectorised step: the same result as the
-reference's pixel loop, with the pixels stored diagonal by diagonal so that every step reads slices.
+the one after (right, down), so each anti-diagonal is updated as one vectorised step, and the sweeps of a
+level run as a pipeline, a later sweep two diagonals behind the one before: the same result as the
+reference's pixel loop, with the pixels stored diagonal by diagonal so that every step reads a slice.
 """
 import math
 
@@ -24,7 +25,7 @@ from .processing import read_image, read_trimap, resize_plane
 
 # pymatting's neighbour order (left, right, up, down): sums are accumulated in this order, as there.
 _NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
-_MAX_THREADS = 1024  # per block, CUDA's limit: longer diagonals give a thread several pixels
+_MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 
 
 def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, small_iterations=10,
@@ -139,37 +140,60 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
     weights = regularization + gradient_weight * xp.abs(a0 - a0[neighbours])  # (4, hw) float32
     own, cross, data = _pixel_systems(a0, weights, image.reshape(-1, 3)[order])
     fb = state.reshape(-1, 6)[order]
-    diagonal = np.arange(h + w - 1)
-    sizes = np.minimum(np.minimum(diagonal + 1, h + w - 1 - diagonal), min(h, w))
-    bounds = [0] + np.cumsum(sizes).tolist()  # diagonal d holds positions bounds[d]:bounds[d + 1]
+    steps = _steps(h, w, sweeps)
+    widest = max((stop - start for start, stop in steps), default=0)
     kernel = backends.cuda_kernel(xp, "foreground.cu", "gauss_seidel", xp.float32)
-    if kernel is not None:  # all sweeps in one launch of one block: a thread per pixel of the longest diagonal
-        threads = min(_MAX_THREADS, -(-max(sizes) // 32) * 32)  # in whole warps
-        arguments = (fb, data, weights, neighbours, own, cross, xp.asarray(bounds, dtype=xp.int32),
-                     np.int32(len(sizes)), np.int32(h * w), np.int32(sweeps))
+    if kernel is not None:  # all steps in one launch of one block, a thread per pixel of the widest step
+        threads = min(_MAX_THREADS, max(1, -(-widest // 32)) * 32)  # in whole warps
+        arguments = (fb, data, weights, neighbours, own, cross, xp.asarray(steps, dtype=xp.int32).reshape(-1),
+                     np.int32(len(steps)), np.int32(h * w))
         kernel((1,), (threads,), arguments)
         return fb[position].reshape(h, w, 6)
-    terms = xp.empty((5, max(sizes), 6), xp.float32)  # the data term, then the 4 weighted neighbours
-    for _ in range(sweeps):
-        for start, stop in zip(bounds[:-1], bounds[1:]):
-            n = stop - start
-            terms[0, :n] = data[start:stop]
-            xp.take(fb, neighbours[:, start:stop], axis=0, out=terms[1:, :n])
-            terms[1:, :n] *= weights[:, start:stop, None]
-            rhs = terms[:, :n].sum(axis=0).reshape(n, 2, 3)  # [F, B] sums, term after term as in the reference
-            solved = own[start:stop] * rhs
-            solved += cross[start:stop] * rhs[:, ::-1]
-            fb[start:stop] = solved.clip(0, 1, out=solved).reshape(n, 6)
+    terms = xp.empty((5, widest, 6), xp.float32)  # the data term, then the 4 weighted neighbours
+    for start, stop in steps:
+        n = stop - start
+        terms[0, :n] = data[start:stop]
+        xp.take(fb, neighbours[:, start:stop], axis=0, out=terms[1:, :n])
+        terms[1:, :n] *= weights[:, start:stop, None]
+        rhs = terms[:, :n].sum(axis=0).reshape(n, 2, 3)  # [F, B] sums, term after term as in the reference
+        solved = own[start:stop] * rhs
+        solved += cross[start:stop] * rhs[:, ::-1]
+        fb[start:stop] = solved.clip(0, 1, out=solved).reshape(n, 6)
     return fb[position].reshape(h, w, 6)
 
 
+def _steps(h, w, sweeps):
+    """The [start, stop) position ranges that _gauss_seidel updates, step after step.
+
+    Sweep s updates anti-diagonal d at step d + 2s. By then the diagonal before d has sweep s's values and
+    the one after still has sweep s - 1's, exactly what the raster order gives them, and one step's
+    diagonals (every other one) are not each other's neighbours. So the sweeps run as one pipeline of
+    h + w + 2 sweeps - 3 steps instead of sweeps x (h + w - 1), and with the even diagonals stored before the
+    odd ones (_diagonal_layout) each step's diagonals are one slice.
+    """
+    n = h + w - 1
+    diagonal = np.arange(n)
+    sizes = np.minimum(np.minimum(diagonal + 1, n - diagonal), min(h, w))  # pixels with y + x = diagonal
+    stored = np.argsort(diagonal % 2, kind="stable")  # diagonals in storage order: even, then odd
+    first = np.empty(n, np.int64)
+    first[stored] = np.cumsum(sizes[stored]) - sizes[stored]  # where each diagonal starts
+    steps = []
+    for t in range(n + 2 * sweeps - 2 if sweeps else 0):
+        newest = min(t, n - 1 - (n - 1 - t) % 2)  # the last diagonal of t's parity that this step reaches
+        oldest = max(t - 2 * (sweeps - 1), t % 2)
+        if oldest <= newest:
+            steps.append((int(first[oldest]), int(first[newest] + sizes[newest])))
+    return steps
+
+
 def _diagonal_layout(h, w, xp):
-    """Pixels stored anti-diagonal after anti-diagonal: order (the raster index at each position), position
-    (its inverse) and the positions of each pixel's 4 neighbours (4, hw), clamped at the border as in the
-    reference (a border pixel is its own neighbour)."""
+    """Pixels stored anti-diagonal after anti-diagonal, the even diagonals before the odd ones: order (the
+    raster index at each position), position (its inverse) and the positions of each pixel's 4 neighbours
+    (4, hw), clamped at the border as in the reference (a border pixel is its own neighbour)."""
     y, x = xp.divmod(xp.arange(h * w, dtype=xp.int32), w)
-    diagonal_then_row = (y + x).astype(xp.int64) * h + y  # distinct keys: any sort (CuPy's too) gives this order
-    order = xp.argsort(diagonal_then_row).astype(xp.int32)
+    diagonal = (y + x).astype(xp.int64)
+    storage_key = ((diagonal % 2) * (h + w) + diagonal) * h + y  # distinct keys: any sort (CuPy's too) agrees
+    order = xp.argsort(storage_key).astype(xp.int32)
     position = xp.empty_like(order)
     position[order] = xp.arange(h * w, dtype=xp.int32)
     y, x = y[order], x[order]

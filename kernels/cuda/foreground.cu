@@ -1,38 +1,36 @@
 // The Gauss-Seidel sweeps of foreground estimation (minimatte/foreground.py) over one level, in one launch.
-// Composed CuPy takes ~9 launches per anti-diagonal and sweep, ~74,000 for the two sweeps of a 2048x2048
-// level, each paying a launch's fixed cost for a few thousand pixels of work. Here one block walks the
-// diagonals in order, its threads sharing each diagonal's pixels (which are independent) and synchronising
-// between diagonals.
+// Composed CuPy takes ~9 launches per step (~37,000 for the two sweeps of a 2048x2048 level), each paying a
+// launch's fixed cost for a few thousand pixels of work. Here one block walks the steps in order, its
+// threads sharing each step's pixels and synchronising between steps.
 //
 // The arithmetic is the NumPy path's, operation for operation (which reproduces pymatting's): the weighted
 // neighbour terms rounded to float32 and summed in pymatting's order, then the 2x2 solve in float64 and
 // the result rounded to float32. The _rn intrinsics keep the compiler from fusing a multiply and an add.
 
-// fb: (pixels, 6) [F, B] per pixel, updated in place, pixels stored diagonal by diagonal (diagonal d holds
-// positions bounds[d] to bounds[d + 1]); data: (pixels, 6) the data terms [a0 I, a1 I]; weights and
-// neighbours: (4, pixels), each pixel's neighbour weights and positions (left, right, up, down); own:
+// fb: (pixels, 6) [F, B] per pixel, updated in place, pixels stored diagonal by diagonal; steps: (count, 2),
+// the [start, stop) positions updated at each step (minimatte/foreground.py: _steps; a step's pixels are
+// independent, and a step reads the ones before it); data: (pixels, 6) the data terms [a0 I, a1 I]; weights
+// and neighbours: (4, pixels), each pixel's neighbour weights and positions (left, right, up, down); own:
 // (pixels, 2) and cross: (pixels,), the inverse of each pixel's 2x2 system (own for F and B, cross between).
 extern "C" __global__ void gauss_seidel_f32(float* fb, const float* data, const float* weights,
                                             const int* neighbours, const double* own, const double* cross,
-                                            const int* bounds, int diagonals, int pixels, int sweeps) {
-    for (int sweep = 0; sweep < sweeps; ++sweep) {
-        for (int d = 0; d < diagonals; ++d) {
-            for (int i = bounds[d] + threadIdx.x; i < bounds[d + 1]; i += blockDim.x) {
-                float rhs[6];  // [F, B] sums: the data term, then each weighted neighbour
-                for (int c = 0; c < 6; ++c) rhs[c] = data[6LL * i + c];
-                for (int k = 0; k < 4; ++k) {
-                    const float weight = weights[(long long)k * pixels + i];
-                    const float* neighbour = fb + 6LL * neighbours[(long long)k * pixels + i];
-                    for (int c = 0; c < 6; ++c) rhs[c] = __fadd_rn(rhs[c], __fmul_rn(weight, neighbour[c]));
-                }
-                for (int c = 0; c < 6; ++c) {  // F (c < 3) from rhs_F and rhs_B, B from rhs_B and rhs_F
-                    const int other = c < 3 ? c + 3 : c - 3;
-                    const double solved = __dadd_rn(__dmul_rn(own[2LL * i + c / 3], (double)rhs[c]),
-                                                    __dmul_rn(cross[i], (double)rhs[other]));
-                    fb[6LL * i + c] = (float)(solved < 0 ? 0.0 : solved > 1 ? 1.0 : solved);  // NaN stays NaN
-                }
+                                            const int* steps, int count, int pixels) {
+    for (int step = 0; step < count; ++step) {
+        for (int i = steps[2 * step] + threadIdx.x; i < steps[2 * step + 1]; i += blockDim.x) {
+            float rhs[6];  // [F, B] sums: the data term, then each weighted neighbour
+            for (int c = 0; c < 6; ++c) rhs[c] = data[6LL * i + c];
+            for (int k = 0; k < 4; ++k) {
+                const float weight = weights[(long long)k * pixels + i];
+                const float* neighbour = fb + 6LL * neighbours[(long long)k * pixels + i];
+                for (int c = 0; c < 6; ++c) rhs[c] = __fadd_rn(rhs[c], __fmul_rn(weight, neighbour[c]));
             }
-            __syncthreads();  // the next diagonal reads this one
+            for (int c = 0; c < 6; ++c) {  // F (c < 3) from rhs_F and rhs_B, B from rhs_B and rhs_F
+                const int other = c < 3 ? c + 3 : c - 3;
+                const double solved = __dadd_rn(__dmul_rn(own[2LL * i + c / 3], (double)rhs[c]),
+                                                __dmul_rn(cross[i], (double)rhs[other]));
+                fb[6LL * i + c] = (float)(solved < 0 ? 0.0 : solved > 1 ? 1.0 : solved);  // NaN stays NaN
+            }
         }
+        __syncthreads();  // the next step reads this one
     }
 }
