@@ -91,11 +91,11 @@ def main():
     total = statistics.median(seconds for seconds, _ in rounds)
     print(f"ViTMatte-{args.model[0].upper()} {args.size}, {args.backend}, {args.precision}: "
           f"{total:.4f} s per timed pass (median of {args.rounds})\n")
+    medians = {stage: statistics.median(per_stage[stage] for _, per_stage in rounds) for stage in rounds[0][1]}
     print("| stage | seconds | share |\n|---|---|---|")
-    for stage in sorted(rounds[0][1], key=lambda s: -rounds[0][1][s]):
-        seconds = statistics.median(per_stage[stage] for _, per_stage in rounds)
+    for stage, seconds in sorted(medians.items(), key=lambda item: -item[1]):
         print(f"| {stage} | {seconds:.4f} | {seconds / total:.1%} |")
-    other = total - sum(statistics.median(per_stage[s] for _, per_stage in rounds) for s in rounds[0][1])
+    other = total - sum(medians.values())
     print(f"| everything else (residual adds, hidden-state copies, sigmoid) | {other:.4f} | {other / total:.1%} |")
 
 
