@@ -37,6 +37,8 @@ def _pil_to_array(img, name):
     """A PIL image as an (H, W) or (H, W, C) array, keeping its own value scale."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return np.asarray(img, dtype=np.uint16)
+    if img.mode == "I" and img.format == "PNG":  # PNG has no 32-bit grey: Pillow < 10.3 reads 16 bits as "I"
+        return np.asarray(img).astype(np.uint16)
     if img.mode in ("I", "F"):
         raise ValueError(f"{name}: 32-bit image mode {img.mode!r} is not supported; save it as 8 or 16 bit")
     if img.mode not in ("L", "LA", "RGB", "RGBA"):

@@ -67,6 +67,21 @@ def test_grey_and_coloured_trimaps_convert_like_pil():
     np.testing.assert_array_equal(minimatte.read_trimap(colour), expected)
 
 
+def test_sixteen_bit_files(tmp_path):
+    levels = np.array([[0, 32896, 65535], [1, 40000, 65534]], np.uint16)
+    for name in ("t.png", "t.tif"):
+        Image.fromarray(levels).save(tmp_path / name)
+        np.testing.assert_array_equal(minimatte.read_trimap(tmp_path / name), levels / 65535)
+    # Pillow before 10.3 opens a 16-bit grey PNG in 32-bit mode "I" (PNG has no 32-bit grey); from other formats
+    # a mode-"I" image stays an error.
+    opened = Image.open(tmp_path / "t.png").convert("I")
+    opened.format = "PNG"
+    np.testing.assert_array_equal(minimatte.read_trimap(opened), levels / 65535)
+    opened.format = "TIFF"
+    with pytest.raises(ValueError, match="32-bit image mode 'I' is not supported"):
+        minimatte.read_trimap(opened)
+
+
 def test_batch_of_equal_sizes():
     images = [np.zeros((40, 50, 3), np.uint8), np.ones((40, 50, 3), np.uint8)]
     trimaps = [np.zeros((40, 50), np.uint8)] * 2
