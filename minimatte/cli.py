@@ -13,13 +13,21 @@ from .processing import read_trimap, trimap_from_mask
 from .progress import Items
 
 
+def _format(path):
+    """The PIL format for an output file's extension; PNG when PIL knows none."""
+    return Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
+
+
 def _save_atomically(image, path):
     with atomic_output(path) as tmp:
-        image.save(tmp, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG"))
+        image.save(tmp, format=_format(path))
 
 
-def _alpha_image(alpha):
-    return Image.fromarray(np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8), mode="L")
+def _alpha_image(alpha, bits):
+    """The matte as a greyscale image of 8 or 16 bits, rounded to the nearest level (the reference's scripts
+    truncate to 8 bits; metrics.to_uint8 does that)."""
+    top = (1 << bits) - 1
+    return Image.fromarray(np.clip(np.rint(alpha * top), 0, top).astype(np.uint8 if bits == 8 else np.uint16))
 
 
 def _paired_files(folder, *others, names=("image", "trimap", "trimap")):
@@ -55,6 +63,8 @@ def _matte(args):
     if (args.trimap is None) == (args.mask is None):
         raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
     jobs = _jobs(args)
+    if args.command == "matte" and args.bits == 16 and any(_format(out) not in ("PNG", "TIFF") for *_, out in jobs):
+        raise ValueError(f"output: --bits 16 needs a .png or .tif file, got {args.output!r}")
     model = api.load(args.model, backend=args.backend, precision=args.precision)
     progress = Items(len(jobs), "images") if len(jobs) > 1 else None
     failed = 0
@@ -63,7 +73,7 @@ def _matte(args):
             trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
             alpha = api.infer(image, trimap, model=model, max_size=args.max_size)
             if args.command == "matte":
-                result = _alpha_image(alpha)
+                result = _alpha_image(alpha, args.bits)
             else:
                 result = Image.fromarray(cutout(image, alpha, args.background, foreground=not args.raw_colors,
                                                 backend=args.backend))
@@ -108,7 +118,7 @@ def build_parser():
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
         epilog="Exit status: 0 success, 1 missing file / download / some batch items failed, 2 bad input.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("matte", "write the alpha matte as an 8-bit greyscale PNG"),
+    for name, text in (("matte", "write the alpha matte as a greyscale PNG (8 or 16 bits)"),
                        ("cutout", "write the cut-out: estimated foreground colours with the matte as alpha (RGBA PNG), "
                                   "or composited onto --background")):
         sub = commands.add_parser(name, help=text, description=text)
@@ -122,6 +132,10 @@ def build_parser():
                               "(default: %(default)s)")
         sub.add_argument("-o", "--output", required=True,
                          help="output file (.png); in batch mode a folder, one NAME.png per image")
+        if name == "matte":
+            sub.add_argument("--bits", type=int, choices=(8, 16), default=8,
+                             help="bits per pixel of the alpha image, rounded to the nearest level; 16 needs a "
+                                  ".png or .tif output (default: %(default)s)")
         if name == "cutout":
             sub.add_argument("--background", metavar="COLOR|IMAGE",
                              help="composite onto a colour (name or #rrggbb) or an image instead of writing RGBA")
@@ -145,8 +159,9 @@ def build_parser():
     sub.add_argument("name", choices=sorted(hub.CHECKPOINTS))
     sub.set_defaults(run=_download)
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",
-                              description="Score 8-bit mattes in PRED_DIR against GT_DIR on the unknown region "
-                                          "(trimap == 128) of TRIMAP_DIR, files paired by stem; prints a table.")
+                              description="Score the mattes in PRED_DIR against GT_DIR on the unknown region "
+                                          "(trimap == 128) of TRIMAP_DIR, files paired by stem, at 8 bits (16-bit "
+                                          "files are rounded to 8 bits); prints a table.")
     sub.add_argument("pred_dir")
     sub.add_argument("gt_dir")
     sub.add_argument("trimap_dir")
