@@ -8,27 +8,37 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
 - image: RGB kept; greyscale replicated to RGB; RGBA/LA alpha dropped (as PIL's convert("RGB")).
 - trimap: one channel; an RGB(A) trimap is reduced to its grey level (PIL's "L" luma when channels differ).
 - uint8 is 0..255, uint16 is 0..65535; float arrays are ambiguous and need `value_range` (1.0 or 255.0).
+- files are turned upright by their EXIF orientation (as transformers' load_image); PIL images and arrays are
+  used as given (as the processor does).
 """
 import os
 from dataclasses import dataclass
 from typing import List, Tuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .backend import to_numpy
 from .config import ProcessorConfig
 
+_EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright, 2-8 mirrored and/or rotated
+
 
 def _open(path, name):
-    """A PIL image from a file path, with one clear error for anything that is not an image."""
+    """A PIL image from a file path, turned upright by its EXIF orientation as transformers' load_image does
+    (a phone photo is stored sideways; its trimap is drawn on what viewers show), with one clear error for
+    anything that is not an image."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{name}: no such file {path!r}")
     try:
         with Image.open(path) as img:
             img.load()
-            return img
+            if img.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+                return img
+            upright = ImageOps.exif_transpose(img)
+            upright.format = img.format  # a copy has none, and _pil_to_array reads it
+            return upright
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{name}: {path!r} is not a readable image ({error})") from None
 

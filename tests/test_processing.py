@@ -82,6 +82,20 @@ def test_sixteen_bit_files(tmp_path):
         minimatte.read_trimap(opened)
 
 
+def test_files_are_turned_upright_by_their_exif_orientation(tmp_path):
+    stored = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)  # as a sideways camera stores it
+    upright = {1: stored, 3: stored[::-1, ::-1], 6: np.rot90(stored, -1), 8: np.rot90(stored)}  # EXIF's rotations
+    for orientation, expected in upright.items():
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
+        np.testing.assert_array_equal(minimatte.read_image(tmp_path / "photo.png"), expected / 255)
+    np.testing.assert_array_equal(minimatte.read_image(Image.open(tmp_path / "photo.png")), stored / 255)
+    trimap = np.tile(np.uint16([0, 32896, 65535]), (4, 2))  # 16-bit grey keeps its depth when turned
+    Image.fromarray(trimap).save(tmp_path / "trimap.png", exif=exif)
+    np.testing.assert_array_equal(minimatte.read_trimap(tmp_path / "trimap.png"), np.rot90(trimap) / 65535)
+
+
 def test_batch_of_equal_sizes():
     images = [np.zeros((40, 50, 3), np.uint8), np.ones((40, 50, 3), np.uint8)]
     trimaps = [np.zeros((40, 50), np.uint8)] * 2
