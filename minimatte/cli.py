@@ -9,7 +9,7 @@ from PIL import Image
 from . import api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout
-from .processing import read_trimap, trimap_from_mask
+from .processing import read_grey, read_trimap, trimap_from_mask
 from .progress import Items
 
 
@@ -103,8 +103,9 @@ def _convert(args):
 def _evaluate(args):
     rows = []
     for stem, *paths in _paired_files(args.pred_dir, args.gt_dir, args.trimap_dir, names=("pred", "gt", "trimap")):
-        pred, gt, trimap = (np.rint(read_trimap(p, name=n) * 255).astype(np.uint8)
-                            for p, n in zip(paths, ("pred", "gt", "trimap")))
+        pred, gt, trimap = (np.rint(read(path, name=name) * 255).astype(np.uint8)
+                            for read, path, name in zip((read_grey, read_grey, read_trimap), paths,
+                                                        ("pred", "gt", "trimap")))
         rows.append((stem, metrics.evaluate(pred, gt, trimap)))
     columns = list(metrics.METRICS)
     print(f"| image | {' | '.join(c + (' (x1e3)' if c == 'MSE' else '') for c in columns)} |")

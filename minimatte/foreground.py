@@ -21,7 +21,7 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import read_image, read_trimap, resize_plane
+from .processing import read_grey, read_image, resize_plane
 
 # pymatting's neighbour order (left, right, up, down): sums are accumulated in this order, as there.
 _NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
@@ -77,7 +77,7 @@ def _read_pair(image, alpha, value_range):
     """image (float64 (H, W, 3) in [0, 1]) and alpha (float64 (H, W)); float alphas are taken as [0, 1]."""
     rgb = read_image(image, value_range)
     is_float = hasattr(alpha, "dtype") and np.issubdtype(alpha.dtype, np.floating)
-    matte = read_trimap(alpha, 1.0 if is_float else None, name="alpha")
+    matte = read_grey(alpha, 1.0 if is_float else None, name="alpha")
     if matte.shape != rgb.shape[:2]:
         raise ValueError(f"alpha: size {matte.shape[0]}x{matte.shape[1]} (HxW) does not match the image's "
                          f"{rgb.shape[0]}x{rgb.shape[1]}")

@@ -106,8 +106,27 @@ def read_image(image, value_range=None, name="image"):
 
 
 def read_trimap(trimap, value_range=None, name="trimap"):
-    """A trimap (0 background, 255 foreground, grey unknown) as float64 (H, W) in [0, 1]."""
-    a = _as_array(trimap, name)
+    """A trimap (0 background, 255 foreground, grey unknown) as float64 (H, W) in [0, 1].
+
+    A trimap whose values go up to only 1 or 2 is refused: it is a map of class indices (0/1/2), which the
+    network would read as all background.
+    """
+    a = _grey_array(trimap, name)
+    levels = _rescaled(a, name, value_range)
+    if value_range not in (1, 1.0) and 0 < a.max() <= 2:
+        raise ValueError(f"{name}: expected 0 = background, {65535 if a.dtype == np.uint16 else 255} = "
+                         f"foreground and grey = unknown, got values up to only {a.max():g} (class indices?)")
+    return levels
+
+
+def read_grey(image, value_range=None, name="alpha"):
+    """A one-channel image (an alpha matte, a trimap) as float64 (H, W) in [0, 1]."""
+    return _rescaled(_grey_array(image, name), name, value_range)
+
+
+def _grey_array(image, name):
+    """A path, PIL image or array as an (H, W) array of its own type; colour is reduced to grey."""
+    a = _as_array(image, name)
     if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
         a = a[:, :, :-1]
     if a.ndim == 3 and a.shape[2] == 3:
@@ -121,8 +140,8 @@ def read_trimap(trimap, value_range=None, name="trimap"):
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim != 2:
-        raise ValueError(f"{name}: expected a one-channel (H, W) trimap, got shape {a.shape}")
-    return _rescaled(a, name, value_range)
+        raise ValueError(f"{name}: expected a one-channel (H, W) image, got shape {a.shape}")
+    return a
 
 
 @dataclass
@@ -188,15 +207,19 @@ def crop(alphas, sizes):
 def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
     """A trimap from a binary or soft mask (e.g. a segmentation model's output): uint8 (H, W).
 
-    The mask is binarised at `threshold` (of its value range); pixels farther than `band` pixels (a square
-    neighbourhood) from the mask's edge keep their side, 255 inside and 0 outside; the band around the edge
-    is unknown (128). band=0 gives a trimap with no unknown region.
+    The mask is binarised at `threshold` (of its value range), except that an integer mask of only 0s and 1s
+    is taken as binary (1 inside, as segmentation tools often save it); pixels farther than `band` pixels (a
+    square neighbourhood) from the mask's edge keep their side, 255 inside and 0 outside; the band around the
+    edge is unknown (128). band=0 gives a trimap with no unknown region.
     """
     m = _as_array(mask, "mask")
     if m.dtype != np.bool_:
         if m.ndim == 3 and m.shape[2] in (1, 3, 4):
             m = m[:, :, 0]
-        m = _rescaled(m, "mask", value_range) >= threshold
+        if m.dtype.kind == "u" and m.size and m.max() == 1:
+            m = m == 1
+        else:
+            m = _rescaled(m, "mask", value_range) >= threshold
     if m.ndim != 2 or 0 in m.shape:
         raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}")
     if not isinstance(band, int) or band < 0:

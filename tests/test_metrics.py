@@ -82,6 +82,10 @@ def test_trimap_from_mask():
     soft = mask * 0.9 + 0.05
     np.testing.assert_array_equal(minimatte.trimap_from_mask(soft, band=2, value_range=1.0), trimap)
     assert set(np.unique(minimatte.trimap_from_mask(mask, band=0))) == {0, 255}
+    for saved in (np.uint8, np.uint16):  # 0/1 masks as segmentation tools save them, and the 0/255 convention
+        np.testing.assert_array_equal(minimatte.trimap_from_mask(mask.astype(saved), band=2), trimap)
+        full_scale = (mask * np.iinfo(saved).max).astype(saved)
+        np.testing.assert_array_equal(minimatte.trimap_from_mask(full_scale, band=2), trimap)
     with pytest.raises(ValueError, match="band: expected a non-negative"):
         minimatte.trimap_from_mask(mask, band=-1)
 

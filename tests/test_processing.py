@@ -113,11 +113,22 @@ def test_batch_of_equal_sizes():
     (np.full((4, 4, 3), 2.0), np.zeros((4, 4), np.uint8), {"value_range": 1.0}, ValueError, r"must lie in \[0, 1\]"),
     (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), bool), {}, TypeError, "trimap: boolean arrays are masks"),
     (np.zeros((4, 4, 3), np.int64), np.zeros((4, 4), np.uint8), {}, TypeError, "image: unsupported dtype int64"),
+    (np.zeros((4, 4, 3), np.uint8), np.uint8([[0, 1], [2, 1]]).repeat(2, 0).repeat(2, 1), {}, ValueError,
+     r"trimap: expected 0 = background, 255 = foreground and grey = unknown, got values up to only 2 \(class"),
+    (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16), {}, ValueError, "65535 = foreground .* only 1 "),
+    (np.zeros((4, 4, 3)), np.eye(4) * 2, {"value_range": 255.0}, ValueError, "trimap: expected 0 = background"),
     (42, np.zeros((4, 4), np.uint8), {}, TypeError, "image: expected a file path"),
 ])
 def test_bad_input_is_one_clear_error(image, trimap, kwargs, error, match):
     with pytest.raises(error, match=match):
         minimatte.preprocess(image, trimap, **kwargs)
+
+
+def test_trimaps_of_few_levels_that_are_not_class_indices():
+    image = np.zeros((4, 4, 3), np.uint8)
+    for trimap, value_range in ((np.zeros((4, 4), np.uint8), None), (np.eye(4), 1.0), (np.eye(4) * 3, 255.0)):
+        levels = minimatte.preprocess(image, trimap, value_range=value_range).pixel_values[0, 3, :4, :4]
+        np.testing.assert_array_equal(levels, np.float32(trimap / (value_range or 255)))
 
 
 def test_bad_files(tmp_path):
