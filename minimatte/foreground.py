@@ -49,9 +49,11 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
     xp = resolve(backend)
-    rgb, matte = to_device([rgb.astype(np.float32), matte.astype(np.float32)], xp)
-    fg, bg = _multilevel(rgb, matte, np.float32(regularization), np.float32(gradient_weight),
-                         small_iterations, big_iterations, small_size)
+    rgb, matte = rgb.astype(np.float32), matte.astype(np.float32)
+    # The 1x1 start, on the host: a GPU sums in another order than the reference's pixel after pixel.
+    start = np.concatenate([_mean_colour(rgb, matte > 0.9), _mean_colour(rgb, matte < 0.1)])  # [F, B]
+    fg, bg = _multilevel(*to_device([rgb, matte, start], xp), np.float32(regularization),
+                         np.float32(gradient_weight), small_iterations, big_iterations, small_size)
     return (fg, bg) if return_background else fg
 
 
@@ -100,11 +102,13 @@ def _read_background(background, size, value_range):
     return rgb
 
 
-def _multilevel(image, alpha, regularization, gradient_weight, small_iterations, big_iterations, small_size):
-    """(F, B), each (H, W, 3) float32, from a float32 image (H, W, 3) and alpha (H, W) on one backend."""
+def _multilevel(image, alpha, start, regularization, gradient_weight, small_iterations, big_iterations,
+                small_size):
+    """(F, B), each (H, W, 3) float32, from a float32 image (H, W, 3), alpha (H, W) and the 1x1 level's
+    [F, B] (6,), all on one backend."""
     xp = array_module(image)
     h0, w0 = alpha.shape
-    fg, bg = (_mean_colour(image, mask)[None, None] for mask in (alpha > 0.9, alpha < 0.1))  # 1x1 start
+    fg, bg = start[None, None, :3], start[None, None, 3:]
     n_levels = math.ceil(math.log2(max(h0, w0)))
     for level in range(n_levels + 1):
         h, w = (round(s ** (level / n_levels)) for s in (h0, w0)) if n_levels else (h0, w0)
@@ -119,11 +123,11 @@ def _multilevel(image, alpha, regularization, gradient_weight, small_iterations,
 
 
 def _mean_colour(image, mask):
-    """Mean image colour under mask (float32 (3,)), summed pixel after pixel in float32 like the reference."""
-    xp = array_module(image)
+    """Mean image colour under mask (float32 (3,)), summed pixel after pixel in float32 like the reference
+    (NumPy's cumsum is sequential)."""
     count = int(mask.sum())
-    total = xp.cumsum(image[mask], axis=0, dtype=xp.float32)[-1] if count else xp.zeros(3, xp.float32)
-    return (total.astype(xp.float64) / (count + 1e-5)).astype(xp.float32)
+    total = np.cumsum(image[mask], axis=0, dtype=np.float32)[-1] if count else np.zeros(3, np.float32)
+    return (total.astype(np.float64) / (count + 1e-5)).astype(np.float32)
 
 
 def _nearest(source, target, xp):
