@@ -2,7 +2,7 @@
 import numpy
 
 from .. import backend
-from ..backend import array_module, chunk_elements, matmul, parallelism, run_pieces
+from ..backend import array_module, chunk_elements, even_step, matmul, parallelism, run_pieces
 from .resize import interpolation_matrix
 
 
@@ -118,8 +118,11 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
             xp.divide(numerators, total, out=probs[i0:i1, :, tokens])
 
     budget = 32 * chunk_elements(xp)  # logits elements per slab
-    rows = max(1, min(a, budget // (num_heads * b * m)))
-    items = max(1, min(budget // (num_heads * m * m), -(-n // parallelism()))) if rows == a else 1
+    most_rows = max(1, budget // (num_heads * b * m))
+    if most_rows >= a and n >= parallelism():  # whole grids per slab, and enough of them for every thread
+        rows, items = a, even_step(n, max(1, budget // (num_heads * m * m)))
+    else:
+        rows, items = even_step(a, min(a, most_rows)), 1
     run_pieces(slab, [((i0, min(n, i0 + items)), (y0, min(a, y0 + rows)))
                       for i0 in range(0, n, items) for y0 in range(0, a, rows)])
     out = out.transpose(0, 2, 1, 3).reshape(n, a, b, c)  # (N, nh, M, hd) -> (N, a, b, C), heads concatenated

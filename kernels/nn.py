@@ -8,7 +8,7 @@ import math
 import numpy
 
 from .. import backend
-from ..backend import array_module, chunk_elements, parallelism, run_pieces
+from ..backend import array_module, chunk_elements, even_step, parallelism, run_pieces
 
 
 def matmul(a, b, out=None):
@@ -34,7 +34,8 @@ def _chunks(x, xp):
     """Contiguous pieces of `x` as flat views, for in-place kernels."""
     if not x.flags.c_contiguous:
         raise ValueError("in-place kernels need a C-contiguous array")
-    flat, step = x.reshape(-1), chunk_elements(xp)
+    flat = x.reshape(-1)
+    step = even_step(flat.shape[0], chunk_elements(xp))
     return [flat[start:start + step] for start in range(0, flat.shape[0], step)]
 
 
@@ -52,7 +53,7 @@ def layer_norm(x, p, eps):
         arguments = (rows, p["weight"], p["bias"], out, numpy.int32(c), numpy.float32(eps))
         kernel((rows.shape[0],), (128,), arguments)  # a block per row
         return out.reshape(x.shape)
-    step = max(1, chunk_elements(xp) // c)
+    step = even_step(rows.shape[0], max(1, chunk_elements(xp) // c))
 
     def normalise(start):
         xs, ys = rows[start:start + step], out[start:start + step]

@@ -190,3 +190,11 @@ def run_pieces(work, pieces):
 def parallelism():
     """How many pieces run at once here (kernels split work into at least this many)."""
     return getattr(_STATE, "workers", 1)
+
+
+def even_step(total, most):
+    """A piece size of at most `most` items that cuts `total` items into whole rounds of run_pieces' threads,
+    pieces as equal as can be: no thread works through a last round alone while the others wait."""
+    workers = parallelism()
+    pieces = -(-total // (most * workers)) * workers
+    return max(1, -(-total // pieces))

@@ -53,7 +53,7 @@ def mlp(x, p):
     c = x.shape[-1]
     tokens = x.reshape(-1, c)
     out = xp.empty_like(tokens)
-    step = max(1, 8 * backend.chunk_elements(xp) // p["fc1"]["weight"].shape[0])
+    step = backend.even_step(tokens.shape[0], max(1, 8 * backend.chunk_elements(xp) // p["fc1"]["weight"].shape[0]))
 
     def chunk(s):
         hidden = gelu(linear(tokens[s:s + step], p["fc1"]))  # (n, C) -> (n, 4C)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ POINTEES = {"float": np.float32, "half_bits": np.float16, "double": np.float64, 
 SCALARS = {"int": np.int32, "long long": np.int64, "float": np.float32}
 COMPILER = shutil.which("g++") or shutil.which("c++")
 _COMPILED = {}
+_STREAM = threading.Lock()  # one launch at a time, as on a CUDA stream: the emulation's state is global
 
 
 class EmulatedKernel:
@@ -47,7 +49,9 @@ class EmulatedKernel:
                 values.append(np.ctypeslib.as_ctypes_type(dtype)(arg.item()))
         pointers = (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values))
         grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
-        if self.function(*grid, *block, pointers):
+        with _STREAM:  # the CPU path's threads may launch side by side (CuPy arrays take one piece at a time)
+            failed = self.function(*grid, *block, pointers)
+        if failed:
             raise RuntimeError(f"{self.name}: the threads of a block did not all reach the same __syncthreads")
 
 
