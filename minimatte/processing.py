@@ -6,7 +6,8 @@ quantised); the channels are [R, G, B, trimap]; everything is zero-padded bottom
 after normalisation. Unlike the reference, inputs are checked and converted deliberately:
 
 - image: RGB kept; greyscale replicated to RGB; RGBA/LA alpha dropped (as PIL's convert("RGB")).
-- trimap: one channel; an RGB(A) trimap is reduced to its grey level (PIL's "L" luma when channels differ).
+- trimap: one channel; an RGB(A) trimap is reduced to its grey level (PIL's "L" luma when channels differ);
+  a map of class indices (values up to only 1 or 2) is refused.
 - uint8 is 0..255, uint16 is 0..65535; float arrays are ambiguous and need `value_range` (1.0 or 255.0).
 - files are turned upright by their EXIF orientation (as transformers' load_image); PIL images and arrays are
   used as given (as the processor does).
