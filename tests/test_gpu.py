@@ -85,12 +85,11 @@ def test_infer_on_gpu(cp, det_model):
 
 
 def test_foreground_on_gpu(cp, kernels):
-    """The CUDA sweep kernel repeats the NumPy path's operations exactly; composed CuPy sums the neighbour
-    terms in its own order (a few float32 ulps per step)."""
+    """The CUDA sweep kernel repeats the NumPy path's operations exactly; composed CuPy sums in its own order."""
     image = str(DATA / "pymatting_lemur" / "lemur.png")
     alpha = str(DATA / "pymatting_lemur" / "lemur_alpha.png")
     gpu = minimatte.estimate_foreground(image, alpha, backend="cupy", return_background=True)
     cpu = minimatte.estimate_foreground(image, alpha, return_background=True)
     for computed, expected in zip(gpu, cpu):
         difference = np.abs(backend.to_numpy(computed) - expected).max()
-        assert difference == 0 if kernels == "cuda kernels" else difference < 1e-5
+        assert difference == 0 if kernels == "cuda kernels" else difference < 1e-6
