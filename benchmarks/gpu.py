@@ -125,9 +125,9 @@ def main():
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    print("| model | size | precision | engine | median time (s) | peak GPU memory (MB) | time vs torch "
+    print("| model | size | precision | engine | median time (s) | TFLOP/s | peak GPU memory (MB) | time vs torch "
           "| memory vs torch | max abs alpha difference |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="minimatte-gpu-") as folder:
         for model_name in args.models:
             for size_text in args.sizes:
@@ -137,7 +137,12 @@ def main():
 
 def compare(args, model_name, size_text, size, folder):
     """One table row per precision and engine; the alpha difference is to the same engine's float32 run
-    (for float32: minimatte's to torch's)."""
+    (for float32: minimatte's to torch's). TFLOP/s counts the reference's GEMM and convolution FLOPs
+    (model.stage_flops, equal to torch.utils.flop_counter's count) for both engines."""
+    import minimatte
+    from minimatte.model import stage_flops
+
+    flops = sum(stage_flops(minimatte.PRESETS[model_name], *size).values())
     results, alphas = {}, {}
     for precision in args.precisions:
         for engine in args.engines:
@@ -149,7 +154,7 @@ def compare(args, model_name, size_text, size, folder):
         for engine in args.engines:
             (measured, error), cells = results[engine, precision], []
             if error:
-                print(f"| {model_name} | {size_text} | {precision} | {engine} | {error} | | | | |")
+                print(f"| {model_name} | {size_text} | {precision} | {engine} | {error} | | | | | |")
                 continue
             seconds, peak = measured
             torch_result = results.get(("torch", precision), (None,))[0]
@@ -162,8 +167,8 @@ def compare(args, model_name, size_text, size, folder):
                 cells.append(f"{np.abs(alphas[engine, precision] - alphas[other]).max():.2e} (vs {' '.join(other)})")
             else:
                 cells.append("")
-            print(f"| {model_name} | {size_text} | {precision} | {engine} | {seconds:.4f} | {peak:.0f} | "
-                  + " | ".join(cells) + " |", flush=True)
+            print(f"| {model_name} | {size_text} | {precision} | {engine} | {seconds:.4f} | "
+                  f"{flops / seconds / 1e12:.1f} | {peak:.0f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

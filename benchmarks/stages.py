@@ -11,6 +11,7 @@ inside another (the residual block's convolutions) counts towards the outer one.
 per stage over the rounds and its share of the timed pass.
 """
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -74,7 +75,7 @@ def main():
     height, width = (int(v) for v in args.size.split("x"))
     network = minimatte.VitMatte.from_state_dict(deterministic_state(minimatte.PRESETS[args.model]),
                                                  backend_name=args.backend, precision=args.precision)
-    synchronize = network.xp.cuda.Device().synchronize if args.backend == "cupy" else lambda: None
+    synchronize = functools.partial(backend.synchronize, network.xp)
     pixels = np.random.default_rng(0).uniform(-1, 1, (1, 4, height, width)).astype(np.float32)
     network(pixels)
     synchronize()

@@ -28,7 +28,8 @@ def load(source=DEFAULT_MODEL, backend=None, precision=None):
     return VitMatte.from_state_dict(state, config, processor, backend, precision)
 
 
-def infer(image, trimap, model=None, value_range=None, backend=None, max_size=None, precision=None):
+def infer(image, trimap, model=None, value_range=None, backend=None, max_size=None, precision=None,
+          progress=None):
     """Alpha matte(s) of `image` given `trimap`: float32 (H, W) arrays in [0, 1] at the input size.
 
     image, trimap: file paths, PIL images or arrays (uint8/uint16; floats need value_range=1.0 or 255.0),
@@ -38,6 +39,8 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     max_size: for images too large for memory or time, run the network with the longer side capped at this
               many pixels and upsample the alpha guided by the full-resolution image (see guided_upsample);
               fine structure smaller than the reduced pixel size (single hairs) is lost.
+    progress: a callable progress(fraction, stage), called as the network finishes each stage ("block 5/12",
+              "fusion 2/4", ...) with the fraction of the work done over all images (by FLOPs; 1.0 at the end).
     """
     if not isinstance(model, VitMatte):
         model = load(model or DEFAULT_MODEL, backend, precision)
@@ -48,22 +51,30 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     if len(images) != len(trimaps):
         raise ValueError(f"trimap: got {len(trimaps)} trimaps for {len(images)} images")
     alphas = []
-    for img, tri in zip(images, trimaps):
+    for number, (img, tri) in enumerate(zip(images, trimaps)):
+        report = _image_progress(progress, number, len(images))
         if max_size is None:
             batch = preprocess(img, tri, model.processor, value_range)
-            alphas.extend(crop(to_numpy(model(batch.pixel_values).alphas), batch.sizes))
+            alphas.extend(crop(to_numpy(model(batch.pixel_values, progress=report).alphas), batch.sizes))
         else:
-            alphas.append(_infer_capped(model, img, tri, value_range, max_size))
+            alphas.append(_infer_capped(model, img, tri, value_range, max_size, report))
     return alphas[0] if single else alphas
 
 
-def _infer_capped(model, image, trimap, value_range, max_size):
+def _image_progress(progress, number, count):
+    """The progress callback for image `number` of `count`: its fractions scaled into the whole run's."""
+    if progress is None or count == 1:
+        return progress
+    return lambda fraction, stage: progress((number + fraction) / count, f"image {number + 1}/{count}, {stage}")
+
+
+def _infer_capped(model, image, trimap, value_range, max_size, progress):
     rgb, hint = read_image(image, value_range), read_trimap(trimap, value_range)
     scale = max_size / max(hint.shape)
     if scale < 1:
         size = tuple(max(1, round(s * scale)) for s in hint.shape)
         small = np.stack([resize_plane(rgb[..., c], size, Image.BICUBIC) for c in range(3)], axis=-1)
         small_hint = resize_plane(hint, size, Image.NEAREST)
-        alpha = infer(np.clip(small, 0, 1), small_hint, model, value_range=1.0)
+        alpha = infer(np.clip(small, 0, 1), small_hint, model, value_range=1.0, progress=progress)
         return guided_upsample(alpha, rgb)
-    return infer(rgb, hint, model, value_range=1.0)
+    return infer(rgb, hint, model, value_range=1.0, progress=progress)

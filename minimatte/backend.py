@@ -71,6 +71,12 @@ def to_numpy(x):
     return x.get()
 
 
+def synchronize(xp):
+    """Wait until the GPU has finished the work queued so far (CuPy launches return at once); NumPy: nothing."""
+    if xp is not numpy:
+        xp.cuda.Device().synchronize()
+
+
 def chunk_elements(xp):
     """How many elements a kernel should touch per pass; attention slabs and conv column buffers are a
     small multiple of it.

@@ -66,28 +66,29 @@ def _matte(args):
     if args.command == "matte" and args.bits == 16 and any(_format(out) not in ("PNG", "TIFF") for *_, out in jobs):
         raise ValueError(f"output: --bits 16 needs a .png or .tif file, got {args.output!r}")
     model = api.load(args.model, backend=args.backend, precision=args.precision)
-    progress = Items(len(jobs), "images") if len(jobs) > 1 else None
+    progress = Items(len(jobs), "images" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
+    within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
     failed = 0
     for image, hint, output in jobs:
         try:
             trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
-            alpha = api.infer(image, trimap, model=model, max_size=args.max_size)
+            alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within)
             if args.command == "matte":
                 result = _alpha_image(alpha, args.bits)
             else:
+                if not args.raw_colors:
+                    progress.within(1.0, "foreground colours")
                 result = Image.fromarray(cutout(image, alpha, args.background, foreground=not args.raw_colors,
                                                 backend=args.backend))
             _save_atomically(result, output)
         except (ValueError, TypeError, FileNotFoundError) as error:
-            if progress is None:
+            if len(jobs) == 1:
+                progress.clear()
                 raise
             failed += 1
             progress.item_done(f"minimatte: error: {error}", always_show=True)
             continue
-        if progress is None:
-            print(f"wrote {output}", file=sys.stderr)
-        else:
-            progress.item_done(f"wrote {output}")
+        progress.item_done(f"wrote {output}")
     if failed:
         raise RuntimeError(f"{failed} of {len(jobs)} images failed")
 

@@ -81,11 +81,13 @@ def vit_block(x, p, config, index, return_probs=False):
     return x, probs
 
 
-def backbone(pixels, p, config, keep_hidden=False, keep_attentions=False):
-    """(B, H, W, 4) -> (B, H/16, W/16, C), plus the 13 hidden states and 12 attention maps if asked."""
+def backbone(pixels, p, config, keep_hidden=False, keep_attentions=False, stage_done=lambda stage: None):
+    """(B, H, W, 4) -> (B, H/16, W/16, C), plus the 13 hidden states and 12 attention maps if asked.
+    stage_done(name) is called after each stage of stage_flops."""
     x = patch_embed(pixels, p["embeddings"]["projection"])  # (B, H, W, 4) -> (B, h, w, C)
     if config.use_absolute_position_embeddings:
         x += absolute_positions(p["embeddings"]["position_embeddings"], x.shape[1:3])
+    stage_done("patch embedding")
     hidden, attentions = [x] if keep_hidden else None, [] if keep_attentions else None
     for index, layer in p["encoder"]["layer"].items():
         x, probs = vit_block(x, layer, config, index, keep_attentions)
@@ -93,28 +95,76 @@ def backbone(pixels, p, config, keep_hidden=False, keep_attentions=False):
             hidden.append(x)
         if keep_attentions:
             attentions.append(probs)
+        stage_done(f"block {index + 1}/{config.num_hidden_layers}")
     return x, hidden, attentions
 
 
 # ------------------------------------------------------------------------------------------------ decoder
 
-def detail_capture(features, pixels, p):
+def detail_capture(features, pixels, p, stage_done=lambda stage: None):
     """ConvStream details of the input at 1/2, 1/4, 1/8, fused into the upsampled ViT features, then the head.
 
     Every BatchNorm is folded into its convolution at load (weights.fold_batch_norms), and the fusion convs
     get their low-resolution weights there too (weights.add_upsampled_conv_weights).
+    stage_done(name) is called after each stage of stage_flops.
     """
     details = [pixels]  # D0: (B, H, W, 4), the normalised input with its trimap
     for conv in p["convstream"]["convs"].values():
         details.append(conv2d(details[-1], conv["conv"], stride=2, relu=True))  # D1..D3: (B, H/2^k, W/2^k, C_k)
+    stage_done("details")
     x = features  # (B, H/16, W/16, C)
-    for block, detail in zip(p["fusion_blocks"].values(), reversed(details)):
+    blocks = p["fusion_blocks"]
+    for number, (block, detail) in enumerate(zip(blocks.values(), reversed(details)), 1):
         # Reference: cat([detail, upsample2x(x)], channels) -> conv3x3 -> BN -> ReLU, never built in memory.
         x = conv2d_upsampled(detail, x, block["conv"]["conv"], relu=True)  # (B, H', W', C) -> (B, 2H', 2W', C')
+        stage_done(f"fusion {number}/{len(blocks)}")
     head = p["matting_head"]["matting_convs"]
     x = conv2d(x, head[0], relu=True)  # (B, H, W, 32) -> (B, H, W, 16)
     logits = conv2d(x, head[3]).astype(numpy.float32, copy=False)  # (B, H, W, 16) -> (B, H, W, 1), float32
-    return sigmoid(logits)
+    alphas = sigmoid(logits)
+    stage_done("head")
+    return alphas
+
+
+# ---------------------------------------------------------------------------------------------------- work
+
+HEAD_CHANNELS = 16  # the matting head's hidden width, fixed in the reference
+
+
+def stage_flops(config, height, width):
+    """{stage: FLOPs} of one image's forward pass at a padded (height, width), in the order the stages run.
+
+    Counts GEMMs and convolutions (1 multiply-add = 2 FLOPs) as the reference computes them, i.e. what
+    torch.utils.flop_counter counts on transformers' model: window blocks project their padded windows
+    (minimatte skips the pads' projections). Elementwise work, softmax and norms are not counted.
+    """
+    c, k = config.hidden_size, config.window_size
+    h, w = height // config.patch_size, width // config.patch_size
+    n, windows = h * w, -(-h // k) * -(-w // k)
+    relative = config.use_relative_position_embeddings
+    macs = {"patch embedding": n * c * config.num_channels * config.patch_size ** 2}
+    for index in range(config.num_hidden_layers):
+        if index in config.window_block_indices:  # per window: k*k queries x k*k keys, tables of 2k rows
+            tokens, grids, queries, keys, table_rows = windows * k * k, windows, k * k, k * k, 2 * k
+        else:
+            tokens, grids, queries, keys, table_rows = n, 1, n, n, h + w
+        block = (tokens * 4 * c * c  # qkv (3C^2) and proj (C^2)
+                 + grids * 2 * queries * keys * c  # q @ k^T and probs @ v, all heads
+                 + relative * grids * queries * table_rows * c  # q against both tables
+                 + n * 2 * config.mlp_ratio * c * c)
+        if index in config.residual_block_indices:
+            half = c // 2
+            block += n * (c * half + 9 * half * half + half * c)  # conv1x1, conv3x3, conv1x1
+        macs[f"block {index + 1}/{config.num_hidden_layers}"] = block
+    channels, pixels = (config.num_channels, *config.convstream_hidden_sizes), height * width
+    macs["details"] = sum(pixels // 4 ** (level + 1) * channels[level + 1] * 9 * channels[level]
+                          for level in range(len(channels) - 1))
+    inputs, levels = c, len(config.fusion_hidden_sizes)
+    for number, (out, detail) in enumerate(zip(config.fusion_hidden_sizes, reversed(channels)), 1):
+        macs[f"fusion {number}/{levels}"] = pixels // 4 ** (levels - number) * out * 9 * (inputs + detail)
+        inputs = out
+    macs["head"] = pixels * (HEAD_CHANNELS * 9 * inputs + HEAD_CHANNELS)
+    return {stage: 2 * count for stage, count in macs.items()}
 
 
 # ------------------------------------------------------------------------------------------------- model
@@ -161,19 +211,37 @@ class VitMatte:
     def precision(self):
         return self.dtype.name
 
-    def __call__(self, pixel_values, output_hidden_states=False, output_attentions=False, labels=None):
+    def __call__(self, pixel_values, output_hidden_states=False, output_attentions=False, labels=None,
+                 progress=None):
+        """As the reference's forward pass. progress(fraction, stage), if given, is called as each stage of
+        stage_flops finishes, with the fraction of the pass's FLOPs done (1.0 after the last)."""
         if labels is not None:
             raise NotImplementedError("Training is not yet supported")  # the reference's behaviour
         x = self._check_pixels(pixel_values)
+        stage_done = self._reporter(progress, x.shape[1:3])
         with backend.cpu_threads(self.xp):
             features, hidden, attentions = backbone(x, self.params["backbone"], self.config,
-                                                    output_hidden_states, output_attentions)
-            alphas = detail_capture(features, x, self.params["decoder"])
+                                                    output_hidden_states, output_attentions, stage_done)
+            alphas = detail_capture(features, x, self.params["decoder"], stage_done)
         return MattingOutput(
             alphas=alphas.transpose(0, 3, 1, 2),  # (B, H, W, 1) -> (B, 1, H, W)
             hidden_states=tuple(self.xp.ascontiguousarray(h.transpose(0, 3, 1, 2)) for h in hidden)
             if output_hidden_states else None,  # channels-first (B, C, h, w), as the reference
             attentions=tuple(attentions) if output_attentions else None)
+
+    def _reporter(self, progress, size):
+        """stage_done(stage) for backbone and detail_capture: progress(fraction of the FLOPs done, stage)."""
+        if progress is None:
+            return lambda stage: None
+        work = stage_flops(self.config, *size)
+        total, done = sum(work.values()), 0
+
+        def stage_done(stage):
+            nonlocal done
+            backend.synchronize(self.xp)  # GPU launches return before the work is done: report finished work
+            done += work[stage]
+            progress(done / total, stage)
+        return stage_done
 
     def _check_pixels(self, pixel_values):
         shape = getattr(pixel_values, "shape", None)
@@ -189,4 +257,4 @@ class VitMatte:
         return self.xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # (B, 4, H, W) -> (B, H, W, 4)
 
 
-__all__ = ["Config", "MattingOutput", "VitMatte", "backbone", "detail_capture", "vit_block"]
+__all__ = ["Config", "MattingOutput", "VitMatte", "backbone", "detail_capture", "stage_flops", "vit_block"]

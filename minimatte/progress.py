@@ -10,11 +10,16 @@ def bar(label, fraction, text, width=30):
     sys.stderr.flush()
 
 
+def _clock(seconds):
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
 class Items:
     """Progress over a known number of items (e.g. images of a batch) with rate and time left.
 
-    On a terminal, item messages are printed above a bar that is redrawn after each item; elsewhere each
-    item's message is one line prefixed with [i/n], so logs stay readable.
+    On a terminal, item messages are printed above a bar that is redrawn after each item, and also within one
+    (`within`: large images take minutes); elsewhere each item's message is one line, prefixed with [i/n] if
+    there is more than one item, so logs stay readable.
     """
 
     def __init__(self, total, label):
@@ -22,17 +27,35 @@ class Items:
         self.start = time.perf_counter()
         self.interactive = sys.stderr.isatty()
 
+    def within(self, fraction, stage):
+        """Redraw the bar part-way through the current item: `fraction` of it done, now at `stage`."""
+        if self.interactive:
+            self._draw(self.done + fraction, stage)
+
     def item_done(self, message, always_show=False):
-        """Count one item; `message` is shown on its own line in logs, on a terminal only if always_show."""
+        """Count one item; `message` is shown on its own line in logs, on a terminal if always_show or if it
+        is the only item (its bar then makes way for the message)."""
         self.done += 1
         if not self.interactive:
-            print(f"[{self.done}/{self.total}] {message}", file=sys.stderr)
+            print(message if self.total == 1 else f"[{self.done}/{self.total}] {message}", file=sys.stderr)
             return
-        if always_show:
+        if always_show or self.total == 1:
             sys.stderr.write(f"\r{message}\x1b[K\n")
-        seconds = (time.perf_counter() - self.start) / self.done
-        left = seconds * (self.total - self.done)
-        bar(self.label, self.done / self.total,
-            f"{self.done}/{self.total}, {seconds:.1f} s each, {int(left) // 60}:{int(left) % 60:02d} left")
-        if self.done == self.total:
-            sys.stderr.write("\n")
+        if self.total > 1:
+            self._draw(self.done, None)
+            if self.done == self.total:
+                sys.stderr.write("\n")
+
+    def clear(self):
+        """Erase the bar (on a terminal), e.g. to make way for an error message."""
+        if self.interactive:
+            sys.stderr.write("\r\x1b[K")
+
+    def _draw(self, done, stage):
+        """The bar at `done` items (a float within an item), with the stage, time per item and time left."""
+        elapsed = time.perf_counter() - self.start
+        text = [f"{self.done}/{self.total}"] if self.total > 1 else []
+        text += [stage] if stage else []
+        text += [f"{elapsed / self.done:.1f} s each"] if self.done else []
+        text += [f"{_clock(elapsed / done * (self.total - done))} left"] if 0 < done < self.total else []
+        bar(self.label, done / self.total, ", ".join(text))

@@ -9,7 +9,7 @@ import pytest
 import minimatte
 from minimatte import cli, convert
 from minimatte.convert import hf_name, read_torch_checkpoint
-from reference import hf_alphas, hf_model, require_reference
+from reference import hf_alphas, require_reference
 from helpers import REFERENCE
 
 
@@ -23,11 +23,9 @@ def test_original_names_map_to_hf_names():
         assert hf_name(original) == hf
 
 
-@pytest.fixture(scope="module")
-def reference_model():
-    from helpers import deterministic_state
-    state = deterministic_state(minimatte.PRESETS["small"])
-    return state, hf_model(minimatte.PRESETS["small"], state)
+@pytest.fixture
+def reference_model(det_state, det_reference):
+    return det_state("small"), det_reference("small")
 
 
 @pytest.mark.parametrize("layout", ["safetensors", "bin", "original_pth"])

@@ -79,9 +79,11 @@ def test_infer_on_gpu(cp, det_model):
     image, trimap = (str(DATA / "vitmatte_demo" / f"bulb_{kind}.png") for kind in ("rgb", "trimap"))
     gpu_model = minimatte.VitMatte(backend.to_device(det_model("small").params, cp), det_model("small").config,
                                    det_model("small").processor, cp)
-    alpha = minimatte.infer(image, trimap, model=gpu_model)
+    reports = []
+    alpha = minimatte.infer(image, trimap, model=gpu_model, progress=lambda *report: reports.append(report))
     assert isinstance(alpha, np.ndarray)
     assert np.abs(alpha - minimatte.infer(image, trimap, model=det_model("small"))).max() < 1e-4
+    assert [stage for _, stage in reports][-2:] == ["fusion 4/4", "head"] and reports[-1][0] == 1.0
 
 
 def test_foreground_on_gpu(cp, kernels):

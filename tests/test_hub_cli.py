@@ -12,11 +12,19 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import minimatte
-from minimatte import cli, hub
+from minimatte import PRESETS, cli, hub
+from minimatte.model import stage_flops
 from minimatte.foreground import cutout
 from helpers import DATA
 
 NAME = "small-distinctions-646"  # no known hashes: tests below set their own
+
+
+class Terminal(io.StringIO):
+    """stderr as a terminal, where progress is a bar redrawn in place."""
+
+    def isatty(self):
+        return True
 
 
 class Hub(http.server.ThreadingHTTPServer):
@@ -198,10 +206,6 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert "[2/2] minimatte: error: trimap:" in err and "1 of 2 images failed" in err
     assert (tmp_path / "out2" / "a.png").exists() and not (tmp_path / "out2" / "b.png").exists()
 
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
     terminal = Terminal()
     with monkeypatch.context() as patched:  # on a terminal: errors above a bar redrawn in place
         patched.setattr(sys, "stderr", terminal)
@@ -213,3 +217,24 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     (images / "c.png").write_bytes(b"")
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 1
     assert "no file named c.* in" in capsys.readouterr().err
+
+
+def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
+    image, trimap = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--model", NAME,
+                     "--max-size", "64"]) == 0
+    frames = terminal.getvalue().replace("\x1b[K", "").split("\r")
+    frames = frames[next(i for i, frame in enumerate(frames) if frame.startswith("bulb_rgb.png: ")):]  # after downloads
+    stages = [frame.split("] ")[1].split(",")[0] for frame in frames[:-2]]
+    assert stages == list(stage_flops(PRESETS["small"], 64, 64))  # the capped 43x64 input, padded
+    assert all(frame.endswith(" left") for frame in frames[:-3]) and frames[-3].endswith("] head")
+    assert frames[-2] == "bulb_rgb.png: [" + "#" * 30 + "] foreground colours"  # no time left to estimate
+    assert frames[-1] == f"wrote {tmp_path / 'c.png'}\n"  # the bar makes way for the message
+    terminal.seek(0)
+    terminal.truncate()
+    assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--model", NAME,
+                     "--max-size", "64", "--background", "nonsense"]) == 2
+    assert terminal.getvalue().endswith("\r\x1b[Kminimatte: error: background: 'nonsense' is neither a colour "
+                                        "nor an image file\n")  # the bar erased first

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import minimatte
-from reference import hf_alphas, hf_model, require_reference
+from reference import hf_alphas, require_reference
 
 
 def random_pair(rng, h, w):
@@ -27,7 +27,7 @@ def hf_pixels(images, trimaps):
     ("base", [(249, 513), (249, 513)]),
     ("base", [(1000, 750)]),
 ])
-def test_alphas_match_transformers(name, sizes, det_state, det_model):
+def test_alphas_match_transformers(name, sizes, det_reference, det_model):
     rng = np.random.default_rng(sum(h * w for h, w in sizes))
     pairs = [random_pair(rng, h, w) for h, w in sizes]
     images, trimaps = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -35,7 +35,7 @@ def test_alphas_match_transformers(name, sizes, det_state, det_model):
     batch = minimatte.preprocess(images, trimaps)
     assert batch.pixel_values.shape == reference_pixels.shape
     assert np.abs(batch.pixel_values - reference_pixels).max() <= 1e-6
-    reference = hf_alphas(hf_model(minimatte.PRESETS[name], det_state(name)), reference_pixels)
+    reference = hf_alphas(det_reference(name), reference_pixels)
     ours = det_model(name)(batch.pixel_values).alphas
     assert np.abs(ours - reference).max() <= 1e-4
     for alpha, ref, (h, w) in zip(minimatte.processing.crop(ours, batch.sizes), reference, sizes):
@@ -43,11 +43,11 @@ def test_alphas_match_transformers(name, sizes, det_state, det_model):
         assert np.abs(alpha - ref[0, :h, :w]).max() <= 1e-4
 
 
-def test_hidden_states_and_attentions_match_transformers(det_state, det_model):
+def test_hidden_states_and_attentions_match_transformers(det_reference, det_model):
     torch, _ = require_reference()
     pixels = np.random.default_rng(1).uniform(-1, 1, (2, 4, 224, 256)).astype(np.float32)
     with torch.no_grad():
-        ref = hf_model(minimatte.PRESETS["small"], det_state("small"))(
+        ref = det_reference("small")(
             torch.from_numpy(pixels), output_hidden_states=True, output_attentions=True)
     ours = det_model("small")(pixels, output_hidden_states=True, output_attentions=True)
     for a, b in zip(ours.hidden_states, ref.hidden_states):
@@ -58,10 +58,10 @@ def test_hidden_states_and_attentions_match_transformers(det_state, det_model):
         assert np.abs(a - b.numpy()).max() <= 1e-5
 
 
-def test_loads_a_transformers_checkpoint_directory(tmp_path, det_state):
+def test_loads_a_transformers_checkpoint_directory(tmp_path, det_reference):
     """save_pretrained output (model.safetensors + config.json) loads directly and gives the same alphas."""
     _, transformers = require_reference()
-    model = hf_model(minimatte.PRESETS["small"], det_state("small"))
+    model = det_reference("small")
     model.save_pretrained(tmp_path)
     transformers.VitMatteImageProcessorPil().save_pretrained(tmp_path)
     loaded = minimatte.load(tmp_path)

@@ -1,0 +1,61 @@
+"""Progress through a forward pass: the work per stage (FLOPs) and the reports made from it."""
+import numpy as np
+import pytest
+
+import minimatte
+from minimatte.model import stage_flops
+from reference import require_reference
+
+# The spec's FLOP table (section 8), in GFLOPs: backbone, ConvStream, fusion blocks, head, total.
+SPEC_GFLOPS = {
+    ("small", 640, 960): (161.82, 6.90, (25.5, 31.1, 31.1, 24.1), 5.68, 286.23),
+    ("small", 1024, 1024): (317.79, 11.78, (43.5, 53.2, 53.2, 41.1), 9.70, 530.12),
+    ("base", 640, 960): (556.08, 6.90, (42.5, 31.1, 31.1, 24.1), 5.68, 697.48),
+    ("base", 1024, 1024): (1030.06, 11.78, (72.5, 53.2, 53.2, 41.1), 9.70, 1271.38),
+}
+
+
+@pytest.mark.parametrize("name, height, width", list(SPEC_GFLOPS))
+def test_stage_flops_match_the_spec_table(name, height, width):
+    work = {stage: flops / 1e9 for stage, flops in stage_flops(minimatte.PRESETS[name], height, width).items()}
+    backbone_stages = ["patch embedding"] + [f"block {i}/12" for i in range(1, 13)]
+    assert list(work) == backbone_stages + ["details", "fusion 1/4", "fusion 2/4", "fusion 3/4", "fusion 4/4", "head"]
+    backbone, details, fusion, head, total = SPEC_GFLOPS[name, height, width]
+    assert round(sum(work[stage] for stage in backbone_stages), 2) == backbone
+    assert round(work["details"], 2) == details
+    assert tuple(round(work[f"fusion {i}/4"], 1) for i in range(1, 5)) == fusion
+    assert round(work["head"], 2) == head
+    assert round(sum(work.values()), 2) == total
+
+
+def test_stage_flops_equal_torch_flop_counter(preset, det_reference):
+    torch, _ = require_reference()
+    from torch.utils.flop_counter import FlopCounterMode
+    config = minimatte.PRESETS[preset]
+    model = det_reference(preset)
+    for height, width in (64, 96), (256, 480), (224, 224):  # one window; padded windows; a square
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 4, height, width))
+        assert sum(stage_flops(config, height, width).values()) == counter.get_total_flops()
+
+
+def test_progress_reports_each_stage_once_and_changes_nothing(det_model):
+    model = det_model("small")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    trimap = rng.choice(np.array([0, 128, 255], np.uint8), (70, 100))
+    reports = []
+    alpha = minimatte.infer(image, trimap, model=model, progress=lambda *report: reports.append(report))
+    np.testing.assert_array_equal(alpha, minimatte.infer(image, trimap, model=model))
+    work = stage_flops(model.config, 96, 128)  # the padded size
+    assert [stage for _, stage in reports] == list(work)
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert fractions[0] == pytest.approx(work["patch embedding"] / sum(work.values()))
+
+    reports.clear()  # two images: each one's stages, scaled into the whole run
+    minimatte.infer([image, image[:40]], [trimap, trimap[:40]], model=model, max_size=64,
+                    progress=lambda *report: reports.append(report))
+    assert len(reports) == 2 * len(work)
+    assert reports[len(work) - 1] == (0.5, "image 1/2, head") and reports[-1] == (1.0, "image 2/2, head")
+    assert reports[0][1] == "image 1/2, patch embedding" and 0 < reports[0][0] < reports[1][0]
