@@ -53,7 +53,11 @@ def _pil_to_array(img, name):
     if img.mode in ("I", "F"):
         raise ValueError(f"{name}: 32-bit image mode {img.mode!r} is not supported; save it as 8 or 16 bit")
     if img.mode not in ("L", "LA", "RGB", "RGBA"):
-        img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
+        try:
+            img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
+        except ValueError:  # PIL converts some modes (e.g. premultiplied "La") to nothing else
+            raise ValueError(f"{name}: image mode {img.mode!r} is not supported; save it as RGB(A) or "
+                             "greyscale") from None
     return np.asarray(img)
 
 

@@ -82,6 +82,15 @@ def test_sixteen_bit_files(tmp_path):
         minimatte.read_trimap(opened)
 
 
+def test_other_image_modes():
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    for mode in ("CMYK", "YCbCr", "P", "RGBa"):  # read as PIL converts them to RGB
+        image = Image.fromarray(rgb).convert(mode)
+        np.testing.assert_array_equal(minimatte.read_image(image), np.asarray(image.convert("RGB")) / 255)
+    with pytest.raises(ValueError, match="^image: image mode 'La' is not supported; save it as RGB"):
+        minimatte.read_image(Image.fromarray(rgb).convert("LA").convert("La"))
+
+
 def test_files_are_turned_upright_by_their_exif_orientation(tmp_path):
     stored = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)  # as a sideways camera stores it
     upright = {1: stored, 3: stored[::-1, ::-1], 6: np.rot90(stored, -1), 8: np.rot90(stored)}  # EXIF's rotations
