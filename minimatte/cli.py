@@ -1,5 +1,6 @@
 """The `minimatte` command line (also `python -m minimatte`)."""
 import argparse
+import io
 import os
 import sys
 
@@ -19,8 +20,31 @@ def _format(path):
 
 
 def _save_atomically(image, path):
-    with atomic_output(path) as tmp:
-        image.save(tmp, format=_format(path))
+    try:
+        with atomic_output(path) as tmp:
+            image.save(tmp, format=_format(path))
+    except OSError as error:
+        raise OSError(f"output: cannot write {path!r} ({error.strerror or error})") from None
+
+
+WRITTEN = {"L": "an 8-bit alpha", "I;16": "a 16-bit alpha", "RGBA": "an RGBA cut-out", "RGB": "an RGB composite"}
+
+
+def _check_writable(outputs, mode):
+    """Before any work: refuse an output file whose format cannot hold the result: an RGBA cut-out as JPEG
+    (no alpha), GIF (alpha 0 or 255 only) or BMP (alpha not read back), 16-bit alphas outside PNG and TIFF
+    (others keep 8 bits)."""
+    for form, path in {_format(path): path for path in reversed(outputs)}.items():
+        if mode == "I;16" and form not in ("PNG", "TIFF"):
+            raise ValueError(f"output: --bits 16 needs a .png or .tif file, got {path!r}")
+        file = io.BytesIO()
+        try:
+            Image.new(mode, (1, 1), (0, 0, 0, 128)[-Image.getmodebands(mode):]).save(file, format=form)
+            soft = mode != "RGBA" or Image.open(file).convert("RGBA").getpixel((0, 0))[3] == 128
+        except (OSError, ValueError, KeyError):
+            soft = False
+        if not soft:
+            raise ValueError(f"output: a {form} file cannot hold {WRITTEN[mode]}, got {path!r}; use .png")
 
 
 def _alpha_image(alpha, bits):
@@ -51,7 +75,10 @@ def _jobs(args):
     """(image, trimap or mask, output) triples: one file, or each image of a folder paired by file stem."""
     hint = args.trimap if args.mask is None else args.mask
     if not os.path.isdir(args.image):
-        return [(args.image, hint, args.output)]
+        output = args.output
+        if os.path.isdir(output):  # a folder, as in batch mode: NAME.png inside it
+            output = os.path.join(output, os.path.splitext(os.path.basename(args.image))[0] + ".png")
+        return [(args.image, hint, output)]
     if not os.path.isdir(hint):
         raise ValueError(f"trimap: with an image folder, the {'trimap' if args.mask is None else 'mask'} must be "
                          f"a folder too, got {hint!r}")
@@ -63,8 +90,10 @@ def _matte(args):
     if (args.trimap is None) == (args.mask is None):
         raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
     jobs = _jobs(args)
-    if args.command == "matte" and args.bits == 16 and any(_format(out) not in ("PNG", "TIFF") for *_, out in jobs):
-        raise ValueError(f"output: --bits 16 needs a .png or .tif file, got {args.output!r}")
+    if args.command == "matte":
+        _check_writable([out for *_, out in jobs], "L" if args.bits == 8 else "I;16")
+    else:
+        _check_writable([out for *_, out in jobs], "RGBA" if args.background is None else "RGB")
     model = api.load(args.model, backend=args.backend, precision=args.precision)
     progress = Items(len(jobs), "images" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
@@ -118,7 +147,8 @@ def _evaluate(args):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
-        epilog="Exit status: 0 success, 1 missing file / download / some batch items failed, 2 bad input.")
+        epilog="Exit status: 0 success, 1 missing file / unwritable output / download / some batch items failed, "
+               "2 bad input.")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("matte", "write the alpha matte as a greyscale PNG (8 or 16 bits)"),
                        ("cutout", "write the cut-out: estimated foreground colours with the matte as alpha (RGBA PNG), "
@@ -133,7 +163,8 @@ def build_parser():
                          help="with --mask: unknown band width in pixels on each side of the edge "
                               "(default: %(default)s)")
         sub.add_argument("-o", "--output", required=True,
-                         help="output file (.png); in batch mode a folder, one NAME.png per image")
+                         help="output file (.png; the extension picks the format), or a folder for NAME.png; "
+                              "in batch mode a folder, one NAME.png per image")
         if name == "matte":
             sub.add_argument("--bits", type=int, choices=(8, 16), default=8,
                              help="bits per pixel of the alpha image, rounded to the nearest level; 16 needs a "
@@ -183,7 +214,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
         print(f"minimatte: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, (ValueError, TypeError)) else 1
     return 0

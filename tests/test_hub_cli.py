@@ -151,6 +151,18 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a16.jpg"), "--bits", "16"]) == 2
     assert "output: --bits 16 needs a .png or .tif file, got" in capsys.readouterr().err
     assert not (tmp_path / "a16.jpg").exists()
+    for name in ("c.jpg", "c.gif", "c.bmp"):  # no alpha, or alpha 0 or 255 only: refused before the model loads
+        assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / name), "--model", "none"]) == 2
+        form = Image.registered_extensions()[name[1:]]
+        assert f"output: a {form} file cannot hold an RGBA cut-out" in capsys.readouterr().err
+    assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.jpg"), "--model", NAME,
+                     "--background", "red", "--raw-colors"]) == 0  # RGB fits
+    folder = tmp_path / "folder"  # an existing folder as the output of one image: NAME.png inside it
+    folder.mkdir()
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(folder), "--model", NAME]) == 0
+    assert np.abs(np.asarray(Image.open(folder / "i.png")).astype(int) - np.rint(expected * 255)).max() == 0
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(image / "x.png"), "--model", NAME]) == 1
+    assert f"output: cannot write {str(image / 'x.png')!r} (" in capsys.readouterr().err
     demo_bg = str(DATA / "vitmatte_demo" / "new_bg.jpg")
     out = tmp_path / "c.png"
     for options, background, foreground in (([], None, True), (["--raw-colors"], None, False),
