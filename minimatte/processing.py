@@ -252,12 +252,10 @@ def resize_plane(plane, size, resample):
 def _box_mean(x, radius):
     """Mean over the (2r+1)^2 window clipped to the image, per pixel (cumulative sums: O(1) per pixel)."""
     def along(a, axis):
-        c = np.cumsum(a, axis=axis)
         n = a.shape[axis]
-        hi = np.take(c, np.minimum(np.arange(n) + radius, n - 1), axis=axis)
-        lo = np.take(c, np.arange(n) - radius - 1, axis=axis) * (np.arange(n) - radius - 1 >= 0).reshape(
-            [-1 if i == axis else 1 for i in range(a.ndim)])
-        return hi - lo
+        sums = np.cumsum(np.insert(a, 0, 0, axis=axis), axis=axis)  # sums[i] = a[:i].sum(): window i-r..i+r
+        return (np.take(sums, np.minimum(np.arange(n) + radius + 1, n), axis=axis)
+                - np.take(sums, np.maximum(np.arange(n) - radius, 0), axis=axis))
     counts = along(along(np.ones(x.shape[:2]), 0), 1)
     return along(along(x, 0), 1) / (counts if x.ndim == 2 else counts[..., None])
 

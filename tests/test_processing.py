@@ -187,6 +187,18 @@ def test_guided_upsample_follows_the_image():
     assert np.abs(alpha - plain).max() < 1e-3  # here the image itself is blocky, so both agree
 
 
+def test_guided_upsample_window_means_at_every_size():
+    """The clipped window means behind the guided filter, against a loop; also for sides under the radius."""
+    rng = np.random.default_rng(4)
+    for shape in (7, 9), (1, 1), (2, 50), (3, 2, 3):
+        x = rng.random(shape)
+        loop = np.array([[x[max(0, i - 2):i + 3, max(0, j - 2):j + 3].mean(axis=(0, 1)) for j in range(shape[1])]
+                         for i in range(shape[0])])
+        np.testing.assert_allclose(minimatte.processing._box_mean(x, 2), loop, atol=1e-12)
+    thin = minimatte.processing.guided_upsample(np.full((300, 1), 0.25), np.full((3000, 8, 3), 0.5))
+    assert thin.shape == (3000, 8) and np.abs(thin - 0.25).max() < 1e-6  # a strip capped to one column
+
+
 def test_infer_with_capped_size(det_model):
     model = det_model("small")
     rng = np.random.default_rng(2)
