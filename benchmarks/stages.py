@@ -8,7 +8,8 @@ CUDA kernels on CuPy), then runs --rounds forward passes with every stage timed:
 functions are wrapped, and on CuPy the device is synchronised around each stage so that its time is its own
 (this serialises the GPU with the host, so the stages add up to more than an untimed pass). A stage called
 inside another (the residual block's convolutions) counts towards the outer one. Prints the median seconds
-per stage over the rounds and its share of the timed pass.
+per stage over the rounds and its share of the timed pass; then, from one more pass, how far the progress
+bar's position (each stage's share of the FLOPs) is from the share of the time spent.
 """
 import argparse
 import functools
@@ -79,6 +80,8 @@ def main():
     pixels = np.random.default_rng(0).uniform(-1, 1, (1, 4, height, width)).astype(np.float32)
     network(pixels)
     synchronize()
+    start, reports = time.perf_counter(), []  # one pass reporting progress, before any stage is wrapped
+    network(pixels, progress=lambda fraction, stage: reports.append((stage, fraction, time.perf_counter() - start)))
 
     rounds = []
     times = defaultdict(float)
@@ -98,6 +101,14 @@ def main():
         print(f"| {stage} | {seconds:.4f} | {seconds / total:.1%} |")
     other = total - sum(medians.values())
     print(f"| everything else (residual adds, hidden-state copies, sigmoid) | {other:.4f} | {other / total:.1%} |")
+
+    elapsed = reports[-1][2]
+    print(f"\nThe progress bar (work by model.stage_flops) against the clock, in one pass of {elapsed:.4f} s:\n")
+    print("| after | share of FLOPs | share of time |\n|---|---|---|")
+    for stage, fraction, seconds in reports:
+        print(f"| {stage} | {fraction:.1%} | {seconds / elapsed:.1%} |")
+    gap = max(abs(fraction - seconds / elapsed) for _, fraction, seconds in reports)
+    print(f"\nLargest difference between the bar and the clock: {gap:.1%} of the pass.")
 
 
 if __name__ == "__main__":

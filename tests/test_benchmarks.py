@@ -1,4 +1,5 @@
-"""benchmarks/stages.py still finds every stage of the network it wraps (it reaches into minimatte.model)."""
+"""benchmarks/stages.py still finds every stage of the network it wraps (it reaches into minimatte.model), and
+the progress reports."""
 import re
 import subprocess
 import sys
@@ -18,3 +19,5 @@ def test_stage_profile_covers_the_network():
     rows = dict(re.findall(r"^\| ([^|]+?) \| [0-9.]+ \| (-?[0-9.]+)% \|$", result.stdout, re.MULTILINE))
     assert set(STAGES) <= set(rows), result.stdout
     assert all(0 <= float(rows[stage]) <= 100 for stage in STAGES)
+    bar = re.findall(r"^\| ([^|]+?) \| ([0-9.]+)% \| ([0-9.]+)% \|$", result.stdout, re.MULTILINE)
+    assert [stage for stage, _, _ in bar][-2:] == ["fusion 4/4", "head"] and bar[-1][1:] == ("100.0", "100.0")
