@@ -110,7 +110,7 @@ def _matte(args):
                 result = Image.fromarray(cutout(image, alpha, args.background, foreground=not args.raw_colors,
                                                 backend=args.backend))
             _save_atomically(result, output)
-        except (ValueError, TypeError, FileNotFoundError) as error:
+        except (ValueError, TypeError, OSError) as error:  # bad input, missing or unwritable file
             if len(jobs) == 1:
                 progress.clear()
                 raise

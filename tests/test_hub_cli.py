@@ -217,6 +217,11 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "[2/2] minimatte: error: trimap:" in err and "1 of 2 images failed" in err
     assert (tmp_path / "out2" / "a.png").exists() and not (tmp_path / "out2" / "b.png").exists()
+    (tmp_path / "out2" / "a.png").unlink()
+    (tmp_path / "out2" / "a.png").mkdir()  # an output that cannot be written is one failed item too
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME]) == 1
+    blocked = str(tmp_path / "out2" / "a.png")
+    assert f"[1/2] minimatte: error: output: cannot write {blocked!r}" in capsys.readouterr().err
 
     terminal = Terminal()
     with monkeypatch.context() as patched:  # on a terminal: errors above a bar redrawn in place
