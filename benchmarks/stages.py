@@ -28,20 +28,21 @@ from helpers import deterministic_state  # noqa: E402
 from minimatte import backend, model  # noqa: E402
 
 
-def stage_name(function, args, kwargs):
-    """The row a call of one of the model's layer functions is reported under."""
+def stage_name(function, args, kwargs, size):
+    """The row a call of one of the model's layer functions is reported under, for an input of `size`."""
     name = function.__name__
     if name == "self_attention":
         return "attention, window blocks" if args[3] else "attention, global blocks"
     if name == "conv2d":  # the decoder's direct convolutions; the backbone's sit inside residual_bottleneck
         return "ConvStream (stride-2 convs)" if kwargs.get("stride", 1) == 2 else "matting head"
-    if name == "conv2d_upsampled":
-        return f"fusion block at {args[1].shape[1] * 2}x{args[1].shape[2] * 2}"
+    if name == "conv2d_upsampled":  # named by its level's size: the decoder may run in bands of rows
+        scale = size[1] // (2 * args[1].shape[2])
+        return f"fusion block at {size[0] // scale}x{size[1] // scale}"
     return {"patch_embed": "patch embedding", "absolute_positions": "absolute position embedding",
             "layer_norm": "block layer norms", "mlp": "MLP", "residual_bottleneck": "residual conv blocks"}[name]
 
 
-def timed(times, synchronize):
+def timed(times, synchronize, size):
     """Wrap the model's layer functions so that each outermost call adds its time to `times`."""
     depth = [0]
 
@@ -56,7 +57,7 @@ def timed(times, synchronize):
                 return function(*args, **kwargs)
             finally:
                 synchronize()
-                times[stage_name(function, args, kwargs)] += time.perf_counter() - start
+                times[stage_name(function, args, kwargs, size)] += time.perf_counter() - start
                 depth[0] -= 1
         return stage
 
@@ -85,7 +86,7 @@ def main():
 
     rounds = []
     times = defaultdict(float)
-    timed(times, synchronize)
+    timed(times, synchronize, (height, width))
     for _ in range(args.rounds):
         times.clear()
         start = time.perf_counter()

@@ -6,6 +6,7 @@ Layers are plain functions over the parameter tree of the checkpoint (HF names; 
 Everything is channels-last: tokens are (B, h, w, C), feature maps (B, H, W, C).
 """
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Optional, Tuple
 
 import numpy
@@ -126,6 +127,42 @@ def detail_capture(features, pixels, p, stage_done=lambda stage: None):
     return alphas
 
 
+DECODER_BAND_PIXELS = 1 << 22  # images of more pixels (2048x2048) run the decoder in bands of at most this many
+DECODER_HALO = 2  # feature rows (32 pixel rows) a band reads beyond each of its edges
+
+
+def decoder(features, pixels, p, stage_done=lambda stage, share=1, label=None: None):
+    """detail_capture, in bands of rows for images of more than DECODER_BAND_PIXELS: its full-resolution
+    maps take ~500 bytes a pixel (12 GB for a 24-megapixel photo); a band's are bounded.
+
+    Exact: each band reads DECODER_HALO feature rows (32 pixel rows) of features and pixels beyond its edges,
+    which covers the decoder's receptive field (it reaches 2 feature rows and 31 pixel rows); the alphas of
+    those halo rows, wrong where the band's edge stands in for the image's border, are dropped. Bands start on
+    feature rows, so ConvStream's stride-2 grids line up with the whole image's.
+    stage_done(stage, share, label) is called after each stage of each band, `share` the band's part of it.
+    """
+    xp = backend.array_module(pixels)
+    h, w = features.shape[1:3]
+    scale = pixels.shape[1] // h  # pixel rows per feature row: the patch size
+    count = -(-h // max(1, DECODER_BAND_PIXELS // (w * scale * scale)))
+    if count == 1:
+        return detail_capture(features, pixels, p, stage_done)
+    rows = -(-h // count)  # feature rows per band, as equal as can be
+    alphas = xp.empty((*pixels.shape[:3], 1), dtype=xp.float32)  # (B, H, W, 1)
+    bands = range(0, h, rows)
+    for number, r0 in enumerate(bands, 1):
+        r1 = min(h, r0 + rows)
+        f0, f1 = max(0, r0 - DECODER_HALO), min(h, r1 + DECODER_HALO)  # the band and its halo
+        band_done = _band_reporter(stage_done, Fraction(r1 - r0, h), f"band {number}/{len(bands)}")
+        band = detail_capture(features[:, f0:f1], pixels[:, f0 * scale:f1 * scale], p, band_done)
+        alphas[:, r0 * scale:r1 * scale] = band[:, (r0 - f0) * scale:(r1 - f0) * scale]  # the halo cropped
+    return alphas
+
+
+def _band_reporter(stage_done, share, band):
+    return lambda stage: stage_done(stage, share, f"{band}, {stage}")
+
+
 # ---------------------------------------------------------------------------------------------------- work
 
 HEAD_CHANNELS = 16  # the matting head's hidden width, fixed in the reference
@@ -222,7 +259,7 @@ class VitMatte:
         with backend.cpu_threads(self.xp):
             features, hidden, attentions = backbone(x, self.params["backbone"], self.config,
                                                     output_hidden_states, output_attentions, stage_done)
-            alphas = detail_capture(features, x, self.params["decoder"], stage_done)
+            alphas = decoder(features, x, self.params["decoder"], stage_done)
         return MattingOutput(
             alphas=alphas.transpose(0, 3, 1, 2),  # (B, H, W, 1) -> (B, 1, H, W)
             hidden_states=tuple(self.xp.ascontiguousarray(h.transpose(0, 3, 1, 2)) for h in hidden)
@@ -230,17 +267,18 @@ class VitMatte:
             attentions=tuple(attentions) if output_attentions else None)
 
     def _reporter(self, progress, size):
-        """stage_done(stage) for backbone and detail_capture: progress(fraction of the FLOPs done, stage)."""
+        """stage_done(stage, share=1, label=None) for backbone and decoder: progress(fraction of the FLOPs
+        done, label or stage) when `share` of `stage` is done (exact fractions: the last report is 1.0)."""
         if progress is None:
-            return lambda stage: None
+            return lambda stage, share=1, label=None: None
         work = stage_flops(self.config, *size)
         total, done = sum(work.values()), 0
 
-        def stage_done(stage):
+        def stage_done(stage, share=1, label=None):
             nonlocal done
             backend.synchronize(self.xp)  # GPU launches return before the work is done: report finished work
-            done += work[stage]
-            progress(done / total, stage)
+            done += work[stage] * share
+            progress(float(done / total), label or stage)
         return stage_done
 
     def _check_pixels(self, pixel_values):
@@ -257,4 +295,4 @@ class VitMatte:
         return self.xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # (B, 4, H, W) -> (B, H, W, 4)
 
 
-__all__ = ["Config", "MattingOutput", "VitMatte", "backbone", "detail_capture", "stage_flops", "vit_block"]
+__all__ = ["Config", "MattingOutput", "VitMatte", "backbone", "decoder", "detail_capture", "stage_flops", "vit_block"]

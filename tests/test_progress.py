@@ -59,3 +59,19 @@ def test_progress_reports_each_stage_once_and_changes_nothing(det_model):
     assert len(reports) == 2 * len(work)
     assert reports[len(work) - 1] == (0.5, "image 1/2, head") and reports[-1] == (1.0, "image 2/2, head")
     assert reports[0][1] == "image 1/2, patch embedding" and 0 < reports[0][0] < reports[1][0]
+
+
+def test_progress_in_decoder_bands(det_model, monkeypatch):
+    """A decoder run in bands reports each band's stages, labelled, with its share of the work."""
+    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", 2 * 16 * 64)  # 3 bands of 2 feature rows
+    reports = []
+    det_model("small")(np.zeros((1, 4, 96, 64), np.float32), progress=lambda *report: reports.append(report))
+    work = stage_flops(minimatte.PRESETS["small"], 96, 64)
+    decoder_stages = ["details", "fusion 1/4", "fusion 2/4", "fusion 3/4", "fusion 4/4", "head"]
+    backbone = len(work) - len(decoder_stages)
+    assert [stage for _, stage in reports] == list(work)[:backbone] + [
+        f"band {band}/3, {stage}" for band in (1, 2, 3) for stage in decoder_stages]
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    decoder_work = sum(work[stage] for stage in decoder_stages)
+    assert fractions[backbone + 5] == pytest.approx(1 - 2 / 3 * decoder_work / sum(work.values()))  # band 1 done

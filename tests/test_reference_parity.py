@@ -43,6 +43,23 @@ def test_alphas_match_transformers(name, sizes, det_reference, det_model):
         assert np.abs(alpha - ref[0, :h, :w]).max() <= 1e-4
 
 
+@pytest.mark.parametrize("band_rows", [1, 2, 5])
+def test_decoder_in_bands_is_the_whole_decoder(band_rows, det_model, monkeypatch):
+    """Large images run the decoder in bands of rows with a halo; the alphas are those of one pass."""
+    pixels = np.random.default_rng(band_rows).uniform(-1, 1, (2, 4, 176, 96)).astype(np.float32)
+    whole = det_model("small")(pixels).alphas
+    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", band_rows * 16 * 96)  # band_rows feature rows
+    banded = det_model("small")(pixels).alphas
+    assert np.abs(banded - whole).max() <= 1e-6
+
+
+def test_decoder_in_bands_matches_transformers(det_reference, det_model, monkeypatch):
+    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", 3 * 16 * 208)  # 7 bands of 3 feature rows
+    image, trimap = random_pair(np.random.default_rng(5), 330, 200)
+    reference = hf_alphas(det_reference("small"), hf_pixels([image], [trimap]))[0, 0, :330, :200]
+    assert np.abs(minimatte.infer(image, trimap, model=det_model("small")) - reference).max() <= 1e-4
+
+
 def test_hidden_states_and_attentions_match_transformers(det_reference, det_model):
     torch, _ = require_reference()
     pixels = np.random.default_rng(1).uniform(-1, 1, (2, 4, 224, 256)).astype(np.float32)
