@@ -86,6 +86,16 @@ def test_infer_on_gpu(cp, det_model):
     assert [stage for _, stage in reports][-2:] == ["fusion 4/4", "head"] and reports[-1][0] == 1.0
 
 
+def test_decoder_bands_on_gpu(cp, det_model, monkeypatch):
+    """The decoder in bands of rows (as on images over 4.2 megapixels) on CuPy arrays."""
+    cpu = det_model("small")
+    gpu = minimatte.VitMatte(backend.to_device(cpu.params, cp), cpu.config, cpu.processor, cp)
+    pixels = np.random.default_rng(2).uniform(-1, 1, (1, 4, 176, 96)).astype(np.float32)
+    whole = cpu(pixels).alphas
+    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", 2 * 16 * 96)  # 6 bands of 2 feature rows
+    assert np.abs(backend.to_numpy(gpu(pixels).alphas) - whole).max() < 1e-4
+
+
 def test_foreground_on_gpu(cp, kernels):
     """The CUDA sweep kernel repeats the NumPy path's operations exactly; composed CuPy sums in its own order."""
     image = str(DATA / "pymatting_lemur" / "lemur.png")
