@@ -133,7 +133,7 @@ DECODER_HALO = 2  # feature rows (32 pixel rows) a band reads beyond each of its
 
 def decoder(features, pixels, p, stage_done=lambda stage, share=1, label=None: None):
     """detail_capture, in bands of rows for images of more than DECODER_BAND_PIXELS: its full-resolution
-    maps take ~500 bytes a pixel (12 GB for a 24-megapixel photo); a band's are bounded.
+    maps grow with the image (tens of channels a pixel); a band's are bounded.
 
     Exact: each band reads DECODER_HALO feature rows (32 pixel rows) of features and pixels beyond its edges,
     which covers the decoder's receptive field (it reaches 2 feature rows and 31 pixel rows); the alphas of
