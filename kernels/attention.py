@@ -2,7 +2,7 @@
 import numpy
 
 from .. import backend
-from ..backend import array_module, chunk_elements, even_step, matmul, parallelism, run_pieces
+from ..backend import array_module, even_step, matmul, parallelism, piece_elements, run_pieces
 from .resize import interpolation_matrix
 
 
@@ -117,7 +117,7 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
         if return_probs:
             xp.divide(numerators, total, out=probs[i0:i1, :, tokens])
 
-    budget = 32 * chunk_elements(xp)  # logits elements per slab
+    budget = piece_elements(xp, "attention logits")
     most_rows = max(1, budget // (num_heads * b * m))
     if most_rows >= a and n >= parallelism():  # whole grids per slab, and enough of them for every thread
         rows, items = a, even_step(n, max(1, budget // (num_heads * m * m)))

@@ -8,7 +8,7 @@ concatenated), and its columns are one copy of a strided view of that buffer (ea
 import numpy
 
 from .. import backend
-from ..backend import array_module, chunk_elements, even_step, run_pieces
+from ..backend import array_module, even_step, piece_elements, run_pieces
 from .nn import matmul
 from .nn import relu as relu_
 from .resize import upsample2x
@@ -45,7 +45,7 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
         matmul(x.reshape(-1, c_in), w_mat, out=out.reshape(-1, c_out))  # (N*H*W, C_in) -> (N*H*W, C_out)
         return _bias_relu(out, p, relu)
 
-    band = even_step(h_out, max(1, 16 * chunk_elements(xp) // (w_out * k * k * c_in)))  # output rows per GEMM
+    band = even_step(h_out, max(1, piece_elements(xp, "conv columns") // (w_out * k * k * c_in)))  # output rows per GEMM
 
     def conv_band(piece):
         b, r0 = piece

@@ -8,7 +8,7 @@ import math
 import numpy
 
 from .. import backend
-from ..backend import array_module, chunk_elements, even_step, parallelism, run_pieces
+from ..backend import array_module, even_step, parallelism, piece_elements, run_pieces
 
 
 def matmul(a, b, out=None):
@@ -35,7 +35,7 @@ def _chunks(x, xp):
     if not x.flags.c_contiguous:
         raise ValueError("in-place kernels need a C-contiguous array")
     flat = x.reshape(-1)
-    step = even_step(flat.shape[0], chunk_elements(xp))
+    step = even_step(flat.shape[0], piece_elements(xp, "elementwise"))
     return [flat[start:start + step] for start in range(0, flat.shape[0], step)]
 
 
@@ -53,7 +53,7 @@ def layer_norm(x, p, eps):
         arguments = (rows, p["weight"], p["bias"], out, numpy.int32(c), numpy.float32(eps))
         kernel((rows.shape[0],), (128,), arguments)  # a block per row
         return out.reshape(x.shape)
-    step = even_step(rows.shape[0], max(1, chunk_elements(xp) // c))
+    step = even_step(rows.shape[0], max(1, piece_elements(xp, "elementwise") // c))
 
     def normalise(start):
         xs, ys = rows[start:start + step], out[start:start + step]

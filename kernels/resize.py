@@ -5,7 +5,7 @@ large x2 bilinear upsampling is done with strided slices.
 """
 import numpy
 
-from ..backend import array_module, chunk_elements
+from ..backend import array_module, piece_elements
 
 _CUBIC_A = -0.75  # PyTorch's bicubic uses Keys' kernel with A = -0.75 (PIL and OpenCV differ)
 
@@ -101,7 +101,7 @@ def upsample2x(x):
     xp = array_module(x)
     n, h, w, c = x.shape
     out = xp.empty((n, 2 * h, 2 * w, c), dtype=x.dtype)
-    band = max(2, 4 * chunk_elements(xp) // (w * c)) // 2 * 2  # output rows per band
+    band = max(2, piece_elements(xp, "upsampled rows") // (w * c)) // 2 * 2  # output rows per band
     for b in range(n):
         for y0 in range(0, 2 * h, band):
             y1 = min(2 * h, y0 + band)

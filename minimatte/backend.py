@@ -77,16 +77,25 @@ def synchronize(xp):
         xp.cuda.Device().synchronize()
 
 
-def chunk_elements(xp):
-    """How many elements a kernel should touch per pass; attention slabs and conv column buffers are a
-    small multiple of it.
+# Elements per piece of work, (NumPy, CuPy).
+# CPU: NumPy runs one ufunc at a time over its whole operand, so long chains (GELU's erf, layer norm) are run
+# chunk by chunk: 256k float32 is 1 MB, an L2 cache. Chunks must not be much smaller either: between two
+# ufunc calls a thread needs the GIL back, and the pieces' threads queue for it. With 64k-element chunks two
+# threads ran GELU no faster than one; with 256k, 1.4x faster (4096 x 1536 floats, 2 cores).
+# GPU: large launches. 4M elements give each of an H100's ~270k resident threads over a dozen, while attention
+# logits and conv columns stay at 512 and 256 MB in float32 instead of growing with the image.
+PIECE_ELEMENTS = {
+    "elementwise": (1 << 18, 1 << 22),  # a chain of elementwise passes over one chunk
+    "mlp hidden": (1 << 20, 1 << 25),  # the MLP's 4C-wide hidden layer of a run of tokens
+    "attention logits": (1 << 19, 1 << 27),  # a query slab's logits (at least one row of the token grid)
+    "conv columns": (1 << 20, 1 << 26),  # the im2col columns of one band of output rows
+    "upsampled rows": (1 << 18, 1 << 24),  # a band of upsample2x's output
+}
 
-    On the CPU, NumPy runs one ufunc at a time over the whole operand, so long chains (GELU's erf,
-    layer norm) are run chunk by chunk to stay in the L2 cache. A GPU wants large launches: 4M elements
-    give each of an H100's ~270k resident threads over a dozen, while attention logits (32x) and conv
-    columns (16x) stay at 512 and 256 MB in float32 instead of growing with the image.
-    """
-    return 1 << 16 if xp is numpy else 1 << 22
+
+def piece_elements(xp, kind):
+    """How many elements one piece of work of `kind` (a key of PIECE_ELEMENTS) touches on backend `xp`."""
+    return PIECE_ELEMENTS[kind][xp is not numpy]
 
 
 def matmul(a, b, out=None):

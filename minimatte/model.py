@@ -49,12 +49,13 @@ def self_attention(x, p, config, windowed, return_probs):
 
 
 def mlp(x, p):
-    """fc1 -> exact GELU -> fc2, a few hundred tokens at a time so the 4C-wide hidden stays in cache."""
+    """fc1 -> exact GELU -> fc2, a few hundred tokens at a time: the 4C-wide hidden layer is never whole."""
     xp = backend.array_module(x)
     c = x.shape[-1]
     tokens = x.reshape(-1, c)
     out = xp.empty_like(tokens)
-    step = backend.even_step(tokens.shape[0], max(1, 8 * backend.chunk_elements(xp) // p["fc1"]["weight"].shape[0]))
+    hidden_width = p["fc1"]["weight"].shape[0]
+    step = backend.even_step(tokens.shape[0], max(1, backend.piece_elements(xp, "mlp hidden") // hidden_width))
 
     def chunk(s):
         hidden = gelu(linear(tokens[s:s + step], p["fc1"]))  # (n, C) -> (n, 4C)

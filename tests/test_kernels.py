@@ -70,7 +70,7 @@ def test_conv2d_matches_torch(k, stride, size):
 def test_conv2d_band_edges(monkeypatch):
     """Tiny bands force every border case of the banded im2col."""
     torch, _ = require_reference()
-    monkeypatch.setattr(conv, "chunk_elements", lambda xp: 1)
+    monkeypatch.setattr(conv, "piece_elements", lambda xp, kind: 1)
     x, weight = randn(1, 7, 5, 3), randn(4, 3, 3, 3)
     ref = torch.nn.functional.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(weight), padding=1)
     np.testing.assert_allclose(conv.conv2d(x, {"weight": weight}), ref.permute(0, 2, 3, 1).numpy(), atol=1e-5)
@@ -97,7 +97,7 @@ def test_window_partition_roundtrip():
 def test_attention_slabs_are_exact(monkeypatch, budget):
     """Query-chunked attention equals a direct softmax with the decomposed relative bias."""
     module = attention_module
-    monkeypatch.setattr(module, "chunk_elements", lambda xp: budget)
+    monkeypatch.setattr(module, "piece_elements", lambda xp, kind: budget)
     n, a, b, heads, hd = 2, 5, 7, 3, 64
     qkv, rel_h, rel_w = randn(n, a, b, 3 * heads * hd), randn(2 * a - 1, hd), randn(2 * b - 1, hd)
     out, probs = module.attention(qkv, heads, rel_h, rel_w, return_probs=True)
@@ -117,7 +117,7 @@ def test_attention_slabs_are_exact(monkeypatch, budget):
 def test_conv2d_upsampled_matches_torch(monkeypatch, size, band_budget):
     """conv3x3(cat([detail, upsample2x(x)])) computed at the low resolution, frame included, tiny bands too."""
     torch, _ = require_reference()
-    monkeypatch.setattr(conv, "chunk_elements", lambda xp: band_budget)
+    monkeypatch.setattr(conv, "piece_elements", lambda xp, kind: band_budget)
     h, w = size
     x, detail, weight, bias = randn(2, h, w, 6), randn(2, 2 * h, 2 * w, 3), randn(5, 9, 3, 3), randn(5)
     p = {"weight": weight, "bias": bias, "upsampled_weight": conv.upsampled_conv_weight(weight, 3)}
