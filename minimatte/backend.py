@@ -161,7 +161,9 @@ def _openblas_threads():
         return None
     for path in paths:
         library = ctypes.CDLL(path)  # NumPy already loaded it: this is the same instance
+        # The symbols of NumPy 2's wheels, NumPy 1's (ILP64, suffix 64_), and a system OpenBLAS.
         for get_name, set_name in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                                   ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
                                    ("openblas_get_num_threads", "openblas_set_num_threads")):
             if hasattr(library, get_name) and hasattr(library, set_name):
                 return getattr(library, get_name), getattr(library, set_name)

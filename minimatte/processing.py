@@ -34,8 +34,9 @@ def _open(path, name):
         raise FileNotFoundError(f"{name}: no such file {path!r}")
     try:
         with Image.open(path) as img:
-            img.load()
+            # EXIF before load: Pillow 9.0 reads a TIFF's EXIF from the file, which load closes.
             if img.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+                img.load()
                 return img
             upright = ImageOps.exif_transpose(img)
             upright.format = img.format  # a copy has none, and _pil_to_array reads it
@@ -245,7 +246,7 @@ def _erode(mask, radius):
 
 def resize_plane(plane, size, resample):
     """A 2-D float array resized by PIL in float32 ("F" mode) to `size` = (H, W); resample e.g. Image.BICUBIC."""
-    img = Image.fromarray(np.asarray(plane, dtype=np.float32), mode="F")
+    img = Image.fromarray(np.asarray(plane, dtype=np.float32))  # a 2-D float32 array is mode "F"
     return np.asarray(img.resize((size[1], size[0]), resample))
 
 

@@ -85,8 +85,14 @@ def test_sixteen_bit_files(tmp_path):
 def test_other_image_modes():
     rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
     for mode in ("CMYK", "YCbCr", "P", "RGBa"):  # read as PIL converts them to RGB
-        image = Image.fromarray(rgb).convert(mode)
-        np.testing.assert_array_equal(minimatte.read_image(image), np.asarray(image.convert("RGB")) / 255)
+        image = Image.fromarray(rgb).convert("RGBA" if mode == "RGBa" else "RGB").convert(mode)  # Pillow 9: no RGB->RGBa
+        try:
+            expected = np.asarray(image.convert("RGB")) / 255
+        except ValueError:  # Pillow 9.0 cannot convert RGBa to RGB: then a clear error
+            with pytest.raises(ValueError, match=f"^image: image mode '{mode}' is not supported; save it as RGB"):
+                minimatte.read_image(image)
+            continue
+        np.testing.assert_array_equal(minimatte.read_image(image), expected)
     with pytest.raises(ValueError, match="^image: image mode 'La' is not supported; save it as RGB"):
         minimatte.read_image(Image.fromarray(rgb).convert("LA").convert("La"))
 
@@ -209,7 +215,7 @@ def test_infer_with_capped_size(det_model):
     capped = minimatte.infer(image, trimap, model=model, max_size=64)
     assert capped.shape == (90, 130) and capped.dtype == np.float32 and 0 <= capped.min() and capped.max() <= 1
     # the network ran on a 64x44 bicubic downscale (trimap: nearest), then the guided upsampling
-    small_image = np.stack([np.asarray(Image.fromarray((image[..., c] / 255).astype(np.float32), mode="F")
+    small_image = np.stack([np.asarray(Image.fromarray((image[..., c] / 255).astype(np.float32))
                                        .resize((64, 44), Image.BICUBIC)) for c in range(3)], axis=-1)
     small_trimap = np.asarray(Image.fromarray(trimap).resize((64, 44), Image.NEAREST))
     low = minimatte.infer(np.clip(small_image, 0, 1), small_trimap / 255, model=model, value_range=1.0)
