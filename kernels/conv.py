@@ -45,7 +45,8 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
         matmul(x.reshape(-1, c_in), w_mat, out=out.reshape(-1, c_out))  # (N*H*W, C_in) -> (N*H*W, C_out)
         return _bias_relu(out, p, relu)
 
-    band = even_step(h_out, max(1, piece_elements(xp, "conv columns") // (w_out * k * k * c_in)))  # output rows per GEMM
+    columns_per_row = w_out * k * k * c_in
+    band = even_step(h_out, max(1, piece_elements(xp, "conv columns") // columns_per_row))  # output rows per GEMM
 
     def conv_band(piece):
         b, r0 = piece

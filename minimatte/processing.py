@@ -43,6 +43,9 @@ def _open(path, name):
             return upright
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{name}: {path!r} is not a readable image ({error})") from None
+    except Image.DecompressionBombError as error:  # Pillow's guard against huge images (no OSError)
+        raise ValueError(f"{name}: {path!r} is too large to open ({error}); if you trust the file, raise "
+                         "PIL.Image.MAX_IMAGE_PIXELS") from None
 
 
 def _pil_to_array(img, name):

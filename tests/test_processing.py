@@ -85,7 +85,8 @@ def test_sixteen_bit_files(tmp_path):
 def test_other_image_modes():
     rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
     for mode in ("CMYK", "YCbCr", "P", "RGBa"):  # read as PIL converts them to RGB
-        image = Image.fromarray(rgb).convert("RGBA" if mode == "RGBa" else "RGB").convert(mode)  # Pillow 9: no RGB->RGBa
+        source = "RGBA" if mode == "RGBa" else "RGB"  # Pillow 9.0 converts RGBA, not RGB, to RGBa
+        image = Image.fromarray(rgb).convert(source).convert(mode)
         try:
             expected = np.asarray(image.convert("RGB")) / 255
         except ValueError:  # Pillow 9.0 cannot convert RGBa to RGB: then a clear error
@@ -158,6 +159,13 @@ def test_bad_files(tmp_path):
         minimatte.preprocess(np.zeros((4, 4, 3), np.uint8), str(text))
     with pytest.raises(FileNotFoundError, match="image: no such file"):
         minimatte.preprocess(str(tmp_path / "missing.png"), trimap)
+
+
+def test_files_over_pillows_size_guard(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # Pillow refuses images over twice the limit
+    with pytest.raises(ValueError, match="^trimap: .*huge.png' is too large to open .*MAX_IMAGE_PIXELS$"):
+        minimatte.read_trimap(tmp_path / "huge.png")
 
 
 def test_model_rejects_bad_pixel_values(det_model):
