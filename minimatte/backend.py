@@ -152,14 +152,19 @@ def cuda_source(filename):
 # BLAS thread it replaced: every core works on every step. Results are those of a serial run up to float32
 # rounding (BLAS may pick other kernels for differently shaped blocks; measured 3e-7 on alphas).
 
-def _openblas_threads():
-    """(get, set) for the thread count of the OpenBLAS that NumPy loaded, or None (another BLAS or OS)."""
+def loaded_openblas():
+    """The paths of the OpenBLAS libraries loaded into this process (NumPy's), or None where the OS does not
+    say (no /proc/self/maps)."""
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+            return sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
     except OSError:
         return None
-    for path in paths:
+
+
+def _openblas_threads():
+    """(get, set) for the thread count of the OpenBLAS that NumPy loaded, or None (another BLAS or OS)."""
+    for path in loaded_openblas() or ():
         library = ctypes.CDLL(path)  # NumPy already loaded it: this is the same instance
         # The symbols of NumPy 2's wheels, NumPy 1's (ILP64, suffix 64_), and a system OpenBLAS.
         for get_name, set_name in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
