@@ -5,9 +5,10 @@ max |difference| of F and B on real images, in one run.
     python benchmarks/foreground.py --backends numpy cupy    # and on the GPU (pymatting where installed)
 
 Alphas are the lemur's matte and, for the 640x960 demo images, their trimaps read as alphas (a timing input,
-not a matting result). Each engine is warmed up once (numba compiles on first use, CUDA kernels too); times
-are the median of 3 and include bringing F and B back to NumPy. Differences are to pymatting's F and B, or
-without pymatting to the first backend's.
+not a matting result). The last row is the retriever enlarged to 4000x3000 (12 megapixels, a phone photo's
+size; image bicubic, alpha bilinear). Each engine is warmed up once (numba compiles on first use, CUDA kernels
+too); times are the median of 3 and include bringing F and B back to NumPy. Differences are to pymatting's F
+and B, or without pymatting to the first backend's.
 """
 import argparse
 import os
@@ -23,8 +24,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from helpers import DATA  # noqa: E402  (../shared/data, or $MINIMATTE_SHARED/data)
 from minimatte import backend, estimate_foreground  # noqa: E402
 
-CASES = [("lemur", "pymatting_lemur/lemur.png", "pymatting_lemur/lemur_alpha.png")] + [
-    (name, f"vitmatte_demo/{name}_rgb.png", f"vitmatte_demo/{name}_trimap.png") for name in ("bulb", "retriever")]
+CASES = [("lemur", "pymatting_lemur/lemur.png", "pymatting_lemur/lemur_alpha.png", None)] + [
+    (name, f"vitmatte_demo/{name}_rgb.png", f"vitmatte_demo/{name}_trimap.png", None) for name in ("bulb", "retriever")
+] + [("retriever, enlarged", "vitmatte_demo/retriever_rgb.png", "vitmatte_demo/retriever_trimap.png", (4000, 3000))]
 
 
 def median_seconds(run):
@@ -60,9 +62,11 @@ def main():
     reference = "pymatting" if "pymatting" in timed else next(iter(timed))
     print(f"| image | size | {' | '.join(timed)} | max difference F, B to {reference} |")
     print("|---|---|" + "---|" * len(timed) + "---|")
-    for name, image_file, alpha_file in CASES:
-        image = np.asarray(Image.open(DATA / image_file).convert("RGB"))
-        alpha = np.asarray(Image.open(DATA / alpha_file).convert("L"))
+    for name, image_file, alpha_file, size in CASES:
+        image, alpha = Image.open(DATA / image_file).convert("RGB"), Image.open(DATA / alpha_file).convert("L")
+        if size is not None:
+            image, alpha = image.resize(size[::-1], Image.BICUBIC), alpha.resize(size[::-1], Image.BILINEAR)
+        image, alpha = np.asarray(image), np.asarray(alpha)
         seconds, results = {}, {}
         for engine, estimate in timed.items():
             estimate(image[:40, :40], alpha[:40, :40])  # compilation

@@ -52,8 +52,9 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
     rgb, matte = rgb.astype(np.float32), matte.astype(np.float32)
     # The 1x1 start, on the host: a GPU sums in another order than the reference's pixel after pixel.
     start = np.concatenate([_mean_colour(rgb, matte > 0.9), _mean_colour(rgb, matte < 0.1)])  # [F, B]
-    fg, bg = _multilevel(*to_device([rgb, matte, start], xp), np.float32(regularization),
-                         np.float32(gradient_weight), small_iterations, big_iterations, small_size)
+    with backends.cpu_threads(xp):
+        fg, bg = _multilevel(*to_device([rgb, matte, start], xp), np.float32(regularization),
+                             np.float32(gradient_weight), small_iterations, big_iterations, small_size)
     return (fg, bg) if return_background else fg
 
 
@@ -108,18 +109,20 @@ def _multilevel(image, alpha, start, regularization, gradient_weight, small_iter
     [F, B] (6,), all on one backend."""
     xp = array_module(image)
     h0, w0 = alpha.shape
-    fg, bg = start[None, None, :3], start[None, None, 3:]
+    state = start.reshape(6, 1, 1)  # [F, B], channel by channel
     n_levels = math.ceil(math.log2(max(h0, w0)))
     for level in range(n_levels + 1):
         h, w = (round(s ** (level / n_levels)) for s in (h0, w0)) if n_levels else (h0, w0)
-        rows, cols = _nearest(h0, h, xp), _nearest(w0, w, xp)
-        level_image, level_alpha = image[rows[:, None], cols], alpha[rows[:, None], cols]  # (h, w, 3), (h, w)
-        previous_rows, previous_cols = _nearest(fg.shape[0], h, xp), _nearest(fg.shape[1], w, xp)
-        state = xp.concatenate([fg, bg], axis=2)[previous_rows[:, None], previous_cols]  # (h, w, 6): [F, B]
+        level_image, level_alpha = image, alpha
+        if (h, w) != (h0, w0):
+            rows, cols = _nearest(h0, h, xp), _nearest(w0, w, xp)
+            level_image, level_alpha = image[rows[:, None], cols], alpha[rows[:, None], cols]  # (h, w, 3), (h, w)
+        rows, cols = _nearest(state.shape[1], h, xp), _nearest(state.shape[2], w, xp)
+        state = state[:, rows[:, None], cols]  # the level before's [F, B], (6, h, w)
         sweeps = small_iterations if h <= small_size and w <= small_size else big_iterations
         state = _gauss_seidel(level_image, level_alpha, state, regularization, gradient_weight, sweeps)
-        fg, bg = state[..., :3], state[..., 3:]
-    return fg, bg
+    fg, bg = state[:3].transpose(1, 2, 0), state[3:].transpose(1, 2, 0)  # (6, H, W) -> (H, W, 3) each
+    return xp.ascontiguousarray(fg), xp.ascontiguousarray(bg)
 
 
 def _mean_colour(image, mask):
@@ -136,14 +139,16 @@ def _nearest(source, target, xp):
 
 
 def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
-    """`sweeps` raster-order Gauss-Seidel sweeps over all pixels of one level; state (h, w, 6) = [F, B]."""
+    """`sweeps` raster-order Gauss-Seidel sweeps over all pixels of one level; state (6, h, w) = [F, B].
+
+    Every per-pixel array is stored channel by channel, (channels, pixels): each step's operations then run
+    along its contiguous pixels (and on the GPU, neighbouring threads read neighbouring addresses)."""
     xp = array_module(image)
     h, w = alpha.shape
     order, position, neighbours = _diagonal_layout(h, w, xp)
-    a0 = alpha.reshape(-1)[order]  # (hw,)
-    weights = regularization + gradient_weight * xp.abs(a0 - a0[neighbours])  # (4, hw) float32
-    own, cross, data = _pixel_systems(a0, weights, image.reshape(-1, 3)[order])
-    fb = state.reshape(-1, 6)[order]
+    weights, own, cross, data = _pixel_systems(alpha.reshape(-1), image.reshape(-1, 3), order, neighbours,
+                                               regularization, gradient_weight)
+    fb = xp.take(state.reshape(6, -1), order, axis=1)  # (6, hw)
     steps = _steps(h, w, sweeps)
     widest = max((stop - start for start, stop in steps), default=0)
     kernel = backends.cuda_kernel(xp, "foreground.cu", "gauss_seidel", xp.float32)
@@ -152,18 +157,19 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
         arguments = (fb, data, weights, neighbours, own, cross, xp.asarray(steps, dtype=xp.int32).reshape(-1),
                      np.int32(len(steps)), np.int32(h * w))
         kernel((1,), (threads,), arguments)
-        return fb[position].reshape(h, w, 6)
-    terms = xp.empty((5, widest, 6), xp.float32)  # the data term, then the 4 weighted neighbours
+        return xp.take(fb, position, axis=1).reshape(6, h, w)
+    terms = xp.empty((6, 5, widest), xp.float32)  # per channel: the data term, then the 4 weighted neighbours
     for start, stop in steps:
         n = stop - start
-        terms[0, :n] = data[start:stop]
-        xp.take(fb, neighbours[:, start:stop], axis=0, out=terms[1:, :n])
-        terms[1:, :n] *= weights[:, start:stop, None]
-        rhs = terms[:, :n].sum(axis=0).reshape(n, 2, 3)  # [F, B] sums, term after term as in the reference
-        solved = own[start:stop] * rhs
-        solved += cross[start:stop] * rhs[:, ::-1]
-        fb[start:stop] = solved.clip(0, 1, out=solved).reshape(n, 6)
-    return fb[position].reshape(h, w, 6)
+        step_terms = terms[:, :, :n]
+        step_terms[:, 0] = data[:, start:stop]
+        xp.take(fb, neighbours[:, start:stop], axis=1, out=step_terms[:, 1:])
+        step_terms[:, 1:] *= weights[:, start:stop]
+        rhs = step_terms.sum(axis=1).reshape(2, 3, n)  # [F, B] sums, term after term as in the reference
+        solved = own[:, None, start:stop] * rhs
+        solved += cross[start:stop] * rhs[::-1]
+        fb[:, start:stop] = solved.clip(0, 1, out=solved).reshape(6, n)
+    return xp.take(fb, position, axis=1).reshape(6, h, w)
 
 
 def _steps(h, w, sweeps):
@@ -175,12 +181,8 @@ def _steps(h, w, sweeps):
     h + w + 2 sweeps - 3 steps instead of sweeps x (h + w - 1), and with the even diagonals stored before the
     odd ones (_diagonal_layout) each step's diagonals are one slice.
     """
-    n = h + w - 1
-    diagonal = np.arange(n)
-    sizes = np.minimum(np.minimum(diagonal + 1, n - diagonal), min(h, w))  # pixels with y + x = diagonal
-    stored = np.argsort(diagonal % 2, kind="stable")  # diagonals in storage order: even, then odd
-    first = np.empty(n, np.int64)
-    first[stored] = np.cumsum(sizes[stored]) - sizes[stored]  # where each diagonal starts
+    sizes, first = _diagonals(h, w)
+    n = len(sizes)
     steps = []
     for t in range(n + 2 * sweeps - 2 if sweeps else 0):
         newest = min(t, n - 1 - (n - 1 - t) % 2)  # the last diagonal of t's parity that this step reaches
@@ -190,38 +192,85 @@ def _steps(h, w, sweeps):
     return steps
 
 
+def _diagonals(h, w):
+    """The h + w - 1 anti-diagonals (y + x = d) of an h x w grid as stored: each one's number of pixels, and
+    its first position, the even diagonals stored before the odd ones."""
+    n = h + w - 1
+    diagonal = np.arange(n)
+    sizes = np.minimum(np.minimum(diagonal + 1, n - diagonal), min(h, w))
+    stored = np.argsort(diagonal % 2, kind="stable")  # diagonals in storage order: even, then odd
+    first = np.empty(n, np.int64)
+    first[stored] = np.cumsum(sizes[stored]) - sizes[stored]
+    return sizes, first
+
+
 def _diagonal_layout(h, w, xp):
-    """Pixels stored anti-diagonal after anti-diagonal, the even diagonals before the odd ones: order (the
-    raster index at each position), position (its inverse) and the positions of each pixel's 4 neighbours
-    (4, hw), clamped at the border as in the reference (a border pixel is its own neighbour)."""
-    y, x = xp.divmod(xp.arange(h * w, dtype=xp.int32), w)
-    diagonal = (y + x).astype(xp.int64)
-    storage_key = ((diagonal % 2) * (h + w) + diagonal) * h + y  # distinct keys: any sort (CuPy's too) agrees
-    order = xp.argsort(storage_key).astype(xp.int32)
-    position = xp.empty_like(order)
-    position[order] = xp.arange(h * w, dtype=xp.int32)
-    y, x = y[order], x[order]
-    neighbours = xp.stack([position[xp.clip(y + dy, 0, h - 1) * w + xp.clip(x + dx, 0, w - 1)]
-                           for dy, dx in _NEIGHBOURS])
+    """Pixels stored anti-diagonal after anti-diagonal (_diagonals), each diagonal from its top row down:
+    order (the raster index at each position), position (its inverse) and the positions of each pixel's 4
+    neighbours (4, hw), clamped at the border as in the reference (a border pixel is its own neighbour).
+    Chunk by chunk, on cpu_threads' threads."""
+    first = xp.asarray(_diagonals(h, w)[1], dtype=xp.int32)
+
+    def position_of(y, x):  # its diagonal's first position + its row's offset from the diagonal's top row
+        diagonal = y + x
+        return first[diagonal] + y - xp.maximum(diagonal - (w - 1), 0)
+
+    count = h * w
+    order, position = xp.empty(count, xp.int32), xp.empty(count, xp.int32)
+    neighbours = xp.empty((4, count), xp.int32)
+    step = backends.even_step(count, backends.piece_elements(xp, "elementwise"))
+
+    def place(start):  # raster indices [start, start + step)
+        raster = xp.arange(start, min(start + step, count), dtype=xp.int32)
+        position[start:start + step] = position_of(*xp.divmod(raster, w))
+        order[position[start:start + step]] = raster
+
+    def link(start):  # positions [start, start + step)
+        y, x = xp.divmod(order[start:start + step], w)
+        for k, (dy, dx) in enumerate(_NEIGHBOURS):
+            neighbours[k, start:start + step] = position_of(xp.clip(y + dy, 0, h - 1), xp.clip(x + dx, 0, w - 1))
+
+    backends.run_pieces(place, range(0, count, step))
+    backends.run_pieces(link, range(0, count, step))
     return order, position, neighbours
 
 
-def _pixel_systems(a0, weights, pixels):
-    """Each pixel's 2x2 system [[a0^2 + s, a0 a1], [a0 a1, a1^2 + s]] (s: the sum of its neighbour weights),
-    inverted once per level, and its data term [a0 I, a1 I] (hw, 6).
+def _pixel_systems(alpha, pixels, order, neighbours, regularization, gradient_weight):
+    """Per pixel, at its position (order): the weights of its 4 neighbours, eps + w |a - a_j| (4, hw) float32;
+    its 2x2 system [[a0^2 + s, a0 a1], [a0 a1, a1^2 + s]] (a1 = 1 - a0, s the weights' sum), inverted once per
+    level, as `own` (2, hw) and `cross` (hw,) float64; and its data term [a0 I, a1 I] (6, hw) float32.
+    alpha (hw,) and pixels (hw, 3) are in raster order.
 
     [F, B] = inverse @ [rhs_F, rhs_B] per channel is computed as own * rhs + cross * (rhs with F and B
     swapped). The reference mixes precisions (1.0 - a0 is a float64 there); mixing them the same way
-    reproduces it.
+    reproduces it. Chunk by chunk, on cpu_threads' threads: a level's pixels are millions at full size.
     """
-    xp = array_module(a0)
-    a1 = 1.0 - a0.astype(xp.float64)
-    a00, a11 = a0 * a0, a1 * a1
-    for weight in weights:
-        a00, a11 = a00 + weight, a11 + weight
-    a01 = a0 * a1
-    inverse_det = 1.0 / (a00 * a11 - a01 * a01)
-    own = xp.stack([inverse_det * a11, inverse_det * a00], axis=1)[:, :, None]  # (hw, 2, 1) float64
-    cross = (inverse_det * -a01)[:, None, None]  # (hw, 1, 1)
-    data = xp.concatenate([a0[:, None] * pixels, (a1[:, None] * pixels).astype(xp.float32)], axis=1)  # (hw, 6)
-    return own, cross, data
+    xp = array_module(alpha)
+    count = order.shape[0]
+    a0_stored = alpha[order]
+    weights = xp.empty((4, count), xp.float32)
+    own, cross = xp.empty((2, count), xp.float64), xp.empty(count, xp.float64)
+    data = xp.empty((6, count), xp.float32)
+    step = backends.even_step(count, backends.piece_elements(xp, "elementwise"))
+
+    def chunk(start):
+        part = slice(start, start + step)
+        a0, weight = a0_stored[part], weights[:, part]
+        xp.subtract(a0, a0_stored[neighbours[:, part]], out=weight)
+        xp.abs(weight, out=weight)
+        weight *= gradient_weight
+        weight += regularization
+        a1 = 1.0 - a0.astype(xp.float64)
+        a00, a11 = a0 * a0, a1 * a1
+        for neighbour_weight in weight:
+            a00 += neighbour_weight
+            a11 += neighbour_weight
+        a01 = a0 * a1
+        inverse_det = 1.0 / (a00 * a11 - a01 * a01)
+        own[0, part], own[1, part] = inverse_det * a11, inverse_det * a00
+        cross[part] = inverse_det * -a01
+        colours = pixels[order[part]].T  # (3, n)
+        data[:3, part] = a0 * colours
+        data[3:, part] = a1 * colours  # computed in float64, stored rounded to float32
+    backends.run_pieces(chunk, range(0, count, step))
+    return weights, own, cross, data

@@ -7,28 +7,31 @@
 // neighbour terms rounded to float32 and summed in pymatting's order, then the 2x2 solve in float64 and
 // the result rounded to float32. The _rn intrinsics keep the compiler from fusing a multiply and an add.
 
-// fb: (pixels, 6) [F, B] per pixel, updated in place, pixels stored diagonal by diagonal; steps: (count, 2),
-// the [start, stop) positions updated at each step (minimatte/foreground.py: _steps; a step's pixels are
-// independent, and a step reads the ones before it); data: (pixels, 6) the data terms [a0 I, a1 I]; weights
+// Every array is stored channel by channel, (channels, pixels), the pixels diagonal by diagonal, so that a
+// warp's threads read consecutive addresses. fb: (6, pixels) [F, B], updated in place; steps: (count, 2), the
+// [start, stop) positions updated at each step (minimatte/foreground.py: _steps; a step's pixels are
+// independent, and a step reads the ones before it); data: (6, pixels) the data terms [a0 I, a1 I]; weights
 // and neighbours: (4, pixels), each pixel's neighbour weights and positions (left, right, up, down); own:
-// (pixels, 2) and cross: (pixels,), the inverse of each pixel's 2x2 system (own for F and B, cross between).
+// (2, pixels) and cross: (pixels,), the inverse of each pixel's 2x2 system (own for F and B, cross between).
 extern "C" __global__ void gauss_seidel_f32(float* fb, const float* data, const float* weights,
                                             const int* neighbours, const double* own, const double* cross,
                                             const int* steps, int count, int pixels) {
     for (int step = 0; step < count; ++step) {
         for (int i = steps[2 * step] + threadIdx.x; i < steps[2 * step + 1]; i += blockDim.x) {
             float rhs[6];  // [F, B] sums: the data term, then each weighted neighbour
-            for (int c = 0; c < 6; ++c) rhs[c] = data[6LL * i + c];
+            for (int c = 0; c < 6; ++c) rhs[c] = data[(long long)c * pixels + i];
             for (int k = 0; k < 4; ++k) {
                 const float weight = weights[(long long)k * pixels + i];
-                const float* neighbour = fb + 6LL * neighbours[(long long)k * pixels + i];
-                for (int c = 0; c < 6; ++c) rhs[c] = __fadd_rn(rhs[c], __fmul_rn(weight, neighbour[c]));
+                const int neighbour = neighbours[(long long)k * pixels + i];
+                for (int c = 0; c < 6; ++c) {
+                    rhs[c] = __fadd_rn(rhs[c], __fmul_rn(weight, fb[(long long)c * pixels + neighbour]));
+                }
             }
             for (int c = 0; c < 6; ++c) {  // F (c < 3) from rhs_F and rhs_B, B from rhs_B and rhs_F
                 const int other = c < 3 ? c + 3 : c - 3;
-                const double solved = __dadd_rn(__dmul_rn(own[2LL * i + c / 3], (double)rhs[c]),
+                const double solved = __dadd_rn(__dmul_rn(own[(long long)(c / 3) * pixels + i], (double)rhs[c]),
                                                 __dmul_rn(cross[i], (double)rhs[other]));
-                fb[6LL * i + c] = (float)(solved < 0 ? 0.0 : solved > 1 ? 1.0 : solved);  // NaN stays NaN
+                fb[(long long)c * pixels + i] = (float)(solved < 0 ? 0.0 : solved > 1 ? 1.0 : solved);  // NaN stays NaN
             }
         }
         __syncthreads();  // the next step reads this one
