@@ -118,7 +118,7 @@ def _multilevel(image, alpha, start, regularization, gradient_weight, small_iter
             rows, cols = _nearest(h0, h, xp), _nearest(w0, w, xp)
             level_image, level_alpha = image[rows[:, None], cols], alpha[rows[:, None], cols]  # (h, w, 3), (h, w)
         rows, cols = _nearest(state.shape[1], h, xp), _nearest(state.shape[2], w, xp)
-        state = state[:, rows[:, None], cols]  # the level before's [F, B], (6, h, w)
+        state = xp.take(xp.take(state, rows, axis=1), cols, axis=2)  # the level before's [F, B], (6, h, w)
         sweeps = small_iterations if h <= small_size and w <= small_size else big_iterations
         state = _gauss_seidel(level_image, level_alpha, state, regularization, gradient_weight, sweeps)
     fg, bg = state[:3].transpose(1, 2, 0), state[3:].transpose(1, 2, 0)  # (6, H, W) -> (H, W, 3) each
@@ -148,7 +148,7 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
     order, position, neighbours = _diagonal_layout(h, w, xp)
     weights, own, cross, data = _pixel_systems(alpha.reshape(-1), image.reshape(-1, 3), order, neighbours,
                                                regularization, gradient_weight)
-    fb = xp.take(state.reshape(6, -1), order, axis=1)  # (6, hw)
+    fb = _take_columns(state.reshape(6, -1), order)  # (6, hw)
     steps = _steps(h, w, sweeps)
     widest = max((stop - start for start, stop in steps), default=0)
     kernel = backends.cuda_kernel(xp, "foreground.cu", "gauss_seidel", xp.float32)
@@ -157,7 +157,7 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
         arguments = (fb, data, weights, neighbours, own, cross, xp.asarray(steps, dtype=xp.int32).reshape(-1),
                      np.int32(len(steps)), np.int32(h * w))
         kernel((1,), (threads,), arguments)
-        return xp.take(fb, position, axis=1).reshape(6, h, w)
+        return _take_columns(fb, position).reshape(6, h, w)
     terms = xp.empty((6, 5, widest), xp.float32)  # per channel: the data term, then the 4 weighted neighbours
     for start, stop in steps:
         n = stop - start
@@ -169,7 +169,19 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
         solved = own[:, None, start:stop] * rhs
         solved += cross[start:stop] * rhs[::-1]
         fb[:, start:stop] = solved.clip(0, 1, out=solved).reshape(6, n)
-    return xp.take(fb, position, axis=1).reshape(6, h, w)
+    return _take_columns(fb, position).reshape(6, h, w)
+
+
+def _take_columns(table, index):
+    """table[:, index], (C, N) -> (C, len(index)): chunk by chunk, on cpu_threads' threads. Permuting a level's
+    pixels between raster and diagonal order reads memory all over, and the cores wait on it side by side."""
+    xp = array_module(table)
+    table = xp.ascontiguousarray(table)  # else every chunk's take would copy it
+    out = xp.empty((table.shape[0], index.shape[0]), table.dtype)
+    step = backends.even_step(index.shape[0], backends.piece_elements(xp, "elementwise"))
+    backends.run_pieces(lambda start: xp.take(table, index[start:start + step], axis=1, out=out[:, start:start + step]),
+                        range(0, index.shape[0], step))
+    return out
 
 
 def _steps(h, w, sweeps):
@@ -247,7 +259,7 @@ def _pixel_systems(alpha, pixels, order, neighbours, regularization, gradient_we
     """
     xp = array_module(alpha)
     count = order.shape[0]
-    a0_stored = alpha[order]
+    a0_stored = _take_columns(alpha[None], order)[0]
     weights = xp.empty((4, count), xp.float32)
     own, cross = xp.empty((2, count), xp.float64), xp.empty(count, xp.float64)
     data = xp.empty((6, count), xp.float32)
