@@ -209,6 +209,12 @@ def run_pieces(work, pieces):
         pass
 
 
+def run_slices(work, count, xp, kind="elementwise"):
+    """work(part) for slices `part` that cut range(count) into pieces of `kind` (piece_elements), as run_pieces."""
+    step = even_step(count, piece_elements(xp, kind))
+    run_pieces(lambda start: work(slice(start, min(start + step, count))), range(0, count, step))
+
+
 def parallelism():
     """How many pieces run at once here (kernels split work into at least this many)."""
     return getattr(_STATE, "workers", 1)

@@ -178,9 +178,7 @@ def _take_columns(table, index):
     xp = array_module(table)
     table = xp.ascontiguousarray(table)  # else every chunk's take would copy it
     out = xp.empty((table.shape[0], index.shape[0]), table.dtype)
-    step = backends.even_step(index.shape[0], backends.piece_elements(xp, "elementwise"))
-    backends.run_pieces(lambda start: xp.take(table, index[start:start + step], axis=1, out=out[:, start:start + step]),
-                        range(0, index.shape[0], step))
+    backends.run_slices(lambda part: xp.take(table, index[part], axis=1, out=out[:, part]), index.shape[0], xp)
     return out
 
 
@@ -230,20 +228,19 @@ def _diagonal_layout(h, w, xp):
     count = h * w
     order, position = xp.empty(count, xp.int32), xp.empty(count, xp.int32)
     neighbours = xp.empty((4, count), xp.int32)
-    step = backends.even_step(count, backends.piece_elements(xp, "elementwise"))
 
-    def place(start):  # raster indices [start, start + step)
-        raster = xp.arange(start, min(start + step, count), dtype=xp.int32)
-        position[start:start + step] = position_of(*xp.divmod(raster, w))
-        order[position[start:start + step]] = raster
+    def place(raster):  # a slice of raster indices
+        indices = xp.arange(raster.start, raster.stop, dtype=xp.int32)
+        position[raster] = position_of(*xp.divmod(indices, w))
+        order[position[raster]] = indices
 
-    def link(start):  # positions [start, start + step)
-        y, x = xp.divmod(order[start:start + step], w)
+    def link(stored):  # a slice of positions
+        y, x = xp.divmod(order[stored], w)
         for k, (dy, dx) in enumerate(_NEIGHBOURS):
-            neighbours[k, start:start + step] = position_of(xp.clip(y + dy, 0, h - 1), xp.clip(x + dx, 0, w - 1))
+            neighbours[k, stored] = position_of(xp.clip(y + dy, 0, h - 1), xp.clip(x + dx, 0, w - 1))
 
-    backends.run_pieces(place, range(0, count, step))
-    backends.run_pieces(link, range(0, count, step))
+    backends.run_slices(place, count, xp)
+    backends.run_slices(link, count, xp)
     return order, position, neighbours
 
 
@@ -263,10 +260,8 @@ def _pixel_systems(alpha, pixels, order, neighbours, regularization, gradient_we
     weights = xp.empty((4, count), xp.float32)
     own, cross = xp.empty((2, count), xp.float64), xp.empty(count, xp.float64)
     data = xp.empty((6, count), xp.float32)
-    step = backends.even_step(count, backends.piece_elements(xp, "elementwise"))
 
-    def chunk(start):
-        part = slice(start, start + step)
+    def chunk(part):
         a0, weight = a0_stored[part], weights[:, part]
         xp.subtract(a0, a0_stored[neighbours[:, part]], out=weight)
         xp.abs(weight, out=weight)
@@ -284,5 +279,5 @@ def _pixel_systems(alpha, pixels, order, neighbours, regularization, gradient_we
         colours = pixels[order[part]].T  # (3, n)
         data[:3, part] = a0 * colours
         data[3:, part] = a1 * colours  # computed in float64, stored rounded to float32
-    backends.run_pieces(chunk, range(0, count, step))
+    backends.run_slices(chunk, count, xp)
     return weights, own, cross, data
