@@ -15,6 +15,7 @@ level run as a pipeline, a later sweep two diagonals behind the one before: the 
 reference's pixel loop, with the pixels stored diagonal by diagonal so that every step reads a slice.
 """
 import math
+import numbers
 
 import numpy as np
 from PIL import Image, ImageColor
@@ -62,8 +63,8 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     """The cut-out in 8 bits: RGBA (H, W, 4) with the foreground colours and alpha as its alpha channel; or, given
     a background, the RGB (H, W, 3) composite alpha * F + (1 - alpha) * background.
 
-    background: a colour (name or #rrggbb) or an image (path, PIL image or array; resized bicubically to the
-    image's size). foreground=False uses the image's own colours instead of estimate_foreground's: faster, but
+    background: a colour (name, #rrggbb, or an (r, g, b) tuple of integers 0..255) or an image (path, PIL image
+    or array; resized bicubically to the image's size). foreground=False uses the image's own colours instead of estimate_foreground's: faster, but
     soft edges keep a fringe of the old background. alpha as for estimate_foreground.
     """
     rgb, matte = _read_pair(image, alpha, value_range)
@@ -89,6 +90,10 @@ def _read_pair(image, alpha, value_range):
 
 def _read_background(background, size, value_range):
     """A background colour or image as float (H, W, 3) in [0, 1] at `size` = (H, W)."""
+    if isinstance(background, tuple):
+        if len(background) != 3 or not all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in background):
+            raise ValueError(f"background: a colour tuple needs 3 integers 0..255 (r, g, b), got {background!r}")
+        return np.broadcast_to(np.float64(background) / 255, size + (3,))
     if isinstance(background, str):
         try:
             return np.broadcast_to(np.float64(ImageColor.getrgb(background)[:3]) / 255, size + (3,))

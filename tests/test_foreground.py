@@ -83,6 +83,9 @@ def test_bad_input_is_one_clear_error():
         estimate_foreground(image, np.zeros((10, 12)), big_iterations=1.5)
     with pytest.raises(ValueError, match="background: 'nonsense' is neither a colour nor an image file"):
         cutout(image, np.zeros((10, 12)), background="nonsense")
+    for colour in [(0, 1.0, 0), (0, 256, 0), (0, 255)]:
+        with pytest.raises(ValueError, match=r"background: a colour tuple needs 3 integers 0\.\.255"):
+            cutout(image, np.zeros((10, 12)), background=colour)
 
 
 def test_cutout_rgba_and_composites():
@@ -97,6 +100,7 @@ def test_cutout_rgba_and_composites():
     a = alpha[..., None]
     green = cutout(image, alpha, background="#00ff00")
     np.testing.assert_array_equal(green, np.rint(np.clip(a * fg + (1 - a) * [0, 1, 0], 0, 1) * 255))
+    np.testing.assert_array_equal(cutout(image, alpha, background=(0, 255, 0)), green)
     # An image background of another size is resized bicubically (per float channel) to the image's size.
     photo = np.asarray(Image.open(DATA / "vitmatte_demo" / "new_bg.jpg").convert("RGB"))
     resized = np.stack([np.asarray(Image.fromarray(photo[..., c] / np.float32(255)).resize(image.shape[1::-1],
