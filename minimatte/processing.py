@@ -268,16 +268,17 @@ def guided_upsample(alpha, guide, radius=2, eps=1e-4):
     """Upsample a low-resolution alpha to the size of `guide` (float (H, W, 3) in [0, 1]) with the fast guided
     filter (He & Sun, 2015): per low-resolution window, alpha ~ a * grey(guide) + b; a and b are smoothed,
     bilinearly upsampled and applied to the full-resolution grey image, so edges follow the image rather than
-    the blur of plain interpolation. radius is in low-resolution pixels; eps regularises flat regions."""
-    from .kernels.resize import resize
-
-    grey = guide.mean(axis=2)
+    the blur of plain interpolation. radius is in low-resolution pixels; eps regularises flat regions.
+    The full-resolution steps run in float32: the result is a float32 matte."""
+    grey = guide.mean(axis=2, dtype=np.float32)
     small = resize_plane(grey, alpha.shape, Image.BOX).astype(np.float64)
     mean_i, mean_p = _box_mean(small, radius), _box_mean(alpha.astype(np.float64), radius)
     cov = _box_mean(small * alpha, radius) - mean_i * mean_p
     var = _box_mean(small * small, radius) - mean_i * mean_i
     a = cov / (var + eps)
     b = mean_p - a * mean_i
-    coefficients = np.stack([_box_mean(a, radius), _box_mean(b, radius)], axis=-1)
-    a_full, b_full = np.moveaxis(resize(coefficients, grey.shape, "linear"), -1, 0)
-    return np.clip(a_full * grey + b_full, 0, 1).astype(np.float32)
+    # PIL's bilinear enlargement: taps at half-pixel centres, clamped at the edges (align_corners=False).
+    a_full, b_full = (resize_plane(_box_mean(c, radius), grey.shape, Image.BILINEAR) for c in (a, b))
+    upsampled = a_full * grey  # (H, W) float32
+    upsampled += b_full
+    return np.clip(upsampled, 0, 1, out=upsampled)

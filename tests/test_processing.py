@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 import minimatte
+from minimatte.kernels.resize import resize
 from helpers import DATA, REFERENCE
 
 BULB = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
@@ -211,6 +212,18 @@ def test_guided_upsample_window_means_at_every_size():
         np.testing.assert_allclose(minimatte.processing._box_mean(x, 2), loop, atol=1e-12)
     thin = minimatte.processing.guided_upsample(np.full((300, 1), 0.25), np.full((3000, 8, 3), 0.5))
     assert thin.shape == (3000, 8) and np.abs(thin - 0.25).max() < 1e-6  # a strip capped to one column
+
+
+def test_guided_upsample_enlarges_bilinearly():
+    """Over a flat image (a = 0) the filter's output is its alpha smoothed twice (b, then b's window mean),
+    enlarged as PyTorch's bilinear interpolate (align_corners=False) does it: kernels.resize, which
+    tests/test_kernels.py checks against torch."""
+    alpha = np.random.default_rng(5).random((13, 17))
+    smoothed = minimatte.processing._box_mean(minimatte.processing._box_mean(alpha, 2), 2)
+    for size in (52, 85), (40, 61):
+        expected = resize(smoothed, size, "linear")
+        np.testing.assert_allclose(minimatte.processing.guided_upsample(alpha, np.full(size + (3,), 0.5)), expected,
+                                   atol=1e-6)
 
 
 def test_infer_with_capped_size(det_model):
