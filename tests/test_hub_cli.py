@@ -197,6 +197,11 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
                      "--model", NAME]) == 1
     assert "trimap: no such file" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+    classes = tmp_path / "classes.png"  # 0/1/2 class indices, which the network would read as background
+    Image.fromarray(np.full((40, 50), 2, np.uint8)).save(classes)
+    for command in ("matte", "cutout"):
+        assert cli.main([command, str(image), str(classes), "-o", str(tmp_path / "x.png"), "--model", NAME]) == 2
+        assert "trimap: expected 0 = background, 255 = foreground" in capsys.readouterr().err
 
 
 def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
