@@ -10,7 +10,7 @@ from PIL import Image
 from . import api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout
-from .processing import read_grey, read_image, read_trimap, trimap_from_mask
+from .processing import read_grey, read_trimap, trimap_from_mask
 from .progress import Items
 
 
@@ -100,17 +100,15 @@ def _matte(args):
     failed = 0
     for image, hint, output in jobs:
         try:
-            # Read once, checked as infer checks them: a cut-out needs the image again.
-            rgb = read_image(image)
-            trimap = read_trimap(hint if args.mask is None else trimap_from_mask(hint, band=args.band))
-            alpha = api.infer(rgb, trimap, model=model, value_range=1.0, max_size=args.max_size, progress=within)
+            trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
+            alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within)
             if args.command == "matte":
                 result = _alpha_image(alpha, args.bits)
             else:
                 if not args.raw_colors:
                     progress.within(1.0, "foreground colours")
-                result = Image.fromarray(cutout(rgb, alpha, args.background, foreground=not args.raw_colors,
-                                                value_range=1.0, backend=args.backend))
+                result = Image.fromarray(cutout(image, alpha, args.background, foreground=not args.raw_colors,
+                                                backend=args.backend))
             _save_atomically(result, output)
         except (ValueError, TypeError, OSError) as error:  # bad input, missing or unwritable file
             if len(jobs) == 1:
