@@ -64,8 +64,9 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     a background, the RGB (H, W, 3) composite alpha * F + (1 - alpha) * background.
 
     background: a colour (name, #rrggbb, or an (r, g, b) tuple of integers 0..255) or an image (path, PIL image
-    or array; resized bicubically to the image's size). foreground=False uses the image's own colours instead of estimate_foreground's: faster, but
-    soft edges keep a fringe of the old background. alpha as for estimate_foreground.
+    or array; resized bicubically to the image's size). foreground=False uses the image's own colours instead
+    of estimate_foreground's: faster, but soft edges keep a fringe of the old background. alpha as for
+    estimate_foreground.
     """
     rgb, matte = _read_pair(image, alpha, value_range)
     colours = to_numpy(estimate_foreground(rgb, matte, value_range=1.0, backend=backend)) if foreground else rgb
