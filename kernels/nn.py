@@ -8,7 +8,7 @@ import math
 import numpy
 
 from .. import backend
-from ..backend import array_module, even_step, parallelism, piece_elements, run_pieces
+from ..backend import array_module, even_step, parallelism, piece_elements, run_pieces, run_slices
 
 
 def matmul(a, b, out=None):
@@ -53,10 +53,9 @@ def layer_norm(x, p, eps):
         arguments = (rows, p["weight"], p["bias"], out, numpy.int32(c), numpy.float32(eps))
         kernel((rows.shape[0],), (128,), arguments)  # a block per row
         return out.reshape(x.shape)
-    step = even_step(rows.shape[0], max(1, piece_elements(xp, "elementwise") // c))
 
-    def normalise(start):
-        xs, ys = rows[start:start + step], out[start:start + step]
+    def normalise(part):
+        xs, ys = rows[part], out[part]
         # Statistics in float32 also for float16 rows, whose squares overflow from |x| = 256 on.
         work = ys if ys.dtype == xp.float32 else xp.empty(ys.shape, dtype=xp.float32)
         xp.subtract(xs, xs.mean(-1, keepdims=True, dtype=xp.float32), out=work)
@@ -67,7 +66,7 @@ def layer_norm(x, p, eps):
         if work is not ys:
             ys[...] = work
 
-    run_pieces(normalise, range(0, rows.shape[0], step))
+    run_slices(normalise, rows.shape[0], xp, width=c)
     return out.reshape(x.shape)
 
 

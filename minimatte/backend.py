@@ -209,9 +209,10 @@ def run_pieces(work, pieces):
         pass
 
 
-def run_slices(work, count, xp, kind="elementwise"):
-    """work(part) for slices `part` that cut range(count) into pieces of `kind` (piece_elements), as run_pieces."""
-    step = even_step(count, piece_elements(xp, kind))
+def run_slices(work, count, xp, kind="elementwise", width=1):
+    """work(part) for slices `part` that cut range(count) into pieces of `kind` (piece_elements, counting `width`
+    elements an item), as run_pieces."""
+    step = even_step(count, max(1, piece_elements(xp, kind) // width))
     run_pieces(lambda start: work(slice(start, min(start + step, count))), range(0, count, step))
 
 

@@ -54,14 +54,12 @@ def mlp(x, p):
     c = x.shape[-1]
     tokens = x.reshape(-1, c)
     out = xp.empty_like(tokens)
-    hidden_width = p["fc1"]["weight"].shape[0]
-    step = backend.even_step(tokens.shape[0], max(1, backend.piece_elements(xp, "mlp hidden") // hidden_width))
 
-    def chunk(s):
-        hidden = gelu(linear(tokens[s:s + step], p["fc1"]))  # (n, C) -> (n, 4C)
-        out[s:s + step] = linear(hidden, p["fc2"])  # (n, 4C) -> (n, C)
+    def chunk(part):
+        hidden = gelu(linear(tokens[part], p["fc1"]))  # (n, C) -> (n, 4C)
+        out[part] = linear(hidden, p["fc2"])  # (n, 4C) -> (n, C)
 
-    backend.run_pieces(chunk, range(0, tokens.shape[0], step))
+    backend.run_slices(chunk, tokens.shape[0], xp, "mlp hidden", width=p["fc1"]["weight"].shape[0])
     return out.reshape(x.shape)
 
 
