@@ -3,6 +3,7 @@ import argparse
 import io
 import os
 import sys
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -19,10 +20,16 @@ def _format(path):
     return Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
 
 
+# zlib's run-length strategy instead of Pillow's default string matching, which finds little in photos' filtered
+# rows: cut-outs and composites are written 4-5x faster, files within a few percent of the size (benchmarks/png.py)
+PNG_OPTIONS = {"compress_type": zlib.Z_RLE}
+
+
 def _save_atomically(image, path):
+    form = _format(path)
     try:
         with atomic_output(path) as tmp:
-            image.save(tmp, format=_format(path))
+            image.save(tmp, format=form, **(PNG_OPTIONS if form == "PNG" else {}))
     except OSError as error:
         raise OSError(f"output: cannot write {path!r} ({error.strerror or error})") from None
 
