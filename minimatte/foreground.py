@@ -68,21 +68,30 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     of estimate_foreground's: faster, but soft edges keep a fringe of the old background. alpha as for
     estimate_foreground.
     """
-    rgb, matte = _read_pair(image, alpha, value_range)
-    colours = to_numpy(estimate_foreground(rgb, matte, value_range=1.0, backend=backend)) if foreground else rgb
+    if foreground:  # the image is read once, by estimate_foreground: at 12 megapixels a copy is 288 MB
+        colours = to_numpy(estimate_foreground(image, alpha, value_range=value_range, backend=backend))
+        matte = _read_alpha(alpha)
+    else:
+        colours, matte = _read_pair(image, alpha, value_range)
     a = matte[..., None]
     if background is None:
         result = np.concatenate([colours, a], axis=2)
     else:
-        result = a * colours + (1 - a) * _read_background(background, rgb.shape[:2], value_range)
-    return np.rint(np.clip(result, 0, 1) * 255).astype(np.uint8)
+        result = a * colours + (1 - a) * _read_background(background, matte.shape, value_range)
+    np.clip(result, 0, 1, out=result)
+    result *= 255
+    return np.rint(result, out=result).astype(np.uint8)
+
+
+def _read_alpha(alpha):
+    """alpha as float64 (H, W); float alphas are taken as [0, 1], as infer returns them."""
+    is_float = hasattr(alpha, "dtype") and np.issubdtype(alpha.dtype, np.floating)
+    return read_grey(alpha, 1.0 if is_float else None, name="alpha")
 
 
 def _read_pair(image, alpha, value_range):
-    """image (float64 (H, W, 3) in [0, 1]) and alpha (float64 (H, W)); float alphas are taken as [0, 1]."""
-    rgb = read_image(image, value_range)
-    is_float = hasattr(alpha, "dtype") and np.issubdtype(alpha.dtype, np.floating)
-    matte = read_grey(alpha, 1.0 if is_float else None, name="alpha")
+    """image (float64 (H, W, 3) in [0, 1]) and alpha (float64 (H, W), see _read_alpha)."""
+    rgb, matte = read_image(image, value_range), _read_alpha(alpha)
     if matte.shape != rgb.shape[:2]:
         raise ValueError(f"alpha: size {matte.shape[0]}x{matte.shape[1]} (HxW) does not match the image's "
                          f"{rgb.shape[0]}x{rgb.shape[1]}")
@@ -115,7 +124,8 @@ def _multilevel(image, alpha, start, regularization, gradient_weight, small_iter
     [F, B] (6,), all on one backend."""
     xp = array_module(image)
     h0, w0 = alpha.shape
-    state = start.reshape(6, 1, 1)  # [F, B], channel by channel
+    # [F, B] channel by channel, (6, pixels), in each level's diagonal order: position[raster index]
+    fb, position, shape = start.reshape(6, 1), xp.zeros(1, xp.int32), (1, 1)
     n_levels = math.ceil(math.log2(max(h0, w0)))
     for level in range(n_levels + 1):
         h, w = (round(s ** (level / n_levels)) for s in (h0, w0)) if n_levels else (h0, w0)
@@ -123,11 +133,13 @@ def _multilevel(image, alpha, start, regularization, gradient_weight, small_iter
         if (h, w) != (h0, w0):
             rows, cols = _nearest(h0, h, xp), _nearest(w0, w, xp)
             level_image, level_alpha = image[rows[:, None], cols], alpha[rows[:, None], cols]  # (h, w, 3), (h, w)
-        rows, cols = _nearest(state.shape[1], h, xp), _nearest(state.shape[2], w, xp)
-        state = xp.take(xp.take(state, rows, axis=1), cols, axis=2)  # the level before's [F, B], (6, h, w)
+        order, level_position, neighbours = _diagonal_layout(h, w, xp)
+        fb = _take_columns(fb, _nearest_positions(order, (h, w), position, shape))  # the level before's [F, B]
+        position, shape = level_position, (h, w)
         sweeps = small_iterations if h <= small_size and w <= small_size else big_iterations
-        state = _gauss_seidel(level_image, level_alpha, state, regularization, gradient_weight, sweeps)
-    fg, bg = state[:3].transpose(1, 2, 0), state[3:].transpose(1, 2, 0)  # (6, H, W) -> (H, W, 3) each
+        _gauss_seidel(fb, level_image, level_alpha, order, neighbours, regularization, gradient_weight, sweeps)
+    fb = _take_columns(fb, position).reshape(6, h0, w0)  # raster order
+    fg, bg = fb[:3].transpose(1, 2, 0), fb[3:].transpose(1, 2, 0)  # (6, H, W) -> (H, W, 3) each
     return xp.ascontiguousarray(fg), xp.ascontiguousarray(bg)
 
 
@@ -144,17 +156,32 @@ def _nearest(source, target, xp):
     return xp.minimum(xp.arange(target) * source // target, source - 1)
 
 
-def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
-    """`sweeps` raster-order Gauss-Seidel sweeps over all pixels of one level; state (6, h, w) = [F, B].
+def _nearest_positions(order, shape, previous_position, previous_shape):
+    """For each position of a level (order: its raster index), the position in the level before of the pixel
+    it starts from by nearest-neighbour upsampling: the upsampling and the change between the two levels'
+    diagonal orders in one index, so that no upsampled copy is made. Chunk by chunk, on cpu_threads' threads."""
+    xp = array_module(order)
+    (h, w), (previous_h, previous_w) = shape, previous_shape
+    rows, cols = _nearest(previous_h, h, xp), _nearest(previous_w, w, xp)
+    source = xp.empty_like(order)
+
+    def chunk(part):
+        y, x = xp.divmod(order[part], w)
+        source[part] = previous_position[rows[y] * previous_w + cols[x]]
+    backends.run_slices(chunk, order.shape[0], xp)
+    return source
+
+
+def _gauss_seidel(fb, image, alpha, order, neighbours, regularization, gradient_weight, sweeps):
+    """`sweeps` raster-order Gauss-Seidel sweeps over all pixels of one level, in place on fb (6, hw) = [F, B]
+    stored in the level's diagonal order (_diagonal_layout's order and neighbours).
 
     Every per-pixel array is stored channel by channel, (channels, pixels): each step's operations then run
     along its contiguous pixels (and on the GPU, neighbouring threads read neighbouring addresses)."""
     xp = array_module(image)
     h, w = alpha.shape
-    order, position, neighbours = _diagonal_layout(h, w, xp)
     weights, own, cross, data = _pixel_systems(alpha.reshape(-1), image.reshape(-1, 3), order, neighbours,
                                                regularization, gradient_weight)
-    fb = _take_columns(state.reshape(6, -1), order)  # (6, hw)
     steps = _steps(h, w, sweeps)
     widest = max((stop - start for start, stop in steps), default=0)
     kernel = backends.cuda_kernel(xp, "foreground.cu", "gauss_seidel", xp.float32)
@@ -163,7 +190,7 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
         arguments = (fb, data, weights, neighbours, own, cross, xp.asarray(steps, dtype=xp.int32).reshape(-1),
                      np.int32(len(steps)), np.int32(h * w))
         kernel((1,), (threads,), arguments)
-        return _take_columns(fb, position).reshape(6, h, w)
+        return
     terms = xp.empty((6, 5, widest), xp.float32)  # per channel: the data term, then the 4 weighted neighbours
     for start, stop in steps:
         n = stop - start
@@ -175,7 +202,6 @@ def _gauss_seidel(image, alpha, state, regularization, gradient_weight, sweeps):
         solved = own[:, None, start:stop] * rhs
         solved += cross[start:stop] * rhs[::-1]
         fb[:, start:stop] = solved.clip(0, 1, out=solved).reshape(6, n)
-    return _take_columns(fb, position).reshape(6, h, w)
 
 
 def _take_columns(table, index):
