@@ -20,16 +20,21 @@ def _format(path):
     return Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
 
 
-# zlib's run-length strategy instead of Pillow's default string matching, which finds little in photos' filtered
-# rows: cut-outs and composites are written 4-5x faster, files within a few percent of the size (benchmarks/png.py)
-PNG_OPTIONS = {"compress_type": zlib.Z_RLE}
+# Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
+# - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
+#   filtered rows: cut-outs and composites are written 4-5x faster, files within a few percent of the size;
+# - WebP: lossless, with the colours under transparent pixels kept as PNG keeps them (the default is lossy:
+#   mattes came back up to 24 levels in 255 off, composites 100);
+# - JPEG: quality 95 (OpenCV's default) instead of 75; JPEG is lossy at any quality, PNG is the format for mattes.
+SAVE_OPTIONS = {"PNG": {"compress_type": zlib.Z_RLE}, "WEBP": {"lossless": True, "exact": True},
+                "JPEG": {"quality": 95}}
 
 
 def _save_atomically(image, path):
     form = _format(path)
     try:
         with atomic_output(path) as tmp:
-            image.save(tmp, format=form, **(PNG_OPTIONS if form == "PNG" else {}))
+            image.save(tmp, format=form, **SAVE_OPTIONS.get(form, {}))
     except OSError as error:
         raise OSError(f"output: cannot write {path!r} ({error.strerror or error})") from None
 
@@ -46,7 +51,8 @@ def _check_writable(outputs, mode):
             raise ValueError(f"output: --bits 16 needs a .png or .tif file, got {path!r}")
         file = io.BytesIO()
         try:
-            Image.new(mode, (1, 1), (0, 0, 0, 128)[-Image.getmodebands(mode):]).save(file, format=form)
+            probe = Image.new(mode, (1, 1), (0, 0, 0, 128)[-Image.getmodebands(mode):])
+            probe.save(file, format=form, **SAVE_OPTIONS.get(form, {}))
             soft = mode != "RGBA" or Image.open(file).convert("RGBA").getpixel((0, 0))[3] == 128
         except (OSError, ValueError, KeyError):
             soft = False

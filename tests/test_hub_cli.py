@@ -143,6 +143,9 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     assert alpha.shape == (40, 50)
     expected = minimatte.infer(str(image), str(trimap), model=NAME)
     assert np.abs(alpha.astype(int) - np.rint(expected * 255)).max() == 0
+    # WebP is written lossless (Pillow's default is lossy and moves a matte's values)
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.webp"), "--model", NAME]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.webp").convert("L")), alpha)
     for name in ("a16.png", "a16.tif"):
         assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / name), "--model", NAME,
                          "--bits", "16"]) == 0
@@ -164,14 +167,14 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     assert cli.main(["matte", str(image), str(trimap), "-o", str(image / "x.png"), "--model", NAME]) == 1
     assert f"output: cannot write {str(image / 'x.png')!r} (" in capsys.readouterr().err
     demo_bg = str(DATA / "vitmatte_demo" / "new_bg.jpg")
-    out = tmp_path / "c.png"
     for options, background, foreground in (([], None, True), (["--raw-colors"], None, False),
                                             (["--background", "#00ff00"], "#00ff00", True),
                                             (["--background", demo_bg], demo_bg, True)):
-        assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME, *options]) == 0
         want = cutout(str(image), expected, background, foreground=foreground)
-        assert Image.open(out).mode == ("RGBA" if background is None else "RGB")
-        np.testing.assert_array_equal(np.asarray(Image.open(out)), want)
+        for out in (tmp_path / "c.png", tmp_path / "c.webp"):  # lossless both, colours under alpha 0 too
+            assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME, *options]) == 0
+            assert Image.open(out).mode == ("RGBA" if background is None else "RGB")
+            np.testing.assert_array_equal(np.asarray(Image.open(out)), want)
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
                      "--background", "nonsense"]) == 2
     assert "background: 'nonsense' is neither a colour nor an image file" in capsys.readouterr().err
