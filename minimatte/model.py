@@ -126,13 +126,13 @@ def detail_capture(features, pixels, p, stage_done=lambda stage: None):
     return alphas
 
 
-DECODER_BAND_PIXELS = 1 << 22  # images of more pixels (2048x2048) run the decoder in bands of at most this many
+DECODER_BAND_PIXELS = 1 << 22  # batches of more pixels (a 2048x2048 image) run the decoder in bands of this many
 DECODER_HALO = 2  # feature rows (32 pixel rows) a band reads beyond each of its edges
 
 
 def decoder(features, pixels, p, stage_done=lambda stage, share=1, label=None: None):
-    """detail_capture, in bands of rows for images of more than DECODER_BAND_PIXELS: its full-resolution
-    maps grow with the image (tens of channels a pixel); a band's are bounded.
+    """detail_capture, in bands of rows for batches of more than DECODER_BAND_PIXELS: its full-resolution
+    maps grow with the images (tens of channels a pixel); a band's are bounded.
 
     Exact: each band reads DECODER_HALO feature rows (32 pixel rows) of features and pixels beyond its edges,
     which covers the decoder's receptive field (it reaches 2 feature rows and 31 pixel rows); the alphas of
@@ -143,7 +143,7 @@ def decoder(features, pixels, p, stage_done=lambda stage, share=1, label=None: N
     xp = backend.array_module(pixels)
     h, w = features.shape[1:3]
     scale = pixels.shape[1] // h  # pixel rows per feature row: the patch size
-    count = -(-h // max(1, DECODER_BAND_PIXELS // (w * scale * scale)))
+    count = -(-h // max(1, DECODER_BAND_PIXELS // (len(pixels) * w * scale * scale)))
     if count == 1:
         return detail_capture(features, pixels, p, stage_done)
     rows = -(-h // count)  # feature rows per band, as equal as can be

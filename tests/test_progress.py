@@ -75,3 +75,6 @@ def test_progress_in_decoder_bands(det_model, monkeypatch):
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     decoder_work = sum(work[stage] for stage in decoder_stages)
     assert fractions[backbone + 5] == pytest.approx(1 - 2 / 3 * decoder_work / sum(work.values()))  # band 1 done
+    reports.clear()  # the budget is the batch's: two images run in bands of half the rows
+    det_model("small")(np.zeros((2, 4, 96, 64), np.float32), progress=lambda *report: reports.append(report))
+    assert reports[-1] == (1.0, "band 6/6, head")

@@ -48,7 +48,7 @@ def test_decoder_in_bands_is_the_whole_decoder(band_rows, det_model, monkeypatch
     """Large images run the decoder in bands of rows with a halo; the alphas are those of one pass."""
     pixels = np.random.default_rng(band_rows).uniform(-1, 1, (2, 4, 176, 96)).astype(np.float32)
     whole = det_model("small")(pixels).alphas
-    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", band_rows * 16 * 96)  # band_rows feature rows
+    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", band_rows * 2 * 16 * 96)  # of the 2 images
     banded = det_model("small")(pixels).alphas
     assert np.abs(banded - whole).max() <= 1e-6
 
