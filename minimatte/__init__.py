@@ -10,8 +10,9 @@ from .api import DEFAULT_MODEL, infer, load
 from .config import PRESETS, Config, ProcessorConfig
 from .foreground import cutout, estimate_foreground
 from .model import MattingOutput, VitMatte
-from .processing import preprocess, read_image, read_trimap, trimap_from_mask
+from .processing import icc_profile, preprocess, read_image, read_trimap, trimap_from_mask
 
 __version__ = "0.1.0"
 __all__ = ["Config", "DEFAULT_MODEL", "MattingOutput", "PRESETS", "ProcessorConfig", "VitMatte", "cutout",
-           "estimate_foreground", "infer", "load", "preprocess", "read_image", "read_trimap", "trimap_from_mask"]
+           "estimate_foreground", "icc_profile", "infer", "load", "preprocess", "read_image", "read_trimap",
+           "trimap_from_mask"]

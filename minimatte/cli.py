@@ -11,7 +11,7 @@ from PIL import Image
 from . import api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout
-from .processing import read_grey, read_trimap, trimap_from_mask
+from .processing import icc_profile, read_grey, read_trimap, trimap_from_mask
 from .progress import Items
 
 
@@ -30,11 +30,13 @@ SAVE_OPTIONS = {"PNG": {"compress_type": zlib.Z_RLE}, "WEBP": {"lossless": True,
                 "JPEG": {"quality": 95}}
 
 
-def _save_atomically(image, path):
+def _save_atomically(image, path, profile=None):
+    """Save a PIL image to `path` in the format of its extension, with ICC `profile` (bytes) if given."""
     form = _format(path)
+    options = dict(SAVE_OPTIONS.get(form, {}), **({"icc_profile": profile} if profile else {}))
     try:
         with atomic_output(path) as tmp:
-            image.save(tmp, format=form, **SAVE_OPTIONS.get(form, {}))
+            image.save(tmp, format=form, **options)
     except OSError as error:
         raise OSError(f"output: cannot write {path!r} ({error.strerror or error})") from None
 
@@ -116,13 +118,12 @@ def _matte(args):
             trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
             alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within)
             if args.command == "matte":
-                result = _alpha_image(alpha, args.bits)
+                _save_atomically(_alpha_image(alpha, args.bits), output)
             else:
                 if not args.raw_colors:
                     progress.within(1.0, "foreground colours")
-                result = Image.fromarray(cutout(image, alpha, args.background, foreground=not args.raw_colors,
-                                                backend=args.backend))
-            _save_atomically(result, output)
+                result = cutout(image, alpha, args.background, foreground=not args.raw_colors, backend=args.backend)
+                _save_atomically(Image.fromarray(result), output, icc_profile(image))  # the image's colours
         except (ValueError, TypeError, OSError) as error:  # bad input, missing or unwritable file
             if len(jobs) == 1:
                 progress.clear()

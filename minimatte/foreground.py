@@ -22,7 +22,7 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import read_grey, read_image, resize_plane
+from .processing import icc_profile, in_colour_space, read_grey, read_image, resize_plane
 
 # pymatting's neighbour order (left, right, up, down): sums are accumulated in this order, as there.
 _NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
@@ -64,9 +64,10 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     a background, the RGB (H, W, 3) composite alpha * F + (1 - alpha) * background.
 
     background: a colour (name, #rrggbb, or an (r, g, b) tuple of integers 0..255) or an image (path, PIL image
-    or array; resized bicubically to the image's size). foreground=False uses the image's own colours instead
-    of estimate_foreground's: faster, but soft edges keep a fringe of the old background. alpha as for
-    estimate_foreground.
+    or array; resized bicubically to the image's size, its colours converted into the image's colour space
+    where their ICC profiles differ). foreground=False uses the image's own colours instead of
+    estimate_foreground's: faster, but soft edges keep a fringe of the old background. alpha as for
+    estimate_foreground. The result is in the image's colour space: save it with icc_profile(image).
     """
     if foreground:  # the image is read once, by estimate_foreground: at 12 megapixels a copy is 288 MB
         colours = to_numpy(estimate_foreground(image, alpha, value_range=value_range, backend=backend))
@@ -77,7 +78,7 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     if background is None:
         result = np.concatenate([colours, a], axis=2)
     else:
-        result = a * colours + (1 - a) * _read_background(background, matte.shape, value_range)
+        result = a * colours + (1 - a) * _read_background(background, image, matte.shape, value_range)
     np.clip(result, 0, 1, out=result)
     result *= 255
     return np.rint(result, out=result).astype(np.uint8)
@@ -98,8 +99,9 @@ def _read_pair(image, alpha, value_range):
     return rgb, matte
 
 
-def _read_background(background, size, value_range):
-    """A background colour or image as float (H, W, 3) in [0, 1] at `size` = (H, W)."""
+def _read_background(background, image, size, value_range):
+    """A background colour or image as float (H, W, 3) in [0, 1] at `size` = (H, W); an image's colours in the
+    colour space of `image` (its ICC profile; untagged and arrays: sRGB)."""
     if isinstance(background, tuple):
         if len(background) != 3 or not all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in background):
             raise ValueError(f"background: a colour tuple needs 3 integers 0..255 (r, g, b), got {background!r}")
@@ -110,7 +112,7 @@ def _read_background(background, size, value_range):
         except ValueError:
             pass
     try:
-        rgb = read_image(background, value_range, name="background")
+        rgb = read_image(in_colour_space(background, icc_profile(image), "background"), value_range, "background")
     except FileNotFoundError:
         raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
     if rgb.shape[:2] != size:

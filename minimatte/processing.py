@@ -12,12 +12,13 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
 - files are turned upright by their EXIF orientation (as transformers' load_image); PIL images and arrays are
   used as given (as the processor does).
 """
+import io
 import os
 from dataclasses import dataclass
 from typing import List, Tuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .backend import to_numpy
 from .config import ProcessorConfig
@@ -46,6 +47,39 @@ def _open(path, name):
     except Image.DecompressionBombError as error:  # Pillow's guard against huge images (no OSError)
         raise ValueError(f"{name}: {path!r} is too large to open ({error}); if you trust the file, raise "
                          "PIL.Image.MAX_IMAGE_PIXELS") from None
+
+
+_RELATIVE_COLORIMETRIC = 1  # ICC rendering intent: colours inside both gamuts keep their exact colour
+
+
+def icc_profile(image):
+    """The ICC profile (bytes) of an image file or PIL image; None for arrays and untagged images. It says which
+    colour space the RGB values are in: outputs made of them (cut-outs, composites) carry it on."""
+    if isinstance(image, (str, os.PathLike)):
+        with Image.open(image) as img:  # the header only: nothing is decoded
+            return img.info.get("icc_profile") or None
+    return image.info.get("icc_profile") or None if isinstance(image, Image.Image) else None
+
+
+def in_colour_space(image, profile, name):
+    """An RGB(A) image file or PIL image with its colours converted into the colour space of ICC `profile`
+    (bytes; None is sRGB) where its own profile differs (untagged is sRGB), relative colorimetric. Arrays and
+    other modes are returned as they are: their colour space is not known."""
+    if isinstance(image, (str, os.PathLike)):
+        image = _open(image, name)
+    if not isinstance(image, Image.Image) or image.mode not in ("RGB", "RGBA"):
+        return image
+    source = icc_profile(image)
+    if source == profile:
+        return image
+
+    def read(data):
+        return ImageCms.ImageCmsProfile(io.BytesIO(data)) if data else ImageCms.createProfile("sRGB")
+    try:
+        return ImageCms.profileToProfile(image, read(source), read(profile), _RELATIVE_COLORIMETRIC,
+                                         outputMode=image.mode)
+    except (ImageCms.PyCMSError, OSError) as error:
+        raise ValueError(f"{name}: cannot convert its colours into the image's colour profile ({error})") from None
 
 
 def _pil_to_array(img, name):

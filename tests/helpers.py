@@ -1,5 +1,6 @@
 """Shared test fixtures: paths, the spec's deterministic weights and inputs."""
 import os
+import struct
 import zlib
 from pathlib import Path
 
@@ -57,3 +58,29 @@ def input_b():
     image = ((7 * y + 13 * x + 29 * c) % 256).astype(np.uint8)
     trimap = np.where(x[..., 0] < 30, 0, np.where(x[..., 0] < 60, 128, 255)).astype(np.uint8)
     return image, trimap
+
+
+def gamma_profile(gamma, name="test RGB"):
+    """An ICC v2 RGB display profile with sRGB's primaries (D50-adapted) and a pure power-law tone curve:
+    gamma 1.0 is linear light. Pillow's ImageCms makes only sRGB itself; colour-managed tests need another."""
+    def s15(*values):
+        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+    def xyz(*values):
+        return b"XYZ \0\0\0\0" + s15(*values)
+
+    text = name.encode("ascii") + b"\0"
+    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)),
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
+            (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", xyz(0.1431, 0.0606, 0.7141))]
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+    tags += [(signature, curve) for signature in (b"rTRC", b"gTRC", b"bTRC")]
+    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for signature, body in tags:
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body + bytes(-len(body) % 4)
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+              + bytes(12) + b"acsp" + bytes(24) + struct.pack(">I", 0) + s15(0.9642, 1.0, 0.8249))
+    header += bytes(128 - len(header))
+    return header + struct.pack(">I", len(tags)) + table + data

@@ -4,8 +4,9 @@ import pytest
 from PIL import Image
 
 from minimatte.foreground import cutout, estimate_foreground
+from minimatte.processing import icc_profile
 
-from helpers import DATA
+from helpers import DATA, gamma_profile
 from reference import require
 
 CASES = {
@@ -108,3 +109,27 @@ def test_cutout_rgba_and_composites():
                         for c in range(3)], axis=-1)
     want = np.rint(np.clip(a * image / 255 + (1 - a) * resized, 0, 1) * 255)
     np.testing.assert_array_equal(cutout(image, alpha, background=photo, foreground=False), want)
+
+
+def test_background_colours_are_converted_into_the_images_colour_space(tmp_path):
+    """A background image whose ICC profile differs from the image's is converted into the image's colour
+    space before compositing (untagged files and arrays count as sRGB)."""
+    linear = gamma_profile(1.0, "linear sRGB")
+    image = np.full((6, 8, 3), 200, np.uint8)
+    tagged, untagged = tmp_path / "tagged.png", tmp_path / "untagged.png"
+    Image.fromarray(image).save(tagged, icc_profile=linear)
+    Image.fromarray(image).save(untagged)
+    grey = Image.fromarray(np.full((6, 8, 3), 128, np.uint8))
+    grey.save(tmp_path / "grey.png")
+    grey.save(tmp_path / "grey_linear.png", icc_profile=linear)
+    clear = np.zeros((6, 8))  # all background
+    for picture, backdrop, want in [
+        (untagged, tmp_path / "grey.png", 128),  # both sRGB: values as they are
+        (tagged, tmp_path / "grey_linear.png", 128),  # the same profile
+        (tagged, tmp_path / "grey.png", 55),  # sRGB 128 is linear light 0.216
+        (tagged, grey, 55),  # a PIL image, untagged
+        (image, tmp_path / "grey_linear.png", 188),  # an array is sRGB: linear 0.502 is sRGB 0.737
+    ]:
+        composite = cutout(picture, clear, background=backdrop, foreground=False)
+        assert np.abs(composite.astype(int) - want).max() <= 1, (picture, backdrop)
+    assert icc_profile(tagged) == linear and icc_profile(untagged) is None and icc_profile(image) is None

@@ -15,7 +15,7 @@ import minimatte
 from minimatte import PRESETS, cli, hub
 from minimatte.model import stage_flops
 from minimatte.foreground import cutout
-from helpers import DATA
+from helpers import DATA, gamma_profile
 
 NAME = "small-distinctions-646"  # no known hashes: tests below set their own
 
@@ -175,6 +175,14 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
             assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME, *options]) == 0
             assert Image.open(out).mode == ("RGBA" if background is None else "RGB")
             np.testing.assert_array_equal(np.asarray(Image.open(out)), want)
+    tagged = tmp_path / "tagged.png"  # an image in another colour space: cut-outs and composites carry its profile
+    Image.open(image).save(tagged, icc_profile=gamma_profile(1.0))
+    for options, name in (([], "c_tagged.png"), (["--background", "#00ff00"], "c_tagged.jpg")):
+        assert cli.main(["cutout", str(tagged), str(trimap), "-o", str(tmp_path / name), "--model", NAME,
+                         *options]) == 0
+        assert Image.open(tmp_path / name).info.get("icc_profile") == gamma_profile(1.0)
+    assert cli.main(["matte", str(tagged), str(trimap), "-o", str(tmp_path / "a_tagged.png"), "--model", NAME]) == 0
+    assert "icc_profile" not in Image.open(tmp_path / "a_tagged.png").info  # alpha is not a colour
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
                      "--background", "nonsense"]) == 2
     assert "background: 'nonsense' is neither a colour nor an image file" in capsys.readouterr().err
