@@ -5,6 +5,7 @@ import numpy as np
 from PIL import Image
 
 from .backend import to_numpy
+from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
 from .processing import crop, guided_upsample, preprocess, read_image, read_trimap, resize_plane
@@ -12,19 +13,29 @@ from .processing import crop, guided_upsample, preprocess, read_image, read_trim
 DEFAULT_MODEL = "small-composition-1k"
 
 
-def load(source=DEFAULT_MODEL, backend=None, precision=None):
+PREPROCESSING = ("hf", "original")
+
+
+def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf"):
     """A VitMatte from a published checkpoint's name, an HF checkpoint directory, a safetensors file, or a
     PyTorch `pytorch_model.bin` / original hustvl `.pth` (read without torch, see convert.py).
 
     backend: "numpy" (default) or "cupy"; None reads $MINIMATTE_BACKEND.
     precision: "float32" (default, the reference's numbers) or "float16" (GPU: half the memory traffic,
                statistics and softmax still in float32; see VitMatte).
+    preprocessing: "hf" (default): the checkpoint's processor settings, as transformers' VitMatteImageProcessor
+                   (RGB mean = std = 0.5 for the hub checkpoints); "original": hustvl's own inference code, with
+                   the ImageNet mean and std that the checkpoints were trained with, and its padding
+                   (config.ORIGINAL_PROCESSOR).
     """
+    if preprocessing not in PREPROCESSING:
+        raise ValueError(f"preprocessing: expected one of {', '.join(PREPROCESSING)}, got {preprocessing!r}")
     path = os.fspath(source)
     if not os.path.exists(path):
         from .hub import cached_checkpoint
         path = cached_checkpoint(path)
     state, config, processor = read_any(path)
+    processor = ORIGINAL_PROCESSOR if preprocessing == "original" else processor
     return VitMatte.from_state_dict(state, config, processor, backend, precision)
 
 

@@ -109,7 +109,7 @@ def _matte(args):
         _check_writable([out for *_, out in jobs], "L" if args.bits == 8 else "I;16")
     else:
         _check_writable([out for *_, out in jobs], "RGBA" if args.background is None else "RGB")
-    model = api.load(args.model, backend=args.backend, precision=args.precision)
+    model = api.load(args.model, backend=args.backend, precision=args.precision, preprocessing=args.preprocessing)
     progress = Items(len(jobs), "images" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
     failed = 0
@@ -196,6 +196,10 @@ def build_parser():
                          help="checkpoint directory, safetensors file or name (default: %(default)s)")
         sub.add_argument("--backend", choices=backend.BACKENDS, default=None,
                          help="array backend (default: $MINIMATTE_BACKEND or numpy)")
+        sub.add_argument("--preprocessing", choices=api.PREPROCESSING, default="hf",
+                         help="hf: as transformers' processor (RGB mean = std = 0.5); original: as hustvl's "
+                              "inference code, with the ImageNet mean and std the checkpoints were trained with "
+                              "(default: %(default)s)")
         sub.add_argument("--precision", choices=backend.PRECISIONS, default="float32",
                          help="compute precision; float16 is for GPUs (statistics and softmax stay float32; on "
                               "the CPU it is slower) (default: %(default)s)")

@@ -204,7 +204,9 @@ class ProcessorConfig:
     """Pixel preprocessing, as transformers' VitMatteImageProcessor (the hub checkpoints' values by default).
 
     RGB -> (v * rescale_factor - mean) / std; the trimap is only rescaled; both are zero-padded
-    bottom/right to a multiple of size_divisor.
+    bottom/right to a multiple of size_divisor. legacy_padding: the original repository's rule instead, where
+    if either side is not a multiple, both sides get size_divisor - side % size_divisor (a whole size_divisor
+    on a side that already was one).
     """
     rescale_factor: float = 1 / 255
     image_mean: Tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -213,6 +215,7 @@ class ProcessorConfig:
     do_rescale: bool = True
     do_normalize: bool = True
     do_pad: bool = True
+    legacy_padding: bool = False
 
     def __post_init__(self):
         for name in ("image_mean", "image_std"):
@@ -233,6 +236,12 @@ class ProcessorConfig:
     def from_dict(cls, values):
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+# hustvl's own inference (run_one_image.py, the model's preprocess_inputs): the ImageNet statistics the checkpoints
+# were trained with, written as there (123.675 / 255 is 0.485), and its padding. transformers' processor uses 0.5.
+ORIGINAL_PROCESSOR = ProcessorConfig(image_mean=(123.675 / 255, 116.28 / 255, 103.53 / 255),
+                                     image_std=(58.395 / 255, 57.12 / 255, 57.375 / 255), legacy_padding=True)
 
 
 def processor_from_hf(hf):

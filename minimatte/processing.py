@@ -229,6 +229,8 @@ def _padded_size(size, config):
     if not config.do_pad:
         return tuple(size)
     d = config.size_divisor
+    if config.legacy_padding and any(s % d for s in size):
+        return tuple(s + d - s % d for s in size)
     return tuple(s + (-s) % d for s in size)
 
 

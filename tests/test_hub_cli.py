@@ -191,6 +191,11 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     half = minimatte.infer(str(image), str(trimap), model=NAME, precision="float16")
     assert 0 < np.abs(half - expected).max() < 1e-3
     assert np.abs(np.asarray(Image.open(tmp_path / "h.png")).astype(int) - np.rint(half * 255)).max() == 0
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "o.png"), "--model", NAME,
+                     "--preprocessing", "original"]) == 0
+    original = minimatte.infer(str(image), str(trimap), model=minimatte.load(NAME, preprocessing="original"))
+    assert np.abs(np.asarray(Image.open(tmp_path / "o.png")).astype(int) - np.rint(original * 255)).max() == 0
+    assert np.abs(original - expected).max() > 1e-3
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "s.png"), "--model", NAME,
                      "--max-size", "32"]) == 0
     capped = minimatte.infer(str(image), str(trimap), model=NAME, max_size=32)

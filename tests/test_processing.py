@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors.numpy import save_file
 
 import minimatte
 from minimatte.kernels.resize import resize
@@ -42,6 +43,32 @@ def test_processor_config_is_honoured():
     hf = minimatte.config.processor_from_hf(json.loads((REFERENCE / "hf_config_base" / "preprocessor_config.json")
                                                        .read_text()))
     assert hf == minimatte.ProcessorConfig()
+
+
+def test_original_preprocessing(det_state, det_model, tmp_path):
+    """hustvl's own preprocessing: float32 v / 255 (torchvision's to_tensor) normalised with the ImageNet mean and
+    std, the trimap only rescaled, and both sides padded when either is not a multiple of 32."""
+    original = minimatte.config.ORIGINAL_PROCESSOR
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (64, 90, 3), dtype=np.uint8)
+    trimap = rng.choice(np.uint8([0, 128, 255]), (64, 90))
+    batch = minimatte.preprocess(image, trimap, original)
+    assert batch.pixel_values.shape == (1, 4, 96, 96)  # 64 is a multiple of 32 and gets 32 more all the same
+    mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
+    rgb = (image.astype(np.float32) / np.float32(255) - mean) / std
+    np.testing.assert_array_equal(batch.pixel_values[0, :3, :64, :90], rgb.transpose(2, 0, 1))
+    np.testing.assert_array_equal(batch.pixel_values[0, 3, :64, :90], trimap.astype(np.float32) / np.float32(255))
+    assert not batch.pixel_values[0, :, 64:].any() and not batch.pixel_values[0, :, :, 90:].any()
+    assert minimatte.preprocess(image[:, :64], trimap[:, :64], original).pixel_values.shape == (1, 4, 64, 64)
+    path = tmp_path / "det.safetensors"
+    save_file(det_state("small"), str(path))
+    model = minimatte.load(str(path), preprocessing="original")
+    assert model.processor == original
+    alpha = minimatte.infer(image, trimap, model=model)
+    np.testing.assert_allclose(alpha, det_model("small")(batch.pixel_values).alphas[0, 0, :64, :90], rtol=0, atol=1e-6)
+    assert np.abs(alpha - minimatte.infer(image, trimap, model=det_model("small"))).max() > 1e-3  # not hf's
+    with pytest.raises(ValueError, match="preprocessing: expected one of hf, original, got 'imagenet'"):
+        minimatte.load(str(path), preprocessing="imagenet")
 
 
 def test_input_kinds_agree(tmp_path):
