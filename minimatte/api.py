@@ -80,7 +80,8 @@ def _image_progress(progress, number, count):
 
 
 def _infer_capped(model, image, trimap, value_range, max_size, progress):
-    rgb, hint = read_image(image, value_range), read_trimap(trimap, value_range)
+    # float32 is enough: the resize and the guided filter compute in float32
+    rgb, hint = read_image(image, value_range, dtype=np.float32), read_trimap(trimap, value_range)
     scale = max_size / max(hint.shape)
     if scale < 1:
         size = tuple(max(1, round(s * scale)) for s in hint.shape)

@@ -39,7 +39,7 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
     small_iterations sweeps, larger levels big_iterations. Defaults are pymatting's. backend: "numpy" or
     "cupy" (None: $MINIMATTE_BACKEND or numpy). return_background=True returns (F, B).
     """
-    rgb, matte = _read_pair(image, alpha, value_range)
+    rgb, matte = _read_pair(image, alpha, value_range, np.float32)
     for name, value in (("regularization", regularization), ("gradient_weight", gradient_weight)):
         if not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
@@ -50,7 +50,6 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
     xp = resolve(backend)
-    rgb, matte = rgb.astype(np.float32), matte.astype(np.float32)
     # The 1x1 start, on the host: a GPU sums in another order than the reference's pixel after pixel.
     start = np.concatenate([_mean_colour(rgb, matte > 0.9), _mean_colour(rgb, matte < 0.1)])  # [F, B]
     with backends.cpu_threads(xp):
@@ -84,15 +83,15 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     return np.rint(result, out=result).astype(np.uint8)
 
 
-def _read_alpha(alpha):
-    """alpha as float64 (H, W); float alphas are taken as [0, 1], as infer returns them."""
+def _read_alpha(alpha, dtype=np.float64):
+    """alpha as float64 (or `dtype`) (H, W); float alphas are taken as [0, 1], as infer returns them."""
     is_float = hasattr(alpha, "dtype") and np.issubdtype(alpha.dtype, np.floating)
-    return read_grey(alpha, 1.0 if is_float else None, name="alpha")
+    return read_grey(alpha, 1.0 if is_float else None, "alpha", dtype)
 
 
-def _read_pair(image, alpha, value_range):
-    """image (float64 (H, W, 3) in [0, 1]) and alpha (float64 (H, W), see _read_alpha)."""
-    rgb, matte = read_image(image, value_range), _read_alpha(alpha)
+def _read_pair(image, alpha, value_range, dtype=np.float64):
+    """image ((H, W, 3) in [0, 1]) and alpha ((H, W), see _read_alpha), as float64 or `dtype`."""
+    rgb, matte = read_image(image, value_range, dtype=dtype), _read_alpha(alpha, dtype)
     if matte.shape != rgb.shape[:2]:
         raise ValueError(f"alpha: size {matte.shape[0]}x{matte.shape[1]} (HxW) does not match the image's "
                          f"{rgb.shape[0]}x{rgb.shape[1]}")

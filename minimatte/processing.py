@@ -12,6 +12,7 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
 - files are turned upright by their EXIF orientation (as transformers' load_image); PIL images and arrays are
   used as given (as the processor does).
 """
+import functools
 import io
 import os
 from dataclasses import dataclass
@@ -111,17 +112,22 @@ def _as_array(x, name):
     return np.asarray(x)
 
 
-def _rescaled(a, name, value_range):
-    """Array values as float64 in [0, 1] (before the processor's own rescale is applied)."""
+@functools.lru_cache(maxsize=None)
+def _levels(integer_type, dtype):
+    """v / max for every value v of an unsigned integer type, computed in float64 and stored as `dtype`."""
+    top = np.iinfo(integer_type).max
+    return (np.arange(top + 1) / float(top)).astype(dtype)
+
+
+def _rescaled(a, name, value_range, dtype=np.float64):
+    """Array values as `dtype` in [0, 1] (before the processor's own rescale is applied), computed in float64."""
     if a.size == 0 or 0 in a.shape[:2]:
         raise ValueError(f"{name}: image is empty (shape {a.shape})")
     if a.dtype == np.bool_:
         raise TypeError(f"{name}: boolean arrays are masks, not images/trimaps "
                         "(use minimatte.trimap_from_mask for a mask)")
-    if a.dtype == np.uint8:
-        return a.astype(np.float64) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float64) / 65535.0
+    if a.dtype in (np.uint8, np.uint16):
+        return _levels(a.dtype.type, np.dtype(dtype))[a]  # a lookup: one pass, no float64 temporaries
     if np.issubdtype(a.dtype, np.floating):
         if value_range not in (1, 1.0, 255, 255.0):
             raise ValueError(f"{name}: float arrays need value_range=1.0 (values in [0, 1]) or "
@@ -132,12 +138,12 @@ def _rescaled(a, name, value_range):
         lo, hi = a.min(), a.max()
         if lo < 0 or hi > value_range:
             raise ValueError(f"{name}: values must lie in [0, {value_range:g}], found [{lo:g}, {hi:g}]")
-        return a / value_range
+        return (a / value_range).astype(dtype, copy=False)
     raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float")
 
 
-def read_image(image, value_range=None, name="image"):
-    """An RGB image (path, PIL image or array) as float64 (H, W, 3) in [0, 1]."""
+def read_image(image, value_range=None, name="image", dtype=np.float64):
+    """An RGB image (path, PIL image or array) as float64 (or `dtype`) (H, W, 3) in [0, 1]."""
     a = _as_array(image, name)
     if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
         a = a[:, :, :-1]
@@ -145,7 +151,7 @@ def read_image(image, value_range=None, name="image"):
         a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"{name}: expected an (H, W, 3) RGB image (or greyscale/RGBA), got shape {a.shape}")
-    return _rescaled(a, name, value_range)
+    return _rescaled(a, name, value_range, dtype)
 
 
 def read_trimap(trimap, value_range=None, name="trimap"):
@@ -162,9 +168,9 @@ def read_trimap(trimap, value_range=None, name="trimap"):
     return levels
 
 
-def read_grey(image, value_range=None, name="alpha"):
-    """A one-channel image (an alpha matte, a trimap) as float64 (H, W) in [0, 1]."""
-    return _rescaled(_grey_array(image, name), name, value_range)
+def read_grey(image, value_range=None, name="alpha", dtype=np.float64):
+    """A one-channel image (an alpha matte, a trimap) as float64 (or `dtype`) (H, W) in [0, 1]."""
+    return _rescaled(_grey_array(image, name), name, value_range, dtype)
 
 
 def _grey_array(image, name):
