@@ -4,6 +4,8 @@ A k x k convolution is an im2col GEMM, built one band of output rows at a time s
 (rows * W, k*k*C) column buffer stays small: memory does not grow with the image, only time does.
 Each band copies its input rows once into a zero-bordered buffer (this is also where several inputs are
 concatenated), and its columns are one copy of a strided view of that buffer (each output's k x k taps).
+3x3 convolutions with enough channels use Winograd's F(2x2, 3x3) on the same bands instead: 16 GEMMs over
+the band's transformed 4x4 input tiles, 16/36 of the multiplications.
 """
 import numpy
 
@@ -25,57 +27,136 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
 
     inputs: one (N, H, W, C) array, or a tuple of them that the convolution reads as if concatenated
             along channels (the decoder's `cat([detail, upsampled])`, never built whole in memory).
-    p: {"weight": (C_out, C_in, k, k), "bias": (C_out,)} with C_in the summed channels of `inputs`.
+    p: {"weight": (C_out, C_in, k, k), "bias": (C_out,)} with C_in the summed channels of `inputs`; a 3x3
+       stride-1 conv may have {"winograd_weight": (16, C_in, C_out)} (winograd_weight) instead of "weight",
+       and is then computed with Winograd's F(2x2, 3x3) instead of as an im2col GEMM.
     """
     if not isinstance(inputs, (tuple, list)):
         inputs = (inputs,)
     xp = array_module(inputs[0])
-    weight = p["weight"]
-    c_out, c_in, k, _ = weight.shape
+    winograd = "winograd_weight" in p
+    if winograd:
+        (_, c_in, c_out), k = p["winograd_weight"].shape, 3
+        if stride != 1:
+            raise ValueError("conv2d: Winograd weights are for stride 1")
+    else:
+        c_out, c_in, k, _ = p["weight"].shape
     n, h, w = inputs[0].shape[:3]
     if sum(x.shape[3] for x in inputs) != c_in:
         raise ValueError(f"conv2d: inputs have {sum(x.shape[3] for x in inputs)} channels, weight expects {c_in}")
     pad = k // 2 if padding is None else padding
     h_out, w_out = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-    w_mat = _weight_matrix(weight)  # (k*k*C_in, C_out)
     out = xp.empty((n, h_out, w_out, c_out), dtype=inputs[0].dtype)
+    w_mat = None if winograd else _weight_matrix(p["weight"])  # (k*k*C_in, C_out)
 
     if k == 1 and len(inputs) == 1:
         x = inputs[0][:, ::stride, ::stride]
         matmul(x.reshape(-1, c_in), w_mat, out=out.reshape(-1, c_out))  # (N*H*W, C_in) -> (N*H*W, C_out)
         return _bias_relu(out, p, relu)
 
-    columns_per_row = w_out * k * k * c_in
-    band = even_step(h_out, max(1, piece_elements(xp, "conv columns") // columns_per_row))  # output rows per GEMM
+    if winograd:  # output rows per band, even: its input tiles and their products, 4 (C_in + C_out) values a pixel
+        tile_rows = piece_elements(xp, "conv columns") // (8 * w_out * (c_in + c_out))
+        band = 2 * even_step(-(-h_out // 2), max(1, tile_rows))
+    else:  # output rows per band: its im2col columns
+        band = even_step(h_out, max(1, piece_elements(xp, "conv columns") // (w_out * k * k * c_in)))
 
     def conv_band(piece):
         b, r0 = piece
         r1 = min(h_out, r0 + band)
-        y0, y1 = r0 * stride - pad, (r1 - 1) * stride - pad + k  # input rows [y0, y1), may overhang
-        v0, v1 = max(y0, 0), min(y1, h)
-        # The input rows the band reads, zero-padded around the image (also where inputs are concatenated).
-        rows = xp.empty((y1 - y0, w + 2 * pad, c_in), dtype=inputs[0].dtype)
-        rows[:v0 - y0] = 0  # above the image
-        rows[v1 - y0:] = 0  # below the image
-        rows[:, :pad] = 0
-        rows[:, pad + w:] = 0
-        c0 = 0
-        for x in inputs:
-            rows[v0 - y0:v1 - y0, pad:pad + w, c0:c0 + x.shape[3]] = x[b, v0:v1]
-            c0 += x.shape[3]
-        # Every output position's k x k taps, as a view. Not sliding_window_view: CuPy's checks the window
-        # shape on the GPU, which synchronises the device on every call.
-        row_step, column_step, channel_step = rows.strides
-        taps = xp.lib.stride_tricks.as_strided(
-            rows, shape=(r1 - r0, w_out, k, k, c_in),  # (rows, W_out, ky, kx, C_in)
-            strides=(stride * row_step, stride * column_step, row_step, column_step, channel_step))
-        cols = taps.reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
-        out_band = out[b, r0:r1].reshape(-1, c_out)
-        backend.matmul(cols, w_mat, out=out_band)  # (rows*W_out, k*k*C_in) -> (rows*W_out, C_out)
+        out_band = out[b, r0:r1]
+        if winograd:
+            _winograd_3x3(inputs, b, r0 - pad, -pad, p["winograd_weight"], out_band)
+        else:
+            rows = _zero_padded(inputs, b, r0 * stride - pad, (r1 - 1) * stride - pad + k, -pad, w + pad)
+            # Every output position's k x k taps, as a view. Not sliding_window_view: CuPy's checks the window
+            # shape on the GPU, which synchronises the device on every call.
+            row_step, column_step, channel_step = rows.strides
+            taps = xp.lib.stride_tricks.as_strided(
+                rows, shape=(r1 - r0, w_out, k, k, c_in),  # (rows, W_out, ky, kx, C_in)
+                strides=(stride * row_step, stride * column_step, row_step, column_step, channel_step))
+            cols = taps.reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
+            backend.matmul(cols, w_mat, out=out_band.reshape(-1, c_out))  # -> (rows*W_out, C_out)
         _bias_relu(out_band, p, relu)
 
     run_pieces(conv_band, [(b, r0) for b in range(n) for r0 in range(0, h_out, band)])
     return out
+
+
+def _zero_padded(inputs, b, y0, y1, x0, x1):
+    """Rows [y0, y1) and columns [x0, x1) of item b of the inputs concatenated along channels, zero outside the
+    image: (y1 - y0, x1 - x0, C). The one copy of its input rows a band makes."""
+    xp = array_module(inputs[0])
+    h, w = inputs[0].shape[1:3]
+    v0, v1, u0, u1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
+    rows = xp.empty((y1 - y0, x1 - x0, sum(x.shape[3] for x in inputs)), dtype=inputs[0].dtype)
+    rows[:v0 - y0] = 0  # above the image
+    rows[v1 - y0:] = 0  # below it
+    rows[:, :u0 - x0] = 0  # left of it
+    rows[:, u1 - x0:] = 0  # right of it
+    c0 = 0
+    for x in inputs:
+        rows[v0 - y0:v1 - y0, u0 - x0:u1 - x0, c0:c0 + x.shape[3]] = x[b, v0:v1, u0:u1]
+        c0 += x.shape[3]
+    return rows
+
+
+# Winograd's F(2x2, 3x3) (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks"): a 2x2 tile of
+# a 3x3 convolution's output from the 4x4 input tile D under it, Y = A^T [(G W G^T) * (B^T D B)] A, with 16
+# products a pair of channels instead of 36. B^T and A^T hold only 0 and +-1, so they are additions; G's halves
+# are applied to the weights once, at load (winograd_weight).
+_WINOGRAD_G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+
+
+def winograd_weight(weight):
+    """(C_out, C_in, 3, 3) -> (16, C_in, C_out): G W G^T at each of the 4x4 tile positions (row-major), for
+    conv2d's p["winograd_weight"]. Computed in float64, stored in the weight's dtype."""
+    mixed = numpy.tensordot(numpy.asarray(weight, dtype=numpy.float64), _WINOGRAD_G, axes=([3], [1]))  # (o, i, k, b)
+    mixed = numpy.tensordot(_WINOGRAD_G, mixed, axes=([1], [2]))  # (a, o, i, b)
+    mixed = mixed.transpose(0, 3, 2, 1)  # (a, b, i, o)
+    return numpy.ascontiguousarray(mixed.reshape(16, weight.shape[1], weight.shape[0]), dtype=weight.dtype)
+
+
+WINOGRAD_MIN_CHANNELS = 32  # fewer input or output channels (the network's input, the matting head): im2col is faster
+
+
+def conv3x3_params(weight, dtype):
+    """A 3x3 stride-1 conv's weight as conv2d computes it fastest in `dtype`: {"winograd_weight":
+    winograd_weight(weight)} for float32 where it has WINOGRAD_MIN_CHANNELS input and output channels or more,
+    else {"weight": weight}. float16 keeps the im2col GEMM: its roundings of the tile transforms' sums took the
+    alphas 1.5x as far from float32's (deterministic test weights, S)."""
+    c_out, c_in = weight.shape[:2]
+    if numpy.dtype(dtype) == numpy.float32 and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS:
+        return {"winograd_weight": winograd_weight(weight)}
+    return {"weight": weight}
+
+
+def _winograd_3x3(inputs, b, y0, x0, u, out):
+    """out (H, W, C_out) = the 3x3 convolution of item b of the inputs (concatenated along channels) whose first
+    output reads from input row y0, column x0 on (zero outside the image), with u = winograd_weight(W)."""
+    xp = array_module(out)
+    t, s = -(-out.shape[0] // 2), -(-out.shape[1] // 2)  # 2x2 output tiles: one more row or column where odd
+    rows = _zero_padded(inputs, b, y0, y0 + 2 * t + 2, x0, x0 + 2 * s + 2)  # (2t+2, 2s+2, C_in)
+    # B^T D B, down each tile's columns, then along its rows. Tile (i, j) starts at row 2i, column 2j.
+    d0, d1, d2, d3 = (rows[j:j + 2 * t:2] for j in range(4))  # (t, 2s+2, C_in): row j of every tile row
+    tiles = xp.empty((4, 4, t, s, rows.shape[2]), dtype=rows.dtype)
+    for a, row in enumerate((d0 - d2, d1 + d2, d2 - d1, d1 - d3)):
+        e0, e1, e2, e3 = (row[:, j:j + 2 * s:2] for j in range(4))  # (t, s, C_in): column j of every tile
+        xp.subtract(e0, e2, out=tiles[a, 0])
+        xp.add(e1, e2, out=tiles[a, 1])
+        xp.subtract(e2, e1, out=tiles[a, 2])
+        xp.subtract(e1, e3, out=tiles[a, 3])
+    m = backend.matmul(tiles.reshape(16, t * s, -1), u)  # (16, t*s, C_in) @ (16, C_in, C_out)
+    m = m.reshape(4, 4, t, s, -1)  # (a, b, t, s, C_out)
+    # A^T M A: the same two sums down the columns, then along the rows, into the interleaved output pixels.
+    whole = out if out.shape[:2] == (2 * t, 2 * s) else xp.empty((2 * t, 2 * s, out.shape[2]), dtype=out.dtype)
+    pixels = whole.reshape(t, 2, s, 2, -1)  # (t, y, s, x, C_out)
+    for y, row in enumerate((m[0] + m[1] + m[2], m[1] - m[2] - m[3])):
+        xp.add(row[0], row[1], out=pixels[:, y, :, 0])
+        pixels[:, y, :, 0] += row[2]
+        xp.subtract(row[1], row[2], out=pixels[:, y, :, 1])
+        pixels[:, y, :, 1] -= row[3]
+    if whole is not out:
+        out[...] = whole[:out.shape[0], :out.shape[1]]
 
 
 # Bilinear x2 upsampling (align_corners=False) then a 3x3 tap t in {-1, 0, 1} reads, for an output of parity
@@ -86,8 +167,7 @@ _UPSAMPLED_TAPS = numpy.array([[[.75, .25, 0], [.25, .75, 0], [0, .75, .25]],
 
 def upsampled_conv_weight(weight, detail_channels):
     """For conv2d_upsampled: the (4*C_out, Cx, 3, 3) weights that convolve the low-resolution input `x` once
-    per output parity (even/odd row, even/odd column), from a (C_out, Cd + Cx, 3, 3) weight. Mixed in float64
-    at load time."""
+    per output parity (even/odd row, even/odd column), from a (C_out, Cd + Cx, 3, 3) weight. Mixed in float64."""
     upsampled = numpy.asarray(weight[:, detail_channels:], dtype=numpy.float64)  # (o, c, t, s)
     mixed = numpy.tensordot(upsampled, _UPSAMPLED_TAPS, axes=([3], [1]))  # (o, c, t, q, e)
     mixed = numpy.tensordot(mixed, _UPSAMPLED_TAPS, axes=([2], [1]))  # (o, c, q, e, p, d)
@@ -95,26 +175,34 @@ def upsampled_conv_weight(weight, detail_channels):
     return numpy.ascontiguousarray(mixed.reshape(4 * weight.shape[0], -1, 3, 3), dtype=weight.dtype)
 
 
+def upsampled_conv_parts(weight, detail_channels, dtype):
+    """The two convolutions conv2d_upsampled computes for a (C_out, Cd + Cx, 3, 3) conv of cat([detail,
+    upsample2x(x)]), as conv3x3_params for `dtype`: "detail", its first Cd input channels, and "upsampled", the
+    low-resolution conv of x (upsampled_conv_weight). Made once, at load."""
+    return {"detail": conv3x3_params(weight[:, :detail_channels], dtype),
+            "upsampled": conv3x3_params(upsampled_conv_weight(weight, detail_channels), dtype)}
+
+
 def conv2d_upsampled(detail, x, p, relu=False):
     """conv2d((detail, upsample2x(x)), p, relu=relu) for a 3x3 conv, without the upsampled tensor.
 
     A 3x3 convolution of a bilinearly x2-upsampled input is, for each of the four output parities, a 3x3
-    convolution of the low-resolution input itself with mixed weights (p["upsampled_weight"], from
-    upsampled_conv_weight). So the upsampled channels are convolved at the low resolution, all four parities
-    in one GEMM four times as wide, and interleaved into the output: the same FLOPs, a quarter of the column
-    copies, no full-resolution upsampled tensor. Edge-replicate padding of `x` reproduces the upsample's
-    clamped edge taps; only the outermost output rows and columns, where the conv's zero padding lies beyond
-    the upsampled image, are computed directly from a two-pixel strip of the upsampled input.
+    convolution of the low-resolution input itself with mixed weights (upsampled_conv_weight). So the
+    upsampled channels are convolved at the low resolution, all four parities in one convolution four times
+    as wide, and interleaved into the output: the same FLOPs, a quarter of the pixels, no full-resolution
+    upsampled tensor. Edge-replicate padding of `x` reproduces the upsample's clamped edge taps; only the
+    outermost output rows and columns, where the conv's zero padding lies beyond the upsampled image, are
+    computed directly from a two-pixel strip of the upsampled input.
 
     detail: (N, 2h, 2w, Cd), the first Cd input channels; x: (N, h, w, Cx), the rest (the reference's
-    cat([detail, upsampled]) order).
+    cat([detail, upsampled]) order). p: the conv's "weight" and "bias", and its upsampled_conv_parts.
     """
     xp = array_module(x)
     n, h, w, _ = x.shape
-    c_out, cd = p["weight"].shape[0], detail.shape[3]
+    c_out = p["weight"].shape[0]
     replicated = xp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")  # (N, h+2, w+2, Cx)
-    parities = conv2d(replicated, {"weight": p["upsampled_weight"]}, padding=0)  # (N, h, w, 4*C_out)
-    out = conv2d(detail, {"weight": p["weight"][:, :cd]})  # (N, 2h, 2w, C_out)
+    parities = conv2d(replicated, p["upsampled"], padding=0)  # (N, h, w, 4*C_out)
+    out = conv2d(detail, p["detail"])  # (N, 2h, 2w, C_out)
     out.reshape(n, h, 2, w, 2, c_out)[...] += parities.reshape(n, h, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
     _bias_relu(out, p, relu)
     # The frame: rows 0 and 2h-1, columns 0 and 2w-1, directly from two-pixel strips of the upsampled input.

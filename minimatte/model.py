@@ -105,7 +105,7 @@ def detail_capture(features, pixels, p, stage_done=lambda stage: None):
     """ConvStream details of the input at 1/2, 1/4, 1/8, fused into the upsampled ViT features, then the head.
 
     Every BatchNorm is folded into its convolution at load (weights.fold_batch_norms), and the fusion convs
-    get their low-resolution weights there too (weights.add_upsampled_conv_weights).
+    get their low-resolution weights there too (weights.prepare_convs).
     stage_done(name) is called after each stage of stage_flops.
     """
     details = [pixels]  # D0: (B, H, W, 4), the normalised input with its trimap
@@ -234,7 +234,7 @@ class VitMatte:
         state = {k: backend.to_numpy(v) for k, v in state.items()}
         config = config or from_shapes({k: v.shape for k, v in state.items()})
         weights.check_state_dict(state, config)
-        state = weights.add_upsampled_conv_weights(weights.fold_batch_norms(state, config), config)
+        state = weights.prepare_convs(weights.fold_batch_norms(state, config), config, dtype)
         state = {k: v.astype(dtype, copy=False) for k, v in state.items()}
         params = backend.to_device(weights.unflatten(state), xp)
         return cls(params, config, processor or ProcessorConfig(), xp, dtype)

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from . import config as cfg
-from .kernels.conv import upsampled_conv_weight
+from .kernels.conv import conv3x3_params, upsampled_conv_parts
 
 CONFIG_KEY = "minimatte.config"
 PROCESSOR_KEY = "minimatte.processor"
@@ -85,14 +85,20 @@ def fold_batch_norms(state, config):
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in folded.items()}
 
 
-def add_upsampled_conv_weights(state, config):
-    """Each fusion conv reads cat([detail, upsample2x(x)]); conv2d_upsampled convolves x at the low resolution
-    with weights mixed once here, stored beside the conv's own as "<conv>.upsampled_weight"."""
+def prepare_convs(state, config, dtype):
+    """The convolutions' weights as the kernels compute them in `dtype` (kernels/conv.py), made once here: each
+    fusion conv's parts for conv2d_upsampled ("<conv>.detail.*", "<conv>.upsampled.*"; it reads cat([detail,
+    upsample2x(x)])), and the residual blocks' 3x3 convs as conv3x3_params (Winograd weights)."""
     detail_channels = [config.num_channels, *config.convstream_hidden_sizes][::-1]  # D3 meets block 0, ..., D0 block 3
     state = dict(state)
     for j, channels in enumerate(detail_channels):
         conv = f"decoder.fusion_blocks.{j}.conv.conv"
-        state[f"{conv}.upsampled_weight"] = upsampled_conv_weight(state[f"{conv}.weight"], channels)
+        for part, params in upsampled_conv_parts(state[f"{conv}.weight"], channels, dtype).items():
+            state.update({f"{conv}.{part}.{name}": value for name, value in params.items()})
+    for i in config.residual_block_indices:
+        conv = f"backbone.encoder.layer.{i}.residual.conv2"
+        params = conv3x3_params(state.pop(f"{conv}.weight"), dtype)
+        state.update({f"{conv}.{name}": value for name, value in params.items()})
     return state
 
 

@@ -59,6 +59,9 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
          "bias": rng.standard_normal(32).astype(dtype)}
     assert_matches(conv.conv2d(on_gpu(cp, images), on_gpu(cp, w), stride=2, relu=True),
                    conv.conv2d(images, w, stride=2, relu=True), tolerance)
+    winograd = {"winograd_weight": conv.winograd_weight(w["weight"]), "bias": w["bias"]}
+    assert_matches(conv.conv2d(on_gpu(cp, images[:, :11]), on_gpu(cp, winograd), relu=True),
+                   conv.conv2d(images[:, :11], winograd, relu=True), tolerance)
     assert_matches(resize.upsample2x(on_gpu(cp, images)), resize.upsample2x(images), tolerance)
 
 

@@ -76,6 +76,34 @@ def test_conv2d_band_edges(monkeypatch):
     np.testing.assert_allclose(conv.conv2d(x, {"weight": weight}), ref.permute(0, 2, 3, 1).numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 6), (2, 2), (5, 7), (8, 6), (13, 4)])
+@pytest.mark.parametrize("padding", [1, 0])
+@pytest.mark.parametrize("band_budget", [1, 1 << 20])
+def test_winograd_conv2d_matches_torch(monkeypatch, size, padding, band_budget):
+    """Winograd's F(2x2, 3x3): odd heights and widths (a tile row or column beyond the output), no padding,
+    bands of one tile row, inputs read as concatenated."""
+    torch, _ = require_reference()
+    monkeypatch.setattr(conv, "piece_elements", lambda xp, kind: band_budget)
+    if padding == 0:
+        size = (size[0] + 2, size[1] + 2)
+    x, weight, bias = randn(2, *size, 6), randn(5, 6, 3, 3), randn(5)
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(weight),
+                                     torch.from_numpy(bias), padding=padding).permute(0, 2, 3, 1).numpy()
+    p = {"winograd_weight": conv.winograd_weight(weight), "bias": bias}
+    np.testing.assert_allclose(conv.conv2d(x, p, padding=padding), ref, atol=1e-5)
+    split = conv.conv2d((x[..., :2], x[..., 2:]), p, relu=True, padding=padding)
+    np.testing.assert_allclose(split, np.maximum(ref, 0), atol=1e-5)
+
+
+def test_winograd_where_it_pays():
+    """conv3x3_params: Winograd weights in float32 from WINOGRAD_MIN_CHANNELS input and output channels on."""
+    for c_in, c_out, winograd in [(32, 32, True), (384, 1024, True), (4, 32, False), (32, 16, False)]:
+        for dtype in (np.float32, np.float16):
+            params = conv.conv3x3_params(randn(c_out, c_in, 3, 3), dtype)
+            assert list(params) == (["winograd_weight"] if winograd and dtype == np.float32 else ["weight"])
+    assert conv.winograd_weight(randn(7, 5, 3, 3)).shape == (16, 5, 7)
+
+
 def test_layer_norm_and_sigmoid_match_definitions():
     x = randn(37, 384) * 50 + 7
     p = {"weight": randn(384), "bias": randn(384)}
@@ -114,13 +142,17 @@ def test_attention_slabs_are_exact(monkeypatch, budget):
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 4), (2, 3), (5, 7), (8, 6)])
 @pytest.mark.parametrize("band_budget", [1, 1 << 16])
-def test_conv2d_upsampled_matches_torch(monkeypatch, size, band_budget):
-    """conv3x3(cat([detail, upsample2x(x)])) computed at the low resolution, frame included, tiny bands too."""
+@pytest.mark.parametrize("winograd", [False, True])
+def test_conv2d_upsampled_matches_torch(monkeypatch, size, band_budget, winograd):
+    """conv3x3(cat([detail, upsample2x(x)])) computed at the low resolution, frame included, tiny bands too,
+    its two parts as im2col GEMMs or with Winograd weights."""
     torch, _ = require_reference()
     monkeypatch.setattr(conv, "piece_elements", lambda xp, kind: band_budget)
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1 if winograd else 10 ** 9)
     h, w = size
     x, detail, weight, bias = randn(2, h, w, 6), randn(2, 2 * h, 2 * w, 3), randn(5, 9, 3, 3), randn(5)
-    p = {"weight": weight, "bias": bias, "upsampled_weight": conv.upsampled_conv_weight(weight, 3)}
+    p = {"weight": weight, "bias": bias, **conv.upsampled_conv_parts(weight, 3, np.float32)}
+    assert ("winograd_weight" in p["detail"]) == ("winograd_weight" in p["upsampled"]) == winograd
     t = torch.from_numpy
     up = torch.nn.functional.interpolate(t(x).permute(0, 3, 1, 2), scale_factor=2, mode="bilinear",
                                          align_corners=False)
