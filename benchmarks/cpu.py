@@ -8,7 +8,8 @@ the spec's deterministic random weights, warms up on a 64x64 input, then times o
 requested size. Engines alternate within each round; the table reports medians over rounds and the ratios
 to torch. fp32 throughout; threads = --threads for every engine. ONNX Runtime (`pip install onnxruntime
 onnx`) runs the transformers model exported once per model by torch.onnx (height and width dynamic) into a
-temporary file, outside the timed processes.
+temporary file, outside the timed processes. The engine minimatte-im2col (only when asked for) is minimatte
+with every 3x3 convolution an im2col GEMM, none with Winograd's F(2x2, 3x3), to measure what that gains.
 """
 import argparse
 import json
@@ -22,7 +23,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENGINES = ("minimatte", "torch", "onnxruntime")
+ENGINES = ("minimatte", "torch", "onnxruntime", "minimatte-im2col")
 ONNX_DIR = None  # a temporary folder for the exported models, set by main and passed to the children
 
 
@@ -67,7 +68,10 @@ def measure(engine, model_name, height, width, threads):
 
         def run(x):
             return session.run(None, {"pixel_values": x})[0]
-    elif engine == "minimatte":
+    elif engine.startswith("minimatte"):
+        if engine == "minimatte-im2col":
+            from minimatte.kernels import conv
+            conv.WINOGRAD_MIN_CHANNELS = sys.maxsize  # no conv has that many channels
         state = deterministic_state(config)
         model = minimatte.VitMatte.from_state_dict(state)
         del state
@@ -111,8 +115,9 @@ def main():
     parser.add_argument("--sizes", nargs="+", default=["512x512", "640x960", "1024x1024"],
                         help="HxW, multiples of 32 (2048x2048 too)")
     parser.add_argument("--engines", nargs="+", choices=ENGINES,
-                        default=[e for e in ENGINES if e != "onnxruntime" or importlib.util.find_spec("onnxruntime")],
-                        help="default: all installed")
+                        default=[e for e in ENGINES[:3]
+                                 if e != "onnxruntime" or importlib.util.find_spec("onnxruntime")],
+                        help="default: minimatte, torch and, where installed, onnxruntime")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()

@@ -110,10 +110,14 @@ _WINOGRAD_G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 def winograd_weight(weight):
     """(C_out, C_in, 3, 3) -> (16, C_in, C_out): G W G^T at each of the 4x4 tile positions (row-major), for
     conv2d's p["winograd_weight"]. Computed in float64, stored in the weight's dtype."""
-    mixed = numpy.tensordot(numpy.asarray(weight, dtype=numpy.float64), _WINOGRAD_G, axes=([3], [1]))  # (o, i, k, b)
-    mixed = numpy.tensordot(_WINOGRAD_G, mixed, axes=([1], [2]))  # (a, o, i, b)
-    mixed = mixed.transpose(0, 3, 2, 1)  # (a, b, i, o)
-    return numpy.ascontiguousarray(mixed.reshape(16, weight.shape[1], weight.shape[0]), dtype=weight.dtype)
+    c_out, c_in = weight.shape[:2]
+    u = numpy.empty((4, 4, c_in, c_out), dtype=weight.dtype)
+    for o in range(0, c_out, 64):  # in pieces: float64 temporaries of a whole large weight take ~100 MB
+        mixed = numpy.tensordot(numpy.asarray(weight[o:o + 64], dtype=numpy.float64), _WINOGRAD_G,
+                                axes=([3], [1]))  # (o, i, k, b)
+        mixed = numpy.tensordot(mixed, _WINOGRAD_G, axes=([2], [1]))  # (o, i, b, a)
+        u[:, :, :, o:o + 64] = mixed.transpose(3, 2, 1, 0)  # (a, b, i, o)
+    return u.reshape(16, c_in, c_out)
 
 
 WINOGRAD_MIN_CHANNELS = 32  # fewer input or output channels (the network's input, the matting head): im2col is faster
