@@ -54,8 +54,10 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
         matmul(x.reshape(-1, c_in), w_mat, out=out.reshape(-1, c_out))  # (N*H*W, C_in) -> (N*H*W, C_out)
         return _bias_relu(out, p, relu)
 
-    if winograd:  # output rows per band, even: its input tiles and their products, 4 (C_in + C_out) values a pixel
-        tile_rows = piece_elements(xp, "conv columns") // (8 * w_out * (c_in + c_out))
+    if winograd:  # output rows per band, even: its input tiles and their products (4 (C_in + C_out) values a
+        # pixel) within the budget, but WINOGRAD_MIN_TILES tiles or about as many
+        tile_rows = max(piece_elements(xp, "conv columns") // (8 * w_out * (c_in + c_out)),
+                        -(-WINOGRAD_MIN_TILES // -(-w_out // 2)))
         band = 2 * even_step(-(-h_out // 2), max(1, tile_rows))
     else:  # output rows per band: its im2col columns
         band = even_step(h_out, max(1, piece_elements(xp, "conv columns") // (w_out * k * k * c_in)))
@@ -120,6 +122,10 @@ def winograd_weight(weight):
     return u.reshape(16, c_in, c_out)
 
 
+# The fewest tiles a band's 16 GEMMs multiply (even_step's equal bands may have down to half): with fewer, each
+# GEMM re-reads its weight matrix for too little work. The first fusion block's low-resolution conv (384 -> 1024
+# channels) got ~30 tiles a band from the memory budget alone, and ran 2x faster with 128 (640x960, one thread).
+WINOGRAD_MIN_TILES = 128
 WINOGRAD_MIN_CHANNELS = 32  # fewer input or output channels (the network's input, the matting head): im2col is faster
 
 
