@@ -24,13 +24,14 @@ def window_partition(x, window, pad_value=0.0):
     return x.reshape(-1, window, window, c)  # (N, nWh, nWw, window, window, C) -> (N*nW, window, window, C)
 
 
-def window_unpartition(windows, window, size):
-    """Inverse of window_partition: (N*nW, window, window, C) -> (N, h, w, C), cropping the padding."""
+def window_unpartition(windows, size):
+    """Inverse of window_partition: (N*nW, a, b, C) -> (N, h, w, C), cropping the padding. The windows are the
+    partition's, or the tokens of their top-left a x b corners where these tile (h, w) exactly."""
     h, w = size
-    hp, wp = h + (-h) % window, w + (-w) % window
-    c = windows.shape[-1]
-    x = windows.reshape(-1, hp // window, wp // window, window, window, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, hp, wp, c)[:, :h, :w]  # (N, nWh, window, nWw, window, C) -> (N, h, w, C)
+    a, b, c = windows.shape[1:]
+    hp, wp = h + (-h) % a, w + (-w) % b
+    x = windows.reshape(-1, hp // a, wp // b, a, b, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, hp, wp, c)[:, :h, :w]  # (N, nWh, a, nWw, b, C) -> (N, h, w, C)
 
 
 def relative_position_table(table, size):
@@ -52,14 +53,16 @@ def _relative_positions(table, size):
     return relative_position_table(table, size)[offsets]
 
 
-def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False):
+def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False, queries=None):
     """Multi-head softmax attention over an (a x b) token grid.
 
     qkv: (N, a, b, 3C), the fused projection [q | k | v]; head j uses channels 64j..64j+63 of each block.
     rel_pos_h, rel_pos_w: the stored tables, (L_h, hd) and (L_w, hd), or None for no relative bias.
     The bias for query (y, x) and key (y', x') is q·Rh[y-y'] + q·Rw[x-x'] with the *unscaled* q, added to
     the logits before the softmax (reference: VitDet `add_decomposed_relative_positions`).
-    Returns (N, a, b, C) and the (N, heads, a*b, a*b) softmax probabilities (None unless asked for).
+    queries: (a_q, b_q) to attend from the grid's top-left a_q x b_q tokens only (all a*b keys take part), or
+    None for every token.
+    Returns (N, a_q, b_q, C) and the (N, heads, a_q*b_q, a*b) softmax probabilities (None unless asked for).
 
     Memory is bounded: queries are processed in slabs of whole grid rows (and of whole items for small
     grids), which is exact because the softmax and the relative bias are per query row. The softmax is
@@ -68,35 +71,38 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     """
     xp = array_module(qkv)
     n, a, b, c3 = qkv.shape
+    a_q, b_q = queries or (a, b)
     c = c3 // 3
     hd, m = c // num_heads, a * b
-    qkv = qkv.reshape(n, m, 3, num_heads, hd)
-    q = xp.ascontiguousarray(qkv[:, :, 0].transpose(0, 2, 1, 3))  # (N, M, nh, hd) -> (N, nh, M, hd)
+    grid = qkv.reshape(n, a, b, 3, num_heads, hd)
+    q = xp.ascontiguousarray(grid[:, :a_q, :b_q, 0].transpose(0, 3, 1, 2, 4))  # (N, nh, a_q, b_q, hd)
+    q = q.reshape(n, num_heads, a_q * b_q, hd)  # (N, nh, Mq, hd)
+    tokens = qkv.reshape(n, m, 3, num_heads, hd)
     # Scaling k by hd^-0.5 (= 0.125, a power of two) is exactly scaling q, and leaves q unscaled for the bias.
-    k_t = xp.ascontiguousarray(qkv[:, :, 1].transpose(0, 2, 3, 1) * hd ** -0.5)  # (N, nh, hd, M)
-    v = xp.ascontiguousarray(qkv[:, :, 2].transpose(0, 2, 1, 3))  # (N, nh, M, hd)
+    k_t = xp.ascontiguousarray(tokens[:, :, 1].transpose(0, 2, 3, 1) * hd ** -0.5)  # (N, nh, hd, M)
+    v = xp.ascontiguousarray(tokens[:, :, 2].transpose(0, 2, 1, 3))  # (N, nh, M, hd)
     use_bias = rel_pos_h is not None
     if use_bias:
-        r_h = _relative_positions(rel_pos_h, a).transpose(0, 2, 1)  # (a, hd, a)
-        r_w = _relative_positions(rel_pos_w, b).transpose(0, 2, 1)  # (b, hd, b)
+        r_h = _relative_positions(rel_pos_h, a).transpose(0, 2, 1)  # (a, hd, a): query row, hd, key row
+        r_w = _relative_positions(rel_pos_w, b)[:b_q].transpose(0, 2, 1)  # (b_q, hd, b)
     fused = backend.cuda_kernel(xp, "attention.cu", "softmax_numerators", q.dtype) if use_bias else None
 
-    out = xp.empty((n, num_heads, m, hd), dtype=q.dtype)
-    probs = xp.empty((n, num_heads, m, m), dtype=q.dtype) if return_probs else None
+    out = xp.empty((n, num_heads, a_q * b_q, hd), dtype=q.dtype)
+    probs = xp.empty((n, num_heads, a_q * b_q, m), dtype=q.dtype) if return_probs else None
 
     def slab(piece):
         (i0, i1), (y0, y1) = piece
-        ni, ry, tokens = i1 - i0, y1 - y0, slice(y0 * b, y1 * b)
-        q_s = q[i0:i1, :, tokens]  # (ni, nh, ry*b, hd)
-        logits = matmul(q_s, k_t[i0:i1])  # (ni, nh, ry*b, M)
+        ni, ry, rows = i1 - i0, y1 - y0, slice(y0 * b_q, y1 * b_q)
+        q_s = q[i0:i1, :, rows]  # (ni, nh, ry*b_q, hd)
+        logits = matmul(q_s, k_t[i0:i1])  # (ni, nh, ry*b_q, M)
         if use_bias:
-            q_g = q_s.reshape(ni * num_heads, ry, b, hd)
-            rel_h = matmul(q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd), r_h[y0:y1])  # (ry, ni*nh*b, a)
-            rel_w = matmul(q_g.transpose(2, 0, 1, 3).reshape(b, -1, hd), r_w)  # (b, ni*nh*ry, b)
-            rel_h = rel_h.reshape(ry, -1, b, a).transpose(1, 0, 2, 3)  # -> (ni*nh, ry, b, a): query, key row
-            rel_w = rel_w.reshape(b, -1, ry, b).transpose(1, 2, 0, 3)  # -> (ni*nh, ry, b, b): query, key column
+            q_g = q_s.reshape(ni * num_heads, ry, b_q, hd)
+            rel_h = matmul(q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd), r_h[y0:y1])  # (ry, ni*nh*b_q, a)
+            rel_w = matmul(q_g.transpose(2, 0, 1, 3).reshape(b_q, -1, hd), r_w)  # (b_q, ni*nh*ry, b)
+            rel_h = rel_h.reshape(ry, -1, b_q, a).transpose(1, 0, 2, 3)  # -> (ni*nh, ry, b_q, a): query, key row
+            rel_w = rel_w.reshape(b_q, -1, ry, b).transpose(1, 2, 0, 3)  # -> (ni*nh, ry, b_q, b): query, key col
         if fused is not None:  # one kernel: bias, row maxima, exponentials in place and their row sums
-            total = xp.empty((*logits.shape[:-1], 1), dtype=xp.float32)  # (ni, nh, ry*b, 1)
+            total = xp.empty((*logits.shape[:-1], 1), dtype=xp.float32)  # (ni, nh, ry*b_q, 1)
             bias = xp.ascontiguousarray(rel_h), xp.ascontiguousarray(rel_w)
             threads = 256 if m > 1024 else 128  # per block; a block per query row
             fused((logits.size // m,), (threads,), (logits, *bias, total, numpy.int32(a), numpy.int32(b)))
@@ -104,26 +110,55 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
         else:
             scores = logits.astype(xp.float32, copy=False)
             if use_bias:
-                grid = scores.reshape(ni * num_heads, ry, b, a, b)
-                grid += rel_h[..., None]
-                grid += rel_w[:, :, :, None, :]
+                by_key = scores.reshape(ni * num_heads, ry, b_q, a, b)
+                by_key += rel_h[..., None]
+                by_key += rel_w[:, :, :, None, :]
             scores -= scores.max(-1, keepdims=True)
             xp.exp(scores, out=scores)
-            total = scores.sum(-1, keepdims=True)  # (ni, nh, ry*b, 1)
+            total = scores.sum(-1, keepdims=True)  # (ni, nh, ry*b_q, 1)
             numerators = scores.astype(q.dtype, copy=False)
-        out_s = out[i0:i1, :, tokens]
-        matmul(numerators, v[i0:i1], out=out_s)  # (ni, nh, ry*b, M) @ (ni, nh, M, hd)
+        out_s = out[i0:i1, :, rows]
+        matmul(numerators, v[i0:i1], out=out_s)  # (ni, nh, ry*b_q, M) @ (ni, nh, M, hd)
         out_s /= total
         if return_probs:
-            xp.divide(numerators, total, out=probs[i0:i1, :, tokens])
+            xp.divide(numerators, total, out=probs[i0:i1, :, rows])
 
     budget = piece_elements(xp, "attention logits")
-    most_rows = max(1, budget // (num_heads * b * m))
-    if most_rows >= a and n >= parallelism():  # whole grids per slab, and enough of them for every thread
-        rows, items = a, even_step(n, max(1, budget // (num_heads * m * m)))
+    most_rows = max(1, budget // (num_heads * b_q * m))
+    if most_rows >= a_q and n >= parallelism():  # whole grids per slab, and enough of them for every thread
+        rows, items = a_q, even_step(n, max(1, budget // (num_heads * a_q * b_q * m)))
     else:
-        rows, items = even_step(a, min(a, most_rows)), 1
-    run_pieces(slab, [((i0, min(n, i0 + items)), (y0, min(a, y0 + rows)))
-                      for i0 in range(0, n, items) for y0 in range(0, a, rows)])
-    out = out.transpose(0, 2, 1, 3).reshape(n, a, b, c)  # (N, nh, M, hd) -> (N, a, b, C), heads concatenated
+        rows, items = even_step(a_q, min(a_q, most_rows)), 1
+    run_pieces(slab, [((i0, min(n, i0 + items)), (y0, min(a_q, y0 + rows)))
+                      for i0 in range(0, n, items) for y0 in range(0, a_q, rows)])
+    out = out.transpose(0, 2, 1, 3).reshape(n, a_q, b_q, c)  # (N, nh, Mq, hd) -> (N, a_q, b_q, C), heads joined
     return out, probs
+
+
+def window_attention(qkv, window, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False, pad_value=0.0):
+    """attention() within each window x window square of (N, h, w, 3C) tokens, padded to whole windows with
+    `pad_value` (window_partition). Returns (N, h, w, C) and the (N*nW, heads, window^2, window^2) probabilities
+    (None unless asked for).
+
+    The pads' keys and values take part, as in the reference. Their queries' outputs are cropped, so they are
+    computed only for the probabilities: otherwise the whole windows, the part-padded last row and column of
+    windows and their corner are attended one after another, each from the queries of its real tokens.
+    """
+    xp = array_module(qkv)
+    n, h, w, c3 = qkv.shape
+    out = xp.empty((n, h, w, c3 // 3), dtype=qkv.dtype)
+    probs = None
+    for rows in _window_runs(h, window, return_probs):
+        for columns in _window_runs(w, window, return_probs):
+            size = (rows.stop - rows.start, columns.stop - columns.start)
+            windows = window_partition(qkv[:, rows, columns], window, pad_value)  # -> (N*nW, window, window, 3C)
+            queries = (window, window) if return_probs else (min(window, size[0]), min(window, size[1]))
+            attended, probs = attention(windows, num_heads, rel_pos_h, rel_pos_w, return_probs, queries)
+            out[:, rows, columns] = window_unpartition(attended, size)  # (N*nW, a_q, b_q, C) -> (N, *size, C)
+    return out, probs
+
+
+def _window_runs(size, window, whole):
+    """Token ranges along an axis: its whole windows, then the part-padded last one; one range if `whole`."""
+    cut = size - size % window
+    return [slice(0, size)] if whole or cut in (0, size) else [slice(0, cut), slice(cut, size)]

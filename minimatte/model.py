@@ -13,7 +13,7 @@ import numpy
 
 from . import backend, weights
 from .config import Config, ProcessorConfig, from_shapes
-from .kernels.attention import attention, relative_position_table, window_partition, window_unpartition
+from .kernels.attention import attention, relative_position_table, window_attention
 from .kernels.conv import conv2d, conv2d_upsampled, patch_embed
 from .kernels.nn import gelu, layer_norm, linear, sigmoid
 from .kernels.resize import resize
@@ -32,19 +32,18 @@ def absolute_positions(table, size):
 
 
 def self_attention(x, p, config, windowed, return_probs):
-    h, w = x.shape[1:3]
     qkv = linear(x, p["qkv"])  # (B, h, w, C) -> (B, h, w, 3C)
+    a, b = (config.window_size,) * 2 if windowed else x.shape[1:3]  # the grid each query attends over
+    rel_h = relative_position_table(p["rel_pos_h"], a) if "rel_pos_h" in p else None  # (2a-1, hd)
+    rel_w = relative_position_table(p["rel_pos_w"], b) if "rel_pos_w" in p else None  # (2b-1, hd)
     if windowed:
         # The reference pads the normalised tokens with zeros before the qkv projection, so a pad token's
-        # q, k and v are the qkv bias; the pads are not masked and every window query attends to them.
-        qkv = window_partition(qkv, config.window_size, pad_value=p["qkv"].get("bias", 0.0))  # -> (B*nW, 14, 14, 3C)
-    a, bw = qkv.shape[1:3]
-    rel_h = relative_position_table(p["rel_pos_h"], a) if "rel_pos_h" in p else None  # (2a-1, hd)
-    rel_w = relative_position_table(p["rel_pos_w"], bw) if "rel_pos_w" in p else None  # (2b-1, hd)
-    out, probs = attention(qkv, config.num_attention_heads, rel_h, rel_w, return_probs)  # -> (B', a, b, C)
-    if windowed:
-        out = window_unpartition(out, config.window_size, (h, w))  # (B*nW, 14, 14, C) -> (B, h, w, C)
-    # The reference projects the padded windows and then crops; projecting only the kept tokens is the same.
+        # q, k and v are the qkv bias; the pads are not masked and every window query attends to them. It
+        # projects the padded windows and then crops; projecting only the kept tokens is the same.
+        out, probs = window_attention(qkv, a, config.num_attention_heads, rel_h, rel_w, return_probs,
+                                      pad_value=p["qkv"].get("bias", 0.0))  # -> (B, h, w, C)
+    else:
+        out, probs = attention(qkv, config.num_attention_heads, rel_h, rel_w, return_probs)  # -> (B, h, w, C)
     return linear(out, p["proj"]), probs
 
 
@@ -171,8 +170,9 @@ def stage_flops(config, height, width):
     """{stage: FLOPs} of one image's forward pass at a padded (height, width), in the order the stages run.
 
     Counts GEMMs and convolutions (1 multiply-add = 2 FLOPs) as the reference computes them, i.e. what
-    torch.utils.flop_counter counts on transformers' model: window blocks project their padded windows
-    (minimatte skips the pads' projections). Elementwise work, softmax and norms are not counted.
+    torch.utils.flop_counter counts on transformers' model: window blocks attend from and project their padded
+    windows (minimatte skips the pads' queries and projections). Elementwise work, softmax and norms are not
+    counted.
     """
     c, k = config.hidden_size, config.window_size
     h, w = height // config.patch_size, width // config.patch_size

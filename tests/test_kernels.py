@@ -84,6 +84,7 @@ def test_winograd_conv2d_matches_torch(monkeypatch, size, padding, band_budget):
     bands of one tile row, inputs read as concatenated."""
     torch, _ = require_reference()
     monkeypatch.setattr(conv, "piece_elements", lambda xp, kind: band_budget)
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_TILES", 1)
     if padding == 0:
         size = (size[0] + 2, size[1] + 2)
     x, weight, bias = randn(2, *size, 6), randn(5, 6, 3, 3), randn(5)
@@ -93,6 +94,17 @@ def test_winograd_conv2d_matches_torch(monkeypatch, size, padding, band_budget):
     np.testing.assert_allclose(conv.conv2d(x, p, padding=padding), ref, atol=1e-5)
     split = conv.conv2d((x[..., :2], x[..., 2:]), p, relu=True, padding=padding)
     np.testing.assert_allclose(split, np.maximum(ref, 0), atol=1e-5)
+
+
+def test_winograd_bands_feed_gemms_enough_tiles(monkeypatch):
+    """However small the memory budget, a band's GEMMs multiply at least half of WINOGRAD_MIN_TILES tiles."""
+    monkeypatch.setattr(conv, "piece_elements", lambda xp, kind: 1)
+    tiles = []
+    x, weight = randn(1, 60, 45, 4), randn(4, 4, 3, 3)  # 30 x 23 tiles
+    expected = conv.conv2d(x, {"weight": weight})
+    monkeypatch.setattr(conv.backend, "matmul", lambda a, b: tiles.append(a.shape[1]) or np.matmul(a, b))
+    np.testing.assert_allclose(conv.conv2d(x, {"winograd_weight": conv.winograd_weight(weight)}), expected, atol=1e-5)
+    assert sum(tiles) == 30 * 23 and min(tiles) >= conv.WINOGRAD_MIN_TILES // 2, tiles
 
 
 def test_winograd_where_it_pays():
@@ -118,7 +130,22 @@ def test_window_partition_roundtrip():
     windows = attention_module.window_partition(x, 14, pad_value=np.arange(8, dtype=np.float32))
     assert windows.shape == (2 * 2 * 3, 14, 14, 8)
     np.testing.assert_array_equal(windows[2, :, 2:], np.broadcast_to(np.arange(8), (14, 12, 8)))  # pads = value
-    np.testing.assert_array_equal(attention_module.window_unpartition(windows, 14, (19, 30)), x)
+    np.testing.assert_array_equal(attention_module.window_unpartition(windows, (19, 30)), x)
+
+
+@pytest.mark.parametrize("size", [(19, 30), (28, 20), (5, 9), (14, 28)])
+@pytest.mark.parametrize("budget", [1, 1 << 16])
+def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
+    """Attending from the real tokens only gives them what the padded windows' every query (the reference's,
+    kept when the probabilities are asked for) gives them: partial windows across, down, both or neither."""
+    monkeypatch.setattr(attention_module, "piece_elements", lambda xp, kind: budget)
+    heads, hd = 2, 64
+    qkv, rel_h, rel_w, pads = randn(2, *size, 3 * heads * hd), randn(27, hd), randn(27, hd), randn(3 * heads * hd)
+    every, probs = attention_module.window_attention(qkv, 14, heads, rel_h, rel_w, return_probs=True, pad_value=pads)
+    assert probs.shape == (2 * -(-size[0] // 14) * -(-size[1] // 14), heads, 196, 196)
+    real, no_probs = attention_module.window_attention(qkv, 14, heads, rel_h, rel_w, pad_value=pads)
+    assert no_probs is None and real.shape == every.shape == (2, *size, heads * hd)
+    np.testing.assert_allclose(real, every, atol=1e-6)
 
 
 @pytest.mark.parametrize("budget", [1, 1 << 16])
