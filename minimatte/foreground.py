@@ -148,7 +148,8 @@ def _mean_colour(image, mask):
     """Mean image colour under mask (float32 (3,)), summed pixel after pixel in float32 like the reference
     (NumPy's cumsum is sequential)."""
     count = int(mask.sum())
-    total = np.cumsum(image[mask], axis=0, dtype=np.float32)[-1] if count else np.zeros(3, np.float32)
+    picked = np.take(image.reshape(-1, 3), np.flatnonzero(mask), axis=0)  # 3x as fast as image[mask] at 12 MP
+    total = np.cumsum(picked, axis=0, dtype=np.float32)[-1] if count else np.zeros(3, np.float32)
     return (total.astype(np.float64) / (count + 1e-5)).astype(np.float32)
 
 
