@@ -65,9 +65,9 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     Returns (N, a_q, b_q, C) and the (N, heads, a_q*b_q, a*b) softmax probabilities (None unless asked for).
 
     Memory is bounded: queries are processed in slabs of whole grid rows (and of whole items for small
-    grids), which is exact because the softmax and the relative bias are per query row. The softmax is
-    computed in float32 also for float16 logits; on CuPy the bias and softmax are one hand-written kernel
-    (kernels/cuda/attention.cu).
+    grids, of a few heads for large ones), which is exact because the softmax and the relative bias are per
+    query row and head. The softmax is computed in float32 also for float16 logits; on CuPy the bias and
+    softmax are one hand-written kernel (kernels/cuda/attention.cu).
     """
     xp = array_module(qkv)
     n, a, b, c3 = qkv.shape
@@ -91,18 +91,18 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     probs = xp.empty((n, num_heads, a_q * b_q, m), dtype=q.dtype) if return_probs else None
 
     def slab(piece):
-        (i0, i1), (y0, y1) = piece
-        ni, ry, rows = i1 - i0, y1 - y0, slice(y0 * b_q, y1 * b_q)
-        q_s = q[i0:i1, :, rows]  # (ni, nh, ry*b_q, hd)
-        logits = matmul(q_s, k_t[i0:i1])  # (ni, nh, ry*b_q, M)
+        (i0, i1), (h0, h1), (y0, y1) = piece
+        ni, heads, ry, rows = i1 - i0, h1 - h0, y1 - y0, slice(y0 * b_q, y1 * b_q)
+        q_s = q[i0:i1, h0:h1, rows]  # (ni, heads, ry*b_q, hd)
+        logits = matmul(q_s, k_t[i0:i1, h0:h1])  # (ni, heads, ry*b_q, M)
         if use_bias:
-            q_g = q_s.reshape(ni * num_heads, ry, b_q, hd)
-            rel_h = matmul(q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd), r_h[y0:y1])  # (ry, ni*nh*b_q, a)
-            rel_w = matmul(q_g.transpose(2, 0, 1, 3).reshape(b_q, -1, hd), r_w)  # (b_q, ni*nh*ry, b)
-            rel_h = rel_h.reshape(ry, -1, b_q, a).transpose(1, 0, 2, 3)  # -> (ni*nh, ry, b_q, a): query, key row
-            rel_w = rel_w.reshape(b_q, -1, ry, b).transpose(1, 2, 0, 3)  # -> (ni*nh, ry, b_q, b): query, key col
+            q_g = q_s.reshape(ni * heads, ry, b_q, hd)
+            rel_h = matmul(q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd), r_h[y0:y1])  # (ry, ni*heads*b_q, a)
+            rel_w = matmul(q_g.transpose(2, 0, 1, 3).reshape(b_q, -1, hd), r_w)  # (b_q, ni*heads*ry, b)
+            rel_h = rel_h.reshape(ry, -1, b_q, a).transpose(1, 0, 2, 3)  # -> (ni*heads, ry, b_q, a): query, key row
+            rel_w = rel_w.reshape(b_q, -1, ry, b).transpose(1, 2, 0, 3)  # -> (ni*heads, ry, b_q, b): query, key col
         if fused is not None:  # one kernel: bias, row maxima, exponentials in place and their row sums
-            total = xp.empty((*logits.shape[:-1], 1), dtype=xp.float32)  # (ni, nh, ry*b_q, 1)
+            total = xp.empty((*logits.shape[:-1], 1), dtype=xp.float32)  # (ni, heads, ry*b_q, 1)
             bias = xp.ascontiguousarray(rel_h), xp.ascontiguousarray(rel_w)
             threads = 256 if m > 1024 else 128  # per block; a block per query row
             fused((logits.size // m,), (threads,), (logits, *bias, total, numpy.int32(a), numpy.int32(b)))
@@ -110,27 +110,29 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
         else:
             scores = logits.astype(xp.float32, copy=False)
             if use_bias:
-                by_key = scores.reshape(ni * num_heads, ry, b_q, a, b)
+                by_key = scores.reshape(ni * heads, ry, b_q, a, b)
                 by_key += rel_h[..., None]
                 by_key += rel_w[:, :, :, None, :]
             scores -= scores.max(-1, keepdims=True)
             xp.exp(scores, out=scores)
-            total = scores.sum(-1, keepdims=True)  # (ni, nh, ry*b_q, 1)
+            total = scores.sum(-1, keepdims=True)  # (ni, heads, ry*b_q, 1)
             numerators = scores.astype(q.dtype, copy=False)
-        out_s = out[i0:i1, :, rows]
-        matmul(numerators, v[i0:i1], out=out_s)  # (ni, nh, ry*b_q, M) @ (ni, nh, M, hd)
+        out_s = out[i0:i1, h0:h1, rows]
+        matmul(numerators, v[i0:i1, h0:h1], out=out_s)  # (ni, heads, ry*b_q, M) @ (ni, heads, M, hd)
         out_s /= total
         if return_probs:
-            xp.divide(numerators, total, out=probs[i0:i1, :, rows])
+            xp.divide(numerators, total, out=probs[i0:i1, h0:h1, rows])
 
     budget = piece_elements(xp, "attention logits")
-    most_rows = max(1, budget // (num_heads * b_q * m))
-    if most_rows >= a_q and n >= parallelism():  # whole grids per slab, and enough of them for every thread
-        rows, items = a_q, even_step(n, max(1, budget // (num_heads * a_q * b_q * m)))
-    else:
-        rows, items = even_step(a_q, min(a_q, most_rows)), 1
-    run_pieces(slab, [((i0, min(n, i0 + items)), (y0, min(a_q, y0 + rows)))
-                      for i0 in range(0, n, items) for y0 in range(0, a_q, rows)])
+    row = num_heads * b_q * m  # the logits of a grid row of queries
+    if budget >= row * a_q and n >= parallelism():  # whole grids per slab, and enough of them for every thread
+        items, heads, rows = even_step(n, budget // (row * a_q)), num_heads, a_q
+    elif budget >= row:  # whole grid rows
+        items, heads, rows = 1, num_heads, even_step(a_q, min(a_q, budget // row))
+    else:  # one grid row, a few heads: at 2048x2048 a row's logits take 50 MB, a head's 8 MB
+        items, heads, rows = 1, even_step(num_heads, max(1, budget // (b_q * m))), 1
+    run_pieces(slab, [((i0, min(n, i0 + items)), (h0, min(num_heads, h0 + heads)), (y0, min(a_q, y0 + rows)))
+                      for i0 in range(0, n, items) for h0 in range(0, num_heads, heads) for y0 in range(0, a_q, rows)])
     out = out.transpose(0, 2, 1, 3).reshape(n, a_q, b_q, c)  # (N, nh, Mq, hd) -> (N, a_q, b_q, C), heads joined
     return out, probs
 

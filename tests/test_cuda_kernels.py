@@ -71,6 +71,19 @@ def test_attention_softmax(numpy_and_cuda, dtype, items, a, b, table):
     assert_close(probs_cuda, probs, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_softmax_by_head_from_some_queries(numpy_and_cuda, monkeypatch, dtype):
+    """Slabs of one head and one grid row (as for large grids), queries from a corner of the grid (as from
+    a part-padded window's real tokens)."""
+    monkeypatch.setattr(attention, "piece_elements", lambda xp, kind: 1)
+    qkv = rng.standard_normal((2, 14, 14, 3 * 128)).astype(dtype)
+    rel_h, rel_w = ((0.3 * rng.standard_normal((27, 64))).astype(dtype) for _ in range(2))
+    (out, probs), (out_cuda, probs_cuda) = numpy_and_cuda(attention.attention, qkv, 2, rel_h, rel_w, True, (9, 5))
+    assert out.shape == (2, 9, 5, 128) and probs.shape == (2, 2, 45, 196)
+    assert_close(out_cuda, out, dtype)
+    assert_close(probs_cuda, probs, dtype)
+
+
 @pytest.mark.parametrize("max_threads", [1024, 32])
 def test_foreground_sweeps(numpy_and_cuda, monkeypatch, max_threads):
     """Exactly the NumPy path's F and B (which are pymatting's): the same operations in the same order. With

@@ -145,7 +145,7 @@ def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
     assert probs.shape == (2 * -(-size[0] // 14) * -(-size[1] // 14), heads, 196, 196)
     real, no_probs = attention_module.window_attention(qkv, 14, heads, rel_h, rel_w, pad_value=pads)
     assert no_probs is None and real.shape == every.shape == (2, *size, heads * hd)
-    np.testing.assert_allclose(real, every, atol=1e-6)
+    np.testing.assert_allclose(real, every, atol=1e-5)  # other GEMM shapes: other roundings
 
 
 @pytest.mark.parametrize("budget", [1, 1 << 16])
