@@ -92,8 +92,8 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
 
     def slab(piece):
         (i0, i1), (h0, h1), (y0, y1) = piece
-        ni, heads, ry, rows = i1 - i0, h1 - h0, y1 - y0, slice(y0 * b_q, y1 * b_q)
-        q_s = q[i0:i1, h0:h1, rows]  # (ni, heads, ry*b_q, hd)
+        ni, heads, ry, span = i1 - i0, h1 - h0, y1 - y0, slice(y0 * b_q, y1 * b_q)  # span: its queries
+        q_s = q[i0:i1, h0:h1, span]  # (ni, heads, ry*b_q, hd)
         logits = matmul(q_s, k_t[i0:i1, h0:h1])  # (ni, heads, ry*b_q, M)
         if use_bias:
             q_g = q_s.reshape(ni * heads, ry, b_q, hd)
@@ -117,11 +117,11 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
             xp.exp(scores, out=scores)
             total = scores.sum(-1, keepdims=True)  # (ni, heads, ry*b_q, 1)
             numerators = scores.astype(q.dtype, copy=False)
-        out_s = out[i0:i1, h0:h1, rows]
+        out_s = out[i0:i1, h0:h1, span]
         matmul(numerators, v[i0:i1, h0:h1], out=out_s)  # (ni, heads, ry*b_q, M) @ (ni, heads, M, hd)
         out_s /= total
         if return_probs:
-            xp.divide(numerators, total, out=probs[i0:i1, h0:h1, rows])
+            xp.divide(numerators, total, out=probs[i0:i1, h0:h1, span])
 
     budget = piece_elements(xp, "attention logits")
     row = num_heads * b_q * m  # the logits of a grid row of queries
