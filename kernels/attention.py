@@ -66,8 +66,10 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
 
     Memory is bounded: queries are processed in slabs of whole grid rows (and of whole items for small
     grids, of a few heads for large ones), which is exact because the softmax and the relative bias are per
-    query row and head. The softmax is computed in float32 also for float16 logits; on CuPy the bias and
-    softmax are one hand-written kernel (kernels/cuda/attention.cu).
+    query row and head. Where even one head's row of logits is too large (from 2048x2048 images on a CPU), its
+    keys are taken a few grid rows at a time and the partial softmaxes joined (flash attention's online
+    softmax; the same up to float32 rounding). The softmax is computed in float32 also for float16 logits;
+    on CuPy the bias and softmax are one hand-written kernel (kernels/cuda/attention.cu).
     """
     xp = array_module(qkv)
     n, a, b, c3 = qkv.shape
@@ -90,47 +92,71 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     out = xp.empty((n, num_heads, a_q * b_q, hd), dtype=q.dtype)
     probs = xp.empty((n, num_heads, a_q * b_q, m), dtype=q.dtype) if return_probs else None
 
+    def softmax_numerators(logits, bias):
+        """exp(logits + bias - their row maxima) in place, the maxima and the rows' sums, in float32."""
+        if fused is not None:  # one kernel: bias, row maxima, exponentials in place and their row sums
+            best, total = (xp.empty((*logits.shape[:-1], 1), dtype=xp.float32) for _ in range(2))
+            keys = logits.shape[-1]
+            threads = 256 if keys > 1024 else 128  # per block; a block per query row
+            fused((logits.size // keys,), (threads,),
+                  (logits, *map(xp.ascontiguousarray, bias), best, total, numpy.int32(keys // b), numpy.int32(b)))
+            return logits, best, total
+        scores = logits.astype(xp.float32, copy=False)
+        if bias is not None:
+            bias_h, bias_w = bias
+            by_key = scores.reshape(*bias_h.shape, b)  # (ni*heads, ry, b_q, key rows, b)
+            by_key += bias_h[..., None]
+            by_key += bias_w[:, :, :, None, :]
+        best = scores.max(-1, keepdims=True)
+        scores -= best
+        xp.exp(scores, out=scores)
+        return scores.astype(q.dtype, copy=False), best, scores.sum(-1, keepdims=True)
+
     def slab(piece):
         (i0, i1), (h0, h1), (y0, y1) = piece
         ni, heads, ry, span = i1 - i0, h1 - h0, y1 - y0, slice(y0 * b_q, y1 * b_q)  # span: its queries
         q_s = q[i0:i1, h0:h1, span]  # (ni, heads, ry*b_q, hd)
-        logits = matmul(q_s, k_t[i0:i1, h0:h1])  # (ni, heads, ry*b_q, M)
         if use_bias:
             q_g = q_s.reshape(ni * heads, ry, b_q, hd)
             rel_h = matmul(q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd), r_h[y0:y1])  # (ry, ni*heads*b_q, a)
             rel_w = matmul(q_g.transpose(2, 0, 1, 3).reshape(b_q, -1, hd), r_w)  # (b_q, ni*heads*ry, b)
             rel_h = rel_h.reshape(ry, -1, b_q, a).transpose(1, 0, 2, 3)  # -> (ni*heads, ry, b_q, a): query, key row
             rel_w = rel_w.reshape(b_q, -1, ry, b).transpose(1, 2, 0, 3)  # -> (ni*heads, ry, b_q, b): query, key col
-        if fused is not None:  # one kernel: bias, row maxima, exponentials in place and their row sums
-            total = xp.empty((*logits.shape[:-1], 1), dtype=xp.float32)  # (ni, heads, ry*b_q, 1)
-            bias = xp.ascontiguousarray(rel_h), xp.ascontiguousarray(rel_w)
-            threads = 256 if m > 1024 else 128  # per block; a block per query row
-            fused((logits.size // m,), (threads,), (logits, *bias, total, numpy.int32(a), numpy.int32(b)))
-            numerators = logits
-        else:
-            scores = logits.astype(xp.float32, copy=False)
-            if use_bias:
-                by_key = scores.reshape(ni * heads, ry, b_q, a, b)
-                by_key += rel_h[..., None]
-                by_key += rel_w[:, :, :, None, :]
-            scores -= scores.max(-1, keepdims=True)
-            xp.exp(scores, out=scores)
-            total = scores.sum(-1, keepdims=True)  # (ni, heads, ry*b_q, 1)
-            numerators = scores.astype(q.dtype, copy=False)
         out_s = out[i0:i1, h0:h1, span]
-        matmul(numerators, v[i0:i1, h0:h1], out=out_s)  # (ni, heads, ry*b_q, M) @ (ni, heads, M, hd)
-        out_s /= total
+        together = out_s if len(key_blocks) == 1 else xp.empty(out_s.shape, dtype=xp.float32)
+        best = total = None  # each query's largest score and sum of exponentials over the keys so far
+        for k0, k1 in key_blocks:  # of whole key rows
+            keys = slice(k0 * b, k1 * b)
+            logits = matmul(q_s, k_t[i0:i1, h0:h1, :, keys])  # (ni, heads, ry*b_q, keys)
+            numerators, block_best, block_total = softmax_numerators(
+                logits, (rel_h[..., k0:k1], rel_w) if use_bias else None)
+            values = v[i0:i1, h0:h1, keys]  # (ni, heads, keys, hd)
+            if best is None:
+                matmul(numerators, values, out=together)  # (ni, heads, ry*b_q, keys) @ (ni, heads, keys, hd)
+                best, total = block_best, block_total
+            else:  # online softmax (as flash attention): both parts rescaled to the larger maximum
+                larger = xp.maximum(best, block_best)
+                earlier, later = xp.exp(best - larger), xp.exp(block_best - larger)
+                together *= earlier
+                together += matmul(numerators, values) * later
+                best, total = larger, total * earlier + block_total * later
+        xp.divide(together, total, out=out_s)
         if return_probs:
             xp.divide(numerators, total, out=probs[i0:i1, h0:h1, span])
 
     budget = piece_elements(xp, "attention logits")
     row = num_heads * b_q * m  # the logits of a grid row of queries
+    key_blocks = [(0, a)]
     if budget >= row * a_q and n >= parallelism():  # whole grids per slab, and enough of them for every thread
         items, heads, rows = even_step(n, budget // (row * a_q)), num_heads, a_q
     elif budget >= row:  # whole grid rows
         items, heads, rows = 1, num_heads, even_step(a_q, min(a_q, budget // row))
-    else:  # one grid row, a few heads: at 2048x2048 a row's logits take 50 MB, a head's 8 MB
+    elif budget >= b_q * m or return_probs:  # one grid row, a few heads: at 1024x1024 a row's logits take 6 MB
         items, heads, rows = 1, even_step(num_heads, max(1, budget // (b_q * m))), 1
+    else:  # one grid row of one head, against a few key rows at a time: at 2048x2048 all keys' logits take 8 MB
+        items, heads, rows = 1, 1, 1
+        step = -(-a // -(-a // max(1, budget // (b_q * b))))  # as equal as can be
+        key_blocks = [(k0, min(a, k0 + step)) for k0 in range(0, a, step)]
     run_pieces(slab, [((i0, min(n, i0 + items)), (h0, min(num_heads, h0 + heads)), (y0, min(a_q, y0 + rows)))
                       for i0 in range(0, n, items) for h0 in range(0, num_heads, heads) for y0 in range(0, a_q, rows)])
     out = out.transpose(0, 2, 1, 3).reshape(n, a_q, b_q, c)  # (N, nh, Mq, hd) -> (N, a_q, b_q, C), heads joined

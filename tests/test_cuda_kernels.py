@@ -84,6 +84,19 @@ def test_attention_softmax_by_head_from_some_queries(numpy_and_cuda, monkeypatch
     assert_close(probs_cuda, probs, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_softmax_over_key_blocks(numpy_and_cuda, monkeypatch, dtype):
+    """Slabs of one head's grid row against one key row at a time (as for the largest grids), the kernel's
+    maxima joining the blocks."""
+    monkeypatch.setattr(attention, "piece_elements", lambda xp, kind: 1)
+    qkv = (4 * rng.standard_normal((1, 6, 9, 3 * 128))).astype(dtype)
+    rel_h, rel_w = ((0.3 * rng.standard_normal((27, 64))).astype(dtype) for _ in range(2))
+    (out, _), (out_cuda, _) = numpy_and_cuda(attention.attention, qkv, 2, rel_h, rel_w)
+    (whole, _), _ = numpy_and_cuda(attention.attention, qkv, 2, rel_h, rel_w, True)  # whole rows, for the probs
+    assert_close(out_cuda, out, dtype)
+    assert_close(out, whole, dtype)
+
+
 @pytest.mark.parametrize("max_threads", [1024, 32])
 def test_foreground_sweeps(numpy_and_cuda, monkeypatch, max_threads):
     """Exactly the NumPy path's F and B (which are pymatting's): the same operations in the same order. With

@@ -148,14 +148,19 @@ def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
     np.testing.assert_allclose(real, every, atol=1e-5)  # other GEMM shapes: other roundings
 
 
-@pytest.mark.parametrize("budget", [1, 1 << 16])
-def test_attention_slabs_are_exact(monkeypatch, budget):
-    """Query-chunked attention equals a direct softmax with the decomposed relative bias."""
+@pytest.mark.parametrize("budget", [1, 40, 1 << 16])
+@pytest.mark.parametrize("scale", [1, 5])
+def test_attention_slabs_are_exact(monkeypatch, budget, scale):
+    """Query-chunked attention equals a direct softmax with the decomposed relative bias; so does attention
+    over blocks of 1 and 3 key rows (a budget of 1 or 40, without the probabilities), also where a row's logits
+    spread over hundreds (scale 5), so that one block's exponentials underflow next to another's maximum."""
     module = attention_module
     monkeypatch.setattr(module, "piece_elements", lambda xp, kind: budget)
     n, a, b, heads, hd = 2, 5, 7, 3, 64
-    qkv, rel_h, rel_w = randn(n, a, b, 3 * heads * hd), randn(2 * a - 1, hd), randn(2 * b - 1, hd)
+    qkv, rel_h, rel_w = randn(n, a, b, 3 * heads * hd) * scale, randn(2 * a - 1, hd), randn(2 * b - 1, hd)
     out, probs = module.attention(qkv, heads, rel_h, rel_w, return_probs=True)
+    by_key_blocks, no_probs = module.attention(qkv, heads, rel_h, rel_w)
+    assert no_probs is None
     q, k, v = (qkv.reshape(n, a * b, 3, heads, hd)[:, :, i].transpose(0, 2, 1, 3).astype(np.float64) for i in range(3))
     iy, ix = np.divmod(np.arange(a * b), b)
     bias_h = np.einsum("nhqc,qkc->nhqk", q, rel_h[iy[:, None] - iy[None, :] + a - 1])
@@ -163,8 +168,10 @@ def test_attention_slabs_are_exact(monkeypatch, budget):
     logits = q @ k.transpose(0, 1, 3, 2) / 8 + bias_h + bias_w
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
+    expected = (p @ v).transpose(0, 2, 1, 3).reshape(n, a, b, -1)
     np.testing.assert_allclose(probs, p, atol=1e-5)
-    np.testing.assert_allclose(out, (p @ v).transpose(0, 2, 1, 3).reshape(n, a, b, -1), atol=1e-5)
+    for computed in (out, by_key_blocks):
+        assert np.abs(computed - expected).max() <= 1e-5 * np.abs(expected).max()  # float32 logits' rounding
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 4), (2, 3), (5, 7), (8, 6)])

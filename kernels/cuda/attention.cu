@@ -17,11 +17,13 @@ struct KeyCursor {
 };
 
 // One block per query row of `logits` (rows x key_h*key_w, keys ordered ky-major over a key_h x key_w
-// grid). In place: s = logit + bias_h[row, ky] + bias_w[row, kx] becomes exp(s - max of the row's s), and
-// totals[row] gets the row's sum of those exponentials: the softmax numerators and denominators, in float32
-// also for float16 logits. As kernels/attention.py, which divides by the totals after the product with v.
+// grid). In place: s = logit + bias_h[row, ky] + bias_w[row, kx] becomes exp(s - max of the row's s),
+// maxima[row] gets that max and totals[row] the row's sum of those exponentials: the softmax numerators and
+// denominators, in float32 also for float16 logits. As kernels/attention.py, which divides by the totals after
+// the product with v (and uses the maxima to join blocks of keys).
 template <typename T>
-__device__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, float* totals, int key_h, int key_w) {
+__device__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, float* maxima, float* totals,
+                                   int key_h, int key_w) {
     const int keys = key_h * key_w;
     T* row = logits + (long long)blockIdx.x * keys;
     const T* row_bias_h = bias_h + (long long)blockIdx.x * key_h;
@@ -45,14 +47,17 @@ __device__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, 
         const float s = to_float(row[j]) + to_float(row_bias_h[key.ky]) + to_float(row_bias_w[key.kx]);
         store(row + j, expf(s - row_max));
     }
-    if (threadIdx.x == 0) totals[blockIdx.x] = total;
+    if (threadIdx.x == 0) {
+        maxima[blockIdx.x] = row_max;
+        totals[blockIdx.x] = total;
+    }
 }
 
 extern "C" __global__ void softmax_numerators_f32(float* logits, const float* bias_h, const float* bias_w,
-                                                  float* totals, int key_h, int key_w) {
-    softmax_numerators(logits, bias_h, bias_w, totals, key_h, key_w);
+                                                  float* maxima, float* totals, int key_h, int key_w) {
+    softmax_numerators(logits, bias_h, bias_w, maxima, totals, key_h, key_w);
 }
 extern "C" __global__ void softmax_numerators_f16(half_bits* logits, const half_bits* bias_h, const half_bits* bias_w,
-                                                  float* totals, int key_h, int key_w) {
-    softmax_numerators(logits, bias_h, bias_w, totals, key_h, key_w);
+                                                  float* maxima, float* totals, int key_h, int key_w) {
+    softmax_numerators(logits, bias_h, bias_w, maxima, totals, key_h, key_w);
 }
