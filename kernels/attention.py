@@ -67,8 +67,8 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     Memory is bounded: queries are processed in slabs of whole grid rows (and of whole items for small
     grids, of a few heads for large ones), which is exact because the softmax and the relative bias are per
     query row and head. Where even one head's row of logits is too large (from 2048x2048 images on a CPU), its
-    keys are taken a few grid rows at a time and the partial softmaxes joined (flash attention's online
-    softmax; the same up to float32 rounding). The softmax is computed in float32 also for float16 logits;
+    keys are taken a few grid rows at a time and the partial softmaxes joined by their maxima (as in
+    flash-decoding; the same up to float32 rounding). The softmax is computed in float32 also for float16 logits;
     on CuPy the bias and softmax are one hand-written kernel (kernels/cuda/attention.cu).
     """
     xp = array_module(qkv)
@@ -123,24 +123,19 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
             rel_h = rel_h.reshape(ry, -1, b_q, a).transpose(1, 0, 2, 3)  # -> (ni*heads, ry, b_q, a): query, key row
             rel_w = rel_w.reshape(b_q, -1, ry, b).transpose(1, 2, 0, 3)  # -> (ni*heads, ry, b_q, b): query, key col
         out_s = out[i0:i1, h0:h1, span]
-        together = out_s if len(key_blocks) == 1 else xp.empty(out_s.shape, dtype=xp.float32)
-        best = total = None  # each query's largest score and sum of exponentials over the keys so far
+        parts = []  # each block of keys' numerators @ v, row maxima and row sums
         for k0, k1 in key_blocks:  # of whole key rows
             keys = slice(k0 * b, k1 * b)
             logits = matmul(q_s, k_t[i0:i1, h0:h1, :, keys])  # (ni, heads, ry*b_q, keys)
-            numerators, block_best, block_total = softmax_numerators(
-                logits, (rel_h[..., k0:k1], rel_w) if use_bias else None)
-            values = v[i0:i1, h0:h1, keys]  # (ni, heads, keys, hd)
-            if best is None:
-                matmul(numerators, values, out=together)  # (ni, heads, ry*b_q, keys) @ (ni, heads, keys, hd)
-                best, total = block_best, block_total
-            else:  # online softmax (as flash attention): both parts rescaled to the larger maximum
-                larger = xp.maximum(best, block_best)
-                earlier, later = xp.exp(best - larger), xp.exp(block_best - larger)
-                together *= earlier
-                together += matmul(numerators, values) * later
-                best, total = larger, total * earlier + block_total * later
-        xp.divide(together, total, out=out_s)
+            numerators, best, total = softmax_numerators(logits, (rel_h[..., k0:k1], rel_w) if use_bias else None)
+            product = matmul(numerators, v[i0:i1, h0:h1, keys],  # (ni, heads, ry*b_q, keys) @ (ni, heads, keys, hd)
+                             out=out_s if len(key_blocks) == 1 else None)
+            parts.append((product, best, total))
+        if len(parts) > 1:  # the partial softmaxes joined, each rescaled from its own maximum to the largest
+            products, maxima, totals = map(xp.stack, zip(*parts))  # (blocks, ni, heads, ry*b_q, hd or 1)
+            scales = xp.exp(maxima - maxima.max(0))
+            product, total = (products * scales).sum(0), (totals * scales).sum(0)
+        xp.divide(product, total, out=out_s)
         if return_probs:
             xp.divide(numerators, total, out=probs[i0:i1, h0:h1, span])
 
