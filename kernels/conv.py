@@ -200,9 +200,10 @@ def conv2d_upsampled(detail, x, p, relu=False):
     convolution of the low-resolution input itself with mixed weights (upsampled_conv_weight). So the
     upsampled channels are convolved at the low resolution, all four parities in one convolution four times
     as wide, and interleaved into the output: the same FLOPs, a quarter of the pixels, no full-resolution
-    upsampled tensor. Edge-replicate padding of `x` reproduces the upsample's clamped edge taps; only the
-    outermost output rows and columns, where the conv's zero padding lies beyond the upsampled image, are
-    computed directly from a two-pixel strip of the upsampled input.
+    upsampled tensor. Edge-replicate padding of `x` reproduces the upsample's clamped edge taps, but it also
+    makes the conv read a copy of the upsampled image's edge row or column one step beyond it, where the
+    reference reads zero padding: the outermost output rows and columns subtract those taps again
+    (_edge_taps), and each corner adds back its tap beyond both edges, subtracted twice.
 
     detail: (N, 2h, 2w, Cd), the first Cd input channels; x: (N, h, w, Cx), the rest (the reference's
     cat([detail, upsampled]) order). p: the conv's "weight" and "bias", and its upsampled_conv_parts.
@@ -214,15 +215,32 @@ def conv2d_upsampled(detail, x, p, relu=False):
     parities = conv2d(replicated, p["upsampled"], padding=0)  # (N, h, w, 4*C_out)
     out = conv2d(detail, p["detail"])  # (N, 2h, 2w, C_out)
     out.reshape(n, h, 2, w, 2, c_out)[...] += parities.reshape(n, h, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
-    _bias_relu(out, p, relu)
-    # The frame: rows 0 and 2h-1, columns 0 and 2w-1, directly from two-pixel strips of the upsampled input.
-    first, last = slice(0, min(h, 2)), slice(max(h - 2, 0), h)
-    out[:, 0] = conv2d((detail[:, :2], upsample2x(x[:, first])[:, :2]), p, relu=relu)[:, 0]
-    out[:, -1] = conv2d((detail[:, -2:], upsample2x(x[:, last])[:, -2:]), p, relu=relu)[:, -1]
-    first, last = slice(0, min(w, 2)), slice(max(w - 2, 0), w)
-    out[:, :, 0] = conv2d((detail[:, :, :2], upsample2x(x[:, :, first])[:, :, :2]), p, relu=relu)[:, :, 0]
-    out[:, :, -1] = conv2d((detail[:, :, -2:], upsample2x(x[:, :, last])[:, :, -2:]), p, relu=relu)[:, :, -1]
-    return out
+    weight = p["weight"][:, detail.shape[3]:]  # (C_out, Cx, 3, 3): the upsampled channels' taps
+
+    def taps(ky, kx):
+        return xp.ascontiguousarray(weight[:, :, ky, kx].T)  # (Cx, C_out)
+
+    top, bottom = upsample2x(x[:, :1])[:, 0], upsample2x(x[:, -1:])[:, 0]  # the upsampled edge rows: (N, 2w, Cx)
+    left, right = upsample2x(x[:, :, :1])[:, :, 0], upsample2x(x[:, :, -1:])[:, :, 0]  # edge columns: (N, 2h, Cx)
+    out[:, 0] -= _edge_taps(top, [taps(0, kx) for kx in range(3)])  # (N, 2w, C_out)
+    out[:, -1] -= _edge_taps(bottom, [taps(2, kx) for kx in range(3)])
+    out[:, :, 0] -= _edge_taps(left, [taps(ky, 0) for ky in range(3)])  # (N, 2h, C_out)
+    out[:, :, -1] -= _edge_taps(right, [taps(ky, 2) for ky in range(3)])
+    for y, ky, edge_row in ((0, 0, top), (-1, 2, bottom)):
+        for column, kx in ((0, 0), (-1, 2)):  # the corner's tap beyond both edges was subtracted twice
+            out[:, y, column] += backend.matmul(edge_row[:, column], taps(ky, kx))  # (N, Cx) -> (N, C_out)
+    return _bias_relu(out, p, relu)
+
+
+def _edge_taps(line, taps):
+    """What 3 taps (C, C_out) along a row or column add from an edge-replicated (N, L, C) line to each of the L
+    outputs along it: (N, L, C_out)."""
+    xp = array_module(line)
+    padded = xp.concatenate([line[:, :1], line, line[:, -1:]], axis=1)  # (N, L+2, C)
+    total = backend.matmul(padded[:, :-2], taps[0])
+    total += backend.matmul(padded[:, 1:-1], taps[1])
+    total += backend.matmul(padded[:, 2:], taps[2])
+    return total
 
 
 def _bias_relu(y, p, relu):

@@ -187,9 +187,12 @@ def test_conv2d_upsampled_matches_torch(monkeypatch, size, band_budget, winograd
     x, detail, weight, bias = randn(2, h, w, 6), randn(2, 2 * h, 2 * w, 3), randn(5, 9, 3, 3), randn(5)
     p = {"weight": weight, "bias": bias, **conv.upsampled_conv_parts(weight, 3, np.float32)}
     assert ("winograd_weight" in p["detail"]) == ("winograd_weight" in p["upsampled"]) == winograd
-    t = torch.from_numpy
+    def t(a):
+        return torch.from_numpy(a).double()
     up = torch.nn.functional.interpolate(t(x).permute(0, 3, 1, 2), scale_factor=2, mode="bilinear",
                                          align_corners=False)
     ref = torch.nn.functional.conv2d(torch.cat([t(detail).permute(0, 3, 1, 2), up], 1), t(weight), t(bias), padding=1)
+    # Against float64: outputs reach ~40, and the frame's (parity sums less the taps beyond the edge) round
+    # a little more than the rest's.
     np.testing.assert_allclose(conv.conv2d_upsampled(detail, x, p, relu=True),
-                               np.maximum(ref.permute(0, 2, 3, 1).numpy(), 0), atol=1e-5)
+                               np.maximum(ref.permute(0, 2, 3, 1).numpy(), 0), atol=2e-5)
