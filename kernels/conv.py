@@ -215,25 +215,22 @@ def conv2d_upsampled(detail, x, p, relu=False):
     parities = conv2d(replicated, p["upsampled"], padding=0)  # (N, h, w, 4*C_out)
     out = conv2d(detail, p["detail"])  # (N, 2h, 2w, C_out)
     out.reshape(n, h, 2, w, 2, c_out)[...] += parities.reshape(n, h, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
-    weight = p["weight"][:, detail.shape[3]:]  # (C_out, Cx, 3, 3): the upsampled channels' taps
-
-    def taps(ky, kx):
-        return xp.ascontiguousarray(weight[:, :, ky, kx].T)  # (Cx, C_out)
-
+    # The upsampled channels' taps, (C_out, Cx, 3, 3) -> (ky, kx, Cx, C_out): taps[ky, kx] is a product's matrix.
+    taps = xp.ascontiguousarray(p["weight"][:, detail.shape[3]:].transpose(2, 3, 1, 0))
     top, bottom = upsample2x(x[:, :1])[:, 0], upsample2x(x[:, -1:])[:, 0]  # the upsampled edge rows: (N, 2w, Cx)
     left, right = upsample2x(x[:, :, :1])[:, :, 0], upsample2x(x[:, :, -1:])[:, :, 0]  # edge columns: (N, 2h, Cx)
-    out[:, 0] -= _edge_taps(top, [taps(0, kx) for kx in range(3)])  # (N, 2w, C_out)
-    out[:, -1] -= _edge_taps(bottom, [taps(2, kx) for kx in range(3)])
-    out[:, :, 0] -= _edge_taps(left, [taps(ky, 0) for ky in range(3)])  # (N, 2h, C_out)
-    out[:, :, -1] -= _edge_taps(right, [taps(ky, 2) for ky in range(3)])
+    out[:, 0] -= _edge_taps(top, taps[0])  # (N, 2w, C_out)
+    out[:, -1] -= _edge_taps(bottom, taps[2])
+    out[:, :, 0] -= _edge_taps(left, taps[:, 0])  # (N, 2h, C_out)
+    out[:, :, -1] -= _edge_taps(right, taps[:, 2])
     for y, ky, edge_row in ((0, 0, top), (-1, 2, bottom)):
         for column, kx in ((0, 0), (-1, 2)):  # the corner's tap beyond both edges was subtracted twice
-            out[:, y, column] += backend.matmul(edge_row[:, column], taps(ky, kx))  # (N, Cx) -> (N, C_out)
+            out[:, y, column] += backend.matmul(edge_row[:, column], taps[ky, kx])  # (N, Cx) -> (N, C_out)
     return _bias_relu(out, p, relu)
 
 
 def _edge_taps(line, taps):
-    """What 3 taps (C, C_out) along a row or column add from an edge-replicated (N, L, C) line to each of the L
+    """What 3 taps (3, C, C_out) along a row or column add from an edge-replicated (N, L, C) line to each of the L
     outputs along it: (N, L, C_out)."""
     xp = array_module(line)
     padded = xp.concatenate([line[:, :1], line, line[:, -1:]], axis=1)  # (N, L+2, C)
