@@ -1,17 +1,18 @@
 """The `minimatte` command line (also `python -m minimatte`)."""
 import argparse
+import functools
 import io
 import os
 import sys
 import zlib
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms
 
 from . import api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout
-from .processing import icc_profile, read_grey, read_trimap, trimap_from_mask
+from .processing import icc_profile, in_colour_space, read_grey, read_trimap, trimap_from_mask
 from .progress import Items
 
 
@@ -30,9 +31,26 @@ SAVE_OPTIONS = {"PNG": {"compress_type": zlib.Z_RLE}, "WEBP": {"lossless": True,
                 "JPEG": {"quality": 95}}
 
 
+@functools.lru_cache(maxsize=None)
+def _keeps_profile(form):
+    """Whether Pillow writes an ICC profile into files of format `form` (PNG, JPEG, WebP, TIFF; not GIF, BMP, PPM)."""
+    file = io.BytesIO()
+    try:
+        Image.new("RGB", (1, 1)).save(file, format=form, icc_profile=ImageCms.ImageCmsProfile(
+            ImageCms.createProfile("sRGB")).tobytes())
+        return "icc_profile" in Image.open(file).info
+    except (OSError, ValueError, KeyError):  # the save itself then says what is wrong
+        return False
+
+
 def _save_atomically(image, path, profile=None):
-    """Save a PIL image to `path` in the format of its extension, with ICC `profile` (bytes) if given."""
+    """Save a PIL image to `path` in the format of its extension, with its colours in the colour space of ICC
+    `profile` (bytes; None is sRGB): the profile is written into the file, or where the format cannot hold
+    one, the colours are converted into sRGB, which viewers take untagged files to be."""
     form = _format(path)
+    if profile and not _keeps_profile(form):
+        image.info["icc_profile"] = profile
+        image, profile = in_colour_space(image, None, "output"), None
     options = dict(SAVE_OPTIONS.get(form, {}), **({"icc_profile": profile} if profile else {}))
     try:
         with atomic_output(path) as tmp:

@@ -5,7 +5,9 @@ RGB is rescaled to [0, 1] and normalised with mean/std; the trimap is only resca
 quantised); the channels are [R, G, B, trimap]; everything is zero-padded bottom/right to a multiple of 32
 after normalisation. Unlike the reference, inputs are checked and converted deliberately:
 
-- image: RGB kept; greyscale replicated to RGB; RGBA/LA alpha dropped (as PIL's convert("RGB")).
+- image: RGB kept; greyscale replicated to RGB; RGBA/LA alpha dropped (as PIL's convert("RGB")). Greyscale or
+  CMYK files with an ICC profile of their own become sRGB through it: the reference's convert("RGB") ignores
+  the profile, which for CMYK gives other colours than every colour-managed viewer shows.
 - trimap: one channel; an RGB(A) trimap is reduced to its grey level (PIL's "L" luma when channels differ);
   a map of class indices (values up to only 1 or 2) is refused.
 - uint8 is 0..255, uint16 is 0..65535; float arrays are ambiguous and need `value_range` (1.0 or 255.0).
@@ -51,36 +53,62 @@ def _open(path, name):
 
 
 _RELATIVE_COLORIMETRIC = 1  # ICC rendering intent: colours inside both gamuts keep their exact colour
+# littlecms's flags (Pillow 9 has no ImageCms.Flags). Black point compensation: a CMYK profile's black, ink on
+# paper, becomes RGB's black instead of a dark grey, as Photoshop's conversions do by default.
+_BLACK_POINT_COMPENSATION = 0x2000
+_NO_OPTIMIZATION = 0x0100
+_PROFILE_SPACES = {"L": b"GRAY", "LA": b"GRAY", "CMYK": b"CMYK"}  # the 8-bit modes that need a profile for RGB
+
+
+def _profile_space(profile):
+    """The colour space signature (b"RGB ", b"GRAY", b"CMYK", ...) in an ICC profile's header; None for none."""
+    return profile[16:20] if profile else None
 
 
 def icc_profile(image):
-    """The ICC profile (bytes) of an image file or PIL image; None for arrays and untagged images. It says which
-    colour space the RGB values are in: outputs made of them (cut-outs, composites) carry it on."""
+    """The RGB ICC profile (bytes) of an image file or PIL image; None for sRGB: arrays, untagged images and
+    greyscale or CMYK images, which are read through their own profile into sRGB. It says which colour space
+    the RGB values are in: outputs made of them (cut-outs, composites) carry it on."""
     if isinstance(image, (str, os.PathLike)):
         with Image.open(image) as img:  # the header only: nothing is decoded
-            return img.info.get("icc_profile") or None
-    return image.info.get("icc_profile") or None if isinstance(image, Image.Image) else None
+            return icc_profile(img)
+    profile = image.info.get("icc_profile") if isinstance(image, Image.Image) else None
+    return profile if _profile_space(profile) == b"RGB " else None
 
 
 def in_colour_space(image, profile, name):
-    """An RGB(A) image file or PIL image with its colours converted into the colour space of ICC `profile`
-    (bytes; None is sRGB) where its own profile differs (untagged is sRGB), relative colorimetric. Arrays and
-    other modes are returned as they are: their colour space is not known."""
+    """An image file or PIL image with its colours in the colour space of ICC `profile` (bytes; None is sRGB),
+    relative colorimetric: RGB(A) is converted where its own profile differs (untagged is sRGB); 8-bit
+    greyscale or CMYK with a profile of its own becomes RGB through it (PIL's convert("RGB") ignores it).
+    Arrays and other images are returned as they are: their colour space is not known."""
     if isinstance(image, (str, os.PathLike)):
         image = _open(image, name)
-    if not isinstance(image, Image.Image) or image.mode not in ("RGB", "RGBA"):
+    if not isinstance(image, Image.Image):
         return image
-    source = icc_profile(image)
-    if source == profile:
+    if image.mode in ("RGB", "RGBA"):
+        source = icc_profile(image)
+        return image if source == profile else _converted(image, source, profile, image.mode, name)
+    own = image.info.get("icc_profile")
+    if image.mode not in _PROFILE_SPACES or _profile_space(own) != _PROFILE_SPACES[image.mode]:
         return image
+    if image.mode == "CMYK":
+        return _converted(image, own, profile, "RGB", name)
+    # Grey goes through a table of its 256 levels, converted unoptimised: littlecms's optimised 8-bit grey
+    # transforms are off by several levels in the shadows (and turn white grey in Pillow 9.0's littlecms).
+    levels = _converted(Image.frombytes("L", (256, 1), bytes(range(256))), own, profile, "RGB", name,
+                        _NO_OPTIMIZATION)
+    return Image.fromarray(np.asarray(levels)[0][np.asarray(image.getchannel(0))])  # (256, 3)[(H, W)]
 
+
+def _converted(image, source, target, mode, name, flags=0):
+    """A PIL image converted from ICC profile `source` to `target` (bytes; None is sRGB) as `mode`."""
     def read(data):
         return ImageCms.ImageCmsProfile(io.BytesIO(data)) if data else ImageCms.createProfile("sRGB")
     try:
-        return ImageCms.profileToProfile(image, read(source), read(profile), _RELATIVE_COLORIMETRIC,
-                                         outputMode=image.mode)
+        return ImageCms.profileToProfile(image, read(source), read(target), _RELATIVE_COLORIMETRIC, outputMode=mode,
+                                         flags=_BLACK_POINT_COMPENSATION | flags)
     except (ImageCms.PyCMSError, OSError) as error:
-        raise ValueError(f"{name}: cannot convert its colours into the image's colour profile ({error})") from None
+        raise ValueError(f"{name}: cannot convert its colours between ICC profiles ({error})") from None
 
 
 def _pil_to_array(img, name):
@@ -143,8 +171,11 @@ def _rescaled(a, name, value_range, dtype=np.float64):
 
 
 def read_image(image, value_range=None, name="image", dtype=np.float64):
-    """An RGB image (path, PIL image or array) as float64 (or `dtype`) (H, W, 3) in [0, 1]."""
-    a = _as_array(image, name)
+    """An RGB image (path, PIL image or array) as float64 (or `dtype`) (H, W, 3) in [0, 1]: RGB values as
+    stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see icc_profile)."""
+    if isinstance(image, (str, os.PathLike)):
+        image = _open(image, name)
+    a = _as_array(in_colour_space(image, icc_profile(image), name), name)
     if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
         a = a[:, :, :-1]
     if a.ndim == 3 and a.shape[2] == 1 or a.ndim == 2:

@@ -1,4 +1,5 @@
 """Shared test fixtures: paths, the spec's deterministic weights and inputs."""
+import itertools
 import os
 import struct
 import zlib
@@ -60,27 +61,53 @@ def input_b():
     return image, trimap
 
 
-def gamma_profile(gamma, name="test RGB"):
-    """An ICC v2 RGB display profile with sRGB's primaries (D50-adapted) and a pure power-law tone curve:
-    gamma 1.0 is linear light. Pillow's ImageCms makes only sRGB itself; colour-managed tests need another."""
-    def s15(*values):
-        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+def _s15(*values):
+    return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
 
-    def xyz(*values):
-        return b"XYZ \0\0\0\0" + s15(*values)
 
+def _xyz(*values):
+    return b"XYZ \0\0\0\0" + _s15(*values)
+
+
+def _icc(device_class, space, connection, name, tags):
+    """An ICC v2 profile: the header, a D50 media white, a description and the given (signature, body) tags."""
     text = name.encode("ascii") + b"\0"
     tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)),
-            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
-            (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", xyz(0.1431, 0.0606, 0.7141))]
-    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
-    tags += [(signature, curve) for signature in (b"rTRC", b"gTRC", b"bTRC")]
+            (b"wtpt", _xyz(0.9642, 1.0, 0.8249))] + tags
     offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
     for signature, body in tags:
         table += signature + struct.pack(">II", offset + len(data), len(body))
         data += body + bytes(-len(body) % 4)
     size = offset + len(data)
-    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
-              + bytes(12) + b"acsp" + bytes(24) + struct.pack(">I", 0) + s15(0.9642, 1.0, 0.8249))
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + device_class + space + connection
+              + bytes(12) + b"acsp" + bytes(24) + struct.pack(">I", 0) + _s15(0.9642, 1.0, 0.8249))
     header += bytes(128 - len(header))
     return header + struct.pack(">I", len(tags)) + table + data
+
+
+def _gamma_curve(gamma):
+    return b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+
+
+def gamma_profile(gamma, name="test RGB"):
+    """An ICC v2 RGB display profile with sRGB's primaries (D50-adapted) and a pure power-law tone curve:
+    gamma 1.0 is linear light. Pillow's ImageCms makes only sRGB itself; colour-managed tests need another."""
+    tags = [(b"rXYZ", _xyz(0.4361, 0.2225, 0.0139)), (b"gXYZ", _xyz(0.3851, 0.7169, 0.0971)),
+            (b"bXYZ", _xyz(0.1431, 0.0606, 0.7141))]
+    return _icc(b"mntr", b"RGB ", b"XYZ ", name, tags + [(s, _gamma_curve(gamma)) for s in (b"rTRC", b"gTRC", b"bTRC")])
+
+
+def grey_profile(gamma):
+    """An ICC v2 greyscale display profile with a pure power-law tone curve (gamma 1.0 is linear light)."""
+    return _icc(b"mntr", b"GRAY", b"XYZ ", "test grey", [(b"kTRC", _gamma_curve(gamma))])
+
+
+def cmyk_profile():
+    """An ICC v2 CMYK printer profile whose inks are all neutral: a table of the 16 ink corners (interpolated
+    between them) with lightness L* = 100 max(0, 1 - (c + m + y) / 3 - k) and a* = b* = 0. Cyan ink alone is a
+    grey, where PIL's naive conversion makes it cyan."""
+    ramp = bytes(range(256))
+    corners = itertools.product((0, 1), repeat=4)  # the 2x2x2x2 grid, the first ink slowest
+    grid = b"".join(bytes([round(255 * max(0, 1 - (c + m + y) / 3 - k)), 128, 128]) for c, m, y, k in corners)
+    lut = b"mft1\0\0\0\0" + bytes([4, 3, 2, 0]) + _s15(1, 0, 0, 0, 1, 0, 0, 0, 1) + ramp * 4 + grid + ramp * 3
+    return _icc(b"prtr", b"CMYK", b"Lab ", "test CMYK", [(b"A2B0", lut)])

@@ -6,7 +6,7 @@ from PIL import Image
 from minimatte.foreground import cutout, estimate_foreground
 from minimatte.processing import icc_profile
 
-from helpers import DATA, gamma_profile
+from helpers import DATA, cmyk_profile, gamma_profile
 from reference import require
 
 CASES = {
@@ -122,6 +122,8 @@ def test_background_colours_are_converted_into_the_images_colour_space(tmp_path)
     grey = Image.fromarray(np.full((6, 8, 3), 128, np.uint8))
     grey.save(tmp_path / "grey.png")
     grey.save(tmp_path / "grey_linear.png", icc_profile=linear)
+    cyan = Image.new("CMYK", (8, 6), (255, 0, 0, 0))  # cmyk_profile's cyan is L* 66.7, linear light 0.362
+    cyan.save(tmp_path / "cyan.tif", icc_profile=cmyk_profile())
     clear = np.zeros((6, 8))  # all background
     for picture, backdrop, want in [
         (untagged, tmp_path / "grey.png", 128),  # both sRGB: values as they are
@@ -129,6 +131,8 @@ def test_background_colours_are_converted_into_the_images_colour_space(tmp_path)
         (tagged, tmp_path / "grey.png", 55),  # sRGB 128 is linear light 0.216
         (tagged, grey, 55),  # a PIL image, untagged
         (image, tmp_path / "grey_linear.png", 188),  # an array is sRGB: linear 0.502 is sRGB 0.737
+        (tagged, tmp_path / "cyan.tif", 92),  # CMYK through its profile, straight into the image's
+        (untagged, tmp_path / "cyan.tif", 162),
     ]:
         composite = cutout(picture, clear, background=backdrop, foreground=False)
         assert np.abs(composite.astype(int) - want).max() <= 1, (picture, backdrop)

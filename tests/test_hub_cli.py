@@ -15,7 +15,7 @@ import minimatte
 from minimatte import PRESETS, cli, hub
 from minimatte.model import stage_flops
 from minimatte.foreground import cutout
-from helpers import DATA, gamma_profile
+from helpers import DATA, gamma_profile, grey_profile
 
 NAME = "small-distinctions-646"  # no known hashes: tests below set their own
 
@@ -181,8 +181,19 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
         assert cli.main(["cutout", str(tagged), str(trimap), "-o", str(tmp_path / name), "--model", NAME,
                          *options]) == 0
         assert Image.open(tmp_path / name).info.get("icc_profile") == gamma_profile(1.0)
+    for name in ("c_tagged.tif", "c_tagged.bmp"):  # BMP holds no profile: its colours become sRGB
+        assert cli.main(["cutout", str(tagged), str(trimap), "-o", str(tmp_path / name), "--model", NAME,
+                         "--background", "#00ff00"]) == 0
+    linear = np.asarray(Image.open(tmp_path / "c_tagged.tif"), float) / 255
+    written = Image.open(tmp_path / "c_tagged.bmp")
+    assert "icc_profile" not in written.info
+    srgb = 255 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    assert np.abs(np.asarray(written) - srgb).max() <= 1
     assert cli.main(["matte", str(tagged), str(trimap), "-o", str(tmp_path / "a_tagged.png"), "--model", NAME]) == 0
     assert "icc_profile" not in Image.open(tmp_path / "a_tagged.png").info  # alpha is not a colour
+    Image.open(image).convert("L").save(tagged, icc_profile=grey_profile(1.0))  # read into sRGB through it
+    assert cli.main(["cutout", str(tagged), str(trimap), "-o", str(tmp_path / "c_grey.png"), "--model", NAME]) == 0
+    assert "icc_profile" not in Image.open(tmp_path / "c_grey.png").info  # a grey profile cannot describe RGB
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
                      "--background", "nonsense"]) == 2
     assert "background: 'nonsense' is neither a colour nor an image file" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from safetensors.numpy import save_file
 
 import minimatte
 from minimatte.kernels.resize import resize
-from helpers import DATA, REFERENCE
+from helpers import DATA, REFERENCE, cmyk_profile, gamma_profile, grey_profile
 
 BULB = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
 
@@ -124,6 +124,41 @@ def test_other_image_modes():
         np.testing.assert_array_equal(minimatte.read_image(image), expected)
     with pytest.raises(ValueError, match="^image: image mode 'La' is not supported; save it as RGB"):
         minimatte.read_image(Image.fromarray(rgb).convert("LA").convert("La"))
+
+
+def _srgb(lightness):
+    """sRGB values 0..255 of a neutral of CIE lightness L* (D50 white): the CIE and sRGB formulas."""
+    y = np.where(lightness > 8, ((lightness + 16) / 116) ** 3, lightness / 903.3)
+    return 255 * np.where(y <= 0.0031308, 12.92 * y, 1.055 * y ** (1 / 2.4) - 0.055)
+
+
+def test_greyscale_and_cmyk_files_become_srgb_through_their_profile(tmp_path):
+    inks = np.uint8([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 0, 0, 128]],
+                     [[255, 255, 0, 0], [128, 0, 0, 0], [0, 0, 0, 255]]])
+    lightness = 100 * np.maximum(0, 1 - inks[..., :3].sum(-1) / 765 - inks[..., 3] / 255)  # cmyk_profile's inks
+    cmyk = Image.fromarray(inks, "CMYK")
+    cmyk.save(tmp_path / "cmyk.tif", icc_profile=cmyk_profile())
+    cmyk.resize((48, 32), Image.NEAREST).save(tmp_path / "cmyk.jpg", icc_profile=cmyk_profile(), quality=100)
+    want = np.repeat(_srgb(lightness)[..., None], 3, axis=2)  # neutral inks: grey, where PIL's convert is coloured
+    assert np.abs(minimatte.read_image(tmp_path / "cmyk.tif") * 255 - want).max() <= 0.6
+    from_jpeg = minimatte.read_image(tmp_path / "cmyk.jpg")[8::16, 8::16]  # block centres: JPEG keeps flat blocks
+    assert np.abs(from_jpeg * 255 - want).max() <= 1.6
+    np.testing.assert_array_equal(minimatte.read_image(cmyk), np.asarray(cmyk.convert("RGB")) / 255)  # untagged
+    levels = np.uint8([[0, 1, 64, 128, 255]])  # 1 is sRGB 12.8 (littlecms optimised: 6)
+    for mode in ("L", "LA"):  # linear-light grey: sRGB encodes it
+        Image.fromarray(levels).convert(mode).save(tmp_path / "grey.png", icc_profile=grey_profile(1.0))
+        linear = levels / 255
+        want = 255 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+        assert np.abs(minimatte.read_image(tmp_path / "grey.png") * 255 - want[..., None]).max() <= 0.6
+        np.testing.assert_array_equal(minimatte.read_trimap(tmp_path / "grey.png"), levels / 255)  # not a colour
+    for path in ("cmyk.tif", "cmyk.jpg", "grey.png"):  # their RGB is sRGB: outputs carry no profile
+        assert minimatte.icc_profile(tmp_path / path) is None
+    Image.fromarray(levels).convert("RGB").save(tmp_path / "rgb.png", icc_profile=gamma_profile(1.0))
+    assert minimatte.icc_profile(tmp_path / "rgb.png") == gamma_profile(1.0)
+    np.testing.assert_array_equal(minimatte.read_image(tmp_path / "rgb.png")[..., 0], levels / 255)  # as stored
+    Image.fromarray(levels).save(tmp_path / "broken.png", icc_profile=grey_profile(1.0)[:200])
+    with pytest.raises(ValueError, match="^image: cannot convert its colours between ICC profiles"):
+        minimatte.read_image(tmp_path / "broken.png")
 
 
 def test_files_are_turned_upright_by_their_exif_orientation(tmp_path):
