@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from minimatte import foreground
 from minimatte.foreground import cutout, estimate_foreground
 from minimatte.processing import icc_profile
 
@@ -37,8 +38,10 @@ def test_matches_pymatting_on_real_images(case):
     ((2, 1), {}), ((1, 9), {}), ((7, 3), {"small_size": 2}), ((45, 61), {"regularization": 1e-2}),
     ((33, 20), {"gradient_weight": 0.0, "small_iterations": 3, "big_iterations": 5}),
 ])
-def test_matches_pymatting_on_odd_shapes_and_settings(shape, settings):
+@pytest.mark.parametrize("run_pixels", [foreground._RUN_PIXELS, 0])  # 0: every step's neighbours as runs
+def test_matches_pymatting_on_odd_shapes_and_settings(shape, settings, run_pixels, monkeypatch):
     pymatting, = require("pymatting")
+    monkeypatch.setattr(foreground, "_RUN_PIXELS", run_pixels)
     rng = np.random.default_rng(sum(shape))
     image = rng.random(shape + (3,))
     alpha = np.clip(rng.random(shape) * 1.6 - 0.3, 0, 1)  # some pure foreground and background
@@ -46,6 +49,19 @@ def test_matches_pymatting_on_odd_shapes_and_settings(shape, settings):
     want = pymatting.estimate_foreground_ml(image, alpha, **{renamed.get(k, k): v for k, v in settings.items()})
     got = estimate_foreground(image, alpha, value_range=1.0, **settings)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (3, 1), (2, 2), (1, 40), (40, 1), (5, 8), (8, 5), (31, 32)])
+def test_neighbours_as_runs_or_gathered_agree(shape, monkeypatch):
+    """The sweeps read each step's neighbours either as 4 runs a diagonal (border fixed up) or in one gather."""
+    rng = np.random.default_rng(sum(shape))
+    image, alpha = rng.random(shape + (3,)), np.clip(rng.random(shape) * 1.6 - 0.3, 0, 1)
+    results = []
+    for run_pixels in (0, 1 << 30):
+        monkeypatch.setattr(foreground, "_RUN_PIXELS", run_pixels)
+        results.append(estimate_foreground(image, alpha, value_range=1.0, return_background=True, small_size=4))
+    for runs, gathered in zip(*results):
+        np.testing.assert_array_equal(runs, gathered)
 
 
 def test_single_pixel():
