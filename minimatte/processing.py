@@ -57,7 +57,7 @@ _RELATIVE_COLORIMETRIC = 1  # ICC rendering intent: colours inside both gamuts k
 # paper, becomes RGB's black instead of a dark grey, as Photoshop's conversions do by default.
 _BLACK_POINT_COMPENSATION = 0x2000
 _NO_OPTIMIZATION = 0x0100
-_PROFILE_SPACES = {"L": b"GRAY", "LA": b"GRAY", "CMYK": b"CMYK"}  # the 8-bit modes that need a profile for RGB
+_PROFILE_SPACES = {"L": b"GRAY", "LA": b"GRAY", "CMYK": b"CMYK"}  # modes whose RGB needs such a profile
 
 
 def _profile_space(profile):
