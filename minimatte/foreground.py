@@ -24,8 +24,6 @@ from . import backend as backends  # the module (`backend` is estimate_foregroun
 from .backend import array_module, resolve, to_device, to_numpy
 from .processing import icc_profile, in_colour_space, read_grey, read_image, resize_plane
 
-# pymatting's neighbour order (left, right, up, down): sums are accumulated in this order, as there.
-_NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
 
@@ -219,9 +217,7 @@ def _neighbour_gather(fb, neighbours, h, w):
     """
     xp = array_module(fb)
     sizes, first, base = _diagonals(h, w)
-    padded_base = np.concatenate([[0], base, [0]])
-    before, after = padded_base[:-2] - base, padded_base[2:] - base  # (y, x - 1) and (y, x + 1): a shift
-    source = first + np.stack([before, after, before - 1, after + 1])  # (4, diagonals), in _NEIGHBOURS order
+    source = _neighbour_bases(base) + (first - base)  # (4, diagonals): where each diagonal's runs start
     # A run's end pixels may be border pixels, whose positions in it can leave the array: those are clipped off
     # (the border is put in after the runs).
     skip = np.maximum(0, -source)
@@ -289,9 +285,19 @@ def _diagonals(h, w):
     return sizes, first, first - np.maximum(diagonal - (w - 1), 0)
 
 
+def _neighbour_bases(base):
+    """Where pixel (y, d - y)'s neighbours are, from _diagonals' bases: neighbour k at bases[k, d] + y, (4, diagonals),
+    in pymatting's order (left, right, up, down), in which sums are accumulated as there. Left (y, x - 1) and up
+    (y - 1, x) are on diagonal d - 1, right and down on d + 1. At the border, where a neighbour is clamped to the
+    pixel itself, the sum is wrong (base is padded there only to stay in bounds): _border's pixels are set apart."""
+    padded = np.concatenate([[0], base, [0]])
+    before, after = padded[:-2], padded[2:]  # base[d - 1], base[d + 1]
+    return np.stack([before, after, before - 1, after + 1])
+
+
 def _border(h, w, base, xp):
-    """The positions whose left, right, up and down neighbour (_NEIGHBOURS) is clamped to the pixel itself: at
-    x = 0, x = w - 1, y = 0 and y = h - 1 (base: _diagonals')."""
+    """The positions whose left, right, up and down neighbour is clamped to the pixel itself: at x = 0,
+    x = w - 1, y = 0 and y = h - 1 (base: _diagonals')."""
     rows, cols = xp.arange(h, dtype=xp.int32), xp.arange(w, dtype=xp.int32)
     return [xp.take(base, y + x) + y for y, x in ((rows, 0), (rows, w - 1), (0, cols), (h - 1, cols))]
 
@@ -303,32 +309,28 @@ def _diagonal_layout(h, w, xp):
 
     Pixel (y, x) is at base[y + x] + y, so a neighbour's position is a sum, and only the border's are clamped."""
     sizes, first, base = _diagonals(h, w)
-    stored = np.argsort(np.arange(h + w - 1) % 2, kind="stable")  # diagonals in storage order: even, then odd
-    # Device tables; base is padded by one each side so that base[d -+ 1] needs no bounds at the corners.
-    padded_base = xp.asarray(np.concatenate([[0], base, [0]]), dtype=xp.int32)
-    diagonal_starts, stored_diagonals = (xp.asarray(a, dtype=xp.int32) for a in (first[stored], stored))
+    stored = np.argsort(first)  # the diagonals in storage order
+    diagonal_starts, stored_diagonals, bases, neighbour_bases = (
+        xp.asarray(a, dtype=xp.int32) for a in (first[stored], stored, base, _neighbour_bases(base)))
     count = h * w
     order, position = xp.empty(count, xp.int32), xp.empty(count, xp.int32)
     neighbours = xp.empty((4, count), xp.int32)
 
     def place(raster):  # a slice of raster indices
         y, x = xp.divmod(xp.arange(raster.start, raster.stop, dtype=xp.int32), w)
-        xp.add(xp.take(padded_base, y + x + 1), y, out=position[raster])
+        xp.add(xp.take(bases, y + x), y, out=position[raster])
 
     def link(stored):  # a slice of positions
         at = xp.arange(stored.start, stored.stop, dtype=xp.int32)
         diagonal = xp.take(stored_diagonals, xp.searchsorted(diagonal_starts, at, side="right") - 1)
-        y = at - xp.take(padded_base, diagonal + 1)
+        y = at - xp.take(bases, diagonal)
         order[stored] = y * (w - 1) + diagonal  # y w + x, x = diagonal - y
-        left, right = neighbours[0, stored], neighbours[1, stored]  # (y, x -+ 1): rows y of diagonals d -+ 1
-        xp.add(xp.take(padded_base, diagonal), y, out=left)
-        xp.add(xp.take(padded_base, diagonal + 2), y, out=right)
-        xp.subtract(left, 1, out=neighbours[2, stored])  # (y - 1, x): the row above on diagonal d - 1
-        xp.add(right, 1, out=neighbours[3, stored])  # (y + 1, x)
+        for k in range(4):
+            xp.add(xp.take(neighbour_bases[k], diagonal), y, out=neighbours[k, stored])
 
     backends.run_slices(place, count, xp)
     backends.run_slices(link, count, xp)
-    for k, edge in enumerate(_border(h, w, xp.asarray(base, dtype=xp.int32), xp)):
+    for k, edge in enumerate(_border(h, w, bases, xp)):
         neighbours[k, edge] = edge
     return order, position, neighbours
 
