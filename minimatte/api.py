@@ -8,7 +8,8 @@ from .backend import to_numpy
 from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
-from .processing import crop, guided_upsample, preprocess, read_image, read_trimap, resize_plane
+from .processing import (crop, force_known_regions, guided_upsample, preprocess, read_image, read_trimap,
+                         resize_plane)
 
 DEFAULT_MODEL = "small-composition-1k"
 
@@ -40,7 +41,7 @@ def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf")
 
 
 def infer(image, trimap, model=None, value_range=None, backend=None, max_size=None, precision=None,
-          progress=None):
+          progress=None, force_known=False):
     """Alpha matte(s) of `image` given `trimap`: float32 (H, W) arrays in [0, 1] at the input size.
 
     image, trimap: file paths, PIL images or arrays (uint8/uint16; floats need value_range=1.0 or 255.0),
@@ -50,6 +51,8 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     max_size: for images too large for memory or time, run the network with the longer side capped at this
               many pixels and upsample the alpha guided by the full-resolution image (see guided_upsample);
               fine structure smaller than the reduced pixel size (single hairs) is lost.
+    force_known: alpha exactly 0 where the trimap is 0 and 1 where it is 255 (force_known_regions); by default
+                 the network's own values there, as the reference returns them.
     progress: a callable progress(fraction, stage), called as the network finishes each stage ("block 5/12",
               "fusion 2/4", ...) with the fraction of the work done over all images (by FLOPs; 1.0 at the end).
     """
@@ -66,9 +69,10 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
         report = _image_progress(progress, number, len(images))
         if max_size is None:
             batch = preprocess(img, tri, model.processor, value_range)
-            alphas.extend(crop(to_numpy(model(batch.pixel_values, progress=report).alphas), batch.sizes))
+            alpha, = crop(to_numpy(model(batch.pixel_values, progress=report).alphas), batch.sizes)
         else:
-            alphas.append(_infer_capped(model, img, tri, value_range, max_size, report))
+            alpha = _infer_capped(model, img, tri, value_range, max_size, report)
+        alphas.append(force_known_regions(alpha, tri, value_range) if force_known else alpha)
     return alphas[0] if single else alphas
 
 

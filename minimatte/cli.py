@@ -134,7 +134,8 @@ def _matte(args):
     for image, hint, output in jobs:
         try:
             trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
-            alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within)
+            alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
+                              force_known=args.force_known)
             if args.command == "matte":
                 _save_atomically(_alpha_image(alpha, args.bits), output)
             else:
@@ -207,6 +208,9 @@ def build_parser():
             sub.add_argument("--raw-colors", action="store_true",
                              help="keep the image's colours at soft edges instead of estimating the foreground "
                                   "colours (faster, but edges keep a fringe of the old background)")
+        sub.add_argument("--force-known", action="store_true",
+                         help="alpha exactly 0 where the trimap is background and 1 where it is foreground "
+                              "(default: the network's values there, as the reference)")
         sub.add_argument("--max-size", type=int, metavar="PIXELS",
                          help="cap the network's input at this longer side and upsample the alpha guided by the "
                               "image (for very large images; loses detail finer than the reduced pixels)")

@@ -286,6 +286,21 @@ def crop(alphas, sizes):
     return [a[0, :h, :w] for a, (h, w) in zip(alphas, sizes)]
 
 
+def force_known_regions(alpha, trimap, value_range=None):
+    """`alpha` (H, W) with the trimap's known pixels forced, in place: 0 where the trimap is 0 (background),
+    1 where it is at its top (255, or 65535 in 16 bits: foreground). Returns alpha.
+
+    The reference leaves the network's values there (a trained model's are near 0 and 1, not necessarily
+    exactly), and an alpha upsampled from a reduced size (infer's max_size) is blurred across the trimap's edges."""
+    hint = read_trimap(trimap, value_range)
+    if hint.shape != alpha.shape:
+        raise ValueError(f"trimap: size {hint.shape[0]}x{hint.shape[1]} (HxW) does not match the alpha's "
+                         f"{alpha.shape[0]}x{alpha.shape[1]}")
+    alpha[hint == 0] = 0
+    alpha[hint == 1] = 1
+    return alpha
+
+
 def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
     """A trimap from a binary or soft mask (e.g. a segmentation model's output): uint8 (H, W).
 

@@ -218,6 +218,12 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     trimap_from_mask = minimatte.trimap_from_mask(str(mask), band=3)
     expected = minimatte.infer(str(image), trimap_from_mask, model=NAME)
     assert np.abs(np.asarray(Image.open(tmp_path / "m_a.png")).astype(int) - np.rint(expected * 255)).max() == 0
+    assert cli.main(["matte", str(image), "--mask", str(mask), "--band", "3", "-o", str(tmp_path / "m_k.png"),
+                     "--model", NAME, "--force-known"]) == 0
+    forced = np.asarray(Image.open(tmp_path / "m_k.png")).astype(int)
+    assert (forced[trimap_from_mask == 0] == 0).all() and (forced[trimap_from_mask == 255] == 255).all()
+    unknown = trimap_from_mask == 128
+    assert np.abs(forced[unknown] - np.rint(expected[unknown] * 255)).max() == 0
     assert cli.main(["matte", str(image), str(trimap), "--mask", str(mask), "-o", str(tmp_path / "y.png")]) == 2
     assert "either a TRIMAP file or --mask" in capsys.readouterr().err
     assert cli.main(["matte", str(image), str(tmp_path / "missing.png"), "-o", str(tmp_path / "x.png"),

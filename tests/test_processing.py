@@ -276,6 +276,28 @@ def test_guided_upsample_window_means_at_every_size():
     assert thin.shape == (3000, 8) and np.abs(thin - 0.25).max() < 1e-6  # a strip capped to one column
 
 
+def test_force_known_regions(det_model):
+    """force_known sets the trimap's background to exactly 0 and its foreground to 1 and leaves the unknown
+    region's alphas as they were; at full size and, at full resolution, after max_size's upsampling."""
+    model = det_model("small")
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    trimap = rng.choice(np.array([0, 128, 255], np.uint8), (90, 130))
+    background, foreground = trimap == 0, trimap == 255
+    for max_size in None, 64:
+        network = minimatte.infer(image, trimap, model=model, max_size=max_size)
+        assert 0 < network.min() and network.max() < 1  # the deterministic weights give ~0.4 everywhere
+        forced = minimatte.infer(image, trimap, model=model, max_size=max_size, force_known=True)
+        assert (forced[background] == 0).all() and (forced[foreground] == 1).all()
+        np.testing.assert_array_equal(forced[trimap == 128], network[trimap == 128])
+    deep = trimap.astype(np.uint16) * 257  # 16 bits: 65535 is foreground
+    forced = minimatte.processing.force_known_regions(network.copy(), deep)
+    assert (forced[background] == 0).all() and (forced[foreground] == 1).all()
+    np.testing.assert_array_equal(forced[trimap == 128], network[trimap == 128])
+    with pytest.raises(ValueError, match="trimap: size 90x129 .* does not match the alpha's 90x130"):
+        minimatte.processing.force_known_regions(network, trimap[:, 1:])
+
+
 def test_guided_upsample_enlarges_bilinearly():
     """Over a flat image (a = 0) the filter's output is its alpha smoothed twice (b, then b's window mean),
     enlarged as PyTorch's bilinear interpolate (align_corners=False) does it: kernels.resize, which
