@@ -304,6 +304,7 @@ def force_known_regions(alpha, trimap, value_range=None):
 def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
     """A trimap from a binary or soft mask (e.g. a segmentation model's output): uint8 (H, W).
 
+    A mask with channels is read as _mask_plane does: a cut-out's transparency, else its brightest channel.
     The mask is binarised at `threshold` (of its value range), except that an integer mask of only 0s and 1s
     is taken as binary (1 inside, as segmentation tools often save it); pixels farther than `band` pixels (a
     square neighbourhood) from the mask's edge keep their side, 255 inside and 0 outside; the band around the
@@ -311,8 +312,8 @@ def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
     """
     m = _as_array(mask, "mask")
     if m.dtype != np.bool_:
-        if m.ndim == 3 and m.shape[2] in (1, 3, 4):
-            m = m[:, :, 0]
+        if m.ndim == 3 and m.shape[2] in (1, 2, 3, 4):
+            m = _mask_plane(m)
         if m.dtype.kind == "u" and m.size and m.max() == 1:
             m = m == 1
         else:
@@ -323,6 +324,16 @@ def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
         raise ValueError(f"band: expected a non-negative number of pixels, got {band!r}")
     inside, outside = _erode(m, band), _erode(~m, band)
     return np.where(inside, 255, np.where(outside, 0, 128)).astype(np.uint8)
+
+
+def _mask_plane(mask):
+    """An (H, W, C) mask's one plane. With an alpha channel (LA, RGBA) that varies, the mask is a cut-out (a
+    background remover's, a rough selection) and its alpha is the mask; otherwise the colour channels' maximum:
+    a grey mask saved as RGB(A) is its grey, and a mask drawn in any colour on black is inside where coloured."""
+    if mask.shape[2] in (2, 4) and mask.size and mask[:, :, -1].min() != mask[:, :, -1].max():
+        return mask[:, :, -1]
+    colours = mask[:, :, :-1] if mask.shape[2] in (2, 4) else mask
+    return colours.max(axis=2)
 
 
 def _erode(mask, radius):

@@ -90,6 +90,30 @@ def test_trimap_from_mask():
         minimatte.trimap_from_mask(mask, band=-1)
 
 
+def test_trimap_from_a_mask_with_channels(tmp_path):
+    """A cut-out (RGBA or LA whose alpha varies) is its alpha; otherwise the brightest colour channel."""
+    mask = np.zeros((20, 30), bool)
+    mask[5:15, 10:25] = True
+    trimap = minimatte.trimap_from_mask(mask, band=2)
+    colours = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)  # a photo's, not the mask
+    alpha = (mask * 255).astype(np.uint8)
+    rgba, la = np.dstack([colours, alpha]), np.dstack([colours[..., 0], alpha])
+    for cutout in Image.fromarray(rgba, "RGBA"), Image.fromarray(la, "LA"):
+        np.testing.assert_array_equal(minimatte.trimap_from_mask(cutout, band=2), trimap)
+        path = tmp_path / f"cutout_{cutout.mode}.png"
+        cutout.save(path)
+        np.testing.assert_array_equal(minimatte.trimap_from_mask(str(path), band=2), trimap)
+    blue = np.zeros((20, 30, 3), np.uint8)
+    blue[mask] = (0, 0, 200)  # a mask drawn in colour on black
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(blue, band=2), trimap)
+    opaque = np.dstack([blue, np.full((20, 30), 255, np.uint8)])  # RGBA without transparency: its colours
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(opaque, band=2), trimap)
+    grey = np.repeat(alpha[..., None], 3, axis=2)  # a grey mask saved as RGB
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(grey, band=2), trimap)
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(np.dstack([mask, mask]).astype(np.uint8), band=2),
+                                  trimap)  # 0/1 in both channels: binary
+
+
 def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     """Scores ground truth against itself (all zero) and a blurred-trimap baseline (positive) on real data."""
     root = DATA / "alphamatting"
