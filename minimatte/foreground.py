@@ -33,10 +33,11 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
     """Foreground colours F (float32 (H, W, 3) in [0, 1]) such that alpha * F + (1 - alpha) * B = image.
 
     image: RGB file path, PIL image or array (float arrays need value_range, as in `infer`); alpha: the matte,
-    a float array in [0, 1] as `infer` returns, or an 8/16-bit file or array. regularization (eps) and
-    gradient_weight (w) weigh the smoothness of F and B; levels no larger than small_size in both sides get
-    small_iterations sweeps, larger levels big_iterations. Defaults are pymatting's. backend: "numpy" or
-    "cupy" (None: $MINIMATTE_BACKEND or numpy). return_background=True returns (F, B).
+    a float array in [0, 1] as `infer` returns, or an 8/16-bit file or array (of a cut-out, its alpha channel).
+    regularization (eps) and gradient_weight (w) weigh the smoothness of F and B; levels no larger than
+    small_size in both sides get small_iterations sweeps, larger levels big_iterations. Defaults are
+    pymatting's. backend: "numpy" or "cupy" (None: $MINIMATTE_BACKEND or numpy). return_background=True
+    returns (F, B).
     """
     rgb, matte = _read_pair(image, alpha, value_range, np.float32)
     for name, value in (("regularization", regularization), ("gradient_weight", gradient_weight)):

@@ -200,8 +200,18 @@ def read_trimap(trimap, value_range=None, name="trimap"):
 
 
 def read_grey(image, value_range=None, name="alpha", dtype=np.float64):
-    """A one-channel image (an alpha matte, a trimap) as float64 (or `dtype`) (H, W) in [0, 1]."""
-    return _rescaled(_grey_array(image, name), name, value_range, dtype)
+    """An alpha matte as float64 (or `dtype`) (H, W) in [0, 1]: a one-channel image, or the alpha channel of
+    a cut-out (RGBA or LA whose alpha varies), or the grey of other images."""
+    a = _as_array(image, name)
+    cut = _transparency(a)
+    return _rescaled(_grey_array(a, name) if cut is None else cut, name, value_range, dtype)
+
+
+def _transparency(a):
+    """The alpha channel of an (H, W, 2 or 4) array where it varies (a cut-out's), else None."""
+    if a.ndim == 3 and a.shape[2] in (2, 4) and a.size and a[:, :, -1].min() != a[:, :, -1].max():
+        return a[:, :, -1]
+    return None
 
 
 def _grey_array(image, name):
@@ -330,8 +340,9 @@ def _mask_plane(mask):
     """An (H, W, C) mask's one plane. With an alpha channel (LA, RGBA) that varies, the mask is a cut-out (a
     background remover's, a rough selection) and its alpha is the mask; otherwise the colour channels' maximum:
     a grey mask saved as RGB(A) is its grey, and a mask drawn in any colour on black is inside where coloured."""
-    if mask.shape[2] in (2, 4) and mask.size and mask[:, :, -1].min() != mask[:, :, -1].max():
-        return mask[:, :, -1]
+    cut = _transparency(mask)
+    if cut is not None:
+        return cut
     colours = mask[:, :, :-1] if mask.shape[2] in (2, 4) else mask
     return colours.max(axis=2)
 

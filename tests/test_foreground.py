@@ -105,7 +105,7 @@ def test_bad_input_is_one_clear_error():
             cutout(image, np.zeros((10, 12)), background=colour)
 
 
-def test_cutout_rgba_and_composites():
+def test_cutout_rgba_and_composites(tmp_path):
     image, alpha8 = _read("lemur")
     alpha = alpha8 / 255.0
     fg = estimate_foreground(image, alpha)
@@ -118,6 +118,10 @@ def test_cutout_rgba_and_composites():
     green = cutout(image, alpha, background="#00ff00")
     np.testing.assert_array_equal(green, np.rint(np.clip(a * fg + (1 - a) * [0, 1, 0], 0, 1) * 255))
     np.testing.assert_array_equal(cutout(image, alpha, background=(0, 255, 0)), green)
+    # A cut-out file's alpha channel is its matte: an RGBA cut-out composites as its matte does.
+    Image.fromarray(rgba).save(tmp_path / "cutout.png")
+    np.testing.assert_array_equal(cutout(image, str(tmp_path / "cutout.png"), background="#00ff00"),
+                                  cutout(image, alpha8, background="#00ff00"))
     # An image background of another size is resized bicubically (per float channel) to the image's size.
     photo = np.asarray(Image.open(DATA / "vitmatte_demo" / "new_bg.jpg").convert("RGB"))
     resized = np.stack([np.asarray(Image.fromarray(photo[..., c] / np.float32(255)).resize(image.shape[1::-1],
