@@ -314,7 +314,8 @@ def force_known_regions(alpha, trimap, value_range=None):
 def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
     """A trimap from a binary or soft mask (e.g. a segmentation model's output): uint8 (H, W).
 
-    A mask with channels is read as _mask_plane does: a cut-out's transparency, else its brightest channel.
+    A mask with several channels is reduced to one: a cut-out (RGBA or LA whose alpha varies) to its alpha,
+    any other to its brightest channel (_mask_plane).
     The mask is binarised at `threshold` (of its value range), except that an integer mask of only 0s and 1s
     is taken as binary (1 inside, as segmentation tools often save it); pixels farther than `band` pixels (a
     square neighbourhood) from the mask's edge keep their side, 255 inside and 0 outside; the band around the
