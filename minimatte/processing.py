@@ -225,8 +225,9 @@ def _grey_array(image, name):
         elif a.dtype == np.uint8:  # PIL's convert("L"): ITU-R 601-2 luma, rounded
             r, g, b = a.astype(np.uint32).transpose(2, 0, 1)
             a = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
-        else:
-            a = a[:, :, 0] * 0.299 + a[:, :, 1] * 0.587 + a[:, :, 2] * 0.114
+        else:  # the same weights, kept in the array's own type (16-bit arrays: PIL has no 16-bit RGB)
+            luma = a[:, :, 0] * 0.299 + a[:, :, 1] * 0.587 + a[:, :, 2] * 0.114
+            a = np.rint(luma).astype(a.dtype) if a.dtype.kind == "u" else luma
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim != 2:

@@ -93,6 +93,9 @@ def test_grey_and_coloured_trimaps_convert_like_pil():
     colour = np.array([[[255, 0, 0], [12, 200, 99]]], np.uint8)
     expected = np.asarray(Image.fromarray(colour).convert("L")) / 255
     np.testing.assert_array_equal(minimatte.read_trimap(colour), expected)
+    deep = colour.astype(np.uint16) * 257  # 16-bit RGB arrays: the same luma, in 16 bits
+    np.testing.assert_allclose(minimatte.read_trimap(deep), expected, atol=0.5 / 255)
+    np.testing.assert_allclose(minimatte.read_trimap(deep / 65535, value_range=1.0), expected, atol=0.5 / 255)
 
 
 def test_sixteen_bit_files(tmp_path):
