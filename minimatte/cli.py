@@ -80,6 +80,20 @@ def _check_writable(outputs, mode):
             raise ValueError(f"output: a {form} file cannot hold {WRITTEN[mode]}, got {path!r}; use .png")
 
 
+def _check_not_inputs(jobs, background):
+    """Before any work: refuse an output that is one of the input files (an image, trimap, mask or background
+    of any job), which writing it would destroy: e.g. -o naming the image folder in batch mode."""
+    def same(path):
+        return os.path.normcase(os.path.realpath(path))
+
+    inputs = [path for image, hint, _ in jobs for path in (image, hint)] + [background]
+    read = {same(path): path for path in inputs if isinstance(path, str) and os.path.isfile(path)}
+    for *_, output in jobs:
+        if same(output) in read:
+            raise ValueError(f"output: {output!r} is the input file {read[same(output)]!r}; writing it would "
+                             "destroy it")
+
+
 def _alpha_image(alpha, bits):
     """The matte as a greyscale image of 8 or 16 bits, rounded to the nearest level (the reference's scripts
     truncate to 8 bits; metrics.to_uint8 does that)."""
@@ -123,6 +137,7 @@ def _matte(args):
     if (args.trimap is None) == (args.mask is None):
         raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
     jobs = _jobs(args)
+    _check_not_inputs(jobs, getattr(args, "background", None))
     if args.command == "matte":
         _check_writable([out for *_, out in jobs], "L" if args.bits == 8 else "I;16")
     else:

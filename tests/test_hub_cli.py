@@ -250,6 +250,16 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     for stem in ("a", "b"):
         expected = minimatte.infer(str(images / f"{stem}.jpg"), str(trimaps / f"{stem}.png"), model=NAME)
         assert np.abs(np.asarray(Image.open(out / f"{stem}.png")).astype(int) - np.rint(expected * 255)).max() == 0
+    inputs = {path: path.read_bytes() for path in (*images.iterdir(), *trimaps.iterdir())}
+    one = [str(images / "a.jpg"), str(trimaps / "a.png")]
+    for command in (["matte", str(images), str(trimaps), "-o", str(trimaps)],  # would write trimaps/a.png
+                    ["matte", str(images), str(trimaps), "-o", str(out / ".." / "trimaps")],  # by another path
+                    ["matte", *one, "-o", one[0]],
+                    ["cutout", *one, "-o", one[1], "--background", "red"],
+                    ["cutout", *one, "-o", str(out / "a.png"), "--background", str(out / "a.png")]):
+        assert cli.main([*command, "--model", NAME]) == 2  # refused before any work: inputs are not outputs
+        assert "is the input file" in capsys.readouterr().err
+    assert all(path.read_bytes() == data for path, data in inputs.items())
     (trimaps / "b.png").write_bytes(b"broken")  # one bad item: the others are still written, exit status 1
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME]) == 1
     err = capsys.readouterr().err
