@@ -101,14 +101,26 @@ def _alpha_image(alpha, bits):
     return Image.fromarray(np.clip(np.rint(alpha * top), 0, top).astype(np.uint8 if bits == 8 else np.uint16))
 
 
-def _paired_files(folder, *others, names=("image", "trimap", "trimap")):
-    """[(stem, path in folder, path in each other folder)] for every file of `folder`, paired by file stem."""
-    stems = [{os.path.splitext(f)[0]: os.path.join(d, f) for f in sorted(os.listdir(d))} for d in others]
-    pairs = []
+def _files_by_stem(folder, label):
+    """{stem: path} of the files in `folder`, hidden ones and subfolders skipped. Two files with one stem are
+    an error: which of them pairs with the other folders' file, and whose output keeps the name, is a guess."""
+    files = {}
     for name in sorted(os.listdir(folder)):
         path, stem = os.path.join(folder, name), os.path.splitext(name)[0]
         if name.startswith(".") or not os.path.isfile(path):
             continue
+        if stem in files:
+            raise ValueError(f"{label}: {os.path.basename(files[stem])!r} and {name!r} in {folder!r} share the name "
+                             f"{stem!r}; keep one of them there")
+        files[stem] = path
+    return files
+
+
+def _paired_files(folder, *others, names=("image", "trimap", "trimap")):
+    """[(stem, path in folder, path in each other folder)] for every file of `folder`, paired by file stem."""
+    stems = [_files_by_stem(other, label) for other, label in zip(others, names[1:])]
+    pairs = []
+    for stem, path in _files_by_stem(folder, names[0]).items():
         for other, files, label in zip(others, stems, names[1:]):
             if stem not in files:
                 raise FileNotFoundError(f"{label}: no file named {stem}.* in {other!r} for {path!r}")

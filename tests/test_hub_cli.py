@@ -260,6 +260,10 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
         assert cli.main([*command, "--model", NAME]) == 2  # refused before any work: inputs are not outputs
         assert "is the input file" in capsys.readouterr().err
     assert all(path.read_bytes() == data for path, data in inputs.items())
+    (images / "a.png").write_bytes((images / "a.jpg").read_bytes())  # two images named a: both outputs a.png
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 2
+    assert f"image: 'a.jpg' and 'a.png' in {str(images)!r} share the name 'a'" in capsys.readouterr().err
+    (images / "a.png").unlink()
     (trimaps / "b.png").write_bytes(b"broken")  # one bad item: the others are still written, exit status 1
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME]) == 1
     err = capsys.readouterr().err
