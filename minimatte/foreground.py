@@ -63,7 +63,8 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     a background, the RGB (H, W, 3) composite alpha * F + (1 - alpha) * background.
 
     background: a colour (name, #rrggbb, or an (r, g, b) tuple of integers 0..255) or an image (path, PIL image
-    or array; resized bicubically to the image's size, its colours converted into the image's colour space
+    or array; scaled bicubically to cover the image and centred, its aspect ratio kept (what overflows the
+    image is cropped, as a photo fills a frame), its colours converted into the image's colour space
     where their ICC profiles differ). foreground=False uses the image's own colours instead of
     estimate_foreground's: faster, but soft edges keep a fringe of the old background. alpha as for
     estimate_foreground. The result is in the image's colour space: save it with icc_profile(image).
@@ -115,8 +116,17 @@ def _read_background(background, image, size, value_range):
     except FileNotFoundError:
         raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
     if rgb.shape[:2] != size:
-        rgb = np.stack([resize_plane(rgb[..., c], size, Image.BICUBIC) for c in range(3)], axis=-1)
+        box = _cover(rgb.shape[:2], size)
+        rgb = np.stack([resize_plane(rgb[..., c], size, Image.BICUBIC, box) for c in range(3)], axis=-1)
     return rgb
+
+
+def _cover(source, target):
+    """The centred part of a `source` (h, w) picture with the aspect ratio of `target` (H, W), as PIL's resize box
+    (left, upper, right, lower): scaled to the target size it covers it, cropped, not stretched."""
+    (h, w), (height, width) = source, target
+    kept_w, kept_h = min(w, h * width / height), min(h, w * height / width)
+    return (w - kept_w) / 2, (h - kept_h) / 2, (w + kept_w) / 2, (h + kept_h) / 2
 
 
 def _multilevel(image, alpha, start, regularization, gradient_weight, small_iterations, big_iterations,

@@ -359,10 +359,11 @@ def _erode(mask, radius):
     return mask
 
 
-def resize_plane(plane, size, resample):
-    """A 2-D float array resized by PIL in float32 ("F" mode) to `size` = (H, W); resample e.g. Image.BICUBIC."""
+def resize_plane(plane, size, resample, box=None):
+    """A 2-D float array resized by PIL in float32 ("F" mode) to `size` = (H, W); resample e.g. Image.BICUBIC;
+    box (left, upper, right, lower): the part of the plane to resize, as PIL's resize takes it (all of it)."""
     img = Image.fromarray(np.asarray(plane, dtype=np.float32))  # a 2-D float32 array is mode "F"
-    return np.asarray(img.resize((size[1], size[0]), resample))
+    return np.asarray(img.resize((size[1], size[0]), resample, box))
 
 
 def _box_mean(x, radius):

@@ -122,13 +122,28 @@ def test_cutout_rgba_and_composites(tmp_path):
     Image.fromarray(rgba).save(tmp_path / "cutout.png")
     np.testing.assert_array_equal(cutout(image, str(tmp_path / "cutout.png"), background="#00ff00"),
                                   cutout(image, alpha8, background="#00ff00"))
-    # An image background of another size is resized bicubically (per float channel) to the image's size.
+    # An image background of another shape is scaled bicubically (per float channel) to cover the image: the
+    # 1024x576 photo's centre 890.2x576 (the lemur's 680:440) to 680x440.
     photo = np.asarray(Image.open(DATA / "vitmatte_demo" / "new_bg.jpg").convert("RGB"))
-    resized = np.stack([np.asarray(Image.fromarray(photo[..., c] / np.float32(255)).resize(image.shape[1::-1],
-                                                                                          Image.BICUBIC))
-                        for c in range(3)], axis=-1)
+    kept = 576 * 680 / 440
+    box = ((1024 - kept) / 2, 0, (1024 + kept) / 2, 576)
+    planes = (Image.fromarray(photo[..., c] / np.float32(255)) for c in range(3))
+    resized = np.stack([np.asarray(plane.resize((680, 440), Image.BICUBIC, box)) for plane in planes], axis=-1)
     want = np.rint(np.clip(a * image / 255 + (1 - a) * resized, 0, 1) * 255)
     np.testing.assert_array_equal(cutout(image, alpha, background=photo, foreground=False), want)
+
+
+def test_background_images_cover_the_image_without_stretching():
+    """A background of another aspect ratio is scaled to cover the image and centred; what overflows is cropped."""
+    image, clear = np.full((20, 20, 3), 9, np.uint8), np.zeros((20, 20))  # a square image, all background
+    stripes = np.zeros((10, 30, 3), np.uint8)  # wide: red, green, blue thirds
+    stripes[:, :10, 0], stripes[:, 10:20, 1], stripes[:, 20:, 2] = 255, 255, 255
+    wide = cutout(image, clear, background=stripes, foreground=False)
+    np.testing.assert_array_equal(wide[:, 2:-2], np.broadcast_to([0, 255, 0], (20, 16, 3)))  # the green third
+    tall = cutout(image, clear, background=stripes.transpose(1, 0, 2), foreground=False)  # 30x10: red, green, blue
+    np.testing.assert_array_equal(tall[2:-2], np.broadcast_to([0, 255, 0], (16, 20, 3)))
+    np.testing.assert_array_equal(cutout(image, clear, background=np.full((5, 5, 3), 77, np.uint8), foreground=False),
+                                  np.full((20, 20, 3), 77, np.uint8))  # the same shape: scaled as it is
 
 
 def test_background_colours_are_converted_into_the_images_colour_space(tmp_path):
