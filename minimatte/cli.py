@@ -141,6 +141,9 @@ def _jobs(args):
     if not os.path.isdir(hint):
         raise ValueError(f"trimap: with an image folder, the {'trimap' if args.mask is None else 'mask'} must be "
                          f"a folder too, got {hint!r}")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise ValueError(f"output: with an image folder, -o must be a folder (made if missing), got the file "
+                         f"{args.output!r}")
     return [(image, other, os.path.join(args.output, stem + ".png"))
             for stem, image, other in _paired_files(args.image, hint)]
 

@@ -264,6 +264,9 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 2
     assert f"image: 'a.jpg' and 'a.png' in {str(images)!r} share the name 'a'" in capsys.readouterr().err
     (images / "a.png").unlink()
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(images / "a.jpg"), "--model", NAME]) == 2
+    assert "output: with an image folder, -o must be a folder (made if missing), got the file" in \
+        capsys.readouterr().err
     (trimaps / "b.png").write_bytes(b"broken")  # one bad item: the others are still written, exit status 1
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME]) == 1
     err = capsys.readouterr().err
