@@ -102,12 +102,13 @@ def _alpha_image(alpha, bits):
 
 
 def _files_by_stem(folder, label):
-    """{stem: path} of the files in `folder`, hidden ones and subfolders skipped. Two files with one stem are
-    an error: which of them pairs with the other folders' file, and whose output keeps the name, is a guess."""
+    """{stem: path} of the image files in `folder`: hidden files, subfolders and files whose extension is no
+    image format's (notes.txt) are skipped. Two files with one stem are an error: which of them pairs with the
+    other folders' file, and whose output keeps the name, is a guess."""
     files = {}
     for name in sorted(os.listdir(folder)):
-        path, stem = os.path.join(folder, name), os.path.splitext(name)[0]
-        if name.startswith(".") or not os.path.isfile(path):
+        (stem, extension), path = os.path.splitext(name), os.path.join(folder, name)
+        if name.startswith(".") or extension.lower() not in Image.registered_extensions() or not os.path.isfile(path):
             continue
         if stem in files:
             raise ValueError(f"{label}: {os.path.basename(files[stem])!r} and {name!r} in {folder!r} share the name "

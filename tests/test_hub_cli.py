@@ -245,8 +245,15 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     for stem, size in (("a", (30, 40)), ("b", (50, 20))):
         Image.fromarray(rng.integers(0, 256, size + (3,), dtype=np.uint8)).save(images / f"{stem}.jpg")
         Image.fromarray(np.full(size, 128, np.uint8)).save(trimaps / f"{stem}.png")
+    (images / "notes.txt").write_text("not an image")  # skipped, as hidden files and folders are
+    (images / ".hidden.png").write_bytes(b"")
+    (images / "folder.png").mkdir()
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 0
     assert "[2/2] wrote" in capsys.readouterr().err
+    assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.png"]
+    (images / "notes.txt").unlink()
+    (images / ".hidden.png").unlink()
+    (images / "folder.png").rmdir()
     for stem in ("a", "b"):
         expected = minimatte.infer(str(images / f"{stem}.jpg"), str(trimaps / f"{stem}.png"), model=NAME)
         assert np.abs(np.asarray(Image.open(out / f"{stem}.png")).astype(int) - np.rint(expected * 255)).max() == 0
