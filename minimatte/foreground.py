@@ -22,7 +22,7 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import icc_profile, in_colour_space, read_grey, read_image, resize_plane
+from .processing import check_size, icc_profile, in_colour_space, read_grey, read_image, resize_plane
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
@@ -93,9 +93,7 @@ def _read_alpha(alpha, dtype=np.float64):
 def _read_pair(image, alpha, value_range, dtype=np.float64):
     """image ((H, W, 3) in [0, 1]) and alpha ((H, W), see _read_alpha), as float64 or `dtype`."""
     rgb, matte = read_image(image, value_range, dtype=dtype), _read_alpha(alpha, dtype)
-    if matte.shape != rgb.shape[:2]:
-        raise ValueError(f"alpha: size {matte.shape[0]}x{matte.shape[1]} (HxW) does not match the image's "
-                         f"{rgb.shape[0]}x{rgb.shape[1]}")
+    check_size("alpha", matte.shape, "image", rgb.shape)
     return rgb, matte
 
 

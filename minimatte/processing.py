@@ -257,9 +257,7 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
         suffix = "" if single else f"[{i}]"
         rgb = read_image(image, value_range, "image" + suffix)
         alpha_hint = read_trimap(trimap, value_range, "trimap" + suffix)
-        if rgb.shape[:2] != alpha_hint.shape:
-            raise ValueError(f"trimap{suffix}: size {alpha_hint.shape[0]}x{alpha_hint.shape[1]} (HxW) does not "
-                             f"match the image's {rgb.shape[0]}x{rgb.shape[1]}")
+        check_size("trimap" + suffix, alpha_hint.shape, "image", rgb.shape)
         items.append(_normalize(rgb, alpha_hint, config))
         sizes.append(rgb.shape[:2])
     padded = {_padded_size(s, config) for s in sizes}
@@ -292,6 +290,13 @@ def _normalize(rgb, trimap, config):
     return np.concatenate([rgb.transpose(2, 0, 1), trimap[None]], axis=0)
 
 
+def check_size(name, shape, other, other_shape):
+    """One clear error where the (H, W) of `name` differs from that of `other` (shapes may have channels)."""
+    if tuple(shape[:2]) != tuple(other_shape[:2]):
+        raise ValueError(f"{name}: size {shape[0]}x{shape[1]} (HxW) does not match the {other}'s "
+                         f"{other_shape[0]}x{other_shape[1]}")
+
+
 def crop(alphas, sizes):
     """(B, 1, Hp, Wp) model output -> list of (H, W) alphas at the inputs' sizes."""
     return [a[0, :h, :w] for a, (h, w) in zip(alphas, sizes)]
@@ -304,9 +309,7 @@ def force_known_regions(alpha, trimap, value_range=None):
     The reference leaves the network's values there (a trained model's are near 0 and 1, not necessarily
     exactly), and an alpha upsampled from a reduced size (infer's max_size) is blurred across the trimap's edges."""
     hint = read_trimap(trimap, value_range)
-    if hint.shape != alpha.shape:
-        raise ValueError(f"trimap: size {hint.shape[0]}x{hint.shape[1]} (HxW) does not match the alpha's "
-                         f"{alpha.shape[0]}x{alpha.shape[1]}")
+    check_size("trimap", hint.shape, "alpha", alpha.shape)
     alpha[hint == 0] = 0
     alpha[hint == 1] = 1
     return alpha
