@@ -195,17 +195,31 @@ def _convert(args):
 
 
 def _evaluate(args):
-    rows = []
-    for stem, *paths in _paired_files(args.pred_dir, args.gt_dir, args.trimap_dir, names=("pred", "gt", "trimap")):
-        pred, gt, trimap = (np.rint(read(path, name=name) * 255).astype(np.uint8)
-                            for read, path, name in zip((read_grey, read_grey, read_trimap), paths,
-                                                        ("pred", "gt", "trimap")))
-        rows.append((stem, metrics.evaluate(pred, gt, trimap)))
+    """The metrics' table, a row printed as each image is scored; then the mean, and a note of ground truths
+    without a prediction (the mean leaves them out)."""
+    triples = _paired_files(args.pred_dir, args.gt_dir, args.trimap_dir, names=("pred", "gt", "trimap"))
     columns = list(metrics.METRICS)
     print(f"| image | {' | '.join(c + (' (x1e3)' if c == 'MSE' else '') for c in columns)} |")
     print("|---" * (len(columns) + 1) + "|")
-    for name, scores in rows + [("mean", {c: sum(s[c] for _, s in rows) / len(rows) for c in columns})]:
-        print(f"| {name} | {' | '.join(f'{scores[c]:.3f}' for c in columns)} |")
+
+    def row(name, scores):
+        print(f"| {name} | {' | '.join(f'{scores[c]:.3f}' for c in columns)} |", flush=True)
+
+    rows = []
+    for stem, *paths in triples:
+        mattes = (np.rint(read(path, name=name) * 255).astype(np.uint8) for read, path, name in
+                  zip((read_grey, read_grey, read_trimap), paths, ("pred", "gt", "trimap")))
+        try:
+            rows.append(metrics.evaluate(*mattes))
+        except ValueError as error:
+            raise ValueError(f"{stem}: {error}") from None
+        row(stem, rows[-1])
+    row("mean", {c: sum(scores[c] for scores in rows) / len(rows) for c in columns})
+    missing = sorted(set(_files_by_stem(args.gt_dir, "gt")) - {stem for stem, *_ in triples})
+    if missing:
+        print(f"minimatte: note: {len(missing)} of {len(missing) + len(rows)} ground truths have no prediction in "
+              f"{args.pred_dir!r} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); the mean is over "
+              f"the {len(rows)} predicted", file=sys.stderr)
 
 
 def build_parser():

@@ -55,11 +55,11 @@ def _gaussian_derivative_filters(sigma=1.4):
 
 def _correlate1d(x, taps, axis):
     """Correlation along one axis with replicated borders (scipy.ndimage mode 'nearest')."""
-    half = len(taps) // 2
+    half, n = len(taps) // 2, x.shape[axis]
     padded = np.pad(x, [(half, half) if a == axis else (0, 0) for a in range(x.ndim)], mode="edge")
     out = np.zeros_like(x)
     for i, t in enumerate(taps):
-        out += t * np.take(padded, np.arange(i, i + x.shape[axis]), axis=axis)
+        out += t * padded[(slice(None),) * axis + (slice(i, i + n),)]
     return out
 
 
@@ -76,46 +76,49 @@ def grad(pred, gt, trimap):
     return float((diff ** 2)[_unknown(trimap)].sum() / 1000)
 
 
+def _runs(mask):
+    """The horizontal runs of True in a 2-D boolean mask, in raster order, as (starts, stops): positions in the
+    mask flattened with one False column added on each side, so that runs never continue into the next row."""
+    height, width = mask.shape
+    framed = np.zeros((height, width + 2), np.int8)
+    framed[:, 1:-1] = mask
+    edges = np.flatnonzero(np.diff(framed.ravel())) + 1  # where a run starts, and where one has stopped
+    return edges[::2], edges[1::2]
+
+
 def largest_component(mask):
-    """The largest 4-connected component of a boolean mask (background excluded), by union-find over row runs."""
+    """The largest 4-connected component of a boolean mask (background excluded; ties: the first in raster order,
+    as scipy.ndimage.label's lowest label). Runs of True in each row are joined with the runs they overlap in the
+    row above: components of that graph by hooking each root onto its smallest neighbouring root and pointer
+    jumping, all in array operations (a Python loop over runs takes seconds a megapixel)."""
     mask = np.asarray(mask, dtype=bool)
-    runs = []  # (row, start, stop) of each horizontal run of True
-    for row in range(mask.shape[0]):
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], mask[row].view(np.int8), [0]))))
-        runs.extend((row, int(s), int(e)) for s, e in zip(edges[::2], edges[1::2]))
-    parent = list(range(len(runs)))
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    by_row = {}
-    for i, (row, _, _) in enumerate(runs):
-        by_row.setdefault(row, []).append(i)
-    for row, current in by_row.items():
-        above, a = by_row.get(row - 1, []), 0
-        for i in current:  # runs are sorted by start within a row: a two-pointer sweep
-            _, s, e = runs[i]
-            while a < len(above) and runs[above[a]][2] <= s:
-                a += 1
-            b = a
-            while b < len(above) and runs[above[b]][1] < e:  # overlapping columns touch vertically
-                parent[root(above[b])] = root(i)
-                b += 1
-    out = np.zeros_like(mask)
-    if not runs:
-        return out
-    sizes = {}
-    for i, (_, s, e) in enumerate(runs):
-        r = root(i)
-        sizes[r] = sizes.get(r, 0) + e - s
-    best = max(sizes, key=sizes.get)
-    for i, (row, s, e) in enumerate(runs):
-        if root(i) == best:
-            out[row, s:e] = True
-    return out
+    row = mask.shape[1] + 2  # the framed row length of _runs
+    starts, stops = _runs(mask)
+    if not len(starts):
+        return np.zeros_like(mask)
+    # run j touches runs first[j]..last[j]-1 of the row above: those stopping after it starts, starting before it stops
+    first = np.searchsorted(stops, starts - row, side="right")
+    last = np.searchsorted(starts, stops - row, side="left")
+    counts = np.maximum(last - first, 0)
+    below = np.repeat(np.arange(len(starts)), counts)
+    above = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    root = np.arange(len(starts))
+    while True:
+        top, bottom = root[above], root[below]
+        apart = top != bottom  # touching runs still in two trees
+        if not apart.any():
+            break
+        above, below, top, bottom = above[apart], below[apart], top[apart], bottom[apart]
+        np.minimum.at(root, np.maximum(top, bottom), np.minimum(top, bottom))  # to smaller roots only: no cycles
+        while True:
+            up = root[root]
+            if np.array_equal(up, root):
+                break
+            root = up
+    best = root == np.argmax(np.bincount(root, weights=stops - starts))  # a root is its component's first run
+    edges = np.zeros(mask.shape[0] * row, np.int8)
+    edges[starts[best]], edges[stops[best]] = 1, -1
+    return np.cumsum(edges, dtype=np.int8).reshape(mask.shape[0], row)[:, 1:-1].astype(bool)
 
 
 def conn(pred, gt, trimap, step=0.1, theta=0.15):
@@ -139,7 +142,14 @@ METRICS = {"SAD": sad, "MSE": mse, "Grad": grad, "Conn": conn}
 
 
 def evaluate(pred, gt, trimap):
-    """All four metrics of one 8-bit prediction; MSE as printed in papers (x 1e3)."""
+    """All four metrics of one 8-bit prediction; MSE as printed in papers (x 1e3). A trimap with no pixel of 128
+    is refused: every score would be 0, whatever the prediction (some trimaps mark unknown with another grey)."""
+    trimap = np.asarray(trimap)
+    if not _unknown(trimap).any():
+        grey = np.unique(trimap[(trimap != 0) & (trimap != 255)])
+        found = f"its grey values: {', '.join(map(str, grey[:8]))}{' ...' if len(grey) > 8 else ''}" if len(grey) \
+            else "it has only 0 and 255"
+        raise ValueError(f"trimap: no pixel is 128, the unknown value whose region the metrics score ({found})")
     scores = {name: fn(pred, gt, trimap) for name, fn in METRICS.items()}
     scores["MSE"] *= 1e3
     return scores

@@ -59,8 +59,17 @@ def test_conn_matches_scipy_port():
     gt = np.clip(255 * (1.5 - np.hypot(y - 30, x - 35) / 20) + rng.normal(0, 30, y.shape), 0, 255).astype(np.uint8)
     pred = np.clip(gt.astype(int) + rng.integers(-60, 60, gt.shape), 0, 255).astype(np.uint8)
     trimap = np.full(gt.shape, 128, np.uint8)
-    for a, b in ((pred, gt), (gt, pred)):
-        mask = rng.random(gt.shape) > 0.3
+    snake = np.zeros((31, 41), bool)  # one component 600 runs long, joined alternately at either end
+    snake[::2] = True
+    snake[1::4, -1] = snake[3::4, 0] = True
+    comb = np.zeros((30, 40), bool)  # teeth joined only in the last row
+    comb[:, ::2] = comb[-1] = True
+    ties = np.zeros((10, 10), bool)  # three components of 3 pixels: the first in raster order wins
+    ties[0, 7:] = ties[5, 2:5] = ties[9, :3] = True
+    masks = [rng.random(shape) > p for p in (0.3, 0.5, 0.6) for shape in ((60, 70), (1, 50), (50, 1), (3, 300))]
+    masks += [snake, snake.T, snake[::-1, ::-1], comb, comb[::-1], comb.T, ties, ties.T, np.zeros((4, 5), bool),
+              np.ones((4, 5), bool)]
+    for mask in masks:
         np.testing.assert_array_equal(metrics.largest_component(mask), largest(mask))
     p, g = pred / 255.0, gt / 255.0
     level = np.full(p.shape, -1.0)
@@ -71,6 +80,17 @@ def test_conn_matches_scipy_port():
     level[level == -1] = 1
     phi_p, phi_g = 1 - (p - level) * (p - level >= 0.15), 1 - (g - level) * (g - level >= 0.15)
     assert metrics.conn(pred, gt, trimap) == pytest.approx(np.abs(phi_p - phi_g).sum() / 1000, rel=1e-12)
+
+
+def test_evaluate_refuses_a_trimap_without_unknown_pixels():
+    """Every score would be 0: e.g. pymatting's lemur trimap marks unknown with 102, not DIM's 128."""
+    gt = np.random.default_rng(3).integers(0, 256, (20, 30), dtype=np.uint8)
+    trimap = np.full(gt.shape, 102, np.uint8)
+    trimap[:5] = 0
+    with pytest.raises(ValueError, match=r"trimap: no pixel is 128, .*\(its grey values: 102\)"):
+        metrics.evaluate(255 - gt, gt, trimap)
+    with pytest.raises(ValueError, match="it has only 0 and 255"):
+        metrics.evaluate(255 - gt, gt, np.where(gt > 128, 255, 0).astype(np.uint8))
 
 
 def test_trimap_from_mask():
@@ -137,3 +157,12 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 0
     mean = [float(v) for v in capsys.readouterr().out.splitlines()[-1].split("|")[2:6]]
     assert all(v > 0 for v in mean)
+
+    (pred_dir / names[1]).unlink()  # a ground truth without prediction: scored without it, and said so
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert [r.split("|")[1].strip() for r in out.splitlines()[2:]] == ["GT01", "mean"]
+    assert "1 of 2 ground truths have no prediction" in err and "(GT02); the mean is over the 1 predicted" in err
+    Image.open(root / "gt_training_lowres" / names[1]).convert("L").save(pred_dir / names[0])  # another size
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 2
+    assert "minimatte: error: GT01: pred, gt, trimap: sizes differ" in capsys.readouterr().err
