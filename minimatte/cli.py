@@ -11,7 +11,7 @@ from PIL import Image, ImageCms
 
 from . import api, backend, convert, hub, metrics
 from .files import atomic_output
-from .foreground import cutout
+from .foreground import cutout, read_background
 from .processing import icc_profile, in_colour_space, read_grey, read_trimap, trimap_from_mask
 from .progress import Items
 
@@ -158,6 +158,8 @@ def _matte(args):
         _check_writable([out for *_, out in jobs], "L" if args.bits == 8 else "I;16")
     else:
         _check_writable([out for *_, out in jobs], "RGBA" if args.background is None else "RGB")
+        if args.background is not None:
+            read_background(args.background, (1, 1))  # a bad colour or image file is refused before any work
     model = api.load(args.model, backend=args.backend, precision=args.precision, preprocessing=args.preprocessing)
     progress = Items(len(jobs), "images" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown

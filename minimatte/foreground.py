@@ -65,7 +65,7 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     background: a colour (name, #rrggbb, or an (r, g, b) tuple of integers 0..255) or an image (path, PIL image
     or array; scaled bicubically to cover the image and centred, its aspect ratio kept (what overflows the
     image is cropped, as a photo fills a frame), its colours converted into the image's colour space
-    where their ICC profiles differ). foreground=False uses the image's own colours instead of
+    where their ICC profiles differ); opaque, as the composite is. foreground=False uses the image's own colours instead of
     estimate_foreground's: faster, but soft edges keep a fringe of the old background. alpha as for
     estimate_foreground. The result is in the image's colour space: save it with icc_profile(image).
     """
@@ -78,7 +78,7 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     if background is None:
         result = np.concatenate([colours, a], axis=2)
     else:
-        result = a * colours + (1 - a) * _read_background(background, image, matte.shape, value_range)
+        result = a * colours + (1 - a) * read_background(background, matte.shape, image, value_range)
     np.clip(result, 0, 1, out=result)
     result *= 255
     return np.rint(result, out=result).astype(np.uint8)
@@ -97,20 +97,27 @@ def _read_pair(image, alpha, value_range, dtype=np.float64):
     return rgb, matte
 
 
-def _read_background(background, image, size, value_range):
+def read_background(background, size, image=None, value_range=None):
     """A background colour or image as float (H, W, 3) in [0, 1] at `size` = (H, W); an image's colours in the
-    colour space of `image` (its ICC profile; untagged and arrays: sRGB)."""
+    colour space of `image` (its ICC profile; untagged images, arrays and None: sRGB). A background with
+    transparency is refused: a composite is opaque, and would show the colours hidden under it."""
     if isinstance(background, tuple):
         if len(background) != 3 or not all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in background):
             raise ValueError(f"background: a colour tuple needs 3 integers 0..255 (r, g, b), got {background!r}")
         return np.broadcast_to(np.float64(background) / 255, size + (3,))
     if isinstance(background, str):
         try:
-            return np.broadcast_to(np.float64(ImageColor.getrgb(background)[:3]) / 255, size + (3,))
+            colour = ImageColor.getrgb(background)
         except ValueError:
-            pass
+            colour = None
+        if colour is not None:
+            if colour[3:] not in ((), (255,)):
+                raise ValueError(f"background: {background!r} is partly transparent; a composite is opaque: give "
+                                 "an opaque colour, or no background for an RGBA cut-out")
+            return np.broadcast_to(np.float64(colour[:3]) / 255, size + (3,))
     try:
-        rgb = read_image(in_colour_space(background, icc_profile(image), "background"), value_range, "background")
+        rgb = read_image(in_colour_space(background, icc_profile(image), "background"), value_range, "background",
+                         opaque=True)
     except FileNotFoundError:
         raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
     if rgb.shape[:2] != size:

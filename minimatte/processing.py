@@ -170,13 +170,17 @@ def _rescaled(a, name, value_range, dtype=np.float64):
     raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float")
 
 
-def read_image(image, value_range=None, name="image", dtype=np.float64):
+def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=False):
     """An RGB image (path, PIL image or array) as float64 (or `dtype`) (H, W, 3) in [0, 1]: RGB values as
-    stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see icc_profile)."""
+    stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see icc_profile). An alpha
+    channel is dropped; with opaque=True (a background) transparent pixels in it are an error."""
     if isinstance(image, (str, os.PathLike)):
         image = _open(image, name)
     a = _as_array(in_colour_space(image, icc_profile(image), name), name)
     if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
+        if opaque and _rescaled(a[:, :, -1], name, value_range).min() < 1:
+            raise ValueError(f"{name}: the image has transparent pixels, whose hidden colours a composite would "
+                             "show; flatten it onto a colour first, or give no background for an RGBA cut-out")
         a = a[:, :, :-1]
     if a.ndim == 3 and a.shape[2] == 1 or a.ndim == 2:
         a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, axis=2)

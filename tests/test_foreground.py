@@ -103,6 +103,18 @@ def test_bad_input_is_one_clear_error():
     for colour in [(0, 1.0, 0), (0, 256, 0), (0, 255)]:
         with pytest.raises(ValueError, match=r"background: a colour tuple needs 3 integers 0\.\.255"):
             cutout(image, np.zeros((10, 12)), background=colour)
+    # A composite is opaque: a background with transparency would show the colours under it.
+    for colour in ("#00ff0080", "#0f08"):
+        with pytest.raises(ValueError, match=f"background: '{colour}' is partly transparent"):
+            cutout(image, np.zeros((10, 12)), background=colour)
+    np.testing.assert_array_equal(cutout(image, np.zeros((10, 12)), background="#00ff00ff"),
+                                  cutout(image, np.zeros((10, 12)), background="#00ff00"))
+    backdrop = np.dstack([np.zeros((5, 5, 3), np.uint8), np.full((5, 5), 255, np.uint8)])
+    cutout(image, np.zeros((10, 12)), background=backdrop)  # opaque RGBA: its colours
+    backdrop[2, 2, 3] = 254
+    for picture in backdrop, Image.fromarray(backdrop), backdrop[..., 2:]:  # RGBA and LA
+        with pytest.raises(ValueError, match="background: the image has transparent pixels"):
+            cutout(image, np.zeros((10, 12)), background=picture)
 
 
 def test_cutout_rgba_and_composites(tmp_path):

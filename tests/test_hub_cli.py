@@ -194,9 +194,11 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
     Image.open(image).convert("L").save(tagged, icc_profile=grey_profile(1.0))  # read into sRGB through it
     assert cli.main(["cutout", str(tagged), str(trimap), "-o", str(tmp_path / "c_grey.png"), "--model", NAME]) == 0
     assert "icc_profile" not in Image.open(tmp_path / "c_grey.png").info  # a grey profile cannot describe RGB
-    assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME,
-                     "--background", "nonsense"]) == 2
-    assert "background: 'nonsense' is neither a colour nor an image file" in capsys.readouterr().err
+    for background, error in (("nonsense", "background: 'nonsense' is neither a colour nor an image file"),
+                              ("#00ff0080", "background: '#00ff0080' is partly transparent; a composite is opaque")):
+        assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", "none",
+                         "--background", background]) == 2  # before the model loads
+        assert error in capsys.readouterr().err
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "h.png"), "--model", NAME,
                      "--precision", "float16"]) == 0
     half = minimatte.infer(str(image), str(trimap), model=NAME, precision="float16")
@@ -313,7 +315,9 @@ def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
     assert frames[-1] == f"wrote {tmp_path / 'c.png'}\n"  # the bar makes way for the message
     terminal.seek(0)
     terminal.truncate()
-    assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--model", NAME,
-                     "--max-size", "64", "--background", "nonsense"]) == 2
-    assert terminal.getvalue().endswith("\r\x1b[Kminimatte: error: background: 'nonsense' is neither a colour "
-                                        "nor an image file\n")  # the bar erased first
+    unwritable = image / "c.png"  # a file's path as a folder: found out when the cut-out is saved
+    assert cli.main(["cutout", str(image), str(trimap), "-o", str(unwritable), "--model", NAME,
+                     "--max-size", "64"]) == 1
+    erased, error = terminal.getvalue().rsplit("\r\x1b[K", 1)  # the bar erased first
+    assert "] patch embedding" in erased and error.startswith(f"minimatte: error: output: cannot write "
+                                                              f"{str(unwritable)!r} (")
