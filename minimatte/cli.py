@@ -117,7 +117,7 @@ def _files_by_stem(folder, label):
     return files
 
 
-def _paired_files(folder, *others, names=("image", "trimap", "trimap")):
+def _paired_files(folder, *others, names):
     """[(stem, path in folder, path in each other folder)] for every file of `folder`, paired by file stem."""
     stems = [_files_by_stem(other, label) for other, label in zip(others, names[1:])]
     pairs = []
@@ -131,28 +131,51 @@ def _paired_files(folder, *others, names=("image", "trimap", "trimap")):
     return pairs
 
 
-def _jobs(args):
-    """(image, trimap or mask, output) triples: one file, or each image of a folder paired by file stem."""
-    hint = args.trimap if args.mask is None else args.mask
-    if not os.path.isdir(args.image):
-        output = args.output
+def _jobs(source, output, hint=None, hint_label="trimap"):
+    """(source, hint, output) triples: one file, or each file of a folder, paired by file stem with the hint
+    folder's (trimaps or masks) if there is one."""
+    if not os.path.isdir(source):
         if os.path.isdir(output):  # a folder, as in batch mode: NAME.png inside it
-            output = os.path.join(output, os.path.splitext(os.path.basename(args.image))[0] + ".png")
-        return [(args.image, hint, output)]
-    if not os.path.isdir(hint):
-        raise ValueError(f"trimap: with an image folder, the {'trimap' if args.mask is None else 'mask'} must be "
-                         f"a folder too, got {hint!r}")
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise ValueError(f"output: with an image folder, -o must be a folder (made if missing), got the file "
-                         f"{args.output!r}")
-    return [(image, other, os.path.join(args.output, stem + ".png"))
-            for stem, image, other in _paired_files(args.image, hint)]
+            output = os.path.join(output, os.path.splitext(os.path.basename(source))[0] + ".png")
+        return [(source, hint, output)]
+    if hint is not None and not os.path.isdir(hint):
+        raise ValueError(f"trimap: with an image folder, the {hint_label} must be a folder too, got {hint!r}")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise ValueError(f"output: with an input folder, -o must be a folder (made if missing), got the file "
+                         f"{output!r}")
+    if hint is None:
+        return [(path, None, os.path.join(output, stem + ".png"))
+                for stem, path in _paired_files(source, names=(hint_label,))]
+    return [(image, other, os.path.join(output, stem + ".png"))
+            for stem, image, other in _paired_files(source, hint, names=("image", hint_label))]
+
+
+def _run(jobs, work, progress):
+    """work(source, hint, output) for each job, reported by `progress` (progress.Items). One job's error is
+    raised; in batch mode a failed job is reported and skipped, and the run fails at the end."""
+    failed = 0
+    for job in jobs:
+        try:
+            work(*job)
+        except (ValueError, TypeError, OSError) as error:  # bad input, missing or unwritable file
+            if len(jobs) == 1:
+                progress.clear()
+                raise
+            failed += 1
+            progress.item_done(f"minimatte: error: {error}", always_show=True)
+            continue
+        progress.item_done(f"wrote {job[-1]}")
+    if failed:
+        raise RuntimeError(f"{failed} of {len(jobs)} images failed")
 
 
 def _matte(args):
     if (args.trimap is None) == (args.mask is None):
         raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
-    jobs = _jobs(args)
+    if args.mask is None:
+        jobs = _jobs(args.image, args.output, args.trimap)
+    else:
+        jobs = _jobs(args.image, args.output, args.mask, "mask")
     _check_not_inputs(jobs, getattr(args, "background", None))
     if args.command == "matte":
         _check_writable([out for *_, out in jobs], "L" if args.bits == 8 else "I;16")
@@ -163,29 +186,32 @@ def _matte(args):
     model = api.load(args.model, backend=args.backend, precision=args.precision, preprocessing=args.preprocessing)
     progress = Items(len(jobs), "images" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
-    failed = 0
-    for image, hint, output in jobs:
-        try:
-            trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
-            alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
-                              force_known=args.force_known)
-            if args.command == "matte":
-                _save_atomically(_alpha_image(alpha, args.bits), output)
-            else:
-                if not args.raw_colors:
-                    progress.within(1.0, "foreground colours")
-                result = cutout(image, alpha, args.background, foreground=not args.raw_colors, backend=args.backend)
-                _save_atomically(Image.fromarray(result), output, icc_profile(image))  # the image's colours
-        except (ValueError, TypeError, OSError) as error:  # bad input, missing or unwritable file
-            if len(jobs) == 1:
-                progress.clear()
-                raise
-            failed += 1
-            progress.item_done(f"minimatte: error: {error}", always_show=True)
-            continue
-        progress.item_done(f"wrote {output}")
-    if failed:
-        raise RuntimeError(f"{failed} of {len(jobs)} images failed")
+
+    def work(image, hint, output):
+        trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
+        alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
+                          force_known=args.force_known)
+        if args.command == "matte":
+            _save_atomically(_alpha_image(alpha, args.bits), output)
+            return
+        if not args.raw_colors:
+            progress.within(1.0, "foreground colours")
+        result = cutout(image, alpha, args.background, foreground=not args.raw_colors, backend=args.backend)
+        _save_atomically(Image.fromarray(result), output, icc_profile(image))  # the image's colours
+
+    _run(jobs, work, progress)
+
+
+def _trimap(args):
+    jobs = _jobs(args.mask, args.output, hint_label="mask")
+    _check_not_inputs(jobs, None)
+    for output in (out for *_, out in jobs):
+        if _format(output) == "JPEG":  # lossy: 128 would come back as 127 or 129, no longer unknown
+            raise ValueError(f"output: a JPEG file would change the trimap's values, got {output!r}; use .png")
+    _check_writable([out for *_, out in jobs], "L")
+    progress = Items(len(jobs), "masks" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
+    _run(jobs, lambda mask, _, output: _save_atomically(Image.fromarray(trimap_from_mask(mask, band=args.band)),
+                                                        output), progress)
 
 
 def _download(args):
@@ -273,6 +299,16 @@ def build_parser():
                          help="compute precision; float16 is for GPUs (statistics and softmax stay float32; on "
                               "the CPU it is slower) (default: %(default)s)")
         sub.set_defaults(run=_matte)
+    text = "write the trimap that --mask builds from a mask, to inspect or retouch it before matting"
+    sub = commands.add_parser("trimap", help=text, description=text + " (0 background, 128 unknown, 255 foreground)")
+    sub.add_argument("mask", help="a mask file: binary (0/255 or 0/1) or soft; of a cut-out with transparency, its "
+                                  "alpha; or a folder of them (batch mode)")
+    sub.add_argument("--band", type=int, default=10,
+                     help="unknown band width in pixels on each side of the edge (default: %(default)s)")
+    sub.add_argument("-o", "--output", required=True,
+                     help="output file (.png; the extension picks the format, JPEG is refused), or a folder for "
+                          "NAME.png; in batch mode a folder")
+    sub.set_defaults(run=_trimap)
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",
                               description=f"Download a checkpoint into {hub.cache_dir()} "
                                           "($MINIMATTE_CACHE overrides) and print its directory.")

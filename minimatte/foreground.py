@@ -65,9 +65,9 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     background: a colour (name, #rrggbb, or an (r, g, b) tuple of integers 0..255) or an image (path, PIL image
     or array; scaled bicubically to cover the image and centred, its aspect ratio kept (what overflows the
     image is cropped, as a photo fills a frame), its colours converted into the image's colour space
-    where their ICC profiles differ); opaque, as the composite is. foreground=False uses the image's own colours instead of
-    estimate_foreground's: faster, but soft edges keep a fringe of the old background. alpha as for
-    estimate_foreground. The result is in the image's colour space: save it with icc_profile(image).
+    where their ICC profiles differ); opaque, as the composite is. foreground=False uses the image's own
+    colours instead of estimate_foreground's: faster, but soft edges keep a fringe of the old background.
+    alpha as for estimate_foreground. The result is in the image's colour space: save it with icc_profile(image).
     """
     if foreground:  # the image is read once, by estimate_foreground: at 12 megapixels a copy is 288 MB
         colours = to_numpy(estimate_foreground(image, alpha, value_range=value_range, backend=backend))

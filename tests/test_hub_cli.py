@@ -274,7 +274,7 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert f"image: 'a.jpg' and 'a.png' in {str(images)!r} share the name 'a'" in capsys.readouterr().err
     (images / "a.png").unlink()
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(images / "a.jpg"), "--model", NAME]) == 2
-    assert "output: with an image folder, -o must be a folder (made if missing), got the file" in \
+    assert "output: with an input folder, -o must be a folder (made if missing), got the file" in \
         capsys.readouterr().err
     (trimaps / "b.png").write_bytes(b"broken")  # one bad item: the others are still written, exit status 1
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME]) == 1
@@ -321,3 +321,37 @@ def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
     erased, error = terminal.getvalue().rsplit("\r\x1b[K", 1)  # the bar erased first
     assert "] patch embedding" in erased and error.startswith(f"minimatte: error: output: cannot write "
                                                               f"{str(unwritable)!r} (")
+
+
+def test_cli_trimap_writes_what_mask_builds(served, tmp_path, capsys):
+    """`minimatte trimap MASK` writes the trimap that `--mask MASK` mattes with: matting with the written file
+    gives the same alpha. Folders of masks give folders of trimaps; lossy JPEG and overwriting the mask are
+    refused before any work."""
+    mask = np.zeros((40, 60), np.uint8)
+    mask[10:30, 15:45] = 255
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(mask).save(masks / "a.png")
+    Image.fromarray(mask.T.copy()).save(masks / "b.png")
+    assert cli.main(["trimap", str(masks / "a.png"), "-o", str(tmp_path / "t.png"), "--band", "3"]) == 0
+    written = np.asarray(Image.open(tmp_path / "t.png"))
+    np.testing.assert_array_equal(written, minimatte.trimap_from_mask(mask, band=3))
+    assert set(np.unique(written)) == {0, 128, 255}
+    image = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(image)
+    for hint in ([str(tmp_path / "t.png")], ["--mask", str(masks / "a.png")]):
+        assert cli.main(["matte", str(image), *hint, "-o", str(tmp_path / f"alpha{len(hint)}.png"), "--band", "3",
+                         "--model", NAME]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "alpha1.png")),
+                                  np.asarray(Image.open(tmp_path / "alpha2.png")))
+    assert cli.main(["trimap", str(masks), "-o", str(tmp_path / "trimaps")]) == 0
+    assert "[2/2] wrote" in capsys.readouterr().err
+    for stem, plane in (("a", mask), ("b", mask.T)):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "trimaps" / f"{stem}.png")),
+                                      minimatte.trimap_from_mask(plane))
+    for output, error in ((tmp_path / "t.jpg", "output: a JPEG file would change the trimap's values"),
+                          (masks / "a.png", "is the input file")):
+        assert cli.main(["trimap", str(masks / "a.png"), "-o", str(output)]) == 2
+        assert error in capsys.readouterr().err
+    assert not (tmp_path / "t.jpg").exists()
+    np.testing.assert_array_equal(np.asarray(Image.open(masks / "a.png")), mask)
