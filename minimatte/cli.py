@@ -157,6 +157,9 @@ def _run(jobs, work, progress):
     for job in jobs:
         try:
             work(*job)
+        except KeyboardInterrupt:
+            progress.clear()  # the bar makes way for main's message
+            raise
         except (ValueError, TypeError, OSError) as error:  # bad input, missing or unwritable file
             if len(jobs) == 1:
                 progress.clear()
@@ -254,7 +257,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
         epilog="Exit status: 0 success, 1 missing file / unwritable output / download / some batch items failed, "
-               "2 bad input.")
+               "2 bad input, 130 interrupted (Ctrl-C).")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("matte", "write the alpha matte as a greyscale PNG (8 or 16 bits)"),
                        ("cutout", "write the cut-out: estimated foreground colours with the matte as alpha (RGBA PNG), "
@@ -337,6 +340,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; a file being written is removed (files.atomic_output)
+        print("minimatte: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # stdout's reader has gone (`minimatte evaluate ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else Python's exit flush fails again
+        return 1
     except (ValueError, TypeError, OSError, RuntimeError) as error:
         print(f"minimatte: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, (ValueError, TypeError)) else 1

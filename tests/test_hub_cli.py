@@ -355,3 +355,16 @@ def test_cli_trimap_writes_what_mask_builds(served, tmp_path, capsys):
         assert error in capsys.readouterr().err
     assert not (tmp_path / "t.jpg").exists()
     np.testing.assert_array_equal(np.asarray(Image.open(masks / "a.png")), mask)
+
+
+def test_cli_interrupted(tmp_path, capsys, monkeypatch):
+    """Ctrl-C: one line and exit status 130, no traceback and no half-written output."""
+    image, trimap = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(minimatte.api, "load", lambda *args, **kwargs: None)
+    monkeypatch.setattr(minimatte.api, "infer", interrupted)
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.png")]) == 130
+    assert capsys.readouterr().err == "minimatte: interrupted\n"
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,7 @@
 """Matting metrics: hand-computed cases, properties, and scipy-based ports of the reference code."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -166,3 +169,15 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     Image.open(root / "gt_training_lowres" / names[1]).convert("L").save(pred_dir / names[0])  # another size
     assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 2
     assert "minimatte: error: GT01: pred, gt, trimap: sizes differ" in capsys.readouterr().err
+
+
+def test_evaluate_into_a_closed_pipe_stops_quietly():
+    """`minimatte evaluate ... | head -3`: the rows after the reader has gone are not an error message."""
+    root = DATA / "alphamatting"
+    command = [sys.executable, "-m", "minimatte", "evaluate", str(root / "gt_training_lowres"),
+               str(root / "gt_training_lowres"), str(root / "trimap_training_lowres" / "Trimap1")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(b"| image | SAD |")
+    process.stdout.close()  # as head does once it has its lines
+    assert process.wait(timeout=300) == 1
+    assert process.stderr.read() == b""
