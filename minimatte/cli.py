@@ -139,7 +139,7 @@ def _jobs(source, output, hint=None, hint_label="trimap"):
             output = os.path.join(output, os.path.splitext(os.path.basename(source))[0] + ".png")
         return [(source, hint, output)]
     if hint is not None and not os.path.isdir(hint):
-        raise ValueError(f"trimap: with an image folder, the {hint_label} must be a folder too, got {hint!r}")
+        raise ValueError(f"{hint_label}: with an image folder, the {hint_label} must be a folder too, got {hint!r}")
     if os.path.exists(output) and not os.path.isdir(output):
         raise ValueError(f"output: with an input folder, -o must be a folder (made if missing), got the file "
                          f"{output!r}")
@@ -169,7 +169,7 @@ def _run(jobs, work, progress):
             continue
         progress.item_done(f"wrote {job[-1]}")
     if failed:
-        raise RuntimeError(f"{failed} of {len(jobs)} images failed")
+        raise RuntimeError(f"{failed} of {len(jobs)} {progress.label} failed")  # "images", "masks"
 
 
 def _matte(args):

@@ -273,6 +273,9 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 2
     assert f"image: 'a.jpg' and 'a.png' in {str(images)!r} share the name 'a'" in capsys.readouterr().err
     (images / "a.png").unlink()
+    for hint, label in (([str(trimaps / "a.png")], "trimap"), (["--mask", str(trimaps / "a.png")], "mask")):
+        assert cli.main(["matte", str(images), *hint, "-o", str(out), "--model", NAME]) == 2
+        assert f"{label}: with an image folder, the {label} must be a folder too" in capsys.readouterr().err
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(images / "a.jpg"), "--model", NAME]) == 2
     assert "output: with an input folder, -o must be a folder (made if missing), got the file" in \
         capsys.readouterr().err
@@ -349,6 +352,10 @@ def test_cli_trimap_writes_what_mask_builds(served, tmp_path, capsys):
     for stem, plane in (("a", mask), ("b", mask.T)):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "trimaps" / f"{stem}.png")),
                                       minimatte.trimap_from_mask(plane))
+    (masks / "c.png").write_bytes(b"broken")  # one bad mask: the others are still written, exit status 1
+    assert cli.main(["trimap", str(masks), "-o", str(tmp_path / "trimaps")]) == 1
+    err = capsys.readouterr().err
+    assert "[3/3] minimatte: error: mask: " in err and "1 of 3 masks failed" in err
     for output, error in ((tmp_path / "t.jpg", "output: a JPEG file would change the trimap's values"),
                           (masks / "a.png", "is the input file")):
         assert cli.main(["trimap", str(masks / "a.png"), "-o", str(output)]) == 2
