@@ -180,6 +180,14 @@ def _matte(args):
     else:
         jobs = _jobs(args.image, args.output, args.mask, "mask")
     _check_not_inputs(jobs, getattr(args, "background", None))
+    if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
+        remaining = [job for job in jobs if not os.path.isfile(job[-1])]
+        if len(remaining) < len(jobs):
+            print(f"minimatte: skipping {len(jobs) - len(remaining)} of {len(jobs)} images, whose output exists",
+                  file=sys.stderr)
+        jobs = remaining
+        if not jobs:
+            return
     if args.command == "matte":
         _check_writable([out for *_, out in jobs], "L" if args.bits == 8 else "I;16")
     else:
@@ -287,6 +295,8 @@ def build_parser():
         sub.add_argument("--force-known", action="store_true",
                          help="alpha exactly 0 where the trimap is background and 1 where it is foreground "
                               "(default: the network's values there, as the reference)")
+        sub.add_argument("--skip-existing", action="store_true",
+                         help="leave images whose output file exists alone (to resume an interrupted batch)")
         sub.add_argument("--max-size", type=int, metavar="PIXELS",
                          help="cap the network's input at this longer side and upsample the alpha guided by the "
                               "image (for very large images; loses detail finer than the reduced pixels)")

@@ -259,6 +259,14 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     for stem in ("a", "b"):
         expected = minimatte.infer(str(images / f"{stem}.jpg"), str(trimaps / f"{stem}.png"), model=NAME)
         assert np.abs(np.asarray(Image.open(out / f"{stem}.png")).astype(int) - np.rint(expected * 255)).max() == 0
+    (out / "b.png").unlink()  # resuming: only the missing output is made, the model is not loaded for none
+    before = (out / "a.png").stat().st_mtime_ns
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME, "--skip-existing"]) == 0
+    err = capsys.readouterr().err
+    assert "skipping 1 of 2 images, whose output exists" in err and f"wrote {out / 'b.png'}" in err
+    assert (out / "a.png").stat().st_mtime_ns == before and (out / "b.png").is_file()
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", "none", "--skip-existing"]) == 0
+    assert "skipping 2 of 2 images" in capsys.readouterr().err
     inputs = {path: path.read_bytes() for path in (*images.iterdir(), *trimaps.iterdir())}
     one = [str(images / "a.jpg"), str(trimaps / "a.png")]
     for command in (["matte", str(images), str(trimaps), "-o", str(trimaps)],  # would write trimaps/a.png
