@@ -341,8 +341,10 @@ def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
         raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}")
     if not isinstance(band, int) or band < 0:
         raise ValueError(f"band: expected a non-negative number of pixels, got {band!r}")
-    inside, outside = _erode(m, band), _erode(~m, band)
-    return np.where(inside, 255, np.where(outside, 0, 128)).astype(np.uint8)
+    trimap = np.full(m.shape, 128, np.uint8)
+    trimap[_erode(m, band)] = 255
+    trimap[_erode(~m, band)] = 0
+    return trimap
 
 
 def _mask_plane(mask):
@@ -357,12 +359,19 @@ def _mask_plane(mask):
 
 
 def _erode(mask, radius):
-    """Binary erosion by a (2r+1)^2 square; the image border does not erode."""
-    if radius == 0:
-        return mask
+    """Binary erosion by a (2r+1)^2 square, one axis after the other; the image border does not erode. Along an
+    axis each AND of two shifted copies doubles the width of window that an element covers: log2(2r + 1)
+    passes over the mask, whatever the radius."""
+    width = 2 * radius + 1
     for axis in (0, 1):
-        padded = np.pad(mask, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
-        mask = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=axis).all(axis=-1)
+        lines = np.moveaxis(np.pad(mask, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge"),
+                            axis, 0)  # eroded along its first axis
+        covered = 1
+        while covered < width:
+            step = min(covered, width - covered)
+            lines = lines[:-step] & lines[step:]  # windows [i, i + covered) and [i + step, ...): both
+            covered += step
+        mask = np.moveaxis(lines, 0, axis)
     return mask
 
 

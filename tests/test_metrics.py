@@ -113,6 +113,25 @@ def test_trimap_from_mask():
         minimatte.trimap_from_mask(mask, band=-1)
 
 
+def test_trimap_band_is_a_square_erosion_with_unshrinking_borders():
+    """The band's two erosions against their definition: a pixel keeps its side if its whole (2 band + 1)^2
+    square, the border replicated beyond the image, is on that side; for odd sizes and bands beyond them."""
+    rng = np.random.default_rng(4)
+
+    def eroded(mask, band):
+        padded = np.pad(mask, band, mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * band + 1,) * 2)
+        return windows.all(axis=(-2, -1))
+
+    for shape in ((1, 1), (1, 9), (9, 1), (23, 31)):
+        for density in (0.1, 0.5, 0.9):
+            mask = rng.random(shape) < density
+            for band in (0, 1, 2, 3, 6, 40):
+                want = np.full(shape, 128)
+                want[eroded(mask, band)], want[eroded(~mask, band)] = 255, 0
+                np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=band), want)
+
+
 def test_trimap_from_a_mask_with_channels(tmp_path):
     """A cut-out (RGBA or LA whose alpha varies) is its alpha; otherwise the brightest colour channel."""
     mask = np.zeros((20, 30), bool)
