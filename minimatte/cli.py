@@ -12,7 +12,7 @@ from PIL import Image, ImageCms
 from . import api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout, read_background
-from .processing import icc_profile, in_colour_space, read_grey, read_trimap, trimap_from_mask
+from .processing import icc_profile, in_colour_space, open_image, read_grey, read_trimap, trimap_from_mask
 from .progress import Items
 
 
@@ -199,7 +199,12 @@ def _matte(args):
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
 
     def work(image, hint, output):
-        trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
+        if args.command == "cutout":
+            image = open_image(image, "image")  # decoded once, for the network and the cut-out
+        if args.mask is None:
+            trimap = open_image(hint, "trimap")  # decoded once, also where --force-known reads it again
+        else:
+            trimap = trimap_from_mask(hint, band=args.band)
         alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
                           force_known=args.force_known)
         if args.command == "matte":

@@ -29,7 +29,7 @@ from .config import ProcessorConfig
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright, 2-8 mirrored and/or rotated
 
 
-def _open(path, name):
+def open_image(path, name):
     """A PIL image from a file path, turned upright by its EXIF orientation as transformers' load_image does
     (a phone photo is stored sideways; its trimap is drawn on what viewers show), with one clear error for
     anything that is not an image."""
@@ -82,7 +82,7 @@ def in_colour_space(image, profile, name):
     greyscale or CMYK with a profile of its own becomes RGB through it (PIL's convert("RGB") ignores it).
     Arrays and other images are returned as they are: their colour space is not known."""
     if isinstance(image, (str, os.PathLike)):
-        image = _open(image, name)
+        image = open_image(image, name)
     if not isinstance(image, Image.Image):
         return image
     if image.mode in ("RGB", "RGBA"):
@@ -130,7 +130,7 @@ def _pil_to_array(img, name):
 
 def _as_array(x, name):
     if isinstance(x, (str, os.PathLike)):
-        x = _open(x, name)
+        x = open_image(x, name)
     if isinstance(x, Image.Image):
         return _pil_to_array(x, name)
     if hasattr(x, "__cuda_array_interface__"):
@@ -175,7 +175,7 @@ def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=F
     stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see icc_profile). An alpha
     channel is dropped; with opaque=True (a background) transparent pixels in it are an error."""
     if isinstance(image, (str, os.PathLike)):
-        image = _open(image, name)
+        image = open_image(image, name)
     a = _as_array(in_colour_space(image, icc_profile(image), name), name)
     if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
         if opaque and _rescaled(a[:, :, -1], name, value_range).min() < 1:

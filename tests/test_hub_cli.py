@@ -133,7 +133,7 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
         minimatte.load("no-such-model")
 
 
-def test_cli_matte_and_cutout(served, tmp_path, capsys):
+def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(0)
     image, trimap = tmp_path / "i.png", tmp_path / "t.png"
     Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image)
@@ -172,7 +172,13 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys):
                                             (["--background", demo_bg], demo_bg, True)):
         want = cutout(str(image), expected, background, foreground=foreground)
         for out in (tmp_path / "c.png", tmp_path / "c.webp"):  # lossless both, colours under alpha 0 too
-            assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME, *options]) == 0
+            opened = []  # each input file is read once, though the network and the cut-out both need it
+            with monkeypatch.context() as patched:
+                patched.setattr(Image, "open", lambda file, *rest, _open=Image.open: opened.append(file) or
+                                _open(file, *rest))
+                assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME, *options]) == 0
+            opened = [str(file) for file in opened]
+            assert opened.count(str(image)) == 1 and opened.count(str(trimap)) == 1
             assert Image.open(out).mode == ("RGBA" if background is None else "RGB")
             np.testing.assert_array_equal(np.asarray(Image.open(out)), want)
     tagged = tmp_path / "tagged.png"  # an image in another colour space: cut-outs and composites carry its profile
