@@ -8,8 +8,8 @@ from .backend import to_numpy
 from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
-from .processing import (crop, force_known_regions, guided_upsample, preprocess, read_image, read_trimap,
-                         resize_plane)
+from .processing import (crop, force_known_regions, guided_upsample, open_image, preprocess, read_image,
+                         read_trimap, resize_plane)
 
 DEFAULT_MODEL = "small-composition-1k"
 
@@ -66,6 +66,8 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
         raise ValueError(f"trimap: got {len(trimaps)} trimaps for {len(images)} images")
     alphas = []
     for number, (img, tri) in enumerate(zip(images, trimaps)):
+        if force_known and isinstance(tri, (str, os.PathLike)):
+            tri = open_image(tri, "trimap")  # decoded once, for the network and the forcing
         report = _image_progress(progress, number, len(images))
         if max_size is None:
             batch = preprocess(img, tri, model.processor, value_range)

@@ -201,10 +201,7 @@ def _matte(args):
     def work(image, hint, output):
         if args.command == "cutout":
             image = open_image(image, "image")  # decoded once, for the network and the cut-out
-        if args.mask is None:
-            trimap = open_image(hint, "trimap")  # decoded once, also where --force-known reads it again
-        else:
-            trimap = trimap_from_mask(hint, band=args.band)
+        trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
         alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
                           force_known=args.force_known)
         if args.command == "matte":

@@ -279,9 +279,10 @@ def test_guided_upsample_window_means_at_every_size():
     assert thin.shape == (3000, 8) and np.abs(thin - 0.25).max() < 1e-6  # a strip capped to one column
 
 
-def test_force_known_regions(det_model):
+def test_force_known_regions(det_model, tmp_path, monkeypatch):
     """force_known sets the trimap's background to exactly 0 and its foreground to 1 and leaves the unknown
-    region's alphas as they were; at full size and, at full resolution, after max_size's upsampling."""
+    region's alphas as they were; at full size and, at full resolution, after max_size's upsampling. A trimap
+    file is read once."""
     model = det_model("small")
     rng = np.random.default_rng(4)
     image = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
@@ -293,6 +294,12 @@ def test_force_known_regions(det_model):
         forced = minimatte.infer(image, trimap, model=model, max_size=max_size, force_known=True)
         assert (forced[background] == 0).all() and (forced[foreground] == 1).all()
         np.testing.assert_array_equal(forced[trimap == 128], network[trimap == 128])
+    path, opened = tmp_path / "trimap.png", []
+    Image.fromarray(trimap).save(path)
+    want = minimatte.infer(image, trimap, model=model, force_known=True)
+    monkeypatch.setattr(Image, "open", lambda file, *rest, _open=Image.open: opened.append(file) or _open(file, *rest))
+    np.testing.assert_array_equal(minimatte.infer(image, str(path), model=model, force_known=True), want)
+    assert opened == [str(path)]
     deep = trimap.astype(np.uint16) * 257  # 16 bits: 65535 is foreground
     forced = minimatte.processing.force_known_regions(network.copy(), deep)
     assert (forced[background] == 0).all() and (forced[foreground] == 1).all()
