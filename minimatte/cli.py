@@ -173,12 +173,13 @@ def _run(jobs, work, progress):
 
 
 def _matte(args):
-    if (args.trimap is None) == (args.mask is None):
-        raise ValueError("trimap: give either a TRIMAP file or --mask MASK (not both)")
-    if args.mask is None:
-        jobs = _jobs(args.image, args.output, args.trimap)
-    else:
-        jobs = _jobs(args.image, args.output, args.mask, "mask")
+    hints = {"trimap": args.trimap, "mask": args.mask, "alpha": getattr(args, "alpha", None)}  # alpha: cutout's
+    given = [(label, hint) for label, hint in hints.items() if hint is not None]
+    if len(given) != 1:
+        raise ValueError(f"trimap: give one of a TRIMAP file, --mask MASK{', --alpha ALPHA' * hasattr(args, 'alpha')}"
+                         f", got {' and '.join(label for label, _ in given) or 'none'}")
+    (kind, hint), = given
+    jobs = _jobs(args.image, args.output, hint, kind)
     _check_not_inputs(jobs, getattr(args, "background", None))
     if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
         remaining = [job for job in jobs if not os.path.isfile(job[-1])]
@@ -194,16 +195,21 @@ def _matte(args):
         _check_writable([out for *_, out in jobs], "RGBA" if args.background is None else "RGB")
         if args.background is not None:
             read_background(args.background, (1, 1))  # a bad colour or image file is refused before any work
-    model = api.load(args.model, backend=args.backend, precision=args.precision, preprocessing=args.preprocessing)
+    if kind != "alpha":  # with mattes given, the network does not run
+        model = api.load(args.model, backend=args.backend, precision=args.precision,
+                         preprocessing=args.preprocessing)
     progress = Items(len(jobs), "images" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
 
     def work(image, hint, output):
         if args.command == "cutout":
             image = open_image(image, "image")  # decoded once, for the network and the cut-out
-        trimap = hint if args.mask is None else trimap_from_mask(hint, band=args.band)
-        alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
-                          force_known=args.force_known)
+        if kind == "alpha":
+            alpha = hint
+        else:
+            trimap = hint if kind == "trimap" else trimap_from_mask(hint, band=args.band)
+            alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
+                              force_known=args.force_known)
         if args.command == "matte":
             _save_atomically(_alpha_image(alpha, args.bits), output)
             return
@@ -291,6 +297,9 @@ def build_parser():
         if name == "cutout":
             sub.add_argument("--background", metavar="COLOR|IMAGE",
                              help="composite onto a colour (name or #rrggbb) or an image instead of writing RGBA")
+            sub.add_argument("--alpha", help="a matte file (or folder) to cut out with instead of running the "
+                                              "network, e.g. one written by `minimatte matte` and retouched; of a "
+                                              "cut-out with transparency, its alpha")
             sub.add_argument("--raw-colors", action="store_true",
                              help="keep the image's colours at soft edges instead of estimating the foreground "
                                   "colours (faster, but edges keep a fringe of the old background)")

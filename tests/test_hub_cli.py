@@ -181,6 +181,19 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
             assert opened.count(str(image)) == 1 and opened.count(str(trimap)) == 1
             assert Image.open(out).mode == ("RGBA" if background is None else "RGB")
             np.testing.assert_array_equal(np.asarray(Image.open(out)), want)
+    # A matte from an earlier run (retouched, say) cuts out without the network (no model named "none").
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.png"), "--model", NAME]) == 0
+    for options in ([], ["--background", demo_bg], ["--raw-colors"]):
+        assert cli.main(["cutout", str(image), "--alpha", str(tmp_path / "a.png"), "-o", str(tmp_path / "c.png"),
+                         "--model", "none", *options]) == 0
+        background = options[1] if options[:1] == ["--background"] else None
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")),
+                                      cutout(str(image), str(tmp_path / "a.png"), background,
+                                             foreground=options != ["--raw-colors"]))
+    for hints, given in (([], "none"), ([str(trimap), "--alpha", str(tmp_path / "a.png")], "trimap and alpha")):
+        assert cli.main(["cutout", str(image), *hints, "-o", str(tmp_path / "c.png")]) == 2
+        assert f"trimap: give one of a TRIMAP file, --mask MASK, --alpha ALPHA, got {given}" in \
+            capsys.readouterr().err
     tagged = tmp_path / "tagged.png"  # an image in another colour space: cut-outs and composites carry its profile
     Image.open(image).save(tagged, icc_profile=gamma_profile(1.0))
     for options, name in (([], "c_tagged.png"), (["--background", "#00ff00"], "c_tagged.jpg")):
@@ -233,7 +246,7 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     unknown = trimap_from_mask == 128
     assert np.abs(forced[unknown] - np.rint(expected[unknown] * 255)).max() == 0
     assert cli.main(["matte", str(image), str(trimap), "--mask", str(mask), "-o", str(tmp_path / "y.png")]) == 2
-    assert "either a TRIMAP file or --mask" in capsys.readouterr().err
+    assert "trimap: give one of a TRIMAP file, --mask MASK, got trimap and mask" in capsys.readouterr().err
     assert cli.main(["matte", str(image), str(tmp_path / "missing.png"), "-o", str(tmp_path / "x.png"),
                      "--model", NAME]) == 1
     assert "trimap: no such file" in capsys.readouterr().err
