@@ -133,7 +133,7 @@ def _paired_files(folder, *others, names):
 
 def _jobs(source, output, hint=None, hint_label="trimap"):
     """(source, hint, output) triples: one file, or each file of a folder, paired by file stem with the hint
-    folder's (trimaps or masks) if there is one."""
+    folder's (trimaps, masks or mattes) if there is one."""
     if not os.path.isdir(source):
         if os.path.isdir(output):  # a folder, as in batch mode: NAME.png inside it
             output = os.path.join(output, os.path.splitext(os.path.basename(source))[0] + ".png")
@@ -176,8 +176,8 @@ def _matte(args):
     hints = {"trimap": args.trimap, "mask": args.mask, "alpha": getattr(args, "alpha", None)}  # alpha: cutout's
     given = [(label, hint) for label, hint in hints.items() if hint is not None]
     if len(given) != 1:
-        raise ValueError(f"trimap: give one of a TRIMAP file, --mask MASK{', --alpha ALPHA' * hasattr(args, 'alpha')}"
-                         f", got {' and '.join(label for label, _ in given) or 'none'}")
+        options = "a TRIMAP file, --mask MASK" + (", --alpha ALPHA" if args.command == "cutout" else "")
+        raise ValueError(f"trimap: give one of {options}, got {' and '.join(label for label, _ in given) or 'none'}")
     (kind, hint), = given
     jobs = _jobs(args.image, args.output, hint, kind)
     _check_not_inputs(jobs, getattr(args, "background", None))
@@ -195,9 +195,8 @@ def _matte(args):
         _check_writable([out for *_, out in jobs], "RGBA" if args.background is None else "RGB")
         if args.background is not None:
             read_background(args.background, (1, 1))  # a bad colour or image file is refused before any work
-    if kind != "alpha":  # with mattes given, the network does not run
-        model = api.load(args.model, backend=args.backend, precision=args.precision,
-                         preprocessing=args.preprocessing)
+    model = None if kind == "alpha" else api.load(args.model, backend=args.backend, precision=args.precision,
+                                                  preprocessing=args.preprocessing)  # mattes given: no network
     progress = Items(len(jobs), "images" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
 
