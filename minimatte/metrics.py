@@ -147,8 +147,8 @@ def evaluate(pred, gt, trimap):
     trimap = np.asarray(trimap)
     if not _unknown(trimap).any():
         grey = np.unique(trimap[(trimap != 0) & (trimap != 255)])
-        found = f"its grey values: {', '.join(map(str, grey[:8]))}{' ...' if len(grey) > 8 else ''}" if len(grey) \
-            else "it has only 0 and 255"
+        listed = ", ".join(map(str, grey[:8])) + (" ..." if len(grey) > 8 else "")
+        found = f"its grey values: {listed}" if len(grey) else "it has only 0 and 255"
         raise ValueError(f"trimap: no pixel is 128, the unknown value whose region the metrics score ({found})")
     scores = {name: fn(pred, gt, trimap) for name, fn in METRICS.items()}
     scores["MSE"] *= 1e3
