@@ -201,12 +201,11 @@ def _matte(args):
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
 
     def work(image, hint, output):
-        if args.command == "cutout":
-            image = open_image(image, "image")  # decoded once, for the network and the cut-out
+        image = open_image(image, "image")  # decoded once, for the network and the cut-out
         if kind == "alpha":
             alpha = hint
-        else:
-            trimap = hint if kind == "trimap" else trimap_from_mask(hint, band=args.band)
+        else:  # a mask of another size (a segmentation model's, with the image's aspect) is scaled to the image's
+            trimap = hint if kind == "trimap" else trimap_from_mask(hint, args.band, size=image.size[::-1])
             alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
                               force_known=args.force_known)
         if args.command == "matte":

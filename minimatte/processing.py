@@ -319,7 +319,7 @@ def force_known_regions(alpha, trimap, value_range=None):
     return alpha
 
 
-def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
+def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None, size=None):
     """A trimap from a binary or soft mask (e.g. a segmentation model's output): uint8 (H, W).
 
     A mask with several channels is reduced to one: a cut-out (RGBA or LA whose alpha varies) to its alpha,
@@ -328,22 +328,29 @@ def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None):
     is taken as binary (1 inside, as segmentation tools often save it); pixels farther than `band` pixels (a
     square neighbourhood) from the mask's edge keep their side, 255 inside and 0 outside; the band around the
     edge is unknown (128). band=0 gives a trimap with no unknown region.
+    size: (H, W) of the image the trimap is for. A mask of another size with the image's aspect ratio (a
+    segmentation model's output at its own resolution) is resized to it, bilinearly, before the threshold;
+    another aspect ratio is an error.
     """
     m = _as_array(mask, "mask")
     if m.dtype != np.bool_:
         if m.ndim == 3 and m.shape[2] in (1, 2, 3, 4):
             m = _mask_plane(m)
-        if m.dtype.kind == "u" and m.size and m.max() == 1:
-            m = m == 1
-        else:
-            m = _rescaled(m, "mask", value_range) >= threshold
+        m = m == 1 if m.dtype.kind == "u" and m.size and m.max() == 1 else _rescaled(m, "mask", value_range)
     if m.ndim != 2 or 0 in m.shape:
         raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}")
     if not isinstance(band, int) or band < 0:
         raise ValueError(f"band: expected a non-negative number of pixels, got {band!r}")
-    trimap = np.full(m.shape, 128, np.uint8)
-    trimap[_erode(m, band)] = 255
-    trimap[_erode(~m, band)] = 0
+    if size is not None and m.shape != tuple(size):
+        (h, w), (height, width) = m.shape, size
+        if abs(h * width - height * w) > max(h, w):  # the sides' ratios differ by more than a pixel's rounding
+            raise ValueError(f"mask: size {h}x{w} (HxW) does not match the image's {height}x{width}, nor its "
+                             "aspect ratio")
+        m = resize_plane(m, size, Image.BILINEAR)
+    inside = m if m.dtype == np.bool_ else m >= threshold
+    trimap = np.full(inside.shape, 128, np.uint8)
+    trimap[_erode(inside, band)] = 255
+    trimap[_erode(~inside, band)] = 0
     return trimap
 
 

@@ -369,6 +369,14 @@ def test_cli_trimap_writes_what_mask_builds(served, tmp_path, capsys):
     assert set(np.unique(written)) == {0, 128, 255}
     image = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(image)
+    small = tmp_path / "small_mask.png"  # a segmentation model's mask at a quarter of the image's size
+    Image.fromarray(mask[::2, ::2]).save(small)
+    assert cli.main(["matte", str(image), "--mask", str(small), "-o", str(tmp_path / "alpha_small.png"), "--band",
+                     "3", "--model", NAME]) == 0
+    trimap_small = minimatte.trimap_from_mask(mask[::2, ::2], band=3, size=(40, 60))
+    expected = minimatte.infer(str(image), trimap_small, model=NAME)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "alpha_small.png")),
+                                  np.rint(expected * 255).astype(np.uint8))
     for hint in ([str(tmp_path / "t.png")], ["--mask", str(masks / "a.png")]):
         assert cli.main(["matte", str(image), *hint, "-o", str(tmp_path / f"alpha{len(hint)}.png"), "--band", "3",
                          "--model", NAME]) == 0

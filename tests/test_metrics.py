@@ -132,6 +132,21 @@ def test_trimap_band_is_a_square_erosion_with_unshrinking_borders():
                 np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=band), want)
 
 
+def test_trimap_from_a_smaller_mask():
+    """A mask at a segmentation model's resolution is scaled (bilinear) to the image's size, then thresholded;
+    a mask of another aspect ratio is an error."""
+    mask = np.zeros((20, 30), bool)
+    mask[5:15, 10:25] = True
+    scaled = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((90, 60), Image.BILINEAR)) >= 0.5
+    for given in mask, (mask * 255).astype(np.uint8), mask.astype(np.uint8):
+        np.testing.assert_array_equal(minimatte.trimap_from_mask(given, band=3, size=(60, 90)),
+                                      minimatte.trimap_from_mask(scaled, band=3))
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, size=(20, 30)), minimatte.trimap_from_mask(mask))
+    minimatte.trimap_from_mask(mask, size=(41, 61))  # sides rounded differently: the same aspect ratio
+    with pytest.raises(ValueError, match=r"mask: size 20x30 \(HxW\) does not match the image's 40x50, nor its"):
+        minimatte.trimap_from_mask(mask, size=(40, 50))
+
+
 def test_trimap_from_a_mask_with_channels(tmp_path):
     """A cut-out (RGBA or LA whose alpha varies) is its alpha; otherwise the brightest colour channel."""
     mask = np.zeros((20, 30), bool)
