@@ -113,6 +113,16 @@ def test_sixteen_bit_files(tmp_path):
         minimatte.read_trimap(opened)
 
 
+def test_integer_levels_are_their_quotient_rounded_once():
+    """8- and 16-bit values become v / max computed in float64, stored as float64 or rounded once to float32,
+    for every value: what the reference's float64 rescale gives (the float32 reads skip its temporary)."""
+    for integer in np.uint8, np.uint16:
+        values = np.arange(np.iinfo(integer).max + 1).astype(integer).reshape(1, -1)
+        exact = values / float(np.iinfo(integer).max)
+        for dtype in np.float64, np.float32:
+            np.testing.assert_array_equal(minimatte.processing.read_grey(values, dtype=dtype), exact.astype(dtype))
+
+
 def test_other_image_modes():
     rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
     for mode in ("CMYK", "YCbCr", "P", "RGBa"):  # read as PIL converts them to RGB
