@@ -281,7 +281,8 @@ def build_parser():
         sub.add_argument("trimap", nargs="?", help="trimap file: 0 background, 255 foreground, grey unknown; "
                                                    "in batch mode a folder, paired with the images by file name")
         sub.add_argument("--mask", help="a mask file (or folder) to build the trimap from, instead of TRIMAP: "
-                                        "binary (0/255 or 0/1) or soft; of a cut-out with transparency, its alpha")
+                                        "binary (0/255 or 0/1) or soft, scaled to the image if its size differs "
+                                        "(same aspect ratio); of a cut-out with transparency, its alpha")
         sub.add_argument("--band", type=int, default=10,
                          help="with --mask: unknown band width in pixels on each side of the edge "
                               "(default: %(default)s)")
