@@ -62,7 +62,7 @@ def test_conn_matches_scipy_port():
     gt = np.clip(255 * (1.5 - np.hypot(y - 30, x - 35) / 20) + rng.normal(0, 30, y.shape), 0, 255).astype(np.uint8)
     pred = np.clip(gt.astype(int) + rng.integers(-60, 60, gt.shape), 0, 255).astype(np.uint8)
     trimap = np.full(gt.shape, 128, np.uint8)
-    snake = np.zeros((31, 41), bool)  # one component 600 runs long, joined alternately at either end
+    snake = np.zeros((31, 41), bool)  # one component winding down all 31 rows, joined at alternate ends
     snake[::2] = True
     snake[1::4, -1] = snake[3::4, 0] = True
     comb = np.zeros((30, 40), bool)  # teeth joined only in the last row
