@@ -12,7 +12,8 @@ from PIL import Image, ImageCms
 from . import api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout, read_background
-from .processing import icc_profile, in_colour_space, open_image, read_grey, read_trimap, trimap_from_mask
+from .processing import (DEFAULT_BAND, icc_profile, in_colour_space, open_image, read_grey, read_trimap,
+                         trimap_from_mask)
 from .progress import Items
 
 
@@ -150,9 +151,9 @@ def _jobs(source, output, hint=None, hint_label="trimap"):
             for stem, image, other in _paired_files(source, hint, names=("image", hint_label))]
 
 
-def _run(jobs, work, progress):
-    """work(source, hint, output) for each job, reported by `progress` (progress.Items). One job's error is
-    raised; in batch mode a failed job is reported and skipped, and the run fails at the end."""
+def _run(jobs, work, progress, batch):
+    """work(source, hint, output) for each job, reported by `progress` (progress.Items). Outside batch mode the
+    error is raised; in batch mode a failed job is reported and skipped, and the run fails at the end."""
     failed = 0
     for job in jobs:
         try:
@@ -161,7 +162,7 @@ def _run(jobs, work, progress):
             progress.clear()  # the bar makes way for main's message
             raise
         except (ValueError, TypeError, OSError) as error:  # bad input, missing or unwritable file
-            if len(jobs) == 1:
+            if not batch:
                 progress.clear()
                 raise
             failed += 1
@@ -179,7 +180,11 @@ def _matte(args):
         options = "a TRIMAP file, --mask MASK" + (", --alpha ALPHA" if args.command == "cutout" else "")
         raise ValueError(f"trimap: give one of {options}, got {' and '.join(label for label, _ in given) or 'none'}")
     (kind, hint), = given
-    jobs = _jobs(args.image, args.output, hint, kind)
+    if args.band is not None and kind != "mask":
+        raise ValueError(f"band: --band is the unknown band of a trimap built from --mask; with {kind} it does "
+                         "nothing")
+    band = DEFAULT_BAND if args.band is None else args.band
+    jobs, batch = _jobs(args.image, args.output, hint, kind), os.path.isdir(args.image)
     _check_not_inputs(jobs, getattr(args, "background", None))
     if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
         remaining = [job for job in jobs if not os.path.isfile(job[-1])]
@@ -197,7 +202,7 @@ def _matte(args):
             read_background(args.background, (1, 1))  # a bad colour or image file is refused before any work
     model = None if kind == "alpha" else api.load(args.model, backend=args.backend, precision=args.precision,
                                                   preprocessing=args.preprocessing)  # mattes given: no network
-    progress = Items(len(jobs), "images" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
+    progress = Items(len(jobs), "images" if batch else os.path.basename(jobs[0][0]))
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
 
     def work(image, hint, output):
@@ -205,7 +210,7 @@ def _matte(args):
         if kind == "alpha":
             alpha = hint
         else:  # a mask of another size (a segmentation model's, with the image's aspect) is scaled to the image's
-            trimap = hint if kind == "trimap" else trimap_from_mask(hint, args.band, size=image.size[::-1])
+            trimap = hint if kind == "trimap" else trimap_from_mask(hint, band, size=image.size[::-1])
             alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
                               force_known=args.force_known)
         if args.command == "matte":
@@ -216,19 +221,19 @@ def _matte(args):
         result = cutout(image, alpha, args.background, foreground=not args.raw_colors, backend=args.backend)
         _save_atomically(Image.fromarray(result), output, icc_profile(image))  # the image's colours
 
-    _run(jobs, work, progress)
+    _run(jobs, work, progress, batch)
 
 
 def _trimap(args):
-    jobs = _jobs(args.mask, args.output, hint_label="mask")
+    jobs, batch = _jobs(args.mask, args.output, hint_label="mask"), os.path.isdir(args.mask)
     _check_not_inputs(jobs, None)
     for output in (out for *_, out in jobs):
         if _format(output) == "JPEG":  # lossy: 128 would come back as 127 or 129, no longer unknown
             raise ValueError(f"output: a JPEG file would change the trimap's values, got {output!r}; use .png")
     _check_writable([out for *_, out in jobs], "L")
-    progress = Items(len(jobs), "masks" if len(jobs) > 1 else os.path.basename(jobs[0][0]))
+    progress = Items(len(jobs), "masks" if batch else os.path.basename(jobs[0][0]))
     _run(jobs, lambda mask, _, output: _save_atomically(Image.fromarray(trimap_from_mask(mask, band=args.band)),
-                                                        output), progress)
+                                                        output), progress, batch)
 
 
 def _download(args):
@@ -283,9 +288,9 @@ def build_parser():
         sub.add_argument("--mask", help="a mask file (or folder) to build the trimap from, instead of TRIMAP: "
                                         "binary (0/255 or 0/1) or soft, scaled to the image if its size differs "
                                         "(same aspect ratio); of a cut-out with transparency, its alpha")
-        sub.add_argument("--band", type=int, default=10,
+        sub.add_argument("--band", type=int,
                          help="with --mask: unknown band width in pixels on each side of the edge "
-                              "(default: %(default)s)")
+                              f"(default: {DEFAULT_BAND})")
         sub.add_argument("-o", "--output", required=True,
                          help="output file (.png; the extension picks the format), or a folder for NAME.png; "
                               "in batch mode a folder, one NAME.png per image")
@@ -326,7 +331,7 @@ def build_parser():
     sub = commands.add_parser("trimap", help=text, description=text + " (0 background, 128 unknown, 255 foreground)")
     sub.add_argument("mask", help="a mask file: binary (0/255 or 0/1) or soft; of a cut-out with transparency, its "
                                   "alpha; or a folder of them (batch mode)")
-    sub.add_argument("--band", type=int, default=10,
+    sub.add_argument("--band", type=int, default=DEFAULT_BAND,
                      help="unknown band width in pixels on each side of the edge (default: %(default)s)")
     sub.add_argument("-o", "--output", required=True,
                      help="output file (.png; the extension picks the format, JPEG is refused), or a folder for "

@@ -313,7 +313,10 @@ def force_known_regions(alpha, trimap, value_range=None):
     return alpha
 
 
-def trimap_from_mask(mask, band=10, threshold=0.5, value_range=None, size=None):
+DEFAULT_BAND = 10  # pixels of unknown on each side of a mask's edge
+
+
+def trimap_from_mask(mask, band=DEFAULT_BAND, threshold=0.5, value_range=None, size=None):
     """A trimap from a binary or soft mask (e.g. a segmentation model's output): uint8 (H, W).
 
     A mask with several channels is reduced to one: a cut-out (RGBA or LA whose alpha varies) to its alpha,

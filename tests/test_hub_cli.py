@@ -311,6 +311,9 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "[2/2] minimatte: error: trimap:" in err and "1 of 2 images failed" in err
     assert (tmp_path / "out2" / "a.png").exists() and not (tmp_path / "out2" / "b.png").exists()
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME,
+                     "--skip-existing"]) == 1  # one image left, still a batch: its failure is counted
+    assert "1 of 1 images failed" in capsys.readouterr().err
     (tmp_path / "out2" / "a.png").unlink()
     (tmp_path / "out2" / "a.png").mkdir()  # an output that cannot be written is one failed item too
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME]) == 1
@@ -377,11 +380,15 @@ def test_cli_trimap_writes_what_mask_builds(served, tmp_path, capsys):
     expected = minimatte.infer(str(image), trimap_small, model=NAME)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "alpha_small.png")),
                                   np.rint(expected * 255).astype(np.uint8))
-    for hint in ([str(tmp_path / "t.png")], ["--mask", str(masks / "a.png")]):
-        assert cli.main(["matte", str(image), *hint, "-o", str(tmp_path / f"alpha{len(hint)}.png"), "--band", "3",
-                         "--model", NAME]) == 0
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "alpha1.png")),
-                                  np.asarray(Image.open(tmp_path / "alpha2.png")))
+    for name, hint in (("alpha_t.png", [str(tmp_path / "t.png")]),
+                       ("alpha_m.png", ["--mask", str(masks / "a.png"), "--band", "3"])):
+        assert cli.main(["matte", str(image), *hint, "-o", str(tmp_path / name), "--model", NAME]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "alpha_t.png")),
+                                  np.asarray(Image.open(tmp_path / "alpha_m.png")))
+    assert cli.main(["matte", str(image), str(tmp_path / "t.png"), "-o", str(tmp_path / "alpha.png"), "--band", "3",
+                     "--model", NAME]) == 2  # a band that would do nothing
+    assert "band: --band is the unknown band of a trimap built from --mask; with trimap it does nothing" in \
+        capsys.readouterr().err
     assert cli.main(["trimap", str(masks), "-o", str(tmp_path / "trimaps")]) == 0
     assert "[2/2] wrote" in capsys.readouterr().err
     for stem, plane in (("a", mask), ("b", mask.T)):
