@@ -31,6 +31,8 @@ def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf")
     """
     if preprocessing not in PREPROCESSING:
         raise ValueError(f"preprocessing: expected one of {', '.join(PREPROCESSING)}, got {preprocessing!r}")
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"model: expected a checkpoint name, a path or a loaded VitMatte, got {type(source).__name__}")
     path = os.fspath(source)
     if not os.path.exists(path):
         from .hub import cached_checkpoint
@@ -58,6 +60,7 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     """
     if not isinstance(model, VitMatte):
         model = load(model or DEFAULT_MODEL, backend, precision)
+    _check_loaded_as(model, backend=backend, precision=precision)
     if max_size is not None and (not isinstance(max_size, int) or max_size < 32):
         raise ValueError(f"max_size: expected an integer of at least 32 pixels, got {max_size!r}")
     single = not isinstance(image, (list, tuple))
@@ -76,6 +79,15 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
             alpha = _infer_capped(model, img, tri, value_range, max_size, report)
         alphas.append(force_known_regions(alpha, tri, value_range) if force_known else alpha)
     return alphas[0] if single else alphas
+
+
+def _check_loaded_as(model, **asked):
+    """A loaded model runs as it was loaded: a backend or precision asked of `infer` that differs is an error,
+    not ignored."""
+    for argument, value in asked.items():
+        if value is not None and value != getattr(model, argument):
+            raise ValueError(f"{argument}: the model was loaded with {argument}={getattr(model, argument)!r}, "
+                             f"got {value!r}; pass it to minimatte.load instead")
 
 
 def _image_progress(progress, number, count):

@@ -254,6 +254,18 @@ def test_model_rejects_bad_pixel_values(det_model):
         model(np.zeros((4, 32, 32), np.float32))
 
 
+def test_a_loaded_model_runs_as_loaded(det_model):
+    model, image, trimap = det_model("small"), np.zeros((20, 30, 3), np.uint8), np.full((20, 30), 128, np.uint8)
+    alpha = minimatte.infer(image, trimap, model=model, backend="numpy", precision="float32")  # as loaded: fine
+    np.testing.assert_array_equal(alpha, minimatte.infer(image, trimap, model=model))
+    with pytest.raises(ValueError, match="precision: the model was loaded with precision='float32', got 'float16'"):
+        minimatte.infer(image, trimap, model=model, precision="float16")
+    with pytest.raises(ValueError, match="backend: the model was loaded with backend='numpy', got 'cupy'"):
+        minimatte.infer(image, trimap, model=model, backend="cupy")
+    with pytest.raises(TypeError, match="model: expected a checkpoint name, a path or a loaded VitMatte, got int"):
+        minimatte.infer(image, trimap, model=3)
+
+
 def test_infer_returns_input_sized_alpha(det_model):
     image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
     trimap = np.full((37, 53), 128, np.uint8)
