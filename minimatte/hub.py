@@ -2,7 +2,8 @@
 
 Files land in $MINIMATTE_CACHE (default ~/.cache/minimatte)/NAME/. A download resumes a partial
 `.part` file, checks the sha256 where it is known, and is renamed into place only when complete.
-MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1) never touches the network.
+A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is read
+from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1) never touches the network.
 """
 import hashlib
 import os
@@ -36,6 +37,32 @@ def _offline():
     return any(os.environ.get(v, "") not in ("", "0") for v in ("MINIMATTE_OFFLINE", "HF_HUB_OFFLINE"))
 
 
+def hf_cache_dir():
+    """The Hugging Face hub cache, as huggingface_hub finds it: $HF_HUB_CACHE, else $HF_HOME/hub, else
+    $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(os.environ.get("HF_HOME") or os.path.join(cache, "huggingface"), "hub")
+
+
+def _hf_snapshot(name):
+    """The Hugging Face cache's snapshot of checkpoint `name` at its main revision, if it holds the settings
+    and the weights (as transformers leaves it after loading the model and its processor), else None."""
+    repo = os.path.join(hf_cache_dir(), "models--" + CHECKPOINTS[name].replace("/", "--"))
+    try:
+        with open(os.path.join(repo, "refs", "main")) as ref:
+            snapshot = os.path.join(repo, "snapshots", ref.read().strip())
+    except OSError:
+        return None
+
+    def present(filename):
+        return os.path.isfile(os.path.join(snapshot, filename))  # False for a link whose blob was deleted
+
+    settings = present("config.json") and present("preprocessor_config.json")
+    return snapshot if settings and (present("model.safetensors") or present("pytorch_model.bin")) else None
+
+
 def _check_name(name):
     if name not in CHECKPOINTS:
         raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
@@ -43,14 +70,19 @@ def _check_name(name):
 
 
 def cached_checkpoint(name):
-    """The cache directory of checkpoint `name`, downloading it first if it is missing (unless offline)."""
+    """The directory of checkpoint `name`: in minimatte's cache, else in the Hugging Face cache, else downloaded
+    into minimatte's cache (unless offline)."""
     _check_name(name)
     directory = os.path.join(cache_dir(), name)
     if all(os.path.isfile(os.path.join(directory, f)) for f in FILES):
         return directory
+    snapshot = _hf_snapshot(name)
+    if snapshot is not None:
+        return snapshot
     if _offline():
-        raise FileNotFoundError(f"model: {name!r} is not in the cache ({directory}) and offline mode is on; "
-                                f"run `minimatte download {name}` while online")
+        raise FileNotFoundError(f"model: {name!r} is neither in the cache ({directory}) nor in the Hugging Face "
+                                f"cache ({hf_cache_dir()}) and offline mode is on; run `minimatte download {name}` "
+                                "while online")
     print(f"minimatte: downloading {name} to {directory} (first use)", file=sys.stderr)
     return download(name)
 
@@ -62,7 +94,7 @@ def download(name, progress=True):
         raise RuntimeError("download: offline mode is on (MINIMATTE_OFFLINE / HF_HUB_OFFLINE)")
     directory = os.path.join(cache_dir(), name)
     os.makedirs(directory, exist_ok=True)
-    base = os.environ.get("MINIMATTE_HUB_URL", "https://huggingface.co").rstrip("/")
+    base = (os.environ.get("MINIMATTE_HUB_URL") or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     for filename in FILES:
         target = os.path.join(directory, filename)
         if os.path.isfile(target):

@@ -3,6 +3,7 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import sys
 import threading
 
@@ -16,8 +17,10 @@ from minimatte import PRESETS, cli, hub
 from minimatte.model import stage_flops
 from minimatte.foreground import cutout
 from helpers import DATA, gamma_profile, grey_profile
+from reference import require
 
 NAME = "small-distinctions-646"  # no known hashes: tests below set their own
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class Terminal(io.StringIO):
@@ -28,7 +31,8 @@ class Terminal(io.StringIO):
 
 
 class Hub(http.server.ThreadingHTTPServer):
-    """Serves {path: bytes} in the hub layout; honours Range; can cut a response short once."""
+    """Serves {path: bytes} in the hub layout; honours Range; can cut a response short once. HEAD answers with
+    the commit and ETag headers that huggingface_hub's downloads read."""
 
     def __init__(self, files):
         self.files, self.cut_once, self.requests = files, set(), []
@@ -37,16 +41,16 @@ class Hub(http.server.ThreadingHTTPServer):
             def log_message(self, *args):
                 pass
 
+            def do_HEAD(handler):
+                self.requests.append((handler.path, "HEAD"))
+                send_headers(handler, self.files.get(handler.path), 0)
+
             def do_GET(handler):
                 self.requests.append((handler.path, handler.headers.get("Range")))
                 body = self.files.get(handler.path)
-                if body is None:
-                    handler.send_error(404)
-                    return
                 start = int(handler.headers["Range"][6:-1]) if handler.headers.get("Range") else 0
-                handler.send_response(206 if start else 200)
-                handler.send_header("Content-Length", str(len(body) - start))
-                handler.end_headers()
+                if not send_headers(handler, body, start):
+                    return
                 if handler.path in self.cut_once:
                     self.cut_once.discard(handler.path)
                     handler.wfile.write(body[start:start + len(body) // 2])
@@ -54,7 +58,19 @@ class Hub(http.server.ThreadingHTTPServer):
                     return
                 handler.wfile.write(body[start:])
 
+        def send_headers(handler, body, start):
+            if body is None:
+                handler.send_error(404)
+                return False
+            handler.send_response(206 if start else 200)
+            handler.send_header("Content-Length", str(len(body) - start))
+            handler.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+            handler.send_header("X-Repo-Commit", HUB_COMMIT)
+            handler.end_headers()
+            return True
+
         super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
@@ -73,8 +89,9 @@ def served(tmp_path, monkeypatch, det_state):
                                                                    "use_relative_position_embeddings": True}}).encode(),
              repo + "preprocessor_config.json": b'{"size_divisibility": 32}'}
     server = Hub(files)
-    monkeypatch.setenv("MINIMATTE_HUB_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("MINIMATTE_HUB_URL", server.url)
     monkeypatch.setenv("MINIMATTE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # not this machine's Hugging Face cache
     monkeypatch.delenv("MINIMATTE_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     yield server, repo
@@ -94,6 +111,46 @@ def test_download_resume_and_load(served, tmp_path, det_model):
     pixels = np.zeros((1, 4, 32, 32), np.float32)
     np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
     assert directory.endswith(NAME)
+
+
+def test_a_checkpoint_in_the_hugging_face_cache_is_not_downloaded_again(served, tmp_path, monkeypatch, det_model):
+    huggingface_hub, = require("huggingface_hub")
+    server, repo = served
+    for filename in hub.FILES:  # the Hugging Face cache as huggingface_hub (under transformers) fills it
+        huggingface_hub.hf_hub_download(hub.CHECKPOINTS[NAME], filename, cache_dir=tmp_path / "hf",
+                                        endpoint=server.url)
+    server.requests.clear()
+    model = minimatte.load(NAME)
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
+    assert server.requests == [] and not (tmp_path / "cache").exists()
+    assert hub.cached_checkpoint(NAME) == str(tmp_path / "hf" / "models--hustvl--vitmatte-small-distinctions-646"
+                                              / "snapshots" / HUB_COMMIT)
+    monkeypatch.setenv("MINIMATTE_OFFLINE", "1")
+    minimatte.load(NAME)  # offline too
+    # a snapshot without the processor's settings (only the model loaded by transformers) is downloaded
+    monkeypatch.delenv("MINIMATTE_OFFLINE")
+    os.unlink(hub.cached_checkpoint(NAME) + "/preprocessor_config.json")
+    assert hub.cached_checkpoint(NAME) == str(tmp_path / "cache" / NAME)
+    assert sorted(path for path, _ in server.requests) == sorted(repo + f for f in hub.FILES)
+
+
+def test_hugging_face_cache_and_endpoint_variables(served, tmp_path, monkeypatch):
+    server, repo = served
+    for variable in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert hub.hf_cache_dir() == str(tmp_path / "home" / ".cache" / "huggingface" / "hub")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
+    assert hub.hf_cache_dir() == "/xdg/huggingface/hub"
+    monkeypatch.setenv("HF_HOME", "/hf-home")
+    assert hub.hf_cache_dir() == "/hf-home/hub"
+    monkeypatch.setenv("HF_HUB_CACHE", "/hub-cache")
+    assert hub.hf_cache_dir() == "/hub-cache"
+    monkeypatch.delenv("MINIMATTE_HUB_URL")
+    monkeypatch.setenv("HF_ENDPOINT", server.url)  # a mirror, set for huggingface_hub
+    hub.download(NAME, progress=False)
+    assert sorted(path for path, _ in server.requests) == sorted(repo + f for f in hub.FILES)
 
 
 def test_repo_without_safetensors_is_converted(served, tmp_path, det_model):
