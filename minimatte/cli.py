@@ -340,7 +340,8 @@ def build_parser():
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",
                               description=f"Download a checkpoint into {hub.cache_dir()} "
                                           "($MINIMATTE_CACHE overrides) and print its directory.")
-    sub.add_argument("name", choices=sorted(hub.CHECKPOINTS))
+    sub.add_argument("name", metavar="NAME", choices=sorted(hub.CHECKPOINTS) + sorted(hub.CHECKPOINTS.values()),
+                     help=f"{', '.join(hub.CHECKPOINTS)}, or the hub repo id (hustvl/vitmatte-...)")
     sub.set_defaults(run=_download)
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",
                               description="Score the mattes in PRED_DIR against GT_DIR on the unknown region "

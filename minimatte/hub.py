@@ -63,16 +63,19 @@ def _hf_snapshot(name):
     return snapshot if settings and (present("model.safetensors") or present("pytorch_model.bin")) else None
 
 
-def _check_name(name):
-    if name not in CHECKPOINTS:
+def checkpoint_name(name):
+    """The published checkpoint's short name, for a short name or its hub repo id (as transformers names it)."""
+    repos = {repo: short for short, repo in CHECKPOINTS.items()}
+    if name not in CHECKPOINTS and name not in repos:
         raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
-                         f"({', '.join(CHECKPOINTS)})")
+                         f"({', '.join(CHECKPOINTS)}, or their hub repo ids)")
+    return repos.get(name, name)
 
 
 def cached_checkpoint(name):
     """The directory of checkpoint `name`: in minimatte's cache, else in the Hugging Face cache, else downloaded
     into minimatte's cache (unless offline)."""
-    _check_name(name)
+    name = checkpoint_name(name)
     directory = os.path.join(cache_dir(), name)
     if all(os.path.isfile(os.path.join(directory, f)) for f in FILES):
         return directory
@@ -89,7 +92,7 @@ def cached_checkpoint(name):
 
 def download(name, progress=True):
     """Download every file of checkpoint `name` into the cache; returns its directory."""
-    _check_name(name)
+    name = checkpoint_name(name)
     if _offline():
         raise RuntimeError("download: offline mode is on (MINIMATTE_OFFLINE / HF_HUB_OFFLINE)")
     directory = os.path.join(cache_dir(), name)

@@ -111,6 +111,9 @@ def test_download_resume_and_load(served, tmp_path, det_model):
     pixels = np.zeros((1, 4, 32, 32), np.float32)
     np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
     assert directory.endswith(NAME)
+    requests = len(server.requests)  # the hub repo id, as transformers names the checkpoint, shares the cache
+    assert hub.cached_checkpoint("hustvl/vitmatte-small-distinctions-646") == directory
+    assert cli.main(["download", "hustvl/vitmatte-small-distinctions-646"]) == 0 and len(server.requests) == requests
 
 
 def test_a_checkpoint_in_the_hugging_face_cache_is_not_downloaded_again(served, tmp_path, monkeypatch, det_model):
