@@ -81,17 +81,19 @@ def _check_writable(outputs, mode):
             raise ValueError(f"output: a {form} file cannot hold {WRITTEN[mode]}, got {path!r}; use .png")
 
 
+def _identity(path):
+    """What a path names, whatever the spelling: links resolved, case folded where the file system does."""
+    return os.path.normcase(os.path.realpath(path))
+
+
 def _check_not_inputs(jobs, background):
     """Before any work: refuse an output that is one of the input files (an image, trimap, mask or background
     of any job), which writing it would destroy: e.g. -o naming the image folder in batch mode."""
-    def same(path):
-        return os.path.normcase(os.path.realpath(path))
-
     inputs = [path for image, hint, _ in jobs for path in (image, hint)] + [background]
-    read = {same(path): path for path in inputs if isinstance(path, str) and os.path.isfile(path)}
+    read = {_identity(path): path for path in inputs if isinstance(path, str) and os.path.isfile(path)}
     for *_, output in jobs:
-        if same(output) in read:
-            raise ValueError(f"output: {output!r} is the input file {read[same(output)]!r}; writing it would "
+        if _identity(output) in read:
+            raise ValueError(f"output: {output!r} is the input file {read[_identity(output)]!r}; writing it would "
                              "destroy it")
 
 
@@ -135,6 +137,11 @@ def _paired_files(folder, *others, names):
 def _jobs(source, output, hint=None, hint_label="trimap"):
     """(source, hint, output) triples: one file, or each file of a folder, paired by file stem with the hint
     folder's (trimaps, masks or mattes) if there is one."""
+    if hint is not None and _identity(hint) == _identity(source):  # e.g. a folder of NAME_rgb and NAME_trimap
+        if not os.path.isdir(source):
+            raise ValueError(f"{hint_label}: {hint!r} is the image itself; give the image's {hint_label}")
+        raise ValueError(f"{hint_label}: {hint!r} is the image folder itself, so each image would be its own "
+                         f"{hint_label}; put the {hint_label}s in a folder of their own, under the images' names")
     if not os.path.isdir(source):
         if os.path.isdir(output):  # a folder, as in batch mode: NAME.png inside it
             output = os.path.join(output, os.path.splitext(os.path.basename(source))[0] + ".png")

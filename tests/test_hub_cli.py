@@ -363,6 +363,13 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     for hint, label in (([str(trimaps / "a.png")], "trimap"), (["--mask", str(trimaps / "a.png")], "mask")):
         assert cli.main(["matte", str(images), *hint, "-o", str(out), "--model", NAME]) == 2
         assert f"{label}: with an image folder, the {label} must be a folder too" in capsys.readouterr().err
+    # one folder of NAME_rgb.png and NAME_trimap.png would pair each image with itself as its trimap
+    for hint, label in (([str(images) + "/"], "trimap"), (["--alpha", str(images)], "alpha")):
+        assert cli.main(["cutout", str(images), *hint, "-o", str(out), "--model", NAME]) == 2
+        assert f"{label}: {hint[-1]!r} is the image folder itself, so each image would be its own {label}" in \
+            capsys.readouterr().err
+    assert cli.main(["matte", str(images / "a.jpg"), "--mask", str(images / "a.jpg"), "-o", str(out)]) == 2
+    assert f"mask: {str(images / 'a.jpg')!r} is the image itself; give the image's mask" in capsys.readouterr().err
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(images / "a.jpg"), "--model", NAME]) == 2
     assert "output: with an input folder, -o must be a folder (made if missing), got the file" in \
         capsys.readouterr().err
