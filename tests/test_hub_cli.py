@@ -206,6 +206,10 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     # WebP is written lossless (Pillow's default is lossy and moves a matte's values)
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.webp"), "--model", NAME]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.webp").convert("L")), alpha)
+    Image.init()
+    if "AVIF" in Image.SAVE:  # so is AVIF, where this Pillow writes it (lossy by default)
+        assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.avif"), "--model", NAME]) == 0
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.avif").convert("L")), alpha)
     for name in ("a16.png", "a16.tif"):
         assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / name), "--model", NAME,
                          "--bits", "16"]) == 0
