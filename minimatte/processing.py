@@ -12,7 +12,7 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
   a map of class indices (values up to only 1 or 2) is refused.
 - uint8 is 0..255, uint16 is 0..65535; float arrays are ambiguous and need `value_range` (1.0 or 255.0).
 - files are turned upright by their EXIF orientation (as transformers' load_image); PIL images and arrays are
-  used as given (as the processor does).
+  used as given (as the processor does). HEIF photos are read where the pillow-heif plugin is installed.
 """
 import io
 import os
@@ -36,19 +36,49 @@ def open_image(path, name):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{name}: no such file {path!r}")
     try:
-        with Image.open(path) as img:
-            # EXIF before load: Pillow 9.0 reads a TIFF's EXIF from the file, which load closes.
-            if img.getexif().get(_EXIF_ORIENTATION, 1) == 1:
-                img.load()
-                return img
-            upright = ImageOps.exif_transpose(img)
-            upright.format = img.format  # a copy has none, and _pil_to_array reads it
-            return upright
+        try:
+            return _open_upright(path)
+        except UnidentifiedImageError:
+            if not _read_heif_with_plugin(path):
+                raise
+            return _open_upright(path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{name}: {path!r} is not a readable image ({error})") from None
     except Image.DecompressionBombError as error:  # Pillow's guard against huge images (no OSError)
         raise ValueError(f"{name}: {path!r} is too large to open ({error}); if you trust the file, raise "
                          "PIL.Image.MAX_IMAGE_PIXELS") from None
+
+
+def _open_upright(path):
+    with Image.open(path) as img:
+        # EXIF before load: Pillow 9.0 reads a TIFF's EXIF from the file, which load closes.
+        if img.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+            img.load()
+            return img
+        upright = ImageOps.exif_transpose(img)
+        upright.format = img.format  # a copy has none, and _pil_to_array reads it
+        return upright
+
+
+# HEIF's major brands of HEVC-coded images: iPhones' .heic photos
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+
+
+def _read_heif_with_plugin(path):
+    """For a HEIF file, which Pillow reads only through the pillow-heif plugin: register the plugin and return
+    True, or raise the error that says how to install it. False for other files. (pillow-heif turns the image
+    upright itself and leaves its EXIF orientation at 1.)"""
+    with open(path, "rb") as file:
+        head = file.read(12)
+    if head[4:8] != b"ftyp" or head[8:12] not in _HEIF_BRANDS:
+        return False
+    try:
+        import pillow_heif
+    except ImportError:
+        raise ValueError("a HEIF (.heic) photo, which Pillow reads with the pillow-heif plugin: "
+                         "pip install pillow-heif") from None
+    pillow_heif.register_heif_opener()
+    return True
 
 
 _RELATIVE_COLORIMETRIC = 1  # ICC rendering intent: colours inside both gamuts keep their exact colour

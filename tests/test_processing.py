@@ -1,5 +1,6 @@
 """Preprocessing semantics and input checking."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from safetensors.numpy import save_file
 import minimatte
 from minimatte.kernels.resize import resize
 from helpers import DATA, REFERENCE, cmyk_profile, gamma_profile, grey_profile
+from reference import require
 
 BULB = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
 
@@ -235,6 +237,27 @@ def test_bad_files(tmp_path):
         minimatte.preprocess(np.zeros((4, 4, 3), np.uint8), str(text))
     with pytest.raises(FileNotFoundError, match="image: no such file"):
         minimatte.preprocess(str(tmp_path / "missing.png"), trimap)
+
+
+def test_heif_photos_are_read_through_pillow_heif(tmp_path, monkeypatch):
+    pillow_heif, = require("pillow_heif")
+    y, x = np.mgrid[:24, :40]
+    pixels = np.stack([y * 10, x * 6, (x + y) * 4], axis=-1).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, as a phone held upright stores it
+    path = tmp_path / "photo.heic"
+    pillow_heif.from_pillow(Image.fromarray(pixels)).save(path, quality=-1, exif=exif.tobytes())
+    # without the plugin: one error that says how to read it (the plugin's opener unregistered, its import failing)
+    monkeypatch.setattr(Image, "ID", [form for form in Image.ID if form != "HEIF"])
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)
+    with pytest.raises(ValueError, match=r"image: .*photo.heic' is not a readable image \(a HEIF \(.heic\) photo, "
+                                         "which Pillow reads with the pillow-heif plugin: pip install pillow-heif"):
+        minimatte.read_image(str(path))
+    monkeypatch.setitem(sys.modules, "pillow_heif", pillow_heif)
+    rgb = minimatte.read_image(str(path))  # the plugin registered, the photo upright as viewers show it
+    assert rgb.shape == (40, 24, 3)
+    np.testing.assert_array_equal(rgb, np.asarray(pillow_heif.open_heif(path)) / 255.0)
+    assert np.abs(rgb * 255 - np.rot90(pixels, -1)).max() < 8  # HEVC's YCbCr rounding: lossy even at quality -1
 
 
 def test_files_over_pillows_size_guard(tmp_path, monkeypatch):
