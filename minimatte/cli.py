@@ -12,14 +12,15 @@ from PIL import Image, ImageCms
 from . import api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout, read_background
-from .processing import (DEFAULT_BAND, icc_profile, in_colour_space, open_image, read_grey, read_trimap,
-                         trimap_from_mask)
+from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, icc_profile, in_colour_space, open_image, read_grey,
+                         read_trimap, trimap_from_mask)
 from .progress import Items
 
 
 def _format(path):
     """The PIL format for an output file's extension; PNG when PIL knows none."""
-    return Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
+    extension = os.path.splitext(path)[1].lower()
+    return "HEIF" if extension in HEIF_EXTENSIONS else Image.registered_extensions().get(extension, "PNG")
 
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
@@ -70,6 +71,8 @@ def _check_writable(outputs, mode):
     (no alpha), GIF (alpha 0 or 255 only) or BMP (alpha not read back), 16-bit alphas outside PNG and TIFF
     (others keep 8 bits)."""
     for form, path in {_format(path): path for path in reversed(outputs)}.items():
+        if form == "HEIF":  # its plugin writes it lossy, moving mattes' values, even at its "lossless" quality
+            raise ValueError(f"output: HEIF files are lossy, got {path!r}; use .png")
         if mode == "I;16" and form not in ("PNG", "TIFF"):
             raise ValueError(f"output: --bits 16 needs a .png or .tif file, got {path!r}")
         file = io.BytesIO()
@@ -113,7 +116,8 @@ def _files_by_stem(folder, label):
     files = {}
     for name in sorted(os.listdir(folder)):
         (stem, extension), path = os.path.splitext(name), os.path.join(folder, name)
-        if name.startswith(".") or extension.lower() not in Image.registered_extensions() or not os.path.isfile(path):
+        image = extension.lower() in Image.registered_extensions() or extension.lower() in HEIF_EXTENSIONS
+        if name.startswith(".") or not image or not os.path.isfile(path):
             continue
         if stem in files:
             raise ValueError(f"{label}: {os.path.basename(files[stem])!r} and {name!r} in {folder!r} share the name "

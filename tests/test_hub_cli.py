@@ -427,6 +427,22 @@ def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
                                                               f"{str(unwritable)!r} (")
 
 
+def test_cli_heif_photos(served, tmp_path, capsys):
+    pillow_heif, = require("pillow_heif")
+    images, trimaps, out = tmp_path / "images", tmp_path / "trimaps", tmp_path / "out"
+    images.mkdir(), trimaps.mkdir()
+    y, x = np.mgrid[:30, :40]
+    photo = Image.fromarray(np.stack([y * 8, x * 6, (x + y) * 3], axis=-1).astype(np.uint8))
+    pillow_heif.from_pillow(photo).save(images / "photo.heic", quality=-1)
+    Image.fromarray(np.full((30, 40), 128, np.uint8)).save(trimaps / "photo.png")
+    # a folder of HEIF photos is a folder of images, before any has been opened
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 0
+    expected = minimatte.infer(str(images / "photo.heic"), str(trimaps / "photo.png"), model=NAME)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "photo.png")), np.rint(expected * 255))
+    assert cli.main(["matte", str(images / "photo.heic"), str(trimaps / "photo.png"), "-o", str(out / "a.heic")]) == 2
+    assert "output: HEIF files are lossy, got" in capsys.readouterr().err
+
+
 def test_cli_trimap_writes_what_mask_builds(served, tmp_path, capsys):
     """`minimatte trimap MASK` writes the trimap that `--mask MASK` mattes with: matting with the written file
     gives the same alpha. Folders of masks give folders of trimaps; lossy JPEG and overwriting the mask are
