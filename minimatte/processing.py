@@ -36,12 +36,7 @@ def open_image(path, name):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{name}: no such file {path!r}")
     try:
-        try:
-            return _open_upright(path)
-        except UnidentifiedImageError:
-            if not _read_heif_with_plugin(path):
-                raise
-            return _open_upright(path)
+        return _open_upright(path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{name}: {path!r} is not a readable image ({error})") from None
     except Image.DecompressionBombError as error:  # Pillow's guard against huge images (no OSError)
@@ -50,7 +45,7 @@ def open_image(path, name):
 
 
 def _open_upright(path):
-    with Image.open(path) as img:
+    with _open_file(path) as img:
         # EXIF before load: Pillow 9.0 reads a TIFF's EXIF from the file, which load closes.
         if img.getexif().get(_EXIF_ORIENTATION, 1) == 1:
             img.load()
@@ -63,6 +58,16 @@ def _open_upright(path):
 HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # image files, whether or not Pillow's plugin for them is registered
 # HEIF's major brands of HEVC-coded images: iPhones' .heic photos
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+
+
+def _open_file(path):
+    """Image.open, with Pillow's plugin for HEIF files registered when it meets one (_read_heif_with_plugin)."""
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        if not _read_heif_with_plugin(path):
+            raise
+        return Image.open(path)
 
 
 def _read_heif_with_plugin(path):
@@ -100,7 +105,7 @@ def icc_profile(image):
     greyscale or CMYK images, which are read through their own profile into sRGB. It says which colour space
     the RGB values are in: outputs made of them (cut-outs, composites) carry it on."""
     if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as img:  # the header only: nothing is decoded
+        with _open_file(image) as img:  # the header only: nothing is decoded
             return icc_profile(img)
     profile = image.info.get("icc_profile") if isinstance(image, Image.Image) else None
     return profile if _profile_space(profile) == b"RGB " else None

@@ -245,16 +245,18 @@ def test_heif_photos_are_read_through_pillow_heif(tmp_path, monkeypatch):
     pixels = np.stack([y * 10, x * 6, (x + y) * 4], axis=-1).astype(np.uint8)
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways, as a phone held upright stores it
-    path = tmp_path / "photo.heic"
-    pillow_heif.from_pillow(Image.fromarray(pixels)).save(path, quality=-1, exif=exif.tobytes())
+    path, profile = tmp_path / "photo.heic", gamma_profile(1.8)  # a wide-gamut photo carries its profile
+    pillow_heif.from_pillow(Image.fromarray(pixels)).save(path, quality=-1, exif=exif.tobytes(), icc_profile=profile)
     # without the plugin: one error that says how to read it (the plugin's opener unregistered, its import failing)
+    Image.init()  # every plugin in Image.ID first: the list monkeypatch restores must be the whole one
     monkeypatch.setattr(Image, "ID", [form for form in Image.ID if form != "HEIF"])
     monkeypatch.setitem(sys.modules, "pillow_heif", None)
     with pytest.raises(ValueError, match=r"image: .*photo.heic' is not a readable image \(a HEIF \(.heic\) photo, "
                                          "which Pillow reads with the pillow-heif plugin: pip install pillow-heif"):
         minimatte.read_image(str(path))
     monkeypatch.setitem(sys.modules, "pillow_heif", pillow_heif)
-    rgb = minimatte.read_image(str(path))  # the plugin registered, the photo upright as viewers show it
+    assert minimatte.icc_profile(str(path)) == profile  # the plugin registered, by the first file read
+    rgb = minimatte.read_image(str(path))  # upright, as viewers show it
     assert rgb.shape == (40, 24, 3)
     np.testing.assert_array_equal(rgb, np.asarray(pillow_heif.open_heif(path)) / 255.0)
     assert np.abs(rgb * 255 - np.rot90(pixels, -1)).max() < 8  # HEVC's YCbCr rounding: lossy even at quality -1
