@@ -10,7 +10,8 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
   the profile, which for CMYK gives other colours than every colour-managed viewer shows.
 - trimap: one channel; an RGB(A) trimap is reduced to its grey level (PIL's "L" luma when channels differ);
   a map of class indices (values up to only 1 or 2) is refused.
-- uint8 is 0..255, uint16 is 0..65535; float arrays are ambiguous and need `value_range` (1.0 or 255.0).
+- uint8 is 0..255, uint16 is 0..65535 (16-bit values up to only 3-255 are 8-bit values saved in 16 bits: an
+  error); float arrays are ambiguous and need `value_range` (1.0 or 255.0).
 - files are turned upright by their EXIF orientation (as transformers' load_image); PIL images and arrays are
   used as given (as the processor does). HEIF photos are read where the pillow-heif plugin is installed.
 """
@@ -182,6 +183,9 @@ def _rescaled(a, name, value_range, dtype=np.float64):
     if a.dtype == np.bool_:
         raise TypeError(f"{name}: boolean arrays are masks, not images/trimaps "
                         "(use minimatte.trimap_from_mask for a mask)")
+    if a.dtype == np.uint16 and 2 < a.max() <= 255:  # would read as nearly black; 0..2: class indices (trimap)
+        raise ValueError(f"{name}: a 16-bit image whose values go up to only {a.max()} of 65535 (8-bit values "
+                         "saved as 16 bits?); save it with 8 bits, or its values times 257")
     if a.dtype in (np.uint8, np.uint16):
         # One pass, no float64 temporary: a float32 quotient of these integers is the float64 one rounded to
         # float32 (tests check every uint8 and uint16 value).

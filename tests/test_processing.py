@@ -113,6 +113,12 @@ def test_sixteen_bit_files(tmp_path):
     opened.format = "TIFF"
     with pytest.raises(ValueError, match="32-bit image mode 'I' is not supported"):
         minimatte.read_trimap(opened)
+    # an 8-bit trimap converted to 16 bits as PIL converts it (values kept) would read as almost all background
+    Image.fromarray(np.uint8([[0, 128, 255]])).convert("I;16").save(tmp_path / "kept.png")
+    for read in minimatte.read_trimap, minimatte.read_image, minimatte.processing.read_grey:
+        with pytest.raises(ValueError, match=r"a 16-bit image whose values go up to only 255 of 65535 \(8-bit values "
+                                             r"saved as 16 bits\?\); save it with 8 bits, or its values times 257"):
+            read(tmp_path / "kept.png")
 
 
 def test_integer_levels_are_their_quotient_rounded_once():
