@@ -364,7 +364,8 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, threshold=0.5, value_range=None, s
     The mask is binarised at `threshold` (of its value range), except that an integer mask of only 0s and 1s
     is taken as binary (1 inside, as segmentation tools often save it); pixels farther than `band` pixels (a
     square neighbourhood) from the mask's edge keep their side, 255 inside and 0 outside; the band around the
-    edge is unknown (128). band=0 gives a trimap with no unknown region.
+    edge is unknown (128). band=0 gives a trimap with no unknown region. A mask with no edge (all inside or
+    all outside) is an error: its trimap would leave nothing to matte.
     size: (H, W) of the image the trimap is for. A mask of another size with the image's aspect ratio (a
     segmentation model's output at its own resolution) is resized to it, bilinearly, before the threshold;
     another aspect ratio is an error.
@@ -385,6 +386,10 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, threshold=0.5, value_range=None, s
                              "aspect ratio")
         m = resize_plane(m, size, Image.BILINEAR)
     inside = m if m.dtype == np.bool_ else m >= threshold
+    if inside.all() or not inside.any():  # e.g. a segmentation model that found nothing
+        side = "foreground" if inside.all() else "background"
+        raise ValueError(f"mask: every pixel is {side} (at the threshold {threshold:g} of its range), so there is "
+                         "no edge to matte")
     trimap = np.full(inside.shape, 128, np.uint8)
     trimap[_erode(inside, band)] = 255
     trimap[_erode(~inside, band)] = 0

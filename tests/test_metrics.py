@@ -127,9 +127,20 @@ def test_trimap_band_is_a_square_erosion_with_unshrinking_borders():
         for density in (0.1, 0.5, 0.9):
             mask = rng.random(shape) < density
             for band in (0, 1, 2, 3, 6, 40):
-                want = np.full(shape, 128)
-                want[eroded(mask, band)], want[eroded(~mask, band)] = 255, 0
-                np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=band), want)
+                for side in mask, ~mask:
+                    np.testing.assert_array_equal(minimatte.processing._erode(side, band), eroded(side, band))
+                if mask.any() and not mask.all():  # else there is no edge: an error (below)
+                    want = np.full(shape, 128)
+                    want[eroded(mask, band)], want[eroded(~mask, band)] = 255, 0
+                    np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=band), want)
+
+
+def test_a_mask_without_an_edge_is_an_error():
+    for mask, side in ((np.zeros((6, 8), np.uint8), "background"), (np.full((6, 8), 0.7), "foreground"),
+                       (np.full((6, 8), 1, np.uint16), "foreground")):  # all found, or nothing (a model that failed)
+        with pytest.raises(ValueError, match=f"mask: every pixel is {side} \\(at the threshold 0.5 of its range\\), "
+                                             "so there is no edge to matte"):
+            minimatte.trimap_from_mask(mask, value_range=1.0 if mask.dtype == float else None)
 
 
 def test_trimap_from_a_smaller_mask():
