@@ -8,8 +8,8 @@ from .backend import to_numpy
 from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
-from .processing import (crop, force_known_regions, guided_upsample, open_image, preprocess, read_image,
-                         read_trimap, resize_plane)
+from .processing import (check_not_swapped, check_size, crop, force_known_regions, guided_upsample, open_image,
+                         preprocess, read_image, read_trimap, resize_plane)
 
 DEFAULT_MODEL = "small-composition-1k"
 
@@ -100,6 +100,8 @@ def _image_progress(progress, number, count):
 def _infer_capped(model, image, trimap, value_range, max_size, progress):
     # float32 is enough: the resize and the guided filter compute in float32
     rgb, hint = read_image(image, value_range, dtype=np.float32), read_trimap(trimap, value_range)
+    check_size("trimap", hint.shape, "image", rgb.shape)
+    check_not_swapped(rgb, hint)  # before the resize blurs the levels
     scale = max_size / max(hint.shape)
     if scale < 1:
         size = tuple(max(1, round(s * scale)) for s in hint.shape)

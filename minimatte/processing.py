@@ -296,6 +296,7 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
         rgb = read_image(image, value_range, "image" + suffix)
         alpha_hint = read_trimap(trimap, value_range, "trimap" + suffix)
         check_size("trimap" + suffix, alpha_hint.shape, "image", rgb.shape)
+        check_not_swapped(rgb, alpha_hint, suffix)
         items.append(_normalize(rgb, alpha_hint, config))
         sizes.append(rgb.shape[:2])
     padded = {_padded_size(s, config) for s in sizes}
@@ -307,6 +308,21 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
     for out, item in zip(pixel_values, items):
         out[:, :item.shape[1], :item.shape[2]] = item
     return Batch(pixel_values, sizes)
+
+
+def check_not_swapped(rgb, trimap, suffix=""):
+    """A grey image of the trimap levels 0, 128 and 255 and no others, given with a trimap of more levels (a
+    photo's), is a trimap and an image given the wrong way round: one error instead of a matte of nonsense.
+    (A black and white image, a logo say, has no 128.) rgb and trimap are read_image's and read_trimap's."""
+    def trimap_levels_only(image):
+        grey, middle = image[..., 0], image.dtype.type(128 / 255)
+        levels = [grey == 0, grey == middle, grey == 1]
+        return (image == grey[..., None]).all() and (levels[0] | levels[1] | levels[2]).all() and all(
+            level.any() for level in levels)
+
+    if trimap_levels_only(rgb[::8, ::8]) and trimap_levels_only(rgb) and np.unique(trimap).size > 3:
+        raise ValueError(f"image{suffix}: it holds only a trimap's levels (0, 128, 255), and the trimap "
+                         f"{np.unique(trimap).size} grey levels: are the image and the trimap swapped?")
 
 
 def _padded_size(size, config):

@@ -392,3 +392,20 @@ def test_infer_with_capped_size(det_model):
     assert np.abs(capped - full).max() > 1e-4  # and it is not the full-resolution result
     with pytest.raises(ValueError, match="max_size: expected an integer of at least 32"):
         minimatte.infer(image, trimap, model=model, max_size=8)
+    with pytest.raises(ValueError, match=r"trimap: size 80x130 \(HxW\) does not match the image's 90x130"):
+        minimatte.infer(image, trimap[:80], model=model, max_size=64)  # both were resized to one size, unchecked
+
+
+def test_swapped_image_and_trimap_are_one_clear_error(det_model):
+    model = det_model("small")
+    photo = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    trimap = np.zeros((40, 60), np.uint8)
+    trimap[10:30, 10:50], trimap[15:25, 20:40] = 128, 255
+    for max_size in None, 32:
+        with pytest.raises(ValueError, match=r"image: it holds only a trimap's levels \(0, 128, 255\), and the "
+                                             r"trimap \d+ grey levels: are the image and the trimap swapped\?"):
+            minimatte.infer(np.stack([trimap] * 3, axis=-1), photo, model=model, max_size=max_size)
+    # a grey image of those levels with a trimap of its own is an image like any other, and so is a black and
+    # white one (a logo) with a trimap of many levels (drawn with a soft brush)
+    assert minimatte.infer(trimap, trimap, model=model).shape == (40, 60)
+    assert minimatte.infer(np.where(trimap == 255, 255, 0).astype(np.uint8), photo, model=model).shape == (40, 60)
