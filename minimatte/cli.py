@@ -3,13 +3,15 @@ import argparse
 import functools
 import io
 import os
+import platform
 import sys
 import zlib
 
 import numpy as np
+import PIL
 from PIL import Image, ImageCms
 
-from . import api, backend, convert, hub, metrics
+from . import __version__, api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout, read_background
 from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, icc_profile, in_colour_space, open_image, read_grey,
@@ -290,6 +292,8 @@ def build_parser():
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
         epilog="Exit status: 0 success, 1 missing file / unwritable output / download / some batch items failed, "
                "2 bad input, 130 interrupted (Ctrl-C).")
+    parser.add_argument("--version", action="version", version=f"minimatte {__version__} (Python "
+                        f"{platform.python_version()}, NumPy {np.__version__}, Pillow {PIL.__version__})")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("matte", "write the alpha matte as a greyscale PNG (8 or 16 bits)"),
                        ("cutout", "write the cut-out: estimated foreground colours with the matte as alpha (RGBA PNG), "

@@ -427,6 +427,12 @@ def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
                                                               f"{str(unwritable)!r} (")
 
 
+def test_cli_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.startswith(f"minimatte {minimatte.__version__} (Python ")
+
+
 def test_cli_heif_photos(served, tmp_path, capsys):
     pillow_heif, = require("pillow_heif")
     images, trimaps, out = tmp_path / "images", tmp_path / "trimaps", tmp_path / "out"

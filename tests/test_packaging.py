@@ -6,6 +6,7 @@ import zipfile
 
 import pytest
 
+import minimatte
 from helpers import ROOT
 
 
@@ -15,6 +16,7 @@ def test_wheel_has_no_top_level_kernels(tmp_path):
     if result.returncode != 0:
         pytest.fail(f"building the wheel failed: {result.stderr[-2000:]}")
     wheel, = tmp_path.glob("minimatte-*.whl")
+    assert wheel.name.startswith(f"minimatte-{minimatte.__version__}-")  # one version, minimatte.__version__
     names = zipfile.ZipFile(wheel).namelist()
     assert "minimatte/kernels/attention.py" in names and "minimatte/kernels/conv.py" in names
     cuda_sources = ("attention.cu", "nn.cu", "foreground.cu", "common.cuh", "device.cuh")
