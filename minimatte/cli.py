@@ -151,7 +151,7 @@ def _jobs(source, output, hint=None, hint_label="trimap"):
         raise ValueError(f"{hint_label}: {hint!r} is the image folder itself, so each image would be its own "
                          f"{hint_label}; put the {hint_label}s in a folder of their own, under the images' names")
     if not os.path.isdir(source):
-        if os.path.isdir(output):  # a folder, as in batch mode: NAME.png inside it
+        if os.path.isdir(output) or output.endswith(("/", os.sep)):  # a folder, as in batch mode: NAME.png in it
             output = os.path.join(output, os.path.splitext(os.path.basename(source))[0] + ".png")
         return [(source, hint, output)]
     if hint is not None and not os.path.isdir(hint):
@@ -309,8 +309,8 @@ def build_parser():
                          help="with --mask: unknown band width in pixels on each side of the edge "
                               f"(default: {DEFAULT_BAND})")
         sub.add_argument("-o", "--output", required=True,
-                         help="output file (.png; the extension picks the format), or a folder for NAME.png; "
-                              "in batch mode a folder, one NAME.png per image")
+                         help="output file (.png; the extension picks the format), or a folder (existing, or "
+                              "ending in /) for NAME.png; in batch mode a folder, one NAME.png per image")
         if name == "matte":
             sub.add_argument("--bits", type=int, choices=(8, 16), default=8,
                              help="bits per pixel of the alpha image, rounded to the nearest level; 16 needs a "
@@ -351,8 +351,8 @@ def build_parser():
     sub.add_argument("--band", type=int, default=DEFAULT_BAND,
                      help="unknown band width in pixels on each side of the edge (default: %(default)s)")
     sub.add_argument("-o", "--output", required=True,
-                     help="output file (.png; the extension picks the format, JPEG is refused), or a folder for "
-                          "NAME.png; in batch mode a folder")
+                     help="output file (.png; the extension picks the format, JPEG is refused), or a folder "
+                          "(existing, or ending in /) for NAME.png; in batch mode a folder")
     sub.set_defaults(run=_trimap)
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",
                               description=f"Download a checkpoint into {hub.cache_dir()} "

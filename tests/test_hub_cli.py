@@ -228,6 +228,8 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     folder.mkdir()
     assert cli.main(["matte", str(image), str(trimap), "-o", str(folder), "--model", NAME]) == 0
     assert np.abs(np.asarray(Image.open(folder / "i.png")).astype(int) - np.rint(expected * 255)).max() == 0
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "new") + os.sep, "--model", NAME]) == 0
+    assert (tmp_path / "new" / "i.png").is_file()  # a trailing separator names a folder, made if missing
     assert cli.main(["matte", str(image), str(trimap), "-o", str(image / "x.png"), "--model", NAME]) == 1
     assert f"output: cannot write {str(image / 'x.png')!r} (" in capsys.readouterr().err
     demo_bg = str(DATA / "vitmatte_demo" / "new_bg.jpg")
