@@ -71,7 +71,14 @@ WRITTEN = {"L": "an 8-bit alpha", "I;16": "a 16-bit alpha", "RGBA": "an RGBA cut
 def _check_writable(outputs, mode):
     """Before any work: refuse an output file whose format cannot hold the result: an RGBA cut-out as JPEG
     (no alpha), GIF (alpha 0 or 255 only) or BMP (alpha not read back), 16-bit alphas outside PNG and TIFF
-    (others keep 8 bits)."""
+    (others keep 8 bits); or one whose folder is a file or cannot be written."""
+    for folder in {os.path.dirname(os.path.abspath(path)) for path in outputs}:
+        existing = folder  # the folder, or the nearest one above it that exists: the rest is made when writing
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+            reason = "permission denied" if os.path.isdir(existing) else f"{existing!r} is a file"
+            raise OSError(f"output: cannot write into {folder!r} ({reason})")
     for form, path in {_format(path): path for path in reversed(outputs)}.items():
         if form == "HEIF":  # its plugin writes it lossy, moving mattes' values, even at its "lossless" quality
             raise ValueError(f"output: HEIF files are lossy, got {path!r}; use .png")

@@ -230,8 +230,8 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     assert np.abs(np.asarray(Image.open(folder / "i.png")).astype(int) - np.rint(expected * 255)).max() == 0
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "new") + os.sep, "--model", NAME]) == 0
     assert (tmp_path / "new" / "i.png").is_file()  # a trailing separator names a folder, made if missing
-    assert cli.main(["matte", str(image), str(trimap), "-o", str(image / "x.png"), "--model", NAME]) == 1
-    assert f"output: cannot write {str(image / 'x.png')!r} (" in capsys.readouterr().err
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(image / "x.png"), "--model", "none"]) == 1
+    assert f"output: cannot write into {str(image)!r} ({str(image)!r} is a file)" in capsys.readouterr().err
     demo_bg = str(DATA / "vitmatte_demo" / "new_bg.jpg")
     for options, background, foreground in (([], None, True), (["--raw-colors"], None, False),
                                             (["--background", "#00ff00"], "#00ff00", True),
@@ -421,12 +421,19 @@ def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
     assert frames[-1] == f"wrote {tmp_path / 'c.png'}\n"  # the bar makes way for the message
     terminal.seek(0)
     terminal.truncate()
-    unwritable = image / "c.png"  # a file's path as a folder: found out when the cut-out is saved
-    assert cli.main(["cutout", str(image), str(trimap), "-o", str(unwritable), "--model", NAME,
+    save = Image.Image.save
+
+    def disk_full(image, file, *args, **kwargs):  # found out only when the cut-out is saved to disk
+        if isinstance(file, io.BytesIO):  # the formats' probes
+            return save(image, file, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "d.png"), "--model", NAME,
                      "--max-size", "64"]) == 1
     erased, error = terminal.getvalue().rsplit("\r\x1b[K", 1)  # the bar erased first
-    assert "] patch embedding" in erased and error.startswith(f"minimatte: error: output: cannot write "
-                                                              f"{str(unwritable)!r} (")
+    assert "] patch embedding" in erased and error == (f"minimatte: error: output: cannot write "
+                                                       f"{str(tmp_path / 'd.png')!r} (No space left on device)\n")
 
 
 def test_cli_version(capsys):
