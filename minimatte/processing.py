@@ -370,46 +370,64 @@ def force_known_regions(alpha, trimap, value_range=None):
 
 
 DEFAULT_BAND = 10  # pixels of unknown on each side of a mask's edge
+# A soft mask's values (of its range) below the first are certainly background, above the second certainly
+# foreground, and between them unknown: 10 and 240 of 255, rembg's defaults for the same job.
+MASK_THRESHOLDS = (10 / 255, 240 / 255)
 
 
-def trimap_from_mask(mask, band=DEFAULT_BAND, threshold=0.5, value_range=None, size=None):
-    """A trimap from a binary or soft mask (e.g. a segmentation model's output): uint8 (H, W).
+def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_range=None, size=None):
+    """A trimap from a binary or soft mask (e.g. a segmentation model's output, or a rough cut-out's alpha):
+    uint8 (H, W).
 
     A mask with several channels is reduced to one: a cut-out (RGBA or LA whose alpha varies) to its alpha,
     any other to its brightest channel (_mask_plane).
-    The mask is binarised at `threshold` (of its value range), except that an integer mask of only 0s and 1s
-    is taken as binary (1 inside, as segmentation tools often save it); pixels farther than `band` pixels (a
-    square neighbourhood) from the mask's edge keep their side, 255 inside and 0 outside; the band around the
-    edge is unknown (128). band=0 gives a trimap with no unknown region. A mask with no edge (all inside or
-    all outside) is an error: its trimap would leave nothing to matte.
+    Values below thresholds[0] (of the mask's value range) are background, above thresholds[1] foreground, and
+    those between unknown: a soft edge (hair in a rough cut-out, an unsure segmentation) is the matting's to
+    decide. A mask of exactly two values is binary, the higher inside: 0/1 as segmentation tools often save it,
+    0/255, a mask drawn in one colour on black. Then each side keeps only its pixels farther than `band` pixels
+    (a square neighbourhood) from the other pixels: 255 foreground, 0 background, the band and the soft edge
+    unknown (128). band=0 leaves only the soft edge unknown; thresholds=(0.5, 0.5) cuts the mask at one half
+    instead. A mask with no foreground, or all foreground, is an error: its trimap would leave nothing to matte.
     size: (H, W) of the image the trimap is for. A mask of another size with the image's aspect ratio (a
-    segmentation model's output at its own resolution) is resized to it, bilinearly, before the threshold;
+    segmentation model's output at its own resolution) is resized to it, bilinearly, before the thresholds;
     another aspect ratio is an error.
     """
     m = _as_array(mask, "mask")
     if m.dtype != np.bool_:
         if m.ndim == 3 and m.shape[2] in (1, 2, 3, 4):
             m = _mask_plane(m)
-        m = m == 1 if m.dtype.kind == "u" and m.size and m.max() == 1 else _rescaled(m, "mask", value_range)
+        m = _binary_if_two_levels(_rescaled(m, "mask", value_range))
     if m.ndim != 2 or 0 in m.shape:
         raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}")
     if not isinstance(band, int) or band < 0:
         raise ValueError(f"band: expected a non-negative number of pixels, got {band!r}")
+    low, high = thresholds
+    if not 0 <= low <= high <= 1:
+        raise ValueError(f"thresholds: expected (background below, foreground above) with 0 <= first <= second "
+                         f"<= 1, got {thresholds!r}")
     if size is not None and m.shape != tuple(size):
         (h, w), (height, width) = m.shape, size
         if abs(h * width - height * w) > max(h, w):  # the sides' ratios differ by more than a pixel's rounding
             raise ValueError(f"mask: size {h}x{w} (HxW) does not match the image's {height}x{width}, nor its "
                              "aspect ratio")
         m = resize_plane(m, size, Image.BILINEAR)
-    inside = m if m.dtype == np.bool_ else m >= threshold
-    if inside.all() or not inside.any():  # e.g. a segmentation model that found nothing
-        side = "foreground" if inside.all() else "background"
-        raise ValueError(f"mask: every pixel is {side} (at the threshold {threshold:g} of its range), so there is "
-                         "no edge to matte")
-    trimap = np.full(inside.shape, 128, np.uint8)
-    trimap[_erode(inside, band)] = 255
-    trimap[_erode(~inside, band)] = 0
+    foreground, background = (m, ~m) if m.dtype == np.bool_ else (m > high, m < low)
+    if not foreground.any():  # e.g. a segmentation model that found nothing
+        raise ValueError(f"mask: no pixel is foreground (above {high:.3g} of its range), so there is nothing to "
+                         "matte")
+    if foreground.all():
+        raise ValueError("mask: every pixel is foreground, so there is no edge to matte")
+    trimap = np.full(m.shape, 128, np.uint8)
+    trimap[_erode(foreground, band)] = 255
+    trimap[_erode(background, band)] = 0
     return trimap
+
+
+def _binary_if_two_levels(mask):
+    """A mask of exactly two values as a boolean mask, the higher one inside (0/1, 0/255, a mask drawn in one
+    colour on black: binary whatever its levels); any other mask as it is."""
+    low, high = mask.min(), mask.max()
+    return mask == high if low < high and ((mask == low) | (mask == high)).all() else mask
 
 
 def _mask_plane(mask):

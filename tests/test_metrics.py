@@ -102,8 +102,8 @@ def test_trimap_from_mask():
     trimap = minimatte.trimap_from_mask(mask, band=2)
     assert (trimap[7:13, 12:23] == 255).all() and trimap[6, 12] == 128 and trimap[5, 10] == 128
     assert trimap[3, 10] == 128 and trimap[2, 10] == 0 and (trimap[:, :8] == 0).all()
-    soft = mask * 0.9 + 0.05
-    np.testing.assert_array_equal(minimatte.trimap_from_mask(soft, band=2, value_range=1.0), trimap)
+    sure = mask * 0.98 + 0.01  # a soft mask's values beyond the thresholds (10 and 240 of 255) are certain
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(sure, band=2, value_range=1.0), trimap)
     assert set(np.unique(minimatte.trimap_from_mask(mask, band=0))) == {0, 255}
     for saved in (np.uint8, np.uint16):  # 0/1 masks as segmentation tools save them, and the 0/255 convention
         np.testing.assert_array_equal(minimatte.trimap_from_mask(mask.astype(saved), band=2), trimap)
@@ -111,6 +111,25 @@ def test_trimap_from_mask():
         np.testing.assert_array_equal(minimatte.trimap_from_mask(full_scale, band=2), trimap)
     with pytest.raises(ValueError, match="band: expected a non-negative"):
         minimatte.trimap_from_mask(mask, band=-1)
+    with pytest.raises(ValueError, match=r"thresholds: expected \(background below, foreground above\)"):
+        minimatte.trimap_from_mask(mask, thresholds=(0.9, 0.1))
+
+
+def test_a_soft_edge_is_unknown_beyond_the_band():
+    """A rough cut-out's hair: soft alpha reaching far beyond its half-opaque edge stays unknown, for the matting
+    to decide, where thresholding at one half would make it background."""
+    alpha = np.zeros((20, 60), np.uint8)
+    alpha[:, :20] = 255
+    alpha[:, 20:50] = np.linspace(250, 5, 30).round().astype(np.uint8)  # strands fading out over 30 pixels
+    trimap = minimatte.trimap_from_mask(alpha, band=2)
+    values = alpha[0]
+    unknown = (values >= 10) & (values <= 240)  # the soft pixels: rembg's thresholds, of 255
+    first, last = np.flatnonzero(unknown)[[0, -1]]
+    assert (trimap[:, :first - 2] == 255).all() and (trimap[:, first - 2:last + 3] == 128).all()
+    assert (trimap[:, last + 3:] == 0).all()
+    halved = minimatte.trimap_from_mask(alpha, band=2, thresholds=(0.5, 0.5))  # one threshold: a hard edge
+    edge = np.flatnonzero(values < 128)[0]
+    assert (halved[:, edge - 2:edge + 2] == 128).all() and (halved[:, edge + 2:] == 0).all()
 
 
 def test_trimap_band_is_a_square_erosion_with_unshrinking_borders():
@@ -136,22 +155,23 @@ def test_trimap_band_is_a_square_erosion_with_unshrinking_borders():
 
 
 def test_a_mask_without_an_edge_is_an_error():
-    for mask, side in ((np.zeros((6, 8), np.uint8), "background"), (np.full((6, 8), 0.7), "foreground"),
-                       (np.full((6, 8), 1, np.uint16), "foreground")):  # all found, or nothing (a model that failed)
-        with pytest.raises(ValueError, match=f"mask: every pixel is {side} \\(at the threshold 0.5 of its range\\), "
-                                             "so there is no edge to matte"):
+    nothing = "mask: no pixel is foreground \\(above 0.941 of its range\\), so there is nothing to matte"
+    everything = "mask: every pixel is foreground, so there is no edge to matte"
+    for mask, message in ((np.zeros((6, 8), np.uint8), nothing), (np.full((6, 8), 0.7), nothing),  # a model that
+                          (np.full((6, 8), 255, np.uint8), everything), (np.ones((6, 8), bool), everything)):  # failed
+        with pytest.raises(ValueError, match=message):
             minimatte.trimap_from_mask(mask, value_range=1.0 if mask.dtype == float else None)
 
 
 def test_trimap_from_a_smaller_mask():
-    """A mask at a segmentation model's resolution is scaled (bilinear) to the image's size, then thresholded;
+    """A mask at a segmentation model's resolution is scaled (bilinear) to the image's size, then thresholded (its soft edge unknown);
     a mask of another aspect ratio is an error."""
     mask = np.zeros((20, 30), bool)
     mask[5:15, 10:25] = True
-    scaled = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((90, 60), Image.BILINEAR)) >= 0.5
+    scaled = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((90, 60), Image.BILINEAR))
     for given in mask, (mask * 255).astype(np.uint8), mask.astype(np.uint8):
         np.testing.assert_array_equal(minimatte.trimap_from_mask(given, band=3, size=(60, 90)),
-                                      minimatte.trimap_from_mask(scaled, band=3))
+                                      minimatte.trimap_from_mask(scaled, band=3, value_range=1.0))
     np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, size=(20, 30)), minimatte.trimap_from_mask(mask))
     minimatte.trimap_from_mask(mask, size=(41, 61))  # sides rounded differently: the same aspect ratio
     with pytest.raises(ValueError, match=r"mask: size 20x30 \(HxW\) does not match the image's 40x50, nor its"):
