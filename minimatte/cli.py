@@ -31,8 +31,8 @@ def _format(path):
 # - WebP: lossless, with the colours under transparent pixels kept as PNG keeps them (the default is lossy:
 #   mattes came back up to 24 levels in 255 off, composites 100);
 # - JPEG: quality 95 (OpenCV's default) instead of 75; JPEG is lossy at any quality, PNG is the format for mattes;
-# - AVIF: quality 100 without chroma subsampling (the default, 75 and 4:2:0, moved mattes' values by up to 7 levels
-#   in 255 and colours by 57); mattes and alphas then read back exactly, colours within a few levels.
+# - AVIF: quality 100 without chroma subsampling (the default, 75 and 4:2:0, moved mattes' values by up to 26
+#   levels in 255 and colours by 98); mattes then read back exactly, colours within a few levels.
 SAVE_OPTIONS = {"PNG": {"compress_type": zlib.Z_RLE}, "WEBP": {"lossless": True, "exact": True},
                 "JPEG": {"quality": 95}, "AVIF": {"quality": 100, "subsampling": "4:4:4"}}
 

@@ -97,7 +97,8 @@ def download(name, progress=True):
         raise RuntimeError("download: offline mode is on (MINIMATTE_OFFLINE / HF_HUB_OFFLINE)")
     directory = os.path.join(cache_dir(), name)
     os.makedirs(directory, exist_ok=True)
-    base = (os.environ.get("MINIMATTE_HUB_URL") or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    base = os.environ.get("MINIMATTE_HUB_URL") or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    base = base.rstrip("/")
     for filename in FILES:
         target = os.path.join(directory, filename)
         if os.path.isfile(target):

@@ -157,15 +157,15 @@ def test_trimap_band_is_a_square_erosion_with_unshrinking_borders():
 def test_a_mask_without_an_edge_is_an_error():
     nothing = "mask: no pixel is foreground \\(above 0.941 of its range\\), so there is nothing to matte"
     everything = "mask: every pixel is foreground, so there is no edge to matte"
-    for mask, message in ((np.zeros((6, 8), np.uint8), nothing), (np.full((6, 8), 0.7), nothing),  # a model that
-                          (np.full((6, 8), 255, np.uint8), everything), (np.ones((6, 8), bool), everything)):  # failed
+    for mask, message in ((np.zeros((6, 8), np.uint8), nothing), (np.full((6, 8), 0.7), nothing),  # found nothing
+                          (np.full((6, 8), 255, np.uint8), everything), (np.ones((6, 8), bool), everything)):
         with pytest.raises(ValueError, match=message):
             minimatte.trimap_from_mask(mask, value_range=1.0 if mask.dtype == float else None)
 
 
 def test_trimap_from_a_smaller_mask():
-    """A mask at a segmentation model's resolution is scaled (bilinear) to the image's size, then thresholded (its soft edge unknown);
-    a mask of another aspect ratio is an error."""
+    """A mask at a segmentation model's resolution is scaled (bilinear) to the image's size, then thresholded
+    (the scaling's soft edge unknown); a mask of another aspect ratio is an error."""
     mask = np.zeros((20, 30), bool)
     mask[5:15, 10:25] = True
     scaled = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((90, 60), Image.BILINEAR))
