@@ -269,7 +269,15 @@ def _convert(args):
 def _evaluate(args):
     """The metrics' table, a row printed as each image is scored; then the mean, and a note of ground truths
     without a prediction (the mean leaves them out)."""
-    triples = _paired_files(args.pred_dir, args.gt_dir, args.trimap_dir, names=("pred", "gt", "trimap"))
+    paths = (args.pred, args.gt, args.trimap)
+    folders = [os.path.isdir(path) for path in paths]
+    if all(folders):
+        triples = _paired_files(*paths, names=("pred", "gt", "trimap"))
+    elif not any(folders):  # one image, whose files need not share a name
+        triples = [(os.path.splitext(os.path.basename(args.pred))[0], *paths)]
+    else:
+        raise ValueError(f"evaluate: give three folders (files paired by name) or three files, got "
+                         f"{', '.join('folder' if folder else 'file' for folder in folders)}")
     columns = list(metrics.METRICS)
     print(f"| image | {' | '.join(c + (' (x1e3)' if c == 'MSE' else '') for c in columns)} |")
     print("|---" * (len(columns) + 1) + "|")
@@ -286,11 +294,13 @@ def _evaluate(args):
         except ValueError as error:
             raise ValueError(f"{stem}: {error}") from None
         row(stem, rows[-1])
+    if not all(folders):
+        return
     row("mean", {c: sum(scores[c] for scores in rows) / len(rows) for c in columns})
-    missing = sorted(set(_files_by_stem(args.gt_dir, "gt")) - {stem for stem, *_ in triples})
+    missing = sorted(set(_files_by_stem(args.gt, "gt")) - {stem for stem, *_ in triples})
     if missing:
         print(f"minimatte: note: {len(missing)} of {len(missing) + len(rows)} ground truths have no prediction in "
-              f"{args.pred_dir!r} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); the mean is over "
+              f"{args.pred!r} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); the mean is over "
               f"the {len(rows)} predicted", file=sys.stderr)
 
 
@@ -370,10 +380,11 @@ def build_parser():
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",
                               description="Score the mattes in PRED_DIR against GT_DIR on the unknown region "
                                           "(trimap == 128) of TRIMAP_DIR, files paired by stem, at 8 bits (16-bit "
-                                          "files are rounded to 8 bits); prints a table.")
-    sub.add_argument("pred_dir")
-    sub.add_argument("gt_dir")
-    sub.add_argument("trimap_dir")
+                                          "files are rounded to 8 bits); prints a table with the mean. Three "
+                                          "files score one image.")
+    sub.add_argument("pred", metavar="PRED_DIR", help="predicted mattes (a folder, or one file)")
+    sub.add_argument("gt", metavar="GT_DIR", help="ground-truth mattes (a folder, or one file)")
+    sub.add_argument("trimap", metavar="TRIMAP_DIR", help="trimaps, unknown = 128 (a folder, or one file)")
     sub.set_defaults(run=_evaluate)
     sub = commands.add_parser("convert", help="convert a checkpoint to one safetensors file, without torch",
                               description="Convert an HF model.safetensors / pytorch_model.bin (file or directory) "

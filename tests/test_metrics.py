@@ -223,8 +223,16 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     assert rows[-1] == "| mean | 0.000 | 0.000 | 0.000 | 0.000 |"
     assert [r.split("|")[1].strip() for r in rows[2:4]] == ["GT01", "GT02"]
     assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 0
-    mean = [float(v) for v in capsys.readouterr().out.splitlines()[-1].split("|")[2:6]]
+    rows = capsys.readouterr().out.splitlines()
+    mean = [float(v) for v in rows[-1].split("|")[2:6]]
     assert all(v > 0 for v in mean)
+    # three files score one image, named by its prediction, whatever the other files' names
+    (tmp_path / "t.png").write_bytes((trimap_dir / names[0]).read_bytes())
+    assert cli.main(["evaluate", str(pred_dir / names[0]), str(gt_dir / names[0]), str(tmp_path / "t.png")]) == 0
+    assert capsys.readouterr().out.splitlines() == rows[:3]
+    assert cli.main(["evaluate", str(pred_dir / names[0]), str(gt_dir), str(trimap_dir)]) == 2
+    assert "evaluate: give three folders (files paired by name) or three files, got file, folder, folder" in \
+        capsys.readouterr().err
 
     (pred_dir / names[1]).unlink()  # a ground truth without prediction: scored without it, and said so
     assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 0
