@@ -240,7 +240,8 @@ def _matte(args):
             return
         if not args.raw_colors:
             progress.within(1.0, "foreground colours")
-        result = cutout(image, alpha, args.background, foreground=not args.raw_colors, backend=args.backend)
+        result = cutout(image, alpha, args.background, foreground=not args.raw_colors, backend=args.backend,
+                        crop=args.crop)
         _save_atomically(Image.fromarray(result), output, icc_profile(image))  # the image's colours
 
     _run(jobs, work, progress, batch)
@@ -304,6 +305,19 @@ def _evaluate(args):
               f"the {len(rows)} predicted", file=sys.stderr)
 
 
+def _at_least(minimum):
+    """An argparse type: an integer of at least `minimum` pixels, checked before any work."""
+    def pixels(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer of at least {minimum} pixels, got {text!r}")
+        return value
+    return pixels
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
@@ -322,7 +336,7 @@ def build_parser():
         sub.add_argument("--mask", help="a mask file (or folder) to build the trimap from, instead of TRIMAP: "
                                         "binary (0/255 or 0/1) or soft, scaled to the image if its size differs "
                                         "(same aspect ratio); of a cut-out with transparency, its alpha")
-        sub.add_argument("--band", type=int,
+        sub.add_argument("--band", type=_at_least(0),
                          help="with --mask: unknown band width in pixels on each side of the edge "
                               f"(default: {DEFAULT_BAND})")
         sub.add_argument("-o", "--output", required=True,
@@ -338,6 +352,9 @@ def build_parser():
             sub.add_argument("--alpha", help="a matte file (or folder) to cut out with instead of running the "
                                               "network, e.g. one written by `minimatte matte` and retouched; of a "
                                               "cut-out with transparency, its alpha")
+            sub.add_argument("--crop", type=_at_least(0), nargs="?", const=0, metavar="MARGIN",
+                             help="cut the result to the box around the subject (its pixels whose alpha is not "
+                                  "0), widened by MARGIN pixels on each side (default: 0)")
             sub.add_argument("--raw-colors", action="store_true",
                              help="keep the image's colours at soft edges instead of estimating the foreground "
                                   "colours (faster, but edges keep a fringe of the old background)")
@@ -346,7 +363,7 @@ def build_parser():
                               "(default: the network's values there, as the reference)")
         sub.add_argument("--skip-existing", action="store_true",
                          help="leave images whose output file exists alone (to resume an interrupted batch)")
-        sub.add_argument("--max-size", type=int, metavar="PIXELS",
+        sub.add_argument("--max-size", type=_at_least(32), metavar="PIXELS",
                          help="cap the network's input at this longer side and upsample the alpha guided by the "
                               "image (for very large images; loses detail finer than the reduced pixels)")
         sub.add_argument("--model", default=api.DEFAULT_MODEL,
@@ -365,7 +382,7 @@ def build_parser():
     sub = commands.add_parser("trimap", help=text, description=text + " (0 background, 128 unknown, 255 foreground)")
     sub.add_argument("mask", help="a mask file: binary (0/255 or 0/1) or soft; of a cut-out with transparency, its "
                                   "alpha; or a folder of them (batch mode)")
-    sub.add_argument("--band", type=int, default=DEFAULT_BAND,
+    sub.add_argument("--band", type=_at_least(0), default=DEFAULT_BAND,
                      help="unknown band width in pixels on each side of the edge (default: %(default)s)")
     sub.add_argument("-o", "--output", required=True,
                      help="output file (.png; the extension picks the format, JPEG is refused), or a folder "

@@ -58,7 +58,7 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
     return (fg, bg) if return_background else fg
 
 
-def cutout(image, alpha, background=None, foreground=True, value_range=None, backend=None):
+def cutout(image, alpha, background=None, foreground=True, value_range=None, backend=None, crop=None):
     """The cut-out in 8 bits: RGBA (H, W, 4) with the foreground colours and alpha as its alpha channel; or, given
     a background, the RGB (H, W, 3) composite alpha * F + (1 - alpha) * background.
 
@@ -68,7 +68,11 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     where their ICC profiles differ); opaque, as the composite is. foreground=False uses the image's own
     colours instead of estimate_foreground's: faster, but soft edges keep a fringe of the old background.
     alpha as for estimate_foreground. The result is in the image's colour space: save it with icc_profile(image).
+    crop: None for the whole image, or a margin in pixels: the result cut to the box of the pixels whose 8-bit
+    alpha is not 0, widened by the margin on each side within the image (as cut-out services trim theirs).
     """
+    if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool) or crop < 0):
+        raise ValueError(f"crop: expected a margin of 0 or more pixels, or None, got {crop!r}")
     if foreground:  # the image is read once, by estimate_foreground: at 12 megapixels a copy is 288 MB
         colours = to_numpy(estimate_foreground(image, alpha, value_range=value_range, backend=backend))
         matte = _read_alpha(alpha)
@@ -81,7 +85,19 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
         result = a * colours + (1 - a) * read_background(background, matte.shape, image, value_range)
     np.clip(result, 0, 1, out=result)
     result *= 255
-    return np.rint(result, out=result).astype(np.uint8)
+    result = np.rint(result, out=result).astype(np.uint8)
+    return result if crop is None else result[_visible_box(matte, crop)]
+
+
+def _visible_box(alpha, margin):
+    """(rows, columns) slices of the box around the pixels whose alpha is not 0 in 8 bits, widened by `margin`
+    pixels on each side within the image."""
+    visible = np.rint(np.clip(alpha, 0, 1) * 255) > 0
+    rows, columns = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("crop: the matte is transparent everywhere, so there is nothing to crop to")
+    return tuple(slice(max(0, found[0] - margin), min(size, found[-1] + 1 + margin))
+                 for found, size in zip((rows, columns), alpha.shape))
 
 
 def _read_alpha(alpha, dtype=np.float64):

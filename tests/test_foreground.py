@@ -145,6 +145,24 @@ def test_cutout_rgba_and_composites(tmp_path):
     np.testing.assert_array_equal(cutout(image, alpha, background=photo, foreground=False), want)
 
 
+def test_cutouts_cropped_to_the_subject():
+    image = np.random.default_rng(5).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    alpha = np.zeros((30, 40))
+    alpha[8:20, 12:31] = 1.0
+    alpha[5, 20] = 0.6 / 255  # a stray pixel that stays 1 in 8 bits widens the box; 0.4 / 255 rounds to 0
+    alpha[25, 35] = 0.4 / 255
+    whole = cutout(image, alpha, foreground=False)
+    np.testing.assert_array_equal(cutout(image, alpha, foreground=False, crop=0), whole[5:20, 12:31])
+    np.testing.assert_array_equal(cutout(image, alpha, foreground=False, crop=7), whole[0:27, 5:38])  # clipped
+    composite = cutout(image, alpha, background="white", crop=2)
+    np.testing.assert_array_equal(composite, cutout(image, alpha, background="white")[3:22, 10:33])
+    with pytest.raises(ValueError, match="crop: the matte is transparent everywhere, so there is nothing to crop"):
+        cutout(image, np.zeros((30, 40)), crop=0)
+    for margin in -1, 2.5, True:
+        with pytest.raises(ValueError, match="crop: expected a margin of 0 or more pixels, or None, got"):
+            cutout(image, alpha, crop=margin)
+
+
 def test_background_images_cover_the_image_without_stretching():
     """A background of another aspect ratio is scaled to cover the image and centred; what overflows is cropped."""
     image, clear = np.full((20, 20, 3), 9, np.uint8), np.zeros((20, 20))  # a square image, all background

@@ -256,6 +256,17 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")),
                                       cutout(str(image), str(tmp_path / "a.png"), background,
                                              foreground=options != ["--raw-colors"]))
+    blob = np.zeros((40, 50), np.uint8)
+    blob[10:20, 15:35] = 255
+    Image.fromarray(blob).save(tmp_path / "blob.png")
+    assert cli.main(["cutout", str(image), "--alpha", str(tmp_path / "blob.png"), "-o", str(tmp_path / "c.png"),
+                     "--crop", "2"]) == 0  # cut to the subject, 2 pixels around it
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")),
+                                  cutout(str(image), blob, crop=2))
+    assert Image.open(tmp_path / "c.png").size == (24, 14)
+    with pytest.raises(SystemExit):  # a bad margin stops before any work, with argparse's usage message
+        cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--crop", "-1"])
+    assert "argument --crop: expected an integer of at least 0 pixels, got '-1'" in capsys.readouterr().err
     for hints, given in (([], "none"), ([str(trimap), "--alpha", str(tmp_path / "a.png")], "trimap and alpha")):
         assert cli.main(["cutout", str(image), *hints, "-o", str(tmp_path / "c.png")]) == 2
         assert f"trimap: give one of a TRIMAP file, --mask MASK, --alpha ALPHA, got {given}" in \
