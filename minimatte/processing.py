@@ -348,7 +348,18 @@ def check_size(name, shape, other, other_shape):
     """One clear error where the (H, W) of `name` differs from that of `other` (shapes may have channels)."""
     if tuple(shape[:2]) != tuple(other_shape[:2]):
         raise ValueError(f"{name}: size {shape[0]}x{shape[1]} (HxW) does not match the {other}'s "
-                         f"{other_shape[0]}x{other_shape[1]}")
+                         f"{other_shape[0]}x{other_shape[1]}{_turned_hint(shape[:2], other_shape[:2], other)}")
+
+
+def _turned_hint(size, other_size, other, aspect_only=False):
+    """Where a size (or with aspect_only, its aspect ratio) is the other's turned 90 degrees, the likely cause as
+    a clause to append to the error; else ''."""
+    (h, w), (other_h, other_w) = size, other_size
+    turned = abs(h * other_h - w * other_w) <= max(h, w) if aspect_only else (h, w) == (other_w, other_h)
+    if h == w or not turned:
+        return ""
+    return (f"; {'its aspect ratio' if aspect_only else 'that'} is the {other}'s turned 90 degrees: files are "
+            "turned upright by their EXIF orientation, so was one of them made from a photo's stored pixels?")
 
 
 def crop(alphas, sizes):
@@ -409,7 +420,7 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
         (h, w), (height, width) = m.shape, size
         if abs(h * width - height * w) > max(h, w):  # the sides' ratios differ by more than a pixel's rounding
             raise ValueError(f"mask: size {h}x{w} (HxW) does not match the image's {height}x{width}, nor its "
-                             "aspect ratio")
+                             f"aspect ratio{_turned_hint((h, w), (height, width), 'image', aspect_only=True)}")
         m = resize_plane(m, size, Image.BILINEAR)
     foreground, background = (m, ~m) if m.dtype == np.bool_ else (m > high, m < low)
     if not foreground.any():  # e.g. a segmentation model that found nothing

@@ -176,6 +176,8 @@ def test_trimap_from_a_smaller_mask():
     minimatte.trimap_from_mask(mask, size=(41, 61))  # sides rounded differently: the same aspect ratio
     with pytest.raises(ValueError, match=r"mask: size 20x30 \(HxW\) does not match the image's 40x50, nor its"):
         minimatte.trimap_from_mask(mask, size=(40, 50))
+    with pytest.raises(ValueError, match=r"nor its aspect ratio; its aspect ratio is the image's turned 90 degrees"):
+        minimatte.trimap_from_mask(mask, size=(91, 60))  # a photo's upright size, the mask of its stored pixels
 
 
 def test_trimap_from_a_mask_with_channels(tmp_path):

@@ -194,6 +194,10 @@ def test_files_are_turned_upright_by_their_exif_orientation(tmp_path):
     trimap = np.tile(np.uint16([0, 32896, 65535]), (4, 2))  # 16-bit grey keeps its depth when turned
     Image.fromarray(trimap).save(tmp_path / "trimap.png", exif=exif)
     np.testing.assert_array_equal(minimatte.read_trimap(tmp_path / "trimap.png"), np.rot90(trimap) / 65535)
+    # a trimap made from the stored pixels of a photo that viewers show turned: the error says what is likely
+    with pytest.raises(ValueError, match=r"trimap: size 4x6 \(HxW\) does not match the image's 6x4; that is the "
+                                         r"image's turned 90 degrees: files are turned upright by their EXIF"):
+        minimatte.preprocess(tmp_path / "photo.png", np.full((4, 6), 128, np.uint8))
 
 
 def test_batch_of_equal_sizes():
