@@ -35,7 +35,8 @@ def open_image(path, name):
     anything that is not an image."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{name}: no such file {path!r}")
+        remote = " (URLs are not fetched: download the file first)" if "://" in str(path) else ""
+        raise FileNotFoundError(f"{name}: no such file {path!r}{remote}")
     try:
         return _open_upright(path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:

@@ -247,6 +247,9 @@ def test_bad_files(tmp_path):
         minimatte.preprocess(np.zeros((4, 4, 3), np.uint8), str(text))
     with pytest.raises(FileNotFoundError, match="image: no such file"):
         minimatte.preprocess(str(tmp_path / "missing.png"), trimap)
+    with pytest.raises(FileNotFoundError, match=r"image: no such file 'https://example.com/a.png' \(URLs are not "
+                                                r"fetched: download the file first\)"):
+        minimatte.preprocess("https://example.com/a.png", trimap)  # transformers' load_image would fetch it
 
 
 def test_heif_photos_are_read_through_pillow_heif(tmp_path, monkeypatch):
