@@ -14,8 +14,8 @@ from PIL import Image, ImageCms
 from . import __version__, api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout, read_background
-from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, icc_profile, in_colour_space, open_image, read_grey,
-                         read_trimap, trimap_from_mask)
+from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_thresholds, icc_profile,
+                         in_colour_space, open_image, read_grey, read_trimap, trimap_from_mask)
 from .progress import Items
 
 
@@ -202,10 +202,11 @@ def _matte(args):
         options = "a TRIMAP file, --mask MASK" + (", --alpha ALPHA" if args.command == "cutout" else "")
         raise ValueError(f"trimap: give one of {options}, got {' and '.join(label for label, _ in given) or 'none'}")
     (kind, hint), = given
-    if args.band is not None and kind != "mask":
-        raise ValueError(f"band: --band is the unknown band of a trimap built from --mask; with {kind} it does "
-                         "nothing")
+    for option, value in (("band", args.band), ("thresholds", args.thresholds)):
+        if value is not None and kind != "mask":
+            raise ValueError(f"{option}: --{option} shapes the trimap built from --mask; with {kind} it does nothing")
     band = DEFAULT_BAND if args.band is None else args.band
+    thresholds = check_thresholds(args.thresholds or MASK_THRESHOLDS)
     jobs, batch = _jobs(args.image, args.output, hint, kind), os.path.isdir(args.image)
     _check_not_inputs(jobs, getattr(args, "background", None))
     if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
@@ -232,7 +233,7 @@ def _matte(args):
         if kind == "alpha":
             alpha = hint
         else:  # a mask of another size (a segmentation model's, with the image's aspect) is scaled to the image's
-            trimap = hint if kind == "trimap" else trimap_from_mask(hint, band, size=image.size[::-1])
+            trimap = hint if kind == "trimap" else trimap_from_mask(hint, band, thresholds, size=image.size[::-1])
             alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
                               force_known=args.force_known)
         if args.command == "matte":
@@ -254,9 +255,12 @@ def _trimap(args):
         if _format(output) == "JPEG":  # lossy: 128 would come back as 127 or 129, no longer unknown
             raise ValueError(f"output: a JPEG file would change the trimap's values, got {output!r}; use .png")
     _check_writable([out for *_, out in jobs], "L")
+    thresholds = check_thresholds(args.thresholds)
     progress = Items(len(jobs), "masks" if batch else os.path.basename(jobs[0][0]))
-    _run(jobs, lambda mask, _, output: _save_atomically(Image.fromarray(trimap_from_mask(mask, band=args.band)),
-                                                        output), progress, batch)
+
+    def work(mask, _, output):
+        _save_atomically(Image.fromarray(trimap_from_mask(mask, args.band, thresholds)), output)
+    _run(jobs, work, progress, batch)
 
 
 def _download(args):
@@ -318,6 +322,25 @@ def _at_least(minimum):
     return pixels
 
 
+def _fraction(text):
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def _add_thresholds(sub, default):
+    low, high = (round(t * 255) for t in MASK_THRESHOLDS)
+    sub.add_argument("--thresholds", type=_fraction, nargs=2, metavar=("LOW", "HIGH"), default=default,
+                     help="a soft mask's values below LOW are background, above HIGH foreground, and between them "
+                          f"unknown, as fractions of its range (default: {low}/255 and {high}/255; 0.5 0.5 cuts the "
+                          "mask at one half)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
@@ -339,6 +362,7 @@ def build_parser():
         sub.add_argument("--band", type=_at_least(0),
                          help="with --mask: unknown band width in pixels on each side of the edge "
                               f"(default: {DEFAULT_BAND})")
+        _add_thresholds(sub, default=None)
         sub.add_argument("-o", "--output", required=True,
                          help="output file (.png; the extension picks the format), or a folder (existing, or "
                               "ending in /) for NAME.png; in batch mode a folder, one NAME.png per image")
@@ -384,6 +408,7 @@ def build_parser():
                                   "alpha; or a folder of them (batch mode)")
     sub.add_argument("--band", type=_at_least(0), default=DEFAULT_BAND,
                      help="unknown band width in pixels on each side of the edge (default: %(default)s)")
+    _add_thresholds(sub, default=MASK_THRESHOLDS)
     sub.add_argument("-o", "--output", required=True,
                      help="output file (.png; the extension picks the format, JPEG is refused), or a folder "
                           "(existing, or ending in /) for NAME.png; in batch mode a folder")

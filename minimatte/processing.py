@@ -413,10 +413,7 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
         raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}")
     if not isinstance(band, int) or band < 0:
         raise ValueError(f"band: expected a non-negative number of pixels, got {band!r}")
-    low, high = thresholds
-    if not 0 <= low <= high <= 1:
-        raise ValueError(f"thresholds: expected (background below, foreground above) with 0 <= first <= second "
-                         f"<= 1, got {thresholds!r}")
+    low, high = check_thresholds(thresholds)
     if size is not None and m.shape != tuple(size):
         (h, w), (height, width) = m.shape, size
         if abs(h * width - height * w) > max(h, w):  # the sides' ratios differ by more than a pixel's rounding
@@ -433,6 +430,15 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
     trimap[_erode(foreground, band)] = 255
     trimap[_erode(background, band)] = 0
     return trimap
+
+
+def check_thresholds(thresholds):
+    """trimap_from_mask's (background below, foreground above), checked: (low, high)."""
+    low, high = thresholds
+    if not 0 <= low <= high <= 1:
+        raise ValueError(f"thresholds: expected (background below, foreground above) with 0 <= first <= second "
+                         f"<= 1, got {tuple(thresholds)!r}")
+    return low, high
 
 
 def _binary_if_two_levels(mask):

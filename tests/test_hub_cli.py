@@ -498,10 +498,25 @@ def test_cli_trimap_writes_what_mask_builds(served, tmp_path, capsys):
         assert cli.main(["matte", str(image), *hint, "-o", str(tmp_path / name), "--model", NAME]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "alpha_t.png")),
                                   np.asarray(Image.open(tmp_path / "alpha_m.png")))
-    assert cli.main(["matte", str(image), str(tmp_path / "t.png"), "-o", str(tmp_path / "alpha.png"), "--band", "3",
-                     "--model", NAME]) == 2  # a band that would do nothing
-    assert "band: --band is the unknown band of a trimap built from --mask; with trimap it does nothing" in \
-        capsys.readouterr().err
+    for option in ["--band", "3"], ["--thresholds", "0.5", "0.5"]:  # mask options that would do nothing
+        assert cli.main(["matte", str(image), str(tmp_path / "t.png"), "-o", str(tmp_path / "alpha.png"), *option,
+                         "--model", NAME]) == 2
+        assert f"{option[0][2:]}: {option[0]} shapes the trimap built from --mask; with trimap it does nothing" in \
+            capsys.readouterr().err
+    soft = np.clip(np.arange(60) * 5, 0, 255).astype(np.uint8)[None].repeat(40, axis=0)  # a ramp: a soft mask
+    Image.fromarray(soft).save(tmp_path / "soft.png")
+    for thresholds in [], ["0.5", "0.5"], ["0.2", "0.9"]:
+        assert cli.main(["trimap", str(tmp_path / "soft.png"), "-o", str(tmp_path / "t_soft.png"), "--band", "2",
+                         *(["--thresholds", *thresholds] if thresholds else [])]) == 0
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "t_soft.png")), minimatte.trimap_from_mask(
+            soft, band=2, **({"thresholds": tuple(map(float, thresholds))} if thresholds else {})))
+    assert cli.main(["trimap", str(tmp_path / "soft.png"), "-o", str(tmp_path / "t_soft.png"), "--thresholds",
+                     "0.9", "0.2"]) == 2  # checked before any work
+    assert "thresholds: expected (background below, foreground above) with 0 <= first <= second <= 1, got (0.9, " \
+        "0.2)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["trimap", str(tmp_path / "soft.png"), "-o", str(tmp_path / "t_soft.png"), "--thresholds", "0", "2"])
+    assert "argument --thresholds: expected a number from 0 to 1, got '2'" in capsys.readouterr().err
     assert cli.main(["trimap", str(masks), "-o", str(tmp_path / "trimaps")]) == 0
     assert "[2/2] wrote" in capsys.readouterr().err
     for stem, plane in (("a", mask), ("b", mask.T)):
