@@ -309,33 +309,26 @@ def _evaluate(args):
               f"the {len(rows)} predicted", file=sys.stderr)
 
 
-def _at_least(minimum):
-    """An argparse type: an integer of at least `minimum` pixels, checked before any work."""
-    def pixels(text):
+def _number(kind, low, high, expected):
+    """An argparse type: a `kind` (int or float) from `low` to `high` (None: no bound), checked before any work."""
+    def parse(text):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer of at least {minimum} pixels, got {text!r}")
+        if value is None or value < low or high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
-    return pixels
+    return parse
 
 
-def _fraction(text):
-    """An argparse type: a number from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
+def _at_least(minimum):
+    return _number(int, minimum, None, f"an integer of at least {minimum} pixels")
 
 
 def _add_thresholds(sub, default):
     low, high = (round(t * 255) for t in MASK_THRESHOLDS)
-    sub.add_argument("--thresholds", type=_fraction, nargs=2, metavar=("LOW", "HIGH"), default=default,
+    sub.add_argument("--thresholds", type=_number(float, 0, 1, "a number from 0 to 1"), nargs=2, metavar=("LOW", "HIGH"), default=default,
                      help="a soft mask's values below LOW are background, above HIGH foreground, and between them "
                           f"unknown, as fractions of its range (default: {low}/255 and {high}/255; 0.5 0.5 cuts the "
                           "mask at one half)")
