@@ -49,7 +49,7 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     image, trimap: file paths, PIL images or arrays (uint8/uint16; floats need value_range=1.0 or 255.0),
                    or equal-length lists of them (returns a list).
     model: a loaded VitMatte, a path or checkpoint name (default: small-composition-1k), loaded with
-           `backend` and `precision` (see load).
+           `backend` and `precision` (see load) on each call: for many images, load it once with `load`.
     max_size: for images too large for memory or time, run the network with the longer side capped at this
               many pixels and upsample the alpha guided by the full-resolution image (see guided_upsample);
               fine structure smaller than the reduced pixel size (single hairs) is lost.
