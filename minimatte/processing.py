@@ -423,7 +423,7 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
     foreground, background = (m, ~m) if m.dtype == np.bool_ else (m > high, m < low)
     if not foreground.any():  # e.g. a segmentation model that found nothing
         raise ValueError(f"mask: no pixel is foreground (above {high:.3g} of its range), so there is nothing to "
-                         "matte")
+                         "matte; a mask this soft needs lower thresholds (0.5 and 0.5 cut it at one half)")
     if foreground.all():
         raise ValueError("mask: every pixel is foreground, so there is no edge to matte")
     trimap = np.full(m.shape, 128, np.uint8)
