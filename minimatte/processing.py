@@ -421,7 +421,10 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
                              f"aspect ratio{_turned_hint((h, w), (height, width), 'image', aspect_only=True)}")
         m = resize_plane(m, size, Image.BILINEAR)
     foreground, background = (m, ~m) if m.dtype == np.bool_ else (m > high, m < low)
-    if not foreground.any():  # e.g. a segmentation model that found nothing
+    if background.all():  # e.g. a segmentation model that found nothing
+        raise ValueError(f"mask: every pixel is background (below {low:.3g} of its range), so there is nothing to "
+                         "matte")
+    if not foreground.any():
         raise ValueError(f"mask: no pixel is foreground (above {high:.3g} of its range), so there is nothing to "
                          "matte; a mask this soft needs lower thresholds (0.5 and 0.5 cut it at one half)")
     if foreground.all():

@@ -155,9 +155,12 @@ def test_trimap_band_is_a_square_erosion_with_unshrinking_borders():
 
 
 def test_a_mask_without_an_edge_is_an_error():
-    nothing = "mask: no pixel is foreground \\(above 0.941 of its range\\), so there is nothing to matte"
+    nothing = "mask: every pixel is background \\(below 0.0392 of its range\\), so there is nothing to matte$"
+    soft = (r"mask: no pixel is foreground \(above 0.941 of its range\), so there is nothing to matte; a mask this "
+            r"soft needs lower thresholds \(0.5 and 0.5 cut it at one half\)")
     everything = "mask: every pixel is foreground, so there is no edge to matte"
-    for mask, message in ((np.zeros((6, 8), np.uint8), nothing), (np.full((6, 8), 0.7), nothing),  # found nothing
+    for mask, message in ((np.zeros((6, 8), np.uint8), nothing), (np.zeros((6, 8), bool), nothing),  # found nothing
+                          (np.full((6, 8), 0.7), soft), (np.linspace(0, 0.9, 48).reshape(6, 8), soft),
                           (np.full((6, 8), 255, np.uint8), everything), (np.ones((6, 8), bool), everything)):
         with pytest.raises(ValueError, match=message):
             minimatte.trimap_from_mask(mask, value_range=1.0 if mask.dtype == float else None)
