@@ -195,13 +195,14 @@ def _rescaled(a, name, value_range, dtype=np.float64):
         if value_range not in (1, 1.0, 255, 255.0):
             raise ValueError(f"{name}: float arrays need value_range=1.0 (values in [0, 1]) or "
                              f"value_range=255.0 (values in [0, 255]), got value_range={value_range!r}")
-        a = a.astype(np.float64)
         if not np.isfinite(a).all():
             raise ValueError(f"{name}: contains NaN or infinite values")
         lo, hi = a.min(), a.max()
         if lo < 0 or hi > value_range:
             raise ValueError(f"{name}: values must lie in [0, {value_range:g}], found [{lo:g}, {hi:g}]")
-        return (a / value_range).astype(dtype, copy=False)
+        # In the wider of the two types, with no float64 copy of a float32 image: a float32 quotient of float32
+        # values is the float64 quotient rounded to float32 (the double rounding of a division is harmless).
+        return np.divide(a, value_range, dtype=np.result_type(a.dtype, dtype)).astype(dtype, copy=False)
     raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float")
 
 

@@ -131,6 +131,21 @@ def test_integer_levels_are_their_quotient_rounded_once():
             np.testing.assert_array_equal(minimatte.processing.read_grey(values, dtype=dtype), exact.astype(dtype))
 
 
+def test_float_levels_are_their_float64_quotient_rounded_once():
+    """Float arrays become v / value_range as the float64 quotient rounded to the output type, also where the
+    quotient is computed in float32 (float32 input and output: no float64 copy of the image)."""
+    rng = np.random.default_rng(7)
+    for value_range in 1.0, 255.0:
+        values = rng.random(1 << 20) * value_range
+        for source in np.float16, np.float32, np.float64:
+            a = np.clip(values.astype(source), 0, value_range).reshape(1024, 1024)
+            for dtype in np.float32, np.float64:
+                want = (a.astype(np.float64) / value_range).astype(dtype)
+                got = minimatte.processing.read_grey(a, value_range, dtype=dtype)
+                assert got.dtype == dtype
+                np.testing.assert_array_equal(got, want)
+
+
 def test_other_image_modes():
     rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
     for mode in ("CMYK", "YCbCr", "P", "RGBa"):  # read as PIL converts them to RGB
