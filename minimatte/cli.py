@@ -350,8 +350,9 @@ def build_parser():
         sub.add_argument("trimap", nargs="?", help="trimap file: 0 background, 255 foreground, grey unknown; "
                                                    "in batch mode a folder, paired with the images by file name")
         sub.add_argument("--mask", help="a mask file (or folder) to build the trimap from, instead of TRIMAP: "
-                                        "binary (0/255 or 0/1) or soft, scaled to the image if its size differs "
-                                        "(same aspect ratio); of a cut-out with transparency, its alpha")
+                                        "binary (0/255 or 0/1) or soft (its soft edge unknown, see --thresholds), "
+                                        "scaled to the image if its size differs (same aspect ratio); of a cut-out "
+                                        "with transparency, its alpha")
         sub.add_argument("--band", type=_at_least(0),
                          help="with --mask: unknown band width in pixels on each side of the edge "
                               f"(default: {DEFAULT_BAND})")
@@ -397,8 +398,9 @@ def build_parser():
         sub.set_defaults(run=_matte)
     text = "write the trimap that --mask builds from a mask, to inspect or retouch it before matting"
     sub = commands.add_parser("trimap", help=text, description=text + " (0 background, 128 unknown, 255 foreground)")
-    sub.add_argument("mask", help="a mask file: binary (0/255 or 0/1) or soft; of a cut-out with transparency, its "
-                                  "alpha; or a folder of them (batch mode)")
+    sub.add_argument("mask", help="a mask file: binary (0/255 or 0/1) or soft (its soft edge unknown, see "
+                                  "--thresholds); of a cut-out with transparency, its alpha; or a folder of them "
+                                  "(batch mode)")
     sub.add_argument("--band", type=_at_least(0), default=DEFAULT_BAND,
                      help="unknown band width in pixels on each side of the edge (default: %(default)s)")
     _add_thresholds(sub, default=MASK_THRESHOLDS)
