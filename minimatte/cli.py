@@ -328,7 +328,8 @@ def _at_least(minimum):
 
 def _add_thresholds(sub, default):
     low, high = (round(t * 255) for t in MASK_THRESHOLDS)
-    sub.add_argument("--thresholds", type=_number(float, 0, 1, "a number from 0 to 1"), nargs=2, metavar=("LOW", "HIGH"), default=default,
+    sub.add_argument("--thresholds", type=_number(float, 0, 1, "a number from 0 to 1"), nargs=2,
+                     metavar=("LOW", "HIGH"), default=default,
                      help="a soft mask's values below LOW are background, above HIGH foreground, and between them "
                           f"unknown, as fractions of its range (default: {low}/255 and {high}/255; 0.5 0.5 cuts the "
                           "mask at one half)")

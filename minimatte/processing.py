@@ -322,9 +322,12 @@ def check_not_swapped(rgb, trimap, suffix=""):
         return (image == grey[..., None]).all() and (levels[0] | levels[1] | levels[2]).all() and all(
             level.any() for level in levels)
 
-    if trimap_levels_only(rgb[::8, ::8]) and trimap_levels_only(rgb) and np.unique(trimap).size > 3:
-        raise ValueError(f"image{suffix}: it holds only a trimap's levels (0, 128, 255), and the trimap "
-                         f"{np.unique(trimap).size} grey levels: are the image and the trimap swapped?")
+    if not (trimap_levels_only(rgb[::8, ::8]) and trimap_levels_only(rgb)):
+        return
+    levels = np.unique(trimap).size
+    if levels > 3:
+        raise ValueError(f"image{suffix}: it holds only a trimap's levels (0, 128, 255), and the trimap {levels} "
+                         "grey levels: are the image and the trimap swapped?")
 
 
 def _padded_size(size, config):
@@ -353,12 +356,18 @@ def check_size(name, shape, other, other_shape):
                          f"{other_shape[0]}x{other_shape[1]}{_turned_hint(shape[:2], other_shape[:2], other)}")
 
 
+def _same_aspect(size, other_size):
+    """Whether two (H, W) have one aspect ratio, up to a pixel's rounding of the sides."""
+    (h, w), (other_h, other_w) = size, other_size
+    return abs(h * other_w - other_h * w) <= max(h, w)
+
+
 def _turned_hint(size, other_size, other, aspect_only=False):
     """Where a size (or with aspect_only, its aspect ratio) is the other's turned 90 degrees, the likely cause as
     a clause to append to the error; else ''."""
-    (h, w), (other_h, other_w) = size, other_size
-    turned = abs(h * other_h - w * other_w) <= max(h, w) if aspect_only else (h, w) == (other_w, other_h)
-    if h == w or not turned:
+    turned_other = tuple(other_size[::-1])
+    turned = _same_aspect(size, turned_other) if aspect_only else tuple(size) == turned_other
+    if size[0] == size[1] or not turned:
         return ""
     return (f"; {'its aspect ratio' if aspect_only else 'that'} is the {other}'s turned 90 degrees: files are "
             "turned upright by their EXIF orientation, so was one of them made from a photo's stored pixels?")
@@ -417,7 +426,7 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
     low, high = check_thresholds(thresholds)
     if size is not None and m.shape != tuple(size):
         (h, w), (height, width) = m.shape, size
-        if abs(h * width - height * w) > max(h, w):  # the sides' ratios differ by more than a pixel's rounding
+        if not _same_aspect((h, w), (height, width)):
             raise ValueError(f"mask: size {h}x{w} (HxW) does not match the image's {height}x{width}, nor its "
                              f"aspect ratio{_turned_hint((h, w), (height, width), 'image', aspect_only=True)}")
         m = resize_plane(m, size, Image.BILINEAR)
