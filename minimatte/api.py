@@ -8,8 +8,8 @@ from .backend import to_numpy
 from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
-from .processing import (check_not_swapped, check_size, crop, force_known_regions, guided_upsample, open_image,
-                         preprocess, read_image, read_trimap, resize_plane)
+from .processing import (check_not_swapped, check_size, crop, force_known_regions, guided_upsample, is_file,
+                         open_image, preprocess, read_image, read_trimap, resize_plane)
 
 DEFAULT_MODEL = "small-composition-1k"
 
@@ -46,8 +46,8 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
           progress=None, force_known=False):
     """Alpha matte(s) of `image` given `trimap`: float32 (H, W) arrays in [0, 1] at the input size.
 
-    image, trimap: file paths, PIL images or arrays (uint8/uint16; floats need value_range=1.0 or 255.0),
-                   or equal-length lists of them (returns a list).
+    image, trimap: file paths (or binary file objects), PIL images or arrays (uint8/uint16; floats need
+                   value_range=1.0 or 255.0), or equal-length lists of them (returns a list).
     model: a loaded VitMatte, a path or checkpoint name (default: small-composition-1k), loaded with
            `backend` and `precision` (see load) on each call: for many images, load it once with `load`.
     max_size: for images too large for memory or time, run the network with the longer side capped at this
@@ -69,7 +69,7 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
         raise ValueError(f"trimap: got {len(trimaps)} trimaps for {len(images)} images")
     alphas = []
     for number, (img, tri) in enumerate(zip(images, trimaps)):
-        if force_known and isinstance(tri, (str, os.PathLike)):
+        if force_known and is_file(tri):
             tri = open_image(tri, "trimap")  # decoded once, for the network and the forcing
         report = _image_progress(progress, number, len(images))
         if max_size is None:

@@ -19,6 +19,9 @@ from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_t
 from .progress import Items
 
 
+STDIO = "-"  # as an input file: standard input; as the output: standard output, a PNG
+
+
 def _format(path):
     """The PIL format for an output file's extension; PNG when PIL knows none."""
     extension = os.path.splitext(path)[1].lower()
@@ -58,6 +61,12 @@ def _save_atomically(image, path, profile=None):
         image.info["icc_profile"] = profile
         image, profile = in_colour_space(image, None, "output"), None
     options = dict(SAVE_OPTIONS.get(form, {}), **({"icc_profile": profile} if profile else {}))
+    if path == STDIO:  # encoded whole first: a failure writes nothing
+        encoded = io.BytesIO()
+        image.save(encoded, format=form, **options)
+        sys.stdout.buffer.write(encoded.getvalue())
+        sys.stdout.buffer.flush()
+        return
     try:
         with atomic_output(path) as tmp:
             image.save(tmp, format=form, **options)
@@ -71,8 +80,8 @@ WRITTEN = {"L": "an 8-bit alpha", "I;16": "a 16-bit alpha", "RGBA": "an RGBA cut
 def _check_writable(outputs, mode):
     """Before any work: refuse an output file whose format cannot hold the result: an RGBA cut-out as JPEG
     (no alpha), GIF (alpha 0 or 255 only) or BMP (alpha not read back), 16-bit alphas outside PNG and TIFF
-    (others keep 8 bits); or one whose folder is a file or cannot be written."""
-    for folder in {os.path.dirname(os.path.abspath(path)) for path in outputs}:
+    (others keep 8 bits); or one whose folder is a file or cannot be written. STDIO is a PNG."""
+    for folder in {os.path.dirname(os.path.abspath(path)) for path in outputs if path != STDIO}:
         existing = folder  # the folder, or the nearest one above it that exists: the rest is made when writing
         while not os.path.exists(existing):
             existing = os.path.dirname(existing)
@@ -104,11 +113,42 @@ def _check_not_inputs(jobs, background):
     """Before any work: refuse an output that is one of the input files (an image, trimap, mask or background
     of any job), which writing it would destroy: e.g. -o naming the image folder in batch mode."""
     inputs = [path for image, hint, _ in jobs for path in (image, hint)] + [background]
-    read = {_identity(path): path for path in inputs if isinstance(path, str) and os.path.isfile(path)}
+    read = {_identity(path): path for path in inputs if isinstance(path, str) and path != STDIO and
+            os.path.isfile(path)}
     for *_, output in jobs:
-        if _identity(output) in read:
+        if output != STDIO and _identity(output) in read:
             raise ValueError(f"output: {output!r} is the input file {read[_identity(output)]!r}; writing it would "
                              "destroy it")
+
+
+def _check_stdio(inputs, output):
+    """Before any work: STDIO ('-') reads one of `inputs` ({label: path}) from standard input, which can be read
+    once, or writes the output to standard output as a PNG; neither may be a terminal."""
+    piped = [label for label, path in inputs.items() if path == STDIO]
+    if len(piped) > 1:
+        raise ValueError(f"{piped[1]}: standard input ('-') can give one input only, got it for "
+                         f"{' and '.join(piped)}")
+    if piped and sys.stdin.isatty():
+        raise ValueError(f"{piped[0]}: '-' reads it from standard input, which is a terminal; redirect a file "
+                         "into it (< FILE) or pipe one")
+    if output == STDIO and sys.stdout.isatty():
+        raise ValueError("output: '-' writes a PNG to standard output, which is a terminal; redirect it (> FILE) "
+                         "or pipe it")
+
+
+def _input(path):
+    """What an input argument names, for open_image and the readers: a path, or for STDIO what standard input
+    holds (read when asked for: at most one input is STDIO)."""
+    if path != STDIO:
+        return path
+    piped = io.BytesIO(sys.stdin.buffer.read())
+    piped.name = "standard input"  # for errors: "image: standard input is not a readable image (...)"
+    return piped
+
+
+def _shown(path):
+    """An input's name on the progress bar."""
+    return "standard input" if path == STDIO else os.path.basename(path)
 
 
 def _alpha_image(alpha, bits):
@@ -159,8 +199,13 @@ def _jobs(source, output, hint=None, hint_label="trimap"):
                          f"{hint_label}; put the {hint_label}s in a folder of their own, under the images' names")
     if not os.path.isdir(source):
         if os.path.isdir(output) or output.endswith(("/", os.sep)):  # a folder, as in batch mode: NAME.png in it
+            if source == STDIO:
+                raise ValueError(f"output: {output!r} is a folder, and what standard input gives has no name to "
+                                 "name its output file by; give -o a file name")
             output = os.path.join(output, os.path.splitext(os.path.basename(source))[0] + ".png")
         return [(source, hint, output)]
+    if output == STDIO:
+        raise ValueError("output: with an input folder, -o must be a folder, got '-' (standard output)")
     if hint is not None and not os.path.isdir(hint):
         raise ValueError(f"{hint_label}: with an image folder, the {hint_label} must be a folder too, got {hint!r}")
     if os.path.exists(output) and not os.path.isdir(output):
@@ -190,7 +235,7 @@ def _run(jobs, work, progress, batch):
             failed += 1
             progress.item_done(f"minimatte: error: {error}", always_show=True)
             continue
-        progress.item_done(f"wrote {job[-1]}")
+        progress.item_done("wrote the PNG to standard output" if job[-1] == STDIO else f"wrote {job[-1]}")
     if failed:
         raise RuntimeError(f"{failed} of {len(jobs)} {progress.label} failed")  # "images", "masks"
 
@@ -207,10 +252,12 @@ def _matte(args):
             raise ValueError(f"{option}: --{option} shapes the trimap built from --mask; with {kind} it does nothing")
     band = DEFAULT_BAND if args.band is None else args.band
     thresholds = check_thresholds(args.thresholds or MASK_THRESHOLDS)
+    background = getattr(args, "background", None)
+    _check_stdio({"image": args.image, kind: hint, "background": background}, args.output)
     jobs, batch = _jobs(args.image, args.output, hint, kind), os.path.isdir(args.image)
-    _check_not_inputs(jobs, getattr(args, "background", None))
+    _check_not_inputs(jobs, background)
     if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
-        remaining = [job for job in jobs if not os.path.isfile(job[-1])]
+        remaining = [job for job in jobs if job[-1] == STDIO or not os.path.isfile(job[-1])]
         if len(remaining) < len(jobs):
             print(f"minimatte: skipping {len(jobs) - len(remaining)} of {len(jobs)} images, whose output exists",
                   file=sys.stderr)
@@ -220,16 +267,18 @@ def _matte(args):
     if args.command == "matte":
         _check_writable([out for *_, out in jobs], "L" if args.bits == 8 else "I;16")
     else:
-        _check_writable([out for *_, out in jobs], "RGBA" if args.background is None else "RGB")
-        if args.background is not None:
-            read_background(args.background, (1, 1))  # a bad colour or image file is refused before any work
+        _check_writable([out for *_, out in jobs], "RGBA" if background is None else "RGB")
+        if background == STDIO:  # read once, for every image
+            background = open_image(_input(background), "background")
+        if background is not None:
+            read_background(background, (1, 1))  # a bad colour or image file is refused before any work
     model = None if kind == "alpha" else api.load(args.model, backend=args.backend, precision=args.precision,
                                                   preprocessing=args.preprocessing)  # mattes given: no network
-    progress = Items(len(jobs), "images" if batch else os.path.basename(jobs[0][0]))
+    progress = Items(len(jobs), "images" if batch else _shown(jobs[0][0]))
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
 
     def work(image, hint, output):
-        image = open_image(image, "image")  # decoded once, for the network and the cut-out
+        image, hint = open_image(_input(image), "image"), _input(hint)  # the image decoded once
         if kind == "alpha":
             alpha = hint
         else:  # a mask of another size (a segmentation model's, with the image's aspect) is scaled to the image's
@@ -241,7 +290,7 @@ def _matte(args):
             return
         if not args.raw_colors:
             progress.within(1.0, "foreground colours")
-        result = cutout(image, alpha, args.background, foreground=not args.raw_colors, backend=args.backend,
+        result = cutout(image, alpha, background, foreground=not args.raw_colors, backend=args.backend,
                         crop=args.crop)
         _save_atomically(Image.fromarray(result), output, icc_profile(image))  # the image's colours
 
@@ -249,6 +298,7 @@ def _matte(args):
 
 
 def _trimap(args):
+    _check_stdio({"mask": args.mask}, args.output)
     jobs, batch = _jobs(args.mask, args.output, hint_label="mask"), os.path.isdir(args.mask)
     _check_not_inputs(jobs, None)
     for output in (out for *_, out in jobs):
@@ -256,10 +306,10 @@ def _trimap(args):
             raise ValueError(f"output: a JPEG file would change the trimap's values, got {output!r}; use .png")
     _check_writable([out for *_, out in jobs], "L")
     thresholds = check_thresholds(args.thresholds)
-    progress = Items(len(jobs), "masks" if batch else os.path.basename(jobs[0][0]))
+    progress = Items(len(jobs), "masks" if batch else _shown(jobs[0][0]))
 
     def work(mask, _, output):
-        _save_atomically(Image.fromarray(trimap_from_mask(mask, args.band, thresholds)), output)
+        _save_atomically(Image.fromarray(trimap_from_mask(_input(mask), args.band, thresholds)), output)
     _run(jobs, work, progress, batch)
 
 
@@ -275,6 +325,7 @@ def _evaluate(args):
     """The metrics' table, a row printed as each image is scored; then the mean, and a note of ground truths
     without a prediction (the mean leaves them out)."""
     paths = (args.pred, args.gt, args.trimap)
+    _check_stdio(dict(zip(("pred", "gt", "trimap"), paths)), None)
     folders = [os.path.isdir(path) for path in paths]
     if all(folders):
         triples = _paired_files(*paths, names=("pred", "gt", "trimap"))
@@ -292,7 +343,7 @@ def _evaluate(args):
 
     rows = []
     for stem, *paths in triples:
-        mattes = (np.rint(read(path, name=name) * 255).astype(np.uint8) for read, path, name in
+        mattes = (np.rint(read(_input(path), name=name) * 255).astype(np.uint8) for read, path, name in
                   zip((read_grey, read_grey, read_trimap), paths, ("pred", "gt", "trimap")))
         try:
             rows.append(metrics.evaluate(*mattes))
@@ -347,7 +398,8 @@ def build_parser():
                        ("cutout", "write the cut-out: estimated foreground colours with the matte as alpha (RGBA PNG), "
                                   "or composited onto --background")):
         sub = commands.add_parser(name, help=text, description=text)
-        sub.add_argument("image", help="RGB image file, or a folder of them (batch mode)")
+        sub.add_argument("image", help="RGB image file, or a folder of them (batch mode); any one input file may be "
+                                       "- for standard input")
         sub.add_argument("trimap", nargs="?", help="trimap file: 0 background, 255 foreground, grey unknown; "
                                                    "in batch mode a folder, paired with the images by file name")
         sub.add_argument("--mask", help="a mask file (or folder) to build the trimap from, instead of TRIMAP: "
@@ -359,8 +411,9 @@ def build_parser():
                               f"(default: {DEFAULT_BAND})")
         _add_thresholds(sub, default=None)
         sub.add_argument("-o", "--output", required=True,
-                         help="output file (.png; the extension picks the format), or a folder (existing, or "
-                              "ending in /) for NAME.png; in batch mode a folder, one NAME.png per image")
+                         help="output file (.png; the extension picks the format), - for a PNG on standard output, "
+                              "or a folder (existing, or ending in /) for NAME.png; in batch mode a folder, one "
+                              "NAME.png per image")
         if name == "matte":
             sub.add_argument("--bits", type=int, choices=(8, 16), default=8,
                              help="bits per pixel of the alpha image, rounded to the nearest level; 16 needs a "
@@ -400,14 +453,14 @@ def build_parser():
     text = "write the trimap that --mask builds from a mask, to inspect or retouch it before matting"
     sub = commands.add_parser("trimap", help=text, description=text + " (0 background, 128 unknown, 255 foreground)")
     sub.add_argument("mask", help="a mask file: binary (0/255 or 0/1) or soft (its soft edge unknown, see "
-                                  "--thresholds); of a cut-out with transparency, its alpha; or a folder of them "
-                                  "(batch mode)")
+                                  "--thresholds); of a cut-out with transparency, its alpha; - for standard input; "
+                                  "or a folder of them (batch mode)")
     sub.add_argument("--band", type=_at_least(0), default=DEFAULT_BAND,
                      help="unknown band width in pixels on each side of the edge (default: %(default)s)")
     _add_thresholds(sub, default=MASK_THRESHOLDS)
     sub.add_argument("-o", "--output", required=True,
-                     help="output file (.png; the extension picks the format, JPEG is refused), or a folder "
-                          "(existing, or ending in /) for NAME.png; in batch mode a folder")
+                     help="output file (.png; the extension picks the format, JPEG is refused), - for standard "
+                          "output, or a folder (existing, or ending in /) for NAME.png; in batch mode a folder")
     sub.set_defaults(run=_trimap)
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",
                               description=f"Download a checkpoint into {hub.cache_dir()} "

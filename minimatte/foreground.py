@@ -22,7 +22,8 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import check_size, icc_profile, in_colour_space, read_grey, read_image, resize_plane
+from .processing import (check_size, icc_profile, in_colour_space, is_file, open_image, read_grey, read_image,
+                         resize_plane)
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
@@ -73,6 +74,9 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     """
     if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool) or crop < 0):
         raise ValueError(f"crop: expected a margin of 0 or more pixels, or None, got {crop!r}")
+    # Files are decoded once: the image serves the colours and the background's colour space, the matte both
+    # the estimation and the cut-out (and standard input can be read only once).
+    image, alpha = (open_image(x, name) if is_file(x) else x for x, name in ((image, "image"), (alpha, "alpha")))
     if foreground:  # the image is read once, by estimate_foreground: at 12 megapixels a copy is 288 MB
         colours = to_numpy(estimate_foreground(image, alpha, value_range=value_range, backend=backend))
         matte = _read_alpha(alpha)

@@ -29,25 +29,41 @@ from .config import ProcessorConfig
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright, 2-8 mirrored and/or rotated
 
 
-def open_image(path, name):
-    """A PIL image from a file path, turned upright by its EXIF orientation as transformers' load_image does
-    (a phone photo is stored sideways; its trimap is drawn on what viewers show), with one clear error for
-    anything that is not an image."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        remote = " (URLs are not fetched: download the file first)" if "://" in str(path) else ""
-        raise FileNotFoundError(f"{name}: no such file {path!r}{remote}")
+def is_file(source):
+    """Whether an input is a file to open: a path, or a binary file object (open(path, "rb"), io.BytesIO, a web
+    framework's upload), read from its start."""
+    return isinstance(source, (str, os.PathLike)) or hasattr(source, "read")
+
+
+def open_image(source, name):
+    """A PIL image from a file path or a binary file object, turned upright by its EXIF orientation as
+    transformers' load_image does (a phone photo is stored sideways; its trimap is drawn on what viewers show),
+    with one clear error for anything that is not an image."""
+    if hasattr(source, "read"):
+        if isinstance(source, io.TextIOBase):
+            raise TypeError(f"{name}: a file opened as text; open image files in binary mode ('rb')")
+        shown = getattr(source, "name", None) or f"the {type(source).__name__}"
+        if not getattr(source, "seekable", lambda: False)():  # a pipe (standard input): read once, then reread
+            source = io.BytesIO(source.read())
+    else:
+        source = os.fspath(source)
+        if not os.path.isfile(source):
+            remote = " (URLs are not fetched: download the file first)" if "://" in str(source) else ""
+            raise FileNotFoundError(f"{name}: no such file {source!r}{remote}")
+        shown = repr(source)
     try:
-        return _open_upright(path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{name}: {path!r} is not a readable image ({error})") from None
+        return _open_upright(source)
+    except UnidentifiedImageError:  # its message names the file again, or a file object's repr
+        raise ValueError(f"{name}: {shown} is not a readable image (no image format that Pillow reads)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{name}: {shown} is not a readable image ({error})") from None
     except Image.DecompressionBombError as error:  # Pillow's guard against huge images (no OSError)
-        raise ValueError(f"{name}: {path!r} is too large to open ({error}); if you trust the file, raise "
+        raise ValueError(f"{name}: {shown} is too large to open ({error}); if you trust the file, raise "
                          "PIL.Image.MAX_IMAGE_PIXELS") from None
 
 
-def _open_upright(path):
-    with _open_file(path) as img:
+def _open_upright(source):
+    with _open_file(source) as img:
         # EXIF before load: Pillow 9.0 reads a TIFF's EXIF from the file, which load closes.
         if img.getexif().get(_EXIF_ORIENTATION, 1) == 1:
             img.load()
@@ -62,22 +78,27 @@ HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # image files, whether or not Pill
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 
 
-def _open_file(path):
-    """Image.open, with Pillow's plugin for HEIF files registered when it meets one (_read_heif_with_plugin)."""
+def _open_file(source):
+    """Image.open (of a path or a seekable binary file object), with Pillow's plugin for HEIF files registered
+    when it meets one (_read_heif_with_plugin)."""
     try:
-        return Image.open(path)
+        return Image.open(source)
     except UnidentifiedImageError:
-        if not _read_heif_with_plugin(path):
+        if not _read_heif_with_plugin(source):
             raise
-        return Image.open(path)
+        return Image.open(source)
 
 
-def _read_heif_with_plugin(path):
+def _read_heif_with_plugin(source):
     """For a HEIF file, which Pillow reads only through the pillow-heif plugin: register the plugin and return
     True, or raise the error that says how to install it. False for other files. (pillow-heif turns the image
     upright itself and leaves its EXIF orientation at 1.)"""
-    with open(path, "rb") as file:
-        head = file.read(12)
+    if hasattr(source, "read"):
+        source.seek(0)
+        head = source.read(12)
+    else:
+        with open(source, "rb") as file:
+            head = file.read(12)
     if head[4:8] != b"ftyp" or head[8:12] not in _HEIF_BRANDS:
         return False
     try:
@@ -106,7 +127,7 @@ def icc_profile(image):
     """The RGB ICC profile (bytes) of an image file or PIL image; None for sRGB: arrays, untagged images and
     greyscale or CMYK images, which are read through their own profile into sRGB. It says which colour space
     the RGB values are in: outputs made of them (cut-outs, composites) carry it on."""
-    if isinstance(image, (str, os.PathLike)):
+    if is_file(image):
         with _open_file(image) as img:  # the header only: nothing is decoded
             return icc_profile(img)
     profile = image.info.get("icc_profile") if isinstance(image, Image.Image) else None
@@ -118,7 +139,7 @@ def in_colour_space(image, profile, name):
     relative colorimetric: RGB(A) is converted where its own profile differs (untagged is sRGB); 8-bit
     greyscale or CMYK with a profile of its own becomes RGB through it (PIL's convert("RGB") ignores it).
     Arrays and other images are returned as they are: their colour space is not known."""
-    if isinstance(image, (str, os.PathLike)):
+    if is_file(image):
         image = open_image(image, name)
     if not isinstance(image, Image.Image):
         return image
@@ -166,7 +187,7 @@ def _pil_to_array(img, name):
 
 
 def _as_array(x, name):
-    if isinstance(x, (str, os.PathLike)):
+    if is_file(x):
         x = open_image(x, name)
     if isinstance(x, Image.Image):
         return _pil_to_array(x, name)
@@ -210,7 +231,7 @@ def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=F
     """An RGB image (path, PIL image or array) as float64 (or `dtype`) (H, W, 3) in [0, 1]: RGB values as
     stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see icc_profile). An alpha
     channel is dropped; with opaque=True (a background) transparent pixels in it are an error."""
-    if isinstance(image, (str, os.PathLike)):
+    if is_file(image):
         image = open_image(image, name)
     a = _as_array(in_colour_space(image, icc_profile(image), name), name)
     if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha

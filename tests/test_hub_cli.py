@@ -447,6 +447,77 @@ def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
                                                        f"{str(tmp_path / 'd.png')!r} (No space left on device)\n")
 
 
+class Pipe(io.TextIOWrapper):
+    """Standard input or output as a pipe (isatty False) or, with terminal=True, as a terminal; its bytes in
+    .buffer."""
+
+    def __init__(self, data=b"", terminal=False):
+        super().__init__(io.BytesIO(data))
+        self.terminal = terminal
+
+    def isatty(self):
+        return self.terminal
+
+
+def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
+    """'-' as an input file reads it from standard input, and -o - writes a PNG to standard output, as in a
+    pipeline: the same files as with paths. Two inputs from standard input, and a terminal at either end, are
+    errors before any work."""
+    rng = np.random.default_rng(0)
+    image, trimap = tmp_path / "i.png", tmp_path / "t.png"
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image)
+    trimap_levels = np.full((40, 50), 128, np.uint8)
+    trimap_levels[:10], trimap_levels[-10:] = 0, 255
+    Image.fromarray(trimap_levels).save(trimap)
+
+    def run(*argv, stdin=b"", stdin_terminal=False, stdout_terminal=False):
+        """cli.main's exit status, standard output's bytes and standard error's text."""
+        stdout = Pipe(terminal=stdout_terminal)
+        with monkeypatch.context() as patch:
+            patch.setattr(sys, "stdin", Pipe(stdin, stdin_terminal))
+            patch.setattr(sys, "stdout", stdout)
+            status = cli.main([*argv, "--model", NAME] if argv[0] in ("matte", "cutout") else list(argv))
+        stdout.flush()
+        return status, stdout.buffer.getvalue(), capsys.readouterr().err
+
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.png"), "--model", NAME]) == 0
+    matte = (tmp_path / "a.png").read_bytes()
+    capsys.readouterr()
+    for argv, stdin in ((["matte", "-", str(trimap), "-o", "-"], image.read_bytes()),
+                        (["matte", str(image), "-", "-o", "-"], trimap.read_bytes())):
+        status, out, err = run(*argv, stdin=stdin)
+        assert (status, out, err) == (0, matte, "wrote the PNG to standard output\n")
+    status, out, err = run("cutout", str(image), "--alpha", "-", "-o", "-", stdin=matte)  # read once, used twice
+    assert (status, err) == (0, "wrote the PNG to standard output\n")
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(out))), cutout(str(image), str(tmp_path / "a.png")))
+    status, out, err = run("cutout", str(image), str(trimap), "--background", "-", "-o", str(tmp_path / "c.png"),
+                           stdin=(DATA / "vitmatte_demo" / "new_bg.jpg").read_bytes())
+    assert status == 0 and (tmp_path / "c.png").is_file()
+    mask = tmp_path / "m.png"
+    Image.fromarray(trimap_levels // 255 * 255).save(mask)
+    status, out, _ = run("trimap", "-", "--band", "2", "-o", "-", stdin=mask.read_bytes())
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(out))),
+                                  minimatte.trimap_from_mask(str(mask), band=2))
+    scores = run("evaluate", str(tmp_path / "a.png"), str(mask), str(trimap))
+    assert scores[0] == 0 and run("evaluate", str(tmp_path / "a.png"), str(mask), "-", stdin=trimap.read_bytes()) == \
+        scores
+    for argv, options, error in (
+            (["matte", "-", "-", "-o", "-"], {}, "trimap: standard input ('-') can give one input only, got it for "
+                                                 "image and trimap"),
+            (["cutout", str(image), "-", "--background", "-", "-o", "c.png"], {}, "background: standard input"),
+            (["matte", "-", str(trimap), "-o", "a.png"], {"stdin_terminal": True}, "image: '-' reads it from "
+             "standard input, which is a terminal; redirect a file into it (< FILE) or pipe one"),
+            (["matte", str(image), str(trimap), "-o", "-"], {"stdout_terminal": True}, "output: '-' writes a PNG "
+             "to standard output, which is a terminal; redirect it (> FILE) or pipe it"),
+            (["matte", "-", str(trimap), "-o", str(tmp_path) + os.sep], {}, "is a folder, and what standard input "
+             "gives has no name to name its output file by; give -o a file name"),
+            (["matte", str(DATA / "vitmatte_demo"), str(tmp_path), "-o", "-"], {}, "output: with an input folder, "
+             "-o must be a folder, got '-' (standard output)"),
+            (["trimap", "-", "-o", "-"], {"stdin": b"not an image"}, "mask: standard input is not a readable image")):
+        status, out, err = run(*argv, **options)
+        assert status == 2 and out == b"" and error in err, err
+
+
 def test_cli_version(capsys):
     with pytest.raises(SystemExit) as exit:
         cli.main(["--version"])

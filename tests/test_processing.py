@@ -1,4 +1,5 @@
 """Preprocessing semantics and input checking."""
+import io
 import json
 import sys
 
@@ -213,6 +214,38 @@ def test_files_are_turned_upright_by_their_exif_orientation(tmp_path):
     with pytest.raises(ValueError, match=r"trimap: size 4x6 \(HxW\) does not match the image's 6x4; that is the "
                                          r"image's turned 90 degrees: files are turned upright by their EXIF"):
         minimatte.preprocess(tmp_path / "photo.png", np.full((4, 6), 128, np.uint8))
+
+
+def test_binary_file_objects_are_files(tmp_path, det_model):
+    """An open binary file, io.BytesIO or a pipe is read as its file would be: EXIF-turned, as a path is; a file
+    opened as text, and bytes that are no image, are one clear error each."""
+    stored = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
+    with open(tmp_path / "photo.png", "rb") as file:
+        np.testing.assert_array_equal(minimatte.read_image(file), np.rot90(stored, -1) / 255)
+
+    def pipe(path):  # not seekable, as standard input from a pipe: it can be read once
+        stream = io.BufferedReader(io.BytesIO(path.read_bytes()))
+        stream.seekable = lambda: False
+        return stream
+    np.testing.assert_array_equal(minimatte.read_image(pipe(tmp_path / "photo.png")), np.rot90(stored, -1) / 255)
+    paths = tmp_path / "image.png", tmp_path / "trimap.png"  # a 64x96 crop of the bulb, around its edge
+    for source, path in zip(BULB, paths):
+        Image.open(source).crop((300, 200, 396, 264)).save(path)
+    alpha = minimatte.infer(*map(pipe, paths), model=det_model("small"), force_known=True)  # the trimap read once
+    np.testing.assert_array_equal(alpha, minimatte.infer(*map(str, paths), model=det_model("small"),
+                                                         force_known=True))
+    for background in (None, "#00ff00"):  # the image and the matte serve twice each: read once
+        np.testing.assert_array_equal(minimatte.cutout(*map(pipe, paths), background),
+                                      minimatte.cutout(*map(str, paths), background))
+    with open(tmp_path / "photo.png", errors="replace") as text, \
+            pytest.raises(TypeError, match=r"^image: a file opened as text; open image files in binary mode"):
+        minimatte.read_image(text)
+    with pytest.raises(ValueError, match=r"^trimap: the BytesIO is not a readable image \(no image format that "
+                                         r"Pillow reads\)$"):
+        minimatte.read_trimap(io.BytesIO(b"not an image"))
 
 
 def test_batch_of_equal_sizes():
