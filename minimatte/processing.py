@@ -194,7 +194,9 @@ def _as_array(x, name):
     if hasattr(x, "__cuda_array_interface__"):
         x = to_numpy(x)
     if not hasattr(x, "__array__"):
-        raise TypeError(f"{name}: expected a file path, a PIL image or an array, got {type(x).__name__}")
+        hint = " (a file's contents: wrap them in io.BytesIO)" if isinstance(x, (bytes, bytearray)) else ""
+        raise TypeError(f"{name}: expected a file path or binary file object, a PIL image or an array, got "
+                        f"{type(x).__name__}{hint}")
     return np.asarray(x)
 
 

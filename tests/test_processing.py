@@ -270,6 +270,8 @@ def test_batch_of_equal_sizes():
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16), {}, ValueError, "65535 = foreground .* only 1 "),
     (np.zeros((4, 4, 3)), np.eye(4) * 2, {"value_range": 255.0}, ValueError, "trimap: expected 0 = background"),
     (42, np.zeros((4, 4), np.uint8), {}, TypeError, "image: expected a file path"),
+    (b"\x89PNG", np.zeros((4, 4), np.uint8), {}, TypeError, r"image: .* got bytes \(a file's contents: wrap them in "
+     r"io.BytesIO\)"),
 ])
 def test_bad_input_is_one_clear_error(image, trimap, kwargs, error, match):
     with pytest.raises(error, match=match):
