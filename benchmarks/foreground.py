@@ -3,16 +3,21 @@ max |difference| of F and B on real images, in one run.
 
     python benchmarks/foreground.py                          # NumPy vs pymatting
     python benchmarks/foreground.py --backends numpy cupy    # and on the GPU (pymatting where installed)
+    python benchmarks/foreground.py --memory                 # and each engine's peak memory
 
 Alphas are the lemur's matte and, for the 640x960 demo images, their trimaps read as alphas (a timing input,
 not a matting result). The last row is the retriever enlarged to 4000x3000 (12 megapixels, a phone photo's
 size; image bicubic, alpha bilinear). Each engine is warmed up once (numba compiles on first use, CUDA kernels
 too); times are the median of 3 and include bringing F and B back to NumPy. Differences are to pymatting's F
-and B, or without pymatting to the first backend's.
+and B, or without pymatting to the first backend's. With --memory, each engine also estimates each image once
+in a fresh process, warmed up in the same way, and the table gives how far that raised the process's peak RSS
+above what it held with the image and alpha loaded (F and B included; host memory only, also for CuPy).
 """
 import argparse
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -55,27 +60,58 @@ def engines(backends):
     return found
 
 
+def case_inputs(case):
+    """The image and alpha of CASES[case], as uint8 arrays."""
+    _, image_file, alpha_file, size = CASES[case]
+    image, alpha = Image.open(DATA / image_file).convert("RGB"), Image.open(DATA / alpha_file).convert("L")
+    if size is not None:
+        image, alpha = image.resize(size[::-1], Image.BICUBIC), alpha.resize(size[::-1], Image.BILINEAR)
+    return np.asarray(image), np.asarray(alpha)
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def added_peak_mb(backends, engine, case):
+    """How many MB one estimate of CASES[case] by `engine` adds to the peak RSS of a fresh process."""
+    command = [sys.executable, __file__, "--backends", *backends, "--peak-of", engine, str(case)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(result.stdout)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", nargs="+", default=["numpy"], choices=backend.BACKENDS)
-    timed = engines(parser.parse_args().backends)
+    parser.add_argument("--memory", action="store_true", help="also measure each engine's peak memory")
+    parser.add_argument("--peak-of", nargs=2, metavar=("ENGINE", "CASE"), help=argparse.SUPPRESS)  # the child
+    args = parser.parse_args()
+    timed = engines(args.backends)
+    if args.peak_of:
+        engine, case = args.peak_of[0], int(args.peak_of[1])
+        image, alpha = case_inputs(case)
+        timed[engine](image[:40, :40], alpha[:40, :40])  # compilation
+        loaded = peak_rss_mb()
+        timed[engine](image, alpha)
+        print(f"{peak_rss_mb() - loaded:.0f}")
+        return
     reference = "pymatting" if "pymatting" in timed else next(iter(timed))
-    print(f"| image | size | {' | '.join(timed)} | max difference F, B to {reference} |")
-    print("|---|---|" + "---|" * len(timed) + "---|")
-    for name, image_file, alpha_file, size in CASES:
-        image, alpha = Image.open(DATA / image_file).convert("RGB"), Image.open(DATA / alpha_file).convert("L")
-        if size is not None:
-            image, alpha = image.resize(size[::-1], Image.BICUBIC), alpha.resize(size[::-1], Image.BILINEAR)
-        image, alpha = np.asarray(image), np.asarray(alpha)
+    memory = [f"{engine}, peak MB" for engine in timed] if args.memory else []
+    print(f"| image | size | {' | '.join([*timed, *memory])} | max difference F, B to {reference} |")
+    print("|---|---|" + "---|" * (len(timed) + len(memory)) + "---|")
+    for case, (name, *_) in enumerate(CASES):
+        image, alpha = case_inputs(case)
         seconds, results = {}, {}
         for engine, estimate in timed.items():
             estimate(image[:40, :40], alpha[:40, :40])  # compilation
             seconds[engine], results[engine] = median_seconds(lambda: estimate(image, alpha))
+        peaks = [f"{added_peak_mb(args.backends, engine, case):.0f}" for engine in timed] if args.memory else []
         differences = [f"{engine}: " + ", ".join(f"{np.abs(computed - expected).max():.1g}"
                                                  for computed, expected in zip(results[engine], results[reference]))
                        for engine in timed if engine != reference]
-        print(f"| {name} | {image.shape[0]}x{image.shape[1]} | "
-              + " | ".join(f"{seconds[engine]:.3f} s" for engine in timed) + f" | {'; '.join(differences)} |")
+        columns = [*(f"{seconds[engine]:.3f} s" for engine in timed), *peaks]
+        print(f"| {name} | {image.shape[0]}x{image.shape[1]} | {' | '.join(columns)} | {'; '.join(differences)} |",
+              flush=True)
 
 
 if __name__ == "__main__":

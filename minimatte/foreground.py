@@ -27,6 +27,7 @@ from .processing import (check_size, icc_profile, in_colour_space, is_file, open
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
+_BAND_ROWS = 64  # rows of a cut-out composed at once
 
 
 def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, small_iterations=10,
@@ -82,14 +83,16 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
         matte = _read_alpha(alpha)
     else:
         colours, matte = _read_pair(image, alpha, value_range)
-    a = matte[..., None]
-    if background is None:
-        result = np.concatenate([colours, a], axis=2)
-    else:
-        result = a * colours + (1 - a) * read_background(background, matte.shape, image, value_range)
-    np.clip(result, 0, 1, out=result)
-    result *= 255
-    result = np.rint(result, out=result).astype(np.uint8)
+    backdrop = None if background is None else read_background(background, matte.shape, image, value_range)
+    result = np.empty(matte.shape + (4 if backdrop is None else 3,), np.uint8)
+    for start in range(0, matte.shape[0], _BAND_ROWS):  # float64 a band at a time: 32 bytes a pixel whole
+        rows = slice(start, start + _BAND_ROWS)
+        a = matte[rows, :, None]
+        values = np.concatenate([colours[rows], a], axis=2) if backdrop is None else (
+            a * colours[rows] + (1 - a) * backdrop[rows])
+        np.clip(values, 0, 1, out=values)
+        values *= 255
+        result[rows] = np.rint(values, out=values)
     return result if crop is None else result[_visible_box(matte, crop)]
 
 
@@ -169,11 +172,12 @@ def _multilevel(image, alpha, start, regularization, gradient_weight, small_iter
         if (h, w) != (h0, w0):
             rows, cols = _nearest(h0, h, xp), _nearest(w0, w, xp)
             level_image, level_alpha = image[rows[:, None], cols], alpha[rows[:, None], cols]  # (h, w, 3), (h, w)
-        order, level_position, neighbours = _diagonal_layout(h, w, xp)
+        order, level_position = _diagonal_layout(h, w, xp)
         fb = _take_columns(fb, _nearest_positions(order, (h, w), position, shape))  # the level before's [F, B]
         position, shape = level_position, (h, w)
         sweeps = small_iterations if h <= small_size and w <= small_size else big_iterations
-        _gauss_seidel(fb, level_image, level_alpha, order, neighbours, regularization, gradient_weight, sweeps)
+        _gauss_seidel(fb, level_image, level_alpha, order, regularization, gradient_weight, sweeps)
+    del order  # not held with the copies below
     fb = _take_columns(fb, position).reshape(6, h0, w0)  # raster order
     fg, bg = fb[:3].transpose(1, 2, 0), fb[3:].transpose(1, 2, 0)  # (6, H, W) -> (H, W, 3) each
     return xp.ascontiguousarray(fg), xp.ascontiguousarray(bg)
@@ -209,42 +213,73 @@ def _nearest_positions(order, shape, previous_position, previous_shape):
     return source
 
 
-def _gauss_seidel(fb, image, alpha, order, neighbours, regularization, gradient_weight, sweeps):
+def _gauss_seidel(fb, image, alpha, order, regularization, gradient_weight, sweeps):
     """`sweeps` raster-order Gauss-Seidel sweeps over all pixels of one level, in place on fb (6, hw) = [F, B]
-    stored in the level's diagonal order (_diagonal_layout's order and neighbours).
+    stored in the level's diagonal order (_diagonal_layout's order).
 
     Every per-pixel array is stored channel by channel, (channels, pixels): each step's operations then run
     along its contiguous pixels (and on the GPU, neighbouring threads read neighbouring addresses)."""
     xp = array_module(image)
     h, w = alpha.shape
-    weights, own, cross, data = _pixel_systems(alpha.reshape(-1), image.reshape(-1, 3), order, neighbours,
-                                               regularization, gradient_weight)
+    a0_stored = _take_columns(alpha.reshape(1, -1), order)[0]  # alpha in the diagonal order
+
+    def systems(positions):  # the pixels' neighbours, then _pixel_systems
+        neighbours = _neighbour_positions(h, w, positions, xp)
+        return (neighbours, *_pixel_systems(a0_stored, image.reshape(-1, 3), order, neighbours, positions,
+                                            regularization, gradient_weight))
+
     steps = _steps(h, w, sweeps)
     widest = max((stop - start for start, stop, _ in steps), default=0)
     kernel = backends.cuda_kernel(xp, "foreground.cu", "gauss_seidel", xp.float32)
     if kernel is not None:  # all steps in one launch of one block, a thread per pixel of the widest step
+        neighbours, weights, own, cross, data = systems(slice(0, h * w))
         threads = min(_MAX_THREADS, max(1, -(-widest // 32)) * 32)  # in whole warps
         bounds = xp.asarray([(start, stop) for start, stop, _ in steps], dtype=xp.int32).reshape(-1)
         kernel((1,), (threads,), (fb, data, weights, neighbours, own, cross, bounds, np.int32(len(steps)),
                                   np.int32(h * w)))
         return
-    gather = _neighbour_gather(fb, neighbours, h, w)
+    gather = _neighbour_gather(fb, h, w)
+    held = _held_systems(systems, _diagonals(h, w)[1][1] if h + w > 2 else h * w, h * w)
     terms = xp.empty((6, 5, widest), xp.float32)  # per channel: the data term, then the 4 weighted neighbours
     for start, stop, diagonals in steps:
         n = stop - start
+        neighbours, weights, own, cross, data = held(start, stop)
         step_terms = terms[:, :, :n]
-        step_terms[:, 0] = data[:, start:stop]
-        gather(step_terms[:, 1:], start, stop, diagonals)
-        step_terms[:, 1:] *= weights[:, start:stop]
+        step_terms[:, 0] = data
+        gather(step_terms[:, 1:], start, stop, diagonals, neighbours)
+        step_terms[:, 1:] *= weights
         rhs = step_terms.sum(axis=1).reshape(2, 3, n)  # [F, B] sums, term after term as in the reference
-        solved = own[:, None, start:stop] * rhs
-        solved += cross[start:stop] * rhs[::-1]
+        solved = own[:, None] * rhs
+        solved += cross * rhs[::-1]
         fb[:, start:stop] = solved.clip(0, 1, out=solved).reshape(6, n)
 
 
-def _neighbour_gather(fb, neighbours, h, w):
-    """gather(out, start, stop, diagonals): out (6, 4, stop - start) = fb (6, hw) at the 4 neighbours of the
-    positions [start, stop), which hold `diagonals` (a range).
+_HELD_POSITIONS = 1 << 18  # positions whose systems the NumPy sweeps compute at once: 20 MB (80 bytes each)
+
+
+def _held_systems(systems, odd_start, count):
+    """held(start, stop): the neighbours and systems (`systems`) of positions [start, stop), computed a block of
+    _HELD_POSITIONS ahead, instead of a level's all at once (80 bytes a pixel: 1 GB at 12 megapixels).
+
+    A step's positions lie among the even diagonals (stored first, up to odd_start) or the odd ones, and each
+    parity's steps move forward through its positions (_steps), so one block is held per parity, and a step
+    beyond it starts the next block at its own start."""
+    blocks = {}  # parity: (first position, arrays)
+
+    def held(start, stop):
+        parity = int(start >= odd_start)
+        first, arrays = blocks.get(parity, (start, ()))
+        if not arrays or stop - first > arrays[-1].shape[-1]:
+            end = min(odd_start if parity == 0 else count, max(stop, start + _HELD_POSITIONS))
+            first, arrays = start, systems(slice(start, end))
+            blocks[parity] = first, arrays
+        return [array[..., start - first:stop - first] for array in arrays]
+    return held
+
+
+def _neighbour_gather(fb, h, w):
+    """gather(out, start, stop, diagonals, neighbours): out (6, 4, stop - start) = fb (6, hw) at the 4 neighbours
+    of the positions [start, stop), which hold `diagonals` (a range); neighbours: their positions (4, stop - start).
 
     Inside the border, a diagonal's left and up neighbours are the pixels of the diagonal before, and its right
     and down ones those of the diagonal after, in the same order: runs of positions (_diagonal_layout). So a
@@ -264,9 +299,9 @@ def _neighbour_gather(fb, neighbours, h, w):
     by_position = np.argsort(border_positions, kind="stable")
     border_positions, border_neighbours = (xp.asarray(a[by_position]) for a in (border_positions, border_neighbours))
 
-    def gather(out, start, stop, diagonals):
+    def gather(out, start, stop, diagonals, neighbours):
         if stop - start < _RUN_PIXELS * len(diagonals):
-            xp.take(fb, neighbours[:, start:stop], axis=1, out=out)
+            xp.take(fb, neighbours, axis=1, out=out)
             return
         for d in diagonals:
             for k, (column, position, count) in enumerate(runs[d]):
@@ -338,58 +373,83 @@ def _border(h, w, base, xp):
     return [xp.take(base, y + x) + y for y, x in ((rows, 0), (rows, w - 1), (0, cols), (h - 1, cols))]
 
 
-def _diagonal_layout(h, w, xp):
-    """Pixels stored anti-diagonal after anti-diagonal (_diagonals): order (the raster index at each position),
-    position (its inverse) and the positions of each pixel's 4 neighbours (4, hw), clamped at the border as in
-    the reference (a border pixel is its own neighbour). Chunk by chunk, on cpu_threads' threads.
-
-    Pixel (y, x) is at base[y + x] + y, so a neighbour's position is a sum, and only the border's are clamped."""
+def _diagonal_tables(h, w, xp):
+    """What _stored_at needs of _diagonals, on the backend: the diagonals' first positions in storage order, those
+    diagonals, and every diagonal's base."""
     sizes, first, base = _diagonals(h, w)
-    stored = np.argsort(first)  # the diagonals in storage order
-    diagonal_starts, stored_diagonals, bases, neighbour_bases = (
-        xp.asarray(a, dtype=xp.int32) for a in (first[stored], stored, base, _neighbour_bases(base)))
+    stored = np.argsort(first)
+    return tuple(xp.asarray(a, dtype=xp.int32) for a in (first[stored], stored, base))
+
+
+def _stored_at(positions, tables, xp):
+    """The anti-diagonal and the row of the pixels stored at `positions` (an array; tables: _diagonal_tables)."""
+    diagonal_starts, stored_diagonals, bases = tables
+    diagonal = xp.take(stored_diagonals, xp.searchsorted(diagonal_starts, positions, side="right") - 1)
+    return diagonal, positions - xp.take(bases, diagonal)
+
+
+def _diagonal_layout(h, w, xp):
+    """Pixels stored anti-diagonal after anti-diagonal (_diagonals): order (the raster index at each position)
+    and position (its inverse). Pixel (y, x) is at base[y + x] + y. Chunk by chunk, on cpu_threads' threads."""
+    tables = _diagonal_tables(h, w, xp)
     count = h * w
     order, position = xp.empty(count, xp.int32), xp.empty(count, xp.int32)
-    neighbours = xp.empty((4, count), xp.int32)
 
     def place(raster):  # a slice of raster indices
         y, x = xp.divmod(xp.arange(raster.start, raster.stop, dtype=xp.int32), w)
-        xp.add(xp.take(bases, y + x), y, out=position[raster])
+        xp.add(xp.take(tables[2], y + x), y, out=position[raster])
 
     def link(stored):  # a slice of positions
-        at = xp.arange(stored.start, stored.stop, dtype=xp.int32)
-        diagonal = xp.take(stored_diagonals, xp.searchsorted(diagonal_starts, at, side="right") - 1)
-        y = at - xp.take(bases, diagonal)
+        diagonal, y = _stored_at(xp.arange(stored.start, stored.stop, dtype=xp.int32), tables, xp)
         order[stored] = y * (w - 1) + diagonal  # y w + x, x = diagonal - y
-        for k in range(4):
-            xp.add(xp.take(neighbour_bases[k], diagonal), y, out=neighbours[k, stored])
 
     backends.run_slices(place, count, xp)
     backends.run_slices(link, count, xp)
-    for k, edge in enumerate(_border(h, w, bases, xp)):
-        neighbours[k, edge] = edge
-    return order, position, neighbours
+    return order, position
 
 
-def _pixel_systems(alpha, pixels, order, neighbours, regularization, gradient_weight):
-    """Per pixel, at its position (order): the weights of its 4 neighbours, eps + w |a - a_j| (4, hw) float32;
-    its 2x2 system [[a0^2 + s, a0 a1], [a0 a1, a1^2 + s]] (a1 = 1 - a0, s the weights' sum), inverted once per
-    level, as `own` (2, hw) and `cross` (hw,) float64; and its data term [a0 I, a1 I] (6, hw) float32.
-    alpha (hw,) and pixels (hw, 3) are in raster order.
+def _neighbour_positions(h, w, positions, xp):
+    """The positions of the 4 neighbours (pymatting's order: left, right, up, down) of the pixels at `positions`
+    (a slice of a level's), (4, n), clamped at the border as in the reference: a border pixel is its own
+    neighbour. A neighbour's position is a sum (_neighbour_bases), and only the border's are set apart. Chunk by
+    chunk, on cpu_threads' threads."""
+    tables = _diagonal_tables(h, w, xp)
+    neighbour_bases = xp.asarray(_neighbour_bases(_diagonals(h, w)[2]), dtype=xp.int32)
+    offset, count = positions.start, positions.stop - positions.start
+    neighbours = xp.empty((4, count), xp.int32)
+
+    def link(part):
+        diagonal, y = _stored_at(xp.arange(offset + part.start, offset + part.stop, dtype=xp.int32), tables, xp)
+        for k in range(4):
+            xp.add(xp.take(neighbour_bases[k], diagonal), y, out=neighbours[k, part])
+
+    backends.run_slices(link, count, xp)
+    for k, edge in enumerate(_border(h, w, tables[2], xp)):
+        edge = edge[(edge >= positions.start) & (edge < positions.stop)]
+        neighbours[k, edge - offset] = edge
+    return neighbours
+
+
+def _pixel_systems(a0_stored, pixels, order, neighbours, positions, regularization, gradient_weight):
+    """Per pixel at the positions `positions` (a slice) of a level, whose neighbours are at `neighbours` (4, n):
+    the weights of its 4 neighbours, eps + w |a - a_j| (4, n) float32; its 2x2 system [[a0^2 + s, a0 a1],
+    [a0 a1, a1^2 + s]] (a1 = 1 - a0, s the weights' sum), inverted, as `own` (2, n) and `cross` (n,) float64;
+    and its data term [a0 I, a1 I] (6, n) float32. a0_stored (hw,) is alpha at each position; pixels (hw, 3)
+    are in raster order.
 
     [F, B] = inverse @ [rhs_F, rhs_B] per channel is computed as own * rhs + cross * (rhs with F and B
     swapped). The reference mixes precisions (1.0 - a0 is a float64 there); mixing them the same way
     reproduces it. Chunk by chunk, on cpu_threads' threads: a level's pixels are millions at full size.
     """
-    xp = array_module(alpha)
-    count = order.shape[0]
-    a0_stored = _take_columns(alpha[None], order)[0]
+    xp = array_module(a0_stored)
+    offset, count = positions.start, positions.stop - positions.start
     weights = xp.empty((4, count), xp.float32)
     own, cross = xp.empty((2, count), xp.float64), xp.empty(count, xp.float64)
     data = xp.empty((6, count), xp.float32)
 
     def chunk(part):
-        a0, weight = a0_stored[part], weights[:, part]
+        at = slice(offset + part.start, offset + part.stop)
+        a0, weight = a0_stored[at], weights[:, part]
         xp.subtract(a0, xp.take(a0_stored, neighbours[:, part]), out=weight)
         xp.abs(weight, out=weight)
         weight *= gradient_weight
@@ -404,7 +464,7 @@ def _pixel_systems(alpha, pixels, order, neighbours, regularization, gradient_we
         own[0, part], own[1, part] = inverse_det * a11, inverse_det * a00
         cross[part] = inverse_det * -a01
         # (n, 3) -> (3, n); take is 2x as fast as indexing, and the products run 2x as fast on a contiguous copy
-        colours = xp.ascontiguousarray(xp.take(pixels, order[part], axis=0).T)
+        colours = xp.ascontiguousarray(xp.take(pixels, order[at], axis=0).T)
         data[:3, part] = a0 * colours
         data[3:, part] = a1 * colours  # computed in float64, stored rounded to float32
     backends.run_slices(chunk, count, xp)

@@ -248,14 +248,14 @@ def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=F
     return _rescaled(a, name, value_range, dtype)
 
 
-def read_trimap(trimap, value_range=None, name="trimap"):
-    """A trimap (0 background, 255 foreground, grey unknown) as float64 (H, W) in [0, 1].
+def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
+    """A trimap (0 background, 255 foreground, grey unknown) as float64 (or `dtype`) (H, W) in [0, 1].
 
     A trimap whose values go up to only 1 or 2 is refused: it is a map of class indices (0/1/2), which the
     network would read as all background.
     """
     a = _grey_array(trimap, name)
-    levels = _rescaled(a, name, value_range)
+    levels = _rescaled(a, name, value_range, dtype)
     if value_range not in (1, 1.0) and 0 < a.max() <= 2:
         raise ValueError(f"{name}: expected 0 = background, {65535 if a.dtype == np.uint16 else 255} = "
                          f"foreground and grey = unknown, got values up to only {a.max():g} (class indices?)")
@@ -407,7 +407,7 @@ def force_known_regions(alpha, trimap, value_range=None):
 
     The reference leaves the network's values there (a trained model's are near 0 and 1, not necessarily
     exactly), and an alpha upsampled from a reduced size (infer's max_size) is blurred across the trimap's edges."""
-    hint = read_trimap(trimap, value_range)
+    hint = read_trimap(trimap, value_range, dtype=np.float32)  # 0 and 1 are exact in float32
     check_size("trimap", hint.shape, "alpha", alpha.shape)
     alpha[hint == 0] = 0
     alpha[hint == 1] = 1
@@ -533,16 +533,22 @@ def _box_mean(x, radius):
     return along(along(x, 0), 1) / (window if x.ndim == 2 else window[..., None])
 
 
-def guided_upsample(alpha, guide, radius=2, eps=1e-4):
-    """Upsample a low-resolution alpha to the size of `guide` (float (H, W, 3) in [0, 1]) with the fast guided
-    filter (He & Sun, 2015): per low-resolution window, alpha ~ a * grey(guide) + b; a and b are smoothed,
-    bilinearly upsampled and applied to the full-resolution grey image, so edges follow the image rather than
-    the blur of plain interpolation. radius is in low-resolution pixels; eps regularises flat regions.
-    The full-resolution steps run in float32: the result is a float32 matte."""
-    grey = guide[..., 0].astype(np.float32)  # the sum of mean(axis=2), (R + G) + B, 6x as fast at 12 megapixels
-    grey += guide[..., 1].astype(np.float32, copy=False)
-    grey += guide[..., 2].astype(np.float32, copy=False)
+def grey_guide(rgb):
+    """The mean of an (H, W, 3) image's channels as float32 (H, W): the guide of guided_upsample."""
+    grey = rgb[..., 0].astype(np.float32)  # the sum of mean(axis=2), (R + G) + B, 6x as fast at 12 megapixels
+    grey += rgb[..., 1].astype(np.float32, copy=False)
+    grey += rgb[..., 2].astype(np.float32, copy=False)
     grey /= 3
+    return grey
+
+
+def guided_upsample(alpha, guide, radius=2, eps=1e-4):
+    """Upsample a low-resolution alpha to the size of `guide` (float (H, W, 3) in [0, 1], or its grey_guide)
+    with the fast guided filter (He & Sun, 2015): per low-resolution window, alpha ~ a * grey(guide) + b; a and b
+    are smoothed, bilinearly upsampled and applied to the full-resolution grey image, so edges follow the image
+    rather than the blur of plain interpolation. radius is in low-resolution pixels; eps regularises flat
+    regions. The full-resolution steps run in float32: the result is a float32 matte."""
+    grey = grey_guide(guide) if guide.ndim == 3 else guide
     small = resize_plane(grey, alpha.shape, Image.BOX).astype(np.float64)
     mean_i, mean_p = _box_mean(small, radius), _box_mean(alpha.astype(np.float64), radius)
     cov = _box_mean(small * alpha, radius) - mean_i * mean_p

@@ -64,6 +64,21 @@ def test_neighbours_as_runs_or_gathered_agree(shape, monkeypatch):
         np.testing.assert_array_equal(runs, gathered)
 
 
+@pytest.mark.parametrize("shape", [(1, 2), (3, 1), (5, 8), (31, 32), (40, 70)])
+def test_systems_held_a_block_at_a_time_agree(shape, monkeypatch):
+    """The sweeps compute the pixels' systems a block of positions ahead (_held_systems): blocks of a few
+    positions, and of fewer than one step's, give what one block of the whole level gives."""
+    rng = np.random.default_rng(sum(shape))
+    image, alpha = rng.random(shape + (3,)), np.clip(rng.random(shape) * 1.6 - 0.3, 0, 1)
+    results = []
+    for held in (1 << 30, 1, 7, 100):
+        monkeypatch.setattr(foreground, "_HELD_POSITIONS", held)
+        results.append(estimate_foreground(image, alpha, value_range=1.0, return_background=True, small_size=16))
+    for result in results[1:]:
+        for got, whole in zip(result, results[0]):
+            np.testing.assert_array_equal(got, whole)
+
+
 def test_single_pixel():
     # pymatting divides by zero here (no levels between 1x1 and 1x1); minimatte solves the one pixel.
     fg, bg = estimate_foreground(np.float64([[[0.2, 0.4, 0.6]]]), np.float64([[1.0]]), value_range=1.0,
