@@ -291,7 +291,8 @@ class VitMatte:
             raise ValueError(f"pixel_values: height and width must be positive multiples of 16 (pad them, "
                              f"e.g. with minimatte.preprocess), got {shape[2]}x{shape[3]}")
         x = self.xp.asarray(pixel_values, dtype=self.dtype)
-        return self.xp.ascontiguousarray(x.transpose(0, 2, 3, 1))  # (B, 4, H, W) -> (B, H, W, 4)
+        # (B, 4, H, W) -> (B, H, W, 4): no copy where the array is a channels-last one's view (preprocess's)
+        return self.xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
 __all__ = ["Config", "MattingOutput", "VitMatte", "backbone", "decoder", "detail_capture", "stage_flops", "vit_block"]

@@ -300,14 +300,16 @@ def _grey_array(image, name):
 
 @dataclass
 class Batch:
-    pixel_values: np.ndarray  # (B, 4, Hp, Wp) float32: [R, G, B, trimap], normalised and padded
+    pixel_values: np.ndarray  # (B, 4, Hp, Wp) float32: [R, G, B, trimap], normalised and padded (see preprocess)
     sizes: List[Tuple[int, int]]  # the (H, W) of each input before padding
 
 
 def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
     """Images and trimaps (single or lists of equal length) -> a padded, normalised Batch.
 
-    Every item is padded on its own; items must pad to the same size to form one batch.
+    Every item is padded on its own; items must pad to the same size to form one batch. pixel_values is the
+    reference's (B, 4, Hp, Wp) as a view of a channels-last array, the network's layout, which it then uses
+    without a copy.
     """
     single = not isinstance(images, (list, tuple))
     images, trimaps = ([images], [trimaps]) if single else (list(images), list(trimaps))
@@ -329,10 +331,10 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
         raise ValueError(f"images: a batch must pad to one size, got padded sizes {sorted(padded)}; "
                          "run differently sized images separately")
     (hp, wp), = padded
-    pixel_values = np.zeros((len(items), 4, hp, wp), dtype=np.float32)
+    pixel_values = np.zeros((len(items), hp, wp, 4), dtype=np.float32)
     for out, item in zip(pixel_values, items):
-        out[:, :item.shape[1], :item.shape[2]] = item
-    return Batch(pixel_values, sizes)
+        out[:item.shape[0], :item.shape[1]] = item
+    return Batch(pixel_values.transpose(0, 3, 1, 2), sizes)  # (B, Hp, Wp, 4) -> (B, 4, Hp, Wp)
 
 
 def check_not_swapped(rgb, trimap, suffix=""):
@@ -363,13 +365,13 @@ def _padded_size(size, config):
 
 
 def _normalize(rgb, trimap, config):
-    """[0, 1] float64 inputs -> (4, H, W) float32 [R, G, B, trimap]. Values go back to the 8-bit scale first,
+    """[0, 1] float64 inputs -> (H, W, 4) float32 [R, G, B, trimap]. Values go back to the 8-bit scale first,
     so that rescale_factor means what it means in the reference (v * 1/255 by default)."""
     scale = 255.0 * (config.rescale_factor if config.do_rescale else 1.0)
     rgb, trimap = (rgb * scale).astype(np.float32), (trimap * scale).astype(np.float32)
     if config.do_normalize:
         rgb = (rgb - np.float32(config.image_mean)) / np.float32(config.image_std)
-    return np.concatenate([rgb.transpose(2, 0, 1), trimap[None]], axis=0)
+    return np.concatenate([rgb, trimap[..., None]], axis=2)
 
 
 def check_size(name, shape, other, other_shape):
