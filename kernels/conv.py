@@ -211,10 +211,16 @@ def conv2d_upsampled(detail, x, p, relu=False):
     xp = array_module(x)
     n, h, w, _ = x.shape
     c_out = p["weight"].shape[0]
-    replicated = xp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")  # (N, h+2, w+2, Cx)
-    parities = conv2d(replicated, p["upsampled"], padding=0)  # (N, h, w, 4*C_out)
     out = conv2d(detail, p["detail"])  # (N, 2h, 2w, C_out)
-    out.reshape(n, h, 2, w, 2, c_out)[...] += parities.reshape(n, h, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
+    # The parities a band of rows at a time, each added into the output: whole, they are as large as the output.
+    # Bands of even rows leave Winograd's 2x2 tiles where one convolution of all the rows puts them.
+    rows = 2 * max(1, piece_elements(xp, "upsampled parities") // (2 * n * w * 4 * c_out))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        replicated = _edge_padded(x, r0 - 1, r1 + 1)  # (N, r1 - r0 + 2, w + 2, Cx)
+        parities = conv2d(replicated, p["upsampled"], padding=0)  # (N, r1 - r0, w, 4*C_out)
+        out[:, 2 * r0:2 * r1].reshape(n, r1 - r0, 2, w, 2, c_out)[...] += parities.reshape(
+            n, r1 - r0, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
     # The upsampled channels' taps, (C_out, Cx, 3, 3) -> (ky, kx, Cx, C_out): taps[ky, kx] is a product's matrix.
     taps = xp.ascontiguousarray(p["weight"][:, detail.shape[3]:].transpose(2, 3, 1, 0))
     top, bottom = upsample2x(x[:, :1])[:, 0], upsample2x(x[:, -1:])[:, 0]  # the upsampled edge rows: (N, 2w, Cx)
@@ -227,6 +233,17 @@ def conv2d_upsampled(detail, x, p, relu=False):
         for column, kx in ((0, 0), (-1, 2)):  # the corner's tap beyond both edges was subtracted twice
             out[:, y, column] += backend.matmul(edge_row[:, column], taps[ky, kx])  # (N, Cx) -> (N, C_out)
     return _bias_relu(out, p, relu)
+
+
+def _edge_padded(x, y0, y1):
+    """Rows [y0, y1) of x (N, h, w, C) and one column on each side, where rows and columns beyond the image
+    repeat its edge ones (numpy.pad's "edge" mode): (N, y1 - y0, w + 2, C)."""
+    xp = array_module(x)
+    rows = xp.clip(xp.arange(y0, y1), 0, x.shape[1] - 1)
+    padded = xp.empty((x.shape[0], y1 - y0, x.shape[2] + 2, x.shape[3]), dtype=x.dtype)
+    padded[:, :, 1:-1] = x[:, rows]
+    padded[:, :, 0], padded[:, :, -1] = padded[:, :, 1], padded[:, :, -2]
+    return padded
 
 
 def _edge_taps(line, taps):

@@ -113,7 +113,8 @@ def detail_capture(features, pixels, p, stage_done=lambda stage: None):
     stage_done("details")
     x = features  # (B, H/16, W/16, C)
     blocks = p["fusion_blocks"]
-    for number, (block, detail) in enumerate(zip(blocks.values(), reversed(details)), 1):
+    for number, block in enumerate(blocks.values(), 1):
+        detail = details.pop()  # D3 first: each detail map is let go once fused (D1 is 48 channels at H/2)
         # Reference: cat([detail, upsample2x(x)], channels) -> conv3x3 -> BN -> ReLU, never built in memory.
         x = conv2d_upsampled(detail, x, block["conv"]["conv"], relu=True)  # (B, H', W', C) -> (B, 2H', 2W', C')
         stage_done(f"fusion {number}/{len(blocks)}")
