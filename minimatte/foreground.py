@@ -34,8 +34,9 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
                         big_iterations=2, small_size=32, value_range=None, backend=None, return_background=False):
     """Foreground colours F (float32 (H, W, 3) in [0, 1]) such that alpha * F + (1 - alpha) * B = image.
 
-    image: RGB file path, PIL image or array (float arrays need value_range, as in `infer`); alpha: the matte,
-    a float array in [0, 1] as `infer` returns, or an 8/16-bit file or array (of a cut-out, its alpha channel).
+    image: RGB file (path or binary file object), PIL image or array (float arrays need value_range, as in
+    `infer`); alpha: the matte, a float array in [0, 1] as `infer` returns, or an 8/16-bit file or array (of a
+    cut-out, its alpha channel).
     regularization (eps) and gradient_weight (w) weigh the smoothness of F and B; levels no larger than
     small_size in both sides get small_iterations sweeps, larger levels big_iterations. Defaults are
     pymatting's. backend: "numpy" or "cupy" (None: $MINIMATTE_BACKEND or numpy). return_background=True
@@ -239,7 +240,8 @@ def _gauss_seidel(fb, image, alpha, order, regularization, gradient_weight, swee
                                   np.int32(h * w)))
         return
     gather = _neighbour_gather(fb, h, w)
-    held = _held_systems(systems, _diagonals(h, w)[1][1] if h + w > 2 else h * w, h * w)
+    odd_start = _diagonals(h, w)[1][1] if h + w > 2 else h * w  # the first odd diagonal's first position
+    held = _held_systems(systems, odd_start, h * w)
     terms = xp.empty((6, 5, widest), xp.float32)  # per channel: the data term, then the 4 weighted neighbours
     for start, stop, diagonals in steps:
         n = stop - start

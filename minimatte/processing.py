@@ -230,9 +230,10 @@ def _rescaled(a, name, value_range, dtype=np.float64):
 
 
 def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=False):
-    """An RGB image (path, PIL image or array) as float64 (or `dtype`) (H, W, 3) in [0, 1]: RGB values as
-    stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see icc_profile). An alpha
-    channel is dropped; with opaque=True (a background) transparent pixels in it are an error."""
+    """An RGB image (path or binary file object, PIL image or array) as float64 (or `dtype`) (H, W, 3) in
+    [0, 1]: RGB values as stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see
+    icc_profile). An alpha channel is dropped; with opaque=True (a background) transparent pixels in it are an
+    error."""
     if is_file(image):
         image = open_image(image, name)
     a = _as_array(in_colour_space(image, icc_profile(image), name), name)
@@ -278,7 +279,7 @@ def _transparency(a):
 
 
 def _grey_array(image, name):
-    """A path, PIL image or array as an (H, W) array of its own type; colour is reduced to grey."""
+    """A file, PIL image or array as an (H, W) array of its own type; colour is reduced to grey."""
     a = _as_array(image, name)
     if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
         a = a[:, :, :-1]
