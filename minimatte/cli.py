@@ -136,12 +136,14 @@ def _check_stdio(inputs, output):
                          "or pipe it")
 
 
-def _input(path):
-    """What an input argument names, for open_image and the readers: a path, or for STDIO what standard input
-    holds (read when asked for: at most one input is STDIO)."""
+def _input(path, label):
+    """What input `label` names, for open_image and the readers: a path, or for STDIO what standard input holds
+    (read when asked for: at most one input is STDIO)."""
     if path != STDIO:
         return path
     piped = io.BytesIO(sys.stdin.buffer.read())
+    if not piped.getbuffer().nbytes:  # e.g. a script that meant to redirect a file into it
+        raise ValueError(f"{label}: standard input ('-') is empty")
     piped.name = "standard input"  # for errors: "image: standard input is not a readable image (...)"
     return piped
 
@@ -269,7 +271,7 @@ def _matte(args):
     else:
         _check_writable([out for *_, out in jobs], "RGBA" if background is None else "RGB")
         if background == STDIO:  # read once, for every image
-            background = open_image(_input(background), "background")
+            background = open_image(_input(background, "background"), "background")
         if background is not None:
             read_background(background, (1, 1))  # a bad colour or image file is refused before any work
     model = None if kind == "alpha" else api.load(args.model, backend=args.backend, precision=args.precision,
@@ -278,7 +280,7 @@ def _matte(args):
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
 
     def work(image, hint, output):
-        image, hint = open_image(_input(image), "image"), _input(hint)  # the image decoded once
+        image, hint = open_image(_input(image, "image"), "image"), _input(hint, kind)  # the image decoded once
         if kind == "alpha":
             alpha = hint
         else:  # a mask of another size (a segmentation model's, with the image's aspect) is scaled to the image's
@@ -309,7 +311,7 @@ def _trimap(args):
     progress = Items(len(jobs), "masks" if batch else _shown(jobs[0][0]))
 
     def work(mask, _, output):
-        _save_atomically(Image.fromarray(trimap_from_mask(_input(mask), args.band, thresholds)), output)
+        _save_atomically(Image.fromarray(trimap_from_mask(_input(mask, "mask"), args.band, thresholds)), output)
     _run(jobs, work, progress, batch)
 
 
@@ -343,7 +345,7 @@ def _evaluate(args):
 
     rows = []
     for stem, *paths in triples:
-        mattes = (np.rint(read(_input(path), name=name) * 255).astype(np.uint8) for read, path, name in
+        mattes = (np.rint(read(_input(path, name), name=name) * 255).astype(np.uint8) for read, path, name in
                   zip((read_grey, read_grey, read_trimap), paths, ("pred", "gt", "trimap")))
         try:
             rows.append(metrics.evaluate(*mattes))

@@ -513,7 +513,8 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
              "gives has no name to name its output file by; give -o a file name"),
             (["matte", str(DATA / "vitmatte_demo"), str(tmp_path), "-o", "-"], {}, "output: with an input folder, "
              "-o must be a folder, got '-' (standard output)"),
-            (["trimap", "-", "-o", "-"], {"stdin": b"not an image"}, "mask: standard input is not a readable image")):
+            (["trimap", "-", "-o", "-"], {"stdin": b"not an image"}, "mask: standard input is not a readable image"),
+            (["matte", str(image), "-", "-o", "-"], {}, "trimap: standard input ('-') is empty")):
         status, out, err = run(*argv, **options)
         assert status == 2 and out == b"" and error in err, err
 
