@@ -3,6 +3,7 @@ import numpy
 
 from .. import backend
 from ..backend import array_module, even_step, matmul, parallelism, piece_elements, run_pieces
+from .nn import linear
 from .resize import interpolation_matrix
 
 
@@ -83,6 +84,7 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     # Scaling k by hd^-0.5 (= 0.125, a power of two) is exactly scaling q, and leaves q unscaled for the bias.
     k_t = xp.ascontiguousarray(tokens[:, :, 1].transpose(0, 2, 3, 1) * hd ** -0.5)  # (N, nh, hd, M)
     v = xp.ascontiguousarray(tokens[:, :, 2].transpose(0, 2, 1, 3))  # (N, nh, M, hd)
+    del qkv, grid, tokens  # where the caller passed the projection on, its memory goes before the logits'
     use_bias = rel_pos_h is not None
     if use_bias:
         r_h = _relative_positions(rel_pos_h, a).transpose(0, 2, 1)  # (a, hd, a): query row, hd, key row
@@ -158,26 +160,35 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     return out, probs
 
 
-def window_attention(qkv, window, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False, pad_value=0.0):
-    """attention() within each window x window square of (N, h, w, 3C) tokens, padded to whole windows with
-    `pad_value` (window_partition). Returns (N, h, w, C) and the (N*nW, heads, window^2, window^2) probabilities
+def window_attention(x, qkv_params, window, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False):
+    """attention() within each window x window square of the (N, h, w, C) tokens, after their qkv projection
+    (nn.linear with `qkv_params`). Returns (N, h, w, C) and the (N*nW, heads, window^2, window^2) probabilities
     (None unless asked for).
 
-    The pads' keys and values take part, as in the reference. Their queries' outputs are cropped, so they are
-    computed only for the probabilities: otherwise the whole windows, the part-padded last row and column of
-    windows and their corner are attended one after another, each from the queries of its real tokens.
+    The reference pads the tokens with zeros to whole windows before the projection, so a pad's q, k and v are
+    the qkv bias (window_partition's pad_value). The pads' keys and values take part, as in the reference.
+    Their queries' outputs are cropped, so they are computed only for the probabilities: otherwise the whole
+    windows, the part-padded last row and column of windows and their corner are attended one after another,
+    each from the queries of its real tokens. Without the probabilities, the tokens are projected and attended
+    a band of window rows at a time, so that the qkv of a large image is never whole (at 4096x4096 it takes
+    300 MB, and its windows, their q, k and v as many again each).
     """
-    xp = array_module(qkv)
-    n, h, w, c3 = qkv.shape
-    out = xp.empty((n, h, w, c3 // 3), dtype=qkv.dtype)
+    xp = array_module(x)
+    n, h, w, _ = x.shape
+    c3 = qkv_params["weight"].shape[0]
+    out = xp.empty((n, h, w, c3 // 3), dtype=x.dtype)
+    pad_value = qkv_params.get("bias", 0.0)
+    band = h if return_probs else window * max(1, piece_elements(xp, "window bands") // (n * window * w * c3))
     probs = None
-    for rows in _window_runs(h, window, return_probs):
-        for columns in _window_runs(w, window, return_probs):
-            size = (rows.stop - rows.start, columns.stop - columns.start)
-            windows = window_partition(qkv[:, rows, columns], window, pad_value)  # -> (N*nW, window, window, 3C)
-            queries = (window, window) if return_probs else (min(window, size[0]), min(window, size[1]))
-            attended, probs = attention(windows, num_heads, rel_pos_h, rel_pos_w, return_probs, queries)
-            out[:, rows, columns] = window_unpartition(attended, size)  # (N*nW, a_q, b_q, C) -> (N, *size, C)
+    for r0 in range(0, h, band):
+        qkv = linear(x[:, r0:r0 + band], qkv_params)  # (N, rows, w, C) -> (N, rows, w, 3C)
+        for rows in _window_runs(qkv.shape[1], window, return_probs):
+            for columns in _window_runs(w, window, return_probs):
+                size = (rows.stop - rows.start, columns.stop - columns.start)
+                windows = window_partition(qkv[:, rows, columns], window, pad_value)  # -> (N*nW, window, window, 3C)
+                queries = (window, window) if return_probs else (min(window, size[0]), min(window, size[1]))
+                attended, probs = attention(windows, num_heads, rel_pos_h, rel_pos_w, return_probs, queries)
+                out[:, r0 + rows.start:r0 + rows.stop, columns] = window_unpartition(attended, size)  # -> (N, *size, C)
     return out, probs
 
 

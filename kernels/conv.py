@@ -126,16 +126,20 @@ def winograd_weight(weight):
 # GEMM re-reads its weight matrix for too little work. The first fusion block's low-resolution conv (384 -> 1024
 # channels) got ~30 tiles a band from the memory budget alone, and ran 2x faster with 128 (640x960, one thread).
 WINOGRAD_MIN_TILES = 128
-WINOGRAD_MIN_CHANNELS = 32  # fewer input or output channels (the network's input, the matting head): im2col is faster
+# Winograd saves multiplications in proportion to C_in * C_out a tile, and its transforms' additions cost in
+# proportion to C_in + C_out: it pays from a harmonic mean 2 C_in C_out / (C_in + C_out) of about 80 channels on.
+# `python benchmarks/convs.py` (AMD EPYC, 2 threads): 64 -> 128 channels took 0.83-1.02x im2col's time, 48 -> 64
+# (the third fusion block's detail) 1.00-1.31x, 32 -> 16 and 4 -> 32 (the matting head, the input) 1.45-4.2x.
+WINOGRAD_MIN_CHANNELS = 80
 
 
 def conv3x3_params(weight, dtype):
     """A 3x3 stride-1 conv's weight as conv2d computes it fastest in `dtype`: {"winograd_weight":
-    winograd_weight(weight)} for float32 where it has WINOGRAD_MIN_CHANNELS input and output channels or more,
-    else {"weight": weight}. float16 keeps the im2col GEMM: its roundings of the tile transforms' sums took the
-    alphas 1.5x as far from float32's (deterministic test weights, S)."""
+    winograd_weight(weight)} for float32 where the harmonic mean of its input and output channels is
+    WINOGRAD_MIN_CHANNELS or more, else {"weight": weight}. float16 keeps the im2col GEMM: its roundings of the
+    tile transforms' sums took the alphas 1.5x as far from float32's (deterministic test weights, S)."""
     c_out, c_in = weight.shape[:2]
-    if numpy.dtype(dtype) == numpy.float32 and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS:
+    if numpy.dtype(dtype) == numpy.float32 and 2 * c_in * c_out >= WINOGRAD_MIN_CHANNELS * (c_in + c_out):
         return {"winograd_weight": winograd_weight(weight)}
     return {"weight": weight}
 

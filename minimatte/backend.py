@@ -88,6 +88,7 @@ PIECE_ELEMENTS = {
     "elementwise": (1 << 18, 1 << 22),  # a chain of elementwise passes over one chunk
     "mlp hidden": (1 << 20, 1 << 25),  # the MLP's 4C-wide hidden layer of a run of tokens
     "attention logits": (1 << 19, 1 << 27),  # a slab's logits: at least one head's grid row of queries x a key row
+    "window bands": (1 << 23, 1 << 27),  # the qkv of a band of window rows
     "conv columns": (1 << 20, 1 << 26),  # one band of output rows' im2col columns, or Winograd tiles and products
     "upsampled rows": (1 << 18, 1 << 24),  # a band of upsample2x's output
     "upsampled parities": (1 << 23, 1 << 26),  # a band of conv2d_upsampled's low-resolution convolution

@@ -22,12 +22,11 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import (check_size, icc_profile, in_colour_space, is_file, open_image, read_grey, read_image,
-                         resize_plane)
+from .processing import (BAND_ROWS, check_size, icc_profile, in_colour_space, is_file, open_image, read_grey,
+                         read_image, resize_plane)
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
-_BAND_ROWS = 64  # rows of a cut-out composed at once
 
 
 def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, small_iterations=10,
@@ -86,8 +85,8 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
         colours, matte = _read_pair(image, alpha, value_range)
     backdrop = None if background is None else read_background(background, matte.shape, image, value_range)
     result = np.empty(matte.shape + (4 if backdrop is None else 3,), np.uint8)
-    for start in range(0, matte.shape[0], _BAND_ROWS):  # float64 a band at a time: 32 bytes a pixel whole
-        rows = slice(start, start + _BAND_ROWS)
+    for start in range(0, matte.shape[0], BAND_ROWS):  # float64 a band at a time: 32 bytes a pixel whole
+        rows = slice(start, start + BAND_ROWS)
         a = matte[rows, :, None]
         values = np.concatenate([colours[rows], a], axis=2) if backdrop is None else (
             a * colours[rows] + (1 - a) * backdrop[rows])

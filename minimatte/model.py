@@ -32,18 +32,19 @@ def absolute_positions(table, size):
 
 
 def self_attention(x, p, config, windowed, return_probs):
-    qkv = linear(x, p["qkv"])  # (B, h, w, C) -> (B, h, w, 3C)
     a, b = (config.window_size,) * 2 if windowed else x.shape[1:3]  # the grid each query attends over
     rel_h = relative_position_table(p["rel_pos_h"], a) if "rel_pos_h" in p else None  # (2a-1, hd)
     rel_w = relative_position_table(p["rel_pos_w"], b) if "rel_pos_w" in p else None  # (2b-1, hd)
     if windowed:
-        # The reference pads the normalised tokens with zeros before the qkv projection, so a pad token's
-        # q, k and v are the qkv bias; the pads are not masked and every window query attends to them. It
-        # projects the padded windows and then crops; projecting only the kept tokens is the same.
-        out, probs = window_attention(qkv, a, config.num_attention_heads, rel_h, rel_w, return_probs,
-                                      pad_value=p["qkv"].get("bias", 0.0))  # -> (B, h, w, C)
+        # The reference pads the normalised tokens with zeros to whole windows before the qkv projection, so a
+        # pad's q, k and v are the qkv bias, and every window query attends to them unmasked. window_attention
+        # does the same, and projects the tokens itself, a band of window rows at a time.
+        out, probs = window_attention(x, p["qkv"], a, config.num_attention_heads, rel_h, rel_w,
+                                      return_probs)  # (B, h, w, C) -> (B, h, w, C)
     else:
-        out, probs = attention(qkv, config.num_attention_heads, rel_h, rel_w, return_probs)  # -> (B, h, w, C)
+        # qkv: (B, h, w, C) -> (B, h, w, 3C), passed on, so that attention can let it go once split into heads
+        out, probs = attention(linear(x, p["qkv"]), config.num_attention_heads, rel_h, rel_w,
+                               return_probs)  # -> (B, h, w, C)
     return linear(out, p["proj"]), probs
 
 
@@ -126,7 +127,10 @@ def detail_capture(features, pixels, p, stage_done=lambda stage: None):
     return alphas
 
 
-DECODER_BAND_PIXELS = 1 << 22  # batches of more pixels (a 2048x2048 image) run the decoder in bands of this many
+# Batches of more pixels (a 1024x1024 image) run the decoder in bands of at most this many. Its maps peak at
+# ~300 bytes a pixel (in the last fusion block): measured 336 MiB for a 2048x2048 image in 1-megapixel bands,
+# 867 MiB in 4-megapixel ones, in about the same time (the halos add 9% to the rows there).
+DECODER_BAND_PIXELS = 1 << 20
 DECODER_HALO = 2  # feature rows (32 pixel rows) a band reads beyond each of its edges
 
 

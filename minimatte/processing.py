@@ -77,6 +77,8 @@ HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # image files, whether or not Pill
 # HEIF's major brands of HEVC-coded images: iPhones' .heic photos
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 
+BAND_ROWS = 64  # rows of a full-size image converted to float64 at once (32 bytes a pixel whole: 384 MB at 12 MP)
+
 
 def _open_file(source):
     """Image.open (of a path or a seekable binary file object), with Pillow's plugin for HEIF files registered
@@ -200,8 +202,9 @@ def _as_array(x, name):
     return np.asarray(x)
 
 
-def _rescaled(a, name, value_range, dtype=np.float64):
-    """Array values as `dtype` in [0, 1] (before the processor's own rescale is applied), computed in float64."""
+def _checked(a, name, value_range):
+    """An image's array of stored values, after the checks that it holds an image (not empty, not a mask, not
+    8-bit values in 16 bits; floats finite and within value_range)."""
     if a.size == 0 or 0 in a.shape[:2]:
         raise ValueError(f"{name}: image is empty (shape {a.shape})")
     if a.dtype == np.bool_:
@@ -211,9 +214,7 @@ def _rescaled(a, name, value_range, dtype=np.float64):
         raise ValueError(f"{name}: a 16-bit image whose values go up to only {a.max()} of 65535 (8-bit values "
                          "saved as 16 bits?); save it with 8 bits, or its values times 257")
     if a.dtype in (np.uint8, np.uint16):
-        # One pass, no float64 temporary: a float32 quotient of these integers is the float64 one rounded to
-        # float32 (tests check every uint8 and uint16 value).
-        return np.divide(a, np.iinfo(a.dtype).max, dtype=dtype)
+        return a
     if np.issubdtype(a.dtype, np.floating):
         if value_range not in (1, 1.0, 255, 255.0):
             raise ValueError(f"{name}: float arrays need value_range=1.0 (values in [0, 1]) or "
@@ -223,10 +224,25 @@ def _rescaled(a, name, value_range, dtype=np.float64):
         lo, hi = a.min(), a.max()
         if lo < 0 or hi > value_range:
             raise ValueError(f"{name}: values must lie in [0, {value_range:g}], found [{lo:g}, {hi:g}]")
-        # In the wider of the two types, with no float64 copy of a float32 image: a float32 quotient of float32
-        # values is the float64 quotient rounded to float32 (the double rounding of a division is harmless).
-        return np.divide(a, value_range, dtype=np.result_type(a.dtype, dtype)).astype(dtype, copy=False)
+        return a
     raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float")
+
+
+def _unit(a, value_range, dtype=np.float64):
+    """_checked values as `dtype` in [0, 1] (before the processor's own rescale is applied), computed in float64.
+    Elementwise, so a band of rows converts as it would in the whole image."""
+    if a.dtype in (np.uint8, np.uint16):
+        # One pass, no float64 temporary: a float32 quotient of these integers is the float64 one rounded to
+        # float32 (tests check every uint8 and uint16 value).
+        return np.divide(a, np.iinfo(a.dtype).max, dtype=dtype)
+    # In the wider of the two types, with no float64 copy of a float32 image: a float32 quotient of float32
+    # values is the float64 quotient rounded to float32 (the double rounding of a division is harmless).
+    return np.divide(a, value_range, dtype=np.result_type(a.dtype, dtype)).astype(dtype, copy=False)
+
+
+def _rescaled(a, name, value_range, dtype=np.float64):
+    """Array values as `dtype` in [0, 1], checked (see _checked and _unit)."""
+    return _unit(_checked(a, name, value_range), value_range, dtype)
 
 
 def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=False):
@@ -234,6 +250,11 @@ def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=F
     [0, 1]: RGB values as stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see
     icc_profile). An alpha channel is dropped; with opaque=True (a background) transparent pixels in it are an
     error."""
+    return _unit(_image_values(image, value_range, name, opaque), value_range, dtype)
+
+
+def _image_values(image, value_range, name, opaque=False):
+    """read_image's (H, W, 3) array before the rescale to [0, 1]: _checked, in its stored type."""
     if is_file(image):
         image = open_image(image, name)
     a = _as_array(in_colour_space(image, icc_profile(image), name), name)
@@ -246,7 +267,7 @@ def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=F
         a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"{name}: expected an (H, W, 3) RGB image (or greyscale/RGBA), got shape {a.shape}")
-    return _rescaled(a, name, value_range, dtype)
+    return _checked(a, name, value_range)
 
 
 def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
@@ -255,12 +276,16 @@ def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
     A trimap whose values go up to only 1 or 2 is refused: it is a map of class indices (0/1/2), which the
     network would read as all background.
     """
-    a = _grey_array(trimap, name)
-    levels = _rescaled(a, name, value_range, dtype)
+    return _unit(_trimap_values(trimap, value_range, name), value_range, dtype)
+
+
+def _trimap_values(trimap, value_range, name):
+    """read_trimap's (H, W) array before the rescale to [0, 1]: _checked, in its stored type."""
+    a = _checked(_grey_array(trimap, name), name, value_range)
     if value_range not in (1, 1.0) and 0 < a.max() <= 2:
         raise ValueError(f"{name}: expected 0 = background, {65535 if a.dtype == np.uint16 else 255} = "
                          f"foreground and grey = unknown, got values up to only {a.max():g} (class indices?)")
-    return levels
+    return a
 
 
 def read_grey(image, value_range=None, name="alpha", dtype=np.float64):
@@ -318,37 +343,43 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
         raise ValueError(f"trimaps: got {len(trimaps)} trimaps for {len(images)} images")
     if not images:
         raise ValueError("images: the batch is empty")
-    items, sizes = [], []
+    items = []
     for i, (image, trimap) in enumerate(zip(images, trimaps)):
         suffix = "" if single else f"[{i}]"
-        rgb = read_image(image, value_range, "image" + suffix)
-        alpha_hint = read_trimap(trimap, value_range, "trimap" + suffix)
+        rgb = _image_values(image, value_range, "image" + suffix)
+        alpha_hint = _trimap_values(trimap, value_range, "trimap" + suffix)
         check_size("trimap" + suffix, alpha_hint.shape, "image", rgb.shape)
-        check_not_swapped(rgb, alpha_hint, suffix)
-        items.append(_normalize(rgb, alpha_hint, config))
-        sizes.append(rgb.shape[:2])
+        check_not_swapped(rgb, alpha_hint, suffix, lambda a: _unit(a, value_range))
+        items.append((rgb, alpha_hint))
+    sizes = [rgb.shape[:2] for rgb, _ in items]
     padded = {_padded_size(s, config) for s in sizes}
     if len(padded) > 1:
         raise ValueError(f"images: a batch must pad to one size, got padded sizes {sorted(padded)}; "
                          "run differently sized images separately")
     (hp, wp), = padded
     pixel_values = np.zeros((len(items), hp, wp, 4), dtype=np.float32)
-    for out, item in zip(pixel_values, items):
-        out[:item.shape[0], :item.shape[1]] = item
+    for out, (rgb, alpha_hint) in zip(pixel_values, items):
+        h, w = rgb.shape[:2]
+        for start in range(0, h, BAND_ROWS):  # in float64 a band at a time
+            rows = slice(start, min(h, start + BAND_ROWS))
+            _normalize_into(out[rows, :w], _unit(rgb[rows], value_range), _unit(alpha_hint[rows], value_range),
+                            config)
     return Batch(pixel_values.transpose(0, 3, 1, 2), sizes)  # (B, Hp, Wp, 4) -> (B, 4, Hp, Wp)
 
 
-def check_not_swapped(rgb, trimap, suffix=""):
+
+def check_not_swapped(rgb, trimap, suffix="", unit=lambda a: a):
     """A grey image of the trimap levels 0, 128 and 255 and no others, given with a trimap of more levels (a
     photo's), is a trimap and an image given the wrong way round: one error instead of a matte of nonsense.
-    (A black and white image, a logo say, has no 128.) rgb and trimap are read_image's and read_trimap's."""
+    (A black and white image, a logo say, has no 128.) rgb and trimap are read_image's and read_trimap's, or
+    their stored values and `unit`, which turns rgb's into read_image's."""
     def trimap_levels_only(image):
         grey, middle = image[..., 0], image.dtype.type(128 / 255)
         levels = [grey == 0, grey == middle, grey == 1]
         return (image == grey[..., None]).all() and (levels[0] | levels[1] | levels[2]).all() and all(
             level.any() for level in levels)
 
-    if not (trimap_levels_only(rgb[::8, ::8]) and trimap_levels_only(rgb)):
+    if not (trimap_levels_only(unit(rgb[::8, ::8])) and trimap_levels_only(unit(rgb))):
         return
     levels = np.unique(trimap).size
     if levels > 3:
@@ -365,14 +396,16 @@ def _padded_size(size, config):
     return tuple(s + (-s) % d for s in size)
 
 
-def _normalize(rgb, trimap, config):
-    """[0, 1] float64 inputs -> (H, W, 4) float32 [R, G, B, trimap]. Values go back to the 8-bit scale first,
-    so that rescale_factor means what it means in the reference (v * 1/255 by default)."""
+def _normalize_into(out, rgb, trimap, config):
+    """[0, 1] float64 inputs -> out (H, W, 4) float32 [R, G, B, trimap]. Values go back to the 8-bit scale first,
+    so that rescale_factor means what it means in the reference (v * 1/255 by default), then are rounded to
+    float32 and normalised in float32, as the reference does."""
     scale = 255.0 * (config.rescale_factor if config.do_rescale else 1.0)
-    rgb, trimap = (rgb * scale).astype(np.float32), (trimap * scale).astype(np.float32)
+    out[..., :3] = rgb * scale
+    out[..., 3] = trimap * scale
     if config.do_normalize:
-        rgb = (rgb - np.float32(config.image_mean)) / np.float32(config.image_std)
-    return np.concatenate([rgb, trimap[..., None]], axis=2)
+        out[..., :3] -= np.float32(config.image_mean)
+        out[..., :3] /= np.float32(config.image_std)
 
 
 def check_size(name, shape, other, other_shape):

@@ -90,7 +90,7 @@ def test_infer_on_gpu(cp, det_model):
 
 
 def test_decoder_bands_on_gpu(cp, det_model, monkeypatch):
-    """The decoder in bands of rows (as on images over 4.2 megapixels) on CuPy arrays."""
+    """The decoder in bands of rows (as on images over 1 megapixel) on CuPy arrays."""
     cpu = det_model("small")
     gpu = minimatte.VitMatte(backend.to_device(cpu.params, cp), cpu.config, cpu.processor, cp)
     pixels = np.random.default_rng(2).uniform(-1, 1, (1, 4, 176, 96)).astype(np.float32)

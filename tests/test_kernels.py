@@ -108,8 +108,10 @@ def test_winograd_bands_feed_gemms_enough_tiles(monkeypatch):
 
 
 def test_winograd_where_it_pays():
-    """conv3x3_params: Winograd weights in float32 from WINOGRAD_MIN_CHANNELS input and output channels on."""
-    for c_in, c_out, winograd in [(32, 32, True), (384, 1024, True), (4, 32, False), (32, 16, False)]:
+    """conv3x3_params: Winograd weights in float32 from a harmonic mean of WINOGRAD_MIN_CHANNELS input and output
+    channels on."""
+    for c_in, c_out, winograd in [(64, 128, True), (384, 1024, True), (80, 80, True), (79, 80, False),
+                                  (48, 64, False), (64, 64, False), (4, 32, False), (32, 16, False)]:
         for dtype in (np.float32, np.float16):
             params = conv.conv3x3_params(randn(c_out, c_in, 3, 3), dtype)
             assert list(params) == (["winograd_weight"] if winograd and dtype == np.float32 else ["weight"])
@@ -137,13 +139,16 @@ def test_window_partition_roundtrip():
 @pytest.mark.parametrize("budget", [1, 1 << 16])
 def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
     """Attending from the real tokens only gives them what the padded windows' every query (the reference's,
-    kept when the probabilities are asked for) gives them: partial windows across, down, both or neither."""
+    kept when the probabilities are asked for) gives them: partial windows across, down, both or neither;
+    with a budget of 1, projected and attended one band of window rows at a time."""
     monkeypatch.setattr(attention_module, "piece_elements", lambda xp, kind: budget)
     heads, hd = 2, 64
-    qkv, rel_h, rel_w, pads = randn(2, *size, 3 * heads * hd), randn(27, hd), randn(27, hd), randn(3 * heads * hd)
-    every, probs = attention_module.window_attention(qkv, 14, heads, rel_h, rel_w, return_probs=True, pad_value=pads)
+    x, rel_h, rel_w = randn(2, *size, heads * hd), randn(27, hd), randn(27, hd)
+    # q, k, v of variance ~1.5
+    qkv_params = {"weight": randn(3 * heads * hd, heads * hd) / 16, "bias": randn(3 * heads * hd)}
+    every, probs = attention_module.window_attention(x, qkv_params, 14, heads, rel_h, rel_w, return_probs=True)
     assert probs.shape == (2 * -(-size[0] // 14) * -(-size[1] // 14), heads, 196, 196)
-    real, no_probs = attention_module.window_attention(qkv, 14, heads, rel_h, rel_w, pad_value=pads)
+    real, no_probs = attention_module.window_attention(x, qkv_params, 14, heads, rel_h, rel_w)
     assert no_probs is None and real.shape == every.shape == (2, *size, heads * hd)
     np.testing.assert_allclose(real, every, atol=1e-5)  # other GEMM shapes: other roundings
 
