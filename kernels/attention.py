@@ -82,7 +82,8 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     q = q.reshape(n, num_heads, a_q * b_q, hd)  # (N, nh, Mq, hd)
     tokens = qkv.reshape(n, m, 3, num_heads, hd)
     # Scaling k by hd^-0.5 (= 0.125, a power of two) is exactly scaling q, and leaves q unscaled for the bias.
-    k_t = xp.ascontiguousarray(tokens[:, :, 1].transpose(0, 2, 3, 1) * hd ** -0.5)  # (N, nh, hd, M)
+    k_t = xp.empty((n, num_heads, hd, m), dtype=qkv.dtype)  # (N, nh, hd, M), scaled in one pass
+    xp.multiply(tokens[:, :, 1].transpose(0, 2, 3, 1), hd ** -0.5, out=k_t)
     v = xp.ascontiguousarray(tokens[:, :, 2].transpose(0, 2, 1, 3))  # (N, nh, M, hd)
     del qkv, grid, tokens  # where the caller passed the projection on, its memory goes before the logits'
     use_bias = rel_pos_h is not None

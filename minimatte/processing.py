@@ -367,7 +367,6 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
     return Batch(pixel_values.transpose(0, 3, 1, 2), sizes)  # (B, Hp, Wp, 4) -> (B, 4, Hp, Wp)
 
 
-
 def check_not_swapped(rgb, trimap, suffix="", unit=lambda a: a):
     """A grey image of the trimap levels 0, 128 and 255 and no others, given with a trimap of more levels (a
     photo's), is a trimap and an image given the wrong way round: one error instead of a matte of nonsense.
