@@ -228,7 +228,7 @@ def _checked(a, name, value_range):
     raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float")
 
 
-def _unit(a, value_range, dtype=np.float64):
+def to_unit(a, value_range, dtype=np.float64):
     """_checked values as `dtype` in [0, 1] (before the processor's own rescale is applied), computed in float64.
     Elementwise, so a band of rows converts as it would in the whole image."""
     if a.dtype in (np.uint8, np.uint16):
@@ -241,8 +241,8 @@ def _unit(a, value_range, dtype=np.float64):
 
 
 def _rescaled(a, name, value_range, dtype=np.float64):
-    """Array values as `dtype` in [0, 1], checked (see _checked and _unit)."""
-    return _unit(_checked(a, name, value_range), value_range, dtype)
+    """Array values as `dtype` in [0, 1], checked (see _checked and to_unit)."""
+    return to_unit(_checked(a, name, value_range), value_range, dtype)
 
 
 def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=False):
@@ -250,10 +250,10 @@ def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=F
     [0, 1]: RGB values as stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see
     icc_profile). An alpha channel is dropped; with opaque=True (a background) transparent pixels in it are an
     error."""
-    return _unit(_image_values(image, value_range, name, opaque), value_range, dtype)
+    return to_unit(stored_image(image, value_range, name, opaque), value_range, dtype)
 
 
-def _image_values(image, value_range, name, opaque=False):
+def stored_image(image, value_range, name, opaque=False):
     """read_image's (H, W, 3) array before the rescale to [0, 1]: _checked, in its stored type."""
     if is_file(image):
         image = open_image(image, name)
@@ -276,10 +276,10 @@ def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
     A trimap whose values go up to only 1 or 2 is refused: it is a map of class indices (0/1/2), which the
     network would read as all background.
     """
-    return _unit(_trimap_values(trimap, value_range, name), value_range, dtype)
+    return to_unit(_stored_trimap(trimap, value_range, name), value_range, dtype)
 
 
-def _trimap_values(trimap, value_range, name):
+def _stored_trimap(trimap, value_range, name):
     """read_trimap's (H, W) array before the rescale to [0, 1]: _checked, in its stored type."""
     a = _checked(_grey_array(trimap, name), name, value_range)
     if value_range not in (1, 1.0) and 0 < a.max() <= 2:
@@ -346,10 +346,10 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
     items = []
     for i, (image, trimap) in enumerate(zip(images, trimaps)):
         suffix = "" if single else f"[{i}]"
-        rgb = _image_values(image, value_range, "image" + suffix)
-        alpha_hint = _trimap_values(trimap, value_range, "trimap" + suffix)
+        rgb = stored_image(image, value_range, "image" + suffix)
+        alpha_hint = _stored_trimap(trimap, value_range, "trimap" + suffix)
         check_size("trimap" + suffix, alpha_hint.shape, "image", rgb.shape)
-        check_not_swapped(rgb, alpha_hint, suffix, lambda a: _unit(a, value_range))
+        check_not_swapped(rgb, alpha_hint, suffix, lambda a: to_unit(a, value_range))
         items.append((rgb, alpha_hint))
     sizes = [rgb.shape[:2] for rgb, _ in items]
     padded = {_padded_size(s, config) for s in sizes}
@@ -362,7 +362,7 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
         h, w = rgb.shape[:2]
         for start in range(0, h, BAND_ROWS):  # in float64 a band at a time
             rows = slice(start, min(h, start + BAND_ROWS))
-            _normalize_into(out[rows, :w], _unit(rgb[rows], value_range), _unit(alpha_hint[rows], value_range),
+            _normalize_into(out[rows, :w], to_unit(rgb[rows], value_range), to_unit(alpha_hint[rows], value_range),
                             config)
     return Batch(pixel_values.transpose(0, 3, 1, 2), sizes)  # (B, Hp, Wp, 4) -> (B, 4, Hp, Wp)
 
