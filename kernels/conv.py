@@ -128,8 +128,9 @@ def winograd_weight(weight):
 WINOGRAD_MIN_TILES = 128
 # Winograd saves multiplications in proportion to C_in * C_out a tile, and its transforms' additions cost in
 # proportion to C_in + C_out: it pays from a harmonic mean 2 C_in C_out / (C_in + C_out) of about 80 channels on.
-# `python benchmarks/convs.py` (AMD EPYC, 2 threads): 64 -> 128 channels took 0.83-1.02x im2col's time, 48 -> 64
-# (the third fusion block's detail) 1.00-1.31x, 32 -> 16 and 4 -> 32 (the matting head, the input) 1.45-4.2x.
+# `python benchmarks/convs.py` (AMD EPYC, 2 threads): 64 -> 128 channels took 0.82-1.22x im2col's time (below 1 in
+# most runs), 48 -> 64 (the third fusion block's detail) 1.00-1.31x, 32 -> 16 and 4 -> 32 (the matting head, the
+# input) 1.45-4.2x.
 WINOGRAD_MIN_CHANNELS = 80
 
 

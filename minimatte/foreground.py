@@ -222,9 +222,10 @@ def _gauss_seidel(fb, image, alpha, order, regularization, gradient_weight, swee
     xp = array_module(image)
     h, w = alpha.shape
     a0_stored = _take_columns(alpha.reshape(1, -1), order)[0]  # alpha in the diagonal order
+    neighbours_of = _neighbour_positions(h, w, xp)
 
     def systems(positions):  # the pixels' neighbours, then _pixel_systems
-        neighbours = _neighbour_positions(h, w, positions, xp)
+        neighbours = neighbours_of(positions)
         return (neighbours, *_pixel_systems(a0_stored, image.reshape(-1, 3), order, neighbours, positions,
                                             regularization, gradient_weight))
 
@@ -409,26 +410,31 @@ def _diagonal_layout(h, w, xp):
     return order, position
 
 
-def _neighbour_positions(h, w, positions, xp):
-    """The positions of the 4 neighbours (pymatting's order: left, right, up, down) of the pixels at `positions`
-    (a slice of a level's), (4, n), clamped at the border as in the reference: a border pixel is its own
-    neighbour. A neighbour's position is a sum (_neighbour_bases), and only the border's are set apart. Chunk by
-    chunk, on cpu_threads' threads."""
+def _neighbour_positions(h, w, xp):
+    """neighbours(positions): the positions of the 4 neighbours (pymatting's order: left, right, up, down) of the
+    pixels at `positions` (a slice of the level's), (4, n), clamped at the border as in the reference: a border
+    pixel is its own neighbour. A neighbour's position is a sum (_neighbour_bases), and only the border's are set
+    apart. The level's tables are made once, for all its slices; each slice chunk by chunk, on cpu_threads'
+    threads."""
     tables = _diagonal_tables(h, w, xp)
     neighbour_bases = xp.asarray(_neighbour_bases(_diagonals(h, w)[2]), dtype=xp.int32)
-    offset, count = positions.start, positions.stop - positions.start
-    neighbours = xp.empty((4, count), xp.int32)
+    borders = _border(h, w, tables[2], xp)
 
-    def link(part):
-        diagonal, y = _stored_at(xp.arange(offset + part.start, offset + part.stop, dtype=xp.int32), tables, xp)
-        for k in range(4):
-            xp.add(xp.take(neighbour_bases[k], diagonal), y, out=neighbours[k, part])
+    def neighbours_of(positions):
+        offset, count = positions.start, positions.stop - positions.start
+        neighbours = xp.empty((4, count), xp.int32)
 
-    backends.run_slices(link, count, xp)
-    for k, edge in enumerate(_border(h, w, tables[2], xp)):
-        edge = edge[(edge >= positions.start) & (edge < positions.stop)]
-        neighbours[k, edge - offset] = edge
-    return neighbours
+        def link(part):
+            diagonal, y = _stored_at(xp.arange(offset + part.start, offset + part.stop, dtype=xp.int32), tables, xp)
+            for k in range(4):
+                xp.add(xp.take(neighbour_bases[k], diagonal), y, out=neighbours[k, part])
+
+        backends.run_slices(link, count, xp)
+        for k, edge in enumerate(borders):
+            edge = edge[(edge >= positions.start) & (edge < positions.stop)]
+            neighbours[k, edge - offset] = edge
+        return neighbours
+    return neighbours_of
 
 
 def _pixel_systems(a0_stored, pixels, order, neighbours, positions, regularization, gradient_weight):
