@@ -22,8 +22,8 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import (BAND_ROWS, check_size, icc_profile, in_colour_space, is_file, open_image, read_grey,
-                         read_image, resize_plane, stored_image, to_unit)
+from .processing import (check_size, icc_profile, in_colour_space, is_file, open_image, read_image, resize_plane,
+                         row_bands, stored_grey, stored_image, to_unit)
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
@@ -78,28 +78,36 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     # Files are decoded once: the image serves the colours and the background's colour space, the matte both
     # the estimation and the cut-out (and standard input can be read only once).
     image, alpha = (open_image(x, name) if is_file(x) else x for x, name in ((image, "image"), (alpha, "alpha")))
-    if foreground:  # the image is read once, by estimate_foreground: at 12 megapixels a copy is 288 MB
-        colours = to_numpy(estimate_foreground(image, alpha, value_range=value_range, backend=backend))
-        matte = _read_alpha(alpha)
-    else:  # the image's stored values, made float a band at a time below: in float64 whole, 288 MB at 12 MP
-        colours, matte = stored_image(image, value_range, "image"), _read_alpha(alpha)
-        check_size("alpha", matte.shape, "image", colours.shape)
-    backdrop = None if background is None else read_background(background, matte.shape, image, value_range)
+    # Each picture as (values, their value_range): its stored values where it has them, made float a band of
+    # rows at a time below (to_unit), so that no picture is float64 whole (24 bytes a pixel, 288 MB at 12 MP).
+    if foreground:  # the image is read once, by estimate_foreground
+        colours, colour_range = to_numpy(estimate_foreground(image, alpha, value_range=value_range,
+                                                             backend=backend)), 1.0
+    else:
+        colours, colour_range = stored_image(image, value_range, "image"), value_range
+    matte, matte_range = _stored_alpha(alpha)
+    check_size("alpha", matte.shape, "image", colours.shape)
+    backdrop, backdrop_range = (None, None) if background is None else stored_background(
+        background, matte.shape, image, value_range)
     result = np.empty(matte.shape + (4 if backdrop is None else 3,), np.uint8)
-    for start in range(0, matte.shape[0], BAND_ROWS):  # float64 a band at a time: 32 bytes a pixel whole
-        rows = slice(start, start + BAND_ROWS)
-        a, rgb = matte[rows, :, None], colours[rows] if foreground else to_unit(colours[rows], value_range)
-        values = np.concatenate([rgb, a], axis=2) if backdrop is None else a * rgb + (1 - a) * backdrop[rows]
+    for rows in row_bands(len(result)):
+        a, rgb = to_unit(matte[rows], matte_range)[..., None], to_unit(colours[rows], colour_range)
+        if backdrop is None:
+            values = np.concatenate([rgb, a], axis=2)
+        else:
+            values = a * rgb + (1 - a) * to_unit(backdrop[rows], backdrop_range)
         np.clip(values, 0, 1, out=values)
         values *= 255
         result[rows] = np.rint(values, out=values)
-    return result if crop is None else result[_visible_box(matte, crop)]
+    return result if crop is None else result[_visible_box(matte, matte_range, crop)]
 
 
-def _visible_box(alpha, margin):
-    """(rows, columns) slices of the box around the pixels whose alpha is not 0 in 8 bits, widened by `margin`
-    pixels on each side within the image."""
-    visible = np.rint(np.clip(alpha, 0, 1) * 255) > 0
+def _visible_box(alpha, value_range, margin):
+    """(rows, columns) slices of the box around the pixels whose alpha (stored values in value_range) is not 0
+    in 8 bits, widened by `margin` pixels on each side within the image."""
+    visible = np.empty(alpha.shape, bool)
+    for rows in row_bands(len(alpha)):
+        visible[rows] = np.rint(np.clip(to_unit(alpha[rows], value_range), 0, 1) * 255) > 0
     rows, columns = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
     if rows.size == 0:
         raise ValueError("crop: the matte is transparent everywhere, so there is nothing to crop to")
@@ -107,10 +115,16 @@ def _visible_box(alpha, margin):
                  for found, size in zip((rows, columns), alpha.shape))
 
 
+def _stored_alpha(alpha):
+    """alpha's (H, W) stored values and their value_range: float alphas are taken as [0, 1], as infer returns
+    them; 8- and 16-bit ones on their own scale."""
+    value_range = 1.0 if hasattr(alpha, "dtype") and np.issubdtype(alpha.dtype, np.floating) else None
+    return stored_grey(alpha, value_range, "alpha"), value_range
+
+
 def _read_alpha(alpha, dtype=np.float64):
-    """alpha as float64 (or `dtype`) (H, W); float alphas are taken as [0, 1], as infer returns them."""
-    is_float = hasattr(alpha, "dtype") and np.issubdtype(alpha.dtype, np.floating)
-    return read_grey(alpha, 1.0 if is_float else None, "alpha", dtype)
+    """alpha as float64 (or `dtype`) (H, W) in [0, 1] (see _stored_alpha)."""
+    return to_unit(*_stored_alpha(alpha), dtype)
 
 
 def _read_pair(image, alpha, value_range, dtype):
@@ -120,14 +134,16 @@ def _read_pair(image, alpha, value_range, dtype):
     return rgb, matte
 
 
-def read_background(background, size, image=None, value_range=None):
-    """A background colour or image as float (H, W, 3) in [0, 1] at `size` = (H, W); an image's colours in the
-    colour space of `image` (its ICC profile; untagged images, arrays and None: sRGB). A background with
-    transparency is refused: a composite is opaque, and would show the colours hidden under it."""
+def stored_background(background, size, image=None, value_range=None):
+    """A background colour or image at `size` = (H, W) as (values, their value_range): to_unit(values[rows],
+    value_range) is a band of its rows as float64 in [0, 1]. An image of that size gives its stored values,
+    one of another size its float32 resize; an image's colours are in the colour space of `image` (its ICC
+    profile; untagged images, arrays and None: sRGB). A background with transparency is refused: a composite
+    is opaque, and would show the colours hidden under it."""
     if isinstance(background, tuple):
         if len(background) != 3 or not all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in background):
             raise ValueError(f"background: a colour tuple needs 3 integers 0..255 (r, g, b), got {background!r}")
-        return np.broadcast_to(np.float64(background) / 255, size + (3,))
+        return np.broadcast_to(np.float64(background) / 255, size + (3,)), 1.0
     if isinstance(background, str):
         try:
             colour = ImageColor.getrgb(background)
@@ -137,16 +153,19 @@ def read_background(background, size, image=None, value_range=None):
             if colour[3:] not in ((), (255,)):
                 raise ValueError(f"background: {background!r} is partly transparent; a composite is opaque: give "
                                  "an opaque colour, or no background for an RGBA cut-out")
-            return np.broadcast_to(np.float64(colour[:3]) / 255, size + (3,))
+            return np.broadcast_to(np.float64(colour[:3]) / 255, size + (3,)), 1.0
     try:
-        rgb = read_image(in_colour_space(background, icc_profile(image), "background"), value_range, "background",
-                         opaque=True)
+        stored = stored_image(in_colour_space(background, icc_profile(image), "background"), value_range,
+                              "background", opaque=True)
     except FileNotFoundError:
         raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
-    if rgb.shape[:2] != size:
-        box = _cover(rgb.shape[:2], size)
-        rgb = np.stack([resize_plane(rgb[..., c], size, Image.BICUBIC, box) for c in range(3)], axis=-1)
-    return rgb
+    if stored.shape[:2] == size:
+        return stored, value_range
+    box = _cover(stored.shape[:2], size)
+    resized = np.empty(size + (3,), np.float32)  # PIL resizes float planes in float32
+    for c in range(3):
+        resized[..., c] = resize_plane(to_unit(stored[..., c], value_range, np.float32), size, Image.BICUBIC, box)
+    return resized, 1.0
 
 
 def _cover(source, target):

@@ -77,9 +77,6 @@ HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # image files, whether or not Pill
 # HEIF's major brands of HEVC-coded images: iPhones' .heic photos
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 
-BAND_ROWS = 64  # rows of a full-size image converted to float64 at once (32 bytes a pixel whole: 384 MB at 12 MP)
-
-
 def _open_file(source):
     """Image.open (of a path or a seekable binary file object), with Pillow's plugin for HEIF files registered
     when it meets one (_read_heif_with_plugin)."""
@@ -228,6 +225,14 @@ def _checked(a, name, value_range):
     raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float")
 
 
+BAND_ROWS = 64  # rows of a full-size image converted to float64 at once (32 bytes a pixel whole: 384 MB at 12 MP)
+
+
+def row_bands(height):
+    """Slices of BAND_ROWS rows covering `height` rows: an image's stored values are made float a band at a time."""
+    return [slice(start, min(height, start + BAND_ROWS)) for start in range(0, height, BAND_ROWS)]
+
+
 def to_unit(a, value_range, dtype=np.float64):
     """_checked values as `dtype` in [0, 1] (before the processor's own rescale is applied), computed in float64.
     Elementwise, so a band of rows converts as it would in the whole image."""
@@ -291,9 +296,14 @@ def _stored_trimap(trimap, value_range, name):
 def read_grey(image, value_range=None, name="alpha", dtype=np.float64):
     """An alpha matte as float64 (or `dtype`) (H, W) in [0, 1]: a one-channel image, or the alpha channel of
     a cut-out (RGBA or LA whose alpha varies), or the grey of other images."""
+    return to_unit(stored_grey(image, value_range, name), value_range, dtype)
+
+
+def stored_grey(image, value_range, name):
+    """read_grey's (H, W) array before the rescale to [0, 1]: _checked, in its stored type."""
     a = _as_array(image, name)
     cut = _transparency(a)
-    return _rescaled(_grey_array(a, name) if cut is None else cut, name, value_range, dtype)
+    return _checked(_grey_array(a, name) if cut is None else cut, name, value_range)
 
 
 def _transparency(a):
@@ -360,8 +370,7 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
     pixel_values = np.zeros((len(items), hp, wp, 4), dtype=np.float32)
     for out, (rgb, alpha_hint) in zip(pixel_values, items):
         h, w = rgb.shape[:2]
-        for start in range(0, h, BAND_ROWS):  # in float64 a band at a time
-            rows = slice(start, min(h, start + BAND_ROWS))
+        for rows in row_bands(h):  # in float64 a band at a time
             _normalize_into(out[rows, :w], to_unit(rgb[rows], value_range), to_unit(alpha_hint[rows], value_range),
                             config)
     return Batch(pixel_values.transpose(0, 3, 1, 2), sizes)  # (B, Hp, Wp, 4) -> (B, 4, Hp, Wp)

@@ -1,11 +1,13 @@
 """Foreground estimation against pymatting's estimate_foreground_ml, and cut-outs."""
+import tracemalloc
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from minimatte import foreground
 from minimatte.foreground import cutout, estimate_foreground
-from minimatte.processing import icc_profile
+from minimatte.processing import BAND_ROWS, icc_profile
 
 from helpers import DATA, cmyk_profile, gamma_profile
 from reference import require
@@ -217,3 +219,22 @@ def test_background_colours_are_converted_into_the_images_colour_space(tmp_path)
         composite = cutout(picture, clear, background=backdrop, foreground=False)
         assert np.abs(composite.astype(int) - want).max() <= 1, (picture, backdrop)
     assert icc_profile(tagged) == linear and icc_profile(untagged) is None and icc_profile(image) is None
+
+
+@pytest.mark.parametrize("background", [None, "#00ff00", "same-size image"])
+def test_cutouts_are_made_float_a_band_of_rows_at_a_time(background):
+    """The image, matte and a same-size background stay in their stored types; only a band of rows is float64 at
+    once, so the memory beyond the result does not grow with the height. (Whole in float64, the image alone
+    would take 24 bytes a pixel.)"""
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, (3000, 1000, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 65536, (3000, 1000), dtype=np.uint16)
+    backdrop = rng.integers(0, 256, image.shape, dtype=np.uint8) if background == "same-size image" else background
+    tracemalloc.start()
+    try:
+        result = cutout(image, alpha, background=backdrop, foreground=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.shape == (3000, 1000, 4 if background is None else 3)
+    assert peak < result.nbytes + 200 * BAND_ROWS * 1000  # measured: 97 to 137 bytes a pixel of a band
