@@ -16,7 +16,7 @@ import minimatte
 from cuda_emulation import COMPILER, compile_kernels, emulated_kernels
 from helpers import input_a
 from minimatte import backend, foreground
-from minimatte.kernels import attention, nn
+from minimatte.kernels import attention, conv, nn, resize
 
 if COMPILER is None and os.environ.get("MINIMATTE_REQUIRE_REFERENCE") != "1":  # CI has one: there it must run
     pytest.skip("the CUDA emulation needs a C++ compiler (g++)", allow_module_level=True)
@@ -110,11 +110,19 @@ def test_foreground_sweeps(numpy_and_cuda, monkeypatch, max_threads):
         assert computed.dtype == np.float32 and np.array_equal(computed, reference)
 
 
+@pytest.mark.parametrize("pieces", ["CPU", "GPU"])
 @pytest.mark.parametrize("precision,tolerance", [("float32", 1e-6), ("float16", 2e-3)])
-def test_whole_model(numpy_and_cuda, det_state, precision, tolerance):
+def test_whole_model(numpy_and_cuda, monkeypatch, det_state, precision, tolerance, pieces):
+    """With the GPU's pieces of work too (backend.PIECE_ELEMENTS' CuPy column: one piece a kernel here), as the
+    CuPy backend splits it."""
     model = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)
+    in_cpu_pieces = model(input_a()).alphas
+    if pieces == "GPU":
+        for module in backend, attention, conv, nn, resize:
+            monkeypatch.setattr(module, "piece_elements", lambda xp, kind: backend.PIECE_ELEMENTS[kind][1])
     expected, actual = numpy_and_cuda(lambda x: model(x).alphas, input_a())
     assert np.abs(actual - expected).max() < tolerance
+    assert np.abs(expected - in_cpu_pieces).max() < tolerance
 
 
 @pytest.mark.parametrize("source", ["attention.cu", "nn.cu", "foreground.cu"])
