@@ -77,6 +77,7 @@ HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # image files, whether or not Pill
 # HEIF's major brands of HEVC-coded images: iPhones' .heic photos
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 
+
 def _open_file(source):
     """Image.open (of a path or a seekable binary file object), with Pillow's plugin for HEIF files registered
     when it meets one (_read_heif_with_plugin)."""
