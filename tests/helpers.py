@@ -28,20 +28,23 @@ def deterministic_state(config):
         if key.endswith("running_var"):
             state[key] = (0.5 + rng.random(shape)).astype(np.float32)
             continue
+        # In place: the same values as the spec's expressions (0.1 * n, n / sqrt(fan_in), ...), without a float64
+        # temporary of every large weight (fresh memory costs more than the arithmetic on some machines).
         n = rng.standard_normal(shape)
         if key.endswith("running_mean"):
-            value = 0.1 * n
+            n *= 0.1
         elif key.endswith(".weight") and (".norm" in key or ".batch_norm." in key or "matting_convs.1." in key):
-            value = 1 + 0.1 * n
+            n *= 0.1
+            n += 1
         elif key.endswith(".bias"):
-            value = 0.1 * n
+            n *= 0.1
         elif "position_embeddings" in key:
-            value = 0.5 * n
+            n *= 0.5
         elif "rel_pos_" in key:
-            value = 0.1 * n
+            n *= 0.1
         else:
-            value = n / np.sqrt(np.prod(shape[1:]))
-        state[key] = value.astype(np.float32)
+            n /= np.sqrt(np.prod(shape[1:]))
+        state[key] = n.astype(np.float32)
     return state
 
 
