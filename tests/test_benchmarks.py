@@ -21,3 +21,18 @@ def test_stage_profile_covers_the_network():
     assert all(0 <= float(rows[stage]) <= 100 for stage in STAGES)
     bar = re.findall(r"^\| ([^|]+?) \| ([0-9.]+)% \| ([0-9.]+)% \|$", result.stdout, re.MULTILINE)
     assert [stage for stage, _, _ in bar][-2:] == ["fusion 4/4", "head"] and bar[-1][1:] == ("100.0", "100.0")
+
+
+def test_footprint_counts_what_minimatte_installs():
+    """benchmarks/footprint.py sums minimatte's requirements, recursively, and leaves out its extras (torch is in
+    [reference])."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import footprint
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    sizes, missing = footprint.installed_size(["minimatte"])
+    assert {"minimatte", "numpy", "pillow", "safetensors"} <= set(sizes) and not missing
+    assert "torch" not in sizes and "scipy" not in sizes
+    assert sizes["numpy"] > 1e6
+    assert footprint.installed_size(["no-such-distribution"]) == ({}, ["no-such-distribution"])
