@@ -140,20 +140,9 @@ def stored_background(background, size, image=None, value_range=None):
     one of another size its float32 resize; an image's colours are in the colour space of `image` (its ICC
     profile; untagged images, arrays and None: sRGB). A background with transparency is refused: a composite
     is opaque, and would show the colours hidden under it."""
-    if isinstance(background, tuple):
-        if len(background) != 3 or not all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in background):
-            raise ValueError(f"background: a colour tuple needs 3 integers 0..255 (r, g, b), got {background!r}")
-        return np.broadcast_to(np.float64(background) / 255, size + (3,)), 1.0
-    if isinstance(background, str):
-        try:
-            colour = ImageColor.getrgb(background)
-        except ValueError:
-            colour = None
-        if colour is not None:
-            if colour[3:] not in ((), (255,)):
-                raise ValueError(f"background: {background!r} is partly transparent; a composite is opaque: give "
-                                 "an opaque colour, or no background for an RGBA cut-out")
-            return np.broadcast_to(np.float64(colour[:3]) / 255, size + (3,)), 1.0
+    colour = background_colour(background)
+    if colour is not None:
+        return np.broadcast_to(np.float64(colour) / 255, size + (3,)), 1.0
     try:
         stored = stored_image(in_colour_space(background, icc_profile(image), "background"), value_range,
                               "background", opaque=True)
@@ -166,6 +155,25 @@ def stored_background(background, size, image=None, value_range=None):
     for c in range(3):
         resized[..., c] = resize_plane(to_unit(stored[..., c], value_range, np.float32), size, Image.BICUBIC, box)
     return resized, 1.0
+
+
+def background_colour(background):
+    """The colour a background names (an (r, g, b) tuple of integers 0..255, a name or #rrggbb) as (r, g, b), or
+    None where it names none (an image, then)."""
+    if isinstance(background, tuple):
+        if len(background) != 3 or not all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in background):
+            raise ValueError(f"background: a colour tuple needs 3 integers 0..255 (r, g, b), got {background!r}")
+        return background
+    if not isinstance(background, str):
+        return None
+    try:
+        colour = ImageColor.getrgb(background)
+    except ValueError:
+        return None
+    if colour[3:] not in ((), (255,)):
+        raise ValueError(f"background: {background!r} is partly transparent; a composite is opaque: give an opaque "
+                         "colour, or no background for an RGBA cut-out")
+    return colour[:3]
 
 
 def _cover(source, target):

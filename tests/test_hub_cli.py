@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import minimatte
-from minimatte import PRESETS, cli, hub
+from minimatte import PRESETS, cli, hub, processing
 from minimatte.model import stage_flops
 from minimatte.foreground import cutout
 from helpers import DATA, gamma_profile, grey_profile
@@ -415,6 +415,27 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     (images / "c.png").write_bytes(b"")
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 1
     assert "no file named c.* in" in capsys.readouterr().err
+
+
+def test_cli_batch_composites_decode_the_background_once(tmp_path, monkeypatch):
+    """--background IMAGE is checked before any work and then decoded once for the whole batch, not per image."""
+    rng = np.random.default_rng(4)
+    images, mattes, out, backdrop = tmp_path / "images", tmp_path / "mattes", tmp_path / "out", tmp_path / "bg.png"
+    images.mkdir()
+    mattes.mkdir()
+    for stem in "abc":
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(images / f"{stem}.png")
+        Image.fromarray(rng.integers(0, 256, (20, 30), dtype=np.uint8)).save(mattes / f"{stem}.png")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(backdrop)
+    opened, open_upright = [], processing._open_upright
+    monkeypatch.setattr(processing, "_open_upright", lambda source: opened.append(source) or open_upright(source))
+    assert cli.main(["cutout", str(images), "--alpha", str(mattes), "-o", str(out), "--background", str(backdrop),
+                     "--raw-colors"]) == 0
+    assert opened.count(str(backdrop)) == 2  # checked, then decoded for the three images
+    for stem in "abc":
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"{stem}.png")),
+                                      cutout(str(images / f"{stem}.png"), str(mattes / f"{stem}.png"), str(backdrop),
+                                             foreground=False))
 
 
 def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
