@@ -180,23 +180,32 @@ def _openblas_threads():
 _BLAS = _openblas_threads()
 _POOL = {}
 _STATE = threading.local()  # .workers: threads for pieces on this thread (1: run them serially)
+_STEERING = threading.Lock()  # held by the pass that has switched BLAS to one thread, throughout
 
 
 @contextmanager
 def cpu_threads(xp):
     """Within: run_pieces uses as many threads as BLAS had, BLAS runs single-threaded (NumPy and OpenBLAS
-    only; elsewhere nothing changes)."""
-    blas_threads = _BLAS[0]() if xp is numpy and _BLAS is not None else 1
-    if blas_threads <= 1 or getattr(_STATE, "workers", 1) > 1:
+    only; elsewhere nothing changes).
+
+    Passes from several threads at once (a web server's requests) take turns here: BLAS's thread count is one
+    setting for the whole process, which must not change under another thread's running product, and each pass
+    uses every core anyway. Where BLAS has one thread nothing is switched, and they run side by side."""
+    if xp is not numpy or _BLAS is None or getattr(_STATE, "workers", 1) > 1:
         yield
         return
-    _BLAS[1](1)
-    _STATE.workers = blas_threads
-    try:
-        yield
-    finally:
-        _STATE.workers = 1
-        _BLAS[1](blas_threads)
+    with _STEERING:
+        blas_threads = _BLAS[0]()  # the process's setting: no other pass has it switched while the lock is held
+        if blas_threads > 1:
+            _BLAS[1](1)
+            _STATE.workers = blas_threads
+            try:
+                yield
+            finally:
+                _STATE.workers = 1
+                _BLAS[1](blas_threads)
+            return
+    yield
 
 
 def run_pieces(work, pieces):

@@ -1,4 +1,6 @@
 """The forward pass's own threads (backend.cpu_threads): same results, BLAS settings restored."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,37 @@ def test_pieces_run_on_threads_and_errors_restore_blas():
         assert backend.parallelism() == 1 and backend._BLAS[0]() == 2
     finally:
         backend._BLAS[1](blas_threads)
+
+
+def test_passes_from_several_threads_take_turns_steering_blas(det_model, monkeypatch):
+    """A web server's threads calling one model at once: no pass reads or changes BLAS's thread count while
+    another has it switched, the alphas are a lone pass's, and the setting is restored (also where BLAS has one
+    thread, and nothing is switched)."""
+    model = det_model("small")
+    pixels = [np.random.default_rng(i).standard_normal((1, 4, 96, 128)).astype(np.float32) for i in range(3)]
+    alone = [model(x).alphas for x in pixels]
+    blas = {}
+
+    def get():
+        blas["read while switched"] += blas["switched"]
+        return blas["threads"]
+
+    def set_(threads):
+        blas["switched"] += 1 if threads == 1 else -1
+        blas["threads"] = threads
+
+    def call(i, results):
+        results[i] = model(pixels[i]).alphas
+
+    monkeypatch.setattr(backend, "_BLAS", (get, set_))  # stand-ins: the real BLAS keeps its own setting
+    for threads in (2, 1):
+        blas.update({"threads": threads, "switched": 0, "read while switched": 0})
+        results = [None] * 3
+        callers = [threading.Thread(target=call, args=(i, results)) for i in range(3) for _ in range(2)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert blas == {"threads": threads, "switched": 0, "read while switched": 0}
+        for got, expected in zip(results, alone):
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
