@@ -94,8 +94,10 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
         a, rgb = to_unit(matte[rows], matte_range)[..., None], to_unit(colours[rows], colour_range)
         if backdrop is None:
             values = np.concatenate([rgb, a], axis=2)
-        else:
-            values = a * rgb + (1 - a) * to_unit(backdrop[rows], backdrop_range)
+        else:  # (1 - a) * background + a * rgb, with one temporary
+            values = to_unit(backdrop[rows], backdrop_range)
+            values *= 1 - a
+            values += a * rgb
         np.clip(values, 0, 1, out=values)
         values *= 255
         result[rows] = np.rint(values, out=values)
