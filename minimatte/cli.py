@@ -13,7 +13,7 @@ from PIL import Image, ImageCms
 
 from . import __version__, api, backend, convert, hub, metrics
 from .files import atomic_output
-from .foreground import background_colour, cutout, stored_background
+from .foreground import cutout, open_background, stored_background
 from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_thresholds, icc_profile,
                          in_colour_space, open_image, read_grey, read_trimap, trimap_from_mask)
 from .progress import Items
@@ -270,12 +270,9 @@ def _matte(args):
         _check_writable([out for *_, out in jobs], "L" if args.bits == 8 else "I;16")
     else:
         _check_writable([out for *_, out in jobs], "RGBA" if background is None else "RGB")
-        if background == STDIO:
-            background = open_image(_input(background, "background"), "background")
-        if background is not None:
-            stored_background(background, (1, 1))  # a bad colour or image file is refused before any work
-            if isinstance(background, str) and background_colour(background) is None:
-                background = open_image(background, "background")  # an image file decoded once, for every image
+        if background is not None:  # an image file (or standard input) decoded once, for every image
+            background = open_background(_input(background, "background"))
+            stored_background(background, (1, 1))  # a bad colour or image is refused before any work
     model = None if kind == "alpha" else api.load(args.model, backend=args.backend, precision=args.precision,
                                                   preprocessing=args.preprocessing)  # mattes given: no network
     progress = Items(len(jobs), "images" if batch else _shown(jobs[0][0]))

@@ -145,11 +145,8 @@ def stored_background(background, size, image=None, value_range=None):
     colour = background_colour(background)
     if colour is not None:
         return np.broadcast_to(np.float64(colour) / 255, size + (3,)), 1.0
-    try:
-        stored = stored_image(in_colour_space(background, icc_profile(image), "background"), value_range,
-                              "background", opaque=True)
-    except FileNotFoundError:
-        raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
+    stored = stored_image(in_colour_space(open_background(background), icc_profile(image), "background"),
+                          value_range, "background", opaque=True)
     if stored.shape[:2] == size:
         return stored, value_range
     box = _cover(stored.shape[:2], size)
@@ -157,6 +154,17 @@ def stored_background(background, size, image=None, value_range=None):
     for c in range(3):
         resized[..., c] = resize_plane(to_unit(stored[..., c], value_range, np.float32), size, Image.BICUBIC, box)
     return resized, 1.0
+
+
+def open_background(background):
+    """A background as stored_background takes it, with an image file decoded (so that a batch decodes it once):
+    colours, PIL images and arrays as they are."""
+    if background_colour(background) is not None or not is_file(background):
+        return background
+    try:
+        return open_image(background, "background")
+    except FileNotFoundError:
+        raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
 
 
 def background_colour(background):

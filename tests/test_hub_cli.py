@@ -418,7 +418,7 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
 
 
 def test_cli_batch_composites_decode_the_background_once(tmp_path, monkeypatch):
-    """--background IMAGE is checked before any work and then decoded once for the whole batch, not per image."""
+    """--background IMAGE is decoded once for the whole batch (its check before any work included), not per image."""
     rng = np.random.default_rng(4)
     images, mattes, out, backdrop = tmp_path / "images", tmp_path / "mattes", tmp_path / "out", tmp_path / "bg.png"
     images.mkdir()
@@ -431,7 +431,7 @@ def test_cli_batch_composites_decode_the_background_once(tmp_path, monkeypatch):
     monkeypatch.setattr(processing, "_open_upright", lambda source: opened.append(source) or open_upright(source))
     assert cli.main(["cutout", str(images), "--alpha", str(mattes), "-o", str(out), "--background", str(backdrop),
                      "--raw-colors"]) == 0
-    assert opened.count(str(backdrop)) == 2  # checked, then decoded for the three images
+    assert opened.count(str(backdrop)) == 1  # decoded once: for the check before any work and the three images
     for stem in "abc":
         np.testing.assert_array_equal(np.asarray(Image.open(out / f"{stem}.png")),
                                       cutout(str(images / f"{stem}.png"), str(mattes / f"{stem}.png"), str(backdrop),
