@@ -1,10 +1,19 @@
 import functools
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
-import minimatte
-from helpers import deterministic_state
-from reference import hf_model
+# `python -m pytest` puts the working directory, the repository root, first on sys.path. There the source folder
+# kernels/ (installed as minimatte.kernels) would shadow the PyPI package `kernels`, which transformers requires
+# from 5.25 on and imports: the tests import minimatte from its installation instead.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [entry for entry in sys.path if Path(os.path.abspath(entry or ".")) != ROOT]
+
+import minimatte  # noqa: E402
+from helpers import deterministic_state  # noqa: E402
+from reference import hf_model  # noqa: E402
 
 
 @functools.lru_cache(maxsize=None)
