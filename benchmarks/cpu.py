@@ -9,7 +9,9 @@ requested size. Engines alternate within each round; the table reports medians o
 to torch. fp32 throughout; threads = --threads for every engine. ONNX Runtime (`pip install onnxruntime
 onnx`) runs the transformers model exported once per model by torch.onnx (height and width dynamic) into a
 temporary file, outside the timed processes. The engine minimatte-im2col (only when asked for) is minimatte
-with every 3x3 convolution an im2col GEMM, none with Winograd's F(2x2, 3x3), to measure what that gains.
+with every 3x3 convolution an im2col GEMM, none with Winograd's F(2x2, 3x3), to measure what that gains;
+minimatte-huge-pages is minimatte with NumPy advising huge pages in the pass too (no backend.small_pages), and
+minimatte-kept runs after minimatte.keep_freed_memory(), as the command line does.
 """
 import argparse
 import json
@@ -23,7 +25,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENGINES = ("minimatte", "torch", "onnxruntime", "minimatte-im2col")
+ENGINES = ("minimatte", "torch", "onnxruntime", "minimatte-im2col", "minimatte-huge-pages", "minimatte-kept")
 ONNX_DIR = None  # a temporary folder for the exported models, set by main and passed to the children
 
 
@@ -72,6 +74,10 @@ def measure(engine, model_name, height, width, threads):
         if engine == "minimatte-im2col":
             from minimatte.kernels import conv
             conv.WINOGRAD_MIN_CHANNELS = sys.maxsize  # no conv has that many channels
+        if engine == "minimatte-huge-pages":
+            minimatte.backend._set_madvise_hugepage = None  # small_pages then leaves NumPy's setting alone
+        if engine == "minimatte-kept":
+            minimatte.keep_freed_memory()
         state = deterministic_state(config)
         model = minimatte.VitMatte.from_state_dict(state)
         del state

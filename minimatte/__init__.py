@@ -7,6 +7,7 @@
 """
 from . import convert, metrics
 from .api import DEFAULT_MODEL, infer, load
+from .backend import keep_freed_memory
 from .config import PRESETS, Config, ProcessorConfig
 from .foreground import cutout, estimate_foreground
 from .model import MattingOutput, VitMatte
@@ -14,5 +15,5 @@ from .processing import icc_profile, preprocess, read_image, read_trimap, trimap
 
 __version__ = "0.1.0"
 __all__ = ["Config", "DEFAULT_MODEL", "MattingOutput", "PRESETS", "ProcessorConfig", "VitMatte", "cutout",
-           "estimate_foreground", "icc_profile", "infer", "load", "preprocess", "read_image", "read_trimap",
-           "trimap_from_mask"]
+           "estimate_foreground", "icc_profile", "infer", "keep_freed_memory", "load", "preprocess", "read_image",
+           "read_trimap", "trimap_from_mask"]

@@ -238,3 +238,60 @@ def even_step(total, most):
     workers = parallelism()
     pieces = -(-total // (most * workers)) * workers
     return max(1, -(-total // pieces))
+
+
+# -------------------------------------------------------------------------------------------- CPU memory
+# NumPy advises the kernel to back each array of 4 MB or more with 2 MB huge pages (madvise, Linux). In a microVM
+# (Firecracker, on which AWS Lambda runs, and so does the machine of the README's figures) faulting fresh huge
+# pages in costs far more than ordinary pages: there a first pass at 1024x1024 spent 4.5-5.3 s of system time in
+# page faults with huge pages and 1.1-1.2 s without (10.0-10.7 s against 7.1 s in all; benchmarks/cpu.py's engine
+# minimatte-huge-pages compares the two). So during a pass NumPy's new arrays stay on ordinary pages. Elsewhere huge
+# pages may fault in a little faster (not measured here).
+try:
+    from numpy._core.multiarray import _set_madvise_hugepage  # NumPy 2; returns the previous setting
+except ImportError:
+    try:
+        from numpy.core.multiarray import _set_madvise_hugepage  # NumPy 1
+    except ImportError:
+        _set_madvise_hugepage = None
+_PAGES = threading.Lock()
+_pages = {"passes": 0, "huge": None}  # passes running in small_pages; NumPy's setting before the first of them
+
+
+@contextmanager
+def small_pages(xp):
+    """Within: NumPy does not advise huge pages for its new arrays (see above); its setting is restored when the
+    last of the passes running at once (from several threads) ends. CuPy: nothing changes."""
+    if xp is not numpy or _set_madvise_hugepage is None:
+        yield
+        return
+    with _PAGES:
+        if _pages["passes"] == 0:
+            _pages["huge"] = _set_madvise_hugepage(False)
+        _pages["passes"] += 1
+    try:
+        yield
+    finally:
+        with _PAGES:
+            _pages["passes"] -= 1
+            if _pages["passes"] == 0:
+                _set_madvise_hugepage(_pages["huge"])
+
+
+def keep_freed_memory():
+    """Let this process's C allocator keep the memory that forward passes free, for later passes to reuse, instead
+    of handing it back to the operating system. glibc only (Linux); returns whether it applied.
+
+    glibc returns large freed blocks to the OS at once (those it mapped on their own, and the top of its heap
+    beyond a threshold), so each pass's large temporaries (hundreds of MB) come back as fresh pages, which the
+    kernel faults in and zeroes one at a time (at 1024x1024 on the machine of the README's figures: 266-270
+    thousand page faults and 1.0-1.2 s of system time a pass). Here freed memory stays in the heap and the next
+    image (or the pass's own later layers) reuses it; the process keeps its peak memory until it exits. This is a
+    setting of the whole process (any library's allocations), so minimatte never makes it on its own: the command
+    line does, and a program that runs many passes (a batch loop, a server) may call this once."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):  # no glibc: macOS, Windows (CDLL(None) is refused there)
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>; mallopt returns 1 where it applied
+    return mallopt(m_mmap_max, 0) == 1 and mallopt(m_trim_threshold, 2 ** 31 - 1) == 1

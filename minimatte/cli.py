@@ -491,6 +491,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    backend.keep_freed_memory()  # a batch's later images reuse the memory of the first (see its docstring)
     try:
         args.run(args)
     except KeyboardInterrupt:  # Ctrl-C: no traceback; a file being written is removed (files.atomic_output)

@@ -54,7 +54,7 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
     xp = resolve(backend)
     # The 1x1 start, on the host: a GPU sums in another order than the reference's pixel after pixel.
     start = np.concatenate([_mean_colour(rgb, matte > 0.9), _mean_colour(rgb, matte < 0.1)])  # [F, B]
-    with backends.cpu_threads(xp):
+    with backends.cpu_threads(xp), backends.small_pages(xp):
         fg, bg = _multilevel(*to_device([rgb, matte, start], xp), np.float32(regularization),
                              np.float32(gradient_weight), small_iterations, big_iterations, small_size)
     return (fg, bg) if return_background else fg

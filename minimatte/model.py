@@ -260,7 +260,7 @@ class VitMatte:
             raise NotImplementedError("Training is not yet supported")  # the reference's behaviour
         x = self._check_pixels(pixel_values)
         stage_done = self._reporter(progress, x.shape[1:3])
-        with backend.cpu_threads(self.xp):
+        with backend.cpu_threads(self.xp), backend.small_pages(self.xp):
             features, hidden, attentions = backbone(x, self.params["backbone"], self.config,
                                                     output_hidden_states, output_attentions, stage_done)
             alphas = decoder(features, x, self.params["decoder"], stage_done)

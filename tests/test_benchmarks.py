@@ -1,8 +1,10 @@
-"""benchmarks/stages.py still finds every stage of the network it wraps (it reaches into minimatte.model), and
-the progress reports."""
+"""The benchmark scripts still run: stages.py finds every stage of the network it wraps (it reaches into
+minimatte.model) and the progress reports, footprint.py counts the right distributions, batch.py mattes a folder."""
 import re
 import subprocess
 import sys
+
+import numpy as np
 
 from helpers import ROOT
 
@@ -36,3 +38,22 @@ def test_footprint_counts_what_minimatte_installs():
     assert "torch" not in sizes and "scipy" not in sizes
     assert sizes["numpy"] > 1e6
     assert footprint.installed_size(["no-such-distribution"]) == ({}, ["no-such-distribution"])
+
+
+def test_batch_benchmark_mattes_a_folder(tmp_path):
+    """benchmarks/batch.py runs each engine over a folder (here two small images) and tabulates it."""
+    from PIL import Image
+    (tmp_path / "images").mkdir()
+    (tmp_path / "trimaps").mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)).save(tmp_path / "images" / name)
+        Image.fromarray(rng.choice(np.array([0, 128, 255], np.uint8), (48, 80))).save(tmp_path / "trimaps" / name)
+    command = [sys.executable, str(ROOT / "benchmarks" / "batch.py"), "--images", str(tmp_path / "images"),
+               "--trimaps", str(tmp_path / "trimaps"), "--engines", "minimatte", "minimatte-kept"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = re.findall(r"^\| (minimatte[-a-z]*) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9]+) \|", result.stdout,
+                      re.MULTILINE)
+    assert [row[0] for row in rows] == ["minimatte", "minimatte-kept"], result.stdout
+    assert result.stdout.startswith("2 images from")
