@@ -12,17 +12,16 @@ the total, the peak RSS, and the ratios to torch; with several rounds, the media
 alternate within each). fp32; threads = --threads for every engine.
 """
 import argparse
-import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+from cpu import run_child  # noqa: E402  (this folder: first on sys.path for a script, and in the children)
 from helpers import DATA  # noqa: E402  (../shared/data, or $MINIMATTE_SHARED/data)
 
 ENGINES = ("minimatte", "minimatte-kept", "torch", "torch-kept")
@@ -72,12 +71,12 @@ def measure(engine, pairs, threads):
 
 
 def child(engine, pairs, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
     code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import batch; "
             f"print(json.dumps(batch.measure({engine!r}, {pairs!r}, {threads})))")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    result, error = run_child(code, threads)
+    if error:
+        raise SystemExit(f"batch.py: {engine} {error}")
+    return result
 
 
 def main():

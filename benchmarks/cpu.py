@@ -104,10 +104,16 @@ def measure(engine, model_name, height, width, threads):
 
 
 def child(engine, model_name, size, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
     code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import cpu; cpu.ONNX_DIR = {ONNX_DIR!r}; "
             f"print(json.dumps(cpu.measure({engine!r}, {model_name!r}, {size[0]}, {size[1]}, {threads})))")
+    return run_child(code, threads)
+
+
+def run_child(code, threads):
+    """Runs `code`, which prints a JSON result last, in a fresh process with every engine's threads set to
+    `threads`: (the result, None), or (None, why it failed)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["?"])[-1]
