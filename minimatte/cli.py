@@ -15,7 +15,7 @@ from . import __version__, api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout, open_background, stored_background
 from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_thresholds, icc_profile,
-                         in_colour_space, open_image, read_grey, read_trimap, trimap_from_mask)
+                         in_colour_space, open_image, read_matte, read_trimap, trimap_from_mask)
 from .progress import Items
 
 
@@ -74,13 +74,16 @@ def _save_atomically(image, path, profile=None):
         raise OSError(f"output: cannot write {path!r} ({error.strerror or error})") from None
 
 
-WRITTEN = {"L": "an 8-bit alpha", "I;16": "a 16-bit alpha", "RGBA": "an RGBA cut-out", "RGB": "an RGB composite"}
+WRITTEN = {"L": "an 8-bit alpha", "I;16": "a 16-bit alpha", "F": "a 32-bit float alpha", "RGBA": "an RGBA cut-out",
+           "RGB": "an RGB composite"}
+ALPHA_MODES = {8: "L", 16: "I;16", 32: "F"}  # the PIL mode of a matte of --bits bits
 
 
 def _check_writable(outputs, mode):
     """Before any work: refuse an output file whose format cannot hold the result: an RGBA cut-out as JPEG
     (no alpha), GIF (alpha 0 or 255 only) or BMP (alpha not read back), 16-bit alphas outside PNG and TIFF
-    (others keep 8 bits); or one whose folder is a file or cannot be written. STDIO is a PNG."""
+    (others keep 8 bits), float alphas outside TIFF; or one whose folder is a file or cannot be written. STDIO is
+    a PNG."""
     for folder in {os.path.dirname(os.path.abspath(path)) for path in outputs if path != STDIO}:
         existing = folder  # the folder, or the nearest one above it that exists: the rest is made when writing
         while not os.path.exists(existing):
@@ -93,6 +96,8 @@ def _check_writable(outputs, mode):
             raise ValueError(f"output: HEIF files are lossy, got {path!r}; use .png")
         if mode == "I;16" and form not in ("PNG", "TIFF"):
             raise ValueError(f"output: --bits 16 needs a .png or .tif file, got {path!r}")
+        if mode == "F" and form != "TIFF":
+            raise ValueError(f"output: --bits 32 needs a .tif file, got {path!r}")
         file = io.BytesIO()
         try:
             probe = Image.new(mode, (1, 1), (0, 0, 0, 128)[-Image.getmodebands(mode):])
@@ -155,7 +160,9 @@ def _shown(path):
 
 def _alpha_image(alpha, bits):
     """The matte as a greyscale image of 8 or 16 bits, rounded to the nearest level (the reference's scripts
-    truncate to 8 bits; metrics.to_uint8 does that)."""
+    truncate to 8 bits; metrics.to_uint8 does that), or of 32-bit floats, as computed."""
+    if bits == 32:
+        return Image.fromarray(np.asarray(alpha, dtype=np.float32))  # mode "F"
     top = (1 << bits) - 1
     return Image.fromarray(np.clip(np.rint(alpha * top), 0, top).astype(np.uint8 if bits == 8 else np.uint16))
 
@@ -267,7 +274,7 @@ def _matte(args):
         if not jobs:
             return
     if args.command == "matte":
-        _check_writable([out for *_, out in jobs], "L" if args.bits == 8 else "I;16")
+        _check_writable([out for *_, out in jobs], ALPHA_MODES[args.bits])
     else:
         _check_writable([out for *_, out in jobs], "RGBA" if background is None else "RGB")
         if background is not None:  # an image file (or standard input) decoded once, for every image
@@ -345,7 +352,7 @@ def _evaluate(args):
     rows = []
     for stem, *paths in triples:
         mattes = (np.rint(read(_input(path, name), name=name) * 255).astype(np.uint8) for read, path, name in
-                  zip((read_grey, read_grey, read_trimap), paths, ("pred", "gt", "trimap")))
+                  zip((read_matte, read_matte, read_trimap), paths, ("pred", "gt", "trimap")))
         try:
             rows.append(metrics.evaluate(*mattes))
         except ValueError as error:
@@ -395,7 +402,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"minimatte {__version__} (Python "
                         f"{platform.python_version()}, NumPy {np.__version__}, Pillow {PIL.__version__})")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("matte", "write the alpha matte as a greyscale PNG (8 or 16 bits)"),
+    for name, text in (("matte", "write the alpha matte as a greyscale PNG (8 or 16 bits; or a float TIFF)"),
                        ("cutout", "write the cut-out: estimated foreground colours with the matte as alpha (RGBA PNG), "
                                   "or composited onto --background")):
         sub = commands.add_parser(name, help=text, description=text)
@@ -416,9 +423,10 @@ def build_parser():
                               "or a folder (existing, or ending in /) for NAME.png; in batch mode a folder, one "
                               "NAME.png per image")
         if name == "matte":
-            sub.add_argument("--bits", type=int, choices=(8, 16), default=8,
-                             help="bits per pixel of the alpha image, rounded to the nearest level; 16 needs a "
-                                  ".png or .tif output (default: %(default)s)")
+            sub.add_argument("--bits", type=int, choices=sorted(ALPHA_MODES), default=8,
+                             help="bits per pixel of the alpha image: 8 or 16, rounded to the nearest level (16 "
+                                  "needs a .png or .tif output), or 32, float32 as computed, unrounded (a .tif "
+                                  "output) (default: %(default)s)")
         if name == "cutout":
             sub.add_argument("--background", metavar="COLOR|IMAGE",
                              help="composite onto a colour (name or #rrggbb) or an image instead of writing RGBA")
@@ -472,7 +480,7 @@ def build_parser():
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",
                               description="Score the mattes in PRED_DIR against GT_DIR on the unknown region "
                                           "(trimap == 128) of TRIMAP_DIR, files paired by stem, at 8 bits (16-bit "
-                                          "files are rounded to 8 bits); prints a table with the mean. Three "
+                                          "and float files are rounded to 8 bits); prints a table with the mean. Three "
                                           "files score one image.")
     sub.add_argument("pred", metavar="PRED_DIR", help="predicted mattes (a folder, or one file)")
     sub.add_argument("gt", metavar="GT_DIR", help="ground-truth mattes (a folder, or one file)")

@@ -22,8 +22,8 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import (check_size, icc_profile, in_colour_space, is_file, open_image, read_image, resize_plane,
-                         row_bands, stored_grey, stored_image, to_unit)
+from .processing import (check_size, icc_profile, in_colour_space, is_file, open_image, read_image, read_matte,
+                         resize_plane, row_bands, stored_image, stored_matte, to_unit)
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
@@ -34,8 +34,8 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
     """Foreground colours F (float32 (H, W, 3) in [0, 1]) such that alpha * F + (1 - alpha) * B = image.
 
     image: RGB file (path or binary file object), PIL image or array (float arrays need value_range, as in
-    `infer`); alpha: the matte, a float array in [0, 1] as `infer` returns, or an 8/16-bit file or array (of a
-    cut-out, its alpha channel).
+    `infer`); alpha: the matte, a float array in [0, 1] as `infer` returns or a 32-bit float file, or an
+    8/16-bit file or array (of a cut-out, its alpha channel).
     regularization (eps) and gradient_weight (w) weigh the smoothness of F and B; levels no larger than
     small_size in both sides get small_iterations sweeps, larger levels big_iterations. Defaults are
     pymatting's. backend: "numpy" or "cupy" (None: $MINIMATTE_BACKEND or numpy). return_background=True
@@ -85,7 +85,7 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
                                                              backend=backend)), 1.0
     else:
         colours, colour_range = stored_image(image, value_range, "image"), value_range
-    matte, matte_range = _stored_alpha(alpha)
+    matte, matte_range = stored_matte(alpha)
     check_size("alpha", matte.shape, "image", colours.shape)
     backdrop, backdrop_range = (None, None) if background is None else stored_background(
         background, matte.shape, image, value_range)
@@ -117,21 +117,9 @@ def _visible_box(alpha, value_range, margin):
                  for found, size in zip((rows, columns), alpha.shape))
 
 
-def _stored_alpha(alpha):
-    """alpha's (H, W) stored values and their value_range: float alphas are taken as [0, 1], as infer returns
-    them; 8- and 16-bit ones on their own scale."""
-    value_range = 1.0 if hasattr(alpha, "dtype") and np.issubdtype(alpha.dtype, np.floating) else None
-    return stored_grey(alpha, value_range, "alpha"), value_range
-
-
-def _read_alpha(alpha, dtype=np.float64):
-    """alpha as float64 (or `dtype`) (H, W) in [0, 1] (see _stored_alpha)."""
-    return to_unit(*_stored_alpha(alpha), dtype)
-
-
 def _read_pair(image, alpha, value_range, dtype):
-    """image ((H, W, 3) in [0, 1]) and alpha ((H, W), see _read_alpha), as `dtype`."""
-    rgb, matte = read_image(image, value_range, dtype=dtype), _read_alpha(alpha, dtype)
+    """image ((H, W, 3) in [0, 1]) and alpha ((H, W), see read_matte), as `dtype`."""
+    rgb, matte = read_image(image, value_range, dtype=dtype), read_matte(alpha, dtype=dtype)
     check_size("alpha", matte.shape, "image", rgb.shape)
     return rgb, matte
 

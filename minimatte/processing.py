@@ -169,14 +169,18 @@ def _converted(image, source, target, mode, name, flags=0):
         raise ValueError(f"{name}: cannot convert its colours between ICC profiles ({error})") from None
 
 
-def _pil_to_array(img, name):
-    """A PIL image as an (H, W) or (H, W, C) array, keeping its own value scale."""
+def _pil_to_array(img, name, floats=False):
+    """A PIL image as an (H, W) or (H, W, C) array, keeping its own value scale. With `floats`, a 32-bit float
+    image (mode "F", as TIFF stores mattes) is a float32 array; otherwise it is an error."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return np.asarray(img, dtype=np.uint16)
     if img.mode == "I" and img.format == "PNG":  # PNG has no 32-bit grey: Pillow < 10.3 reads 16 bits as "I"
         return np.asarray(img).astype(np.uint16)
+    if img.mode == "F" and floats:
+        return np.asarray(img, dtype=np.float32)
     if img.mode in ("I", "F"):
-        raise ValueError(f"{name}: 32-bit image mode {img.mode!r} is not supported; save it as 8 or 16 bit")
+        only = " (32-bit float files are read as mattes and masks only)" if img.mode == "F" else ""
+        raise ValueError(f"{name}: 32-bit image mode {img.mode!r} is not supported{only}; save it as 8 or 16 bit")
     if img.mode not in ("L", "LA", "RGB", "RGBA"):
         try:
             img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
@@ -186,11 +190,12 @@ def _pil_to_array(img, name):
     return np.asarray(img)
 
 
-def _as_array(x, name):
+def _as_array(x, name, floats=False):
+    """A file, PIL image or array as an array of its stored values (`floats`: see _pil_to_array)."""
     if is_file(x):
         x = open_image(x, name)
     if isinstance(x, Image.Image):
-        return _pil_to_array(x, name)
+        return _pil_to_array(x, name, floats)
     if hasattr(x, "__cuda_array_interface__"):
         x = to_numpy(x)
     if not hasattr(x, "__array__"):
@@ -294,17 +299,19 @@ def _stored_trimap(trimap, value_range, name):
     return a
 
 
-def read_grey(image, value_range=None, name="alpha", dtype=np.float64):
-    """An alpha matte as float64 (or `dtype`) (H, W) in [0, 1]: a one-channel image, or the alpha channel of
-    a cut-out (RGBA or LA whose alpha varies), or the grey of other images."""
-    return to_unit(stored_grey(image, value_range, name), value_range, dtype)
+def read_matte(alpha, name="alpha", dtype=np.float64):
+    """An alpha matte as float64 (or `dtype`) (H, W) in [0, 1] (see stored_matte)."""
+    return to_unit(*stored_matte(alpha, name), dtype)
 
 
-def stored_grey(image, value_range, name):
-    """read_grey's (H, W) array before the rescale to [0, 1]: _checked, in its stored type."""
-    a = _as_array(image, name)
+def stored_matte(alpha, name="alpha"):
+    """A matte's (H, W) stored values, _checked, and their value_range: float mattes (arrays as infer returns
+    them, 32-bit float files) in [0, 1], 8- and 16-bit ones on their own scale. A one-channel image, the alpha
+    channel of a cut-out (RGBA or LA whose alpha varies), or the grey of other images."""
+    a = _as_array(alpha, name, floats=True)
+    value_range = 1.0 if np.issubdtype(a.dtype, np.floating) else None
     cut = _transparency(a)
-    return _checked(_grey_array(a, name) if cut is None else cut, name, value_range)
+    return _checked(_grey_array(a, name) if cut is None else cut, name, value_range), value_range
 
 
 def _transparency(a):
@@ -482,7 +489,9 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
     segmentation model's output at its own resolution) is resized to it, bilinearly, before the thresholds;
     another aspect ratio is an error.
     """
-    m = _as_array(mask, "mask")
+    if is_file(mask) or isinstance(mask, Image.Image):
+        value_range = 1.0  # of a 32-bit float file (mode "F"); integer values have their own scale
+    m = _as_array(mask, "mask", floats=True)
     if m.dtype != np.bool_:
         if m.ndim == 3 and m.shape[2] in (1, 2, 3, 4):
             m = _mask_plane(m)

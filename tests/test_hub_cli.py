@@ -193,6 +193,32 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
         minimatte.load("no-such-model")
 
 
+def test_cli_float_mattes(served, tmp_path, capsys):
+    """--bits 32 writes the matte as computed into a float TIFF, which cutout --alpha and evaluate read back."""
+    rng = np.random.default_rng(1)
+    image, trimap = tmp_path / "i.png", tmp_path / "t.png"
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image)
+    Image.fromarray(np.full((40, 50), 128, np.uint8)).save(trimap)
+    expected = minimatte.infer(str(image), str(trimap), model=NAME)
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.tif"), "--model", NAME,
+                     "--bits", "32"]) == 0
+    written = Image.open(tmp_path / "a.tif")
+    assert written.mode == "F"
+    np.testing.assert_array_equal(np.asarray(written), expected)  # unrounded
+    for output in (tmp_path / "a.png", "-"):  # refused before the model loads
+        assert cli.main(["matte", str(image), str(trimap), "-o", str(output), "--model", "none", "--bits", "32"]) == 2
+        assert f"output: --bits 32 needs a .tif file, got {str(output)!r}" in capsys.readouterr().err
+    assert not (tmp_path / "a.png").exists()
+    assert cli.main(["cutout", str(image), "--alpha", str(tmp_path / "a.tif"), "-o", str(tmp_path / "c.png"),
+                     "--model", "none"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")), cutout(str(image), expected))
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a8.png"), "--model", NAME]) == 0
+    capsys.readouterr()
+    for pred, gt in ((tmp_path / "a.tif", tmp_path / "a8.png"), (tmp_path / "a8.png", tmp_path / "a.tif")):
+        assert cli.main(["evaluate", str(pred), str(gt), str(trimap)]) == 0  # rounded to 8 bits: the same matte
+        assert capsys.readouterr().out.splitlines()[-1] == f"| {pred.stem} | 0.000 | 0.000 | 0.000 | 0.000 |"
+
+
 def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(0)
     image, trimap = tmp_path / "i.png", tmp_path / "t.png"

@@ -116,10 +116,32 @@ def test_sixteen_bit_files(tmp_path):
         minimatte.read_trimap(opened)
     # an 8-bit trimap converted to 16 bits as PIL converts it (values kept) would read as almost all background
     Image.fromarray(np.uint8([[0, 128, 255]])).convert("I;16").save(tmp_path / "kept.png")
-    for read in minimatte.read_trimap, minimatte.read_image, minimatte.processing.read_grey:
+    for read in minimatte.read_trimap, minimatte.read_image, minimatte.processing.read_matte:
         with pytest.raises(ValueError, match=r"a 16-bit image whose values go up to only 255 of 65535 \(8-bit values "
                                              r"saved as 16 bits\?\); save it with 8 bits, or its values times 257"):
             read(tmp_path / "kept.png")
+
+
+def test_float_files_are_mattes_and_masks(tmp_path):
+    """32-bit float files (TIFF mode "F", as compositing tools write mattes) are read as mattes and masks, their
+    values in [0, 1] as they are; as images and trimaps, whose float values have no agreed scale, they are refused."""
+    rng = np.random.default_rng(3)
+    matte = rng.random((20, 30)).astype(np.float32)
+    Image.fromarray(matte).save(tmp_path / "a.tif")
+    for dtype in np.float32, np.float64:
+        np.testing.assert_array_equal(minimatte.processing.read_matte(tmp_path / "a.tif", dtype=dtype),
+                                      matte.astype(dtype))
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(tmp_path / "a.tif", band=1),
+                                  minimatte.trimap_from_mask(matte, band=1, value_range=1.0))
+    for read, name in ((minimatte.read_image, "image"), (minimatte.read_trimap, "trimap")):
+        with pytest.raises(ValueError, match=f"{name}: 32-bit image mode 'F' is not supported \\(32-bit float files "
+                                             r"are read as mattes and masks only\); save it as 8 or 16 bit"):
+            read(tmp_path / "a.tif")
+    Image.fromarray(matte * 2).save(tmp_path / "over.tif")
+    with pytest.raises(ValueError, match=r"alpha: values must lie in \[0, 1\], found \[0.\d+, 1.\d+\]"):
+        minimatte.processing.read_matte(tmp_path / "over.tif")
+    with pytest.raises(ValueError, match=r"mask: values must lie in \[0, 1\]"):
+        minimatte.trimap_from_mask(tmp_path / "over.tif")
 
 
 def test_integer_levels_are_their_quotient_rounded_once():
@@ -129,7 +151,7 @@ def test_integer_levels_are_their_quotient_rounded_once():
         values = np.arange(np.iinfo(integer).max + 1).astype(integer).reshape(1, -1)
         exact = values / float(np.iinfo(integer).max)
         for dtype in np.float64, np.float32:
-            np.testing.assert_array_equal(minimatte.processing.read_grey(values, dtype=dtype), exact.astype(dtype))
+            np.testing.assert_array_equal(minimatte.processing.read_matte(values, dtype=dtype), exact.astype(dtype))
 
 
 def test_float_levels_are_their_float64_quotient_rounded_once():
@@ -142,7 +164,7 @@ def test_float_levels_are_their_float64_quotient_rounded_once():
             a = np.clip(values.astype(source), 0, value_range).reshape(1024, 1024)
             for dtype in np.float32, np.float64:
                 want = (a.astype(np.float64) / value_range).astype(dtype)
-                got = minimatte.processing.read_grey(a, value_range, dtype=dtype)
+                got = minimatte.read_trimap(a, value_range, dtype=dtype)
                 assert got.dtype == dtype
                 np.testing.assert_array_equal(got, want)
 
