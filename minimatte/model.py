@@ -128,8 +128,8 @@ def detail_capture(features, pixels, p, stage_done=lambda stage: None):
 
 
 # Batches of more pixels (a 1024x1024 image) run the decoder in bands of at most this many. Its maps peak at
-# ~300 bytes a pixel (in the last fusion block): measured 336 MiB for a 2048x2048 image in 1-megapixel bands,
-# 867 MiB in 4-megapixel ones, in about the same time (the halos add 9% to the rows there).
+# 200-250 bytes a pixel of a band: for a 2048x2048 image tracemalloc measured 296 MiB in 1-megapixel bands and
+# 827 MiB in one band, in about the same time (10.9 and 9.9 s; the halos add 9% to the rows; 2026-12-03).
 DECODER_BAND_PIXELS = 1 << 20
 DECODER_HALO = 2  # feature rows (32 pixel rows) a band reads beyond each of its edges
 
