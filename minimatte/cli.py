@@ -198,9 +198,9 @@ def _paired_files(folder, *others, names):
     return pairs
 
 
-def _jobs(source, output, hint=None, hint_label="trimap"):
+def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
     """(source, hint, output) triples: one file, or each file of a folder, paired by file stem with the hint
-    folder's (trimaps, masks or mattes) if there is one."""
+    folder's (trimaps, masks or mattes) if there is one. An output folder gets NAME`extension` files."""
     if hint is not None and _identity(hint) == _identity(source):  # e.g. a folder of NAME_rgb and NAME_trimap
         if not os.path.isdir(source):
             raise ValueError(f"{hint_label}: {hint!r} is the image itself; give the image's {hint_label}")
@@ -211,7 +211,7 @@ def _jobs(source, output, hint=None, hint_label="trimap"):
             if source == STDIO:
                 raise ValueError(f"output: {output!r} is a folder, and what standard input gives has no name to "
                                  "name its output file by; give -o a file name")
-            output = os.path.join(output, os.path.splitext(os.path.basename(source))[0] + ".png")
+            output = os.path.join(output, os.path.splitext(os.path.basename(source))[0] + extension)
         return [(source, hint, output)]
     if output == STDIO:
         raise ValueError("output: with an input folder, -o must be a folder, got '-' (standard output)")
@@ -221,9 +221,9 @@ def _jobs(source, output, hint=None, hint_label="trimap"):
         raise ValueError(f"output: with an input folder, -o must be a folder (made if missing), got the file "
                          f"{output!r}")
     if hint is None:
-        return [(path, None, os.path.join(output, stem + ".png"))
+        return [(path, None, os.path.join(output, stem + extension))
                 for stem, path in _paired_files(source, names=(hint_label,))]
-    return [(image, other, os.path.join(output, stem + ".png"))
+    return [(image, other, os.path.join(output, stem + extension))
             for stem, image, other in _paired_files(source, hint, names=("image", hint_label))]
 
 
@@ -263,7 +263,8 @@ def _matte(args):
     thresholds = check_thresholds(args.thresholds or MASK_THRESHOLDS)
     background = getattr(args, "background", None)
     _check_stdio({"image": args.image, kind: hint, "background": background}, args.output)
-    jobs, batch = _jobs(args.image, args.output, hint, kind), os.path.isdir(args.image)
+    floats = getattr(args, "bits", 8) == 32  # a float matte, which only TIFF holds
+    jobs, batch = _jobs(args.image, args.output, hint, kind, ".tif" if floats else ".png"), os.path.isdir(args.image)
     _check_not_inputs(jobs, background)
     if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
         remaining = [job for job in jobs if job[-1] == STDIO or not os.path.isfile(job[-1])]
@@ -426,7 +427,7 @@ def build_parser():
             sub.add_argument("--bits", type=int, choices=sorted(ALPHA_MODES), default=8,
                              help="bits per pixel of the alpha image: 8 or 16, rounded to the nearest level (16 "
                                   "needs a .png or .tif output), or 32, float32 as computed, unrounded (a .tif "
-                                  "output) (default: %(default)s)")
+                                  "output; an output folder gets NAME.tif files) (default: %(default)s)")
         if name == "cutout":
             sub.add_argument("--background", metavar="COLOR|IMAGE",
                              help="composite onto a colour (name or #rrggbb) or an image instead of writing RGBA")

@@ -4,6 +4,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import sys
 import threading
 
@@ -209,6 +210,16 @@ def test_cli_float_mattes(served, tmp_path, capsys):
         assert cli.main(["matte", str(image), str(trimap), "-o", str(output), "--model", "none", "--bits", "32"]) == 2
         assert f"output: --bits 32 needs a .tif file, got {str(output)!r}" in capsys.readouterr().err
     assert not (tmp_path / "a.png").exists()
+    images, trimaps = tmp_path / "images", tmp_path / "trimaps"  # an output folder gets NAME.tif files
+    for folder, source in ((images, image), (trimaps, trimap)):
+        folder.mkdir()
+        shutil.copy(source, folder / "x.png")
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out"), "--model", NAME,
+                     "--bits", "32"]) == 0
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "one") + os.sep, "--model", NAME,
+                     "--bits", "32"]) == 0
+    for written in (tmp_path / "out" / "x.tif", tmp_path / "one" / "i.tif"):
+        np.testing.assert_array_equal(np.asarray(Image.open(written)), expected)
     assert cli.main(["cutout", str(image), "--alpha", str(tmp_path / "a.tif"), "-o", str(tmp_path / "c.png"),
                      "--model", "none"]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")), cutout(str(image), expected))
