@@ -9,10 +9,12 @@ import stat
 def atomic_output(path):
     """Yield a temporary path next to `path` to write to; it is renamed onto `path` only if the block succeeds.
 
-    The file ends with the permissions that writing `path` in place would leave: those of the file it replaces,
-    else the default for new files (0o666 less the umask), not tempfile.mkstemp's owner-only 0o600, which would
-    hide outputs from a web server or the other users of a shared folder."""
-    directory = os.path.dirname(os.path.abspath(path))
+    The file ends as writing `path` in place would leave it: a symbolic link's target is written, not the link
+    replaced, and the permissions are those of the file replaced, else the default for new files (0o666 less the
+    umask), not tempfile.mkstemp's owner-only 0o600, which would hide outputs from a web server or the other users
+    of a shared folder."""
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     tmp = _new_file(directory, os.path.splitext(path)[1])
     try:
