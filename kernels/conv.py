@@ -107,19 +107,20 @@ def _zero_padded(inputs, b, y0, y1, x0, x1):
 # products a pair of channels instead of 36. B^T and A^T hold only 0 and +-1, so they are additions; G's halves
 # are applied to the weights once, at load (winograd_weight).
 _WINOGRAD_G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+_WINOGRAD_GG = numpy.kron(_WINOGRAD_G, _WINOGRAD_G)  # (16, 9): [4a + b, 3k + s] = G[a, k] G[b, s], so G W G^T is one
+# product with the 9 taps of W
 
 
 def winograd_weight(weight):
     """(C_out, C_in, 3, 3) -> (16, C_in, C_out): G W G^T at each of the 4x4 tile positions (row-major), for
     conv2d's p["winograd_weight"]. Computed in float64, stored in the weight's dtype."""
     c_out, c_in = weight.shape[:2]
-    u = numpy.empty((4, 4, c_in, c_out), dtype=weight.dtype)
-    for o in range(0, c_out, 64):  # in pieces: float64 temporaries of a whole large weight take ~100 MB
-        mixed = numpy.tensordot(numpy.asarray(weight[o:o + 64], dtype=numpy.float64), _WINOGRAD_G,
-                                axes=([3], [1]))  # (o, i, k, b)
-        mixed = numpy.tensordot(mixed, _WINOGRAD_G, axes=([2], [1]))  # (o, i, b, a)
-        u[:, :, :, o:o + 64] = mixed.transpose(3, 2, 1, 0)  # (a, b, i, o)
-    return u.reshape(16, c_in, c_out)
+    taps = weight.transpose(2, 3, 1, 0).reshape(9, c_in, c_out)  # [3k + s, i, o]
+    u = numpy.empty((16, c_in, c_out), dtype=weight.dtype)
+    for o in range(0, c_out, 256):  # in pieces: float64 temporaries of a whole large weight take ~100 MB
+        piece = numpy.asarray(taps[:, :, o:o + 256], dtype=numpy.float64).reshape(9, -1)
+        u[:, :, o:o + 256] = (_WINOGRAD_GG @ piece).reshape(16, c_in, -1)  # (16, 9) @ (9, i*o) -> (16, i, o)
+    return u
 
 
 # The fewest tiles a band's 16 GEMMs multiply (even_step's equal bands may have down to half): with fewer, each
@@ -178,16 +179,19 @@ def _winograd_3x3(inputs, b, y0, x0, u, out):
 # p (even 0, odd 1), the low-resolution pixels i + d, d in {-1, 0, 1}, with these weights: _UPSAMPLED_TAPS[p, t, d].
 _UPSAMPLED_TAPS = numpy.array([[[.75, .25, 0], [.25, .75, 0], [0, .75, .25]],
                                [[.25, .75, 0], [0, .75, .25], [0, .25, .75]]])
+# Both axes at once: _UPSAMPLED_MIX[2p + q, 3dy + dx, 3t + s] = _UPSAMPLED_TAPS[p, t, dy] _UPSAMPLED_TAPS[q, s, dx], the
+# weight with which output parity (p, q)'s tap (t, s) reads the low-resolution pixel at offset (dy, dx).
+_UPSAMPLED_MIX = numpy.einsum("ptd,qse->pqdets", _UPSAMPLED_TAPS, _UPSAMPLED_TAPS).reshape(4, 9, 9)
 
 
 def upsampled_conv_weight(weight, detail_channels):
     """For conv2d_upsampled: the (4*C_out, Cx, 3, 3) weights that convolve the low-resolution input `x` once
     per output parity (even/odd row, even/odd column), from a (C_out, Cd + Cx, 3, 3) weight. Mixed in float64."""
     upsampled = numpy.asarray(weight[:, detail_channels:], dtype=numpy.float64)  # (o, c, t, s)
-    mixed = numpy.tensordot(upsampled, _UPSAMPLED_TAPS, axes=([3], [1]))  # (o, c, t, q, e)
-    mixed = numpy.tensordot(mixed, _UPSAMPLED_TAPS, axes=([2], [1]))  # (o, c, q, e, p, d)
-    mixed = mixed.transpose(4, 2, 0, 1, 5, 3)  # (p, q, o, c, d, e)
-    return numpy.ascontiguousarray(mixed.reshape(4 * weight.shape[0], -1, 3, 3), dtype=weight.dtype)
+    o, c = upsampled.shape[:2]
+    mixed = _UPSAMPLED_MIX @ upsampled.reshape(o * c, 9).T  # (4, 9, 9) @ (9, o*c) -> (4, 9, o*c)
+    mixed = mixed.reshape(4, 3, 3, o, c).transpose(0, 3, 4, 1, 2)  # (parity, dy, dx, o, c) -> (parity, o, c, dy, dx)
+    return numpy.ascontiguousarray(mixed.reshape(4 * o, c, 3, 3), dtype=weight.dtype)
 
 
 def upsampled_conv_parts(weight, detail_channels, dtype):
