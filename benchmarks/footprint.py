@@ -1,24 +1,32 @@
 """What minimatte and the reference (transformers on torch) take to install and to start: the installed size
-of each with everything it requires, and the time a fresh process takes to import it, in one run.
+of each with everything it requires, the time a fresh process takes to import it, and to import it and load a
+checkpoint, in one run.
 
     python benchmarks/footprint.py
 
 Sizes are the files each distribution installed in this environment (importlib.metadata's records), summed
 over the distribution and, recursively, the distributions it requires that are installed here (extras left
-out; a requirement shared by both sides counts on each). Import times are the median of 5 fresh processes
-(`python -c "import ..."`), the interpreter's own start subtracted. The reference's side is measured only where
-it is installed (`pip install -e '.[reference]'`).
+out; a requirement shared by both sides counts on each). Times are the median of 5 fresh processes (`python -c
+"import ..."`), the interpreter's own start subtracted: what a program that starts afresh for each image pays
+before its first pixel. The checkpoint is ViTMatte-S with the spec's deterministic weights, written once into a
+temporary folder by transformers' save_pretrained (config.json, model.safetensors), which both sides load. The
+reference's side is measured only where it is installed (`pip install -e '.[reference]'`).
 """
+import importlib.util
+import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 
-SIDES = {  # what a user installs, and what a program imports to run the model
-    "minimatte": (["minimatte"], "import minimatte"),
-    "transformers + torch": (["transformers", "torch"], "from transformers import VitMatteForImageMatting"),
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIDES = {  # what a user installs, what a program imports to run the model, and how it loads a checkpoint folder
+    "minimatte": (["minimatte"], "import minimatte", "minimatte.load({folder!r})"),
+    "transformers + torch": (["transformers", "torch"], "from transformers import VitMatteForImageMatting",
+                             "VitMatteForImageMatting.from_pretrained({folder!r})"),
 }
 
 
@@ -51,7 +59,18 @@ def installed_size(names):
     return sizes, missing
 
 
-def import_seconds(statement):
+def save_checkpoint(folder):
+    """ViTMatte-S with the spec's deterministic weights, as transformers' save_pretrained writes it."""
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+    import minimatte
+    from helpers import deterministic_state
+    from reference import hf_model
+
+    config = minimatte.PRESETS["small"]
+    hf_model(config, deterministic_state(config)).save_pretrained(folder)
+
+
+def start_seconds(statement):
     """Median wall time of a fresh process running `statement`, less that of an empty one."""
     def median(code):
         times = []
@@ -64,17 +83,23 @@ def import_seconds(statement):
 
 
 def main():
-    print("| side | installed size (MB) | distributions | largest | import time (s) |")
-    print("|---|---|---|---|---|")
-    for side, (names, statement) in SIDES.items():
-        sizes, missing = installed_size(names)
-        if any(name in missing for name in names):
-            print(f"| {side} | not installed | | | |")
-            continue
-        largest = sorted(sizes.items(), key=lambda item: -item[1])[:3]
-        largest = ", ".join(f"{name} {size / 1e6:.0f}" for name, size in largest)
-        total, seconds = sum(sizes.values()) / 1e6, import_seconds(statement)
-        print(f"| {side} | {total:.0f} | {len(sizes)} | {largest} | {seconds:.2f} |", flush=True)
+    print("| side | installed size (MB) | distributions | largest | import (s) | import and load ViTMatte-S (s) |")
+    print("|---|---|---|---|---|---|")
+    reference = all(importlib.util.find_spec(name) for name in ("transformers", "torch"))
+    with tempfile.TemporaryDirectory(prefix="minimatte-footprint-") as folder:
+        if reference:
+            save_checkpoint(folder)
+        for side, (names, statement, load) in SIDES.items():
+            sizes, missing = installed_size(names)
+            if any(name in missing for name in names):
+                print(f"| {side} | not installed | | | | |")
+                continue
+            largest = sorted(sizes.items(), key=lambda item: -item[1])[:3]
+            largest = ", ".join(f"{name} {size / 1e6:.0f}" for name, size in largest)
+            total, seconds = sum(sizes.values()) / 1e6, start_seconds(statement)
+            loaded = f"{start_seconds(statement + '; ' + load.format(folder=folder)):.2f}" if reference else \
+                "needs transformers to write the checkpoint"
+            print(f"| {side} | {total:.0f} | {len(sizes)} | {largest} | {seconds:.2f} | {loaded} |", flush=True)
 
 
 if __name__ == "__main__":
