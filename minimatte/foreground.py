@@ -89,6 +89,9 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     check_size("alpha", matte.shape, "image", colours.shape)
     backdrop, backdrop_range = (None, None) if background is None else stored_background(
         background, matte.shape, image, value_range)
+    if crop is not None:  # only the box is composited
+        box = _visible_box(matte, matte_range, crop)
+        matte, colours, backdrop = matte[box], colours[box], None if backdrop is None else backdrop[box]
     result = np.empty(matte.shape + (4 if backdrop is None else 3,), np.uint8)
     for rows in row_bands(len(result)):
         a, rgb = to_unit(matte[rows], matte_range)[..., None], to_unit(colours[rows], colour_range)
@@ -101,7 +104,7 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
         np.clip(values, 0, 1, out=values)
         values *= 255
         result[rows] = np.rint(values, out=values)
-    return result if crop is None else result[_visible_box(matte, matte_range, crop)]
+    return result
 
 
 def _visible_box(alpha, value_range, margin):

@@ -173,6 +173,8 @@ def test_cutouts_cropped_to_the_subject():
     np.testing.assert_array_equal(cutout(image, alpha, foreground=False, crop=7), whole[0:27, 5:38])  # clipped
     composite = cutout(image, alpha, background="white", crop=2)
     np.testing.assert_array_equal(composite, cutout(image, alpha, background="white")[3:22, 10:33])
+    backdrop = np.random.default_rng(6).integers(0, 256, (45, 50, 3), dtype=np.uint8)  # another size: resized
+    np.testing.assert_array_equal(cutout(image, alpha, backdrop, crop=1), cutout(image, alpha, backdrop)[4:21, 11:32])
     with pytest.raises(ValueError, match="crop: the matte is transparent everywhere, so there is nothing to crop"):
         cutout(image, np.zeros((30, 40)), crop=0)
     for margin in -1, 2.5, True:
