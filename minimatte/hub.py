@@ -1,10 +1,12 @@
 """Published checkpoints by name: download from the Hugging Face hub with the standard library only.
 
 Files land in $MINIMATTE_CACHE (default ~/.cache/minimatte)/NAME/. A download resumes a partial
-`.part` file, checks the sha256 where it is known, and is renamed into place only when complete.
+`.part` file, checks the sha256 where it is known, and is renamed into place only when complete. Processes that
+download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find it there.
 A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is read
 from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1) never touches the network.
 """
+import contextlib
 import hashlib
 import os
 import shutil
@@ -99,23 +101,47 @@ def download(name, progress=True):
     os.makedirs(directory, exist_ok=True)
     base = os.environ.get("MINIMATTE_HUB_URL") or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     base = base.rstrip("/")
-    for filename in FILES:
-        target = os.path.join(directory, filename)
-        if os.path.isfile(target):
-            continue
-        url = f"{base}/{CHECKPOINTS[name]}/resolve/main/{filename}"
-        try:
-            _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
-        except _NotFound:
-            if filename != "model.safetensors":
-                raise
-            # Some hub repos publish only pytorch_model.bin: fetch it and convert it (without torch).
-            from .convert import convert
-            legacy = os.path.join(directory, "pytorch_model.bin")
-            _fetch(url.replace("model.safetensors", "pytorch_model.bin"), legacy, None, progress)
-            convert(directory, target)
-            os.unlink(legacy)
+    with _turn(os.path.join(directory, ".download.lock"), name):
+        for filename in FILES:
+            target = os.path.join(directory, filename)
+            if os.path.isfile(target):  # also where another process has just downloaded it
+                continue
+            url = f"{base}/{CHECKPOINTS[name]}/resolve/main/{filename}"
+            try:
+                _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
+            except _NotFound:
+                if filename != "model.safetensors":
+                    raise
+                # Some hub repos publish only pytorch_model.bin: fetch it and convert it (without torch).
+                from .convert import convert
+                legacy = os.path.join(directory, "pytorch_model.bin")
+                _fetch(url.replace("model.safetensors", "pytorch_model.bin"), legacy, None, progress)
+                convert(directory, target)
+                os.unlink(legacy)
     return directory
+
+
+@contextlib.contextmanager
+def _turn(lock, name):
+    """Hold an exclusive lock on the file `lock` (made if missing), waiting for it where another process holds
+    it: two processes that download into one `.part` file at once would interleave their writes, and one would
+    move it into place half-written under the other. The file stays: were it removed, a third process could lock
+    a new one while a second still waits on it. POSIX (fcntl); elsewhere no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"minimatte: waiting for another process's download of {name}", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class _NotFound(RuntimeError):

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -32,11 +33,12 @@ class Terminal(io.StringIO):
 
 
 class Hub(http.server.ThreadingHTTPServer):
-    """Serves {path: bytes} in the hub layout; honours Range; can cut a response short once. HEAD answers with
-    the commit and ETag headers that huggingface_hub's downloads read."""
+    """Serves {path: bytes} in the hub layout; honours Range; can cut a response short once, or hold it halfway
+    until an event is set (`hold`: {path: threading.Event}). HEAD answers with the commit and ETag headers that
+    huggingface_hub's downloads read."""
 
     def __init__(self, files):
-        self.files, self.cut_once, self.requests = files, set(), []
+        self.files, self.cut_once, self.hold, self.requests = files, set(), {}, []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -57,6 +59,12 @@ class Hub(http.server.ThreadingHTTPServer):
                     handler.wfile.write(body[start:start + len(body) // 2])
                     handler.close_connection = True
                     return
+                if handler.path in self.hold:
+                    middle = start + (len(body) - start) // 2
+                    handler.wfile.write(body[start:middle])
+                    handler.wfile.flush()
+                    self.hold[handler.path].wait(60)
+                    start = middle
                 handler.wfile.write(body[start:])
 
         def send_headers(handler, body, start):
@@ -117,6 +125,37 @@ def test_download_resume_and_load(served, tmp_path, det_model):
     assert cli.main(["download", "hustvl/vitmatte-small-distinctions-646"]) == 0 and len(server.requests) == requests
 
 
+@pytest.mark.skipif(os.name != "posix", reason="the download lock is POSIX's flock")
+def test_downloads_of_one_checkpoint_take_turns(served, tmp_path, capsys, det_model):
+    """A second download of a checkpoint that another is downloading (another process, a thread here) waits for
+    it, then finds the files there: no second request, no shared half-written .part file."""
+    server, repo = served
+    weights = repo + "model.safetensors"
+    server.hold[weights] = threading.Event()
+    first = threading.Thread(target=hub.download, args=(NAME,), kwargs={"progress": False})
+    first.start()
+    while not [path for path, _ in server.requests if path == weights]:  # the first is halfway through the weights
+        time.sleep(0.01)
+    second = threading.Thread(target=hub.download, args=(NAME,), kwargs={"progress": False})
+    second.start()
+    waited = ""
+    try:
+        for _ in range(1000):
+            waited += capsys.readouterr().err
+            if "waiting" in waited or len([path for path, _ in server.requests if path == weights]) > 1:
+                break
+            time.sleep(0.01)
+        assert f"minimatte: waiting for another process's download of {NAME}" in waited
+    finally:
+        server.hold[weights].set()
+        first.join(30)
+        second.join(30)
+    assert [path for path, _ in server.requests if path == weights] == [weights]  # requested once
+    model = minimatte.load(NAME)
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
+
+
 def test_a_checkpoint_in_the_hugging_face_cache_is_not_downloaded_again(served, tmp_path, monkeypatch, det_model):
     huggingface_hub, = require("huggingface_hub")
     server, repo = served
@@ -166,7 +205,8 @@ def test_repo_without_safetensors_is_converted(served, tmp_path, det_model):
     torch.save(state, tmp_path / "pytorch_model.bin")
     server.files[repo + "pytorch_model.bin"] = (tmp_path / "pytorch_model.bin").read_bytes()
     directory = hub.download(NAME, progress=False)
-    assert sorted(p.name for p in (tmp_path / "cache" / NAME).iterdir()) == sorted(hub.FILES)
+    left = {p.name for p in (tmp_path / "cache" / NAME).iterdir()} - {".download.lock"}  # the lock file stays
+    assert sorted(left) == sorted(hub.FILES)  # the .bin is gone
     pixels = np.zeros((1, 4, 32, 32), np.float32)
     np.testing.assert_array_equal(minimatte.load(directory)(pixels).alphas, det_model("small")(pixels).alphas)
 
