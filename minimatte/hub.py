@@ -98,6 +98,8 @@ def download(name, progress=True):
     if _offline():
         raise RuntimeError("download: offline mode is on (MINIMATTE_OFFLINE / HF_HUB_OFFLINE)")
     directory = os.path.join(cache_dir(), name)
+    if all(os.path.isfile(os.path.join(directory, filename)) for filename in FILES):  # a read-only cache too
+        return directory
     os.makedirs(directory, exist_ok=True)
     base = os.environ.get("MINIMATTE_HUB_URL") or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     base = base.rstrip("/")
