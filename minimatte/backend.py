@@ -184,6 +184,7 @@ _BLAS = _openblas_threads()
 _POOL = {}
 _STATE = threading.local()  # .workers: threads for pieces on this thread (1: run them serially)
 _STEERING = threading.Lock()  # held by the pass that has switched BLAS to one thread, throughout
+_switched = {}  # "blas threads": BLAS's own setting, while a pass has it switched to one thread
 
 
 @contextmanager
@@ -201,12 +202,12 @@ def cpu_threads(xp):
         blas_threads = _BLAS[0]()  # the process's setting: no other pass has it switched while the lock is held
         if blas_threads > 1:
             _BLAS[1](1)
-            _STATE.workers = blas_threads
+            _STATE.workers, _switched["blas threads"] = blas_threads, blas_threads
             try:
                 yield
             finally:
                 _STATE.workers = 1
-                _BLAS[1](blas_threads)
+                _BLAS[1](_switched.pop("blas threads"))
             return
     yield
 
@@ -279,6 +280,25 @@ def small_pages(xp):
             _pages["passes"] -= 1
             if _pages["passes"] == 0:
                 _set_madvise_hugepage(_pages["huge"])
+
+
+def _start_afresh_in_child():
+    """After a fork (multiprocessing's default way to start workers on Linux, a pre-forking server's), in the
+    child: it has the parent's memory but only the forking thread. The pools' threads are gone, and work given
+    to them would wait forever; a pass that ran in another of the parent's threads left its locks held and its
+    BLAS and huge-page settings switched. So the child starts with new pools and locks and the settings put back."""
+    global _STEERING, _PAGES
+    _POOL.clear()
+    _STEERING, _PAGES = threading.Lock(), threading.Lock()
+    if "blas threads" in _switched:
+        _BLAS[1](_switched.pop("blas threads"))
+    if _pages["passes"]:
+        _pages["passes"] = 0
+        _set_madvise_hugepage(_pages["huge"])
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_start_afresh_in_child)
 
 
 def keep_freed_memory():

@@ -1,5 +1,7 @@
 """The forward pass's own threads (backend.cpu_threads): same results, BLAS settings restored."""
+import multiprocessing
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -86,3 +88,57 @@ def test_passes_from_several_threads_take_turns_steering_blas(det_model, monkeyp
         assert blas == {"threads": threads, "switched": 0, "read while switched": 0}
         for got, expected in zip(results, alone):
             np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def _forked_pool():
+    """A one-process pool forked from this process, as multiprocessing forks workers by default on Linux (a
+    multi-threaded parent, which Python 3.12+ warns about: what users do here is the point)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return multiprocessing.get_context("fork").Pool(1)
+
+
+_INHERITED = {}  # what a forked child finds in its copy of the parent's memory: the model (which does not pickle)
+
+
+def _child_pass():
+    """In a forked child: a pass's alphas, and BLAS's thread count and NumPy's huge-page setting after it."""
+    alphas = _INHERITED["model"](_INHERITED["pixels"]).alphas
+    huge = backend._set_madvise_hugepage(True) if backend._set_madvise_hugepage else None
+    return alphas, backend._BLAS[0]() if backend._BLAS else None, huge
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+def test_forked_children_run_passes(det_model):
+    """A child forked after passes ran (a pool of workers started from a program that has matted already) runs
+    its own: without the parent's pool threads, which do not exist in it, and, where another thread's pass was
+    running at the fork, without its locks and with BLAS's and NumPy's settings put back."""
+    model = det_model("small")
+    pixels = np.random.default_rng(0).standard_normal((1, 4, 96, 128)).astype(np.float32)
+    alone = model(pixels).alphas  # the parent's pass: its pool's threads now exist
+    _INHERITED.update(model=model, pixels=pixels)
+    blas_threads = backend._BLAS[0]() if backend._BLAS else None
+    huge = backend._set_madvise_hugepage(True) if backend._set_madvise_hugepage else None
+    if huge is not None:
+        backend._set_madvise_hugepage(huge)
+
+    def running_pass(inside, leave):  # holds the locks and the switched settings until told to leave
+        with backend.cpu_threads(np), backend.small_pages(np):
+            inside.set()
+            leave.wait(60)
+
+    for another_pass in (False, True):
+        inside, leave = threading.Event(), threading.Event()
+        holder = threading.Thread(target=running_pass, args=(inside, leave))
+        if another_pass:
+            holder.start()
+            inside.wait(60)
+        try:
+            with _forked_pool() as pool:
+                alphas, child_blas, child_huge = pool.apply_async(_child_pass).get(timeout=60)
+        finally:
+            leave.set()
+            if another_pass:
+                holder.join()
+        np.testing.assert_allclose(alphas, alone, rtol=0, atol=1e-6)
+        assert (child_blas, child_huge) == (blas_threads, huge)
