@@ -1,9 +1,11 @@
 """The `minimatte` command line (also `python -m minimatte`)."""
 import argparse
+import contextlib
 import functools
 import io
 import os
 import platform
+import signal
 import sys
 import zlib
 
@@ -399,7 +401,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
         epilog="Exit status: 0 success, 1 missing file / unwritable output / download / some batch items failed, "
-               "2 bad input, 130 interrupted (Ctrl-C).")
+               "2 bad input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
     parser.add_argument("--version", action="version", version=f"minimatte {__version__} (Python "
                         f"{platform.python_version()}, NumPy {np.__version__}, Pillow {PIL.__version__})")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -498,14 +500,40 @@ def build_parser():
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (a job scheduler's time limit, `timeout`, `docker stop`, `kill`), raised where the program is, as
+    Ctrl-C raises KeyboardInterrupt: a file being written is removed (files.atomic_output), not left behind."""
+
+
+@contextlib.contextmanager
+def _terminate_raises():
+    """Within: SIGTERM raises Terminated in the main thread. Elsewhere (cli.main called from another thread)
+    the program's own handling stays."""
+    def terminated(signum, frame):
+        raise Terminated
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread, where Python runs signal handlers
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     backend.keep_freed_memory()  # a batch's later images reuse the memory of the first (see its docstring)
     try:
-        args.run(args)
+        with _terminate_raises():
+            args.run(args)
     except KeyboardInterrupt:  # Ctrl-C: no traceback; a file being written is removed (files.atomic_output)
         print("minimatte: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("minimatte: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # stdout's reader has gone (`minimatte evaluate ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else Python's exit flush fails again
         return 1

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -717,3 +718,27 @@ def test_cli_interrupted(tmp_path, capsys, monkeypatch):
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.png")]) == 130
     assert capsys.readouterr().err == "minimatte: interrupted\n"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_cli_terminated_while_writing(tmp_path, capsys, monkeypatch):
+    """SIGTERM (a job's time limit, `timeout`, `docker stop`) halfway through writing an output: one line, exit
+    status 143, and neither the output nor the temporary file it was being written to is left; the program's own
+    SIGTERM handling is back after."""
+    image, trimap = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
+    monkeypatch.setattr(minimatte.api, "load", lambda *args, **kwargs: None)
+    monkeypatch.setattr(minimatte.api, "infer", lambda *args, **kwargs: np.full((10, 10), 0.5, np.float32))
+
+    def save(image, file, *args, _save=Image.Image.save, **kwargs):
+        if not isinstance(file, str):  # the checks' probes, written to memory
+            return _save(image, file, *args, **kwargs)
+        with open(file, "wb") as out:
+            out.write(b"half a PNG")
+            os.kill(os.getpid(), signal.SIGTERM)
+            out.write(b"the rest")
+    monkeypatch.setattr(Image.Image, "save", save)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.png")]) == 143
+    assert capsys.readouterr().err == "minimatte: terminated\n"
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is handler
