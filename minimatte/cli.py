@@ -265,8 +265,8 @@ def _matte(args):
     thresholds = check_thresholds(args.thresholds or MASK_THRESHOLDS)
     background = getattr(args, "background", None)
     _check_stdio({"image": args.image, kind: hint, "background": background}, args.output)
-    floats = getattr(args, "bits", 8) == 32  # a float matte, which only TIFF holds
-    jobs, batch = _jobs(args.image, args.output, hint, kind, ".tif" if floats else ".png"), os.path.isdir(args.image)
+    extension = ".tif" if getattr(args, "bits", 8) == 32 else ".png"  # of outputs named in a folder: TIFF holds floats
+    jobs, batch = _jobs(args.image, args.output, hint, kind, extension), os.path.isdir(args.image)
     _check_not_inputs(jobs, background)
     if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
         remaining = [job for job in jobs if job[-1] == STDIO or not os.path.isfile(job[-1])]
