@@ -7,6 +7,7 @@ A checkpoint that transformers (huggingface_hub) has already downloaded into the
 from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1) never touches the network.
 """
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -100,7 +101,13 @@ def download(name, progress=True):
     directory = os.path.join(cache_dir(), name)
     if all(os.path.isfile(os.path.join(directory, filename)) for filename in FILES):  # a read-only cache too
         return directory
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if not os.access(directory, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as error:
+        raise OSError(f"download: cannot write into the cache folder {directory!r} ({error.strerror or error}); "
+                      "set MINIMATTE_CACHE to a folder you can write") from None
     base = os.environ.get("MINIMATTE_HUB_URL") or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     base = base.rstrip("/")
     with _turn(os.path.join(directory, ".download.lock"), name):

@@ -128,6 +128,15 @@ def test_download_resume_and_load(served, tmp_path, det_model):
     assert not os.path.exists(os.path.join(directory, ".download.lock"))  # so a read-only cache serves it
 
 
+def test_an_unwritable_cache_is_one_clear_error(served, tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_bytes(b"")
+    monkeypatch.setenv("MINIMATTE_CACHE", str(tmp_path / "file" / "cache"))  # under a file: cannot be made
+    assert cli.main(["download", NAME]) == 1
+    assert capsys.readouterr().err.endswith(f"minimatte: error: download: cannot write into the cache folder "
+                                            f"{str(tmp_path / 'file' / 'cache' / NAME)!r} (Not a directory); set "
+                                            "MINIMATTE_CACHE to a folder you can write\n")
+
+
 @pytest.mark.skipif(os.name != "posix", reason="the download lock is POSIX's flock")
 def test_downloads_of_one_checkpoint_take_turns(served, tmp_path, capsys, det_model):
     """A second download of a checkpoint that another is downloading (another process, a thread here) waits for
