@@ -63,7 +63,12 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     _check_loaded_as(model, backend=backend, precision=precision)
     if max_size is not None and (not isinstance(max_size, int) or max_size < 32):
         raise ValueError(f"max_size: expected an integer of at least 32 pixels, got {max_size!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress: expected a callable progress(fraction, stage), got {type(progress).__name__}")
     single = not isinstance(image, (list, tuple))
+    if single == isinstance(trimap, (list, tuple)):
+        raise ValueError("trimap: expected as many trimaps as images, both a list (or tuple) or neither, got "
+                         + ("a list of trimaps for one image" if single else "one trimap for a list of images"))
     images, trimaps = ([image], [trimap]) if single else (list(image), list(trimap))
     if len(images) != len(trimaps):
         raise ValueError(f"trimap: got {len(trimaps)} trimaps for {len(images)} images")

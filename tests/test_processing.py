@@ -385,6 +385,15 @@ def test_infer_returns_input_sized_alpha(det_model):
     both = minimatte.infer([image, image[:20]], [trimap, trimap[:20]], model=det_model("small"))
     np.testing.assert_array_equal(both[0], alpha)
     assert both[1].shape == (20, 53)
+    for images, trimaps, got in (([image, image], trimap, "one trimap for a list of images"),
+                                 (image, [trimap, trimap], "a list of trimaps for one image")):
+        with pytest.raises(ValueError, match=f"trimap: expected as many trimaps as images, both a list \\(or tuple\\) "
+                                             f"or neither, got {got}"):
+            minimatte.infer(images, trimaps, model=det_model("small"))
+    with pytest.raises(ValueError, match="trimap: got 1 trimaps for 2 images"):
+        minimatte.infer([image, image], [trimap], model=det_model("small"))
+    with pytest.raises(TypeError, match=r"progress: expected a callable progress\(fraction, stage\), got int"):
+        minimatte.infer(image, trimap, model=det_model("small"), progress=5)
 
 
 def test_guided_upsample_follows_the_image():
