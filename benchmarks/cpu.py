@@ -109,12 +109,19 @@ def child(engine, model_name, size, threads):
     return run_child(code, threads)
 
 
+def python_command(code):
+    """The command that runs `code` in a fresh Python without the working directory on sys.path (where `python -c`
+    puts it): from the repository root, its kernels/ source folder would be imported in place of the unrelated
+    PyPI package `kernels`, which transformers imports (from 5.25 on)."""
+    return [sys.executable, "-c", "import sys; sys.path[:] = [entry for entry in sys.path if entry]; " + code]
+
+
 def run_child(code, threads):
     """Runs `code`, which prints a JSON result last, in a fresh process with every engine's threads set to
     `threads`: (the result, None), or (None, why it failed)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    result = subprocess.run(python_command(code), env=env, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["?"])[-1]
         return None, f"failed ({'out of memory' if result.returncode in (-9, 137) else tail})"
@@ -148,7 +155,7 @@ def compare(args):
         if "onnxruntime" in args.engines:
             code = f"import sys; sys.path.insert(0, {HERE!r}); import cpu; cpu.ONNX_DIR = {ONNX_DIR!r}; " \
                    f"cpu.export_onnx({model_name!r})"
-            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            subprocess.run(python_command(code), check=True, capture_output=True)
         for size_text in args.sizes:
             size = tuple(int(v) for v in size_text.split("x"))
             runs = {e: [] for e in args.engines}

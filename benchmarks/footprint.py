@@ -22,6 +22,8 @@ import tempfile
 import time
 from importlib import metadata
 
+from cpu import python_command  # this folder: first on sys.path for a script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIDES = {  # what a user installs, what a program imports to run the model, and how it loads a checkpoint folder
     "minimatte": (["minimatte"], "import minimatte", "minimatte.load({folder!r})"),
@@ -76,7 +78,7 @@ def start_seconds(statement):
         times = []
         for _ in range(5):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True)
+            subprocess.run(python_command(code), check=True)
             times.append(time.perf_counter() - start)
         return statistics.median(times)
     return median(statement) - median("pass")

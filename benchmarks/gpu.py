@@ -26,6 +26,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+from cpu import python_command  # noqa: E402  (this folder: first on sys.path for a script)
+
 ENGINES = ("minimatte", "torch")
 PRECISIONS = ("float32", "float16")
 
@@ -111,7 +114,7 @@ def measure(engine, model_name, height, width, precision, rounds, alphas_path):
 def child(engine, model_name, size, precision, rounds, alphas_path):
     code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import gpu; print(json.dumps(gpu.measure("
             f"{engine!r}, {model_name!r}, {size[0]}, {size[1]}, {precision!r}, {rounds}, {alphas_path!r})))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(python_command(code), capture_output=True, text=True)
     if result.returncode != 0:
         return None, f"failed ({(result.stderr.strip().splitlines() or ['?'])[-1]})"
     return json.loads(result.stdout.strip().splitlines()[-1]), None

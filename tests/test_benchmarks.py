@@ -1,5 +1,6 @@
 """The benchmark scripts still run: stages.py finds every stage of the network it wraps (it reaches into
 minimatte.model) and the progress reports, footprint.py counts the right distributions, batch.py mattes a folder."""
+import importlib
 import re
 import subprocess
 import sys
@@ -25,14 +26,19 @@ def test_stage_profile_covers_the_network():
     assert [stage for stage, _, _ in bar][-2:] == ["fusion 4/4", "head"] and bar[-1][1:] == ("100.0", "100.0")
 
 
+def _benchmark(name):
+    """The module of benchmarks/NAME.py (which imports its neighbours as a script does)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
 def test_footprint_counts_what_minimatte_installs():
     """benchmarks/footprint.py sums minimatte's requirements, recursively, and leaves out its extras (torch is in
     [reference])."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import footprint
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    footprint = _benchmark("footprint")
     sizes, missing = footprint.installed_size(["minimatte"])
     assert {"minimatte", "numpy", "pillow", "safetensors"} <= set(sizes) and not missing
     assert "torch" not in sizes and "scipy" not in sizes
@@ -57,3 +63,13 @@ def test_batch_benchmark_mattes_a_folder(tmp_path):
                       re.MULTILINE)
     assert [row[0] for row in rows] == ["minimatte", "minimatte-kept"], result.stdout
     assert result.stdout.startswith("2 images from")
+
+
+def test_benchmark_children_leave_the_kernels_source_folder_alone():
+    """Run from the repository root, `python -c` finds the kernels/ source folder as a top-level package `kernels`,
+    in place of the PyPI package that transformers imports from 5.25 on (which then fails to import): the
+    benchmarks' child processes leave the working directory off sys.path."""
+    code = "import importlib.util; spec = importlib.util.find_spec('kernels'); print(spec and spec.origin)"
+    result = subprocess.run(_benchmark("cpu").python_command(code), cwd=ROOT, capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() != str(ROOT / "kernels" / "__init__.py")
