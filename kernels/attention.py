@@ -59,11 +59,63 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
 
     qkv: (N, a, b, 3C), the fused projection [q | k | v]; head j uses channels 64j..64j+63 of each block.
     rel_pos_h, rel_pos_w: the stored tables, (L_h, hd) and (L_w, hd), or None for no relative bias.
-    The bias for query (y, x) and key (y', x') is q·Rh[y-y'] + q·Rw[x-x'] with the *unscaled* q, added to
-    the logits before the softmax (reference: VitDet `add_decomposed_relative_positions`).
     queries: (a_q, b_q) to attend from the grid's top-left a_q x b_q tokens only (all a*b keys take part), or
     None for every token.
-    Returns (N, a_q, b_q, C) and the (N, heads, a_q*b_q, a*b) softmax probabilities (None unless asked for).
+    Returns (N, a_q, b_q, C) and the (N, heads, a_q*b_q, a*b) softmax probabilities (None unless asked for);
+    see attend.
+    """
+    xp = array_module(qkv)
+    n, a, b, c3 = qkv.shape
+    a_q, b_q = queries or (a, b)
+    hd = c3 // 3 // num_heads
+    grid = qkv.reshape(n, a, b, 3, num_heads, hd)
+    q = xp.ascontiguousarray(grid[:, :a_q, :b_q, 0].transpose(0, 3, 1, 2, 4))  # (N, nh, a_q, b_q, hd)
+    q = q.reshape(n, num_heads, a_q * b_q, hd)  # (N, nh, Mq, hd)
+    tokens = qkv.reshape(n, a * b, 3, num_heads, hd)
+    # Scaling k by hd^-0.5 (= 0.125, a power of two) is exactly scaling q, and leaves q unscaled for the bias.
+    k_t = xp.empty((n, num_heads, hd, a * b), dtype=qkv.dtype)  # (N, nh, hd, M), scaled in one pass
+    xp.multiply(tokens[:, :, 1].transpose(0, 2, 3, 1), hd ** -0.5, out=k_t)
+    v = xp.ascontiguousarray(tokens[:, :, 2].transpose(0, 2, 1, 3))  # (N, nh, M, hd)
+    del qkv, grid, tokens  # where the caller passed the projection on, its memory goes before the logits'
+    return attend(q, k_t, v, (a, b), (a_q, b_q), rel_pos_h, rel_pos_w, return_probs)
+
+
+def global_attention(x, qkv_params, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False):
+    """attention() of the (N, h, w, C) tokens over their whole grid, after their qkv projection (nn.linear with
+    `qkv_params`), which is computed head by head straight into the layouts attend() takes: the fused (N, M, 3C)
+    projection and their copies in those layouts are never in memory together (at 12 megapixels they took 207
+    MiB each, the block 483 MiB beyond its input). Returns (N, h, w, C) and the probabilities (None unless
+    asked for)."""
+    xp = array_module(x)
+    n, h, w, c = x.shape
+    hd, m = c // num_heads, h * w
+    tokens = x.reshape(n, m, c)
+    weight, bias = qkv_params["weight"], qkv_params.get("bias")  # (3C, C), (3C,): [q | k | v], heads within each
+    q, v = (xp.empty((n, num_heads, m, hd), dtype=x.dtype) for _ in range(2))  # (N, nh, M, hd)
+    k_t = xp.empty((n, num_heads, hd, m), dtype=x.dtype)  # (N, nh, hd, M)
+
+    def project(piece):
+        i, part, j = piece  # item, q/k/v, head
+        rows = slice(part * c + j * hd, part * c + (j + 1) * hd)  # the head's rows of W
+        into = None if part == 1 else (q, None, v)[part][i, j]
+        product = matmul(tokens[i], weight[rows].T, out=into)  # (M, C) -> (M, hd)
+        if bias is not None:
+            product += bias[rows]
+        if part == 1:  # k: transposed and scaled as in attention()
+            xp.multiply(product.T, hd ** -0.5, out=k_t[i, j])  # (M, hd) -> (hd, M)
+
+    run_pieces(project, [(i, part, j) for i in range(n) for part in range(3) for j in range(num_heads)])
+    return attend(q, k_t, v, (h, w), (h, w), rel_pos_h, rel_pos_w, return_probs)
+
+
+def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_probs=False):
+    """softmax(q k^T + relative position bias) v, per head, for queries q (N, nh, a_q*b_q, hd) from the top-left
+    `queries` = (a_q, b_q) tokens of the `grid` = (a, b) of keys k_t (N, nh, hd, a*b), already scaled by
+    hd^-0.5, and values v (N, nh, a*b, hd). Returns (N, a_q, b_q, C) and the (N, nh, a_q*b_q, a*b) softmax
+    probabilities (None unless asked for).
+
+    The bias for query (y, x) and key (y', x') is q·Rh[y-y'] + q·Rw[x-x'] with the *unscaled* q, added to
+    the logits before the softmax (reference: VitDet `add_decomposed_relative_positions`).
 
     Memory is bounded: queries are processed in slabs of whole grid rows (and of whole items for small
     grids, of a few heads for large ones), which is exact because the softmax and the relative bias are per
@@ -72,20 +124,10 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     flash-decoding; the same up to float32 rounding). The softmax is computed in float32 also for float16 logits;
     on CuPy the bias and softmax are one hand-written kernel (kernels/cuda/attention.cu).
     """
-    xp = array_module(qkv)
-    n, a, b, c3 = qkv.shape
-    a_q, b_q = queries or (a, b)
-    c = c3 // 3
-    hd, m = c // num_heads, a * b
-    grid = qkv.reshape(n, a, b, 3, num_heads, hd)
-    q = xp.ascontiguousarray(grid[:, :a_q, :b_q, 0].transpose(0, 3, 1, 2, 4))  # (N, nh, a_q, b_q, hd)
-    q = q.reshape(n, num_heads, a_q * b_q, hd)  # (N, nh, Mq, hd)
-    tokens = qkv.reshape(n, m, 3, num_heads, hd)
-    # Scaling k by hd^-0.5 (= 0.125, a power of two) is exactly scaling q, and leaves q unscaled for the bias.
-    k_t = xp.empty((n, num_heads, hd, m), dtype=qkv.dtype)  # (N, nh, hd, M), scaled in one pass
-    xp.multiply(tokens[:, :, 1].transpose(0, 2, 3, 1), hd ** -0.5, out=k_t)
-    v = xp.ascontiguousarray(tokens[:, :, 2].transpose(0, 2, 1, 3))  # (N, nh, M, hd)
-    del qkv, grid, tokens  # where the caller passed the projection on, its memory goes before the logits'
+    xp = array_module(q)
+    n, num_heads, _, hd = q.shape
+    (a, b), (a_q, b_q) = grid, queries
+    c, m = num_heads * hd, a * b
     use_bias = rel_pos_h is not None
     if use_bias:
         r_h = _relative_positions(rel_pos_h, a).transpose(0, 2, 1)  # (a, hd, a): query row, hd, key row

@@ -13,7 +13,7 @@ import numpy
 
 from . import backend, weights
 from .config import Config, ProcessorConfig, from_shapes
-from .kernels.attention import attention, relative_position_table, window_attention
+from .kernels.attention import global_attention, relative_position_table, window_attention
 from .kernels.conv import conv2d, conv2d_upsampled, patch_embed
 from .kernels.nn import gelu, layer_norm, linear, sigmoid
 from .kernels.resize import resize
@@ -41,10 +41,9 @@ def self_attention(x, p, config, windowed, return_probs):
         # does the same, and projects the tokens itself, a band of window rows at a time.
         out, probs = window_attention(x, p["qkv"], a, config.num_attention_heads, rel_h, rel_w,
                                       return_probs)  # (B, h, w, C) -> (B, h, w, C)
-    else:
-        # qkv: (B, h, w, C) -> (B, h, w, 3C), passed on, so that attention can let it go once split into heads
-        out, probs = attention(linear(x, p["qkv"]), config.num_attention_heads, rel_h, rel_w,
-                               return_probs)  # -> (B, h, w, C)
+    else:  # projects the tokens head by head (see global_attention)
+        out, probs = global_attention(x, p["qkv"], config.num_attention_heads, rel_h, rel_w,
+                                      return_probs)  # (B, h, w, C) -> (B, h, w, C)
     return linear(out, p["proj"]), probs
 
 
