@@ -134,7 +134,7 @@ def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_prob
         r_w = _relative_positions(rel_pos_w, b)[:b_q].transpose(0, 2, 1)  # (b_q, hd, b)
     fused = backend.cuda_kernel(xp, "attention.cu", "softmax_numerators", q.dtype) if use_bias else None
 
-    out = xp.empty((n, num_heads, a_q * b_q, hd), dtype=q.dtype)
+    out = xp.empty((n, a_q * b_q, num_heads, hd), dtype=q.dtype)  # heads joined: no copy to join them after
     probs = xp.empty((n, num_heads, a_q * b_q, m), dtype=q.dtype) if return_probs else None
 
     def softmax_numerators(logits, bias):
@@ -167,7 +167,7 @@ def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_prob
             rel_w = matmul(q_g.transpose(2, 0, 1, 3).reshape(b_q, -1, hd), r_w)  # (b_q, ni*heads*ry, b)
             rel_h = rel_h.reshape(ry, -1, b_q, a).transpose(1, 0, 2, 3)  # -> (ni*heads, ry, b_q, a): query, key row
             rel_w = rel_w.reshape(b_q, -1, ry, b).transpose(1, 2, 0, 3)  # -> (ni*heads, ry, b_q, b): query, key col
-        out_s = out[i0:i1, h0:h1, span]
+        out_s = out[i0:i1, span, h0:h1].transpose(0, 2, 1, 3)  # (ni, heads, ry*b_q, hd), a view
         parts = []  # each block of keys' numerators @ v, row maxima and row sums
         for k0, k1 in key_blocks:  # of whole key rows
             keys = slice(k0 * b, k1 * b)
@@ -199,8 +199,7 @@ def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_prob
         key_blocks = [(k0, min(a, k0 + step)) for k0 in range(0, a, step)]
     run_pieces(slab, [((i0, min(n, i0 + items)), (h0, min(num_heads, h0 + heads)), (y0, min(a_q, y0 + rows)))
                       for i0 in range(0, n, items) for h0 in range(0, num_heads, heads) for y0 in range(0, a_q, rows)])
-    out = out.transpose(0, 2, 1, 3).reshape(n, a_q, b_q, c)  # (N, nh, Mq, hd) -> (N, a_q, b_q, C), heads joined
-    return out, probs
+    return out.reshape(n, a_q, b_q, c), probs  # (N, Mq, nh, hd) -> (N, a_q, b_q, C)
 
 
 def window_attention(x, qkv_params, window, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False):

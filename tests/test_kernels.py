@@ -157,11 +157,15 @@ def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
 def test_global_attention_projects_as_the_fused_qkv(bias):
     """global_attention's head-by-head projection gives attention() of the fused qkv projection (other GEMM
     shapes: other roundings), for several items, with and without the qkv bias."""
+    own = np.random.default_rng(11)  # not the module's generator: the tests after this one keep their inputs
+
+    def draw(*shape):
+        return own.standard_normal(shape).astype(np.float32)
     n, h, w, heads, hd = 2, 5, 7, 3, 64
     c = heads * hd
-    x = randn(n, h, w, c)
-    params = {"weight": randn(3 * c, c) * 0.05, **({"bias": randn(3 * c)} if bias else {})}
-    rel_h, rel_w = randn(2 * h - 1, hd) * 0.1, randn(2 * w - 1, hd) * 0.1
+    x = draw(n, h, w, c)
+    params = {"weight": draw(3 * c, c) * 0.05, **({"bias": draw(3 * c)} if bias else {})}
+    rel_h, rel_w = draw(2 * h - 1, hd) * 0.1, draw(2 * w - 1, hd) * 0.1
     fused, fused_probs = attention_module.attention(nn.linear(x, params), heads, rel_h, rel_w, return_probs=True)
     out, probs = attention_module.global_attention(x, params, heads, rel_h, rel_w, return_probs=True)
     np.testing.assert_allclose(out, fused, rtol=0, atol=1e-5)
