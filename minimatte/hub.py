@@ -66,6 +66,11 @@ def _hf_snapshot(name):
     return snapshot if settings and (present("model.safetensors") or present("pytorch_model.bin")) else None
 
 
+def _complete(directory):
+    """Whether `directory` holds every file of a checkpoint (FILES)."""
+    return all(os.path.isfile(os.path.join(directory, filename)) for filename in FILES)
+
+
 def checkpoint_name(name):
     """The published checkpoint's short name, for a short name or its hub repo id (as transformers names it)."""
     repos = {repo: short for short, repo in CHECKPOINTS.items()}
@@ -80,7 +85,7 @@ def cached_checkpoint(name):
     into minimatte's cache (unless offline)."""
     name = checkpoint_name(name)
     directory = os.path.join(cache_dir(), name)
-    if all(os.path.isfile(os.path.join(directory, f)) for f in FILES):
+    if _complete(directory):
         return directory
     snapshot = _hf_snapshot(name)
     if snapshot is not None:
@@ -99,7 +104,7 @@ def download(name, progress=True):
     if _offline():
         raise RuntimeError("download: offline mode is on (MINIMATTE_OFFLINE / HF_HUB_OFFLINE)")
     directory = os.path.join(cache_dir(), name)
-    if all(os.path.isfile(os.path.join(directory, filename)) for filename in FILES):  # a read-only cache too
+    if _complete(directory):  # nothing to write: a read-only cache serves it too
         return directory
     try:
         os.makedirs(directory, exist_ok=True)
