@@ -285,7 +285,8 @@ def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
     """A trimap (0 background, 255 foreground, grey unknown) as float64 (or `dtype`) (H, W) in [0, 1].
 
     A trimap whose values go up to only 1 or 2 is refused: it is a map of class indices (0/1/2), which the
-    network would read as all background.
+    network would read as all background. So is one with no unknown pixel (a binary mask), which leaves
+    nothing to matte.
     """
     return to_unit(_stored_trimap(trimap, value_range, name), value_range, dtype)
 
@@ -296,6 +297,10 @@ def _stored_trimap(trimap, value_range, name):
     if value_range not in (1, 1.0) and 0 < a.max() <= 2:
         raise ValueError(f"{name}: expected 0 = background, {65535 if a.dtype == np.uint16 else 255} = "
                          f"foreground and grey = unknown, got values up to only {a.max():g} (class indices?)")
+    top = np.iinfo(a.dtype).max if a.dtype in (np.uint8, np.uint16) else value_range
+    if not ((a > 0) & (a < top)).any():
+        raise ValueError(f"{name}: no pixel is unknown (grey, between 0 and {top:g}), so there is nothing to "
+                         "matte; for a binary mask, build a trimap from it (trimap_from_mask, --mask)")
     return a
 
 
@@ -519,6 +524,9 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
     trimap = np.full(m.shape, 128, np.uint8)
     trimap[_erode(foreground, band)] = 255
     trimap[_erode(background, band)] = 0
+    if not (trimap == 128).any():
+        raise ValueError("band: 0 pixels around a mask without a soft edge leaves no pixel unknown, so there is "
+                         "nothing to matte; give a band of at least 1 pixel")
     return trimap
 
 

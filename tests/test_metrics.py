@@ -104,7 +104,12 @@ def test_trimap_from_mask():
     assert trimap[3, 10] == 128 and trimap[2, 10] == 0 and (trimap[:, :8] == 0).all()
     sure = mask * 0.98 + 0.01  # a soft mask's values beyond the thresholds (10 and 240 of 255) are certain
     np.testing.assert_array_equal(minimatte.trimap_from_mask(sure, band=2, value_range=1.0), trimap)
-    assert set(np.unique(minimatte.trimap_from_mask(mask, band=0))) == {0, 255}
+    with pytest.raises(ValueError, match="band: 0 pixels around a mask without a soft edge leaves no pixel unknown"):
+        minimatte.trimap_from_mask(mask, band=0)  # a trimap of only 0 and 255: nothing to matte
+    soft_edge = np.where(mask, 1.0, 0.0)
+    soft_edge[5, 10:25] = 0.5
+    np.testing.assert_array_equal(np.unique(minimatte.trimap_from_mask(soft_edge, band=0, value_range=1.0)),
+                                  [0, 128, 255])
     for saved in (np.uint8, np.uint16):  # 0/1 masks as segmentation tools save them, and the 0/255 convention
         np.testing.assert_array_equal(minimatte.trimap_from_mask(mask.astype(saved), band=2), trimap)
         full_scale = (mask * np.iinfo(saved).max).astype(saved)
@@ -148,7 +153,7 @@ def test_trimap_band_is_a_square_erosion_with_unshrinking_borders():
             for band in (0, 1, 2, 3, 6, 40):
                 for side in mask, ~mask:
                     np.testing.assert_array_equal(minimatte.processing._erode(side, band), eroded(side, band))
-                if mask.any() and not mask.all():  # else there is no edge: an error (below)
+                if mask.any() and not mask.all() and band:  # else no edge or no band: an error (below, above)
                     want = np.full(shape, 128)
                     want[eroded(mask, band)], want[eroded(~mask, band)] = 255, 0
                     np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=band), want)

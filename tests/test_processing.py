@@ -41,7 +41,7 @@ def test_trimap_is_only_rescaled_and_padding_is_zero():
 def test_processor_config_is_honoured():
     config = minimatte.ProcessorConfig(image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))
     image = np.full((32, 32, 3), 51, np.uint8)
-    pixels = minimatte.preprocess(image, np.zeros((32, 32), np.uint8), config).pixel_values
+    pixels = minimatte.preprocess(image, np.full((32, 32), 128, np.uint8), config).pixel_values
     np.testing.assert_allclose(pixels[0, :3, 0, 0], (0.2 - np.array(config.image_mean)) / config.image_std, rtol=1e-6)
     hf = minimatte.config.processor_from_hf(json.loads((REFERENCE / "hf_config_base" / "preprocessor_config.json")
                                                        .read_text()))
@@ -255,7 +255,7 @@ def test_binary_file_objects_are_files(tmp_path, det_model):
     np.testing.assert_array_equal(minimatte.read_image(pipe(tmp_path / "photo.png")), np.rot90(stored, -1) / 255)
     paths = tmp_path / "image.png", tmp_path / "trimap.png"  # a 64x96 crop of the bulb, around its edge
     for source, path in zip(BULB, paths):
-        Image.open(source).crop((300, 200, 396, 264)).save(path)
+        Image.open(source).crop((480, 200, 576, 264)).save(path)
     alpha = minimatte.infer(*map(pipe, paths), model=det_model("small"), force_known=True)  # the trimap read once
     np.testing.assert_array_equal(alpha, minimatte.infer(*map(str, paths), model=det_model("small"),
                                                          force_known=True))
@@ -272,13 +272,13 @@ def test_binary_file_objects_are_files(tmp_path, det_model):
 
 def test_batch_of_equal_sizes():
     images = [np.zeros((40, 50, 3), np.uint8), np.ones((40, 50, 3), np.uint8)]
-    trimaps = [np.zeros((40, 50), np.uint8)] * 2
+    trimaps = [np.full((40, 50), 128, np.uint8)] * 2
     batch = minimatte.preprocess(images, trimaps)
     assert batch.pixel_values.shape == (2, 4, 64, 64) and batch.sizes == [(40, 50)] * 2
 
 
 @pytest.mark.parametrize("image,trimap,kwargs,error,match", [
-    (np.zeros((10, 10, 3), np.uint8), np.zeros((10, 11), np.uint8), {}, ValueError, "trimap: size 10x11"),
+    (np.zeros((10, 10, 3), np.uint8), np.full((10, 11), 128, np.uint8), {}, ValueError, "trimap: size 10x11"),
     (np.zeros((10, 10, 5), np.uint8), np.zeros((10, 10), np.uint8), {}, ValueError, r"image: expected an \(H, W, 3\)"),
     (np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10, 2, 2), np.uint8), {}, ValueError, "trimap: expected a one"),
     (np.zeros((0, 10, 3), np.uint8), np.zeros((0, 10), np.uint8), {}, ValueError, "image: image is empty"),
@@ -291,6 +291,10 @@ def test_batch_of_equal_sizes():
      r"trimap: expected 0 = background, 255 = foreground and grey = unknown, got values up to only 2 \(class"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16), {}, ValueError, "65535 = foreground .* only 1 "),
     (np.zeros((4, 4, 3)), np.eye(4) * 2, {"value_range": 255.0}, ValueError, "trimap: expected 0 = background"),
+    (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint8) * 255, {}, ValueError,
+     r"trimap: no pixel is unknown \(grey, between 0 and 255\), so there is nothing to matte; for a binary mask"),
+    (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16) * 65535, {}, ValueError, "between 0 and 65535"),
+    (np.zeros((4, 4, 3), np.uint8), np.eye(4), {"value_range": 1.0}, ValueError, r"unknown \(grey, between 0 and 1\)"),
     (42, np.zeros((4, 4), np.uint8), {}, TypeError, "image: expected a file path"),
     (b"\x89PNG", np.zeros((4, 4), np.uint8), {}, TypeError, r"image: .* got bytes \(a file's contents: wrap them in "
      r"io.BytesIO\)"),
@@ -302,7 +306,8 @@ def test_bad_input_is_one_clear_error(image, trimap, kwargs, error, match):
 
 def test_trimaps_of_few_levels_that_are_not_class_indices():
     image = np.zeros((4, 4, 3), np.uint8)
-    for trimap, value_range in ((np.zeros((4, 4), np.uint8), None), (np.eye(4), 1.0), (np.eye(4) * 3, 255.0)):
+    for trimap, value_range in ((np.eye(4, dtype=np.uint8) * 3, None), (np.eye(4) * [1, 1, 1, 0.5], 1.0),
+                                (np.eye(4) * 3, 255.0)):
         levels = minimatte.preprocess(image, trimap, value_range=value_range).pixel_values[0, 3, :4, :4]
         np.testing.assert_array_equal(levels, np.float32(trimap / (value_range or 255)))
 
@@ -482,6 +487,11 @@ def test_infer_with_capped_size(det_model):
         minimatte.infer(image, trimap, model=model, max_size=8)
     with pytest.raises(ValueError, match=r"trimap: size 80x130 \(HxW\) does not match the image's 90x130"):
         minimatte.infer(image, trimap[:80], model=model, max_size=64)  # both were resized to one size, unchecked
+    thin = np.full((90, 130), 255, np.uint8)
+    thin[:, 65] = 128  # one column unknown: the nearest 64x44 reduction samples columns 1, 3, ..., 129
+    with pytest.raises(ValueError, match=r"max_size: the trimap's unknown region is too thin to survive the reduction "
+                                         r"to 64x44; widen it or give a larger max_size"):
+        minimatte.infer(image, thin, model=model, max_size=64)
 
 
 def test_swapped_image_and_trimap_are_one_clear_error(det_model):
