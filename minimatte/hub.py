@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import shutil
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ CHECKPOINTS = {
     "base-distinctions-646": "hustvl/vitmatte-base-distinctions-646",
 }
 FILES = ("config.json", "preprocessor_config.json", "model.safetensors")
+TIMEOUT_S = 60  # a connection, or a read of a response, that waits longer has failed
 KNOWN_SHA256 = {
     ("small-composition-1k", "model.safetensors"): "bda9289db1bb6762d978b42d1c62ae3f34daf7497171a347a1d09657efd788cb",
     ("small-composition-1k", "config.json"): "ae1006f5a83227048b563b2e60709d4203e432b2276949ebef41a8cfeeeaf45f",
@@ -167,7 +169,7 @@ def _fetch(url, target, sha256, progress):
     have = os.path.getsize(partial) if os.path.exists(partial) else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        response = urllib.request.urlopen(request, timeout=60)
+        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as error:
         if error.code == 416 and have:  # the partial file is already complete
             response = None
@@ -182,17 +184,22 @@ def _fetch(url, target, sha256, progress):
             if have and response.status != 206:  # the server ignored the range: start over
                 have = 0
             total = int(response.headers.get("Content-Length", 0)) + have
+            broken = ""
             with open(partial, "ab" if have else "wb") as out:
                 done = have
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress and total:
-                        bar(os.path.basename(target), done / total, f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB")
+                try:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress and total:
+                            bar(os.path.basename(target), done / total, f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB")
+                except (socket.timeout, ConnectionError) as error:  # stalled or dropped: what came stays for a resume
+                    broken = f"; {error or type(error).__name__}"
             if progress and total:
                 print(file=sys.stderr)
-            if total and done < total:
-                raise RuntimeError(f"download: {url} ended early ({done} of {total} bytes); run again to resume")
+            if broken or total and done < total:
+                received = f"{done} of {total} bytes" if total else f"{done} bytes"
+                raise RuntimeError(f"download: {url} ended early ({received}{broken}); run again to resume")
     if sha256 is not None:
         digest = _sha256(partial)
         if digest != sha256:

@@ -4,6 +4,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -126,6 +127,26 @@ def test_download_resume_and_load(served, tmp_path, det_model):
     os.unlink(os.path.join(directory, ".download.lock"))  # a complete checkpoint needs no lock: nothing is written,
     assert cli.main(["download", "hustvl/vitmatte-small-distinctions-646"]) == 0 and len(server.requests) == requests
     assert not os.path.exists(os.path.join(directory, ".download.lock"))  # so a read-only cache serves it
+
+
+def test_a_stalled_download_is_one_clear_error_and_resumes(served, tmp_path, monkeypatch, capsys):
+    """A response that stops coming (a stalled or dropped connection) ends the download with one line that says
+    so; what came stays in the .part file, and the next run resumes from there."""
+    server, repo = served
+    weights = repo + "model.safetensors"
+    server.hold[weights] = threading.Event()  # half the weights, then nothing until it is set
+    monkeypatch.setattr(hub, "TIMEOUT_S", 0.5)
+    try:
+        assert cli.main(["download", NAME]) == 1
+    finally:
+        server.hold[weights].set()
+    error = capsys.readouterr().err.splitlines()[-1]
+    received = re.fullmatch(rf"minimatte: error: download: {re.escape(server.url + weights)} ended early \((\d+) of "
+                            rf"{len(server.files[weights])} bytes; timed out\); run again to resume", error).group(1)
+    assert 0 < int(received) <= len(server.files[weights]) // 2  # whole reads of what was sent
+    assert cli.main(["download", NAME]) == 0
+    assert [r for path, r in server.requests if path == weights] == [None, f"bytes={received}-"]
+    assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == server.files[weights]
 
 
 def test_an_unwritable_cache_is_one_clear_error(served, tmp_path, monkeypatch, capsys):
