@@ -26,6 +26,9 @@ CHECKPOINTS = {
 }
 FILES = ("config.json", "preprocessor_config.json", "model.safetensors")
 TIMEOUT_S = 60  # a connection, or a read of a response, that waits longer has failed
+# The commit whose files KNOWN_SHA256 fingerprints, downloaded instead of the latest (main): a later edit of
+# a file there (a config's new field) would otherwise fail the check, and the checkpoint could not be had.
+REVISIONS = {"small-composition-1k": "6a58ad7646403c1df626fbd746900aec7361ea1d"}
 KNOWN_SHA256 = {
     ("small-composition-1k", "model.safetensors"): "bda9289db1bb6762d978b42d1c62ae3f34daf7497171a347a1d09657efd788cb",
     ("small-composition-1k", "config.json"): "ae1006f5a83227048b563b2e60709d4203e432b2276949ebef41a8cfeeeaf45f",
@@ -122,7 +125,7 @@ def download(name, progress=True):
             target = os.path.join(directory, filename)
             if os.path.isfile(target):  # also where another process has just downloaded it
                 continue
-            url = f"{base}/{CHECKPOINTS[name]}/resolve/main/{filename}"
+            url = f"{base}/{CHECKPOINTS[name]}/resolve/{REVISIONS.get(name, 'main')}/{filename}"
             try:
                 _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
             except _NotFound:

@@ -251,6 +251,24 @@ def test_wrong_hash_is_refused_and_removed(served, tmp_path, monkeypatch):
     assert not list((tmp_path / "cache" / NAME).glob("config.json*"))
 
 
+def test_a_fingerprinted_checkpoint_comes_from_its_commit(served, tmp_path, monkeypatch):
+    """Where the files' sha256 are known, they are those of one commit, which is downloaded rather than the latest
+    (main), whose files may have changed since."""
+    assert hub.REVISIONS == {"small-composition-1k": "6a58ad7646403c1df626fbd746900aec7361ea1d"}  # the spec's commit
+    assert {name for name, _ in hub.KNOWN_SHA256} <= set(hub.REVISIONS)
+    server, repo = served
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    pinned = repo.replace("/main/", f"/{commit}/")
+    for filename in hub.FILES:
+        server.files[pinned + filename] = server.files.pop(repo + filename)
+    server.files[repo + "config.json"] = b'{"edited": "on main since"}'
+    monkeypatch.setitem(hub.REVISIONS, NAME, commit)
+    monkeypatch.setitem(hub.KNOWN_SHA256, (NAME, "config.json"),
+                        hashlib.sha256(server.files[pinned + "config.json"]).hexdigest())
+    hub.download(NAME, progress=False)
+    assert [path for path, _ in server.requests] == [pinned + filename for filename in hub.FILES]
+
+
 def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     server, repo = served
     del server.files[repo + "model.safetensors"]
