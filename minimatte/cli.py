@@ -17,7 +17,7 @@ from . import __version__, api, backend, convert, hub, metrics
 from .files import atomic_output
 from .foreground import cutout, open_background, stored_background
 from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_thresholds, icc_profile,
-                         in_colour_space, open_image, read_matte, read_trimap, trimap_from_mask)
+                         in_colour_space, open_image, read_matte, trimap_from_mask)
 from .progress import Items
 
 
@@ -354,8 +354,9 @@ def _evaluate(args):
 
     rows = []
     for stem, *paths in triples:
-        mattes = (np.rint(read(_input(path, name), name=name) * 255).astype(np.uint8) for read, path, name in
-                  zip((read_matte, read_matte, read_trimap), paths, ("pred", "gt", "trimap")))
+        # the trimap read as a matte, its values as stored: the metrics say what a trimap without 128 lacks
+        mattes = (np.rint(read_matte(_input(path, name), name=name) * 255).astype(np.uint8) for path, name in
+                  zip(paths, ("pred", "gt", "trimap")))
         try:
             rows.append(metrics.evaluate(*mattes))
         except ValueError as error:
