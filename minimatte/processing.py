@@ -228,7 +228,11 @@ def _checked(a, name, value_range):
         if lo < 0 or hi > value_range:
             raise ValueError(f"{name}: values must lie in [0, {value_range:g}], found [{lo:g}, {hi:g}]")
         return a
-    raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float")
+    hint = ""
+    if np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 65535:  # np.where(mask, 255, 0)
+        bits = 8 if a.max() <= 255 else 16
+        hint = f" (its values lie in 0..{a.max()}: for {bits}-bit values, pass .astype(np.uint{bits}))"
+    raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float{hint}")
 
 
 BAND_ROWS = 64  # rows of a full-size image converted to float64 at once (32 bytes a pixel whole: 384 MB at 12 MP)
