@@ -239,16 +239,21 @@ def _run(jobs, work, progress, batch):
         except KeyboardInterrupt:
             progress.clear()  # the bar makes way for main's message
             raise
-        except (ValueError, TypeError, OSError) as error:  # bad input, missing or unwritable file
+        except (ValueError, TypeError, OSError, MemoryError) as error:  # bad input, missing or unwritable file
             if not batch:
                 progress.clear()
                 raise
-            failed += 1
-            progress.item_done(f"minimatte: error: {error}", always_show=True)
+            failed += 1  # an image too large for memory: its arrays are freed by now, and the next may fit
+            progress.item_done(f"minimatte: error: {_message(error)}", always_show=True)
             continue
         progress.item_done("wrote the PNG to standard output" if job[-1] == STDIO else f"wrote {job[-1]}")
     if failed:
         raise RuntimeError(f"{failed} of {len(jobs)} {progress.label} failed")  # "images", "masks"
+
+
+def _message(error):
+    """The one line an error is reported as. NumPy's MemoryError names the array it could not allocate."""
+    return f"out of memory: {error or 'an allocation failed'}" if isinstance(error, MemoryError) else str(error)
 
 
 def _matte(args):
@@ -294,8 +299,12 @@ def _matte(args):
             alpha = hint
         else:  # a mask of another size (a segmentation model's, with the image's aspect) is scaled to the image's
             trimap = hint if kind == "trimap" else trimap_from_mask(hint, band, thresholds, size=image.size[::-1])
-            alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
-                              force_known=args.force_known)
+            try:
+                alpha = api.infer(image, trimap, model=model, max_size=args.max_size, progress=within,
+                                  force_known=args.force_known)
+            except MemoryError as error:  # the network's memory grows with the image: say what shrinks it
+                smaller = "a smaller --max-size" if args.max_size else "--max-size, which runs it on a reduced copy"
+                raise MemoryError(f"{error or 'an allocation failed'}; the network needs less with {smaller}") from None
         if args.command == "matte":
             _save_atomically(_alpha_image(alpha, args.bits), output)
             return
@@ -401,8 +410,8 @@ def _add_thresholds(sub, default):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
-        epilog="Exit status: 0 success, 1 missing file / unwritable output / download / some batch items failed, "
-               "2 bad input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
+        epilog="Exit status: 0 success, 1 missing file / unwritable output / download / out of memory / some batch "
+               "items failed, 2 bad input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
     parser.add_argument("--version", action="version", version=f"minimatte {__version__} (Python "
                         f"{platform.python_version()}, NumPy {np.__version__}, Pillow {PIL.__version__})")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -538,7 +547,7 @@ def main(argv=None):
     except BrokenPipeError:  # stdout's reader has gone (`minimatte evaluate ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else Python's exit flush fails again
         return 1
-    except (ValueError, TypeError, OSError, RuntimeError) as error:
-        print(f"minimatte: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as error:
+        print(f"minimatte: error: {_message(error)}", file=sys.stderr)
         return 2 if isinstance(error, (ValueError, TypeError)) else 1
     return 0

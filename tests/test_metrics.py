@@ -252,8 +252,8 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     Image.fromarray(np.where(np.asarray(Image.open(trimap_dir / names[0])) > 128, 255, 0).astype(np.uint8)).save(
         tmp_path / "binary.png")  # a trimap without unknown pixels: the metrics' own error
     assert cli.main(["evaluate", str(gt_dir / names[0]), str(gt_dir / names[0]), str(tmp_path / "binary.png")]) == 2
-    assert capsys.readouterr().err == ("minimatte: error: GT01: trimap: no pixel is 128, the unknown value whose region "
-                                       "the metrics score (it has only 0 and 255)\n")
+    assert capsys.readouterr().err == ("minimatte: error: GT01: trimap: no pixel is 128, the unknown value whose "
+                                       "region the metrics score (it has only 0 and 255)\n")
     Image.open(root / "gt_training_lowres" / names[1]).convert("L").save(pred_dir / names[0])  # another size
     assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 2
     assert "minimatte: error: GT01: pred, gt, trimap: sizes differ" in capsys.readouterr().err

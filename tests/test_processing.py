@@ -289,7 +289,8 @@ def test_batch_of_equal_sizes():
     (np.zeros((4, 4, 3), np.int64), np.zeros((4, 4), np.uint8), {}, TypeError, "image: unsupported dtype int64"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.int64) * 128, {}, TypeError, r"trimap: unsupported dtype int64; "
      r"expected uint8, uint16 or float \(its values lie in 0..128: for 8-bit values, pass .astype\(np.uint8\)\)$"),
-    (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.int32) * 1000, {}, TypeError, r"for 16-bit values, pass .astype\(np.uint16\)\)$"),
+    (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.int32) * 1000, {}, TypeError,
+     r"for 16-bit values, pass .astype\(np.uint16\)\)$"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.int32) * -1, {}, TypeError, "int32; expected uint8, uint16 or "
      "float$"),
     (np.zeros((4, 4, 3), np.uint8), np.uint8([[0, 1], [2, 1]]).repeat(2, 0).repeat(2, 1), {}, ValueError,
