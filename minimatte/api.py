@@ -9,7 +9,7 @@ from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
 from .processing import (check_not_swapped, check_size, crop, force_known_regions, grey_guide, guided_upsample,
-                         is_file, open_image, preprocess, read_image, read_trimap, resize_plane)
+                         is_file, open_image, preprocess, read_image, read_trimap, reduced_trimap, resize_plane)
 
 DEFAULT_MODEL = "small-composition-1k"
 
@@ -113,10 +113,7 @@ def _infer_capped(model, image, trimap, value_range, max_size, progress):
         return infer(rgb, hint, model, value_range=1.0, progress=progress)
     size = tuple(max(1, round(s * scale)) for s in hint.shape)
     small = np.stack([resize_plane(rgb[..., c], size, Image.BICUBIC) for c in range(3)], axis=-1)
-    small_hint = resize_plane(hint, size, Image.NEAREST)
-    if not ((small_hint > 0) & (small_hint < 1)).any():
-        raise ValueError(f"max_size: the trimap's unknown region is too thin to survive the reduction to "
-                         f"{size[1]}x{size[0]}; widen it or give a larger max_size")
+    small_hint = reduced_trimap(hint, size)
     guide = grey_guide(rgb)
     del rgb, hint  # not kept while the network runs: 16 bytes a pixel, 192 MB at 12 megapixels
     alpha = infer(np.clip(small, 0, 1), small_hint, model, value_range=1.0, progress=progress)

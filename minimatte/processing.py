@@ -585,6 +585,19 @@ def resize_plane(plane, size, resample, box=None):
     return np.asarray(img.resize((size[1], size[0]), resample, box))
 
 
+def reduced_trimap(trimap, size):
+    """A trimap (H, W) in [0, 1] at `size` = (H', W') smaller, for max_size's reduced network input: nearest-
+    neighbour samples, and unknown (128/255) wherever a reduced pixel covers unknown pixels or both foreground
+    and background, which samples alone would miss: an unknown band thinner than a reduced pixel would break up
+    into known foreground or background, or vanish."""
+    # Means over each reduced pixel's area (the pixels whose centres it holds): exactly 0 only where all of it is
+    # 0. So the trimap's is not 0 where it is not all background, and its complement's where not all foreground.
+    somewhere_not = [resize_plane(plane, size, Image.BOX) > 0 for plane in (trimap, 1 - trimap)]
+    reduced = resize_plane(trimap, size, Image.NEAREST)
+    widened = somewhere_not[0] & somewhere_not[1] & ((reduced == 0) | (reduced == 1))  # unknown samples keep their grey
+    return np.where(widened, np.float32(128 / 255), reduced)
+
+
 def _box_mean(x, radius):
     """Mean over the (2r+1)^2 window clipped to the image, per pixel (cumulative sums: O(1) per pixel)."""
     def along(a, axis):

@@ -484,8 +484,8 @@ def test_infer_with_capped_size(det_model):
     # the network ran on a 64x44 bicubic downscale (trimap: nearest), then the guided upsampling
     small_image = np.stack([np.asarray(Image.fromarray((image[..., c] / 255).astype(np.float32))
                                        .resize((64, 44), Image.BICUBIC)) for c in range(3)], axis=-1)
-    small_trimap = np.asarray(Image.fromarray(trimap).resize((64, 44), Image.NEAREST))
-    low = minimatte.infer(np.clip(small_image, 0, 1), small_trimap / 255, model=model, value_range=1.0)
+    small_trimap = minimatte.processing.reduced_trimap(trimap / np.float32(255), (44, 64))
+    low = minimatte.infer(np.clip(small_image, 0, 1), small_trimap, model=model, value_range=1.0)
     expected = minimatte.processing.guided_upsample(low, image / 255.0)
     np.testing.assert_allclose(capped, expected, atol=1e-6)
     assert np.abs(capped - full).max() > 1e-4  # and it is not the full-resolution result
@@ -493,11 +493,30 @@ def test_infer_with_capped_size(det_model):
         minimatte.infer(image, trimap, model=model, max_size=8)
     with pytest.raises(ValueError, match=r"trimap: size 80x130 \(HxW\) does not match the image's 90x130"):
         minimatte.infer(image, trimap[:80], model=model, max_size=64)  # both were resized to one size, unchecked
-    thin = np.full((90, 130), 255, np.uint8)
-    thin[:, 65] = 128  # one column unknown: the nearest 64x44 reduction samples columns 1, 3, ..., 129
-    with pytest.raises(ValueError, match=r"max_size: the trimap's unknown region is too thin to survive the reduction "
-                                         r"to 64x44; widen it or give a larger max_size"):
-        minimatte.infer(image, thin, model=model, max_size=64)
+
+
+def test_a_reduced_trimap_keeps_what_its_samples_miss():
+    """max_size's trimap: each reduced pixel is the nearest sample, but unknown (128) where its area (the source
+    pixels whose centres it holds, as PIL's BOX filter takes them) holds unknown pixels, or foreground and
+    background both; so a band thinner than a reduced pixel stays whole, and so does an edge with no band."""
+    trimap = np.full((90, 130), 255, np.uint8)
+    trimap[:, :40] = 0  # foreground meets background with no band between
+    trimap[:, 65] = 128  # one column unknown: the nearest 64x44 reduction samples columns 1, 3, ..., 129
+    trimap[60:63, 90:100] = 100  # an unknown patch of another grey
+    sampled = np.asarray(Image.fromarray(trimap).resize((64, 44), Image.NEAREST)).astype(np.float32) / 255
+    assert not ((sampled > 0) & (sampled < 1))[:, 20:40].any()  # the samples miss the column
+    expected = sampled.copy()
+    for i in range(44):
+        for j in range(64):
+            area = trimap[int(i * 90 / 44 + 0.5):int((i + 1) * 90 / 44 + 0.5),
+                          int(j * 130 / 64 + 0.5):int((j + 1) * 130 / 64 + 0.5)]
+            mixed = ((area > 0) & (area < 255)).any() or (area == 0).any() and (area == 255).any()
+            if mixed and sampled[i, j] in (0, 1):
+                expected[i, j] = np.float32(128 / 255)
+    reduced = minimatte.processing.reduced_trimap(trimap / np.float32(255), (44, 64))
+    np.testing.assert_array_equal(reduced, expected)
+    assert (reduced[:, 32] == np.float32(128 / 255)).all() and (reduced[:, 19] == np.float32(128 / 255)).all()
+    assert sorted(np.unique(reduced) * 255) == pytest.approx([0, 100, 128, 255])
 
 
 def test_swapped_image_and_trimap_are_one_clear_error(det_model):
