@@ -126,6 +126,9 @@ def read_any(source):
         directory = None if source.endswith(".safetensors") else os.path.dirname(source)
     else:
         raise FileNotFoundError(f"checkpoint: no such file or directory {source!r}")
+    if source.lower().endswith(".onnx"):  # e.g. the Xenova/vitmatte-* exports, for transformers.js
+        raise ValueError(f"checkpoint: {source!r} is an ONNX export, a graph rather than the checkpoint's named "
+                         "weights; give the checkpoint itself (safetensors or PyTorch), e.g. small-composition-1k")
     if source.endswith(".safetensors"):
         state, metadata = read_safetensors(source)
     else:

@@ -104,6 +104,11 @@ def test_truncated_and_corrupt_files(tmp_path, reference_model):
         with pytest.raises(ValueError, match="is not a readable PyTorch zip checkpoint"):
             convert.convert(bad, tmp_path / "never.safetensors")
     assert not list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob(".minimatte-*"))
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x07\x12\x07pytorch")  # an ONNX protobuf's first fields
+    with pytest.raises(ValueError, match=r"checkpoint: '.*model.onnx' is an ONNX export, a graph rather than the "
+                                         r"checkpoint's named weights; give the checkpoint itself"):
+        minimatte.load(onnx)
     _zip_with_pickle(tmp_path / "notensors.pth", {"model": [1, 2, 3]})
     with pytest.raises(ValueError, match="does not hold a state dict of tensors"):
         convert.convert(tmp_path / "notensors.pth", tmp_path / "never.safetensors")
