@@ -4,7 +4,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from .backend import to_numpy
+from .backend import small_pages, to_numpy
 from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
@@ -73,16 +73,17 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     if len(images) != len(trimaps):
         raise ValueError(f"trimap: got {len(trimaps)} trimaps for {len(images)} images")
     alphas = []
-    for number, (img, tri) in enumerate(zip(images, trimaps)):
-        if force_known and is_file(tri):
-            tri = open_image(tri, "trimap")  # decoded once, for the network and the forcing
-        report = _image_progress(progress, number, len(images))
-        if max_size is None:
-            batch = preprocess(img, tri, model.processor, value_range)
-            alpha, = crop(to_numpy(model(batch.pixel_values, progress=report).alphas), batch.sizes)
-        else:
-            alpha = _infer_capped(model, img, tri, value_range, max_size, report)
-        alphas.append(force_known_regions(alpha, tri, value_range) if force_known else alpha)
+    with small_pages(np):  # the pixel work around the passes too, on the host whatever the backend (see there)
+        for number, (img, tri) in enumerate(zip(images, trimaps)):
+            if force_known and is_file(tri):
+                tri = open_image(tri, "trimap")  # decoded once, for the network and the forcing
+            report = _image_progress(progress, number, len(images))
+            if max_size is None:
+                batch = preprocess(img, tri, model.processor, value_range)
+                alpha, = crop(to_numpy(model(batch.pixel_values, progress=report).alphas), batch.sizes)
+            else:
+                alpha = _infer_capped(model, img, tri, value_range, max_size, report)
+            alphas.append(force_known_regions(alpha, tri, value_range) if force_known else alpha)
     return alphas[0] if single else alphas
 
 

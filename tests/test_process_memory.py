@@ -92,6 +92,25 @@ def test_passes_keep_numpys_arrays_off_huge_pages(det_model, monkeypatch, settin
         backend._set_madvise_hugepage(original)
 
 
+@pytest.mark.skipif(backend._set_madvise_hugepage is None, reason="this NumPy has no huge-page setting")
+def test_infer_keeps_its_pixel_work_off_huge_pages(det_model, monkeypatch):
+    """infer's work around the pass (the image made float, with max_size its reduction and the guided upsampling
+    of full-resolution arrays) runs without huge pages too, and NumPy's setting is back after."""
+    import minimatte
+    seen = []
+    for name in "preprocess", "guided_upsample":
+        monkeypatch.setattr(minimatte.api, name, lambda *args, _work=getattr(minimatte.api, name), **kwargs: (
+            seen.append(numpys_huge_pages()), _work(*args, **kwargs))[1])
+    image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    original = backend._set_madvise_hugepage(True)
+    try:
+        for max_size in None, 48:
+            minimatte.infer(image, np.full((64, 96), 128, np.uint8), model=det_model("small"), max_size=max_size)
+        assert seen == [False, False, False] and numpys_huge_pages()  # preprocess twice: at 48 it runs on 32x48
+    finally:
+        backend._set_madvise_hugepage(original)
+
+
 # A batch under an address-space limit: enough for the model and a small image's pass, not for a large image's.
 OUT_OF_MEMORY = f"""
 import resource, sys
