@@ -187,6 +187,7 @@ def _fetch(url, target, sha256, progress):
             if have and response.status != 206:  # the server ignored the range: start over
                 have = 0
             total = int(response.headers.get("Content-Length", 0)) + have
+            redrawn = progress and total and sys.stderr.isatty()  # a log gets one line a file, not one a MiB
             broken = ""
             with open(partial, "ab" if have else "wb") as out:
                 done = have
@@ -194,15 +195,17 @@ def _fetch(url, target, sha256, progress):
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
                         done += len(chunk)
-                        if progress and total:
+                        if redrawn:
                             bar(os.path.basename(target), done / total, f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB")
                 except (socket.timeout, ConnectionError) as error:  # stalled or dropped: what came stays for a resume
                     broken = f"; {error or type(error).__name__}"
-            if progress and total:
+            if redrawn:
                 print(file=sys.stderr)
             if broken or total and done < total:
                 received = f"{done} of {total} bytes" if total else f"{done} bytes"
                 raise RuntimeError(f"download: {url} ended early ({received}{broken}); run again to resume")
+            if progress and not redrawn:
+                print(f"{os.path.basename(target)}: {done / 2**20:.1f} MiB", file=sys.stderr)
     if sha256 is not None:
         digest = _sha256(partial)
         if digest != sha256:

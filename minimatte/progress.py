@@ -1,13 +1,33 @@
 """Progress on stderr: a bar redrawn in place on a terminal; plain lines where stderr is a log or a pipe."""
+import os
 import sys
 import time
 
 
 def bar(label, fraction, text, width=30):
-    """Redraw one progress line in place: `label: [#####.....] text`."""
+    """Redraw one progress line in place: `label: [#####.....] text`, within the terminal's width: a longer
+    line would wrap, and each redraw, which goes back to the start of the last row only, would leave a copy
+    above. The label (a file name) gives way first, then the bar, then the end of the text."""
+    room = _columns() - 1  # some terminals wrap on the last column
+    if len(label) + width + len(text) + 5 > room and len(label) > 12:
+        label = label[:max(9, room - width - len(text) - 8)] + "..."
+    width = max(10, min(width, room - len(label) - len(text) - 5))
     filled = int(width * min(max(fraction, 0.0), 1.0))
-    sys.stderr.write(f"\r{label}: [{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K")
+    line = f"{label}: [{'#' * filled}{'.' * (width - filled)}] {text}"
+    sys.stderr.write(f"\r{line[:room]}\x1b[K")
     sys.stderr.flush()
+
+
+def _columns():
+    """The terminal's width: $COLUMNS, else that of stderr's terminal, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, ValueError, OSError):  # no file descriptor (a test's stream), or not a terminal
+        return 80
 
 
 def _clock(seconds):

@@ -1,8 +1,12 @@
-"""Progress through a forward pass: the work per stage (FLOPs) and the reports made from it."""
+"""Progress through a forward pass: the work per stage (FLOPs) and the reports made from it; the bar."""
+import io
+import sys
+
 import numpy as np
 import pytest
 
 import minimatte
+from minimatte import progress
 from minimatte.model import stage_flops
 from reference import require_reference
 
@@ -78,3 +82,34 @@ def test_progress_in_decoder_bands(det_model, monkeypatch):
     reports.clear()  # the budget is the batch's: two images run in bands of half the rows
     det_model("small")(np.zeros((2, 4, 96, 64), np.float32), progress=lambda *report: reports.append(report))
     assert reports[-1] == (1.0, "band 6/6, head")
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80, 120])
+def test_the_bar_fits_the_terminal(monkeypatch, columns):
+    """A bar line longer than the terminal would wrap, and each redraw (back to the start of its last row only)
+    would leave a copy behind: it is kept within the width. The label gives way first, then the bar, then the
+    end of the text."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    cases = [("a_very_long_file_name_of_a_photo.png", "block 5/12, 1:23 left"),
+             ("images", "3/27, band 2/3, fusion 2/4, 3.4 s each, 1:23 left"), ("bulb.png", "head")]
+    for label, text in cases:
+        stream = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        progress.bar(label, 0.5, text)
+        line = stream.getvalue()
+        assert line.startswith("\r") and line.endswith("\x1b[K")
+        line = line[1:-3]
+        assert len(line) < columns
+        if len(label) + len(text) + 35 < columns:  # room for all: as it always was
+            assert line == f"{label}: [{'#' * 15}{'.' * 15}] {text}"
+        shown, rest = line.split(": [", 1)
+        assert shown == label or shown.endswith("...") and label.startswith(shown[:-3])
+        bar = rest.split("] ", 1)[0]
+        assert 10 <= len(bar) <= 30 and bar.count("#") == len(bar) // 2
+        assert text.startswith(rest.split("] ", 1)[1])
+    monkeypatch.setenv("COLUMNS", "80")
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    progress.bar("a_very_long_file_name_of_a_photo.png", 0.5, "block 5/12, 1:23 left")
+    assert stream.getvalue() == f"\ra_very_long_file_nam...: [{'#' * 15}{'.' * 15}] block 5/12, 1:23 left\x1b[K"
+
