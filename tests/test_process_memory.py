@@ -1,5 +1,6 @@
 """The process's memory around forward passes: backend.keep_freed_memory (later passes reuse the memory of the
 first instead of faulting in fresh pages) and backend.small_pages (no huge pages for NumPy's arrays in a pass)."""
+import os
 import re
 import subprocess
 import sys
@@ -146,8 +147,10 @@ def test_an_image_too_large_for_memory_is_one_line_and_the_batch_goes_on(tmp_pat
     traceback; in a batch the image is skipped, its memory freed for the next, and the run fails at the end."""
     for folder in "images", "trimaps":
         (tmp_path / folder).mkdir()
+    # Two threads and two malloc arenas whatever the machine: each thread's arena reserves 64 MB of address space.
+    environment = dict(os.environ, OPENBLAS_NUM_THREADS="2", MALLOC_ARENA_MAX="2")
     result = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY, str(tmp_path)], capture_output=True, text=True,
-                            cwd=TESTS, timeout=300)
+                            cwd=TESTS, timeout=300, env=environment)
     lines = result.stderr.splitlines()
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0] == f"[1/3] wrote {tmp_path / 'out' / 'a_small.png'}", lines
