@@ -7,6 +7,7 @@ A checkpoint that transformers (huggingface_hub) has already downloaded into the
 from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1) never touches the network.
 """
 import contextlib
+import difflib
 import errno
 import hashlib
 import os
@@ -80,8 +81,10 @@ def checkpoint_name(name):
     """The published checkpoint's short name, for a short name or its hub repo id (as transformers names it)."""
     repos = {repo: short for short, repo in CHECKPOINTS.items()}
     if name not in CHECKPOINTS and name not in repos:
+        close = difflib.get_close_matches(name, [*CHECKPOINTS, *repos], n=1)  # a typo's likely meaning
         raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
-                         f"({', '.join(CHECKPOINTS)}, or their hub repo ids)")
+                         f"({', '.join(CHECKPOINTS)}, or their hub repo ids)"
+                         + (f"; did you mean {close[0]!r}?" if close else ""))
     return repos.get(name, name)
 
 

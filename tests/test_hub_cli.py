@@ -286,8 +286,12 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     monkeypatch.setenv("MINIMATTE_HUB_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(RuntimeError, match="cannot reach"):
         hub.download(NAME, progress=False)
-    with pytest.raises(ValueError, match="neither an existing path nor a checkpoint name"):
+    with pytest.raises(ValueError, match=r"neither an existing path nor a checkpoint name \(.*hub repo ids\)$"):
         minimatte.load("no-such-model")
+    for typo, meant in (("small-composition1k", "small-composition-1k"),
+                        ("hustvl/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646")):
+        with pytest.raises(ValueError, match=rf"hub repo ids\); did you mean '{meant}'\?$"):
+            minimatte.load(typo)
 
 
 def test_cli_float_mattes(served, tmp_path, capsys):
