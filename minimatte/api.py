@@ -51,8 +51,9 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     model: a loaded VitMatte, a path or checkpoint name (default: small-composition-1k), loaded with
            `backend` and `precision` (see load) on each call: for many images, load it once with `load`.
     max_size: for images too large for memory or time, run the network with the longer side capped at this
-              many pixels and upsample the alpha guided by the full-resolution image (see guided_upsample);
-              fine structure smaller than the reduced pixel size (single hairs) is lost.
+              many pixels (the trimap reduced so that thin unknown bands stay whole: reduced_trimap) and upsample
+              the alpha guided by the full-resolution image (see guided_upsample); fine structure smaller than
+              the reduced pixel size (single hairs) is lost.
     progress: a callable progress(fraction, stage), called as the network finishes each stage ("block 5/12",
               "fusion 2/4", ...) with the fraction of the work done over all images (by FLOPs; 1.0 at the end).
     force_known: alpha exactly 0 where the trimap is 0 and 1 where it is 255 (force_known_regions); by default
