@@ -1,4 +1,4 @@
-"""Writing the command line's outputs: its save options per format (minimatte.cli.SAVE_OPTIONS) against
+"""Writing the command line's outputs: its save options per format (minimatte.files.SAVE_OPTIONS) against
 Pillow's defaults, on the three kinds of file it writes: 8-bit mattes (L), RGBA cut-outs and RGB composites.
 Time, size and the largest error read back (in levels of 255), in one run.
 
@@ -21,7 +21,7 @@ from PIL import Image
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 from helpers import DATA  # noqa: E402  (../shared/data, or $MINIMATTE_SHARED/data)
-from minimatte.cli import SAVE_OPTIONS  # noqa: E402
+from minimatte.files import SAVE_OPTIONS  # noqa: E402
 
 KINDS = {"matte (L)": "L", "cut-out (RGBA)": "RGBA", "composite (RGB)": "RGB"}
 

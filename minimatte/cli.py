@@ -1,91 +1,30 @@
 """The `minimatte` command line (also `python -m minimatte`)."""
 import argparse
 import contextlib
-import functools
 import io
 import os
 import platform
 import signal
 import sys
-import zlib
 
 import numpy as np
 import PIL
-from PIL import Image, ImageCms
+from PIL import Image
 
 from . import __version__, api, backend, convert, hub, metrics
-from .files import atomic_output
+from .files import ALPHA_MODES, check_format, output_format, save
 from .foreground import cutout, open_background, stored_background
-from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_thresholds, icc_profile,
-                         in_colour_space, open_image, read_matte, trimap_from_mask)
+from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_thresholds, icc_profile, open_image,
+                         read_matte, trimap_from_mask)
 from .progress import Items
 
 
 STDIO = "-"  # as an input file: standard input; as the output: standard output, a PNG
 
 
-def _format(path):
-    """The PIL format for an output file's extension; PNG when PIL knows none."""
-    extension = os.path.splitext(path)[1].lower()
-    return "HEIF" if extension in HEIF_EXTENSIONS else Image.registered_extensions().get(extension, "PNG")
-
-
-# Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
-# - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
-#   filtered rows: cut-outs and composites are written 4-5x faster, files within a few percent of the size;
-# - WebP: lossless, with the colours under transparent pixels kept as PNG keeps them (the default is lossy:
-#   mattes came back up to 24 levels in 255 off, composites 100);
-# - JPEG: quality 95 (OpenCV's default) instead of 75; JPEG is lossy at any quality, PNG is the format for mattes;
-# - AVIF: quality 100 without chroma subsampling (the default, 75 and 4:2:0, moved mattes' values by up to 26
-#   levels in 255 and colours by 98); mattes then read back exactly, colours within a few levels.
-SAVE_OPTIONS = {"PNG": {"compress_type": zlib.Z_RLE}, "WEBP": {"lossless": True, "exact": True},
-                "JPEG": {"quality": 95}, "AVIF": {"quality": 100, "subsampling": "4:4:4"}}
-
-
-@functools.lru_cache(maxsize=None)
-def _keeps_profile(form):
-    """Whether Pillow writes an ICC profile into files of format `form` (PNG, JPEG, WebP, TIFF; not GIF, BMP, PPM)."""
-    file = io.BytesIO()
-    try:
-        Image.new("RGB", (1, 1)).save(file, format=form, icc_profile=ImageCms.ImageCmsProfile(
-            ImageCms.createProfile("sRGB")).tobytes())
-        return "icc_profile" in Image.open(file).info
-    except (OSError, ValueError, KeyError):  # the save itself then says what is wrong
-        return False
-
-
-def _save_atomically(image, path, profile=None):
-    """Save a PIL image to `path` in the format of its extension, with its colours in the colour space of ICC
-    `profile` (bytes; None is sRGB): the profile is written into the file, or where the format cannot hold
-    one, the colours are converted into sRGB, which viewers take untagged files to be."""
-    form = _format(path)
-    if profile and not _keeps_profile(form):
-        image.info["icc_profile"] = profile
-        image, profile = in_colour_space(image, None, "output"), None
-    options = dict(SAVE_OPTIONS.get(form, {}), **({"icc_profile": profile} if profile else {}))
-    if path == STDIO:  # encoded whole first: a failure writes nothing
-        encoded = io.BytesIO()
-        image.save(encoded, format=form, **options)
-        sys.stdout.buffer.write(encoded.getvalue())
-        sys.stdout.buffer.flush()
-        return
-    try:
-        with atomic_output(path) as tmp:
-            image.save(tmp, format=form, **options)
-    except OSError as error:
-        raise OSError(f"output: cannot write {path!r} ({error.strerror or error})") from None
-
-
-WRITTEN = {"L": "an 8-bit alpha", "I;16": "a 16-bit alpha", "F": "a 32-bit float alpha", "RGBA": "an RGBA cut-out",
-           "RGB": "an RGB composite"}
-ALPHA_MODES = {8: "L", 16: "I;16", 32: "F"}  # the PIL mode of a matte of --bits bits
-
-
 def _check_writable(outputs, mode):
-    """Before any work: refuse an output file whose format cannot hold the result: an RGBA cut-out as JPEG
-    (no alpha), GIF (alpha 0 or 255 only) or BMP (alpha not read back), 16-bit alphas outside PNG and TIFF
-    (others keep 8 bits), float alphas outside TIFF; or one whose folder is a file or cannot be written. STDIO is
-    a PNG."""
+    """Before any work: refuse an output file whose format cannot hold an image of PIL `mode` (check_format), or
+    one whose folder is a file or cannot be written. STDIO is a PNG."""
     for folder in {os.path.dirname(os.path.abspath(path)) for path in outputs if path != STDIO}:
         existing = folder  # the folder, or the nearest one above it that exists: the rest is made when writing
         while not os.path.exists(existing):
@@ -93,22 +32,8 @@ def _check_writable(outputs, mode):
         if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
             reason = "permission denied" if os.path.isdir(existing) else f"{existing!r} is a file"
             raise OSError(f"output: cannot write into {folder!r} ({reason})")
-    for form, path in {_format(path): path for path in reversed(outputs)}.items():
-        if form == "HEIF":  # its plugin writes it lossy, moving mattes' values, even at its "lossless" quality
-            raise ValueError(f"output: HEIF files are lossy, got {path!r}; use .png")
-        if mode == "I;16" and form not in ("PNG", "TIFF"):
-            raise ValueError(f"output: --bits 16 needs a .png or .tif file, got {path!r}")
-        if mode == "F" and form != "TIFF":
-            raise ValueError(f"output: --bits 32 needs a .tif file, got {path!r}")
-        file = io.BytesIO()
-        try:
-            probe = Image.new(mode, (1, 1), (0, 0, 0, 128)[-Image.getmodebands(mode):])
-            probe.save(file, format=form, **SAVE_OPTIONS.get(form, {}))
-            soft = mode != "RGBA" or Image.open(file).convert("RGBA").getpixel((0, 0))[3] == 128
-        except (OSError, ValueError, KeyError):
-            soft = False
-        if not soft:
-            raise ValueError(f"output: a {form} file cannot hold {WRITTEN[mode]}, got {path!r}; use .png")
+    for form, path in {output_format(path): path for path in reversed(outputs)}.items():
+        check_format(form, mode, path)
 
 
 def _identity(path):
@@ -155,18 +80,14 @@ def _input(path, label):
     return piped
 
 
+def _output(path):
+    """Where `save` writes output `path`: the file, or for STDIO standard output."""
+    return sys.stdout.buffer if path == STDIO else path
+
+
 def _shown(path):
     """An input's name on the progress bar."""
     return "standard input" if path == STDIO else os.path.basename(path)
-
-
-def _alpha_image(alpha, bits):
-    """The matte as a greyscale image of 8 or 16 bits, rounded to the nearest level (the reference's scripts
-    truncate to 8 bits; metrics.to_uint8 does that), or of 32-bit floats, as computed."""
-    if bits == 32:
-        return Image.fromarray(np.asarray(alpha, dtype=np.float32))  # mode "F"
-    top = (1 << bits) - 1
-    return Image.fromarray(np.clip(np.rint(alpha * top), 0, top).astype(np.uint8 if bits == 8 else np.uint16))
 
 
 def _files_by_stem(folder, label):
@@ -306,13 +227,13 @@ def _matte(args):
                 smaller = "a smaller --max-size" if args.max_size else "--max-size, which runs it on a reduced copy"
                 raise MemoryError(f"{error or 'an allocation failed'}; the network needs less with {smaller}") from None
         if args.command == "matte":
-            _save_atomically(_alpha_image(alpha, args.bits), output)
+            save(_output(output), alpha, bits=args.bits)
             return
         if not args.raw_colors:
             progress.within(1.0, "foreground colours")
         result = cutout(image, alpha, background, foreground=not args.raw_colors, backend=args.backend,
                         crop=args.crop)
-        _save_atomically(Image.fromarray(result), output, icc_profile(image))  # the image's colours
+        save(_output(output), result, icc_profile=icc_profile(image))  # in the image's colours
 
     _run(jobs, work, progress, batch)
 
@@ -322,14 +243,14 @@ def _trimap(args):
     jobs, batch = _jobs(args.mask, args.output, hint_label="mask"), os.path.isdir(args.mask)
     _check_not_inputs(jobs, None)
     for output in (out for *_, out in jobs):
-        if _format(output) == "JPEG":  # lossy: 128 would come back as 127 or 129, no longer unknown
+        if output_format(output) == "JPEG":  # lossy: 128 would come back as 127 or 129, no longer unknown
             raise ValueError(f"output: a JPEG file would change the trimap's values, got {output!r}; use .png")
     _check_writable([out for *_, out in jobs], "L")
     thresholds = check_thresholds(args.thresholds)
     progress = Items(len(jobs), "masks" if batch else _shown(jobs[0][0]))
 
     def work(mask, _, output):
-        _save_atomically(Image.fromarray(trimap_from_mask(_input(mask, "mask"), args.band, thresholds)), output)
+        save(_output(output), trimap_from_mask(_input(mask, "mask"), args.band, thresholds))
     _run(jobs, work, progress, batch)
 
 

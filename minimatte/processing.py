@@ -281,7 +281,8 @@ def stored_image(image, value_range, name, opaque=False):
     if a.ndim == 3 and a.shape[2] == 1 or a.ndim == 2:
         a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(f"{name}: expected an (H, W, 3) RGB image (or greyscale/RGBA), got shape {a.shape}")
+        raise ValueError(f"{name}: expected an (H, W, 3) RGB image (or greyscale/RGBA), got shape {a.shape}"
+                         + _layout_hint(a.shape, 3))
     return _checked(a, name, value_range)
 
 
@@ -347,8 +348,17 @@ def _grey_array(image, name):
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim != 2:
-        raise ValueError(f"{name}: expected a one-channel (H, W) image, got shape {a.shape}")
+        raise ValueError(f"{name}: expected a one-channel (H, W) image, got shape {a.shape}" + _layout_hint(a.shape, 2))
     return a
+
+
+def _layout_hint(shape, dims):
+    """What an array of `shape`, not the (H, W[, C]) of `dims` dimensions expected, most likely holds."""
+    if len(shape) == 3 and shape[2] > 4 and (shape[0] == 1 or dims == 3 and shape[0] in (3, 4)):
+        return " (channels first, as torch stores images? pass it as a.transpose(1, 2, 0))"
+    if len(shape) == dims + 1:
+        return f" (a batch of {shape[0]}? give one at a time; infer also takes a list of them)"
+    return ""
 
 
 @dataclass

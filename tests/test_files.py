@@ -1,9 +1,17 @@
+import io
 import os
 import stat
+import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
+import minimatte
 from minimatte.files import atomic_output
+
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import gamma_profile  # noqa: E402
 
 
 def _mode(path):
@@ -42,3 +50,53 @@ def test_outputs_end_as_a_plain_write_leaves_them(tmp_path):
             raise RuntimeError("encoder failed")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.png", "link.png", "new22.png",
                                                                   "new27.png"]
+
+
+def test_save_writes_each_result_as_the_command_line_does(tmp_path):
+    """minimatte.save: float mattes rounded to the nearest level (8 or 16 bits) or kept as float32, integer mattes
+    and trimaps as they are, cut-outs and composites with their colour space; what no format can hold, refused
+    before any file is written."""
+    rng = np.random.default_rng(7)
+    alpha = rng.random((20, 30)).astype(np.float32)
+    alpha[0, :4] = [0, 1, 0.6 / 255, 0.4 / 255]  # the ends, and either side of half a level
+    minimatte.save(tmp_path / "a.png", alpha)
+    written = Image.open(tmp_path / "a.png")
+    assert written.mode == "L" and (np.asarray(written) == np.rint(alpha * 255)).all()
+    assert list(np.asarray(written)[0, :4]) == [0, 255, 1, 0]
+    minimatte.save(str(tmp_path / "a16.tif"), alpha.astype(np.float64), bits=16)
+    assert (np.asarray(Image.open(tmp_path / "a16.tif")) == np.rint(alpha * 65535)).all()
+    minimatte.save(tmp_path / "a32.tif", alpha, bits=32)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a32.tif")), alpha)
+    trimap = rng.choice(np.array([0, 128, 255], np.uint8), (20, 30))
+    minimatte.save(tmp_path / "t.png", trimap)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "t.png")), trimap)
+    rgba = rng.integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    minimatte.save(tmp_path / "c.webp", rgba, icc_profile=gamma_profile(1.0))  # lossless, colours kept under alpha 0
+    written = Image.open(tmp_path / "c.webp")
+    assert np.array_equal(np.asarray(written), rgba) and written.info["icc_profile"] == gamma_profile(1.0)
+    minimatte.save(tmp_path / "c.bmp", rgba[..., :3], icc_profile=gamma_profile(1.0))  # BMP holds no profile:
+    converted = np.asarray(Image.open(tmp_path / "c.bmp")).astype(int)  # the colours are converted into sRGB
+    assert np.abs(converted - rgba[..., :3]).max() > 30
+    file = io.BytesIO()  # a file object gets a PNG
+    minimatte.save(file, rgba)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(file.getvalue()))), rgba)
+
+    refused = [
+        (("c.jpg", rgba), "output: a JPEG file cannot hold an RGBA cut-out, got"),
+        (("a16.jpg", alpha, 16), "output: 16-bit alphas need a .png or .tif file"),
+        (("a32.png", alpha, 32), "output: 32-bit float alphas need a .tif file"),
+        (("a.heic", alpha), "output: HEIF files are lossy"),
+        (("a.png", alpha * 1.01), r"result: a float matte's values must lie in \[0, 1\], found \[0, 1.01\]"),
+        (("a.png", np.full((2, 2), np.nan)), "result: the matte contains NaN or infinite values"),
+        (("a.png", alpha, 12), "bits: expected 8, 16 or 32, got 12"),
+        (("t.png", trimap, 16), "bits: a uint8 array is written with its own 8 bits, got bits=16"),
+        (("a.png", rgba.astype(np.float32) / 255), r"result: expected a matte \(H, W\) .* got a float32 array of "
+                                                   r"shape \(20, 30, 4\)"),
+        (("a.png", [[0.5]]), "result: expected a matte .* got list"),
+    ]
+    for (name, result, *bits), message in refused:
+        with pytest.raises((ValueError, TypeError), match=message):
+            minimatte.save(tmp_path / ("refused_" + name), result, *bits)
+    with pytest.raises(ValueError, match="icc_profile: mattes and trimaps hold no colours to tag"):
+        minimatte.save(tmp_path / "refused.png", alpha, icc_profile=gamma_profile(1.0))
+    assert not list(tmp_path.glob("refused*")) and not list(tmp_path.glob(".minimatte-*"))

@@ -308,7 +308,7 @@ def test_cli_float_mattes(served, tmp_path, capsys):
     np.testing.assert_array_equal(np.asarray(written), expected)  # unrounded
     for output in (tmp_path / "a.png", "-"):  # refused before the model loads
         assert cli.main(["matte", str(image), str(trimap), "-o", str(output), "--model", "none", "--bits", "32"]) == 2
-        assert f"output: --bits 32 needs a .tif file, got {str(output)!r}" in capsys.readouterr().err
+        assert f"output: 32-bit float alphas need a .tif file, got {str(output)!r}" in capsys.readouterr().err
     assert not (tmp_path / "a.png").exists()
     images, trimaps = tmp_path / "images", tmp_path / "trimaps"  # an output folder gets NAME.tif files
     for folder, source in ((images, image), (trimaps, trimap)):
@@ -353,7 +353,7 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
         deep = np.asarray(Image.open(tmp_path / name)).astype(int)  # Pillow < 10 reads 16-bit PNG as int32 "I"
         assert np.abs(deep - np.rint(expected * 65535)).max() == 0
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a16.jpg"), "--bits", "16"]) == 2
-    assert "output: --bits 16 needs a .png or .tif file, got" in capsys.readouterr().err
+    assert "output: 16-bit alphas need a .png or .tif file, got" in capsys.readouterr().err
     assert not (tmp_path / "a16.jpg").exists()
     for name in ("c.jpg", "c.gif", "c.bmp"):  # no alpha, or alpha 0 or 255 only: refused before the model loads
         assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / name), "--model", "none"]) == 2
