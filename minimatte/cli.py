@@ -196,7 +196,7 @@ def _matte(args):
     _check_not_inputs(jobs, background)
     if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
         remaining = [job for job in jobs if job[-1] == STDIO or not os.path.isfile(job[-1])]
-        if len(remaining) < len(jobs):
+        if len(remaining) < len(jobs) and not args.quiet:
             print(f"minimatte: skipping {len(jobs) - len(remaining)} of {len(jobs)} images, whose output exists",
                   file=sys.stderr)
         jobs = remaining
@@ -209,9 +209,9 @@ def _matte(args):
         if background is not None:  # an image file (or standard input) decoded once, for every image
             background = open_background(_input(background, "background"))
             stored_background(background, (1, 1))  # a bad colour or image is refused before any work
-    model = None if kind == "alpha" else api.load(args.model, backend=args.backend, precision=args.precision,
+    model = None if kind == "alpha" else api.load(_checkpoint(args), backend=args.backend, precision=args.precision,
                                                   preprocessing=args.preprocessing)  # mattes given: no network
-    progress = Items(len(jobs), "images" if batch else _shown(jobs[0][0]))
+    progress = Items(len(jobs), "images" if batch else _shown(jobs[0][0]), args.quiet)
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
 
     def work(image, hint, output):
@@ -247,15 +247,22 @@ def _trimap(args):
             raise ValueError(f"output: a JPEG file would change the trimap's values, got {output!r}; use .png")
     _check_writable([out for *_, out in jobs], "L")
     thresholds = check_thresholds(args.thresholds)
-    progress = Items(len(jobs), "masks" if batch else _shown(jobs[0][0]))
+    progress = Items(len(jobs), "masks" if batch else _shown(jobs[0][0]), args.quiet)
 
     def work(mask, _, output):
         save(_output(output), trimap_from_mask(_input(mask, "mask"), args.band, thresholds))
     _run(jobs, work, progress, batch)
 
 
+def _checkpoint(args):
+    """--model as load takes it; with --quiet a checkpoint name is found in the cache, or downloaded, silently."""
+    if args.quiet and not os.path.exists(args.model):
+        return hub.cached_checkpoint(args.model, progress=False)
+    return args.model
+
+
 def _download(args):
-    print(hub.download(args.name))
+    print(hub.download(args.name, progress=not args.quiet))
 
 
 def _convert(args):
@@ -328,6 +335,11 @@ def _add_thresholds(sub, default):
                           "mask at one half)")
 
 
+def _add_quiet(sub):
+    sub.add_argument("-q", "--quiet", action="store_true",
+                     help="print nothing but errors: no progress, no line per file written or downloaded")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
@@ -392,6 +404,7 @@ def build_parser():
         sub.add_argument("--precision", choices=backend.PRECISIONS, default="float32",
                          help="compute precision; float16 is for GPUs (statistics and softmax stay float32; on "
                               "the CPU it is slower) (default: %(default)s)")
+        _add_quiet(sub)
         sub.set_defaults(run=_matte)
     text = "write the trimap that --mask builds from a mask, to inspect or retouch it before matting"
     sub = commands.add_parser("trimap", help=text, description=text + " (0 background, 128 unknown, 255 foreground)")
@@ -404,12 +417,14 @@ def build_parser():
     sub.add_argument("-o", "--output", required=True,
                      help="output file (.png; the extension picks the format, JPEG is refused), - for standard "
                           "output, or a folder (existing, or ending in /) for NAME.png; in batch mode a folder")
+    _add_quiet(sub)
     sub.set_defaults(run=_trimap)
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",
                               description=f"Download a checkpoint into {hub.cache_dir()} "
                                           "($MINIMATTE_CACHE overrides) and print its directory.")
     sub.add_argument("name", metavar="NAME", choices=sorted(hub.CHECKPOINTS) + sorted(hub.CHECKPOINTS.values()),
                      help=f"{', '.join(hub.CHECKPOINTS)}, or the hub repo id (hustvl/vitmatte-...)")
+    _add_quiet(sub)
     sub.set_defaults(run=_download)
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",
                               description="Score the mattes in PRED_DIR against GT_DIR on the unknown region "

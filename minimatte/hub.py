@@ -88,9 +88,9 @@ def checkpoint_name(name):
     return repos.get(name, name)
 
 
-def cached_checkpoint(name):
+def cached_checkpoint(name, progress=True):
     """The directory of checkpoint `name`: in minimatte's cache, else in the Hugging Face cache, else downloaded
-    into minimatte's cache (unless offline)."""
+    into minimatte's cache (unless offline), saying so on stderr with its progress (not if `progress` is False)."""
     name = checkpoint_name(name)
     directory = os.path.join(cache_dir(), name)
     if _complete(directory):
@@ -102,12 +102,14 @@ def cached_checkpoint(name):
         raise FileNotFoundError(f"model: {name!r} is neither in the cache ({directory}) nor in the Hugging Face "
                                 f"cache ({hf_cache_dir()}) and offline mode is on; run `minimatte download {name}` "
                                 "while online")
-    print(f"minimatte: downloading {name} to {directory} (first use)", file=sys.stderr)
-    return download(name)
+    if progress:
+        print(f"minimatte: downloading {name} to {directory} (first use)", file=sys.stderr)
+    return download(name, progress)
 
 
 def download(name, progress=True):
-    """Download every file of checkpoint `name` into the cache; returns its directory."""
+    """Download every file of checkpoint `name` into the cache, its progress on stderr (unless `progress` is
+    False); returns its directory."""
     name = checkpoint_name(name)
     if _offline():
         raise RuntimeError("download: offline mode is on (MINIMATTE_OFFLINE / HF_HUB_OFFLINE)")
@@ -123,7 +125,7 @@ def download(name, progress=True):
                       "set MINIMATTE_CACHE to a folder you can write") from None
     base = os.environ.get("MINIMATTE_HUB_URL") or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     base = base.rstrip("/")
-    with _turn(os.path.join(directory, ".download.lock"), name):
+    with _turn(os.path.join(directory, ".download.lock"), name, progress):
         for filename in FILES:
             target = os.path.join(directory, filename)
             if os.path.isfile(target):  # also where another process has just downloaded it
@@ -144,11 +146,12 @@ def download(name, progress=True):
 
 
 @contextlib.contextmanager
-def _turn(lock, name):
+def _turn(lock, name, progress):
     """Hold an exclusive lock on the file `lock` (made if missing), waiting for it where another process holds
     it: two processes that download into one `.part` file at once would interleave their writes, and one would
     move it into place half-written under the other. The file stays: were it removed, a third process could lock
-    a new one while a second still waits on it. POSIX (fcntl); elsewhere no lock is taken."""
+    a new one while a second still waits on it. POSIX (fcntl); elsewhere no lock is taken. A wait is reported
+    on stderr if `progress`."""
     try:
         import fcntl
     except ImportError:
@@ -158,7 +161,8 @@ def _turn(lock, name):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"minimatte: waiting for another process's download of {name}", file=sys.stderr, flush=True)
+            if progress:
+                print(f"minimatte: waiting for another process's download of {name}", file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

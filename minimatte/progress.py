@@ -39,13 +39,13 @@ class Items:
 
     On a terminal, item messages are printed above a bar that is redrawn after each item, and also within one
     (`within`: large images take minutes); elsewhere each item's message is one line, prefixed with [i/n] if
-    there is more than one item, so logs stay readable.
+    there is more than one item, so logs stay readable. `quiet`: nothing but the always_show messages (errors).
     """
 
-    def __init__(self, total, label):
-        self.total, self.label, self.done = total, label, 0
+    def __init__(self, total, label, quiet=False):
+        self.total, self.label, self.done, self.quiet = total, label, 0, quiet
         self.start = time.perf_counter()
-        self.interactive = sys.stderr.isatty()
+        self.interactive = not quiet and sys.stderr.isatty()
 
     def within(self, fraction, stage):
         """Redraw the bar part-way through the current item: `fraction` of it done, now at `stage`."""
@@ -56,6 +56,8 @@ class Items:
         """Count one item; `message` is shown on its own line in logs, on a terminal if always_show or if it
         is the only item (its bar then makes way for the message)."""
         self.done += 1
+        if self.quiet and not always_show:
+            return
         if not self.interactive:
             print(message if self.total == 1 else f"[{self.done}/{self.total}] {message}", file=sys.stderr)
             return

@@ -555,6 +555,38 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert "no file named c.* in" in capsys.readouterr().err
 
 
+def test_cli_quiet_prints_only_errors(served, tmp_path, capsys, monkeypatch):
+    """--quiet: no download or progress lines, bars or 'wrote' lines, on a terminal or in a log; errors still."""
+    rng = np.random.default_rng(11)
+    images, trimaps = tmp_path / "images", tmp_path / "trimaps"
+    images.mkdir()
+    trimaps.mkdir()
+    for stem in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(images / f"{stem}.png")
+        Image.fromarray(np.full((30, 40), 128, np.uint8)).save(trimaps / f"{stem}.png")
+    terminal = Terminal()
+    with monkeypatch.context() as patched:  # the first use downloads the checkpoint, without a word
+        patched.setattr(sys, "stderr", terminal)
+        assert cli.main(["cutout", str(images / "a.png"), str(trimaps / "a.png"), "-o", str(tmp_path / "c.png"),
+                         "--model", NAME, "-q"]) == 0
+    assert terminal.getvalue() == "" and (tmp_path / "c.png").is_file() and (tmp_path / "cache" / NAME).is_dir()
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out"), "--model", NAME,
+                     "--quiet"]) == 0
+    assert capsys.readouterr().err == "" and len(list((tmp_path / "out").iterdir())) == 2
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out"), "--model", NAME, "-q",
+                     "--skip-existing"]) == 0
+    assert capsys.readouterr().err == ""
+    (trimaps / "b.png").write_bytes(b"broken")
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME, "-q"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("[2/2] minimatte: error: trimap:") and "1 of 2 images failed" in err[1]
+    assert cli.main(["trimap", str(trimaps / "a.png"), "-o", str(tmp_path / "t.png"), "-q"]) == 2  # no unknown...
+    assert capsys.readouterr().err.startswith("minimatte: error: mask:")  # ...is an error, quiet or not
+    shutil.rmtree(tmp_path / "cache")
+    assert cli.main(["download", NAME, "-q"]) == 0
+    assert capsys.readouterr() == (str(tmp_path / "cache" / NAME) + "\n", "")
+
+
 def test_cli_batch_composites_decode_the_background_once(tmp_path, monkeypatch):
     """--background IMAGE is decoded once for the whole batch (its check before any work included), not per image."""
     rng = np.random.default_rng(4)
