@@ -1,6 +1,7 @@
 """The `minimatte` command line (also `python -m minimatte`)."""
 import argparse
 import contextlib
+import csv
 import io
 import os
 import platform
@@ -270,8 +271,8 @@ def _convert(args):
 
 
 def _evaluate(args):
-    """The metrics' table, a row printed as each image is scored; then the mean, and a note of ground truths
-    without a prediction (the mean leaves them out)."""
+    """The metrics' table (Markdown, or with --csv comma-separated at full precision), a row printed as each image
+    is scored; then the mean, and a note of ground truths without a prediction (the mean leaves them out)."""
     paths = (args.pred, args.gt, args.trimap)
     _check_stdio(dict(zip(("pred", "gt", "trimap"), paths)), None)
     folders = [os.path.isdir(path) for path in paths]
@@ -283,11 +284,20 @@ def _evaluate(args):
         raise ValueError(f"evaluate: give three folders (files paired by name) or three files, got "
                          f"{', '.join('folder' if folder else 'file' for folder in folders)}")
     columns = list(metrics.METRICS)
-    print(f"| image | {' | '.join(c + (' (x1e3)' if c == 'MSE' else '') for c in columns)} |")
-    print("|---" * (len(columns) + 1) + "|")
+    header = ["image"] + [c + (" (x1e3)" if c == "MSE" else "") for c in columns]
+    if args.csv:
+        table = csv.writer(sys.stdout, lineterminator="\n")
+        table.writerow(header)
+    else:
+        print(f"| {' | '.join(header)} |")
+        print("|---" * len(header) + "|")
 
     def row(name, scores):
-        print(f"| {name} | {' | '.join(f'{scores[c]:.3f}' for c in columns)} |", flush=True)
+        if args.csv:
+            table.writerow([name] + [repr(float(scores[c])) for c in columns])
+        else:
+            print(f"| {name} | {' | '.join(f'{scores[c]:.3f}' for c in columns)} |")
+        sys.stdout.flush()
 
     rows = []
     for stem, *paths in triples:
@@ -434,6 +444,8 @@ def build_parser():
     sub.add_argument("pred", metavar="PRED_DIR", help="predicted mattes (a folder, or one file)")
     sub.add_argument("gt", metavar="GT_DIR", help="ground-truth mattes (a folder, or one file)")
     sub.add_argument("trimap", metavar="TRIMAP_DIR", help="trimaps, unknown = 128 (a folder, or one file)")
+    sub.add_argument("--csv", action="store_true",
+                     help="print comma-separated values at full precision instead of a Markdown table")
     sub.set_defaults(run=_evaluate)
     sub = commands.add_parser("convert", help="convert a checkpoint to one safetensors file, without torch",
                               description="Convert an HF model.safetensors / pytorch_model.bin (file or directory) "

@@ -1,4 +1,6 @@
 """Matting metrics: hand-computed cases, properties, and scipy-based ports of the reference code."""
+import csv
+import io
 import subprocess
 import sys
 
@@ -236,6 +238,14 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     rows = capsys.readouterr().out.splitlines()
     mean = [float(v) for v in rows[-1].split("|")[2:6]]
     assert all(v > 0 for v in mean)
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir), "--csv"]) == 0  # at full precision
+    table = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert table[0] == ["image", "SAD", "MSE (x1e3)", "Grad", "Conn"] and [r[0] for r in table[1:]] == ["GT01", "GT02",
+                                                                                                      "mean"]
+    for name, *scores in table[1:3]:
+        pred, gt, trimap = (np.asarray(Image.open(folder / f"{name}.png")) for folder in (pred_dir, gt_dir, trimap_dir))
+        assert [float(v) for v in scores] == list(metrics.evaluate(pred, gt, trimap).values())
+    assert [round(float(v), 3) for v in table[3][1:]] == mean
     # three files score one image, named by its prediction, whatever the other files' names
     (tmp_path / "t.png").write_bytes((trimap_dir / names[0]).read_bytes())
     assert cli.main(["evaluate", str(pred_dir / names[0]), str(gt_dir / names[0]), str(tmp_path / "t.png")]) == 0
