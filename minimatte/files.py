@@ -33,7 +33,8 @@ def save(output, result, bits=None, icc_profile=None):
     """Write a matte, trimap, cut-out or composite to `output` as the command line writes its outputs.
 
     output: a path, whose extension picks the format (PNG where it names none), or a binary file object, which
-            gets a PNG. A path is written atomically: on failure no half-written file is left.
+            gets a PNG (a TIFF with bits=32). A path is written atomically: on failure no half-written file is
+            left; a file object gets the whole file in one write, or nothing.
     result: infer's float matte (H, W) in [0, 1], written as greyscale rounded to the nearest of 256 levels
             (bits=16: of 65536, in PNG or TIFF; bits=32: float32 as computed, in TIFF); a uint8 or uint16 (H, W)
             matte or trimap, written as it is; cutout's uint8 (H, W, 4) cut-out or (H, W, 3) composite.
@@ -47,7 +48,7 @@ def save(output, result, bits=None, icc_profile=None):
     if icc_profile is not None and image.mode not in ("RGB", "RGBA"):
         raise ValueError("icc_profile: mattes and trimaps hold no colours to tag; it is for cut-outs and composites")
     to_file = isinstance(output, (str, os.PathLike))
-    form = output_format(os.fspath(output)) if to_file else "PNG"
+    form = output_format(os.fspath(output)) if to_file else "TIFF" if image.mode == "F" else "PNG"
     check_format(form, image.mode, output)
     if icc_profile and not _keeps_profile(form):
         image.info["icc_profile"] = icc_profile

@@ -77,9 +77,11 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
     minimatte.save(tmp_path / "c.bmp", rgba[..., :3], icc_profile=gamma_profile(1.0))  # BMP holds no profile:
     converted = np.asarray(Image.open(tmp_path / "c.bmp")).astype(int)  # the colours are converted into sRGB
     assert np.abs(converted - rgba[..., :3]).max() > 30
-    file = io.BytesIO()  # a file object gets a PNG
-    minimatte.save(file, rgba)
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(file.getvalue()))), rgba)
+    for result, bits, form in ((rgba, None, "PNG"), (alpha, 32, "TIFF")):  # a file object gets a PNG, or a TIFF
+        file = io.BytesIO()
+        minimatte.save(file, result, bits)
+        written = Image.open(io.BytesIO(file.getvalue()))
+        assert written.format == form and np.array_equal(np.asarray(written), result)
 
     refused = [
         (("c.jpg", rgba), "output: a JPEG file cannot hold an RGBA cut-out, got"),
