@@ -174,7 +174,7 @@ def test_downloads_of_one_checkpoint_take_turns(served, tmp_path, capsys, det_mo
     first.start()
     while not [path for path, _ in server.requests if path == weights]:  # the first is halfway through the weights
         time.sleep(0.01)
-    second = threading.Thread(target=hub.download, args=(NAME,), kwargs={"progress": False})
+    second = threading.Thread(target=hub.download, args=(NAME,))  # it says that it waits (not with --quiet)
     second.start()
     waited = ""
     try:
