@@ -49,7 +49,7 @@ def save(output, result, bits=None, icc_profile=None):
         raise ValueError("icc_profile: mattes and trimaps hold no colours to tag; it is for cut-outs and composites")
     to_file = isinstance(output, (str, os.PathLike))
     form = output_format(os.fspath(output)) if to_file else "TIFF" if image.mode == "F" else "PNG"
-    check_format(form, image.mode, output)
+    check_format(form, image.mode, os.fspath(output) if to_file else output)
     if icc_profile and not _keeps_profile(form):
         image.info["icc_profile"] = icc_profile
         image, icc_profile = in_colour_space(image, None, "result"), None
@@ -110,7 +110,8 @@ def check_format(form, mode, output):
     if mode == "F" and form != "TIFF":
         raise ValueError(f"output: 32-bit float alphas need a .tif file, got {output!r}")
     if not _holds(form, mode):
-        raise ValueError(f"output: a {form} file cannot hold {WRITTEN[mode]}, got {output!r}; use .png")
+        opaque = ", or composite it onto a background" if mode == "RGBA" else ""  # e.g. a JPEG on white
+        raise ValueError(f"output: a {form} file cannot hold {WRITTEN[mode]}, got {output!r}; use .png{opaque}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -291,7 +291,7 @@ def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
 
     A trimap whose values go up to only 1 or 2 is refused: it is a map of class indices (0/1/2), which the
     network would read as all background. So is one with no unknown pixel (a binary mask), which leaves
-    nothing to matte.
+    nothing to matte, or none grey, only values next to 0 and 255 (a binary mask saved as JPEG).
     """
     return to_unit(_stored_trimap(trimap, value_range, name), value_range, dtype)
 
@@ -306,6 +306,11 @@ def _stored_trimap(trimap, value_range, name):
     if not ((a > 0) & (a < top)).any():
         raise ValueError(f"{name}: no pixel is unknown (grey, between 0 and {top:g}), so there is nothing to "
                          "matte; for a binary mask, build a trimap from it (trimap_from_mask, --mask)")
+    low, high = (top * threshold for threshold in MASK_THRESHOLDS)
+    if not ((a > low) & (a < high)).any():  # its values between 0 and top lie next to them: JPEG's ringing
+        raise ValueError(f"{name}: no pixel is grey (between {low:g} and {high:g}), only values next to 0 and "
+                         f"{top:g}, as in a binary mask saved as JPEG; build a trimap from the mask "
+                         "(trimap_from_mask, --mask)")
     return a
 
 

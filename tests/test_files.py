@@ -84,7 +84,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         assert written.format == form and np.array_equal(np.asarray(written), result)
 
     refused = [
-        (("c.jpg", rgba), "output: a JPEG file cannot hold an RGBA cut-out, got"),
+        (("c.jpg", rgba), r"output: a JPEG file cannot hold an RGBA cut-out, got '/.*c.jpg'; use .png, or composite "
+                          "it onto a background$"),
         (("a16.jpg", alpha, 16), "output: 16-bit alphas need a .png or .tif file"),
         (("a32.png", alpha, 32), "output: 32-bit float alphas need a .tif file"),
         (("a.heic", alpha), "output: HEIF files are lossy"),

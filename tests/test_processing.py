@@ -306,6 +306,9 @@ def test_batch_of_equal_sizes():
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint8) * 255, {}, ValueError,
      r"trimap: no pixel is unknown \(grey, between 0 and 255\), so there is nothing to matte; for a binary mask"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16) * 65535, {}, ValueError, "between 0 and 65535"),
+    (np.zeros((4, 4, 3), np.uint8), np.uint8([[0, 3, 9, 0], [255, 252, 241, 255]]).repeat(2, 0), {}, ValueError,
+     r"trimap: no pixel is grey \(between 10 and 240\), only values next to 0 and 255, as in a binary mask saved as "
+     r"JPEG; build a trimap from the mask \(trimap_from_mask, --mask\)$"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4), {"value_range": 1.0}, ValueError, r"unknown \(grey, between 0 and 1\)"),
     (42, np.zeros((4, 4), np.uint8), {}, TypeError, "image: expected a file path"),
     (b"\x89PNG", np.zeros((4, 4), np.uint8), {}, TypeError, r"image: .* got bytes \(a file's contents: wrap them in "
@@ -317,11 +320,15 @@ def test_bad_input_is_one_clear_error(image, trimap, kwargs, error, match):
 
 
 def test_trimaps_of_few_levels_that_are_not_class_indices():
+    """Only values up to 1 or 2 are taken for class indices: a float trimap in [0, 1] is used as it is, and
+    values up to 3 of 255 are refused for holding no grey, not as class indices."""
     image = np.zeros((4, 4, 3), np.uint8)
-    for trimap, value_range in ((np.eye(4, dtype=np.uint8) * 3, None), (np.eye(4) * [1, 1, 1, 0.5], 1.0),
-                                (np.eye(4) * 3, 255.0)):
-        levels = minimatte.preprocess(image, trimap, value_range=value_range).pixel_values[0, 3, :4, :4]
-        np.testing.assert_array_equal(levels, np.float32(trimap / (value_range or 255)))
+    trimap = np.eye(4) * [1, 1, 1, 0.5]
+    levels = minimatte.preprocess(image, trimap, value_range=1.0).pixel_values[0, 3, :4, :4]
+    np.testing.assert_array_equal(levels, np.float32(trimap))
+    for trimap, value_range in ((np.eye(4, dtype=np.uint8) * 3, None), (np.eye(4) * 3, 255.0)):
+        with pytest.raises(ValueError, match=r"trimap: no pixel is grey \(between 10 and 240\)"):
+            minimatte.preprocess(image, trimap, value_range=value_range)
 
 
 def test_bad_files(tmp_path):
