@@ -521,7 +521,10 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
             m = _mask_plane(m)
         m = _binary_if_two_levels(_rescaled(m, "mask", value_range))
     if m.ndim != 2 or 0 in m.shape:
-        raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}")
+        stack = ""
+        if m.ndim == 3 and 0 not in m.shape:  # segmentation models (SAM, say) return (N, H, W) stacks
+            stack = f" (a stack of {m.shape[0]} masks? pass one of them, e.g. masks[0])"
+        raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}{stack}")
     if not isinstance(band, int) or band < 0:
         raise ValueError(f"band: expected a non-negative number of pixels, got {band!r}")
     low, high = check_thresholds(thresholds)

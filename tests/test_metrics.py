@@ -212,6 +212,11 @@ def test_trimap_from_a_mask_with_channels(tmp_path):
     np.testing.assert_array_equal(minimatte.trimap_from_mask(grey, band=2), trimap)
     np.testing.assert_array_equal(minimatte.trimap_from_mask(np.dstack([mask, mask]).astype(np.uint8), band=2),
                                   trimap)  # 0/1 in both channels: binary
+    for stack in mask[None], np.stack([mask, ~mask, mask]):  # segmentation models' (N, H, W) outputs
+        with pytest.raises(ValueError, match=rf"mask: expected a non-empty one-channel \(H, W\) mask, got shape "
+                                             rf"\({len(stack)}, 20, 30\) \(a stack of {len(stack)} masks\? pass one of "
+                                             r"them, e.g. masks\[0\]\)$"):
+            minimatte.trimap_from_mask(stack)
 
 
 def test_evaluate_command_on_alphamatting(tmp_path, capsys):
