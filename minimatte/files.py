@@ -32,7 +32,7 @@ WRITTEN = {"L": "an 8-bit alpha", "I;16": "a 16-bit alpha", "F": "a 32-bit float
 def save(output, result, bits=None, icc_profile=None):
     """Write a matte, trimap, cut-out or composite to `output` as the command line writes its outputs.
 
-    output: a path, whose extension picks the format (PNG where it names none), or a binary file object, which
+    output: a path, whose extension picks the format (PNG where it has none), or a binary file object, which
             gets a PNG (a TIFF with bits=32). A path is written atomically: on failure no half-written file is
             left; a file object gets the whole file in one write, or nothing.
     result: infer's float matte (H, W) in [0, 1], written as greyscale rounded to the nearest of 256 levels
@@ -94,9 +94,15 @@ def _result_image(result, bits):
 
 
 def output_format(path):
-    """The PIL format for an output file's extension; PNG when PIL knows none."""
+    """The PIL format for an output file's extension, PNG for a file without one. An extension of no format Pillow
+    knows is an error: a typo (".pgn") would otherwise get a PNG under a name that viewers cannot open."""
     extension = os.path.splitext(path)[1].lower()
-    return "HEIF" if extension in HEIF_EXTENSIONS else Image.registered_extensions().get(extension, "PNG")
+    if extension in HEIF_EXTENSIONS:
+        return "HEIF"
+    if extension not in ("", *Image.registered_extensions()):
+        raise ValueError(f"output: {extension!r} is no image format's extension that Pillow knows, got {path!r}; "
+                         "use .png (or .tif, .webp)")
+    return Image.registered_extensions().get(extension, "PNG")
 
 
 def check_format(form, mode, output):

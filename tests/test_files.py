@@ -83,7 +83,11 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         written = Image.open(io.BytesIO(file.getvalue()))
         assert written.format == form and np.array_equal(np.asarray(written), result)
 
+    minimatte.save(tmp_path / "no_extension", trimap)  # a PNG
+    assert Image.open(tmp_path / "no_extension").format == "PNG"
     refused = [
+        (("a.pgn", alpha), r"output: '.pgn' is no image format's extension that Pillow knows, got '/.*a.pgn'; use "
+                           r".png \(or .tif, .webp\)$"),
         (("c.jpg", rgba), r"output: a JPEG file cannot hold an RGBA cut-out, got '/.*c.jpg'; use .png, or composite "
                           "it onto a background$"),
         (("a16.jpg", alpha, 16), "output: 16-bit alphas need a .png or .tif file"),

@@ -361,6 +361,8 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
         assert f"output: a {form} file cannot hold an RGBA cut-out" in capsys.readouterr().err
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.jpg"), "--model", NAME,
                      "--background", "red", "--raw-colors"]) == 0  # RGB fits
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.pgn"), "--model", "none"]) == 2
+    assert "output: '.pgn' is no image format's extension that Pillow knows" in capsys.readouterr().err  # a typo
     folder = tmp_path / "folder"  # an existing folder as the output of one image: NAME.png inside it
     folder.mkdir()
     assert cli.main(["matte", str(image), str(trimap), "-o", str(folder), "--model", NAME]) == 0
