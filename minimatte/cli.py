@@ -10,13 +10,12 @@ import sys
 
 import numpy as np
 import PIL
-from PIL import Image
 
 from . import __version__, api, backend, convert, hub, metrics
 from .files import ALPHA_MODES, check_format, output_format, save
 from .foreground import cutout, open_background, stored_background
-from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_thresholds, icc_profile, open_image,
-                         read_matte, trimap_from_mask)
+from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_thresholds, icc_profile,
+                         image_extensions, open_image, read_matte, trimap_from_mask)
 from .progress import Items
 
 
@@ -98,7 +97,7 @@ def _files_by_stem(folder, label):
     files = {}
     for name in sorted(os.listdir(folder)):
         (stem, extension), path = os.path.splitext(name), os.path.join(folder, name)
-        image = extension.lower() in Image.registered_extensions() or extension.lower() in HEIF_EXTENSIONS
+        image = extension.lower() in image_extensions() or extension.lower() in HEIF_EXTENSIONS
         if name.startswith(".") or not image or not os.path.isfile(path):
             continue
         if stem in files:

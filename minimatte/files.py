@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from .backend import to_numpy
-from .processing import HEIF_EXTENSIONS, in_colour_space
+from .processing import HEIF_EXTENSIONS, image_extensions, in_colour_space
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -99,10 +99,10 @@ def output_format(path):
     extension = os.path.splitext(path)[1].lower()
     if extension in HEIF_EXTENSIONS:
         return "HEIF"
-    if extension not in ("", *Image.registered_extensions()):
+    if extension not in ("", *image_extensions()):
         raise ValueError(f"output: {extension!r} is no image format's extension that Pillow knows, got {path!r}; "
-                         "use .png (or .tif, .webp)")
-    return Image.registered_extensions().get(extension, "PNG")
+                         "use .png (or .tif)")
+    return image_extensions().get(extension, "PNG")
 
 
 def check_format(form, mode, output):
