@@ -17,7 +17,7 @@ DEFAULT_MODEL = "small-composition-1k"
 PREPROCESSING = ("hf", "original")
 
 
-def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf"):
+def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf", progress=True):
     """A VitMatte from a published checkpoint's name, an HF checkpoint directory, a safetensors file, or a
     PyTorch `pytorch_model.bin` / original hustvl `.pth` (read without torch, see convert.py).
 
@@ -28,6 +28,7 @@ def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf")
                    (RGB mean = std = 0.5 for the hub checkpoints); "original": hustvl's own inference code, with
                    the ImageNet mean and std that the checkpoints were trained with, and its padding
                    (config.ORIGINAL_PROCESSOR).
+    progress: False downloads a published checkpoint missing from the caches without a word on stderr.
     """
     if preprocessing not in PREPROCESSING:
         raise ValueError(f"preprocessing: expected one of {', '.join(PREPROCESSING)}, got {preprocessing!r}")
@@ -36,7 +37,7 @@ def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf")
     path = os.fspath(source)
     if not os.path.exists(path):
         from .hub import cached_checkpoint
-        path = cached_checkpoint(path)
+        path = cached_checkpoint(path, progress)
     state, config, processor = read_any(path)
     processor = ORIGINAL_PROCESSOR if preprocessing == "original" else processor
     return VitMatte.from_state_dict(state, config, processor, backend, precision)

@@ -14,8 +14,8 @@ import PIL
 from . import __version__, api, backend, convert, hub, metrics
 from .files import ALPHA_MODES, check_format, output_format, save
 from .foreground import cutout, open_background, stored_background
-from .processing import (DEFAULT_BAND, HEIF_EXTENSIONS, MASK_THRESHOLDS, check_thresholds, icc_profile,
-                         image_extensions, open_image, read_matte, trimap_from_mask)
+from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_thresholds, icc_profile, image_extensions, open_image,
+                         read_matte, trimap_from_mask)
 from .progress import Items
 
 
@@ -94,11 +94,10 @@ def _files_by_stem(folder, label):
     """{stem: path} of the image files in `folder`: hidden files, subfolders and files whose extension is no
     image format's (notes.txt) are skipped. Two files with one stem are an error: which of them pairs with the
     other folders' file, and whose output keeps the name, is a guess."""
-    files = {}
+    files, extensions = {}, image_extensions()
     for name in sorted(os.listdir(folder)):
         (stem, extension), path = os.path.splitext(name), os.path.join(folder, name)
-        image = extension.lower() in image_extensions() or extension.lower() in HEIF_EXTENSIONS
-        if name.startswith(".") or not image or not os.path.isfile(path):
+        if name.startswith(".") or extension.lower() not in extensions or not os.path.isfile(path):
             continue
         if stem in files:
             raise ValueError(f"{label}: {os.path.basename(files[stem])!r} and {name!r} in {folder!r} share the name "
@@ -209,8 +208,9 @@ def _matte(args):
         if background is not None:  # an image file (or standard input) decoded once, for every image
             background = open_background(_input(background, "background"))
             stored_background(background, (1, 1))  # a bad colour or image is refused before any work
-    model = None if kind == "alpha" else api.load(_checkpoint(args), backend=args.backend, precision=args.precision,
-                                                  preprocessing=args.preprocessing)  # mattes given: no network
+    model = None if kind == "alpha" else api.load(args.model, backend=args.backend, precision=args.precision,
+                                                  preprocessing=args.preprocessing,
+                                                  progress=not args.quiet)  # mattes given: no network
     progress = Items(len(jobs), "images" if batch else _shown(jobs[0][0]), args.quiet)
     within = progress.within if progress.interactive else None  # reports synchronise a GPU: only when shown
 
@@ -252,13 +252,6 @@ def _trimap(args):
     def work(mask, _, output):
         save(_output(output), trimap_from_mask(_input(mask, "mask"), args.band, thresholds))
     _run(jobs, work, progress, batch)
-
-
-def _checkpoint(args):
-    """--model as load takes it; with --quiet a checkpoint name is found in the cache, or downloaded, silently."""
-    if args.quiet and not os.path.exists(args.model):
-        return hub.cached_checkpoint(args.model, progress=False)
-    return args.model
 
 
 def _download(args):

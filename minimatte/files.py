@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from .backend import to_numpy
-from .processing import HEIF_EXTENSIONS, image_extensions, in_colour_space
+from .processing import image_extensions, in_colour_space
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -48,8 +48,9 @@ def save(output, result, bits=None, icc_profile=None):
     if icc_profile is not None and image.mode not in ("RGB", "RGBA"):
         raise ValueError("icc_profile: mattes and trimaps hold no colours to tag; it is for cut-outs and composites")
     to_file = isinstance(output, (str, os.PathLike))
-    form = output_format(os.fspath(output)) if to_file else "TIFF" if image.mode == "F" else "PNG"
-    check_format(form, image.mode, os.fspath(output) if to_file else output)
+    name = os.fspath(output) if to_file else output  # for errors
+    form = output_format(name) if to_file else "TIFF" if image.mode == "F" else "PNG"
+    check_format(form, image.mode, name)
     if icc_profile and not _keeps_profile(form):
         image.info["icc_profile"] = icc_profile
         image, icc_profile = in_colour_space(image, None, "result"), None
@@ -64,7 +65,7 @@ def save(output, result, bits=None, icc_profile=None):
         with atomic_output(output) as tmp:
             image.save(tmp, format=form, **options)
     except OSError as error:
-        raise OSError(f"output: cannot write {os.fspath(output)!r} ({error.strerror or error})") from None
+        raise OSError(f"output: cannot write {name!r} ({error.strerror or error})") from None
 
 
 def _result_image(result, bits):
@@ -97,12 +98,13 @@ def output_format(path):
     """The PIL format for an output file's extension, PNG for a file without one. An extension of no format Pillow
     knows is an error: a typo (".pgn") would otherwise get a PNG under a name that viewers cannot open."""
     extension = os.path.splitext(path)[1].lower()
-    if extension in HEIF_EXTENSIONS:
-        return "HEIF"
-    if extension not in ("", *image_extensions()):
+    if not extension:
+        return "PNG"
+    form = image_extensions().get(extension)
+    if form is None:
         raise ValueError(f"output: {extension!r} is no image format's extension that Pillow knows, got {path!r}; "
                          "use .png (or .tif)")
-    return image_extensions().get(extension, "PNG")
+    return form
 
 
 def check_format(form, mode, output):

@@ -74,16 +74,17 @@ def _open_upright(source):
 
 
 HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # image files, whether or not Pillow's plugin for them is registered
+# HEIF's major brands of HEVC-coded images: iPhones' .heic photos
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 
 
 def image_extensions():
-    """{extension: PIL format} of every image format Pillow has a plugin for. Pillow before 9.4, once a program
-    has opened or saved an image, lists only the preloaded plugins' (BMP, GIF, JPEG, PPM, PNG) until something
-    calls Image.init: no .tif or .webp, which were then written as PNG under their name."""
+    """{extension: PIL format} of every image format Pillow has a plugin for, and HEIF's whether or not its
+    plugin is registered yet. Pillow before 9.4, once a program has opened or saved an image, lists only the
+    preloaded plugins' (BMP, GIF, JPEG, PPM, PNG) until something calls Image.init: no .tif or .webp, which were
+    then written as PNG under their name."""
     Image.init()
-    return Image.registered_extensions()
-# HEIF's major brands of HEVC-coded images: iPhones' .heic photos
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+    return {**dict.fromkeys(HEIF_EXTENSIONS, "HEIF"), **Image.registered_extensions()}
 
 
 def _open_file(source):

@@ -587,6 +587,9 @@ def test_cli_quiet_prints_only_errors(served, tmp_path, capsys, monkeypatch):
     shutil.rmtree(tmp_path / "cache")
     assert cli.main(["download", NAME, "-q"]) == 0
     assert capsys.readouterr() == (str(tmp_path / "cache" / NAME) + "\n", "")
+    shutil.rmtree(tmp_path / "cache")  # and in Python
+    minimatte.load(NAME, progress=False)
+    assert capsys.readouterr().err == "" and (tmp_path / "cache" / NAME / "model.safetensors").is_file()
 
 
 def test_cli_batch_composites_decode_the_background_once(tmp_path, monkeypatch):
