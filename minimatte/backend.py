@@ -7,7 +7,7 @@ bring results back.
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -213,15 +213,27 @@ def cpu_threads(xp):
 
 
 def run_pieces(work, pieces):
-    """work(piece) for each piece: on cpu_threads' threads inside it, else (and inside a piece) in turn."""
+    """work(piece) for each piece: on cpu_threads' threads inside it, else (and inside a piece) in turn.
+
+    A piece's exception (an allocation that failed) is raised here, and so is an interruption of the wait
+    (Ctrl-C), only once no other piece is running: the pieces not started are dropped and the running ones
+    finished. Else they would go on, holding their memory, while the caller restores BLAS's thread count under
+    their products and the next pass (a batch's next image) starts beside them."""
     workers = min(getattr(_STATE, "workers", 1), len(pieces))
     if workers <= 1:
         for piece in pieces:
             work(piece)
         return
     pool = _POOL.get(workers) or _POOL.setdefault(workers, ThreadPoolExecutor(workers, "minimatte"))
-    for _ in pool.map(work, pieces):  # re-raises a piece's exception here
-        pass
+    futures = [pool.submit(work, piece) for piece in pieces]
+    try:
+        for future in futures:
+            future.result()  # re-raises a piece's exception
+    except BaseException:
+        for future in futures:
+            future.cancel()  # only those not started
+        wait(futures)
+        raise
 
 
 def run_slices(work, count, xp, kind="elementwise", width=1):

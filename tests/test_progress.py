@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minimatte
-from minimatte import progress
+from minimatte import backend, progress
 from minimatte.model import stage_flops
 from reference import require_reference
 
@@ -64,6 +64,28 @@ def test_progress_reports_each_stage_once_and_changes_nothing(det_model):
     assert reports[len(work) - 1] == (0.5, "image 1/2, head") and reports[-1] == (1.0, "image 2/2, head")
     assert reports[0][1] == "image 1/2, patch embedding" and 0 < reports[0][0] < reports[1][0]
 
+
+
+def test_raising_from_progress_cancels_the_pass(det_model):
+    """A program stops a pass (a closed web request, a Cancel button) by raising from the callback: the exception
+    comes out of infer, and the model's next pass is as if none had been stopped."""
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_block_5(fraction, stage):
+        if stage == "block 5/12":
+            raise Cancelled
+
+    model = det_model("small")
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    trimap = rng.choice(np.array([0, 128, 255], np.uint8), (70, 100))
+    blas_threads = backend._BLAS and backend._BLAS[0]()  # None where BLAS is not steered
+    expected = minimatte.infer(image, trimap, model=model)
+    with pytest.raises(Cancelled):
+        minimatte.infer(image, trimap, model=model, progress=cancel_at_block_5)
+    assert backend.parallelism() == 1 and (backend._BLAS and backend._BLAS[0]()) == blas_threads
+    np.testing.assert_array_equal(minimatte.infer(image, trimap, model=model), expected)
 
 def test_progress_in_decoder_bands(det_model, monkeypatch):
     """A decoder run in bands reports each band's stages, labelled, with its share of the work."""

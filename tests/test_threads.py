@@ -1,6 +1,7 @@
 """The forward pass's own threads (backend.cpu_threads): same results, BLAS settings restored."""
 import multiprocessing
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -55,6 +56,33 @@ def test_pieces_run_on_threads_and_errors_restore_blas():
     finally:
         backend._BLAS[1](blas_threads)
 
+
+
+@steerable_blas
+def test_a_failed_piece_is_raised_once_no_piece_runs():
+    """A piece's error (an allocation that failed) comes out of run_pieces only after the other running pieces
+    have ended, and the pieces not started are dropped: else one would go on, holding its memory, under BLAS's
+    restored thread count and beside the next pass (a batch's next image)."""
+    blas_threads = backend._BLAS[0]()
+    backend._BLAS[1](2)
+    started, running, second_runs = [], set(), threading.Event()
+
+    def work(i):
+        started.append(i)
+        if i == 0:
+            second_runs.wait(5)
+            raise MemoryError("piece 0")
+        running.add(i)
+        second_runs.set()
+        time.sleep(0.2)
+        running.discard(i)
+    try:
+        with pytest.raises(MemoryError, match="piece 0"), backend.cpu_threads(np):
+            backend.run_pieces(work, range(8))
+        assert not running, f"pieces {running} still running"
+        assert len(started) < 8 and backend._BLAS[0]() == 2
+    finally:
+        backend._BLAS[1](blas_threads)
 
 def test_passes_from_several_threads_take_turns_steering_blas(det_model, monkeypatch):
     """A web server's threads calling one model at once: no pass reads or changes BLAS's thread count while
