@@ -116,6 +116,15 @@ def matmul(a, b, out=None):
     return array_module(a).matmul(a, b, out=out)
 
 
+def take(a, indices, out, axis=None):
+    """a.take(indices, axis) written into `out`, for indices known to be in range. NumPy's take first fills a
+    buffer of out's size and copies it over unless told what out-of-range indices do (mode "clip", here
+    never met); CuPy's has no mode and writes into out. A C-contiguous `out` (NumPy copies others)."""
+    if array_module(a) is numpy:
+        return numpy.take(a, indices, axis=axis, out=out, mode="clip")
+    return array_module(a).take(a, indices, axis=axis, out=out)
+
+
 # ------------------------------------------------------------------------------------------ CUDA kernels
 # Where one pass of a hand-written kernel replaces many composed CuPy launches, the kernels ask for it here
 # and fall back to their array code (the NumPy path) when there is none. Sources: kernels/cuda/*.cu, each

@@ -41,7 +41,6 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
     pymatting's. backend: "numpy" or "cupy" (None: $MINIMATTE_BACKEND or numpy). return_background=True
     returns (F, B).
     """
-    rgb, matte = _read_pair(image, alpha, value_range, np.float32)
     for name, value in (("regularization", regularization), ("gradient_weight", gradient_weight)):
         if not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
@@ -52,12 +51,15 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
     xp = resolve(backend)
-    # The 1x1 start, on the host: a GPU sums in another order than the reference's pixel after pixel.
-    start = np.concatenate([_mean_colour(rgb, matte > 0.9), _mean_colour(rgb, matte < 0.1)])  # [F, B]
-    with backends.cpu_threads(xp), backends.small_pages(xp):
-        fg, bg = _multilevel(*to_device([rgb, matte, start], xp), np.float32(regularization),
-                             np.float32(gradient_weight), small_iterations, big_iterations, small_size)
-    return (fg, bg) if return_background else fg
+    with backends.small_pages(np):  # the pixel work on the host too, as in infer (see backend.small_pages)
+        rgb, matte = _read_pair(image, alpha, value_range, np.float32)
+        # The 1x1 start, on the host: a GPU sums in another order than the reference's pixel after pixel.
+        start = np.concatenate([_mean_colour(rgb, matte > 0.9), _mean_colour(rgb, matte < 0.1)])  # [F, B]
+        with backends.cpu_threads(xp), backends.small_pages(xp):
+            pictures = _multilevel(*to_device([rgb, matte, start], xp), np.float32(regularization),
+                                   np.float32(gradient_weight), small_iterations, big_iterations, small_size,
+                                   return_background)
+    return pictures if return_background else pictures[0]
 
 
 def cutout(image, alpha, background=None, foreground=True, value_range=None, backend=None, crop=None):
@@ -75,36 +77,37 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     """
     if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool) or crop < 0):
         raise ValueError(f"crop: expected a margin of 0 or more pixels, or None, got {crop!r}")
-    # Files are decoded once: the image serves the colours and the background's colour space, the matte both
-    # the estimation and the cut-out (and standard input can be read only once).
-    image, alpha = (open_image(x, name) if is_file(x) else x for x, name in ((image, "image"), (alpha, "alpha")))
-    # Each picture as (values, their value_range): its stored values where it has them, made float a band of
-    # rows at a time below (to_unit), so that no picture is float64 whole (24 bytes a pixel, 288 MB at 12 MP).
-    if foreground:  # the image is read once, by estimate_foreground
-        colours, colour_range = to_numpy(estimate_foreground(image, alpha, value_range=value_range,
-                                                             backend=backend)), 1.0
-    else:
-        colours, colour_range = stored_image(image, value_range, "image"), value_range
-    matte, matte_range = stored_matte(alpha)
-    check_size("alpha", matte.shape, "image", colours.shape)
-    backdrop, backdrop_range = (None, None) if background is None else stored_background(
-        background, matte.shape, image, value_range)
-    if crop is not None:  # only the box is composited
-        box = _visible_box(matte, matte_range, crop)
-        matte, colours, backdrop = matte[box], colours[box], None if backdrop is None else backdrop[box]
-    result = np.empty(matte.shape + (4 if backdrop is None else 3,), np.uint8)
-    for rows in row_bands(len(result)):
-        a, rgb = to_unit(matte[rows], matte_range)[..., None], to_unit(colours[rows], colour_range)
-        if backdrop is None:
-            values = np.concatenate([rgb, a], axis=2)
-        else:  # (1 - a) * background + a * rgb, with one temporary
-            values = to_unit(backdrop[rows], backdrop_range)
-            values *= 1 - a
-            values += a * rgb
-        np.clip(values, 0, 1, out=values)
-        values *= 255
-        result[rows] = np.rint(values, out=values)
-    return result
+    with backends.small_pages(np):  # the pixel work without huge pages, as infer's (see backend.small_pages)
+        # Files are decoded once: the image serves the colours and the background's colour space, the matte both
+        # the estimation and the cut-out (and standard input can be read only once).
+        image, alpha = (open_image(x, name) if is_file(x) else x for x, name in ((image, "image"), (alpha, "alpha")))
+        # Each picture as (values, their value_range): its stored values where it has them, made float a band of
+        # rows at a time below (to_unit), so that no picture is float64 whole (24 bytes a pixel, 288 MB at 12 MP).
+        if foreground:  # the image is read once, by estimate_foreground
+            colours, colour_range = to_numpy(estimate_foreground(image, alpha, value_range=value_range,
+                                                                 backend=backend)), 1.0
+        else:
+            colours, colour_range = stored_image(image, value_range, "image"), value_range
+        matte, matte_range = stored_matte(alpha)
+        check_size("alpha", matte.shape, "image", colours.shape)
+        backdrop, backdrop_range = (None, None) if background is None else stored_background(
+            background, matte.shape, image, value_range)
+        if crop is not None:  # only the box is composited
+            box = _visible_box(matte, matte_range, crop)
+            matte, colours, backdrop = matte[box], colours[box], None if backdrop is None else backdrop[box]
+        result = np.empty(matte.shape + (4 if backdrop is None else 3,), np.uint8)
+        for rows in row_bands(len(result)):
+            a, rgb = to_unit(matte[rows], matte_range)[..., None], to_unit(colours[rows], colour_range)
+            if backdrop is None:
+                values = np.concatenate([rgb, a], axis=2)
+            else:  # (1 - a) * background + a * rgb, with one temporary
+                values = to_unit(backdrop[rows], backdrop_range)
+                values *= 1 - a
+                values += a * rgb
+            np.clip(values, 0, 1, out=values)
+            values *= 255
+            result[rows] = np.rint(values, out=values)
+        return result
 
 
 def _visible_box(alpha, value_range, margin):
@@ -186,9 +189,9 @@ def _cover(source, target):
 
 
 def _multilevel(image, alpha, start, regularization, gradient_weight, small_iterations, big_iterations,
-                small_size):
-    """(F, B), each (H, W, 3) float32, from a float32 image (H, W, 3), alpha (H, W) and the 1x1 level's
-    [F, B] (6,), all on one backend."""
+                small_size, return_background):
+    """(F, B), each (H, W, 3) float32 (only (F,) unless return_background), from a float32 image (H, W, 3), alpha
+    (H, W) and the 1x1 level's [F, B] (6,), all on one backend."""
     xp = array_module(image)
     h0, w0 = alpha.shape
     # [F, B] channel by channel, (6, pixels), in each level's diagonal order: position[raster index]
@@ -205,10 +208,23 @@ def _multilevel(image, alpha, start, regularization, gradient_weight, small_iter
         position, shape = level_position, (h, w)
         sweeps = small_iterations if h <= small_size and w <= small_size else big_iterations
         _gauss_seidel(fb, level_image, level_alpha, order, regularization, gradient_weight, sweeps)
-    del order  # not held with the copies below
-    fb = _take_columns(fb, position).reshape(6, h0, w0)  # raster order
-    fg, bg = fb[:3].transpose(1, 2, 0), fb[3:].transpose(1, 2, 0)  # (6, H, W) -> (H, W, 3) each
-    return xp.ascontiguousarray(fg), xp.ascontiguousarray(bg)
+    del order  # not held with the results below
+    return _raster_pictures(fb[:6 if return_background else 3], position, (h0, w0))
+
+
+def _raster_pictures(channels, position, shape):
+    """[F] or [F, B] (3 or 6, hw) in a level's diagonal order (position[raster index]) -> (F,) or (F, B), each
+    (H, W, 3) in raster order, chunk by chunk on cpu_threads' threads: no whole copy in between (at 12
+    megapixels [F, B] takes 288 MB)."""
+    xp = array_module(channels)
+    pictures = [xp.empty((shape[0] * shape[1], 3), channels.dtype) for _ in range(len(channels) // 3)]
+
+    def chunk(part):
+        taken = xp.take(channels, position[part], axis=1)  # (3 or 6, n): the chunk's pixels in raster order
+        for picture, values in zip(pictures, (taken[:3], taken[3:])):
+            picture[part] = values.T  # (3, n) -> (n, 3)
+    backends.run_slices(chunk, position.shape[0], xp, width=len(channels))
+    return tuple(picture.reshape(*shape, 3) for picture in pictures)
 
 
 def _mean_colour(image, mask):
@@ -236,7 +252,7 @@ def _nearest_positions(order, shape, previous_position, previous_shape):
 
     def chunk(part):
         y, x = xp.divmod(order[part], w)
-        xp.take(previous_position, xp.take(rows, y) * previous_w + xp.take(cols, x), out=source[part])
+        backends.take(previous_position, xp.take(rows, y) * previous_w + xp.take(cols, x), out=source[part])
     backends.run_slices(chunk, order.shape[0], xp)
     return source
 
@@ -252,16 +268,18 @@ def _gauss_seidel(fb, image, alpha, order, regularization, gradient_weight, swee
     a0_stored = _take_columns(alpha.reshape(1, -1), order)[0]  # alpha in the diagonal order
     neighbours_of = _neighbour_positions(h, w, xp)
 
-    def systems(positions):  # the pixels' neighbours, then _pixel_systems
-        neighbours = neighbours_of(positions)
-        return (neighbours, *_pixel_systems(a0_stored, image.reshape(-1, 3), order, neighbours, positions,
-                                            regularization, gradient_weight))
+    def systems(positions, arrays):  # the pixels' neighbours, then _pixel_systems, into arrays (_system_arrays)
+        neighbours, *pixel_systems = (array[..., :positions.stop - positions.start] for array in arrays)
+        neighbours_of(positions, neighbours)
+        _pixel_systems(a0_stored, image.reshape(-1, 3), order, neighbours, positions, regularization,
+                       gradient_weight, pixel_systems)
+        return (neighbours, *pixel_systems)
 
     steps = _steps(h, w, sweeps)
     widest = max((stop - start for start, stop, _ in steps), default=0)
     kernel = backends.cuda_kernel(xp, "foreground.cu", "gauss_seidel", xp.float32)
     if kernel is not None:  # all steps in one launch of one block, a thread per pixel of the widest step
-        neighbours, weights, own, cross, data = systems(slice(0, h * w))
+        neighbours, weights, own, cross, data = systems(slice(0, h * w), _system_arrays(h * w, xp))
         threads = min(_MAX_THREADS, max(1, -(-widest // 32)) * 32)  # in whole warps
         bounds = xp.asarray([(start, stop) for start, stop, _ in steps], dtype=xp.int32).reshape(-1)
         kernel((1,), (threads,), (fb, data, weights, neighbours, own, cross, bounds, np.int32(len(steps)),
@@ -269,7 +287,7 @@ def _gauss_seidel(fb, image, alpha, order, regularization, gradient_weight, swee
         return
     gather = _neighbour_gather(fb, h, w)
     odd_start = _diagonals(h, w)[1][1] if h + w > 2 else h * w  # the first odd diagonal's first position
-    held = _held_systems(systems, odd_start, h * w)
+    held = _held_systems(systems, odd_start, h * w, widest, xp)
     terms = xp.empty((6, 5, widest), xp.float32)  # per channel: the data term, then the 4 weighted neighbours
     for start, stop, diagonals in steps:
         n = stop - start
@@ -287,24 +305,36 @@ def _gauss_seidel(fb, image, alpha, order, regularization, gradient_weight, swee
 _HELD_POSITIONS = 1 << 18  # positions whose systems the NumPy sweeps compute at once: 20 MB (80 bytes each)
 
 
-def _held_systems(systems, odd_start, count):
+def _held_systems(systems, odd_start, count, widest, xp):
     """held(start, stop): the neighbours and systems (`systems`) of positions [start, stop), computed a block of
     _HELD_POSITIONS ahead, instead of a level's all at once (80 bytes a pixel: 1 GB at 12 megapixels).
 
     A step's positions lie among the even diagonals (stored first, up to odd_start) or the odd ones, and each
     parity's steps move forward through its positions (_steps), so one block is held per parity, and a step
-    beyond it starts the next block at its own start."""
-    blocks = {}  # parity: (first position, arrays)
+    beyond it starts the next block at its own start. Each parity's blocks are computed into the same arrays
+    (a block is at most `widest`, a step's positions, or _HELD_POSITIONS long): fresh ones for each block would
+    be new pages for the kernel to fault in and zero, block after block."""
+    capacity = min(count, max(widest, _HELD_POSITIONS))
+    blocks, arrays = {}, {}  # parity: (first position, the block's systems); parity: _system_arrays
 
     def held(start, stop):
         parity = int(start >= odd_start)
-        first, arrays = blocks.get(parity, (start, ()))
-        if not arrays or stop - first > arrays[-1].shape[-1]:
+        first, block = blocks.get(parity, (start, ()))
+        if not block or stop - first > block[-1].shape[-1]:
             end = min(odd_start if parity == 0 else count, max(stop, start + _HELD_POSITIONS))
-            first, arrays = start, systems(slice(start, end))
-            blocks[parity] = first, arrays
-        return [array[..., start - first:stop - first] for array in arrays]
+            if parity not in arrays:
+                arrays[parity] = _system_arrays(capacity, xp)
+            first, block = start, systems(slice(start, end), arrays[parity])
+            blocks[parity] = first, block
+        return [array[..., start - first:stop - first] for array in block]
     return held
+
+
+def _system_arrays(count, xp):
+    """Arrays for `count` positions' neighbours and systems (see _pixel_systems): neighbours (4, n) int32,
+    weights (4, n) float32, own (2, n) and cross (n,) float64, data (6, n) float32."""
+    return (xp.empty((4, count), xp.int32), xp.empty((4, count), xp.float32), xp.empty((2, count), xp.float64),
+            xp.empty(count, xp.float64), xp.empty((6, count), xp.float32))
 
 
 def _neighbour_gather(fb, h, w):
@@ -348,7 +378,11 @@ def _take_columns(table, index):
     xp = array_module(table)
     table = xp.ascontiguousarray(table)  # else every chunk's take would copy it
     out = xp.empty((table.shape[0], index.shape[0]), table.dtype)
-    backends.run_slices(lambda part: xp.take(table, index[part], axis=1, out=out[:, part]), index.shape[0], xp)
+
+    def chunk(part):  # row by row: a chunk of a row is contiguous, so taken straight into `out` (backend.take)
+        for row, into in zip(table, out):
+            backends.take(row, index[part], out=into[part])
+    backends.run_slices(chunk, index.shape[0], xp)
     return out
 
 
@@ -439,8 +473,9 @@ def _diagonal_layout(h, w, xp):
 
 
 def _neighbour_positions(h, w, xp):
-    """neighbours(positions): the positions of the 4 neighbours (pymatting's order: left, right, up, down) of the
-    pixels at `positions` (a slice of the level's), (4, n), clamped at the border as in the reference: a border
+    """neighbours_of(positions, neighbours): the positions of the 4 neighbours (pymatting's order: left, right, up,
+    down) of the pixels at `positions` (a slice of the level's), into `neighbours` (4, n) int32, clamped at the
+    border as in the reference: a border
     pixel is its own neighbour. A neighbour's position is a sum (_neighbour_bases), and only the border's are set
     apart. The level's tables are made once, for all its slices; each slice chunk by chunk, on cpu_threads'
     threads."""
@@ -448,9 +483,8 @@ def _neighbour_positions(h, w, xp):
     neighbour_bases = xp.asarray(_neighbour_bases(_diagonals(h, w)[2]), dtype=xp.int32)
     borders = _border(h, w, tables[2], xp)
 
-    def neighbours_of(positions):
+    def neighbours_of(positions, neighbours):
         offset, count = positions.start, positions.stop - positions.start
-        neighbours = xp.empty((4, count), xp.int32)
 
         def link(part):
             diagonal, y = _stored_at(xp.arange(offset + part.start, offset + part.stop, dtype=xp.int32), tables, xp)
@@ -461,16 +495,15 @@ def _neighbour_positions(h, w, xp):
         for k, edge in enumerate(borders):
             edge = edge[(edge >= positions.start) & (edge < positions.stop)]
             neighbours[k, edge - offset] = edge
-        return neighbours
     return neighbours_of
 
 
-def _pixel_systems(a0_stored, pixels, order, neighbours, positions, regularization, gradient_weight):
-    """Per pixel at the positions `positions` (a slice) of a level, whose neighbours are at `neighbours` (4, n):
-    the weights of its 4 neighbours, eps + w |a - a_j| (4, n) float32; its 2x2 system [[a0^2 + s, a0 a1],
-    [a0 a1, a1^2 + s]] (a1 = 1 - a0, s the weights' sum), inverted, as `own` (2, n) and `cross` (n,) float64;
-    and its data term [a0 I, a1 I] (6, n) float32. a0_stored (hw,) is alpha at each position; pixels (hw, 3)
-    are in raster order.
+def _pixel_systems(a0_stored, pixels, order, neighbours, positions, regularization, gradient_weight, out):
+    """Per pixel at the positions `positions` (a slice) of a level, whose neighbours are at `neighbours` (4, n),
+    into out = (weights, own, cross, data): the weights of its 4 neighbours, eps + w |a - a_j| (4, n) float32;
+    its 2x2 system [[a0^2 + s, a0 a1], [a0 a1, a1^2 + s]] (a1 = 1 - a0, s the weights' sum), inverted, as `own`
+    (2, n) and `cross` (n,) float64; and its data term [a0 I, a1 I] (6, n) float32. a0_stored (hw,) is alpha
+    at each position; pixels (hw, 3) are in raster order.
 
     [F, B] = inverse @ [rhs_F, rhs_B] per channel is computed as own * rhs + cross * (rhs with F and B
     swapped). The reference mixes precisions (1.0 - a0 is a float64 there); mixing them the same way
@@ -478,9 +511,7 @@ def _pixel_systems(a0_stored, pixels, order, neighbours, positions, regularizati
     """
     xp = array_module(a0_stored)
     offset, count = positions.start, positions.stop - positions.start
-    weights = xp.empty((4, count), xp.float32)
-    own, cross = xp.empty((2, count), xp.float64), xp.empty(count, xp.float64)
-    data = xp.empty((6, count), xp.float32)
+    weights, own, cross, data = out
 
     def chunk(part):
         at = slice(offset + part.start, offset + part.stop)
@@ -503,4 +534,3 @@ def _pixel_systems(a0_stored, pixels, order, neighbours, positions, regularizati
         data[:3, part] = a0 * colours
         data[3:, part] = a1 * colours  # computed in float64, stored rounded to float32
     backends.run_slices(chunk, count, xp)
-    return weights, own, cross, data
