@@ -270,8 +270,9 @@ def even_step(total, most):
 # (Firecracker, on which AWS Lambda runs, and so does the machine of the README's figures) faulting fresh huge
 # pages in costs far more than ordinary pages: there a first pass at 1024x1024 spent 4.5-5.3 s of system time in
 # page faults with huge pages and 1.1-1.2 s without (10.0-10.7 s against 7.1 s in all; benchmarks/cpu.py's engine
-# minimatte-huge-pages compares the two). So during a pass (and infer's pixel work around it) NumPy's new arrays stay
-# on ordinary pages. Elsewhere huge pages may fault in a little faster (not measured here).
+# minimatte-huge-pages compares the two). So during a pass (and the pixel work around it in infer, and that of
+# estimate_foreground and cutout) NumPy's new arrays stay on ordinary pages. Elsewhere huge pages may fault in a
+# little faster (not measured here).
 try:
     from numpy._core.multiarray import _set_madvise_hugepage  # NumPy 2; returns the previous setting
 except ImportError:
