@@ -57,6 +57,7 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
               the reduced pixel size (single hairs) is lost.
     progress: a callable progress(fraction, stage), called as the network finishes each stage ("block 5/12",
               "fusion 2/4", ...) with the fraction of the work done over all images (by FLOPs; 1.0 at the end).
+              An exception raised in it stops the pass and comes out of infer (a cancelled request).
     force_known: alpha exactly 0 where the trimap is 0 and 1 where it is 255 (force_known_regions); by default
                  the network's own values there, as the reference returns them.
     """
