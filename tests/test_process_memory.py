@@ -112,12 +112,11 @@ def test_infer_keeps_its_pixel_work_off_huge_pages(det_model, monkeypatch):
         backend._set_madvise_hugepage(original)
 
 
-
 @pytest.mark.skipif(backend._set_madvise_hugepage is None, reason="this NumPy has no huge-page setting")
 def test_cutouts_keep_their_pixel_work_off_huge_pages(monkeypatch):
     """Cut-outs and foreground estimation read their pictures into float arrays (12 bytes a pixel of the image) and
-    composite without huge pages too (a first 12-megapixel cut-out took twice as long with them), and NumPy's
-    setting is back after."""
+    composite without huge pages too (a first 12-megapixel cut-out took much longer with them here), and
+    NumPy's setting is back after."""
     from minimatte import foreground
     seen = []
     for name in "_read_pair", "row_bands":  # estimate_foreground's reading; the compositing, band by band
@@ -132,6 +131,7 @@ def test_cutouts_keep_their_pixel_work_off_huge_pages(monkeypatch):
         assert seen == [False, False, False] and numpys_huge_pages()
     finally:
         backend._set_madvise_hugepage(original)
+
 
 # A batch under an address-space limit: enough for the model and a small image's pass, not for a large image's.
 OUT_OF_MEMORY = f"""

@@ -65,7 +65,6 @@ def test_progress_reports_each_stage_once_and_changes_nothing(det_model):
     assert reports[0][1] == "image 1/2, patch embedding" and 0 < reports[0][0] < reports[1][0]
 
 
-
 def test_raising_from_progress_cancels_the_pass(det_model):
     """A program stops a pass (a closed web request, a Cancel button) by raising from the callback: the exception
     comes out of infer, and the model's next pass is as if none had been stopped."""
@@ -86,6 +85,7 @@ def test_raising_from_progress_cancels_the_pass(det_model):
         minimatte.infer(image, trimap, model=model, progress=cancel_at_block_5)
     assert backend.parallelism() == 1 and (backend._BLAS and backend._BLAS[0]()) == blas_threads
     np.testing.assert_array_equal(minimatte.infer(image, trimap, model=model), expected)
+
 
 def test_progress_in_decoder_bands(det_model, monkeypatch):
     """A decoder run in bands reports each band's stages, labelled, with its share of the work."""

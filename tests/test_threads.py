@@ -57,7 +57,6 @@ def test_pieces_run_on_threads_and_errors_restore_blas():
         backend._BLAS[1](blas_threads)
 
 
-
 @steerable_blas
 def test_a_failed_piece_is_raised_once_no_piece_runs():
     """A piece's error (an allocation that failed) comes out of run_pieces only after the other running pieces
@@ -83,6 +82,7 @@ def test_a_failed_piece_is_raised_once_no_piece_runs():
         assert len(started) < 8 and backend._BLAS[0]() == 2
     finally:
         backend._BLAS[1](blas_threads)
+
 
 def test_passes_from_several_threads_take_turns_steering_blas(det_model, monkeypatch):
     """A web server's threads calling one model at once: no pass reads or changes BLAS's thread count while
