@@ -51,11 +51,11 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
     xp = resolve(backend)
-    with backends.small_pages(np):  # the pixel work on the host too, as in infer (see backend.small_pages)
+    with backends.small_pages(np):  # the sweeps and, on any backend, the host's pixel work (see small_pages)
         rgb, matte = _read_pair(image, alpha, value_range, np.float32)
         # The 1x1 start, on the host: a GPU sums in another order than the reference's pixel after pixel.
         start = np.concatenate([_mean_colour(rgb, matte > 0.9), _mean_colour(rgb, matte < 0.1)])  # [F, B]
-        with backends.cpu_threads(xp), backends.small_pages(xp):
+        with backends.cpu_threads(xp):
             pictures = _multilevel(*to_device([rgb, matte, start], xp), np.float32(regularization),
                                    np.float32(gradient_weight), small_iterations, big_iterations, small_size,
                                    return_background)
