@@ -11,7 +11,9 @@ onnx`) runs the transformers model exported once per model by torch.onnx (height
 temporary file, outside the timed processes. The engine minimatte-im2col (only when asked for) is minimatte
 with every 3x3 convolution an im2col GEMM, none with Winograd's F(2x2, 3x3), to measure what that gains;
 minimatte-huge-pages is minimatte with NumPy advising huge pages in the pass too (no backend.small_pages), and
-minimatte-kept runs after minimatte.keep_freed_memory(), as the command line does.
+minimatte-kept runs after minimatte.keep_freed_memory(), as the command line does; minimatte-blas-threads leaves
+BLAS's threads alone and runs the kernels' pieces one after another, as where minimatte cannot steer NumPy's BLAS
+(backend.cpu_threads: MKL, Accelerate, or an OpenBLAS it does not find).
 """
 import argparse
 import json
@@ -25,7 +27,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENGINES = ("minimatte", "torch", "onnxruntime", "minimatte-im2col", "minimatte-huge-pages", "minimatte-kept")
+ENGINES = ("minimatte", "torch", "onnxruntime", "minimatte-im2col", "minimatte-huge-pages", "minimatte-kept",
+           "minimatte-blas-threads")
 ONNX_DIR = None  # a temporary folder for the exported models, set by main and passed to the children
 
 
@@ -78,6 +81,8 @@ def measure(engine, model_name, height, width, threads):
             minimatte.backend._set_madvise_hugepage = None  # small_pages then leaves NumPy's setting alone
         if engine == "minimatte-kept":
             minimatte.keep_freed_memory()
+        if engine == "minimatte-blas-threads":
+            minimatte.backend._BLAS = None  # cpu_threads then changes nothing
         state = deterministic_state(config)
         model = minimatte.VitMatte.from_state_dict(state)
         del state

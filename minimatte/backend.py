@@ -166,20 +166,48 @@ def cuda_source(filename):
 # BLAS thread it replaced: every core works on every step. Results are those of a serial run up to float32
 # rounding (BLAS may pick other kernels for differently shaped blocks; measured 3e-7 on alphas).
 
-def loaded_openblas():
-    """The paths of the OpenBLAS libraries loaded into this process (NumPy's), or None where the OS does not
-    say (no /proc/self/maps)."""
+def listed_libraries():
+    """The paths of the shared libraries that the OS lists as loaded into this process (/proc/self/maps, Linux), or
+    None where it lists none."""
     try:
         with open("/proc/self/maps") as maps:
-            return sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+            return sorted({line.split()[-1] for line in maps if "/" in line})
     except OSError:
         return None
 
 
+def _openblas_candidates():
+    """Paths of OpenBLAS libraries NumPy may have loaded, its own first: those its wheels bundle (numpy.libs on
+    Linux and Windows, numpy/.dylibs on macOS, numpy/.libs in NumPy 1's Windows wheels), then any other that the OS
+    lists as loaded (a distribution's NumPy links a system OpenBLAS). Without /proc/self/maps (macOS, Windows) the
+    wheel's folder is the only way to find it."""
+    package = Path(numpy.__file__).parent
+    bundled = [path for folder in (package.parent / "numpy.libs", package / ".dylibs", package / ".libs")
+               if folder.is_dir() for path in sorted(folder.iterdir())]
+    paths = [str(path) for path in bundled] + (listed_libraries() or [])
+    return list(dict.fromkeys(os.path.realpath(path) for path in paths if "openblas" in Path(path).name.lower()))
+
+
+def already_loaded(path):
+    """A ctypes handle of the library at `path` if this process has it loaded, else None: opening one that is not
+    would load a second copy beside NumPy's, whose thread count NumPy's products never read."""
+    try:
+        if os.name == "nt":
+            kernel32 = ctypes.WinDLL("kernel32")  # an instance of our own: its prototypes are set here only
+            kernel32.GetModuleHandleW.argtypes, kernel32.GetModuleHandleW.restype = [ctypes.c_wchar_p], ctypes.c_void_p
+            handle = kernel32.GetModuleHandleW(path)  # loaded modules only, without loading one
+            return ctypes.CDLL(path, handle=handle) if handle else None
+        return ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)  # dlopen: NULL (OSError) unless loaded
+    except (AttributeError, OSError):  # AttributeError: an OS without RTLD_NOLOAD
+        return None
+
+
 def _openblas_threads():
-    """(get, set) for the thread count of the OpenBLAS that NumPy loaded, or None (another BLAS or OS)."""
-    for path in loaded_openblas() or ():
-        library = ctypes.CDLL(path)  # NumPy already loaded it: this is the same instance
+    """(get, set) for the thread count of the OpenBLAS that NumPy loaded, or None (another BLAS)."""
+    for path in _openblas_candidates():
+        library = already_loaded(path)
+        if library is None:
+            continue
         # The symbols of NumPy 2's wheels, NumPy 1's (ILP64, suffix 64_), and a system OpenBLAS.
         for get_name, set_name in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
                                    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),

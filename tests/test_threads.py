@@ -1,8 +1,10 @@
 """The forward pass's own threads (backend.cpu_threads): same results, BLAS settings restored."""
 import multiprocessing
+import shutil
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +17,43 @@ steerable_blas = pytest.mark.skipif(backend._BLAS is None, reason="NumPy's BLAS 
 def test_numpys_openblas_is_steerable():
     """Where an OpenBLAS is loaded (NumPy's wheels bundle one), minimatte finds its thread controls, whose names
     differ between NumPy 1 and 2: otherwise the forward pass's threads are silently off."""
-    loaded = backend.loaded_openblas()
-    if loaded is None:
+    listed = backend.listed_libraries()
+    if listed is None:
         pytest.skip("no /proc/self/maps to find the loaded libraries in")
+    loaded = [path for path in listed if "openblas" in path.lower()]
     if not loaded:
         pytest.skip("NumPy uses another BLAS")
     assert backend._BLAS is not None, f"no thread controls found in {loaded}"
+
+
+@steerable_blas
+def test_numpys_bundled_openblas_is_found_without_a_list_of_loaded_libraries(monkeypatch):
+    """macOS and Windows list no loaded libraries as Linux's /proc/self/maps does: there the OpenBLAS of NumPy's
+    wheel is found in the wheel's folder, and its controls found that way steer the instance NumPy uses."""
+    site_packages = Path(np.__file__).resolve().parents[1]
+    loaded = [Path(path) for path in backend.listed_libraries() or () if "openblas" in path.lower()]
+    if not any(site_packages in path.parents for path in loaded):
+        pytest.skip("NumPy's OpenBLAS is not bundled with it (a distribution's NumPy)")
+    monkeypatch.setattr(backend, "listed_libraries", lambda: None)
+    found = backend._openblas_threads()
+    assert found is not None, f"NumPy's OpenBLAS {loaded} is not found in its wheel's folders"
+    blas_threads = backend._BLAS[0]()
+    try:
+        for count in (3, 1):
+            found[1](count)
+            assert backend._BLAS[0]() == count  # _BLAS: found in /proc/self/maps, the instance NumPy loaded
+    finally:
+        found[1](blas_threads)
+
+
+@steerable_blas
+def test_a_library_that_is_not_loaded_is_not_opened(tmp_path):
+    """A copy of NumPy's OpenBLAS elsewhere, say, is not loaded beside it: its thread count would steer nothing."""
+    loaded = next(path for path in backend._openblas_candidates() if backend.already_loaded(path) is not None)
+    copy = tmp_path / "libopenblas_copy.so"
+    shutil.copyfile(loaded, copy)
+    assert backend.already_loaded(str(copy)) is None
+    assert str(copy) not in (backend.listed_libraries() or [])
 
 
 @steerable_blas
