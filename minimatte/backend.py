@@ -285,6 +285,15 @@ def parallelism():
     return getattr(_STATE, "workers", 1)
 
 
+def thread_summary():
+    """How forward passes on NumPy use the cores, in words (`minimatte --version`, for bug reports about speed)."""
+    if _BLAS is None:
+        return "NumPy's BLAS: not an OpenBLAS minimatte can steer; forward passes run a kernel's pieces in turn"
+    count = _BLAS[0]()
+    plural = "s" if count != 1 else ""
+    return f"NumPy's BLAS: an OpenBLAS minimatte steers; forward passes run on {count} thread{plural}"
+
+
 def even_step(total, most):
     """A piece size of at most `most` items that cuts `total` items into whole rounds of run_pieces' threads,
     pieces as equal as can be: no thread works through a last round alone while the others wait."""

@@ -342,13 +342,27 @@ def _add_quiet(sub):
                      help="print nothing but errors: no progress, no line per file written or downloaded")
 
 
+class _PrintVersion(argparse.Action):
+    """--version: the versions a bug report needs, and how forward passes use the cores (a report of slow passes
+    shows whether BLAS's threads were steered), a line each: argparse's version action would wrap them."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the versions of minimatte, Python, NumPy and Pillow, and how passes use the "
+                              "CPU's cores, and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"minimatte {__version__} (Python {platform.python_version()}, NumPy {np.__version__}, Pillow "
+              f"{PIL.__version__})\n{backend.thread_summary()}")
+        parser.exit()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
         epilog="Exit status: 0 success, 1 missing file / unwritable output / download / out of memory / some batch "
                "items failed, 2 bad input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
-    parser.add_argument("--version", action="version", version=f"minimatte {__version__} (Python "
-                        f"{platform.python_version()}, NumPy {np.__version__}, Pillow {PIL.__version__})")
+    parser.add_argument("--version", action=_PrintVersion)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("matte", "write the alpha matte as a greyscale PNG (8 or 16 bits; or a float TIFF)"),
                        ("cutout", "write the cut-out: estimated foreground colours with the matte as alpha (RGBA PNG), "

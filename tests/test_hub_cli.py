@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import minimatte
-from minimatte import PRESETS, cli, hub, processing
+from minimatte import PRESETS, backend, cli, hub, processing
 from minimatte.model import stage_flops
 from minimatte.foreground import cutout
 from helpers import DATA, gamma_profile, grey_profile
@@ -716,10 +716,21 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
         assert status == 2 and out == b"" and error in err, err
 
 
-def test_cli_version(capsys):
+def test_cli_version(capsys, monkeypatch):
+    """The versions a bug report needs, and whether minimatte steers BLAS's threads (a report of slow passes on
+    macOS or Windows, say, then shows whether it found NumPy's OpenBLAS there)."""
     with pytest.raises(SystemExit) as exit:
         cli.main(["--version"])
-    assert exit.value.code == 0 and capsys.readouterr().out.startswith(f"minimatte {minimatte.__version__} (Python ")
+    versions, threads = capsys.readouterr().out.splitlines()
+    assert exit.value.code == 0 and versions.startswith(f"minimatte {minimatte.__version__} (Python ")
+    if backend._BLAS is not None:
+        assert threads.startswith(f"NumPy's BLAS: an OpenBLAS minimatte steers; forward passes run on "
+                                  f"{backend._BLAS[0]()} thread")
+    monkeypatch.setattr(backend, "_BLAS", None)
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    threads = capsys.readouterr().out.splitlines()[1]
+    assert threads == "NumPy's BLAS: not an OpenBLAS minimatte can steer; forward passes run a kernel's pieces in turn"
 
 
 def test_cli_heif_photos(served, tmp_path, capsys):
