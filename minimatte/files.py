@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from .backend import to_numpy
-from .processing import image_extensions, in_colour_space
+from .processing import clip_overshoot, image_extensions, in_colour_space
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -35,9 +35,10 @@ def save(output, result, bits=None, icc_profile=None):
     output: a path, whose extension picks the format (PNG where it has none), or a binary file object, which
             gets a PNG (a TIFF with bits=32). A path is written atomically: on failure no half-written file is
             left; a file object gets the whole file in one write, or nothing.
-    result: infer's float matte (H, W) in [0, 1], written as greyscale rounded to the nearest of 256 levels
-            (bits=16: of 65536, in PNG or TIFF; bits=32: float32 as computed, in TIFF); a uint8 or uint16 (H, W)
-            matte or trimap, written as it is; cutout's uint8 (H, W, 4) cut-out or (H, W, 3) composite.
+    result: infer's float matte (H, W) in [0, 1] (a filter's overshoot beyond it clipped: processing.clip_overshoot),
+            written as greyscale rounded to the nearest of 256 levels (bits=16: of 65536, in PNG or TIFF;
+            bits=32: float32 as computed, in TIFF); a uint8 or uint16 (H, W) matte or trimap, written as it is;
+            cutout's uint8 (H, W, 4) cut-out or (H, W, 3) composite.
     icc_profile: the colour space (ICC profile bytes) of a cut-out's or composite's colours, those of the image
                  it was cut from (minimatte.icc_profile(image)): written into the file, or where the format holds
                  none (GIF, BMP, PPM) the colours are converted into sRGB. None: sRGB.
@@ -87,8 +88,7 @@ def _result_image(result, bits):
         raise ValueError(f"bits: expected 8, 16 or 32, got {bits!r}")
     if not np.isfinite(a).all():
         raise ValueError("result: the matte contains NaN or infinite values")
-    if a.min() < 0 or a.max() > 1:
-        raise ValueError(f"result: a float matte's values must lie in [0, 1], found [{a.min():g}, {a.max():g}]")
+    a = clip_overshoot(a, "result")
     if bits == 32:
         return Image.fromarray(a.astype(np.float32, copy=False))  # mode "F"
     return Image.fromarray(np.rint(a * ((1 << bits) - 1)).astype(np.uint8 if bits == 8 else np.uint16))

@@ -214,9 +214,10 @@ def _as_array(x, name, floats=False):
     return np.asarray(x)
 
 
-def _checked(a, name, value_range):
+def _checked(a, name, value_range, overshoot=False):
     """An image's array of stored values, after the checks that it holds an image (not empty, not a mask, not
-    8-bit values in 16 bits; floats finite and within value_range)."""
+    8-bit values in 16 bits; floats finite and within value_range, or for a matte or mask (`overshoot`) clipped into
+    it from a filter's overshoot, see clip_overshoot)."""
     if a.size == 0 or 0 in a.shape[:2]:
         raise ValueError(f"{name}: image is empty (shape {a.shape})")
     if a.dtype == np.bool_:
@@ -233,6 +234,8 @@ def _checked(a, name, value_range):
                              f"value_range=255.0 (values in [0, 255]), got value_range={value_range!r}")
         if not np.isfinite(a).all():
             raise ValueError(f"{name}: contains NaN or infinite values")
+        if overshoot:
+            return clip_overshoot(a, name, value_range)
         lo, hi = a.min(), a.max()
         if lo < 0 or hi > value_range:
             raise ValueError(f"{name}: values must lie in [0, {value_range:g}], found [{lo:g}, {hi:g}]")
@@ -242,6 +245,23 @@ def _checked(a, name, value_range):
         bits = 8 if a.max() <= 255 else 16
         hint = f" (its values lie in 0..{a.max()}: for {bits}-bit values, pass .astype(np.uint{bits}))"
     raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float{hint}")
+
+
+OVERSHOOT = 1 / 8  # of the value range: how far beyond it clip_overshoot clips a matte's or mask's float values
+
+
+def clip_overshoot(a, name, value_range=1.0):
+    """Finite float values of a matte or mask, clipped into [0, value_range] where they stray beyond it by at most
+    OVERSHOOT of it: resampling filters ring at a hard edge (enlarging a step, Pillow's bicubic overshoots by 7%,
+    its Lanczos by 11%), compositing software keeps such values in float mattes, and any use of a matte clips them.
+    Farther out they are an error: values on another scale (0..255 as floats, percentages)."""
+    lo, hi = a.min(), a.max()
+    if 0 <= lo and hi <= value_range:
+        return a
+    if -OVERSHOOT * value_range <= lo and hi <= (1 + OVERSHOOT) * value_range:
+        return np.clip(a, 0, value_range)
+    raise ValueError(f"{name}: values must lie in [0, {value_range:g}] (up to 1/8 beyond it, a filter's overshoot, "
+                     f"is clipped), found [{lo:g}, {hi:g}]")
 
 
 BAND_ROWS = 64  # rows of a full-size image converted to float64 at once (32 bytes a pixel whole: 384 MB at 12 MP)
@@ -264,9 +284,9 @@ def to_unit(a, value_range, dtype=np.float64):
     return np.divide(a, value_range, dtype=np.result_type(a.dtype, dtype)).astype(dtype, copy=False)
 
 
-def _rescaled(a, name, value_range, dtype=np.float64):
+def _rescaled(a, name, value_range, dtype=np.float64, overshoot=False):
     """Array values as `dtype` in [0, 1], checked (see _checked and to_unit)."""
-    return to_unit(_checked(a, name, value_range), value_range, dtype)
+    return to_unit(_checked(a, name, value_range, overshoot), value_range, dtype)
 
 
 def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=False):
@@ -335,7 +355,7 @@ def stored_matte(alpha, name="alpha"):
     a = _as_array(alpha, name, floats=True)
     value_range = 1.0 if np.issubdtype(a.dtype, np.floating) else None
     cut = _transparency(a)
-    return _checked(_grey_array(a, name) if cut is None else cut, name, value_range), value_range
+    return _checked(_grey_array(a, name) if cut is None else cut, name, value_range, overshoot=True), value_range
 
 
 def _transparency(a):
@@ -528,7 +548,7 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
     if m.dtype != np.bool_:
         if m.ndim == 3 and m.shape[2] in (1, 2, 3, 4):
             m = _mask_plane(m)
-        m = _binary_if_two_levels(_rescaled(m, "mask", value_range))
+        m = _binary_if_two_levels(_rescaled(m, "mask", value_range, overshoot=True))
     if m.ndim != 2 or 0 in m.shape:
         stack = ""
         if m.ndim == 3 and 0 not in m.shape:  # segmentation models (SAM, say) return (N, H, W) stacks

@@ -98,7 +98,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         (("a16.jpg", alpha, 16), "output: 16-bit alphas need a .png or .tif file"),
         (("a32.png", alpha, 32), "output: 32-bit float alphas need a .tif file"),
         (("a.heic", alpha), "output: HEIF files are lossy"),
-        (("a.png", alpha * 1.01), r"result: a float matte's values must lie in \[0, 1\], found \[0, 1.01\]"),
+        (("a.png", alpha * 1.2), r"result: values must lie in \[0, 1\] \(up to 1/8 beyond it, a filter's overshoot, is "
+                                 r"clipped\), found \[0, 1.2\]"),
         (("a.png", np.full((2, 2), np.nan)), "result: the matte contains NaN or infinite values"),
         (("a.png", alpha, 12), "bits: expected 8, 16 or 32, got 12"),
         (("t.png", trimap, 16), "bits: a uint8 array is written with its own 8 bits, got bits=16"),

@@ -138,10 +138,37 @@ def test_float_files_are_mattes_and_masks(tmp_path):
                                              r"are read as mattes and masks only\); save it as 8 or 16 bit"):
             read(tmp_path / "a.tif")
     Image.fromarray(matte * 2).save(tmp_path / "over.tif")
-    with pytest.raises(ValueError, match=r"alpha: values must lie in \[0, 1\], found \[0.\d+, 1.\d+\]"):
+    with pytest.raises(ValueError, match=r"alpha: values must lie in \[0, 1\] \(up to 1/8 beyond it, a filter's "
+                                         r"overshoot, is clipped\), found \[0.\d+, 1.\d+\]"):
         minimatte.processing.read_matte(tmp_path / "over.tif")
     with pytest.raises(ValueError, match=r"mask: values must lie in \[0, 1\]"):
         minimatte.trimap_from_mask(tmp_path / "over.tif")
+
+
+def test_a_float_mattes_filter_overshoot_is_clipped(tmp_path):
+    """A float matte resampled with a ringing filter (here Lanczos, as compositing software scales mattes) strays
+    a little beyond [0, 1] at hard edges: read as a matte or mask, those values are clipped, as any use of a matte
+    clips them; values farther out (a matte on the 0..255 scale) stay an error."""
+    step = np.zeros((40, 40), np.float32)
+    step[:, 20:] = 1
+    ringing = np.asarray(Image.fromarray(step).resize((100, 100), Image.LANCZOS))
+    assert ringing.min() < -0.1 and ringing.max() > 1.1  # Pillow's Lanczos overshoots this step by 11%
+    Image.fromarray(ringing).save(tmp_path / "ringing.tif")
+    clipped = np.clip(ringing, 0, 1)
+    np.testing.assert_array_equal(minimatte.processing.read_matte(tmp_path / "ringing.tif", dtype=np.float32), clipped)
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(tmp_path / "ringing.tif", band=2),
+                                  minimatte.trimap_from_mask(clipped, band=2, value_range=1.0))
+    image = np.random.default_rng(4).integers(0, 256, (100, 100, 3), np.uint8)
+    np.testing.assert_array_equal(minimatte.cutout(image, ringing, foreground=False),
+                                  minimatte.cutout(image, clipped, foreground=False))
+    for bits in (8, 32):  # saved as `save` writes infer's mattes
+        minimatte.save(tmp_path / f"ringing{bits}.tif", ringing, bits=bits)
+        minimatte.save(tmp_path / f"clipped{bits}.tif", clipped, bits=bits)
+        np.testing.assert_array_equal(*(np.asarray(Image.open(tmp_path / f"{name}{bits}.tif"))
+                                        for name in ("ringing", "clipped")))
+    for far in (ringing * 255, ringing + 0.2):
+        with pytest.raises(ValueError, match=r"alpha: values must lie in \[0, 1\] \(up to 1/8 beyond"):
+            minimatte.processing.read_matte(far)
 
 
 def test_integer_levels_are_their_quotient_rounded_once():
