@@ -18,6 +18,7 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
 import io
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import List, Tuple
 
 import numpy as np
@@ -247,7 +248,7 @@ def _checked(a, name, value_range, overshoot=False):
     raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float{hint}")
 
 
-OVERSHOOT = 1 / 8  # of the value range: how far beyond it clip_overshoot clips a matte's or mask's float values
+OVERSHOOT = Fraction(1, 8)  # of the value range: how far beyond it clip_overshoot clips a matte's or mask's floats
 
 
 def clip_overshoot(a, name, value_range=1.0):
@@ -258,10 +259,11 @@ def clip_overshoot(a, name, value_range=1.0):
     lo, hi = a.min(), a.max()
     if 0 <= lo and hi <= value_range:
         return a
-    if -OVERSHOOT * value_range <= lo and hi <= (1 + OVERSHOOT) * value_range:
+    reach = float(OVERSHOOT) * value_range
+    if -reach <= lo and hi <= value_range + reach:
         return np.clip(a, 0, value_range)
-    raise ValueError(f"{name}: values must lie in [0, {value_range:g}] (up to 1/8 beyond it, a filter's overshoot, "
-                     f"is clipped), found [{lo:g}, {hi:g}]")
+    raise ValueError(f"{name}: values must lie in [0, {value_range:g}] (up to {OVERSHOOT} beyond it, a filter's "
+                     f"overshoot, is clipped), found [{lo:g}, {hi:g}]")
 
 
 BAND_ROWS = 64  # rows of a full-size image converted to float64 at once (32 bytes a pixel whole: 384 MB at 12 MP)
