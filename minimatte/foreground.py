@@ -475,10 +475,9 @@ def _diagonal_layout(h, w, xp):
 def _neighbour_positions(h, w, xp):
     """neighbours_of(positions, neighbours): the positions of the 4 neighbours (pymatting's order: left, right, up,
     down) of the pixels at `positions` (a slice of the level's), into `neighbours` (4, n) int32, clamped at the
-    border as in the reference: a border
-    pixel is its own neighbour. A neighbour's position is a sum (_neighbour_bases), and only the border's are set
-    apart. The level's tables are made once, for all its slices; each slice chunk by chunk, on cpu_threads'
-    threads."""
+    border as in the reference: a border pixel is its own neighbour. A neighbour's position is a sum
+    (_neighbour_bases), and only the border's are set apart. The level's tables are made once, for all its slices;
+    each slice chunk by chunk, on cpu_threads' threads."""
     tables = _diagonal_tables(h, w, xp)
     neighbour_bases = xp.asarray(_neighbour_bases(_diagonals(h, w)[2]), dtype=xp.int32)
     borders = _border(h, w, tables[2], xp)

@@ -215,10 +215,13 @@ def _as_array(x, name, floats=False):
     return np.asarray(x)
 
 
-def _checked(a, name, value_range, overshoot=False):
+OVERSHOOT = Fraction(1, 8)  # of the value range: how far beyond it clip_overshoot clips a matte's or mask's floats
+
+
+def _checked(a, name, value_range, overshoot=0):
     """An image's array of stored values, after the checks that it holds an image (not empty, not a mask, not
-    8-bit values in 16 bits; floats finite and within value_range, or for a matte or mask (`overshoot`) clipped into
-    it from a filter's overshoot, see clip_overshoot)."""
+    8-bit values in 16 bits; floats finite and within value_range, or, a matte's or mask's (overshoot=OVERSHOOT),
+    up to `overshoot` of it beyond and clipped into it: clip_overshoot)."""
     if a.size == 0 or 0 in a.shape[:2]:
         raise ValueError(f"{name}: image is empty (shape {a.shape})")
     if a.dtype == np.bool_:
@@ -235,12 +238,7 @@ def _checked(a, name, value_range, overshoot=False):
                              f"value_range=255.0 (values in [0, 255]), got value_range={value_range!r}")
         if not np.isfinite(a).all():
             raise ValueError(f"{name}: contains NaN or infinite values")
-        if overshoot:
-            return clip_overshoot(a, name, value_range)
-        lo, hi = a.min(), a.max()
-        if lo < 0 or hi > value_range:
-            raise ValueError(f"{name}: values must lie in [0, {value_range:g}], found [{lo:g}, {hi:g}]")
-        return a
+        return clip_overshoot(a, name, value_range, overshoot)
     hint = ""
     if np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 65535:  # np.where(mask, 255, 0)
         bits = 8 if a.max() <= 255 else 16
@@ -248,22 +246,20 @@ def _checked(a, name, value_range, overshoot=False):
     raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float{hint}")
 
 
-OVERSHOOT = Fraction(1, 8)  # of the value range: how far beyond it clip_overshoot clips a matte's or mask's floats
-
-
-def clip_overshoot(a, name, value_range=1.0):
-    """Finite float values of a matte or mask, clipped into [0, value_range] where they stray beyond it by at most
-    OVERSHOOT of it: resampling filters ring at a hard edge (enlarging a step, Pillow's bicubic overshoots by 7%,
-    its Lanczos by 11%), compositing software keeps such values in float mattes, and any use of a matte clips them.
-    Farther out they are an error: values on another scale (0..255 as floats, percentages)."""
+def clip_overshoot(a, name, value_range=1.0, overshoot=OVERSHOOT):
+    """Finite float values, checked to lie in [0, value_range], or for a matte or mask clipped into it where they
+    stray beyond it by at most `overshoot` of it: resampling filters ring at a hard edge (enlarging a step,
+    Pillow's bicubic overshoots by 7%, its Lanczos by 11%), compositing software keeps such values in float
+    mattes, and any use of a matte clips them. Farther out they are an error: values on another scale (0..255 as
+    floats, percentages). overshoot=0: images and trimaps, whose values go to the network as they are."""
     lo, hi = a.min(), a.max()
     if 0 <= lo and hi <= value_range:
         return a
-    reach = float(OVERSHOOT) * value_range
+    reach = float(overshoot) * value_range
     if -reach <= lo and hi <= value_range + reach:
         return np.clip(a, 0, value_range)
-    raise ValueError(f"{name}: values must lie in [0, {value_range:g}] (up to {OVERSHOOT} beyond it, a filter's "
-                     f"overshoot, is clipped), found [{lo:g}, {hi:g}]")
+    clipped = f" (up to {overshoot} beyond it, a filter's overshoot, is clipped)" if overshoot else ""
+    raise ValueError(f"{name}: values must lie in [0, {value_range:g}]{clipped}, found [{lo:g}, {hi:g}]")
 
 
 BAND_ROWS = 64  # rows of a full-size image converted to float64 at once (32 bytes a pixel whole: 384 MB at 12 MP)
@@ -286,7 +282,7 @@ def to_unit(a, value_range, dtype=np.float64):
     return np.divide(a, value_range, dtype=np.result_type(a.dtype, dtype)).astype(dtype, copy=False)
 
 
-def _rescaled(a, name, value_range, dtype=np.float64, overshoot=False):
+def _rescaled(a, name, value_range, dtype=np.float64, overshoot=0):
     """Array values as `dtype` in [0, 1], checked (see _checked and to_unit)."""
     return to_unit(_checked(a, name, value_range, overshoot), value_range, dtype)
 
@@ -357,7 +353,7 @@ def stored_matte(alpha, name="alpha"):
     a = _as_array(alpha, name, floats=True)
     value_range = 1.0 if np.issubdtype(a.dtype, np.floating) else None
     cut = _transparency(a)
-    return _checked(_grey_array(a, name) if cut is None else cut, name, value_range, overshoot=True), value_range
+    return _checked(_grey_array(a, name) if cut is None else cut, name, value_range, OVERSHOOT), value_range
 
 
 def _transparency(a):
@@ -550,7 +546,7 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
     if m.dtype != np.bool_:
         if m.ndim == 3 and m.shape[2] in (1, 2, 3, 4):
             m = _mask_plane(m)
-        m = _binary_if_two_levels(_rescaled(m, "mask", value_range, overshoot=True))
+        m = _binary_if_two_levels(_rescaled(m, "mask", value_range, overshoot=OVERSHOOT))
     if m.ndim != 2 or 0 in m.shape:
         stack = ""
         if m.ndim == 3 and 0 not in m.shape:  # segmentation models (SAM, say) return (N, H, W) stacks
