@@ -7,7 +7,8 @@ Each (engine, model, size, precision) runs in a fresh process, so memory peaks a
 it builds the model with the spec's deterministic random weights, runs once at the size (compiling kernels,
 warming cuBLAS), then times --rounds forward passes, each between device synchronisations, and reports
 the median. The input is the hustvl demo bulb and its trimap, resized
-(from ../shared/data, or $MINIMATTE_SHARED/data). Peak memory is the most bytes in
+(from ../shared/data, or $MINIMATTE_SHARED/data), already on the GPU for both engines (minimatte's model takes
+a CuPy array as it is). Peak memory is the most bytes in
 use by the framework's allocator during the timed passes, weights included (torch:
 max_memory_allocated; CuPy: the default memory pool's used bytes, tracked per allocation).
 "Equal precision": torch runs fp32 with TF32 off for matrix products and convolutions (cuDNN would
@@ -67,9 +68,10 @@ def measure(engine, model_name, height, width, precision, rounds, alphas_path):
         model = minimatte.VitMatte.from_state_dict(deterministic_state(config), backend_name="cupy",
                                                    precision=precision)
         synchronize = cupy.cuda.Device().synchronize
+        device_pixels = cupy.asarray(pixels)
 
         def run():
-            return model(pixels).alphas
+            return model(device_pixels).alphas
 
         def reset_peak():
             peak[0] = pool.used_bytes()

@@ -209,11 +209,12 @@ def window_attention(x, qkv_params, window, num_heads, rel_pos_h=None, rel_pos_w
 
     The reference pads the tokens with zeros to whole windows before the projection, so a pad's q, k and v are
     the qkv bias (window_partition's pad_value). The pads' keys and values take part, as in the reference.
-    Their queries' outputs are cropped, so they are computed only for the probabilities: otherwise the whole
-    windows, the part-padded last row and column of windows and their corner are attended one after another,
-    each from the queries of its real tokens. Without the probabilities, the tokens are projected and attended
-    a band of window rows at a time, so that the qkv of a large image is never whole (at 4096x4096 it takes
-    300 MB, and its windows, their q, k and v as many again each).
+    Their queries' outputs are cropped, so they are computed only for the probabilities, and on backends where
+    fewer, larger operations pay (backend.few_launches): otherwise the whole windows, the part-padded last row
+    and column of windows and their corner are attended one after another, each from the queries of its real
+    tokens. Without the probabilities, the tokens are projected and attended a band of window rows at a time, so
+    that the qkv of a large image is never whole (at 4096x4096 it takes 300 MB, and its windows, their q, k and
+    v as many again each).
     """
     xp = array_module(x)
     n, h, w, _ = x.shape
@@ -221,11 +222,12 @@ def window_attention(x, qkv_params, window, num_heads, rel_pos_h=None, rel_pos_w
     out = xp.empty((n, h, w, c3 // 3), dtype=x.dtype)
     pad_value = qkv_params.get("bias", 0.0)
     band = h if return_probs else window * max(1, piece_elements(xp, "window bands") // (n * window * w * c3))
+    whole = return_probs or backend.few_launches(xp)  # whole padded windows, pads' queries too
     probs = None
     for r0 in range(0, h, band):
         qkv = linear(x[:, r0:r0 + band], qkv_params)  # (N, rows, w, C) -> (N, rows, w, 3C)
-        for rows in _window_runs(qkv.shape[1], window, return_probs):
-            for columns in _window_runs(w, window, return_probs):
+        for rows in _window_runs(qkv.shape[1], window, whole):
+            for columns in _window_runs(w, window, whole):
                 size = (rows.stop - rows.start, columns.stop - columns.start)
                 windows = window_partition(qkv[:, rows, columns], window, pad_value)  # -> (N*nW, window, window, 3C)
                 queries = (window, window) if return_probs else (min(window, size[0]), min(window, size[1]))

@@ -82,16 +82,19 @@ def synchronize(xp):
 # by chunk, to stay in the caches (256k float32 are 1 MB). Chunks must not be much smaller either: between two
 # ufunc calls a thread needs the GIL back, and the pieces' threads queue for it. With 64k-element chunks two
 # threads ran GELU no faster than one; with 256k, 1.4x faster (4096 x 1536 floats, 2 cores).
-# GPU: large launches. 4M elements give each of an H100's ~270k resident threads over a dozen, while attention
-# logits and conv columns stay at 512 and 256 MB in float32 instead of growing with the image.
+# GPU: few, large launches: each costs the host several to tens of microseconds, and a product with too few rows
+# leaves multiprocessors idle. Attention logits and conv columns stay at 2 and 1 GB in float32 instead of growing
+# with the image. On an H200 these pieces made passes at 2048x2048 1.46x (S, float32), 1.32x (S, float16), 1.27x
+# and 1.25x (B) faster than pieces a quarter the size, with peaks of 2.5-3.3 GiB (ad hoc, 2026-12-04).
 PIECE_ELEMENTS = {
-    "elementwise": (1 << 18, 1 << 22),  # a chain of elementwise passes over one chunk
-    "mlp hidden": (1 << 20, 1 << 25),  # the MLP's 4C-wide hidden layer of a run of tokens
-    "attention logits": (1 << 19, 1 << 27),  # a slab's logits: at least one head's grid row of queries x a key row
-    "window bands": (1 << 23, 1 << 27),  # the qkv of a band of window rows
-    "conv columns": (1 << 20, 1 << 26),  # one band of output rows' im2col columns, or Winograd tiles and products
-    "upsampled rows": (1 << 18, 1 << 24),  # a band of upsample2x's output
-    "upsampled parities": (1 << 22, 1 << 26),  # a band of conv2d_upsampled's low-resolution convolution
+    "elementwise": (1 << 18, 1 << 24),  # a chain of elementwise passes over one chunk
+    "mlp hidden": (1 << 20, 1 << 27),  # the MLP's 4C-wide hidden layer of a run of tokens
+    "attention logits": (1 << 19, 1 << 29),  # a slab's logits: at least one head's grid row of queries x a key row
+    "window bands": (1 << 23, 1 << 29),  # the qkv of a band of window rows
+    "conv columns": (1 << 20, 1 << 28),  # one band of output rows' im2col columns, or Winograd tiles and products
+    "upsampled rows": (1 << 18, 1 << 26),  # a band of upsample2x's output
+    "upsampled parities": (1 << 22, 1 << 28),  # a band of conv2d_upsampled's low-resolution convolution
+    "decoder band": (1 << 20, 1 << 22),  # pixels of a band of the decoder's rows (model.decoder)
 }
 # A band's parities (16 MB) stay below glibc's largest mmap threshold (32 MB): the bands reuse freed heap memory
 # instead of each mapping fresh pages. With 1 << 23 (just over 32 MB) peak RSS was 475 and 583 MB at 640x960 and
@@ -101,6 +104,14 @@ PIECE_ELEMENTS = {
 def piece_elements(xp, kind):
     """How many elements one piece of work of `kind` (a key of PIECE_ELEMENTS) touches on backend `xp`."""
     return PIECE_ELEMENTS[kind][xp is not numpy]
+
+
+def few_launches(xp):
+    """Whether `xp` is worth some extra arithmetic for fewer, larger operations: on CuPy each is a launch that costs
+    the host several to tens of microseconds, and at 1024x1024 a pass took the host as long as the GPU's work.
+    Attending whole padded windows at once (window_attention) made S passes 1.41x (float32) and 1.59x (float16)
+    faster there, 1.05x and 1.02x at 2048x2048 (ad hoc, H200, 2026-12-04). NumPy pays no such cost."""
+    return xp is not numpy
 
 
 def matmul(a, b, out=None):

@@ -126,16 +126,16 @@ def detail_capture(features, pixels, p, stage_done=lambda stage: None):
     return alphas
 
 
-# Batches of more pixels (a 1024x1024 image) run the decoder in bands of at most this many. Its maps peak at
-# 200-250 bytes a pixel of a band: for a 2048x2048 image tracemalloc measured 296 MiB in 1-megapixel bands and
-# 827 MiB in one band, in about the same time (10.9 and 9.9 s; the halos add 9% to the rows; 2026-12-03).
-DECODER_BAND_PIXELS = 1 << 20
+# Batches of more pixels than backend.piece_elements(xp, "decoder band") (on NumPy 2^20, a 1024x1024 image) run the
+# decoder in bands of at most that many. Its maps peak at 200-250 bytes a pixel of a band: for a 2048x2048 image
+# tracemalloc measured 296 MiB in 1-megapixel bands and 827 MiB in one band, in about the same time on NumPy
+# (10.9 and 9.9 s; the halos add 9% to the rows; 2026-12-03).
 DECODER_HALO = 2  # feature rows (32 pixel rows) a band reads beyond each of its edges
 
 
 def decoder(features, pixels, p, stage_done=lambda stage, share=1, label=None: None):
-    """detail_capture, in bands of rows for batches of more than DECODER_BAND_PIXELS: its full-resolution
-    maps grow with the images (tens of channels a pixel); a band's are bounded.
+    """detail_capture, in bands of rows for batches of more pixels than a "decoder band" piece (see above): its
+    full-resolution maps grow with the images (tens of channels a pixel); a band's are bounded.
 
     Exact: each band reads DECODER_HALO feature rows (32 pixel rows) of features and pixels beyond its edges,
     which covers the decoder's receptive field (it reaches 2 feature rows and 31 pixel rows); the alphas of
@@ -146,7 +146,7 @@ def decoder(features, pixels, p, stage_done=lambda stage, share=1, label=None: N
     xp = backend.array_module(pixels)
     h, w = features.shape[1:3]
     scale = pixels.shape[1] // h  # pixel rows per feature row: the patch size
-    count = -(-h // max(1, DECODER_BAND_PIXELS // (len(pixels) * w * scale * scale)))
+    count = -(-h // max(1, backend.piece_elements(xp, "decoder band") // (len(pixels) * w * scale * scale)))
     if count == 1:
         return detail_capture(features, pixels, p, stage_done)
     rows = -(-h // count)  # feature rows per band, as equal as can be
@@ -294,7 +294,7 @@ class VitMatte:
         if shape[2] % 16 or shape[3] % 16 or 0 in shape:
             raise ValueError(f"pixel_values: height and width must be positive multiples of 16 (pad them, "
                              f"e.g. with minimatte.preprocess), got {shape[2]}x{shape[3]}")
-        x = self.xp.asarray(pixel_values, dtype=self.dtype)
+        x = self.xp.asarray(pixel_values).astype(self.dtype, copy=False)  # to the GPU as it is, then converted there
         # (B, 4, H, W) -> (B, H, W, 4): no copy where the array is a channels-last one's view (preprocess's)
         return self.xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
 

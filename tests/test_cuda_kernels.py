@@ -113,13 +113,14 @@ def test_foreground_sweeps(numpy_and_cuda, monkeypatch, max_threads):
 @pytest.mark.parametrize("pieces", ["CPU", "GPU"])
 @pytest.mark.parametrize("precision,tolerance", [("float32", 1e-6), ("float16", 2e-3)])
 def test_whole_model(numpy_and_cuda, monkeypatch, det_state, precision, tolerance, pieces):
-    """With the GPU's pieces of work too (backend.PIECE_ELEMENTS' CuPy column: one piece a kernel here), as the
-    CuPy backend splits it."""
+    """With the GPU's pieces of work too (backend.PIECE_ELEMENTS' CuPy column: one piece a kernel here, and whole
+    padded windows), as the CuPy backend splits it."""
     model = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)
     in_cpu_pieces = model(input_a()).alphas
     if pieces == "GPU":
         for module in backend, attention, conv, nn, resize:
             monkeypatch.setattr(module, "piece_elements", lambda xp, kind: backend.PIECE_ELEMENTS[kind][1])
+        monkeypatch.setattr(backend, "few_launches", lambda xp: True)
     expected, actual = numpy_and_cuda(lambda x: model(x).alphas, input_a())
     assert np.abs(actual - expected).max() < tolerance
     assert np.abs(expected - in_cpu_pieces).max() < tolerance

@@ -95,16 +95,18 @@ def test_decoder_bands_on_gpu(cp, det_model, monkeypatch):
     gpu = minimatte.VitMatte(backend.to_device(cpu.params, cp), cpu.config, cpu.processor, cp)
     pixels = np.random.default_rng(2).uniform(-1, 1, (1, 4, 176, 96)).astype(np.float32)
     whole = cpu(pixels).alphas
-    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", 2 * 16 * 96)  # 6 bands of 2 feature rows
+    monkeypatch.setitem(backend.PIECE_ELEMENTS, "decoder band", (2 * 16 * 96,) * 2)  # 6 bands of 2 feature rows
     assert np.abs(backend.to_numpy(gpu(pixels).alphas) - whole).max() < 1e-4
 
 
 def test_foreground_on_gpu(cp, kernels):
-    """The CUDA sweep kernel repeats the NumPy path's operations exactly; composed CuPy sums in its own order."""
+    """The CUDA sweep kernel repeats the NumPy path's operations exactly. Composed CuPy sums each pixel's five
+    terms in its own order (NumPy: in turn), and the sweeps carry those roundings on: on an H200 F and B differed
+    by up to 1.8e-5 and 9.2e-5. 5e-4 is an eighth of an 8-bit step."""
     image = str(DATA / "pymatting_lemur" / "lemur.png")
     alpha = str(DATA / "pymatting_lemur" / "lemur_alpha.png")
     gpu = minimatte.estimate_foreground(image, alpha, backend="cupy", return_background=True)
     cpu = minimatte.estimate_foreground(image, alpha, return_background=True)
     for computed, expected in zip(gpu, cpu):
         difference = np.abs(backend.to_numpy(computed) - expected).max()
-        assert difference == 0 if kernels == "cuda kernels" else difference < 1e-6
+        assert difference == 0 if kernels == "cuda kernels" else difference < 5e-4, difference

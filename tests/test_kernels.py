@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from minimatte import backend
 from minimatte.kernels import attention as attention_module
 from minimatte.kernels import conv, nn, resize
 from reference import require_reference
@@ -139,8 +140,8 @@ def test_window_partition_roundtrip():
 @pytest.mark.parametrize("budget", [1, 1 << 16])
 def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
     """Attending from the real tokens only gives them what the padded windows' every query (the reference's,
-    kept when the probabilities are asked for) gives them: partial windows across, down, both or neither;
-    with a budget of 1, projected and attended one band of window rows at a time."""
+    kept when the probabilities are asked for, and where fewer launches pay) gives them: partial windows across,
+    down, both or neither; with a budget of 1, projected and attended one band of window rows at a time."""
     monkeypatch.setattr(attention_module, "piece_elements", lambda xp, kind: budget)
     heads, hd = 2, 64
     x, rel_h, rel_w = randn(2, *size, heads * hd), randn(27, hd), randn(27, hd)
@@ -151,6 +152,9 @@ def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
     real, no_probs = attention_module.window_attention(x, qkv_params, 14, heads, rel_h, rel_w)
     assert no_probs is None and real.shape == every.shape == (2, *size, heads * hd)
     np.testing.assert_allclose(real, every, atol=1e-5)  # other GEMM shapes: other roundings
+    monkeypatch.setattr(backend, "few_launches", lambda xp: True)  # as on CuPy: whole padded windows, no probabilities
+    padded, _ = attention_module.window_attention(x, qkv_params, 14, heads, rel_h, rel_w)
+    np.testing.assert_allclose(padded, every, atol=1e-5)
 
 
 @pytest.mark.parametrize("bias", [True, False])

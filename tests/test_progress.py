@@ -89,7 +89,7 @@ def test_raising_from_progress_cancels_the_pass(det_model):
 
 def test_progress_in_decoder_bands(det_model, monkeypatch):
     """A decoder run in bands reports each band's stages, labelled, with its share of the work."""
-    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", 2 * 16 * 64)  # 3 bands of 2 feature rows
+    monkeypatch.setitem(backend.PIECE_ELEMENTS, "decoder band", (2 * 16 * 64,) * 2)  # 3 bands of 2 feature rows
     reports = []
     det_model("small")(np.zeros((1, 4, 96, 64), np.float32), progress=lambda *report: reports.append(report))
     work = stage_flops(minimatte.PRESETS["small"], 96, 64)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import minimatte
+from minimatte import backend
 from reference import hf_alphas, require_reference
 
 
@@ -48,13 +49,13 @@ def test_decoder_in_bands_is_the_whole_decoder(band_rows, det_model, monkeypatch
     """Large images run the decoder in bands of rows with a halo; the alphas are those of one pass."""
     pixels = np.random.default_rng(band_rows).uniform(-1, 1, (2, 4, 176, 96)).astype(np.float32)
     whole = det_model("small")(pixels).alphas
-    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", band_rows * 2 * 16 * 96)  # of the 2 images
+    monkeypatch.setitem(backend.PIECE_ELEMENTS, "decoder band", (band_rows * 2 * 16 * 96,) * 2)  # both images' pixels
     banded = det_model("small")(pixels).alphas
     assert np.abs(banded - whole).max() <= 1e-6
 
 
 def test_decoder_in_bands_matches_transformers(det_reference, det_model, monkeypatch):
-    monkeypatch.setattr(minimatte.model, "DECODER_BAND_PIXELS", 3 * 16 * 208)  # 7 bands of 3 feature rows
+    monkeypatch.setitem(backend.PIECE_ELEMENTS, "decoder band", (3 * 16 * 208,) * 2)  # 7 bands of 3 feature rows
     image, trimap = random_pair(np.random.default_rng(5), 330, 200)
     reference = hf_alphas(det_reference("small"), hf_pixels([image], [trimap]))[0, 0, :330, :200]
     assert np.abs(minimatte.infer(image, trimap, model=det_model("small")) - reference).max() <= 1e-4
