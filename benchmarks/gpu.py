@@ -1,16 +1,16 @@
 """minimatte on CuPy vs transformers on torch CUDA (eager), float32 and float16: time, peak GPU memory and
 how far float16 alphas are from float32 ones, side by side in one run.
 
-    python benchmarks/gpu.py --models small base --sizes 1024x1024 2048x2048 --rounds 5
+    python benchmarks/gpu.py --models small base --sizes 1024x1024 2048x2048 --rounds 10
 
 Each (engine, model, size, precision) runs in a fresh process, so memory peaks are that engine's alone:
 it builds the model with the spec's deterministic random weights, runs once at the size (compiling kernels,
 warming cuBLAS), then times --rounds forward passes, each between device synchronisations, and reports
 the median. The input is the hustvl demo bulb and its trimap, resized
 (from ../shared/data, or $MINIMATTE_SHARED/data), already on the GPU for both engines (minimatte's model takes
-a CuPy array as it is). Peak memory is the most bytes in
-use by the framework's allocator during the timed passes, weights included (torch:
-max_memory_allocated; CuPy: the default memory pool's used bytes, tracked per allocation).
+a CuPy array as it is). Peak memory is the most bytes in use by the framework's allocator during one more pass
+after the timed ones, weights included (torch: max_memory_allocated; CuPy: the default memory pool's used
+bytes, tracked by a Python call at each allocation, which the timed passes do without).
 "Equal precision": torch runs fp32 with TF32 off for matrix products and convolutions (cuDNN would
 otherwise use TF32), as CuPy does by default; fp16 is `model.half()`.
 """
@@ -64,7 +64,6 @@ def measure(engine, model_name, height, width, precision, rounds, alphas_path):
             peak[0] = max(peak[0], pool.used_bytes())
             return memory
 
-        cupy.cuda.set_allocator(tracked_malloc)
         model = minimatte.VitMatte.from_state_dict(deterministic_state(config), backend_name="cupy",
                                                    precision=precision)
         synchronize = cupy.cuda.Device().synchronize
@@ -73,10 +72,12 @@ def measure(engine, model_name, height, width, precision, rounds, alphas_path):
         def run():
             return model(device_pixels).alphas
 
-        def reset_peak():
+        def peak_of_a_pass():
+            cupy.cuda.set_allocator(tracked_malloc)
             peak[0] = pool.used_bytes()
-
-        def peak_bytes():
+            run()
+            synchronize()
+            cupy.cuda.set_allocator(pool.malloc)  # CuPy's default
             return peak[0]
 
         def to_numpy(alphas):
@@ -92,25 +93,30 @@ def measure(engine, model_name, height, width, precision, rounds, alphas_path):
         model = model.to(dtype)
         device_pixels = torch.from_numpy(pixels).cuda().to(dtype)
         synchronize = torch.cuda.synchronize
-        reset_peak, peak_bytes = torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated
 
         def run():
             with torch.no_grad():
                 return model(device_pixels).alphas
 
+        def peak_of_a_pass():
+            torch.cuda.reset_peak_memory_stats()
+            run()
+            synchronize()
+            return torch.cuda.max_memory_allocated()
+
         def to_numpy(alphas):
             return alphas.float().cpu().numpy()
     alphas = run()
     synchronize()
-    reset_peak()
     seconds = []
     for _ in range(rounds):
         start = time.perf_counter()
         alphas = run()
         synchronize()
         seconds.append(time.perf_counter() - start)
+    peak = peak_of_a_pass()
     np.save(alphas_path, to_numpy(alphas))
-    return statistics.median(seconds), peak_bytes() / 2 ** 20
+    return statistics.median(seconds), peak / 2 ** 20
 
 
 def child(engine, model_name, size, precision, rounds, alphas_path):
@@ -128,7 +134,7 @@ def main():
     parser.add_argument("--sizes", nargs="+", default=["1024x1024", "2048x2048"], help="HxW, multiples of 32")
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     print("| model | size | precision | engine | median time (s) | TFLOP/s | peak GPU memory (MB) | time vs torch "
           "| memory vs torch | max abs alpha difference |")

@@ -84,8 +84,11 @@ def global_attention(x, qkv_params, num_heads, rel_pos_h=None, rel_pos_w=None, r
     """attention() of the (N, h, w, C) tokens over their whole grid, after their qkv projection (nn.linear with
     `qkv_params`), which is computed head by head straight into the layouts attend() takes: the fused (N, M, 3C)
     projection and its copies in those layouts are never in memory together (at 3008x4000 each took 207 MiB;
-    tracemalloc measured a block's peak at 482 MiB beyond its input with them, 382 MiB now). Returns (N, h, w, C)
-    and the probabilities (None unless asked for)."""
+    tracemalloc measured a block's peak at 482 MiB beyond its input with them, 382 MiB now). Where fewer launches
+    pay (backend.few_launches: a GPU's memory holds them easily) it is attention() of the fused projection.
+    Returns (N, h, w, C) and the probabilities (None unless asked for)."""
+    if backend.few_launches(array_module(x)):  # one product, then the layouts: ~40 fewer launches a block
+        return attention(linear(x, qkv_params), num_heads, rel_pos_h, rel_pos_w, return_probs)
     xp = array_module(x)
     n, h, w, c = x.shape
     hd, m = c // num_heads, h * w

@@ -83,15 +83,16 @@ def synchronize(xp):
 # ufunc calls a thread needs the GIL back, and the pieces' threads queue for it. With 64k-element chunks two
 # threads ran GELU no faster than one; with 256k, 1.4x faster (4096 x 1536 floats, 2 cores).
 # GPU: few, large launches: each costs the host several to tens of microseconds, and a product with too few rows
-# leaves multiprocessors idle. Attention logits and conv columns stay at 2 and 1 GB in float32 instead of growing
-# with the image. On an H200 these pieces made passes at 2048x2048 1.46x (S, float32), 1.32x (S, float16), 1.27x
-# and 1.25x (B) faster than pieces a quarter the size, with peaks of 2.5-3.3 GiB (ad hoc, 2026-12-04).
+# leaves multiprocessors idle. Attention logits and conv columns stay at 2 GB and 512 MB in float32 instead of
+# growing with the image. On an H200 these pieces made passes at 2048x2048 1.46x (S, float32), 1.32x (S, float16),
+# 1.27x and 1.25x (B) faster than pieces a quarter the size, with peaks of 2.5-3.3 GiB; conv columns of 2^27
+# rather than 2^28 took 0.5-0.6 GB off the peaks at 1024x1024 in the same time (ad hoc, 2026-12-04).
 PIECE_ELEMENTS = {
     "elementwise": (1 << 18, 1 << 24),  # a chain of elementwise passes over one chunk
     "mlp hidden": (1 << 20, 1 << 27),  # the MLP's 4C-wide hidden layer of a run of tokens
     "attention logits": (1 << 19, 1 << 29),  # a slab's logits: at least one head's grid row of queries x a key row
     "window bands": (1 << 23, 1 << 29),  # the qkv of a band of window rows
-    "conv columns": (1 << 20, 1 << 28),  # one band of output rows' im2col columns, or Winograd tiles and products
+    "conv columns": (1 << 20, 1 << 27),  # one band of output rows' im2col columns, or Winograd tiles and products
     "upsampled rows": (1 << 18, 1 << 26),  # a band of upsample2x's output
     "upsampled parities": (1 << 22, 1 << 28),  # a band of conv2d_upsampled's low-resolution convolution
     "decoder band": (1 << 20, 1 << 22),  # pixels of a band of the decoder's rows (model.decoder)
@@ -117,14 +118,128 @@ def few_launches(xp):
 def matmul(a, b, out=None):
     """a @ b. float16 operands are multiplied with float32 accumulation and one rounding of the result, as
     cuBLAS does on the GPU; NumPy has no float16 BLAS (its own loop is ~100x slower), so there the product is
-    computed in float32 and rounded once, the same numbers up to the order of the sums."""
-    if array_module(a) is numpy and a.dtype == numpy.float16:
+    computed in float32 and rounded once, the same numbers up to the order of the sums. On CuPy: see
+    strided_batched. `out` must not overlap a or b."""
+    if array_module(a) is not numpy:
+        return strided_batched(a, b, out, cublas_gemm)
+    if a.dtype == numpy.float16:
         product = numpy.matmul(a.astype(numpy.float32), b.astype(numpy.float32))
         if out is None:
             return product.astype(numpy.float16)
         out[...] = product
         return out
-    return array_module(a).matmul(a, b, out=out)
+    return numpy.matmul(a, b, out=out)
+
+
+def strided_batched(a, b, out, gemm):
+    """a @ b as one strided-batched product, gemm(a, b, out, gemm_layout(a, b, out)), that reads the operands and
+    writes `out` where they lie, views included; by the array module's matmul where their layouts do not allow
+    that. CuPy's matmul copies views (a slab of queries, keys sliced to a block of rows) into contiguous arrays
+    first, and computes a view `out` (a slab of heads within the joined output) into a temporary; its float16
+    products of stacks ran at a tenth of the speed of this call's (H200, 2026-12-04: 15 against 160-200 TFLOP/s
+    for 6 heads of 4096 queries and 16384 keys; float32 ones at the same speed)."""
+    xp = array_module(a)
+    key = (a.dtype, b.dtype, a.shape, a.strides, b.shape, b.strides, out is None or (out.dtype, out.shape, out.strides))
+    plan = _PLANS.get(key)  # the same products recur in every pass: their layouts are worked out once
+    if plan is None:
+        if len(_PLANS) > 10000:  # many image sizes: start again rather than grow without end
+            _PLANS.clear()
+        plan = _PLANS[key] = _plan(a, b, out)
+    shape, layout = plan
+    if layout is None:
+        return xp.matmul(a, b, out=out)
+    if out is None:
+        out = xp.empty(shape, dtype=a.dtype)
+    gemm(a, b, out, layout)
+    return out
+
+
+_PLANS = {}  # strided_batched's: (the shape of a @ b, its gemm_layout or None) by the operands' layouts
+
+
+def _plan(a, b, out):
+    if a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype:
+        return None, None
+    try:
+        shape = (*numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+    except ValueError:  # left to the array module's matmul, which says what does not fit
+        return None, None
+    if out is None:  # the layout of the C-contiguous array strided_batched makes, as a view of no real memory
+        out = numpy.lib.stride_tricks.as_strided(numpy.empty(1, a.dtype), shape, _c_strides(shape, a.itemsize))
+    return shape, gemm_layout(a, b, out)
+
+
+def _c_strides(shape, itemsize):
+    """The strides of a C-contiguous array of `shape`."""
+    return tuple(int(numpy.prod(shape[i + 1:], dtype=numpy.int64)) * itemsize for i in range(len(shape)))
+
+
+def cublas_gemm(a, b, out, layout):
+    """cublasGemmStridedBatchedEx with gemm_layout(a, b, out) for CuPy arrays, on the current stream."""
+    from cupy.cuda import device
+    from cupy_backends.cuda.libs import cublas  # as CuPy imports it
+    transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, stride_c, count = layout
+    cuda_type = CUDA_DATA_TYPES[out.dtype]
+    cublas.gemmStridedBatchedEx(device.get_cublas_handle(), transa, transb, m, n, k, _ONE.ctypes.data,
+                                b.data.ptr, cuda_type, lda, stride_a, a.data.ptr, cuda_type, ldb, stride_b,
+                                _ZERO.ctypes.data, out.data.ptr, cuda_type, ldc, stride_c, count,
+                                CUBLAS_COMPUTE_32F, GEMM_ALGORITHM)
+
+
+# cuBLAS's enumerations (cublas_api.h, library_types.h): fixed values of its ABI.
+CUDA_DATA_TYPES = {numpy.dtype(numpy.float32): 0, numpy.dtype(numpy.float16): 2}  # CUDA_R_32F, CUDA_R_16F
+CUBLAS_COMPUTE_32F = 68  # float32 products and sums, never TF32 (CuPy's default too, the reference's float32)
+GEMM_ALGORITHM = -1  # CUBLAS_GEMM_DEFAULT: cuBLAS picks (tensor cores for float16)
+INT_MAX = 2 ** 31 - 1  # cuBLAS's sizes and leading dimensions are C ints
+_ONE, _ZERO = numpy.ones(1, numpy.float32), numpy.zeros(1, numpy.float32)  # alpha, beta: read from the host
+
+
+def gemm_layout(a, b, out):
+    """out = a @ b (batched over the leading axes, b's broadcast) as the arguments of cublasGemmStridedBatchedEx
+    other than the addresses, (transa, transb, m, n, k, lda, strideA, ldb, strideB, ldc, strideC, batchCount),
+    strides in elements, with b's memory as its A, a's as its B and out's as C; or None where the arrays' layouts
+    do not allow one such call.
+
+    cuBLAS reads matrices in column-major order: a row-major matrix is its transpose there. So it computes
+    out^T = b^T a^T, each operand transposed or not by how its matrices lie (rows or columns contiguous), and
+    each operand's matrices must be evenly spaced in memory (one stride across its leading axes)."""
+    if not a.dtype == b.dtype == out.dtype or out.dtype not in CUDA_DATA_TYPES:
+        return None
+    (rows, depth), columns = a.shape[-2:], b.shape[-1]
+    batch = out.shape[:-2]
+    if b.shape[-2] != depth or out.shape[-2:] != (rows, columns) or len(batch) < max(a.ndim, b.ndim) - 2:
+        return None
+    layouts = [_matrices(x, batch) for x in (a, b, out)]
+    if None in layouts or layouts[2][0]:  # out's rows must be contiguous: it is out^T in column-major order
+        return None
+    (a_columns, ld_a, stride_a), (b_columns, ld_b, stride_b), (_, ld_c, stride_c) = layouts
+    count = int(numpy.prod(batch, dtype=numpy.int64))
+    if max(rows, columns, depth, ld_a, ld_b, ld_c, count) > INT_MAX:
+        return None
+    return int(b_columns), int(a_columns), columns, rows, depth, ld_b, stride_b, ld_a, stride_a, ld_c, stride_c, count
+
+
+def _matrices(x, batch):
+    """(columns contiguous, leading dimension, batch stride) of x's matrices, in elements, with x broadcast to the
+    leading axes `batch`; None unless their rows or their columns are contiguous and one stride steps from each
+    matrix to the next."""
+    if 0 in x.shape or any(s < 0 or s % x.itemsize for s in x.strides):
+        return None
+    (rows, columns), (row_step, column_step) = x.shape[-2:], (s // x.itemsize for s in x.strides[-2:])
+    if (column_step == 1 or columns == 1) and (rows == 1 or row_step >= columns):
+        by_columns, ld = False, row_step if rows > 1 else columns
+    elif (row_step == 1 or rows == 1) and (columns == 1 or column_step >= rows):
+        by_columns, ld = True, column_step if columns > 1 else rows
+    else:
+        return None
+    missing = len(batch) - (x.ndim - 2)  # leading axes x is broadcast along
+    sizes, steps = (1,) * missing + x.shape[:-2], (0,) * missing + tuple(s // x.itemsize for s in x.strides[:-2])
+    if any(size not in (1, total) for size, total in zip(sizes, batch)):
+        return None
+    stepped = [(total, step if size > 1 else 0) for size, step, total in zip(sizes, steps, batch) if total > 1]
+    if any(outer != inner * total for (_, outer), (total, inner) in zip(stepped, stepped[1:])):
+        return None
+    return by_columns, ld, stepped[-1][1] if stepped else 0
 
 
 def take(a, indices, out, axis=None):

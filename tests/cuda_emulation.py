@@ -100,3 +100,41 @@ def emulated_kernels(xp, source, name, dtype):
     """Drop-in for backend.cuda_kernel that serves NumPy arrays."""
     kernels = compile_kernels(backend.cuda_source("common.cuh") + "\n" + backend.cuda_source(source))
     return kernels[f"{name}_{backend.KERNEL_SUFFIXES[np.dtype(dtype)]}"]
+
+
+def emulated_matmul(a, b, out=None, fell_back=None):
+    """backend.matmul's CuPy branch (strided_batched) on NumPy arrays, with emulated_gemm for cuBLAS. Products
+    it passes to the array module's matmul instead are appended to the list `fell_back`."""
+    def gemm(a, b, out, layout):
+        emulated_gemm(a, b, out, layout)
+        gemms.append(out)
+    gemms = []
+    product = backend.strided_batched(a, b, out, gemm)
+    if not gemms and fell_back is not None:
+        fell_back.append((a.shape, a.strides, b.shape, b.strides))
+    return product
+
+
+def emulated_gemm(a, b, out, layout):
+    """cublasGemmStridedBatchedEx as cuBLAS documents it, on the memory of NumPy arrays: C_i = op(A_i) op(B_i),
+    matrices in column-major order, op(X) = X or X^T, with A = b's, B = a's and C = out's memory
+    (backend.gemm_layout). Every matrix it reads or writes must lie within its array: a wrong stride would
+    otherwise read anywhere."""
+    transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, stride_c, count = layout
+    first = _matrices(b, (k, m) if transa else (m, k), lda, stride_a, count)
+    second = _matrices(a, (n, k) if transb else (k, n), ldb, stride_b, count)
+    result = _matrices(out, (m, n), ldc, stride_c, count)
+    first, second = (x.transpose(0, 2, 1) if op else x for x, op in ((first, transa), (second, transb)))
+    result[...] = np.matmul(first.astype(np.float64), second.astype(np.float64))
+
+
+def _matrices(array, shape, ld, stride, count):
+    """`count` column-major (rows, columns) matrices from `array`'s first element on, ld and stride apart
+    (elements), as a view of its memory, which must hold them."""
+    (rows, columns), itemsize = shape, array.itemsize
+    assert min(rows, columns, count) > 0 and ld >= rows and stride >= 0, (shape, ld, stride, count)
+    span = ((count - 1) * stride + (columns - 1) * ld + rows) * itemsize
+    extent = sum((size - 1) * step for size, step in zip(array.shape, array.strides)) + itemsize
+    assert min(array.strides) >= 0 and span <= extent, "a matrix beyond its array's memory"
+    memory = np.frombuffer((ctypes.c_char * span).from_address(array.ctypes.data), array.dtype)
+    return np.lib.stride_tricks.as_strided(memory, (count, rows, columns), (stride * itemsize, itemsize, ld * itemsize))

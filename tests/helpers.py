@@ -64,6 +64,36 @@ def input_b():
     return image, trimap
 
 
+def product_layouts(xp=np):
+    """(a, b, out or None, whether one strided-batched cuBLAS call computes a @ b) on backend `xp`: the layouts the
+    kernels multiply on CuPy (backend.strided_batched), and some it must leave to CuPy's matmul."""
+    draw = np.random.default_rng(5).standard_normal
+
+    def randn(*shape, dtype=np.float32):
+        return xp.asarray(draw(shape).astype(dtype))
+    q, k_t, v = randn(2, 6, 40, 64), randn(2, 6, 64, 50), randn(2, 6, 50, 64)
+    joined = xp.zeros((2, 40, 6, 64), np.float32)  # heads joined, as attend's output
+    table = randn(5, 5, 64).transpose(0, 2, 1)  # _relative_positions' (a, hd, a) view: columns contiguous
+    tokens, weight = randn(30, 48), randn(24, 48)
+    return [
+        (q, k_t, None, True),  # contiguous stacks
+        (q[:1, 2:5, 8:24], k_t[:1, 2:5, :, 10:30], None, True),  # a slab of queries against a block of keys
+        (randn(1, 3, 16, 50), v[1:, 1:4], joined[1:, 8:24, 1:4].transpose(0, 2, 1, 3), True),  # into a view
+        (randn(5, 7, 64), table, None, True),
+        (tokens, weight.T, None, True),  # linear: W^T, columns contiguous
+        (tokens, weight.T, xp.zeros((40, 24), np.float32)[5:35], True),
+        (randn(16, 9, 48), randn(48, 24), None, True),  # one matrix for every item of a stack: stride 0
+        (randn(16, 9, 48), randn(16, 48, 24), None, True),  # Winograd's 16 products
+        (randn(2, 6, 40, 64, dtype=np.float16), randn(2, 6, 64, 50, dtype=np.float16), None, True),
+        (q[:, ::2], k_t[:, ::2], None, True),  # every other head: still one stride across (item, head)
+        (q[:1], k_t[:1, :1], None, True),  # one head's keys for all heads: stride 0
+        (q[:, :3], k_t[:, :3], None, False),  # (item, head) not evenly spaced
+        (q[:, :, ::2, ::2], k_t[:, :, ::2], None, False),  # neither rows nor columns contiguous
+        (q.astype(np.float64), k_t.astype(np.float64), None, False),
+        (q, k_t[:1], None, False),  # items broadcast, heads not: (item, head) not one stride
+    ]
+
+
 def _s15(*values):
     return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minimatte
-from helpers import DATA, input_a
+from helpers import DATA, input_a, product_layouts
 from minimatte import backend
 from minimatte.kernels import attention, conv, nn, resize
 
@@ -63,6 +63,18 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
     assert_matches(conv.conv2d(on_gpu(cp, images[:, :11]), on_gpu(cp, winograd), relu=True),
                    conv.conv2d(images[:, :11], winograd, relu=True), tolerance)
     assert_matches(resize.upsample2x(on_gpu(cp, images)), resize.upsample2x(images), tolerance)
+
+
+@pytest.mark.parametrize("case", range(len(product_layouts())))
+def test_products_on_gpu(cp, monkeypatch, case):
+    """backend.matmul on CuPy: one cuBLAS call reading views where they lie, else CuPy's matmul; a @ b either way."""
+    a, b, out, one_call = product_layouts(cp)[case]
+    calls, gemm = [], backend.cublas_gemm
+    monkeypatch.setattr(backend, "cublas_gemm", lambda *args: calls.append(gemm(*args)))
+    product = backend.matmul(a, b, out)
+    assert len(calls) == one_call and (out is None or product is out) and product.dtype == a.dtype
+    expected = np.matmul(backend.to_numpy(a).astype(np.float64), backend.to_numpy(b).astype(np.float64))
+    assert_matches(product, expected, 2e-3 if a.dtype == np.float16 else 1e-5)
 
 
 @pytest.mark.parametrize("precision,tolerance", [("float32", 1e-4), ("float16", 2e-3)])

@@ -7,6 +7,7 @@ import pytest
 from minimatte import backend
 from minimatte.kernels import attention as attention_module
 from minimatte.kernels import conv, nn, resize
+from helpers import product_layouts
 from reference import require_reference
 
 rng = np.random.default_rng(0)
@@ -155,6 +156,21 @@ def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
     monkeypatch.setattr(backend, "few_launches", lambda xp: True)  # as on CuPy: whole padded windows, no probabilities
     padded, _ = attention_module.window_attention(x, qkv_params, 14, heads, rel_h, rel_w)
     np.testing.assert_allclose(padded, every, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", range(len(product_layouts())))
+def test_strided_batched_products(case):
+    """The CuPy path's products (backend.strided_batched) through an emulation of the cuBLAS call it makes:
+    a @ b for views as they lie, and the array module's matmul for layouts one call cannot read."""
+    from cuda_emulation import emulated_matmul
+    a, b, out, one_call = product_layouts()[case]
+    fell_back = []
+    product = emulated_matmul(a, b, out, fell_back)
+    assert (not fell_back) == one_call
+    assert out is None or product is out
+    expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert product.dtype == a.dtype and product.shape == expected.shape
+    np.testing.assert_allclose(product, expected, rtol=1e-3 if a.dtype == np.float16 else 1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("bias", [True, False])
