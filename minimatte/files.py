@@ -86,8 +86,6 @@ def _result_image(result, bits):
     bits = 8 if bits is None else bits
     if bits not in ALPHA_MODES:
         raise ValueError(f"bits: expected 8, 16 or 32, got {bits!r}")
-    if not np.isfinite(a).all():
-        raise ValueError("result: the matte contains NaN or infinite values")
     a = clip_overshoot(a, "result")
     if bits == 32:
         return Image.fromarray(a.astype(np.float32, copy=False))  # mode "F"

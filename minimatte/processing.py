@@ -236,8 +236,6 @@ def _checked(a, name, value_range, overshoot=0):
         if value_range not in (1, 1.0, 255, 255.0):
             raise ValueError(f"{name}: float arrays need value_range=1.0 (values in [0, 1]) or "
                              f"value_range=255.0 (values in [0, 255]), got value_range={value_range!r}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name}: contains NaN or infinite values")
         return clip_overshoot(a, name, value_range, overshoot)
     hint = ""
     if np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 65535:  # np.where(mask, 255, 0)
@@ -247,12 +245,14 @@ def _checked(a, name, value_range, overshoot=0):
 
 
 def clip_overshoot(a, name, value_range=1.0, overshoot=OVERSHOOT):
-    """Finite float values, checked to lie in [0, value_range], or for a matte or mask clipped into it where they
-    stray beyond it by at most `overshoot` of it: resampling filters ring at a hard edge (enlarging a step,
-    Pillow's bicubic overshoots by 7%, its Lanczos by 11%), compositing software keeps such values in float
+    """Float values, checked to be finite and to lie in [0, value_range], or for a matte or mask clipped into it
+    where they stray beyond it by at most `overshoot` of it: resampling filters ring at a hard edge (enlarging a
+    step, Pillow's bicubic overshoots by 7%, its Lanczos by 11%), compositing software keeps such values in float
     mattes, and any use of a matte clips them. Farther out they are an error: values on another scale (0..255 as
     floats, percentages). overshoot=0: images and trimaps, whose values go to the network as they are."""
     lo, hi = a.min(), a.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # min and max are NaN where any value is
+        raise ValueError(f"{name}: contains NaN or infinite values")
     if 0 <= lo and hi <= value_range:
         return a
     reach = float(overshoot) * value_range

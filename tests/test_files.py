@@ -100,7 +100,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         (("a.heic", alpha), "output: HEIF files are lossy"),
         (("a.png", alpha * 1.2), r"result: values must lie in \[0, 1\] \(up to 1/8 beyond it, a filter's overshoot, is "
                                  r"clipped\), found \[0, 1.2\]"),
-        (("a.png", np.full((2, 2), np.nan)), "result: the matte contains NaN or infinite values"),
+        (("a.png", np.full((2, 2), np.nan)), "result: contains NaN or infinite values"),
+        (("a.png", np.float32([[0.5, np.inf]])), "result: contains NaN or infinite values"),
         (("a.png", alpha, 12), "bits: expected 8, 16 or 32, got 12"),
         (("t.png", trimap, 16), "bits: a uint8 array is written with its own 8 bits, got bits=16"),
         (("a.png", rgba.astype(np.float32) / 255), r"result: expected a matte \(H, W\) .* got a float32 array of "

@@ -316,6 +316,10 @@ def test_batch_of_equal_sizes():
     (np.zeros((10, 10, 3), np.uint8), np.zeros((3, 10, 10), np.uint8), {}, ValueError, r"trimap: .* \(a batch of 3\?"),
     (np.zeros((0, 10, 3), np.uint8), np.zeros((0, 10), np.uint8), {}, ValueError, "image: image is empty"),
     (np.full((4, 4, 3), np.nan), np.zeros((4, 4), np.uint8), {"value_range": 1.0}, ValueError, "image: contains NaN"),
+    (np.where(np.eye(4)[..., None] > 0, np.nan, 0.5).repeat(3, 2), np.zeros((4, 4), np.uint8), {"value_range": 1.0},
+     ValueError, "image: contains NaN"),  # a few among valid values
+    (np.zeros((4, 4, 3)), np.where(np.eye(4) > 0, -np.inf, 0.5), {"value_range": 1.0}, ValueError,
+     "trimap: contains NaN or infinite values"),
     (np.zeros((4, 4, 3)), np.zeros((4, 4), np.uint8), {}, ValueError, "image: float arrays need value_range"),
     (np.full((4, 4, 3), 2.0), np.zeros((4, 4), np.uint8), {"value_range": 1.0}, ValueError, r"must lie in \[0, 1\]"),
     (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), bool), {}, TypeError, "trimap: boolean arrays are masks"),
