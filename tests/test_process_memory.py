@@ -44,8 +44,9 @@ def test_later_passes_reuse_the_memory_they_freed():
     if applied != "True":
         pytest.skip("no glibc allocator to configure")
     default, kept = int(default), int(kept)
-    # Measured at this size: 15568 page faults a pass with glibc's defaults, 0 with the memory kept.
-    assert kept * 20 < default, f"{kept} page faults in a pass with the freed memory kept, {default} without"
+    # Measured at this size: 15568 page faults a pass with glibc's defaults, 0 with the memory kept. glibc's defaults
+    # can keep it all too (its mmap threshold grows with the blocks freed): once a default pass had 0 page faults.
+    assert kept * 20 < max(default, 2000), f"{kept} page faults in a pass with the freed memory kept, {default} without"
 
 
 def test_the_command_line_keeps_freed_memory(monkeypatch, tmp_path):
