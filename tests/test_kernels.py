@@ -4,10 +4,11 @@ import math
 import numpy as np
 import pytest
 
+from cuda_emulation import emulated_matmul
+from helpers import product_layouts
 from minimatte import backend
 from minimatte.kernels import attention as attention_module
 from minimatte.kernels import conv, nn, resize
-from helpers import product_layouts
 from reference import require_reference
 
 rng = np.random.default_rng(0)
@@ -162,7 +163,6 @@ def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
 def test_strided_batched_products(case):
     """The CuPy path's products (backend.strided_batched) through an emulation of the cuBLAS call it makes:
     a @ b for views as they lie, and the array module's matmul for layouts one call cannot read."""
-    from cuda_emulation import emulated_matmul
     a, b, out, one_call = product_layouts()[case]
     fell_back = []
     product = emulated_matmul(a, b, out, fell_back)
