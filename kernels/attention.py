@@ -87,9 +87,9 @@ def global_attention(x, qkv_params, num_heads, rel_pos_h=None, rel_pos_w=None, r
     tracemalloc measured a block's peak at 482 MiB beyond its input with them, 382 MiB now). Where fewer launches
     pay (backend.few_launches: a GPU's memory holds them easily) it is attention() of the fused projection.
     Returns (N, h, w, C) and the probabilities (None unless asked for)."""
-    if backend.few_launches(array_module(x)):  # one product, then the layouts: ~40 fewer launches a block
-        return attention(linear(x, qkv_params), num_heads, rel_pos_h, rel_pos_w, return_probs)
     xp = array_module(x)
+    if backend.few_launches(xp):  # one product, then the layouts: ~40 fewer launches a block
+        return attention(linear(x, qkv_params), num_heads, rel_pos_h, rel_pos_w, return_probs)
     n, h, w, c = x.shape
     hd, m = c // num_heads, h * w
     tokens = x.reshape(n, m, c)

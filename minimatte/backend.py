@@ -158,7 +158,7 @@ _PLANS = {}  # strided_batched's: (the shape of a @ b, its gemm_layout or None) 
 
 
 def _plan(a, b, out):
-    if a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype:
+    if a.ndim < 2 or b.ndim < 2:
         return None, None
     try:
         shape = (*numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
@@ -225,7 +225,8 @@ def _matrices(x, batch):
     matrix to the next."""
     if 0 in x.shape or any(s < 0 or s % x.itemsize for s in x.strides):
         return None
-    (rows, columns), (row_step, column_step) = x.shape[-2:], (s // x.itemsize for s in x.strides[-2:])
+    steps = tuple(s // x.itemsize for s in x.strides)
+    (rows, columns), (row_step, column_step) = x.shape[-2:], steps[-2:]
     if (column_step == 1 or columns == 1) and (rows == 1 or row_step >= columns):
         by_columns, ld = False, row_step if rows > 1 else columns
     elif (row_step == 1 or rows == 1) and (columns == 1 or column_step >= rows):
@@ -233,7 +234,7 @@ def _matrices(x, batch):
     else:
         return None
     missing = len(batch) - (x.ndim - 2)  # leading axes x is broadcast along
-    sizes, steps = (1,) * missing + x.shape[:-2], (0,) * missing + tuple(s // x.itemsize for s in x.strides[:-2])
+    sizes, steps = (1,) * missing + x.shape[:-2], (0,) * missing + steps[:-2]
     if any(size not in (1, total) for size, total in zip(sizes, batch)):
         return None
     stepped = [(total, step if size > 1 else 0) for size, step, total in zip(sizes, steps, batch) if total > 1]
