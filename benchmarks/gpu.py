@@ -1,16 +1,18 @@
 """minimatte on CuPy vs transformers on torch CUDA (eager), float32 and float16: time, peak GPU memory and
 how far float16 alphas are from float32 ones, side by side in one run.
 
-    python benchmarks/gpu.py --models small base --sizes 1024x1024 2048x2048 --rounds 10
+    python benchmarks/gpu.py --models small base --sizes 1024x1024 2048x2048 --warmups 1 --rounds 10
 
-Each (engine, model, size, precision) runs in a fresh process, so memory peaks are that engine's alone:
-it builds the model with the spec's deterministic random weights, runs once at the size (compiling kernels,
-warming cuBLAS), then times --rounds forward passes, each between device synchronisations, and reports
-the median. The input is the hustvl demo bulb and its trimap, resized
-(from ../shared/data, or $MINIMATTE_SHARED/data), already on the GPU for both engines (minimatte's model takes
-a CuPy array as it is). Peak memory is the most bytes in use by the framework's allocator during one more pass
-after the timed ones, weights included (torch: max_memory_allocated; CuPy: the default memory pool's used
-bytes, tracked by a Python call at each allocation, which the timed passes do without).
+Each (engine, model, size, precision) runs in a fresh process, so memory peaks are that engine's alone: it
+builds the model with the spec's deterministic random weights, runs --warmups passes at the size (compiling
+kernels, warming cuBLAS, filling the allocator's pool), then times --rounds forward passes, each between device
+synchronisations, and reports their median, fastest and slowest, and how much device memory the allocator took
+from the driver during the timed passes (its pool still growing: the warm-up was too short). The input is the
+hustvl demo bulb and its trimap, resized (from ../shared/data, or $MINIMATTE_SHARED/data), already on the GPU
+for both engines (minimatte's model takes a CuPy array as it is). Peak memory is the most bytes in use by the
+framework's allocator during one more pass after the timed ones, weights included (torch: max_memory_allocated;
+CuPy: the default memory pool's used bytes, tracked by a Python call at each allocation, which the timed passes
+do without).
 "Equal precision": torch runs fp32 with TF32 off for matrix products and convolutions (cuDNN would
 otherwise use TF32), as CuPy does by default; fp16 is `model.half()`.
 """
@@ -47,8 +49,9 @@ def demo_pixels(height, width):
     return minimatte.preprocess(np.asarray(image), np.asarray(trimap)).pixel_values
 
 
-def measure(engine, model_name, height, width, precision, rounds, alphas_path):
-    """Runs inside the child process: median seconds per forward pass and peak GPU memory (MB)."""
+def measure(engine, model_name, height, width, precision, warmups, rounds, alphas_path):
+    """Runs inside the child process: {"seconds": per timed pass, "peak": peak GPU memory, "growth": device memory
+    the allocator reserved during the timed passes} (MB)."""
     import minimatte
     from helpers import deterministic_state
 
@@ -82,6 +85,7 @@ def measure(engine, model_name, height, width, precision, rounds, alphas_path):
 
         def to_numpy(alphas):
             return cupy.asnumpy(alphas)
+        reserved = pool.total_bytes
     else:
         import torch
 
@@ -106,22 +110,26 @@ def measure(engine, model_name, height, width, precision, rounds, alphas_path):
 
         def to_numpy(alphas):
             return alphas.float().cpu().numpy()
-    alphas = run()
+        reserved = torch.cuda.memory_reserved
+    for _ in range(warmups):
+        alphas = run()
     synchronize()
-    seconds = []
+    warm, seconds = reserved(), []
     for _ in range(rounds):
         start = time.perf_counter()
         alphas = run()
         synchronize()
         seconds.append(time.perf_counter() - start)
+    growth = reserved() - warm
     peak = peak_of_a_pass()
     np.save(alphas_path, to_numpy(alphas))
-    return statistics.median(seconds), peak / 2 ** 20
+    return {"seconds": seconds, "peak": peak / 2 ** 20, "growth": growth / 2 ** 20}
 
 
-def child(engine, model_name, size, precision, rounds, alphas_path):
+def child(engine, model_name, size, precision, warmups, rounds, alphas_path):
     code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import gpu; print(json.dumps(gpu.measure("
-            f"{engine!r}, {model_name!r}, {size[0]}, {size[1]}, {precision!r}, {rounds}, {alphas_path!r})))")
+            f"{engine!r}, {model_name!r}, {size[0]}, {size[1]}, {precision!r}, {warmups}, {rounds}, "
+            f"{alphas_path!r})))")
     result = subprocess.run(python_command(code), capture_output=True, text=True)
     if result.returncode != 0:
         return None, f"failed ({(result.stderr.strip().splitlines() or ['?'])[-1]})"
@@ -134,11 +142,14 @@ def main():
     parser.add_argument("--sizes", nargs="+", default=["1024x1024", "2048x2048"], help="HxW, multiples of 32")
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--warmups", type=int, default=1, help="untimed passes first (at least 1)")
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    print("| model | size | precision | engine | median time (s) | TFLOP/s | peak GPU memory (MB) | time vs torch "
-          "| memory vs torch | max abs alpha difference |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    if args.warmups < 1 or args.rounds < 1:
+        parser.error("--warmups and --rounds: expected at least 1")
+    print("| model | size | precision | engine | median time (s) | fastest, slowest (s) | TFLOP/s | peak GPU memory "
+          "(MB) | pool growth (MB) | time vs torch | memory vs torch | max abs alpha difference |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="minimatte-gpu-") as folder:
         for model_name in args.models:
             for size_text in args.sizes:
@@ -158,19 +169,20 @@ def compare(args, model_name, size_text, size, folder):
     for precision in args.precisions:
         for engine in args.engines:
             path = os.path.join(folder, f"{engine}_{precision}.npy")
-            results[engine, precision] = child(engine, model_name, size, precision, args.rounds, path)
+            results[engine, precision] = child(engine, model_name, size, precision, args.warmups, args.rounds, path)
             if results[engine, precision][0] is not None:
                 alphas[engine, precision] = np.load(path)
     for precision in args.precisions:
         for engine in args.engines:
             (measured, error), cells = results[engine, precision], []
             if error:
-                print(f"| {model_name} | {size_text} | {precision} | {engine} | {error} | | | | | |")
+                print(f"| {model_name} | {size_text} | {precision} | {engine} | {error} |" + " |" * 7)
                 continue
-            seconds, peak = measured
+            seconds, peak = statistics.median(measured["seconds"]), measured["peak"]
             torch_result = results.get(("torch", precision), (None,))[0]
             if engine != "torch" and torch_result:
-                cells += [f"{seconds / torch_result[0]:.2f}x", f"{peak / torch_result[1]:.2f}x"]
+                cells += [f"{seconds / statistics.median(torch_result['seconds']):.2f}x",
+                          f"{peak / torch_result['peak']:.2f}x"]
             else:
                 cells += ["", ""]
             other = ("torch", "float32") if precision == "float32" else (engine, "float32")
@@ -179,7 +191,8 @@ def compare(args, model_name, size_text, size, folder):
             else:
                 cells.append("")
             print(f"| {model_name} | {size_text} | {precision} | {engine} | {seconds:.4f} | "
-                  f"{flops / seconds / 1e12:.1f} | {peak:.0f} | " + " | ".join(cells) + " |", flush=True)
+                  f"{min(measured['seconds']):.4f}, {max(measured['seconds']):.4f} | {flops / seconds / 1e12:.1f} | "
+                  f"{peak:.0f} | {measured['growth']:.0f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

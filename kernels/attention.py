@@ -1,4 +1,6 @@
 """Windowed and global multi-head attention with decomposed relative position bias (VitDet / MViTv2)."""
+import functools
+
 import numpy
 
 from .. import backend
@@ -49,9 +51,13 @@ def relative_position_table(table, size):
 
 def _relative_positions(table, size):
     """R[i, j] = table[i - j + size - 1]: (size, size, head_dim) embeddings of query i vs key j."""
-    xp = array_module(table)
-    offsets = xp.arange(size)[:, None] - xp.arange(size)[None, :] + (size - 1)
-    return relative_position_table(table, size)[offsets]
+    return relative_position_table(table, size)[_offsets(array_module(table), size)]
+
+
+@functools.lru_cache(maxsize=16)  # every block of a pass asks for the same few: made once, not in 5 launches each
+def _offsets(xp, size):
+    """i - j + size - 1 for query i and key j: (size, size) on backend `xp`."""
+    return xp.arange(size)[:, None] - xp.arange(size)[None, :] + (size - 1)
 
 
 def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False, queries=None):

@@ -7,13 +7,14 @@ concatenated), and its columns are one copy of a strided view of that buffer (ea
 3x3 convolutions with enough channels use Winograd's F(2x2, 3x3) on the same bands instead: 16 GEMMs over
 the band's transformed 4x4 input tiles, 16/36 of the multiplications.
 """
+import functools
+
 import numpy
 
 from .. import backend
 from ..backend import array_module, even_step, piece_elements, run_pieces
 from .nn import matmul
 from .nn import relu as relu_
-from .resize import upsample2x
 
 
 def _weight_matrix(weight):
@@ -104,11 +105,16 @@ def _zero_padded(inputs, b, y0, y1, x0, x1):
 
 # Winograd's F(2x2, 3x3) (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks"): a 2x2 tile of
 # a 3x3 convolution's output from the 4x4 input tile D under it, Y = A^T [(G W G^T) * (B^T D B)] A, with 16
-# products a pair of channels instead of 36. B^T and A^T hold only 0 and +-1, so they are additions; G's halves
-# are applied to the weights once, at load (winograd_weight).
+# products a pair of channels instead of 36. G's halves are applied to the weights once, at load (winograd_weight);
+# B^T and A^T hold only 0 and +-1: their products are sums, exact but for their order.
 _WINOGRAD_G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
-_WINOGRAD_GG = numpy.kron(_WINOGRAD_G, _WINOGRAD_G)  # (16, 9): [4a + b, 3k + s] = G[a, k] G[b, s], so G W G^T is one
-# product with the 9 taps of W
+_WINOGRAD_BT = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+_WINOGRAD_AT = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+# A transform of both sides of a tile is one product with a Kronecker product, [4a + b, 4u + v] = M[a, u] M[b, v]:
+# for all of a band's tiles at once, one GEMM.
+_WINOGRAD_GG = numpy.kron(_WINOGRAD_G, _WINOGRAD_G)  # (16, 9): G W G^T from the 9 taps of W
+_WINOGRAD_BB = numpy.kron(_WINOGRAD_BT, _WINOGRAD_BT)  # (16, 16): B^T D B from the 16 pixels of D
+_WINOGRAD_AA = numpy.kron(_WINOGRAD_AT, _WINOGRAD_AT)  # (4, 16): A^T M A from the 16 products M
 
 
 def winograd_weight(weight):
@@ -152,27 +158,24 @@ def _winograd_3x3(inputs, b, y0, x0, u, out):
     xp = array_module(out)
     t, s = -(-out.shape[0] // 2), -(-out.shape[1] // 2)  # 2x2 output tiles: one more row or column where odd
     rows = _zero_padded(inputs, b, y0, y0 + 2 * t + 2, x0, x0 + 2 * s + 2)  # (2t+2, 2s+2, C_in)
-    # B^T D B, down each tile's columns, then along its rows. Tile (i, j) starts at row 2i, column 2j.
-    d0, d1, d2, d3 = (rows[j:j + 2 * t:2] for j in range(4))  # (t, 2s+2, C_in): row j of every tile row
-    tiles = xp.empty((4, 4, t, s, rows.shape[2]), dtype=rows.dtype)
-    for a, row in enumerate((d0 - d2, d1 + d2, d2 - d1, d1 - d3)):
-        e0, e1, e2, e3 = (row[:, j:j + 2 * s:2] for j in range(4))  # (t, s, C_in): column j of every tile
-        xp.subtract(e0, e2, out=tiles[a, 0])
-        xp.add(e1, e2, out=tiles[a, 1])
-        xp.subtract(e2, e1, out=tiles[a, 2])
-        xp.subtract(e1, e3, out=tiles[a, 3])
+    row_step, column_step, channel_step = rows.strides
+    pixels = xp.lib.stride_tricks.as_strided(  # [u, v, i, j]: pixel (u, v) of tile (i, j), from row 2i, column 2j
+        rows, shape=(4, 4, t, s, rows.shape[2]), strides=(row_step, column_step, 2 * row_step, 2 * column_step,
+                                                          channel_step))
+    input_transform, output_transform = _winograd_transforms(xp, rows.dtype)
+    tiles = backend.matmul(input_transform, xp.ascontiguousarray(pixels).reshape(16, -1))  # B^T D B: (16, t*s*C_in)
     m = backend.matmul(tiles.reshape(16, t * s, -1), u)  # (16, t*s, C_in) @ (16, C_in, C_out)
-    m = m.reshape(4, 4, t, s, -1)  # (a, b, t, s, C_out)
-    # A^T M A: the same two sums down the columns, then along the rows, into the interleaved output pixels.
+    y = backend.matmul(output_transform, m.reshape(16, -1))  # A^T M A: (16, t*s*C_out) -> (4, t*s*C_out)
     whole = out if out.shape[:2] == (2 * t, 2 * s) else xp.empty((2 * t, 2 * s, out.shape[2]), dtype=out.dtype)
-    pixels = whole.reshape(t, 2, s, 2, -1)  # (t, y, s, x, C_out)
-    for y, row in enumerate((m[0] + m[1] + m[2], m[1] - m[2] - m[3])):
-        xp.add(row[0], row[1], out=pixels[:, y, :, 0])
-        pixels[:, y, :, 0] += row[2]
-        xp.subtract(row[1], row[2], out=pixels[:, y, :, 1])
-        pixels[:, y, :, 1] -= row[3]
+    whole.reshape(t, 2, s, 2, -1)[...] = y.reshape(2, 2, t, s, -1).transpose(2, 0, 3, 1, 4)  # interleaved: (t, y, s, x)
     if whole is not out:
         out[...] = whole[:out.shape[0], :out.shape[1]]
+
+
+@functools.lru_cache(maxsize=None)  # made once per backend and dtype, not copied to the device for every band
+def _winograd_transforms(xp, dtype):
+    """B^T (x) B^T and A^T (x) A^T as arrays of `dtype` on backend `xp`."""
+    return tuple(xp.asarray(m, dtype=dtype) for m in (_WINOGRAD_BB, _WINOGRAD_AA))
 
 
 # Bilinear x2 upsampling (align_corners=False) then a 3x3 tap t in {-1, 0, 1} reads, for an output of parity
@@ -195,11 +198,28 @@ def upsampled_conv_weight(weight, detail_channels):
 
 
 def upsampled_conv_parts(weight, detail_channels, dtype):
-    """The two convolutions conv2d_upsampled computes for a (C_out, Cd + Cx, 3, 3) conv of cat([detail,
-    upsample2x(x)]), as conv3x3_params for `dtype`: "detail", its first Cd input channels, and "upsampled", the
-    low-resolution conv of x (upsampled_conv_weight). Made once, at load."""
+    """The parts conv2d_upsampled computes a (C_out, Cd + Cx, 3, 3) conv of cat([detail, upsample2x(x)]) from, made
+    once, at load: "detail", the conv of its first Cd input channels, and "upsampled", the low-resolution conv of x
+    (upsampled_conv_weight), as conv3x3_params for `dtype`; "edges", the taps its frame subtracts (edge_weights)."""
     return {"detail": conv3x3_params(weight[:, :detail_channels], dtype),
-            "upsampled": conv3x3_params(upsampled_conv_weight(weight, detail_channels), dtype)}
+            "upsampled": conv3x3_params(upsampled_conv_weight(weight, detail_channels), dtype),
+            "edges": edge_weights(weight, detail_channels)}
+
+
+def edge_weights(weight, detail_channels):
+    """For conv2d_upsampled's frame, from a (C_out, Cd + Cx, 3, 3) weight: {"top", "bottom", "left", "right":
+    (3*Cx, 2*C_out)}, an edge's three taps beyond the upsampled image (ky = 0 for the top, kx = 2 for the right, ...)
+    mixed as upsampled_conv_weight mixes all nine: the weight of a low-resolution edge pixel j + d - 1 (rows [d][c])
+    for the outputs 2j + q along the edge (columns [q][o]); and "corners": (2, 2, Cx, C_out), the taps beyond both
+    edges (ky, kx in {0, 2}). Mixed in float64."""
+    upsampled = numpy.asarray(weight[:, detail_channels:], dtype=numpy.float64)  # (o, c, ky, kx)
+    o, c = upsampled.shape[:2]
+    lines = {"top": upsampled[:, :, 0], "bottom": upsampled[:, :, 2],  # (o, c, kx): the taps along a row
+             "left": upsampled[:, :, :, 0], "right": upsampled[:, :, :, 2]}  # (o, c, ky): along a column
+    edges = {name: numpy.einsum("qsd,ocs->dcqo", _UPSAMPLED_TAPS, taps).reshape(3 * c, 2 * o)
+             for name, taps in lines.items()}
+    edges["corners"] = upsampled[:, :, ::2, ::2].transpose(2, 3, 1, 0)  # (o, c, ky, kx) -> (ky, kx, c, o)
+    return {name: numpy.ascontiguousarray(value, dtype=weight.dtype) for name, value in edges.items()}
 
 
 def conv2d_upsampled(detail, x, p, relu=False):
@@ -211,8 +231,9 @@ def conv2d_upsampled(detail, x, p, relu=False):
     as wide, and interleaved into the output: the same FLOPs, a quarter of the pixels, no full-resolution
     upsampled tensor. Edge-replicate padding of `x` reproduces the upsample's clamped edge taps, but it also
     makes the conv read a copy of the upsampled image's edge row or column one step beyond it, where the
-    reference reads zero padding: the outermost output rows and columns subtract those taps again
-    (_edge_taps), and each corner adds back its tap beyond both edges, subtracted twice.
+    reference reads zero padding: the outermost output rows and columns subtract those taps again, computed from
+    x's edge rows and columns at the low resolution too (edge_weights), and each corner adds back its tap beyond
+    both edges, subtracted twice.
 
     detail: (N, 2h, 2w, Cd), the first Cd input channels; x: (N, h, w, Cx), the rest (the reference's
     cat([detail, upsampled]) order). p: the conv's "weight" and "bias", and its upsampled_conv_parts.
@@ -230,17 +251,15 @@ def conv2d_upsampled(detail, x, p, relu=False):
         parities = conv2d(replicated, p["upsampled"], padding=0)  # (N, r1 - r0, w, 4*C_out)
         out[:, 2 * r0:2 * r1].reshape(n, r1 - r0, 2, w, 2, c_out)[...] += parities.reshape(
             n, r1 - r0, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
-    # The upsampled channels' taps, (C_out, Cx, 3, 3) -> (ky, kx, Cx, C_out): taps[ky, kx] is a product's matrix.
-    taps = xp.ascontiguousarray(p["weight"][:, detail.shape[3]:].transpose(2, 3, 1, 0))
-    top, bottom = upsample2x(x[:, :1])[:, 0], upsample2x(x[:, -1:])[:, 0]  # the upsampled edge rows: (N, 2w, Cx)
-    left, right = upsample2x(x[:, :, :1])[:, :, 0], upsample2x(x[:, :, -1:])[:, :, 0]  # edge columns: (N, 2h, Cx)
-    out[:, 0] -= _edge_taps(top, taps[0])  # (N, 2w, C_out)
-    out[:, -1] -= _edge_taps(bottom, taps[2])
-    out[:, :, 0] -= _edge_taps(left, taps[:, 0])  # (N, 2h, C_out)
-    out[:, :, -1] -= _edge_taps(right, taps[:, 2])
-    for y, ky, edge_row in ((0, 0, top), (-1, 2, bottom)):
-        for column, kx in ((0, 0), (-1, 2)):  # the corner's tap beyond both edges was subtracted twice
-            out[:, y, column] += backend.matmul(edge_row[:, column], taps[ky, kx])  # (N, Cx) -> (N, C_out)
+    edges = p["edges"]  # the taps the parities' convolution read beyond the upsampled image, subtracted again
+    frame = {"top": (out[:, 0], x[:, 0]), "bottom": (out[:, -1], x[:, -1]),  # (N, 2w, C_out), (N, w, Cx)
+             "left": (out[:, :, 0], x[:, :, 0]), "right": (out[:, :, -1], x[:, :, -1])}  # (N, 2h, C_out), (N, h, Cx)
+    for edge, (outputs, line) in frame.items():
+        outputs -= _edge_conv(line, edges[edge])
+    for i, y in enumerate((0, -1)):  # each corner's tap beyond both edges was subtracted twice
+        for j, column in enumerate((0, -1)):
+            corner = out[:, y, column]  # (N, C_out)
+            corner += backend.matmul(x[:, y, column], edges["corners"][i, j])  # (N, Cx) -> (N, C_out)
     return _bias_relu(out, p, relu)
 
 
@@ -255,15 +274,18 @@ def _edge_padded(x, y0, y1):
     return padded
 
 
-def _edge_taps(line, taps):
-    """What 3 taps (3, C, C_out) along a row or column add from an edge-replicated (N, L, C) line to each of the L
-    outputs along it: (N, L, C_out)."""
+def _edge_conv(line, weight):
+    """What an edge's taps (edge_weights) read beyond the upsampled image, from x's (N, L, C) row or column along
+    that edge, edge-replicated: (N, 2L, C_out), outputs 2j and 2j + 1 from pixels j - 1, j and j + 1."""
     xp = array_module(line)
-    padded = xp.concatenate([line[:, :1], line, line[:, -1:]], axis=1)  # (N, L+2, C)
-    total = backend.matmul(padded[:, :-2], taps[0])
-    total += backend.matmul(padded[:, 1:-1], taps[1])
-    total += backend.matmul(padded[:, 2:], taps[2])
-    return total
+    n, length, c = line.shape
+    padded = xp.concatenate([line[:, :1], line, line[:, -1:]], axis=1)  # (N, L + 2, C)
+    item_step, pixel_step, channel_step = padded.strides
+    taps = xp.lib.stride_tricks.as_strided(padded, shape=(n, length, 3, c),  # (N, L, d, C), as conv2d's taps
+                                           strides=(item_step, pixel_step, pixel_step, channel_step))
+    columns = xp.ascontiguousarray(taps.reshape(n * length, 3 * c))  # one copy: (N*L, [d][C]) (for one item the
+    # reshape alone is a view whose rows overlap, which neither BLAS nor cuBLAS reads)
+    return backend.matmul(columns, weight).reshape(n, 2 * length, -1)  # (N*L, [q][C_out]) -> (N, 2L, C_out)
 
 
 def _bias_relu(y, p, relu):

@@ -1,11 +1,12 @@
 """Linear and cubic resizing with PyTorch's `interpolate(..., align_corners=False)` semantics.
 
-Small resizes (position tables) go through an explicit (out, in) interpolation matrix; the decoder's
-large x2 bilinear upsampling is done with strided slices.
+Resizes go through explicit (out, in) interpolation matrices: they are small (position embeddings and
+relative position tables). The decoder's x2 bilinear upsampling is never computed on its own: its weights are
+mixed into the convolution that follows (conv.conv2d_upsampled).
 """
 import numpy
 
-from ..backend import array_module, piece_elements
+from ..backend import array_module
 
 _CUBIC_A = -0.75  # PyTorch's bicubic uses Keys' kernel with A = -0.75 (PIL and OpenCV differ)
 
@@ -68,44 +69,3 @@ def resize(x, size, mode):
     y = y.reshape(size[0], x.shape[1], -1).transpose(1, 0, 2).reshape(x.shape[1], -1)  # -> (W, H'*...)
     y = (cols @ y).reshape(size[1], size[0], -1).transpose(1, 0, 2)  # -> (H', W', ...)
     return xp.ascontiguousarray(y, dtype=x.dtype).reshape(*size, *tail)
-
-
-def _upsample2x_axis(x, axis, out=None):
-    """x2 linear upsampling along `axis`: out[2i] = .75 x[i] + .25 x[i-1], out[2i+1] = .75 x[i] + .25 x[i+1],
-    with out[0] = x[0] exactly and the last tap clamped (PyTorch, align_corners=False, scale 2)."""
-    xp = array_module(x)
-    n = x.shape[axis]
-    if out is None:
-        shape = list(x.shape)
-        shape[axis] = 2 * n
-        out = xp.empty(shape, dtype=x.dtype)
-
-    def at(a, index):
-        return a[(slice(None),) * axis + (index,)]
-
-    near, far = x * 0.75, x * 0.25
-    even, odd = at(out, slice(0, None, 2)), at(out, slice(1, None, 2))
-    xp.add(at(near, slice(1, None)), at(far, slice(0, n - 1)), out=at(even, slice(1, None)))
-    xp.add(at(near, slice(0, n - 1)), at(far, slice(1, None)), out=at(odd, slice(0, n - 1)))
-    xp.add(at(near, n - 1), at(far, n - 1), out=at(odd, n - 1))
-    at(even, 0)[...] = at(x, 0)
-    return out
-
-
-def upsample2x(x):
-    """Bilinear x2 upsampling, align_corners=False, of channels-last (N, H, W, C) -> (N, 2H, 2W, C).
-
-    Done in bands of output rows, each from its input rows plus a one-row halo, so that every pass stays in
-    cache; rows next to a band edge still see their real neighbours.
-    """
-    xp = array_module(x)
-    n, h, w, c = x.shape
-    out = xp.empty((n, 2 * h, 2 * w, c), dtype=x.dtype)
-    band = max(2, piece_elements(xp, "upsampled rows") // (w * c)) // 2 * 2  # output rows per band
-    for b in range(n):
-        for y0 in range(0, 2 * h, band):
-            y1 = min(2 * h, y0 + band)
-            lo, hi = max(y0 // 2 - 1, 0), min((y1 - 1) // 2 + 2, h)  # input rows the band reads
-            tall = _upsample2x_axis(x[b, lo:hi], 0)[y0 - 2 * lo:y1 - 2 * lo]  # (y1 - y0, w, C)
-            _upsample2x_axis(tall, 1, out=out[b, y0:y1])  # -> (y1 - y0, 2w, C)
-    return out

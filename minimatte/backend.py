@@ -93,7 +93,6 @@ PIECE_ELEMENTS = {
     "attention logits": (1 << 19, 1 << 29),  # a slab's logits: at least one head's grid row of queries x a key row
     "window bands": (1 << 23, 1 << 29),  # the qkv of a band of window rows
     "conv columns": (1 << 20, 1 << 27),  # one band of output rows' im2col columns, or Winograd tiles and products
-    "upsampled rows": (1 << 18, 1 << 26),  # a band of upsample2x's output
     "upsampled parities": (1 << 22, 1 << 28),  # a band of conv2d_upsampled's low-resolution convolution
     "decoder band": (1 << 20, 1 << 22),  # pixels of a band of the decoder's rows (model.decoder)
 }

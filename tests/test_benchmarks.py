@@ -73,3 +73,34 @@ def test_benchmark_children_leave_the_kernels_source_folder_alone():
     result = subprocess.run(_benchmark("cpu").python_command(code), cwd=ROOT, capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() != str(ROOT / "kernels" / "__init__.py")
+
+
+def test_gpu_benchmark_tabulates_its_children(tmp_path, monkeypatch, capsys):
+    """benchmarks/gpu.py's table from its child processes' measurements (here made up: CI has no GPU), with a
+    failed child's row saying so."""
+    import minimatte
+    from minimatte.model import stage_flops
+    gpu = _benchmark("gpu")
+    measured = {("minimatte", "float32"): ([0.3, 0.1, 0.2], 450.0, 0.5),  # (seconds, peak, pool growth)
+                ("torch", "float32"): ([0.4, 0.4, 0.5], 800.0, 0),
+                ("minimatte", "float16"): ([0.1, 0.1, 0.1], 200.0, 0)}
+
+    def child(engine, model_name, size, precision, warmups, rounds, alphas_path):
+        if (engine, precision) not in measured:
+            return None, "failed (RuntimeError: out of memory)"
+        np.save(alphas_path, np.full((1, 1) + size, 0.5 + 0.01 * (engine == "torch") + 0.1 * (precision == "float16")))
+        seconds, peak, growth = measured[engine, precision]
+        return {"seconds": seconds, "peak": peak, "growth": growth}, None
+
+    monkeypatch.setattr(gpu, "child", child)
+    args = gpu.argparse.Namespace(engines=["minimatte", "torch"], precisions=["float32", "float16"], warmups=1,
+                                  rounds=3)
+    gpu.compare(args, "small", "64x96", (64, 96), str(tmp_path))
+    lines = capsys.readouterr().out.splitlines()
+    assert all(line.count("|") == 13 for line in lines)  # 12 cells in each row, the failed one's too
+    rows = [line.strip("| ").split(" | ") for line in lines]
+    assert [row[3] for row in rows] == ["minimatte", "torch", "minimatte", "torch"]
+    tflops = sum(stage_flops(minimatte.PRESETS["small"], 64, 96).values()) / 0.2 / 1e12
+    assert rows[0][4:] == ["0.2000", "0.1000, 0.3000", f"{tflops:.1f}", "450", "0", "0.50x", "0.56x",
+                           "1.00e-02 (vs torch float32)"]
+    assert rows[2][-1] == "1.00e-01 (vs minimatte float32)" and rows[3][4] == "failed (RuntimeError: out of memory)"

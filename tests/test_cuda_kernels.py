@@ -16,7 +16,7 @@ import minimatte
 from cuda_emulation import COMPILER, compile_kernels, emulated_kernels, emulated_matmul
 from helpers import input_a
 from minimatte import backend, foreground
-from minimatte.kernels import attention, conv, nn, resize
+from minimatte.kernels import attention, conv, nn
 
 if COMPILER is None and os.environ.get("MINIMATTE_REQUIRE_REFERENCE") != "1":  # CI has one: there it must run
     pytest.skip("the CUDA emulation needs a C++ compiler (g++)", allow_module_level=True)
@@ -118,7 +118,7 @@ def test_whole_model(numpy_and_cuda, monkeypatch, det_state, precision, toleranc
     model = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)
     in_cpu_pieces = model(input_a()).alphas
     if pieces == "GPU":
-        for module in backend, attention, conv, nn, resize:
+        for module in backend, attention, conv, nn:
             monkeypatch.setattr(module, "piece_elements", lambda xp, kind: backend.PIECE_ELEMENTS[kind][1])
         monkeypatch.setattr(backend, "few_launches", lambda xp: True)
     fell_back = []  # products CuPy would compute by its matmul, copying views: none

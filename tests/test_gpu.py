@@ -6,7 +6,7 @@ import pytest
 import minimatte
 from helpers import DATA, input_a, product_layouts
 from minimatte import backend
-from minimatte.kernels import attention, conv, nn, resize
+from minimatte.kernels import attention, conv, nn
 
 pytestmark = pytest.mark.gpu
 rng = np.random.default_rng(0)
@@ -62,7 +62,10 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
     winograd = {"winograd_weight": conv.winograd_weight(w["weight"]), "bias": w["bias"]}
     assert_matches(conv.conv2d(on_gpu(cp, images[:, :11]), on_gpu(cp, winograd), relu=True),
                    conv.conv2d(images[:, :11], winograd, relu=True), tolerance)
-    assert_matches(resize.upsample2x(on_gpu(cp, images)), resize.upsample2x(images), tolerance)
+    fusion = {"weight": (0.1 * rng.standard_normal((32, 72, 3, 3))).astype(dtype), "bias": w["bias"]}
+    fusion.update(conv.upsampled_conv_parts(fusion["weight"], 36, dtype))  # detail: 36 channels, x: 36 more
+    assert_matches(conv.conv2d_upsampled(on_gpu(cp, images), on_gpu(cp, images[:, :6, :9]), on_gpu(cp, fusion)),
+                   conv.conv2d_upsampled(images, images[:, :6, :9], fusion), tolerance)
 
 
 @pytest.mark.parametrize("case", range(len(product_layouts())))
