@@ -216,8 +216,9 @@ def edge_weights(weight, detail_channels):
     o, c = upsampled.shape[:2]
     lines = {"top": upsampled[:, :, 0], "bottom": upsampled[:, :, 2],  # (o, c, kx): the taps along a row
              "left": upsampled[:, :, :, 0], "right": upsampled[:, :, :, 2]}  # (o, c, ky): along a column
-    edges = {name: numpy.einsum("qsd,ocs->dcqo", _UPSAMPLED_TAPS, taps).reshape(3 * c, 2 * o)
-             for name, taps in lines.items()}
+    mix = _UPSAMPLED_TAPS.transpose(1, 0, 2).reshape(3, 6)  # [s, (q, d)]: output parity q's tap s reads pixel d
+    edges = {name: (taps.reshape(o * c, 3) @ mix).reshape(o, c, 2, 3).transpose(3, 1, 2, 0).reshape(3 * c, 2 * o)
+             for name, taps in lines.items()}  # (o*c, s) @ (s, (q, d)) -> (o, c, q, d) -> ([d][c], [q][o])
     edges["corners"] = upsampled[:, :, ::2, ::2].transpose(2, 3, 1, 0)  # (o, c, ky, kx) -> (ky, kx, c, o)
     return {name: numpy.ascontiguousarray(value, dtype=weight.dtype) for name, value in edges.items()}
 
