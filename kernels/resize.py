@@ -4,6 +4,8 @@ Resizes go through explicit (out, in) interpolation matrices: they are small (po
 relative position tables). The decoder's x2 bilinear upsampling is never computed on its own: its weights are
 mixed into the convolution that follows (conv.conv2d_upsampled).
 """
+import functools
+
 import numpy
 
 from ..backend import array_module
@@ -24,8 +26,10 @@ def _cubic_weights(t):
     return far(t + 1), near(t), near(1 - t), far(2 - t)
 
 
+@functools.lru_cache(maxsize=64)  # every pass at a size asks for the same few: each made (and sent to a GPU) once
 def interpolation_matrix(in_size, out_size, mode, xp=numpy):
-    """(out_size, in_size) float32 matrix M with resize(v) = M @ v, align_corners=False.
+    """(out_size, in_size) float32 matrix M with resize(v) = M @ v, align_corners=False; one array per set of
+    arguments, shared by its callers: read it, never write to it.
 
     mode "linear": the source coordinate is clamped at 0 and the upper tap at in_size-1.
     mode "cubic": the coordinate is not clamped, each of the four taps is (edge replicate).
