@@ -21,10 +21,11 @@ def matmul(a, b, out=None):
     return out
 
 
-def linear(x, p):
-    """y = x W^T + b over the last axis; W is (out, in) as torch stores it."""
+def linear(x, p, out=None):
+    """y = x W^T + b over the last axis; W is (out, in) as torch stores it. For a 2-D x, written into `out` if
+    given."""
     *lead, c_in = x.shape
-    y = matmul(x.reshape(-1, c_in), p["weight"].T)  # (N, in) -> (N, out); one GEMM, not one per leading index
+    y = matmul(x.reshape(-1, c_in), p["weight"].T, out=out)  # (N, in) -> (N, out); one GEMM, not one per leading index
     if "bias" in p:
         y += p["bias"]
     return y.reshape(*lead, -1)

@@ -56,7 +56,7 @@ def mlp(x, p):
 
     def chunk(part):
         hidden = gelu(linear(tokens[part], p["fc1"]))  # (n, C) -> (n, 4C)
-        out[part] = linear(hidden, p["fc2"])  # (n, 4C) -> (n, C)
+        linear(hidden, p["fc2"], out=out[part])  # (n, 4C) -> (n, C)
 
     backend.run_slices(chunk, tokens.shape[0], xp, "mlp hidden", width=p["fc1"]["weight"].shape[0])
     return out.reshape(x.shape)
