@@ -133,11 +133,13 @@ def winograd_weight(weight):
 # GEMM re-reads its weight matrix for too little work. The first fusion block's low-resolution conv (384 -> 1024
 # channels) got ~30 tiles a band from the memory budget alone, and ran 2x faster with 128 (640x960, one thread).
 WINOGRAD_MIN_TILES = 128
-# Winograd saves multiplications in proportion to C_in * C_out a tile, and its transforms' additions cost in
-# proportion to C_in + C_out: it pays from a harmonic mean 2 C_in C_out / (C_in + C_out) of about 80 channels on.
-# `python benchmarks/convs.py` (AMD EPYC, 2 threads): 64 -> 128 channels took 0.82-1.22x im2col's time (below 1 in
-# most runs), 48 -> 64 (the third fusion block's detail) 1.00-1.31x, 32 -> 16 and 4 -> 32 (the matting head, the
-# input) 1.45-4.2x.
+# Winograd saves multiplications in proportion to C_in * C_out a tile, and its transforms cost in proportion to
+# C_in + C_out: it pays from a harmonic mean 2 C_in C_out / (C_in + C_out) of some tens of channels on.
+# `python benchmarks/convs.py` (AMD EPYC, 2 threads) with the transforms as chains of additions: 64 -> 128 channels
+# took 0.82-1.22x im2col's time (below 1 in most runs), 48 -> 64 (the third fusion block's detail) 1.00-1.31x, hence
+# 80. With the transforms as products (2026-12-04, two runs at three sizes and two at 640x960): 64 -> 128 0.72-1.04x,
+# 48 -> 64 0.81-0.94x, 32 -> 16 and 4 -> 32 (the matting head, the input) 1.08-2.5x: 48 -> 64 would now gain a
+# little (0.6-1.4% of the time of a pass's 3x3 convolutions); the threshold stays until more runs confirm it.
 WINOGRAD_MIN_CHANNELS = 80
 
 
