@@ -110,8 +110,8 @@ def _zero_padded(inputs, b, y0, y1, x0, x1):
 _WINOGRAD_G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 _WINOGRAD_BT = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
 _WINOGRAD_AT = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]])
-# A transform of both sides of a tile is one product with a Kronecker product, kron(M, M)[4a + b, n u + v] = M[a, u]
-# M[b, v] for M of n columns: for all of a band's tiles at once, one GEMM.
+# A transform of both sides of a tile is one product with a Kronecker product, kron(M, M)[r a + b, n u + v] =
+# M[a, u] M[b, v] for M of r rows and n columns: for all of a band's tiles at once, one GEMM.
 _WINOGRAD_GG = numpy.kron(_WINOGRAD_G, _WINOGRAD_G)  # (16, 9): G W G^T from the 9 taps of W
 _WINOGRAD_BB = numpy.kron(_WINOGRAD_BT, _WINOGRAD_BT)  # (16, 16): B^T D B from the 16 pixels of D
 _WINOGRAD_AA = numpy.kron(_WINOGRAD_AT, _WINOGRAD_AT)  # (4, 16): A^T M A from the 16 products M
