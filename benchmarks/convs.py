@@ -35,7 +35,7 @@ def recorded_convs(network, height, width):
         if "winograd_weight" in p:
             c_out, three_by_three = p["winograd_weight"].shape[2], True
         else:
-            c_out, three_by_three = p["weight"].shape[0], p["weight"].shape[2:] == (3, 3)
+            c_out, three_by_three = p["im2col_weight"].shape[3], p["im2col_weight"].shape[:2] == (3, 3)
         if stride == 1 and three_by_three:
             calls[(tuple(x.shape[3] for x in inputs_), *inputs_[0].shape[1:3], c_out, padding)] += 1
         return original(inputs, p, stride=stride, relu=relu, padding=padding)
@@ -74,7 +74,7 @@ def main():
     for (channels, h, w, c_out, padding), calls in recorded_convs(network, height, width).items():
         x = tuple(rng.standard_normal((1, h, w, c), dtype=np.float32) for c in channels)
         weight = rng.standard_normal((c_out, sum(channels), 3, 3), dtype=np.float32)
-        im2col = best_time(x, {"weight": weight}, padding, args.rounds)
+        im2col = best_time(x, {"im2col_weight": conv.im2col_weight(weight)}, padding, args.rounds)
         winograd = best_time(x, {"winograd_weight": conv.winograd_weight(weight)}, padding, args.rounds)
         chosen = "Winograd" if "winograd_weight" in conv.conv3x3_params(weight, np.float32) else "im2col"
         totals.update({"im2col": calls * im2col, "Winograd": calls * winograd,

@@ -19,9 +19,8 @@ def window_partition(x, window, pad_value=0.0):
     hp, wp = h + (-h) % window, w + (-w) % window
     if (hp, wp) != (h, w):
         padded = xp.empty((n, hp, wp, c), dtype=x.dtype)
+        padded[...] = pad_value  # all of it: one operation, where the pads alone are two
         padded[:, :h, :w] = x
-        padded[:, h:] = pad_value
-        padded[:, :h, w:] = pad_value
         x = padded
     x = x.reshape(n, hp // window, window, wp // window, window, c).transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, window, window, c)  # (N, nWh, nWw, window, window, C) -> (N*nW, window, window, C)
@@ -146,19 +145,24 @@ def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_prob
     out = xp.empty((n, a_q * b_q, num_heads, hd), dtype=q.dtype)  # heads joined: no copy to join them after
     probs = xp.empty((n, num_heads, a_q * b_q, m), dtype=q.dtype) if return_probs else None
 
-    def softmax_numerators(logits, bias):
-        """exp(logits + bias - their row maxima) in place, the maxima and the rows' sums, in float32."""
+    def softmax_numerators(logits, bias, key_rows):
+        """exp(logits + bias - their row maxima) in place, the maxima and the rows' sums, in float32. bias: None,
+        or a slab's (rel_h, rel_w) in the layouts their products leave them; key_rows: the logits' (first, end)."""
+        (k0, k1), keys = key_rows, logits.shape[-1]
+        if bias is not None:
+            rel_h, rel_w = bias
+            ry, groups = rel_h.shape[0], rel_h.shape[1] // b_q  # groups: the slab's items x heads
         if fused is not None:  # one kernel: bias, row maxima, exponentials in place and their row sums
             best, total = (xp.empty((*logits.shape[:-1], 1), dtype=xp.float32) for _ in range(2))
-            keys = logits.shape[-1]
             threads = 256 if keys > 1024 else 128  # per block; a block per query row
-            fused((logits.size // keys,), (threads,),
-                  (logits, *map(xp.ascontiguousarray, bias), best, total, numpy.int32(keys // b), numpy.int32(b)))
+            sizes = (groups, ry, b_q, a, k0, k1 - k0, b)
+            fused((logits.size // keys,), (threads,), (logits, rel_h, rel_w, best, total, *map(numpy.int32, sizes)))
             return logits, best, total
         scores = logits.astype(xp.float32, copy=False)
         if bias is not None:
-            bias_h, bias_w = bias
-            by_key = scores.reshape(*bias_h.shape, b)  # (ni*heads, ry, b_q, key rows, b)
+            bias_h = rel_h.reshape(ry, groups, b_q, a).transpose(1, 0, 2, 3)[..., k0:k1]  # (groups, ry, b_q, key rows)
+            bias_w = rel_w.reshape(b_q, groups, ry, b).transpose(1, 2, 0, 3)  # (groups, ry, b_q, b): key columns
+            by_key = scores.reshape(*bias_h.shape, b)  # (groups, ry, b_q, key rows, b)
             by_key += bias_h[..., None]
             by_key += bias_w[:, :, :, None, :]
         best = scores.max(-1, keepdims=True)
@@ -174,14 +178,12 @@ def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_prob
             q_g = q_s.reshape(ni * heads, ry, b_q, hd)
             rel_h = matmul(q_g.transpose(1, 0, 2, 3).reshape(ry, -1, hd), r_h[y0:y1])  # (ry, ni*heads*b_q, a)
             rel_w = matmul(q_g.transpose(2, 0, 1, 3).reshape(b_q, -1, hd), r_w)  # (b_q, ni*heads*ry, b)
-            rel_h = rel_h.reshape(ry, -1, b_q, a).transpose(1, 0, 2, 3)  # -> (ni*heads, ry, b_q, a): query, key row
-            rel_w = rel_w.reshape(b_q, -1, ry, b).transpose(1, 2, 0, 3)  # -> (ni*heads, ry, b_q, b): query, key col
         out_s = out[i0:i1, span, h0:h1].transpose(0, 2, 1, 3)  # (ni, heads, ry*b_q, hd), a view
         parts = []  # each block of keys' numerators @ v, row maxima and row sums
         for k0, k1 in key_blocks:  # of whole key rows
             keys = slice(k0 * b, k1 * b)
             logits = matmul(q_s, k_t[i0:i1, h0:h1, :, keys])  # (ni, heads, ry*b_q, keys)
-            numerators, best, total = softmax_numerators(logits, (rel_h[..., k0:k1], rel_w) if use_bias else None)
+            numerators, best, total = softmax_numerators(logits, (rel_h, rel_w) if use_bias else None, (k0, k1))
             product = matmul(numerators, v[i0:i1, h0:h1, keys],  # (ni, heads, ry*b_q, keys) @ (ni, heads, keys, hd)
                              out=out_s if len(key_blocks) == 1 else None)
             parts.append((product, best, total))

@@ -17,20 +17,15 @@ from .nn import matmul
 from .nn import relu as relu_
 
 
-def _weight_matrix(weight):
-    """(C_out, C_in, k, k) torch layout -> (k*k*C_in, C_out), rows ordered [ky][kx][c_in] like the columns."""
-    c_out = weight.shape[0]
-    return weight.transpose(2, 3, 1, 0).reshape(-1, c_out)
-
-
 def conv2d(inputs, p, stride=1, relu=False, padding=None):
     """Conv2d with zero padding k//2 (torch semantics; `padding` overrides it), optional bias and fused ReLU.
 
     inputs: one (N, H, W, C) array, or a tuple of them that the convolution reads as if concatenated
             along channels (the decoder's `cat([detail, upsampled])`, never built whole in memory).
-    p: {"weight": (C_out, C_in, k, k), "bias": (C_out,)} with C_in the summed channels of `inputs`; a 3x3
-       stride-1 conv may have {"winograd_weight": (16, C_in, C_out)} (winograd_weight) instead of "weight",
-       and is then computed with Winograd's F(2x2, 3x3) instead of as an im2col GEMM.
+    p: the weight as prepared at load, {"im2col_weight": (k, k, C_in, C_out)} (im2col_weight) or, for a 3x3
+       stride-1 conv computed with Winograd's F(2x2, 3x3) instead of as an im2col GEMM, {"winograd_weight": (16,
+       C_in, C_out)} (winograd_weight; conv3x3_params picks), C_in the summed channels of `inputs`; "bias": (C_out,),
+       if any.
     """
     if not isinstance(inputs, (tuple, list)):
         inputs = (inputs,)
@@ -41,14 +36,14 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
         if stride != 1:
             raise ValueError("conv2d: Winograd weights are for stride 1")
     else:
-        c_out, c_in, k, _ = p["weight"].shape
+        k, _, c_in, c_out = p["im2col_weight"].shape
     n, h, w = inputs[0].shape[:3]
     if sum(x.shape[3] for x in inputs) != c_in:
         raise ValueError(f"conv2d: inputs have {sum(x.shape[3] for x in inputs)} channels, weight expects {c_in}")
     pad = k // 2 if padding is None else padding
     h_out, w_out = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     out = xp.empty((n, h_out, w_out, c_out), dtype=inputs[0].dtype)
-    w_mat = None if winograd else _weight_matrix(p["weight"])  # (k*k*C_in, C_out)
+    w_mat = None if winograd else p["im2col_weight"].reshape(-1, c_out)  # (k*k*C_in, C_out): rows as the columns
 
     if k == 1 and len(inputs) == 1:
         x = inputs[0][:, ::stride, ::stride]
@@ -91,11 +86,9 @@ def _zero_padded(inputs, b, y0, y1, x0, x1):
     xp = array_module(inputs[0])
     h, w = inputs[0].shape[1:3]
     v0, v1, u0, u1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
-    rows = xp.empty((y1 - y0, x1 - x0, sum(x.shape[3] for x in inputs)), dtype=inputs[0].dtype)
-    rows[:v0 - y0] = 0  # above the image
-    rows[v1 - y0:] = 0  # below it
-    rows[:, :u0 - x0] = 0  # left of it
-    rows[:, u1 - x0:] = 0  # right of it
+    # Zeroed whole, not only around the image: one operation instead of one for each side (on a GPU, a launch
+    # each; on a CPU the zeros cost little beside the copy, see benchmarks/convs.py).
+    rows = xp.zeros((y1 - y0, x1 - x0, sum(x.shape[3] for x in inputs)), dtype=inputs[0].dtype)
     c0 = 0
     for x in inputs:
         rows[v0 - y0:v1 - y0, u0 - x0:u1 - x0, c0:c0 + x.shape[3]] = x[b, v0:v1, u0:u1]
@@ -144,14 +137,21 @@ WINOGRAD_MIN_CHANNELS = 80
 
 
 def conv3x3_params(weight, dtype):
-    """A 3x3 stride-1 conv's weight as conv2d computes it fastest in `dtype`: {"winograd_weight":
-    winograd_weight(weight)} for float32 where the harmonic mean of its input and output channels is
-    WINOGRAD_MIN_CHANNELS or more, else {"weight": weight}. float16 keeps the im2col GEMM: its roundings of the
-    tile transforms' sums took the alphas 1.5x as far from float32's (deterministic test weights, S)."""
+    """A 3x3 stride-1 conv's weight as conv2d computes it fastest in `dtype`, made once, at load:
+    {"winograd_weight": winograd_weight(weight)} for float32 where the harmonic mean of its input and output
+    channels is WINOGRAD_MIN_CHANNELS or more, else {"im2col_weight": im2col_weight(weight)}. float16 keeps the
+    im2col GEMM: its roundings of the tile transforms' sums took the alphas 1.5x as far from float32's
+    (deterministic test weights, S)."""
     c_out, c_in = weight.shape[:2]
     if numpy.dtype(dtype) == numpy.float32 and 2 * c_in * c_out >= WINOGRAD_MIN_CHANNELS * (c_in + c_out):
         return {"winograd_weight": winograd_weight(weight)}
-    return {"weight": weight}
+    return {"im2col_weight": im2col_weight(weight)}
+
+
+def im2col_weight(weight):
+    """(C_out, C_in, k, k) torch layout -> (k, k, C_in, C_out): as a (k*k*C_in, C_out) matrix, its rows are
+    ordered [ky][kx][c_in] like conv2d's columns."""
+    return numpy.ascontiguousarray(weight.transpose(2, 3, 1, 0))
 
 
 def _winograd_3x3(inputs, b, y0, x0, u, out):
@@ -209,18 +209,18 @@ def upsampled_conv_parts(weight, detail_channels, dtype):
 
 
 def edge_weights(weight, detail_channels):
-    """For conv2d_upsampled's frame, from a (C_out, Cd + Cx, 3, 3) weight: {"top", "bottom", "left", "right":
-    (3*Cx, 2*C_out)}, an edge's three taps beyond the upsampled image (ky = 0 for the top, kx = 2 for the right, ...)
-    mixed as upsampled_conv_weight mixes all nine: the weight of a low-resolution edge pixel j + d - 1 (rows [d][c])
-    for the outputs 2j + q along the edge (columns [q][o]); and "corners": (2, 2, Cx, C_out), the taps beyond both
-    edges (ky, kx in {0, 2}). Mixed in float64."""
+    """For conv2d_upsampled's frame, from a (C_out, Cd + Cx, 3, 3) weight: {"rows", "columns": (2, 3*Cx, 2*C_out)},
+    for the top and bottom rows (the left and right columns) the three taps beyond the upsampled image (ky = 0 for
+    the top, kx = 2 for the right, ...) mixed as upsampled_conv_weight mixes all nine: the weight of a
+    low-resolution edge pixel j + d - 1 (rows [d][c]) for the outputs 2j + q along the edge (columns [q][o]); and
+    "corners": (2, 2, Cx, C_out), the taps beyond both edges (ky, kx in {0, 2}). Mixed in float64."""
     upsampled = numpy.asarray(weight[:, detail_channels:], dtype=numpy.float64)  # (o, c, ky, kx)
     o, c = upsampled.shape[:2]
-    lines = {"top": upsampled[:, :, 0], "bottom": upsampled[:, :, 2],  # (o, c, kx): the taps along a row
-             "left": upsampled[:, :, :, 0], "right": upsampled[:, :, :, 2]}  # (o, c, ky): along a column
+    lines = {"rows": upsampled[:, :, ::2].transpose(2, 0, 1, 3),  # (top/bottom, o, c, kx): the taps along a row
+             "columns": upsampled[:, :, :, ::2].transpose(3, 0, 1, 2)}  # (left/right, o, c, ky): along a column
     mix = _UPSAMPLED_TAPS.transpose(1, 0, 2).reshape(3, 6)  # [s, (q, d)]: output parity q's tap s reads pixel d
-    edges = {name: (taps.reshape(o * c, 3) @ mix).reshape(o, c, 2, 3).transpose(3, 1, 2, 0).reshape(3 * c, 2 * o)
-             for name, taps in lines.items()}  # (o*c, s) @ (s, (q, d)) -> (o, c, q, d) -> ([d][c], [q][o])
+    edges = {name: (taps.reshape(2 * o * c, 3) @ mix).reshape(2, o, c, 2, 3).transpose(0, 4, 2, 3, 1).reshape(
+        2, 3 * c, 2 * o) for name, taps in lines.items()}  # (side*o*c, s) @ (s, (q, d)) -> (side, [d][c], [q][o])
     edges["corners"] = upsampled[:, :, ::2, ::2].transpose(2, 3, 1, 0)  # (o, c, ky, kx) -> (ky, kx, c, o)
     return {name: numpy.ascontiguousarray(value, dtype=weight.dtype) for name, value in edges.items()}
 
@@ -239,12 +239,12 @@ def conv2d_upsampled(detail, x, p, relu=False):
     both edges, subtracted twice.
 
     detail: (N, 2h, 2w, Cd), the first Cd input channels; x: (N, h, w, Cx), the rest (the reference's
-    cat([detail, upsampled]) order). p: the conv's "weight" and "bias", and its upsampled_conv_parts.
+    cat([detail, upsampled]) order). p: the conv's upsampled_conv_parts and its "bias".
     """
     xp = array_module(x)
     n, h, w, _ = x.shape
-    c_out = p["weight"].shape[0]
     out = conv2d(detail, p["detail"])  # (N, 2h, 2w, C_out)
+    c_out = out.shape[3]
     # The parities a band of rows at a time, each added into the output: whole, they are as large as the output.
     # Bands of even rows leave Winograd's 2x2 tiles where one convolution of all the rows puts them.
     rows = 2 * max(1, piece_elements(xp, "upsampled parities") // (2 * n * w * 4 * c_out))
@@ -254,16 +254,25 @@ def conv2d_upsampled(detail, x, p, relu=False):
         parities = conv2d(replicated, p["upsampled"], padding=0)  # (N, r1 - r0, w, 4*C_out)
         out[:, 2 * r0:2 * r1].reshape(n, r1 - r0, 2, w, 2, c_out)[...] += parities.reshape(
             n, r1 - r0, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
-    edges = p["edges"]  # the taps the parities' convolution read beyond the upsampled image, subtracted again
-    frame = {"top": (out[:, 0], x[:, 0]), "bottom": (out[:, -1], x[:, -1]),  # (N, 2w, C_out), (N, w, Cx)
-             "left": (out[:, :, 0], x[:, :, 0]), "right": (out[:, :, -1], x[:, :, -1])}  # (N, 2h, C_out), (N, h, Cx)
-    for edge, (outputs, line) in frame.items():
-        outputs -= _edge_conv(line, edges[edge])
-    for i, y in enumerate((0, -1)):  # each corner's tap beyond both edges was subtracted twice
-        for j, column in enumerate((0, -1)):
-            corner = out[:, y, column]  # (N, C_out)
-            corner += backend.matmul(x[:, y, column], edges["corners"][i, j])  # (N, Cx) -> (N, C_out)
+    # The taps the parities' convolution read beyond the upsampled image, subtracted again: opposite edges together.
+    edges = p["edges"]
+    top_bottom = _ends(out, 1)  # (N, 2, 2w, C_out): the top and bottom rows
+    top_bottom -= _edge_conv(_ends(x, 1), edges["rows"])  # (N, 2, w, Cx) -> (N, 2, 2w, C_out)
+    left_right = _ends(out, 2).transpose(0, 2, 1, 3)  # (N, 2, 2h, C_out): the left and right columns
+    left_right -= _edge_conv(_ends(x, 2).transpose(0, 2, 1, 3), edges["columns"])  # (N, 2, h, Cx) -> (N, 2, 2h, C_out)
+    corners = _ends(out, 1, 2)  # (N, 2, 2, C_out): each corner's tap beyond both edges was subtracted twice
+    pixels = xp.ascontiguousarray(_ends(x, 1, 2).transpose(1, 2, 0, 3))  # (2, 2, N, Cx): a stack one GEMM reads
+    corners += backend.matmul(pixels, edges["corners"]).transpose(2, 0, 1, 3)  # -> (2, 2, N, C_out) -> (N, 2, 2, C_out)
     return _bias_relu(out, p, relu)
+
+
+def _ends(a, *axes):
+    """A view of `a` with only the first and the last index along each of `axes` (the same one twice where an axis
+    has length 1): (N, H, W, C) -> (N, 2, W, C) for its top and bottom rows (axes 1), ..."""
+    shape, strides = list(a.shape), list(a.strides)
+    for axis in axes:
+        shape[axis], strides[axis] = 2, strides[axis] * (a.shape[axis] - 1)
+    return array_module(a).lib.stride_tricks.as_strided(a, shape, strides)
 
 
 def _edge_padded(x, y0, y1):
@@ -273,22 +282,22 @@ def _edge_padded(x, y0, y1):
     rows = xp.clip(xp.arange(y0, y1), 0, x.shape[1] - 1)
     padded = xp.empty((x.shape[0], y1 - y0, x.shape[2] + 2, x.shape[3]), dtype=x.dtype)
     padded[:, :, 1:-1] = x[:, rows]
-    padded[:, :, 0], padded[:, :, -1] = padded[:, :, 1], padded[:, :, -2]
+    _ends(padded, 2)[...] = _ends(padded[:, :, 1:-1], 2)  # the first and last columns repeated beside them
     return padded
 
 
-def _edge_conv(line, weight):
-    """What an edge's taps (edge_weights) read beyond the upsampled image, from x's (N, L, C) row or column along
-    that edge, edge-replicated: (N, 2L, C_out), outputs 2j and 2j + 1 from pixels j - 1, j and j + 1."""
-    xp = array_module(line)
-    n, length, c = line.shape
-    padded = xp.concatenate([line[:, :1], line, line[:, -1:]], axis=1)  # (N, L + 2, C)
-    item_step, pixel_step, channel_step = padded.strides
-    taps = xp.lib.stride_tricks.as_strided(padded, shape=(n, length, 3, c),  # (N, L, d, C), as conv2d's taps
-                                           strides=(item_step, pixel_step, pixel_step, channel_step))
-    columns = xp.ascontiguousarray(taps.reshape(n * length, 3 * c))  # one copy: (N*L, [d][C]) (for one item the
-    # reshape alone is a view whose rows overlap, which neither BLAS nor cuBLAS reads)
-    return backend.matmul(columns, weight).reshape(n, 2 * length, -1)  # (N*L, [q][C_out]) -> (N, 2L, C_out)
+def _edge_conv(lines, weight):
+    """What two opposite edges' taps (edge_weights) read beyond the upsampled image, from x's (N, 2, L, C) rows or
+    columns along them, edge-replicated: (N, 2, 2L, C_out), outputs 2j and 2j + 1 from pixels j - 1, j and j + 1."""
+    xp = array_module(lines)
+    n, _, length, c = lines.shape
+    padded = xp.concatenate([lines[:, :, :1], lines, lines[:, :, -1:]], axis=2)  # (N, 2, L + 2, C)
+    item_step, side_step, pixel_step, channel_step = padded.strides
+    taps = xp.lib.stride_tricks.as_strided(padded, shape=(2, n, length, 3, c),  # (side, N, L, d, C), as conv2d's taps
+                                           strides=(side_step, item_step, pixel_step, pixel_step, channel_step))
+    columns = xp.ascontiguousarray(taps).reshape(2, n * length, 3 * c)  # one copy: (side, N*L, [d][C])
+    products = backend.matmul(columns, weight)  # (side, N*L, [d][C]) @ (side, [d][C], [q][C_out])
+    return products.reshape(2, n, 2 * length, -1).transpose(1, 0, 2, 3)  # (side, N*L, [q][C_out]) -> (N, 2, 2L, C_out)
 
 
 def _bias_relu(y, p, relu):
@@ -300,12 +309,13 @@ def _bias_relu(y, p, relu):
 def patch_embed(x, p):
     """Non-overlapping k x k patches -> tokens: Conv2d(kernel k, stride k) as one GEMM.
 
-    x: (N, H, W, C_in) with H, W multiples of k; returns (N, H/k, W/k, C_out).
+    x: (N, H, W, C_in) with H, W multiples of k; p: {"im2col_weight": (k, k, C_in, C_out), "bias"}.
+    Returns (N, H/k, W/k, C_out).
     """
     n, h, w, c_in = x.shape
-    c_out, _, k, _ = p["weight"].shape
+    k, _, _, c_out = p["im2col_weight"].shape
     patches = x.reshape(n, h // k, k, w // k, k, c_in).transpose(0, 1, 3, 2, 4, 5)  # (N, h, w, ky, kx, C_in)
-    weight = p["weight"].transpose(0, 2, 3, 1).reshape(c_out, -1)  # (C_out, [ky][kx][C_in]), as the patches
-    tokens = matmul(patches.reshape(-1, k * k * c_in), weight.T)  # (N*h*w, k*k*C_in) -> (N*h*w, C_out)
+    weight = p["im2col_weight"].reshape(-1, c_out)  # ([ky][kx][C_in], C_out), as the patches
+    tokens = matmul(patches.reshape(-1, k * k * c_in), weight)  # (N*h*w, k*k*C_in) -> (N*h*w, C_out)
     tokens += p["bias"]
     return tokens.reshape(n, h // k, w // k, c_out)

@@ -103,8 +103,9 @@ def backbone(pixels, p, config, keep_hidden=False, keep_attentions=False, stage_
 def detail_capture(features, pixels, p, stage_done=lambda stage: None):
     """ConvStream details of the input at 1/2, 1/4, 1/8, fused into the upsampled ViT features, then the head.
 
-    Every BatchNorm is folded into its convolution at load (weights.fold_batch_norms), and the fusion convs
-    get their low-resolution weights there too (weights.prepare_convs).
+    Every BatchNorm is folded into its convolution at load (weights.fold_batch_norms), and every convolution's
+    weight laid out there as its kernel reads it, the fusion convs' low-resolution weights too
+    (weights.prepare_convs).
     stage_done(name) is called after each stage of stage_flops.
     """
     details = [pixels]  # D0: (B, H, W, 4), the normalised input with its trimap

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from . import config as cfg
-from .kernels.conv import conv3x3_params, upsampled_conv_parts
+from .kernels.conv import conv3x3_params, im2col_weight, upsampled_conv_parts
 
 CONFIG_KEY = "minimatte.config"
 PROCESSOR_KEY = "minimatte.processor"
@@ -86,19 +86,22 @@ def fold_batch_norms(state, config):
 
 
 def prepare_convs(state, config, dtype):
-    """The convolutions' weights as the kernels compute them in `dtype` (kernels/conv.py), made once here: each
-    fusion conv's parts for conv2d_upsampled ("<conv>.detail.*", "<conv>.upsampled.*"; it reads cat([detail,
-    upsample2x(x)])), and the residual blocks' 3x3 convs as conv3x3_params (Winograd weights)."""
+    """Every convolution's weight as its kernel computes it in `dtype` (kernels/conv.py), made once here, in
+    place of "<conv>.weight": each fusion conv's parts for conv2d_upsampled ("<conv>.detail.*",
+    "<conv>.upsampled.*", "<conv>.edges.*"; it reads cat([detail, upsample2x(x)])), the residual blocks' 3x3
+    convs as conv3x3_params (Winograd weights where they pay), and the rest as "<conv>.im2col_weight"."""
     detail_channels = [config.num_channels, *config.convstream_hidden_sizes][::-1]  # D3 meets block 0, ..., D0 block 3
     state = dict(state)
     for j, channels in enumerate(detail_channels):
         conv = f"decoder.fusion_blocks.{j}.conv.conv"
-        for part, params in upsampled_conv_parts(state[f"{conv}.weight"], channels, dtype).items():
+        for part, params in upsampled_conv_parts(state.pop(f"{conv}.weight"), channels, dtype).items():
             state.update({f"{conv}.{part}.{name}": value for name, value in params.items()})
     for i in config.residual_block_indices:
         conv = f"backbone.encoder.layer.{i}.residual.conv2"
         params = conv3x3_params(state.pop(f"{conv}.weight"), dtype)
         state.update({f"{conv}.{name}": value for name, value in params.items()})
+    for key in [key for key, value in state.items() if key.endswith(".weight") and value.ndim == 4]:
+        state[key[:-len("weight")] + "im2col_weight"] = im2col_weight(state.pop(key))
     return state
 
 

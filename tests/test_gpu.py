@@ -55,15 +55,15 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
         assert_matches(out_gpu, out, tolerance)
         assert_matches(probs_gpu, probs, tolerance)
     images = rng.standard_normal((1, 12, 18, 36)).astype(dtype)
-    w = {"weight": (0.1 * rng.standard_normal((32, 36, 3, 3))).astype(dtype),
-         "bias": rng.standard_normal(32).astype(dtype)}
-    assert_matches(conv.conv2d(on_gpu(cp, images), on_gpu(cp, w), stride=2, relu=True),
-                   conv.conv2d(images, w, stride=2, relu=True), tolerance)
-    winograd = {"winograd_weight": conv.winograd_weight(w["weight"]), "bias": w["bias"]}
+    weight, bias = (0.1 * rng.standard_normal((32, 36, 3, 3))).astype(dtype), rng.standard_normal(32).astype(dtype)
+    im2col = {"im2col_weight": conv.im2col_weight(weight), "bias": bias}
+    assert_matches(conv.conv2d(on_gpu(cp, images), on_gpu(cp, im2col), stride=2, relu=True),
+                   conv.conv2d(images, im2col, stride=2, relu=True), tolerance)
+    winograd = {"winograd_weight": conv.winograd_weight(weight), "bias": bias}
     assert_matches(conv.conv2d(on_gpu(cp, images[:, :11]), on_gpu(cp, winograd), relu=True),
                    conv.conv2d(images[:, :11], winograd, relu=True), tolerance)
-    fusion = {"weight": (0.1 * rng.standard_normal((32, 72, 3, 3))).astype(dtype), "bias": w["bias"]}
-    fusion.update(conv.upsampled_conv_parts(fusion["weight"], 36, dtype))  # detail: 36 channels, x: 36 more
+    fusion_weight = (0.1 * rng.standard_normal((32, 72, 3, 3))).astype(dtype)
+    fusion = {"bias": bias, **conv.upsampled_conv_parts(fusion_weight, 36, dtype)}  # detail: 36 channels, x: 36 more
     assert_matches(conv.conv2d_upsampled(on_gpu(cp, images), on_gpu(cp, images[:, :6, :9]), on_gpu(cp, fusion)),
                    conv.conv2d_upsampled(images, images[:, :6, :9], fusion), tolerance)
 

@@ -56,9 +56,9 @@ def test_conv2d_matches_torch(k, stride, size):
     ref = torch.nn.functional.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(weight),
                                      torch.from_numpy(bias), stride=stride, padding=k // 2)
     ref = ref.permute(0, 2, 3, 1).numpy()
-    out = conv.conv2d(x, {"weight": weight, "bias": bias}, stride=stride)
-    np.testing.assert_allclose(out, ref, atol=1e-5)
-    split = conv.conv2d((x[..., :2], x[..., 2:]), {"weight": weight, "bias": bias}, stride=stride, relu=True)
+    p = {"im2col_weight": conv.im2col_weight(weight), "bias": bias}
+    np.testing.assert_allclose(conv.conv2d(x, p, stride=stride), ref, atol=1e-5)
+    split = conv.conv2d((x[..., :2], x[..., 2:]), p, stride=stride, relu=True)
     np.testing.assert_allclose(split, np.maximum(ref, 0), atol=1e-5)
 
 
@@ -68,7 +68,8 @@ def test_conv2d_band_edges(monkeypatch):
     monkeypatch.setattr(conv, "piece_elements", lambda xp, kind: 1)
     x, weight = randn(1, 7, 5, 3), randn(4, 3, 3, 3)
     ref = torch.nn.functional.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(weight), padding=1)
-    np.testing.assert_allclose(conv.conv2d(x, {"weight": weight}), ref.permute(0, 2, 3, 1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(conv.conv2d(x, {"im2col_weight": conv.im2col_weight(weight)}),
+                               ref.permute(0, 2, 3, 1).numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 6), (2, 2), (5, 7), (8, 6), (13, 4)])
@@ -96,7 +97,7 @@ def test_winograd_bands_feed_gemms_enough_tiles(monkeypatch):
     monkeypatch.setattr(conv, "piece_elements", lambda xp, kind: 1)
     tiles = []
     x, weight = randn(1, 60, 45, 4), randn(4, 4, 3, 3)  # 30 x 23 tiles
-    expected = conv.conv2d(x, {"weight": weight})
+    expected = conv.conv2d(x, {"im2col_weight": conv.im2col_weight(weight)})
 
     def matmul(a, b):
         if a.ndim == 3:  # the band's 16 GEMMs (its tile transforms are 2-D products)
@@ -114,7 +115,7 @@ def test_winograd_where_it_pays():
                                   (48, 64, False), (64, 64, False), (4, 32, False), (32, 16, False)]:
         for dtype in (np.float32, np.float16):
             params = conv.conv3x3_params(randn(c_out, c_in, 3, 3), dtype)
-            assert list(params) == (["winograd_weight"] if winograd and dtype == np.float32 else ["weight"])
+            assert list(params) == (["winograd_weight"] if winograd and dtype == np.float32 else ["im2col_weight"])
     assert conv.winograd_weight(randn(7, 5, 3, 3)).shape == (16, 5, 7)
 
 
@@ -226,7 +227,7 @@ def test_conv2d_upsampled_matches_torch(monkeypatch, size, band_budget, winograd
     monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1 if winograd else 10 ** 9)
     h, w = size
     x, detail, weight, bias = randn(2, h, w, 6), randn(2, 2 * h, 2 * w, 3), randn(5, 9, 3, 3), randn(5)
-    p = {"weight": weight, "bias": bias, **conv.upsampled_conv_parts(weight, 3, np.float32)}
+    p = {"bias": bias, **conv.upsampled_conv_parts(weight, 3, np.float32)}
     assert ("winograd_weight" in p["detail"]) == ("winograd_weight" in p["upsampled"]) == winograd
     def t(a):
         return torch.from_numpy(a).double()

@@ -10,7 +10,7 @@ from helpers import input_a
 def test_float16_model_is_close_to_float32(preset, det_state, det_model):
     half = minimatte.VitMatte.from_state_dict(det_state(preset), precision="float16")
     assert half.precision == "float16"
-    assert half.params["decoder"]["matting_head"]["matting_convs"][0]["weight"].dtype == np.float16
+    assert half.params["decoder"]["matting_head"]["matting_convs"][0]["im2col_weight"].dtype == np.float16
     out = half(input_a(), output_hidden_states=True)
     full = det_model(preset)(input_a(), output_hidden_states=True)
     assert out.alphas.dtype == np.float32

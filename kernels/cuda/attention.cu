@@ -21,13 +21,18 @@ struct KeyCursor {
 // maxima[row] gets that max and totals[row] the row's sum of those exponentials: the softmax numerators and
 // denominators, in float32 also for float16 logits. As kernels/attention.py, which divides by the totals after
 // the product with v (and uses the maxima to join blocks of keys).
+// The rows are the queries (g, y, x) of `groups` (items x heads) query_h x query_w grids, g-major; the biases
+// are read where the products that make them leave them (no copies into row order): bias_h is (query_h,
+// groups * query_w, key_rows), of which these keys are rows key_row0 on, bias_w (query_w, groups * query_h, key_w).
 template <typename T>
 __device__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, float* maxima, float* totals,
-                                   int key_h, int key_w) {
+                                   int groups, int query_h, int query_w, int key_rows, int key_row0, int key_h,
+                                   int key_w) {
     const int keys = key_h * key_w;
+    const int x = blockIdx.x % query_w, y = blockIdx.x / query_w % query_h, g = blockIdx.x / query_w / query_h;
     T* row = logits + (long long)blockIdx.x * keys;
-    const T* row_bias_h = bias_h + (long long)blockIdx.x * key_h;
-    const T* row_bias_w = bias_w + (long long)blockIdx.x * key_w;
+    const T* row_bias_h = bias_h + ((long long)(y * groups + g) * query_w + x) * key_rows + key_row0;
+    const T* row_bias_w = bias_w + ((long long)(x * groups + g) * query_h + y) * key_w;
     // One read for both statistics: the running sum of exponentials is rescaled whenever the maximum grows.
     float running_max = -3.402823466e+38f, running_sum = 0;  // -FLT_MAX (NVRTC has no <cfloat>)
     KeyCursor key(threadIdx.x, blockDim.x, key_w);
@@ -54,10 +59,14 @@ __device__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, 
 }
 
 extern "C" __global__ void softmax_numerators_f32(float* logits, const float* bias_h, const float* bias_w,
-                                                  float* maxima, float* totals, int key_h, int key_w) {
-    softmax_numerators(logits, bias_h, bias_w, maxima, totals, key_h, key_w);
+                                                  float* maxima, float* totals, int groups, int query_h,
+                                                  int query_w, int key_rows, int key_row0, int key_h, int key_w) {
+    softmax_numerators(logits, bias_h, bias_w, maxima, totals, groups, query_h, query_w, key_rows, key_row0, key_h,
+                       key_w);
 }
 extern "C" __global__ void softmax_numerators_f16(half_bits* logits, const half_bits* bias_h, const half_bits* bias_w,
-                                                  float* maxima, float* totals, int key_h, int key_w) {
-    softmax_numerators(logits, bias_h, bias_w, maxima, totals, key_h, key_w);
+                                                  float* maxima, float* totals, int groups, int query_h,
+                                                  int query_w, int key_rows, int key_row0, int key_h, int key_w) {
+    softmax_numerators(logits, bias_h, bias_w, maxima, totals, groups, query_h, query_w, key_rows, key_row0, key_h,
+                       key_w);
 }
