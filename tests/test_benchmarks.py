@@ -1,12 +1,15 @@
 """The benchmark scripts still run: stages.py finds every stage of the network it wraps (it reaches into
-minimatte.model) and the progress reports, footprint.py counts the right distributions, batch.py mattes a folder."""
+minimatte.model) and the progress reports, footprint.py counts the right distributions, batch.py mattes a folder,
+gpu.py tabulates, cupy_operations.py counts."""
 import importlib
 import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from cuda_emulation import COMPILER
 from helpers import ROOT
 
 STAGES = ["patch embedding", "absolute position embedding", "block layer norms", "attention, window blocks",
@@ -104,3 +107,19 @@ def test_gpu_benchmark_tabulates_its_children(tmp_path, monkeypatch, capsys):
     assert rows[0][4:] == ["0.2000", "0.1000, 0.3000", f"{tflops:.1f}", "450", "0", "0.50x", "0.56x",
                            "1.00e-02 (vs torch float32)"]
     assert rows[2][-1] == "1.00e-01 (vs minimatte float32)" and rows[3][4] == "failed (RuntimeError: out of memory)"
+
+
+def test_cupy_operations_counts_a_pass():
+    """benchmarks/cupy_operations.py counts a CuPy pass's operations on the CPU (cupy_stand_in; its CUDA kernels need
+    a C++ compiler), and finds no host synchronisation in it."""
+    if COMPILER is None:
+        pytest.skip("the CUDA emulation needs a C++ compiler (g++)")
+    command = [sys.executable, str(ROOT / "benchmarks" / "cupy_operations.py"), "--sizes", "64x96", "--precisions",
+               "float16"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = re.findall(r"^\| small \| 64x96 \| float16 \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| .+ \|$", result.stdout,
+                      re.MULTILINE)
+    assert len(rows) == 1, result.stdout
+    operations, products, kernels, syncs = map(int, rows[0])
+    assert operations > products + kernels > 0 and kernels > 0 and syncs == 0

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import minimatte
+import cupy_stand_in
 from cuda_emulation import COMPILER, compile_kernels, emulated_kernels, emulated_matmul
 from helpers import input_a
 from minimatte import backend, foreground
@@ -128,6 +129,22 @@ def test_whole_model(numpy_and_cuda, monkeypatch, det_state, precision, toleranc
     assert np.abs(actual - expected).max() < tolerance
     assert np.abs(expected - in_cpu_pieces).max() < tolerance
     assert fell_back == []
+
+
+@pytest.mark.parametrize("precision,tolerance", [("float32", 1e-6), ("float16", 2e-3)])
+def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, tolerance):
+    """A CuPy pass queues its operations and returns: nothing in it brings a value back to the host (a device
+    array's truth or number, a boolean mask's size, a copy to the host), each of which would hold the host until
+    the GPU caught up. Run on cupy_stand_in, which records them, as the CuPy backend runs it."""
+    expected = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)(input_a()).alphas
+    cupy_stand_in.emulated_backend(monkeypatch)
+    model = minimatte.VitMatte.from_state_dict(det_state("small"), backend_name="cupy", precision=precision)
+    pixels = cupy_stand_in.asarray(input_a())
+    with cupy_stand_in.recording() as record:
+        alphas = model(pixels).alphas
+    assert record.syncs == []
+    assert record.operations["cuBLAS product"] > 0 and record.operations["CUDA kernel softmax_numerators"] > 0
+    assert np.abs(alphas.get() - expected).max() < tolerance
 
 
 @pytest.mark.parametrize("source", ["attention.cu", "nn.cu", "foreground.cu"])
