@@ -145,10 +145,11 @@ def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_prob
     out = xp.empty((n, a_q * b_q, num_heads, hd), dtype=q.dtype)  # heads joined: no copy to join them after
     probs = xp.empty((n, num_heads, a_q * b_q, m), dtype=q.dtype) if return_probs else None
 
-    def softmax_numerators(logits, bias, key_rows):
+    def softmax_numerators(logits, bias, key_block):
         """exp(logits + bias - their row maxima) in place, the maxima and the rows' sums, in float32. bias: None,
-        or a slab's (rel_h, rel_w) in the layouts their products leave them; key_rows: the logits' (first, end)."""
-        (k0, k1), keys = key_rows, logits.shape[-1]
+        or a slab's (rel_h, rel_w) in the layouts their products leave them; key_block: the logits' key rows
+        (first, end) of the grid's `a`."""
+        (k0, k1), keys = key_block, logits.shape[-1]
         if bias is not None:
             rel_h, rel_w = bias
             ry, groups = rel_h.shape[0], rel_h.shape[1] // b_q  # groups: the slab's items x heads
