@@ -48,9 +48,26 @@ def relative_position_table(table, size):
     return resized.astype(table.dtype, copy=False)
 
 
-def _relative_positions(table, size):
-    """R[i, j] = table[i - j + size - 1]: (size, size, head_dim) embeddings of query i vs key j."""
-    return relative_position_table(table, size)[_offsets(array_module(table), size)]
+def relative_embeddings(p, grid):
+    """A block's decomposed relative position embeddings for a grid of (a, b) keys, as attend() takes them:
+    (Rh, Rw), Rh[i, :, j] = rel_pos_h[i - j + a - 1] of query row i and key row j, (a, hd, a), Rw likewise over
+    columns, (b, hd, b); the stored tables p["rel_pos_h"], p["rel_pos_w"] resized first where their lengths are not
+    2a-1, 2b-1 (relative_position_table). None for a block without them.
+
+    Where launches cost (backend.few_launches) they are kept in p for the grid last asked for, so that passes at one
+    size make them once (window blocks' are the same at every size): 6 operations a block, at 1024x1024 48 of a
+    pass's ~560. On NumPy they cost little to make, and kept they would hold 100 MB at 3008x4000."""
+    if "rel_pos_h" not in p:
+        return None
+    kept = p.get("relative embeddings")
+    if kept is not None and kept[0] == grid:
+        return kept[1]
+    xp = array_module(p["rel_pos_h"])
+    embeddings = tuple(relative_position_table(p[name], size)[_offsets(xp, size)].transpose(0, 2, 1)
+                       for name, size in zip(("rel_pos_h", "rel_pos_w"), grid))  # (size, size, hd) -> (size, hd, size)
+    if backend.few_launches(xp):
+        p["relative embeddings"] = (grid, embeddings)
+    return embeddings
 
 
 @functools.lru_cache(maxsize=16)  # every block of a pass asks for the same few: made once, not in 5 launches each
@@ -59,11 +76,11 @@ def _offsets(xp, size):
     return xp.arange(size)[:, None] - xp.arange(size)[None, :] + (size - 1)
 
 
-def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False, queries=None):
+def attention(qkv, num_heads, relative=None, return_probs=False, queries=None):
     """Multi-head softmax attention over an (a x b) token grid.
 
     qkv: (N, a, b, 3C), the fused projection [q | k | v]; head j uses channels 64j..64j+63 of each block.
-    rel_pos_h, rel_pos_w: the stored tables, (L_h, hd) and (L_w, hd), or None for no relative bias.
+    relative: relative_embeddings() for the (a, b) grid, or None for no relative bias.
     queries: (a_q, b_q) to attend from the grid's top-left a_q x b_q tokens only (all a*b keys take part), or
     None for every token.
     Returns (N, a_q, b_q, C) and the (N, heads, a_q*b_q, a*b) softmax probabilities (None unless asked for);
@@ -82,10 +99,10 @@ def attention(qkv, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False
     xp.multiply(tokens[:, :, 1].transpose(0, 2, 3, 1), hd ** -0.5, out=k_t)
     v = xp.ascontiguousarray(tokens[:, :, 2].transpose(0, 2, 1, 3))  # (N, nh, M, hd)
     del qkv, grid, tokens  # where the caller passed the projection on, its memory goes before the logits'
-    return attend(q, k_t, v, (a, b), (a_q, b_q), rel_pos_h, rel_pos_w, return_probs)
+    return attend(q, k_t, v, (a, b), (a_q, b_q), relative, return_probs)
 
 
-def global_attention(x, qkv_params, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False):
+def global_attention(x, qkv_params, num_heads, relative=None, return_probs=False):
     """attention() of the (N, h, w, C) tokens over their whole grid, after their qkv projection (nn.linear with
     `qkv_params`), which is computed head by head straight into the layouts attend() takes: the fused (N, M, 3C)
     projection and its copies in those layouts are never in memory together (at 3008x4000 each took 207 MiB;
@@ -94,7 +111,7 @@ def global_attention(x, qkv_params, num_heads, rel_pos_h=None, rel_pos_w=None, r
     Returns (N, h, w, C) and the probabilities (None unless asked for)."""
     xp = array_module(x)
     if backend.few_launches(xp):  # one product, then the layouts: ~40 fewer launches a block
-        return attention(linear(x, qkv_params), num_heads, rel_pos_h, rel_pos_w, return_probs)
+        return attention(linear(x, qkv_params), num_heads, relative, return_probs)
     n, h, w, c = x.shape
     hd, m = c // num_heads, h * w
     tokens = x.reshape(n, m, c)
@@ -113,10 +130,10 @@ def global_attention(x, qkv_params, num_heads, rel_pos_h=None, rel_pos_w=None, r
             xp.multiply(product.T, hd ** -0.5, out=k_t[i, j])  # (M, hd) -> (hd, M)
 
     run_pieces(project, [(i, part, j) for i in range(n) for part in range(3) for j in range(num_heads)])
-    return attend(q, k_t, v, (h, w), (h, w), rel_pos_h, rel_pos_w, return_probs)
+    return attend(q, k_t, v, (h, w), (h, w), relative, return_probs)
 
 
-def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_probs=False):
+def attend(q, k_t, v, grid, queries, relative=None, return_probs=False):
     """softmax(q k^T + relative position bias) v, per head, for queries q (N, nh, a_q*b_q, hd) from the top-left
     `queries` = (a_q, b_q) tokens of the `grid` = (a, b) of keys k_t (N, nh, hd, a*b), already scaled by
     hd^-0.5, and values v (N, nh, a*b, hd). Returns (N, a_q, b_q, C) and the (N, nh, a_q*b_q, a*b) softmax
@@ -136,10 +153,9 @@ def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_prob
     n, num_heads, _, hd = q.shape
     (a, b), (a_q, b_q) = grid, queries
     c, m = num_heads * hd, a * b
-    use_bias = rel_pos_h is not None
+    use_bias = relative is not None
     if use_bias:
-        r_h = _relative_positions(rel_pos_h, a).transpose(0, 2, 1)  # (a, hd, a): query row, hd, key row
-        r_w = _relative_positions(rel_pos_w, b)[:b_q].transpose(0, 2, 1)  # (b_q, hd, b)
+        r_h, r_w = relative[0], relative[1][:b_q]  # (a, hd, a): query row, hd, key row; (b_q, hd, b)
     fused = backend.cuda_kernel(xp, "attention.cu", "softmax_numerators", q.dtype) if use_bias else None
 
     out = xp.empty((n, a_q * b_q, num_heads, hd), dtype=q.dtype)  # heads joined: no copy to join them after
@@ -185,8 +201,9 @@ def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_prob
             keys = slice(k0 * b, k1 * b)
             logits = matmul(q_s, k_t[i0:i1, h0:h1, :, keys])  # (ni, heads, ry*b_q, keys)
             numerators, best, total = softmax_numerators(logits, (rel_h, rel_w) if use_bias else None, (k0, k1))
-            product = matmul(numerators, v[i0:i1, h0:h1, keys],  # (ni, heads, ry*b_q, keys) @ (ni, heads, keys, hd)
-                             out=out_s if len(key_blocks) == 1 else None)
+            # Into an array of its own, not out_s: a slab of several items' heads there is not evenly spaced, which
+            # one strided-batched product needs (backend.strided_batched); the division below writes out_s.
+            product = matmul(numerators, v[i0:i1, h0:h1, keys])  # (ni, heads, ry*b_q, keys) @ (..., keys, hd)
             parts.append((product, best, total))
         if len(parts) > 1:  # the partial softmaxes joined, each rescaled from its own maximum to the largest
             products, maxima, totals = map(xp.stack, zip(*parts))  # (blocks, ni, heads, ry*b_q, hd or 1)
@@ -214,7 +231,7 @@ def attend(q, k_t, v, grid, queries, rel_pos_h=None, rel_pos_w=None, return_prob
     return out.reshape(n, a_q, b_q, c), probs  # (N, Mq, nh, hd) -> (N, a_q, b_q, C)
 
 
-def window_attention(x, qkv_params, window, num_heads, rel_pos_h=None, rel_pos_w=None, return_probs=False):
+def window_attention(x, qkv_params, window, num_heads, relative=None, return_probs=False):
     """attention() within each window x window square of the (N, h, w, C) tokens, after their qkv projection
     (nn.linear with `qkv_params`). Returns (N, h, w, C) and the (N*nW, heads, window^2, window^2) probabilities
     (None unless asked for).
@@ -243,7 +260,7 @@ def window_attention(x, qkv_params, window, num_heads, rel_pos_h=None, rel_pos_w
                 size = (rows.stop - rows.start, columns.stop - columns.start)
                 windows = window_partition(qkv[:, rows, columns], window, pad_value)  # -> (N*nW, window, window, 3C)
                 queries = (window, window) if return_probs else (min(window, size[0]), min(window, size[1]))
-                attended, probs = attention(windows, num_heads, rel_pos_h, rel_pos_w, return_probs, queries)
+                attended, probs = attention(windows, num_heads, relative, return_probs, queries)
                 out[:, r0 + rows.start:r0 + rows.stop, columns] = window_unpartition(attended, size)  # -> (N, *size, C)
     return out, probs
 

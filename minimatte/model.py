@@ -13,7 +13,7 @@ import numpy
 
 from . import backend, weights
 from .config import Config, ProcessorConfig, from_shapes
-from .kernels.attention import global_attention, relative_position_table, window_attention
+from .kernels.attention import global_attention, relative_embeddings, window_attention
 from .kernels.conv import conv2d, conv2d_upsampled, patch_embed
 from .kernels.nn import gelu, layer_norm, linear, sigmoid
 from .kernels.resize import resize
@@ -32,17 +32,16 @@ def absolute_positions(table, size):
 
 
 def self_attention(x, p, config, windowed, return_probs):
-    a, b = (config.window_size,) * 2 if windowed else x.shape[1:3]  # the grid each query attends over
-    rel_h = relative_position_table(p["rel_pos_h"], a) if "rel_pos_h" in p else None  # (2a-1, hd)
-    rel_w = relative_position_table(p["rel_pos_w"], b) if "rel_pos_w" in p else None  # (2b-1, hd)
+    grid = (config.window_size,) * 2 if windowed else x.shape[1:3]  # the keys each query attends over
+    relative = relative_embeddings(p, grid)  # ((a, hd, a), (b, hd, b)) or None
     if windowed:
         # The reference pads the normalised tokens with zeros to whole windows before the qkv projection, so a
         # pad's q, k and v are the qkv bias, and every window query attends to them unmasked. window_attention
         # does the same, and projects the tokens itself, a band of window rows at a time.
-        out, probs = window_attention(x, p["qkv"], a, config.num_attention_heads, rel_h, rel_w,
+        out, probs = window_attention(x, p["qkv"], config.window_size, config.num_attention_heads, relative,
                                       return_probs)  # (B, h, w, C) -> (B, h, w, C)
     else:  # projects the tokens head by head (see global_attention)
-        out, probs = global_attention(x, p["qkv"], config.num_attention_heads, rel_h, rel_w,
+        out, probs = global_attention(x, p["qkv"], config.num_attention_heads, relative,
                                       return_probs)  # (B, h, w, C) -> (B, h, w, C)
     return linear(out, p["proj"]), probs
 

@@ -73,7 +73,7 @@ def product_layouts(xp=np):
         return xp.asarray(draw(shape).astype(dtype))
     q, k_t, v = randn(2, 6, 40, 64), randn(2, 6, 64, 50), randn(2, 6, 50, 64)
     joined = xp.zeros((2, 40, 6, 64), np.float32)  # heads joined, as attend's output
-    table = randn(5, 5, 64).transpose(0, 2, 1)  # _relative_positions' (a, hd, a) view: columns contiguous
+    table = randn(5, 5, 64).transpose(0, 2, 1)  # relative_embeddings' (a, hd, a) view: columns contiguous
     tokens, weight = randn(30, 48), randn(24, 48)
     return [
         (q, k_t, None, True),  # contiguous stacks

@@ -67,7 +67,8 @@ def test_attention_softmax(numpy_and_cuda, dtype, items, a, b, table):
     """Window grids, small and non-square global grids (tables resized), and a 1200-key grid (256 threads)."""
     qkv = rng.standard_normal((items, a, b, 3 * 128)).astype(dtype)
     rel_h, rel_w = ((0.3 * rng.standard_normal((table, 64))).astype(dtype) for _ in range(2))
-    (out, probs), (out_cuda, probs_cuda) = numpy_and_cuda(attention.attention, qkv, 2, rel_h, rel_w, True)
+    relative = attention.relative_embeddings({"rel_pos_h": rel_h, "rel_pos_w": rel_w}, (a, b))
+    (out, probs), (out_cuda, probs_cuda) = numpy_and_cuda(attention.attention, qkv, 2, relative, True)
     assert_close(out_cuda, out, dtype)
     assert_close(probs_cuda, probs, dtype)
 
@@ -79,7 +80,8 @@ def test_attention_softmax_by_head_from_some_queries(numpy_and_cuda, monkeypatch
     monkeypatch.setattr(attention, "piece_elements", lambda xp, kind: 1)
     qkv = rng.standard_normal((2, 14, 14, 3 * 128)).astype(dtype)
     rel_h, rel_w = ((0.3 * rng.standard_normal((27, 64))).astype(dtype) for _ in range(2))
-    (out, probs), (out_cuda, probs_cuda) = numpy_and_cuda(attention.attention, qkv, 2, rel_h, rel_w, True, (9, 5))
+    relative = attention.relative_embeddings({"rel_pos_h": rel_h, "rel_pos_w": rel_w}, (14, 14))
+    (out, probs), (out_cuda, probs_cuda) = numpy_and_cuda(attention.attention, qkv, 2, relative, True, (9, 5))
     assert out.shape == (2, 9, 5, 128) and probs.shape == (2, 2, 45, 196)
     assert_close(out_cuda, out, dtype)
     assert_close(probs_cuda, probs, dtype)
@@ -92,8 +94,9 @@ def test_attention_softmax_over_key_blocks(numpy_and_cuda, monkeypatch, dtype):
     monkeypatch.setattr(attention, "piece_elements", lambda xp, kind: 1)
     qkv = (4 * rng.standard_normal((1, 6, 9, 3 * 128))).astype(dtype)
     rel_h, rel_w = ((0.3 * rng.standard_normal((27, 64))).astype(dtype) for _ in range(2))
-    (out, _), (out_cuda, _) = numpy_and_cuda(attention.attention, qkv, 2, rel_h, rel_w)
-    (whole, _), _ = numpy_and_cuda(attention.attention, qkv, 2, rel_h, rel_w, True)  # whole rows, for the probs
+    relative = attention.relative_embeddings({"rel_pos_h": rel_h, "rel_pos_w": rel_w}, (6, 9))
+    (out, _), (out_cuda, _) = numpy_and_cuda(attention.attention, qkv, 2, relative)
+    (whole, _), _ = numpy_and_cuda(attention.attention, qkv, 2, relative, True)  # whole rows, for the probs
     assert_close(out_cuda, out, dtype)
     assert_close(out, whole, dtype)
 
@@ -135,16 +138,30 @@ def test_whole_model(numpy_and_cuda, monkeypatch, det_state, precision, toleranc
 def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, tolerance):
     """A CuPy pass queues its operations and returns: nothing in it brings a value back to the host (a device
     array's truth or number, a boolean mask's size, a copy to the host), each of which would hold the host until
-    the GPU caught up. Run on cupy_stand_in, which records them, as the CuPy backend runs it."""
-    expected = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)(input_a()).alphas
+    the GPU caught up. Run on cupy_stand_in, which records them, as the CuPy backend runs it; twice, the second
+    pass with what the first kept for passes at its size (relative_embeddings). Every product is one cuBLAS call
+    (none left to CuPy's matmul), also where a slab of attention takes several windows at once: two here."""
+    pixels = np.tile(input_a(), (1, 1, 1, 3))  # 64 x 288: 4 x 18 tokens, 1 x 2 windows, part-padded
+    expected = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)(pixels).alphas
     cupy_stand_in.emulated_backend(monkeypatch)
+    left_to_cupy = []
+
+    def plan(a, b, out, planned=backend._plan):
+        shape, layout = planned(a, b, out)
+        if layout is None:
+            left_to_cupy.append((a.shape, a.strides, b.shape, b.strides))
+        return shape, layout
+    monkeypatch.setattr(backend, "_PLANS", {})  # each layout planned afresh
+    monkeypatch.setattr(backend, "_plan", plan)
     model = minimatte.VitMatte.from_state_dict(det_state("small"), backend_name="cupy", precision=precision)
-    pixels = cupy_stand_in.asarray(input_a())
-    with cupy_stand_in.recording() as record:
-        alphas = model(pixels).alphas
-    assert record.syncs == []
-    assert record.operations["cuBLAS product"] > 0 and record.operations["CUDA kernel softmax_numerators"] > 0
-    assert np.abs(alphas.get() - expected).max() < tolerance
+    pixels = cupy_stand_in.asarray(pixels)
+    for _ in range(2):
+        with cupy_stand_in.recording() as record:
+            alphas = model(pixels).alphas
+        assert record.syncs == []
+        assert record.operations["cuBLAS product"] > 0 and record.operations["CUDA kernel softmax_numerators"] > 0
+        assert np.abs(alphas.get() - expected).max() < tolerance
+    assert left_to_cupy == []
 
 
 @pytest.mark.parametrize("source", ["attention.cu", "nn.cu", "foreground.cu"])

@@ -128,6 +128,25 @@ def test_layer_norm_and_sigmoid_match_definitions():
     np.testing.assert_allclose(nn.sigmoid(x[:, :5].copy() / 50), 1 / (1 + np.exp(-x64[:, :5] / 50)), atol=1e-6)
 
 
+def test_relative_embeddings_kept_where_launches_cost(monkeypatch):
+    """On CuPy (few_launches) a block's embeddings are made once for the grid last asked for, and made afresh
+    for another; on NumPy never kept. Rh[i, :, j] = the resized table's row i - j + a - 1."""
+    tables = {"rel_pos_h": randn(27, 64), "rel_pos_w": randn(27, 64)}
+    p = dict(tables)
+    r_h, r_w = attention_module.relative_embeddings(p, (5, 7))
+    assert list(p) == list(tables)
+    resized = attention_module.relative_position_table(tables["rel_pos_h"], 5)
+    np.testing.assert_array_equal(r_h[4, :, 1], resized[4 - 1 + 4])
+    assert r_h.shape == (5, 64, 5) and r_w.shape == (7, 64, 7)
+    monkeypatch.setattr(backend, "few_launches", lambda xp: True)
+    kept = attention_module.relative_embeddings(p, (5, 7))
+    assert attention_module.relative_embeddings(p, (5, 7)) is kept
+    other = attention_module.relative_embeddings(p, (9, 4))
+    for made, fresh in zip(other, attention_module.relative_embeddings(dict(tables), (9, 4))):
+        np.testing.assert_array_equal(made, fresh)
+    assert attention_module.relative_embeddings(p, (9, 4)) is other
+
+
 def test_window_partition_roundtrip():
     x = randn(2, 19, 30, 8)
     windows = attention_module.window_partition(x, 14, pad_value=np.arange(8, dtype=np.float32))
@@ -147,13 +166,14 @@ def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
     x, rel_h, rel_w = randn(2, *size, heads * hd), randn(27, hd), randn(27, hd)
     # q, k, v of variance ~1.5
     qkv_params = {"weight": randn(3 * heads * hd, heads * hd) / 16, "bias": randn(3 * heads * hd)}
-    every, probs = attention_module.window_attention(x, qkv_params, 14, heads, rel_h, rel_w, return_probs=True)
+    relative = attention_module.relative_embeddings({"rel_pos_h": rel_h, "rel_pos_w": rel_w}, (14, 14))
+    every, probs = attention_module.window_attention(x, qkv_params, 14, heads, relative, return_probs=True)
     assert probs.shape == (2 * -(-size[0] // 14) * -(-size[1] // 14), heads, 196, 196)
-    real, no_probs = attention_module.window_attention(x, qkv_params, 14, heads, rel_h, rel_w)
+    real, no_probs = attention_module.window_attention(x, qkv_params, 14, heads, relative)
     assert no_probs is None and real.shape == every.shape == (2, *size, heads * hd)
     np.testing.assert_allclose(real, every, atol=1e-5)  # other GEMM shapes: other roundings
     monkeypatch.setattr(backend, "few_launches", lambda xp: True)  # as on CuPy: whole padded windows, no probabilities
-    padded, _ = attention_module.window_attention(x, qkv_params, 14, heads, rel_h, rel_w)
+    padded, _ = attention_module.window_attention(x, qkv_params, 14, heads, relative)
     np.testing.assert_allclose(padded, every, atol=1e-5)
 
 
@@ -184,8 +204,9 @@ def test_global_attention_projects_as_the_fused_qkv(bias):
     x = draw(n, h, w, c)
     params = {"weight": draw(3 * c, c) * 0.05, **({"bias": draw(3 * c)} if bias else {})}
     rel_h, rel_w = draw(2 * h - 1, hd) * 0.1, draw(2 * w - 1, hd) * 0.1
-    fused, fused_probs = attention_module.attention(nn.linear(x, params), heads, rel_h, rel_w, return_probs=True)
-    out, probs = attention_module.global_attention(x, params, heads, rel_h, rel_w, return_probs=True)
+    relative = attention_module.relative_embeddings({"rel_pos_h": rel_h, "rel_pos_w": rel_w}, (h, w))
+    fused, fused_probs = attention_module.attention(nn.linear(x, params), heads, relative, return_probs=True)
+    out, probs = attention_module.global_attention(x, params, heads, relative, return_probs=True)
     np.testing.assert_allclose(out, fused, rtol=0, atol=1e-5)
     np.testing.assert_allclose(probs, fused_probs, rtol=0, atol=1e-6)
 
@@ -200,8 +221,9 @@ def test_attention_slabs_are_exact(monkeypatch, budget, scale):
     monkeypatch.setattr(module, "piece_elements", lambda xp, kind: budget)
     n, a, b, heads, hd = 2, 5, 7, 3, 64
     qkv, rel_h, rel_w = randn(n, a, b, 3 * heads * hd) * scale, randn(2 * a - 1, hd), randn(2 * b - 1, hd)
-    out, probs = module.attention(qkv, heads, rel_h, rel_w, return_probs=True)
-    by_key_blocks, no_probs = module.attention(qkv, heads, rel_h, rel_w)
+    relative = module.relative_embeddings({"rel_pos_h": rel_h, "rel_pos_w": rel_w}, (a, b))
+    out, probs = module.attention(qkv, heads, relative, return_probs=True)
+    by_key_blocks, no_probs = module.attention(qkv, heads, relative)
     assert no_probs is None
     q, k, v = (qkv.reshape(n, a * b, 3, heads, hd)[:, :, i].transpose(0, 2, 1, 3).astype(np.float64) for i in range(3))
     iy, ix = np.divmod(np.arange(a * b), b)
