@@ -9,21 +9,23 @@ from .nn import linear
 from .resize import interpolation_matrix
 
 
-def window_partition(x, window, pad_value=0.0):
-    """(N, h, w, C) -> (N*nW, window, window, C), padding bottom/right with `pad_value` to whole windows.
+def window_partition(x, window, bias=None):
+    """(N, h, w, C) tokens + bias (C,) -> (N*nW, a, b, C) windows of `window` = (a, b) tokens, the grid padded
+    bottom/right to whole windows with tokens of the bias alone (zeros without one).
 
     Windows are ordered window-row-major within each item, items batch-major, as in the reference.
     """
     xp = array_module(x)
     n, h, w, c = x.shape
-    hp, wp = h + (-h) % window, w + (-w) % window
+    a, b = window
+    hp, wp = h + (-h) % a, w + (-w) % b
+    bias = 0 if bias is None else bias
+    padded = xp.empty((n, hp, wp, c), dtype=x.dtype)
     if (hp, wp) != (h, w):
-        padded = xp.empty((n, hp, wp, c), dtype=x.dtype)
-        padded[...] = pad_value  # all of it: one operation, where the pads alone are two
-        padded[:, :h, :w] = x
-        x = padded
-    x = x.reshape(n, hp // window, window, wp // window, window, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, window, window, c)  # (N, nWh, nWw, window, window, C) -> (N*nW, window, window, C)
+        padded[...] = bias  # all of it: one operation, where the pads alone are two
+    xp.add(x, bias, out=padded[:, :h, :w])
+    x = padded.reshape(n, hp // a, a, wp // b, b, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, a, b, c)  # (N, nWh, nWw, a, b, C) -> (N*nW, a, b, C)
 
 
 def window_unpartition(windows, size):
@@ -76,30 +78,58 @@ def _offsets(xp, size):
     return xp.arange(size)[:, None] - xp.arange(size)[None, :] + (size - 1)
 
 
-def attention(qkv, num_heads, relative=None, return_probs=False, queries=None):
-    """Multi-head softmax attention over an (a x b) token grid.
+def attention(qkv, num_heads, window=None, relative=None, return_probs=False, queries=None, bias=None):
+    """Multi-head softmax attention within each window = (a, b) square of the projected tokens qkv (N, h, w, 3C)
+    (window_heads), or over their whole grid (window None).
 
-    qkv: (N, a, b, 3C), the fused projection [q | k | v]; head j uses channels 64j..64j+63 of each block.
+    qkv: the fused projection [q | k | v]; head j uses channels 64j..64j+63 of each block. bias: its bias (3C,),
+    added here (the windows' pads are the bias alone), or None where qkv has it.
     relative: relative_embeddings() for the (a, b) grid, or None for no relative bias.
-    queries: (a_q, b_q) to attend from the grid's top-left a_q x b_q tokens only (all a*b keys take part), or
+    queries: (a_q, b_q) to attend from each window's top-left a_q x b_q tokens only (all a*b keys take part), or
     None for every token.
-    Returns (N, a_q, b_q, C) and the (N, heads, a_q*b_q, a*b) softmax probabilities (None unless asked for);
+    Returns (N*nW, a_q, b_q, C) and the (N*nW, heads, a_q*b_q, a*b) softmax probabilities (None unless asked for);
     see attend.
     """
+    window = window or qkv.shape[1:3]
+    q, k_t, v = window_heads(qkv, bias, window, num_heads, queries)
+    del qkv  # where the caller passed the projection on, its memory goes before the logits'
+    return attend(q, k_t, v, window, queries or window, relative, return_probs)
+
+
+def window_heads(qkv, bias, window, num_heads, queries=None):
+    """attend()'s q, k_t and v for each window = (a, b) square of the projected tokens qkv (N, h, w, 3C), bias (3C,
+    or None) added: q (N*nW, nh, a_q*b_q, hd) of each window's top-left queries = (a_q, b_q) tokens (None: all),
+    k_t (N*nW, nh, hd, a*b) scaled by hd^-0.5, v (N*nW, nh, a*b, hd); windows ordered as window_partition's,
+    whose pads are the bias alone (the reference pads the tokens with zeros before their projection).
+
+    On CuPy one hand-written kernel (kernels/cuda/attention.cu) does what is here five to seven operations: the
+    bias, the padding, the partition and the three copies into the heads' layouts. Both round each value to the
+    array's type once the bias is added, and k again once scaled."""
     xp = array_module(qkv)
-    n, a, b, c3 = qkv.shape
-    a_q, b_q = queries or (a, b)
+    n, h, w, c3 = qkv.shape
+    (a, b), (a_q, b_q) = window, queries or window
     hd = c3 // 3 // num_heads
-    grid = qkv.reshape(n, a, b, 3, num_heads, hd)
-    q = xp.ascontiguousarray(grid[:, :a_q, :b_q, 0].transpose(0, 3, 1, 2, 4))  # (N, nh, a_q, b_q, hd)
-    q = q.reshape(n, num_heads, a_q * b_q, hd)  # (N, nh, Mq, hd)
-    tokens = qkv.reshape(n, a * b, 3, num_heads, hd)
+    kernel = backend.cuda_kernel(xp, "attention.cu", "window_heads", qkv.dtype) if bias is not None else None
+    if kernel is not None:
+        count = n * -(-h // a) * -(-w // b)  # windows
+        q = xp.empty((count, num_heads, a_q * b_q, hd), dtype=qkv.dtype)
+        k_t = xp.empty((count, num_heads, hd, a * b), dtype=qkv.dtype)
+        v = xp.empty((count, num_heads, a * b, hd), dtype=qkv.dtype)
+        total = count * a * b * c3  # a thread per element of the windows' qkv, grid-stride beyond 2M
+        sizes = map(numpy.int32, (h, w, a, b, a_q, b_q, num_heads, hd))
+        kernel((min(-(-total // 256), 8192),), (256,), (xp.ascontiguousarray(qkv), bias, q, k_t, v, *sizes,
+                                                          numpy.float32(hd ** -0.5), numpy.int64(total)))
+        return q, k_t, v
+    windows = window_partition(qkv, window, bias)  # (N, h, w, 3C) -> (N*nW, a, b, 3C)
+    grid = windows.reshape(-1, a, b, 3, num_heads, hd)
+    q = xp.ascontiguousarray(grid[:, :a_q, :b_q, 0].transpose(0, 3, 1, 2, 4))  # (N*nW, nh, a_q, b_q, hd)
+    q = q.reshape(-1, num_heads, a_q * b_q, hd)  # (N*nW, nh, Mq, hd)
+    tokens = windows.reshape(-1, a * b, 3, num_heads, hd)
     # Scaling k by hd^-0.5 (= 0.125, a power of two) is exactly scaling q, and leaves q unscaled for the bias.
-    k_t = xp.empty((n, num_heads, hd, a * b), dtype=qkv.dtype)  # (N, nh, hd, M), scaled in one pass
+    k_t = xp.empty((len(windows), num_heads, hd, a * b), dtype=qkv.dtype)  # (N*nW, nh, hd, M), scaled in one pass
     xp.multiply(tokens[:, :, 1].transpose(0, 2, 3, 1), hd ** -0.5, out=k_t)
-    v = xp.ascontiguousarray(tokens[:, :, 2].transpose(0, 2, 1, 3))  # (N, nh, M, hd)
-    del qkv, grid, tokens  # where the caller passed the projection on, its memory goes before the logits'
-    return attend(q, k_t, v, (a, b), (a_q, b_q), relative, return_probs)
+    v = xp.ascontiguousarray(tokens[:, :, 2].transpose(0, 2, 1, 3))  # (N*nW, nh, M, hd)
+    return q, k_t, v
 
 
 def global_attention(x, qkv_params, num_heads, relative=None, return_probs=False):
@@ -111,7 +141,8 @@ def global_attention(x, qkv_params, num_heads, relative=None, return_probs=False
     Returns (N, h, w, C) and the probabilities (None unless asked for)."""
     xp = array_module(x)
     if backend.few_launches(xp):  # one product, then the layouts: ~40 fewer launches a block
-        return attention(linear(x, qkv_params), num_heads, relative, return_probs)
+        qkv = linear(x, qkv_params, add_bias=False)  # (N, h, w, C) -> (N, h, w, 3C); attention adds the bias
+        return attention(qkv, num_heads, None, relative, return_probs, None, qkv_params.get("bias"))
     n, h, w, c = x.shape
     hd, m = c // num_heads, h * w
     tokens = x.reshape(n, m, c)
@@ -237,7 +268,7 @@ def window_attention(x, qkv_params, window, num_heads, relative=None, return_pro
     (None unless asked for).
 
     The reference pads the tokens with zeros to whole windows before the projection, so a pad's q, k and v are
-    the qkv bias (window_partition's pad_value). The pads' keys and values take part, as in the reference.
+    the qkv bias (window_heads). The pads' keys and values take part, as in the reference.
     Their queries' outputs are cropped, so they are computed only for the probabilities, and on backends where
     fewer, larger operations pay (backend.few_launches): otherwise the whole windows, the part-padded last row
     and column of windows and their corner are attended one after another, each from the queries of its real
@@ -249,18 +280,18 @@ def window_attention(x, qkv_params, window, num_heads, relative=None, return_pro
     n, h, w, _ = x.shape
     c3 = qkv_params["weight"].shape[0]
     out = xp.empty((n, h, w, c3 // 3), dtype=x.dtype)
-    pad_value = qkv_params.get("bias", 0.0)
+    bias = qkv_params.get("bias")
     band = h if return_probs else window * max(1, piece_elements(xp, "window bands") // (n * window * w * c3))
     whole = return_probs or backend.few_launches(xp)  # whole padded windows, pads' queries too
     probs = None
     for r0 in range(0, h, band):
-        qkv = linear(x[:, r0:r0 + band], qkv_params)  # (N, rows, w, C) -> (N, rows, w, 3C)
+        qkv = linear(x[:, r0:r0 + band], qkv_params, add_bias=False)  # (N, rows, w, C) -> (N, rows, w, 3C)
         for rows in _window_runs(qkv.shape[1], window, whole):
             for columns in _window_runs(w, window, whole):
                 size = (rows.stop - rows.start, columns.stop - columns.start)
-                windows = window_partition(qkv[:, rows, columns], window, pad_value)  # -> (N*nW, window, window, 3C)
                 queries = (window, window) if return_probs else (min(window, size[0]), min(window, size[1]))
-                attended, probs = attention(windows, num_heads, relative, return_probs, queries)
+                attended, probs = attention(qkv[:, rows, columns], num_heads, (window, window), relative,
+                                            return_probs, queries, bias)  # -> (N*nW, a_q, b_q, C)
                 out[:, r0 + rows.start:r0 + rows.stop, columns] = window_unpartition(attended, size)  # -> (N, *size, C)
     return out, probs
 

@@ -8,7 +8,7 @@ import math
 import numpy
 
 from .. import backend
-from ..backend import array_module, even_step, parallelism, piece_elements, run_pieces, run_slices
+from ..backend import array_module, parallelism, run_pieces, run_slices
 
 
 def matmul(a, b, out=None):
@@ -21,23 +21,14 @@ def matmul(a, b, out=None):
     return out
 
 
-def linear(x, p, out=None):
+def linear(x, p, out=None, add_bias=True):
     """y = x W^T + b over the last axis; W is (out, in) as torch stores it. For a 2-D x, written into `out` if
-    given."""
+    given. add_bias False leaves b to the caller, whose next kernel adds it on its way."""
     *lead, c_in = x.shape
     y = matmul(x.reshape(-1, c_in), p["weight"].T, out=out)  # (N, in) -> (N, out); one GEMM, not one per leading index
-    if "bias" in p:
+    if add_bias and "bias" in p:
         y += p["bias"]
     return y.reshape(*lead, -1)
-
-
-def _chunks(x, xp):
-    """Contiguous pieces of `x` as flat views, for in-place kernels."""
-    if not x.flags.c_contiguous:
-        raise ValueError("in-place kernels need a C-contiguous array")
-    flat = x.reshape(-1)
-    step = even_step(flat.shape[0], piece_elements(xp, "elementwise"))
-    return [flat[start:start + step] for start in range(0, flat.shape[0], step)]
 
 
 def layer_norm(x, p, eps):
@@ -99,21 +90,30 @@ def _erf_into(z, xp):
 
 def erf(x):
     xp = array_module(x)
-    out = x.astype(xp.float32, copy=True)
-    run_pieces(lambda chunk: _erf_into(chunk, xp), _chunks(out, xp))
-    return out
+    return _erf_into(x.astype(xp.float32, copy=True), xp)
 
 
-def gelu(x):
-    """Exact (erf) GELU, x * (1 + erf(x / sqrt 2)) / 2, in place; returns x. Not the tanh approximation."""
+def gelu(x, bias=None):
+    """Exact (erf) GELU of x + bias (over the last axis; of x alone without one), x * (1 + erf(x / sqrt 2)) / 2, in
+    place; returns x. Not the tanh approximation. The sum is rounded to x's type first, as a separate addition of
+    the bias (nn.linear's) would round it."""
     xp = array_module(x)
-    chunks = _chunks(x, xp)
-    kernel = backend.cuda_kernel(xp, "nn.cu", "gelu", x.dtype)
+    if not x.flags.c_contiguous:
+        raise ValueError("gelu works in place: it needs a C-contiguous array")
+    rows = x.reshape(-1, x.shape[-1])
+    if bias is None:
+        kernel, arguments = backend.cuda_kernel(xp, "nn.cu", "gelu", x.dtype), (x, numpy.int64(x.size))
+    else:
+        kernel = backend.cuda_kernel(xp, "nn.cu", "bias_gelu", x.dtype)
+        arguments = (x, bias, numpy.int32(rows.shape[1]), numpy.int64(x.size))
     if kernel is not None:
-        kernel((min(-(-x.size // 256), 8192),), (256,), (x, numpy.int64(x.size)))  # grid-stride beyond 2M
+        kernel((min(-(-x.size // 256), 8192),), (256,), arguments)  # grid-stride beyond 2M
         return x
 
-    def gelu_into(chunk):
+    def gelu_rows(part):
+        chunk = rows[part]
+        if bias is not None:
+            chunk += bias
         work = chunk.astype(xp.float32, copy=False)  # float16 too: the erf polynomial needs float32
         phi = _erf_into(work * (1 / math.sqrt(2)), xp)  # erf(x / sqrt 2)
         phi += 1
@@ -122,7 +122,7 @@ def gelu(x):
         if work is not chunk:
             chunk[...] = work
 
-    run_pieces(gelu_into, chunks)
+    run_slices(gelu_rows, rows.shape[0], xp, width=rows.shape[1])
     return x
 
 

@@ -54,7 +54,7 @@ def mlp(x, p):
     out = xp.empty_like(tokens)
 
     def chunk(part):
-        hidden = gelu(linear(tokens[part], p["fc1"]))  # (n, C) -> (n, 4C)
+        hidden = gelu(linear(tokens[part], p["fc1"], add_bias=False), p["fc1"].get("bias"))  # (n, C) -> (n, 4C)
         linear(hidden, p["fc2"], out=out[part])  # (n, 4C) -> (n, C)
 
     backend.run_slices(chunk, tokens.shape[0], xp, "mlp hidden", width=p["fc1"]["weight"].shape[0])

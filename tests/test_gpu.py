@@ -50,9 +50,9 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
     for items, a, b, table in ((2, 14, 14, 27), (1, 5, 7, 27), (1, 40, 60, 127)):
         qkv = rng.standard_normal((items, a, b, 3 * 384)).astype(dtype)
         tables = {name: (0.3 * rng.standard_normal((table, 64))).astype(dtype) for name in ("rel_pos_h", "rel_pos_w")}
-        out, probs = attention.attention(qkv, 6, attention.relative_embeddings(tables, (a, b)), return_probs=True)
+        out, probs = attention.attention(qkv, 6, None, attention.relative_embeddings(tables, (a, b)), True)
         relative = attention.relative_embeddings(on_gpu(cp, tables), (a, b))
-        out_gpu, probs_gpu = attention.attention(on_gpu(cp, qkv), 6, relative, return_probs=True)
+        out_gpu, probs_gpu = attention.attention(on_gpu(cp, qkv), 6, None, relative, True)
         assert_matches(out_gpu, out, tolerance)
         assert_matches(probs_gpu, probs, tolerance)
     images = rng.standard_normal((1, 12, 18, 36)).astype(dtype)

@@ -28,6 +28,10 @@ def test_erf_and_gelu_are_exact():
                                rtol=1e-6, atol=2e-6)  # deep negative tail: |gelu| < 1e-6 there
     gelu = 0.5 * x.astype(np.float64) * (1 + np.array([math.erf(v / math.sqrt(2)) for v in x.astype(np.float64)]))
     assert np.abs(nn.gelu(x.copy()) - gelu).max() < 2e-6
+    rows, bias = x[:100000].reshape(-1, 400), randn(400)  # with a bias: exactly GELU of the rounded sum
+    for dtype in (np.float32, np.float16):
+        summed = rows.astype(dtype) + bias.astype(dtype)
+        assert np.array_equal(nn.gelu(rows.astype(dtype), bias.astype(dtype)), nn.gelu(summed))
 
 
 @pytest.mark.parametrize("size_in,size_out", [(14, 4), (14, 6), (14, 40), (14, 14), (5, 128)])
@@ -149,10 +153,11 @@ def test_relative_embeddings_kept_where_launches_cost(monkeypatch):
 
 def test_window_partition_roundtrip():
     x = randn(2, 19, 30, 8)
-    windows = attention_module.window_partition(x, 14, pad_value=np.arange(8, dtype=np.float32))
+    bias = np.arange(8, dtype=np.float32)
+    windows = attention_module.window_partition(x, (14, 14), bias)
     assert windows.shape == (2 * 2 * 3, 14, 14, 8)
-    np.testing.assert_array_equal(windows[2, :, 2:], np.broadcast_to(np.arange(8), (14, 12, 8)))  # pads = value
-    np.testing.assert_array_equal(attention_module.window_unpartition(windows, (19, 30)), x)
+    np.testing.assert_array_equal(windows[2, :, 2:], np.broadcast_to(bias, (14, 12, 8)))  # pads: the bias alone
+    np.testing.assert_array_equal(attention_module.window_unpartition(windows, (19, 30)), x + bias)
 
 
 @pytest.mark.parametrize("size", [(19, 30), (28, 20), (5, 9), (14, 28)])
@@ -205,7 +210,7 @@ def test_global_attention_projects_as_the_fused_qkv(bias):
     params = {"weight": draw(3 * c, c) * 0.05, **({"bias": draw(3 * c)} if bias else {})}
     rel_h, rel_w = draw(2 * h - 1, hd) * 0.1, draw(2 * w - 1, hd) * 0.1
     relative = attention_module.relative_embeddings({"rel_pos_h": rel_h, "rel_pos_w": rel_w}, (h, w))
-    fused, fused_probs = attention_module.attention(nn.linear(x, params), heads, relative, return_probs=True)
+    fused, fused_probs = attention_module.attention(nn.linear(x, params), heads, None, relative, True)
     out, probs = attention_module.global_attention(x, params, heads, relative, return_probs=True)
     np.testing.assert_allclose(out, fused, rtol=0, atol=1e-5)
     np.testing.assert_allclose(probs, fused_probs, rtol=0, atol=1e-6)
@@ -222,8 +227,8 @@ def test_attention_slabs_are_exact(monkeypatch, budget, scale):
     n, a, b, heads, hd = 2, 5, 7, 3, 64
     qkv, rel_h, rel_w = randn(n, a, b, 3 * heads * hd) * scale, randn(2 * a - 1, hd), randn(2 * b - 1, hd)
     relative = module.relative_embeddings({"rel_pos_h": rel_h, "rel_pos_w": rel_w}, (a, b))
-    out, probs = module.attention(qkv, heads, relative, return_probs=True)
-    by_key_blocks, no_probs = module.attention(qkv, heads, relative)
+    out, probs = module.attention(qkv, heads, None, relative, True)
+    by_key_blocks, no_probs = module.attention(qkv, heads, None, relative)
     assert no_probs is None
     q, k, v = (qkv.reshape(n, a * b, 3, heads, hd)[:, :, i].transpose(0, 2, 1, 3).astype(np.float64) for i in range(3))
     iy, ix = np.divmod(np.arange(a * b), b)

@@ -70,3 +70,54 @@ extern "C" __global__ void softmax_numerators_f16(half_bits* logits, const half_
     softmax_numerators(logits, bias_h, bias_w, maxima, totals, groups, query_h, query_w, key_rows, key_row0, key_h,
                        key_w);
 }
+
+// The projected tokens qkv (items x height x width x 3 * heads * head_dim), their bias not yet added, cut into
+// windows of window_h x window_w tokens and split into attend()'s layouts (kernels/attention.py, window_heads):
+// q (windows, heads, query_h * query_w, head_dim) of each window's top-left query_h x query_w tokens, k_t (windows,
+// heads, head_dim, window_h * window_w) scaled, v (windows, heads, window_h * window_w, head_dim). Windows are
+// item-major, then row-major over the grid padded bottom and right to whole windows, whose pads are the bias
+// alone. Each value is rounded to T once the bias is added, and k again once scaled, as the composed operations
+// round. A thread per element of the windows' qkv, consecutive threads along its channels (coalesced reads).
+template <typename T>
+__device__ void window_heads(const T* qkv, const T* bias, T* q, T* k_t, T* v, int height, int width, int window_h,
+                             int window_w, int query_h, int query_w, int heads, int head_dim, float scale,
+                             long long total) {
+    const int channels = heads * head_dim, keys = window_h * window_w;
+    const int windows_h = (height + window_h - 1) / window_h, windows_w = (width + window_w - 1) / window_w;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const int channel = (int)(i % (3 * channels)), key = (int)(i / (3 * channels) % keys);
+        const long long window = i / (3 * channels) / keys;
+        const int ty = key / window_w, tx = key % window_w;  // the token's place in its window, and in the grid:
+        const int y = (int)(window / windows_w % windows_h) * window_h + ty;
+        const int x = (int)(window % windows_w) * window_w + tx;
+        const long long item = window / windows_w / windows_h;
+        float value = to_float(bias[channel]);
+        if (y < height && x < width)
+            value = rounded<T>(to_float(qkv[((item * height + y) * width + x) * 3 * channels + channel]) + value);
+        const int part = channel / channels, head = channel % channels / head_dim, d = channel % head_dim;
+        const long long head_index = window * heads + head;
+        if (part == 0) {
+            if (ty < query_h && tx < query_w)
+                store(q + (head_index * query_h * query_w + ty * query_w + tx) * head_dim + d, value);
+        } else if (part == 1) {
+            store(k_t + (head_index * head_dim + d) * keys + key, value * scale);
+        } else {
+            store(v + (head_index * keys + key) * head_dim + d, value);
+        }
+    }
+}
+
+extern "C" __global__ void window_heads_f32(const float* qkv, const float* bias, float* q, float* k_t, float* v,
+                                            int height, int width, int window_h, int window_w, int query_h,
+                                            int query_w, int heads, int head_dim, float scale, long long total) {
+    window_heads(qkv, bias, q, k_t, v, height, width, window_h, window_w, query_h, query_w, heads, head_dim, scale,
+                 total);
+}
+extern "C" __global__ void window_heads_f16(const half_bits* qkv, const half_bits* bias, half_bits* q,
+                                            half_bits* k_t, half_bits* v, int height, int width, int window_h,
+                                            int window_w, int query_h, int query_w, int heads, int head_dim,
+                                            float scale, long long total) {
+    window_heads(qkv, bias, q, k_t, v, height, width, window_h, window_w, query_h, query_w, heads, head_dim, scale,
+                 total);
+}

@@ -18,3 +18,11 @@ __device__ float block_reduce(float value, Op op) {
     __syncthreads();  // before the next call overwrites scratch
     return result;
 }
+
+// x rounded to the element type T, as a float: what storing it in a T array and reading it back gives.
+template <typename T>
+__device__ float rounded(float x) {
+    T r;
+    store(&r, x);
+    return to_float(r);
+}

@@ -21,12 +21,13 @@ __device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, i
     }
 }
 
-// x * (1 + erf(x / sqrt 2)) / 2 in place, grid-stride over n elements.
+// v * (1 + erf(v / sqrt 2)) / 2 of v = x, or of v = x + bias (over rows of `channels`, the sum rounded to T as a
+// separate addition would round it), in place, grid-stride over n elements.
 template <typename T>
-__device__ void gelu(T* x, long long n) {
+__device__ void gelu(T* x, const T* bias, int channels, long long n) {
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float v = to_float(x[i]);
+        const float v = bias ? rounded<T>(to_float(x[i]) + to_float(bias[i % channels])) : to_float(x[i]);
         store(x + i, v * (1.0f + erff(v * 0.70710678118654752f)) * 0.5f);
     }
 }
@@ -39,5 +40,11 @@ extern "C" __global__ void layer_norm_f16(const half_bits* x, const half_bits* w
                                           half_bits* out, int channels, float eps) {
     layer_norm(x, weight, bias, out, channels, eps);
 }
-extern "C" __global__ void gelu_f32(float* x, long long n) { gelu(x, n); }
-extern "C" __global__ void gelu_f16(half_bits* x, long long n) { gelu(x, n); }
+extern "C" __global__ void gelu_f32(float* x, long long n) { gelu(x, (const float*)nullptr, 1, n); }
+extern "C" __global__ void gelu_f16(half_bits* x, long long n) { gelu(x, (const half_bits*)nullptr, 1, n); }
+extern "C" __global__ void bias_gelu_f32(float* x, const float* bias, int channels, long long n) {
+    gelu(x, bias, channels, n);
+}
+extern "C" __global__ void bias_gelu_f16(half_bits* x, const half_bits* bias, int channels, long long n) {
+    gelu(x, bias, channels, n);
+}
