@@ -13,8 +13,7 @@ import numpy
 
 from .. import backend
 from ..backend import array_module, even_step, piece_elements, run_pieces
-from .nn import matmul
-from .nn import relu as relu_
+from .nn import bias_relu, matmul
 
 
 def conv2d(inputs, p, stride=1, relu=False, padding=None):
@@ -48,7 +47,7 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
     if k == 1 and len(inputs) == 1:
         x = inputs[0][:, ::stride, ::stride]
         matmul(x.reshape(-1, c_in), w_mat, out=out.reshape(-1, c_out))  # (N*H*W, C_in) -> (N*H*W, C_out)
-        return _bias_relu(out, p, relu)
+        return bias_relu(out, p.get("bias"), relu)
 
     if winograd:  # output rows per band, even: its input tiles and their products (4 (C_in + C_out) values a
         # pixel) within the budget, but WINOGRAD_MIN_TILES tiles or about as many
@@ -74,7 +73,7 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
                 strides=(stride * row_step, stride * column_step, row_step, column_step, channel_step))
             cols = taps.reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
             backend.matmul(cols, w_mat, out=out_band.reshape(-1, c_out))  # -> (rows*W_out, C_out)
-        _bias_relu(out_band, p, relu)
+        bias_relu(out_band, p.get("bias"), relu)
 
     run_pieces(conv_band, [(b, r0) for b in range(n) for r0 in range(0, h_out, band)])
     return out
@@ -263,7 +262,7 @@ def conv2d_upsampled(detail, x, p, relu=False):
     corners = _ends(out, 1, 2)  # (N, 2, 2, C_out): each corner's tap beyond both edges was subtracted twice
     pixels = xp.ascontiguousarray(_ends(x, 1, 2).transpose(1, 2, 0, 3))  # (2, 2, N, Cx): a stack one GEMM reads
     corners += backend.matmul(pixels, edges["corners"]).transpose(2, 0, 1, 3)  # -> (2, 2, N, C_out) -> (N, 2, 2, C_out)
-    return _bias_relu(out, p, relu)
+    return bias_relu(out, p.get("bias"), relu)
 
 
 def _ends(a, *axes):
@@ -298,12 +297,6 @@ def _edge_conv(lines, weight):
     columns = xp.ascontiguousarray(taps).reshape(2, n * length, 3 * c)  # one copy: (side, N*L, [d][C])
     products = backend.matmul(columns, weight)  # (side, N*L, [d][C]) @ (side, [d][C], [q][C_out])
     return products.reshape(2, n, 2 * length, -1).transpose(1, 0, 2, 3)  # (side, N*L, [q][C_out]) -> (N, 2, 2L, C_out)
-
-
-def _bias_relu(y, p, relu):
-    if "bias" in p:
-        y += p["bias"]
-    return relu_(y) if relu else y
 
 
 def patch_embed(x, p):

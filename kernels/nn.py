@@ -107,7 +107,7 @@ def gelu(x, bias=None):
         kernel = backend.cuda_kernel(xp, "nn.cu", "bias_gelu", x.dtype)
         arguments = (x, bias, numpy.int32(rows.shape[1]), numpy.int64(x.size))
     if kernel is not None:
-        kernel((min(-(-x.size // 256), 8192),), (256,), arguments)  # grid-stride beyond 2M
+        kernel(*_elementwise_launch(x), arguments)
         return x
 
     def gelu_rows(part):
@@ -129,6 +129,46 @@ def gelu(x, bias=None):
 def relu(x):
     """max(x, 0) in place; returns x."""
     return array_module(x).maximum(x, 0, out=x)
+
+
+def bias_relu(y, bias, relu_after):
+    """y + bias (over the last axis; None: y alone), then max(., 0) if relu_after, in place; returns y. On CuPy
+    one kernel (kernels/cuda/nn.cu) instead of two operations, the sum rounded to y's type before the ReLU."""
+    kernel = _bias_kernel(y, bias, "bias_relu")
+    if kernel is not None:
+        arguments = (y, bias, numpy.int32(relu_after), numpy.int32(y.shape[-1]), numpy.int64(y.size))
+        kernel(*_elementwise_launch(y), arguments)
+        return y
+    if bias is not None:
+        y += bias
+    return relu(y) if relu_after else y
+
+
+def add_residual(y, bias, residual):
+    """y + bias (over the last axis; None: none) + residual, in place of y; returns y: a residual connection after a
+    linear layer whose bias was left out (linear's add_bias). On CuPy one kernel instead of two operations; the sum
+    with the bias is rounded to y's type before the residual is added, as the two additions round it."""
+    kernel = _bias_kernel(y, bias, "bias_residual")
+    if kernel is not None:
+        residual = array_module(y).ascontiguousarray(residual)
+        kernel(*_elementwise_launch(y), (y, bias, residual, numpy.int32(y.shape[-1]), numpy.int64(y.size)))
+        return y
+    if bias is not None:
+        y += bias
+    y += residual
+    return y
+
+
+def _bias_kernel(y, bias, name):
+    """The CUDA kernel `name` of nn.cu for y (in place: C-contiguous) and a bias, or None (NumPy, no bias)."""
+    if bias is None or not y.flags.c_contiguous:
+        return None
+    return backend.cuda_kernel(array_module(y), "nn.cu", name, y.dtype)
+
+
+def _elementwise_launch(x):
+    """(grid, block) for nn.cu's grid-stride kernels over the elements of x: at most 2M threads."""
+    return (min(-(-x.size // 256), 8192),), (256,)
 
 
 def sigmoid(x):

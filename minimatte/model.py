@@ -15,7 +15,7 @@ from . import backend, weights
 from .config import Config, ProcessorConfig, from_shapes
 from .kernels.attention import global_attention, relative_embeddings, window_attention
 from .kernels.conv import conv2d, conv2d_upsampled, patch_embed
-from .kernels.nn import gelu, layer_norm, linear, sigmoid
+from .kernels.nn import add_residual, gelu, layer_norm, linear, sigmoid
 from .kernels.resize import resize
 
 RESIDUAL_LAYER_NORM_EPS = 1e-6  # VitDet's channels-first LayerNorm in the residual block: fixed, not layer_norm_eps
@@ -31,7 +31,8 @@ def absolute_positions(table, size):
     return resize(grid, size, "cubic")  # (g, g, C) -> (h, w, C)
 
 
-def self_attention(x, p, config, windowed, return_probs):
+def self_attention(x, p, config, windowed, return_probs, residual):
+    """residual + the attention's output projection (its bias added with the residual: nn.add_residual)."""
     grid = (config.window_size,) * 2 if windowed else x.shape[1:3]  # the keys each query attends over
     relative = relative_embeddings(p, grid)  # ((a, hd, a), (b, hd, b)) or None
     if windowed:
@@ -43,19 +44,21 @@ def self_attention(x, p, config, windowed, return_probs):
     else:  # projects the tokens head by head (see global_attention)
         out, probs = global_attention(x, p["qkv"], config.num_attention_heads, relative,
                                       return_probs)  # (B, h, w, C) -> (B, h, w, C)
-    return linear(out, p["proj"]), probs
+    return add_residual(linear(out, p["proj"], add_bias=False), p["proj"].get("bias"), residual), probs
 
 
-def mlp(x, p):
-    """fc1 -> exact GELU -> fc2, a few hundred tokens at a time: the 4C-wide hidden layer is never whole."""
+def mlp(x, p, residual):
+    """residual + fc2(exact GELU(fc1(x))), a few hundred tokens at a time: the 4C-wide hidden layer is never whole.
+    Each layer's bias is added by the kernel after it (nn.gelu, nn.add_residual)."""
     xp = backend.array_module(x)
     c = x.shape[-1]
-    tokens = x.reshape(-1, c)
+    tokens, residual = x.reshape(-1, c), residual.reshape(-1, c)
     out = xp.empty_like(tokens)
 
     def chunk(part):
         hidden = gelu(linear(tokens[part], p["fc1"], add_bias=False), p["fc1"].get("bias"))  # (n, C) -> (n, 4C)
-        linear(hidden, p["fc2"], out=out[part])  # (n, 4C) -> (n, C)
+        linear(hidden, p["fc2"], out=out[part], add_bias=False)  # (n, 4C) -> (n, C)
+        add_residual(out[part], p["fc2"].get("bias"), residual[part])
 
     backend.run_slices(chunk, tokens.shape[0], xp, "mlp hidden", width=p["fc1"]["weight"].shape[0])
     return out.reshape(x.shape)
@@ -71,9 +74,9 @@ def residual_bottleneck(x, p):
 def vit_block(x, p, config, index, return_probs=False):
     eps = config.layer_norm_eps
     windowed = index in config.window_block_indices
-    attended, probs = self_attention(layer_norm(x, p["norm1"], eps), p["attention"], config, windowed, return_probs)
-    x = x + attended  # a new array: the caller may keep the block's input as a hidden state
-    x += mlp(layer_norm(x, p["norm2"], eps), p["mlp"])
+    # Each residual sum is a new array: the caller may keep the block's input as a hidden state.
+    x, probs = self_attention(layer_norm(x, p["norm1"], eps), p["attention"], config, windowed, return_probs, x)
+    x = mlp(layer_norm(x, p["norm2"], eps), p["mlp"], x)
     if index in config.residual_block_indices:
         x += residual_bottleneck(x, p["residual"])
     return x, probs

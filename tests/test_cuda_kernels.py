@@ -64,6 +64,21 @@ def test_gelu(numpy_and_cuda, dtype, with_bias):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_epilogues(numpy_and_cuda, dtype):
+    """A bias, then a ReLU or not, and a bias with a residual: exactly the composed operations' values; a NaN
+    stays a NaN through the ReLU."""
+    y = (4 * rng.standard_normal((3, 7, 100))).astype(dtype)
+    y[1, 2, 3] = np.nan
+    bias, residual = (rng.standard_normal(shape).astype(dtype) for shape in (100, y.shape))
+    for relu in (False, True):
+        expected, actual = numpy_and_cuda(nn.bias_relu, y, bias, relu)
+        assert actual.dtype == dtype and np.array_equal(actual, expected, equal_nan=True)
+        assert np.isnan(actual[1, 2, 3]) and (actual >= 0).sum() == (expected >= 0).sum()
+    expected, actual = numpy_and_cuda(nn.add_residual, y, bias, residual)
+    assert actual.dtype == dtype and np.array_equal(actual, expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size,window,queries", [((19, 30), (14, 14), None), ((28, 14), (14, 14), None),
                                                  ((5, 9), (14, 14), (5, 9)), ((19, 30), (14, 14), (14, 14)),
                                                  ((6, 11), (6, 11), None)])
