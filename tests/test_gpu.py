@@ -47,6 +47,19 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
     g = np.linspace(-10, 10, 5 * 1536).reshape(5, 1536).astype(dtype)
     expected = nn.gelu(g.copy())  # in place
     assert_matches(nn.gelu(on_gpu(cp, g)), expected, tolerance)
+    g_bias = rng.standard_normal(1536).astype(dtype)
+    assert_matches(nn.gelu(on_gpu(cp, g), on_gpu(cp, g_bias)), nn.gelu(g.copy(), g_bias), tolerance)
+    # Additions and power-of-two scalings round alike everywhere: these are exact.
+    residual = rng.standard_normal(x.shape).astype(dtype)
+    for relu in (False, True):
+        on_device = nn.bias_relu(on_gpu(cp, x), on_gpu(cp, p["bias"]), relu)
+        assert np.array_equal(backend.to_numpy(on_device), nn.bias_relu(x.copy(), p["bias"], relu))
+    on_device = nn.add_residual(on_gpu(cp, x), on_gpu(cp, p["bias"]), on_gpu(cp, residual))
+    assert np.array_equal(backend.to_numpy(on_device), nn.add_residual(x.copy(), p["bias"], residual))
+    qkv, qkv_bias = x[..., :3 * 128], rng.standard_normal(3 * 128).astype(dtype)  # 2 heads, windows of 5 x 7
+    heads = attention.window_heads(on_gpu(cp, qkv), on_gpu(cp, qkv_bias), (5, 7), 2, (4, 7))
+    for on_device, expected in zip(heads, attention.window_heads(qkv, qkv_bias, (5, 7), 2, (4, 7))):
+        assert np.array_equal(backend.to_numpy(on_device), expected)
     for items, a, b, table in ((2, 14, 14, 27), (1, 5, 7, 27), (1, 40, 60, 127)):
         qkv = rng.standard_normal((items, a, b, 3 * 384)).astype(dtype)
         tables = {name: (0.3 * rng.standard_normal((table, 64))).astype(dtype) for name in ("rel_pos_h", "rel_pos_w")}
