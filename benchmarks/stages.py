@@ -101,7 +101,8 @@ def main():
     for stage, seconds in sorted(medians.items(), key=lambda item: -item[1]):
         print(f"| {stage} | {seconds:.4f} | {seconds / total:.1%} |")
     other = total - sum(medians.values())
-    print(f"| everything else (residual adds, hidden-state copies, sigmoid) | {other:.4f} | {other / total:.1%} |")
+    print(f"| everything else (residual conv blocks' adds, hidden-state copies, sigmoid) | {other:.4f} "
+          f"| {other / total:.1%} |")
 
     elapsed = reports[-1][2]
     print(f"\nThe progress bar (work by model.stage_flops) against the clock, in one pass of {elapsed:.4f} s:\n")

@@ -144,19 +144,20 @@ def bias_relu(y, bias, relu_after):
     return relu(y) if relu_after else y
 
 
-def add_residual(y, bias, residual):
-    """y + bias (over the last axis; None: none) + residual, in place of y; returns y: a residual connection after a
-    linear layer whose bias was left out (linear's add_bias). On CuPy one kernel instead of two operations; the sum
-    with the bias is rounded to y's type before the residual is added, as the two additions round it."""
+def add_residual(y, bias, residual, out=None):
+    """y + bias (over the last axis; None: none) + residual, into `out` (y's or the residual's memory; None: y's);
+    returns it: a residual connection after a linear layer whose bias was left out (linear's add_bias). On CuPy
+    one kernel instead of two operations; the sum with the bias is rounded to y's type before the residual is
+    added, as the two additions round it."""
+    out = y if out is None else out
     kernel = _bias_kernel(y, bias, "bias_residual")
-    if kernel is not None:
+    if kernel is not None and out.flags.c_contiguous:
         residual = array_module(y).ascontiguousarray(residual)
-        kernel(*_elementwise_launch(y), (y, bias, residual, numpy.int32(y.shape[-1]), numpy.int64(y.size)))
-        return y
+        kernel(*_elementwise_launch(y), (y, bias, residual, out, numpy.int32(y.shape[-1]), numpy.int64(y.size)))
+        return out
     if bias is not None:
         y += bias
-    y += residual
-    return y
+    return array_module(y).add(residual, y, out=out)
 
 
 def _bias_kernel(y, bias, name):

@@ -48,8 +48,8 @@ def self_attention(x, p, config, windowed, return_probs, residual):
 
 
 def mlp(x, p, residual):
-    """residual + fc2(exact GELU(fc1(x))), a few hundred tokens at a time: the 4C-wide hidden layer is never whole.
-    Each layer's bias is added by the kernel after it (nn.gelu, nn.add_residual)."""
+    """residual + fc2(exact GELU(fc1(x))), in place of the residual, a few hundred tokens at a time: the 4C-wide
+    hidden layer is never whole. Each layer's bias is added by the kernel after it (nn.gelu, nn.add_residual)."""
     xp = backend.array_module(x)
     c = x.shape[-1]
     tokens, residual = x.reshape(-1, c), residual.reshape(-1, c)
@@ -58,10 +58,10 @@ def mlp(x, p, residual):
     def chunk(part):
         hidden = gelu(linear(tokens[part], p["fc1"], add_bias=False), p["fc1"].get("bias"))  # (n, C) -> (n, 4C)
         linear(hidden, p["fc2"], out=out[part], add_bias=False)  # (n, 4C) -> (n, C)
-        add_residual(out[part], p["fc2"].get("bias"), residual[part])
+        add_residual(out[part], p["fc2"].get("bias"), residual[part], out=residual[part])
 
     backend.run_slices(chunk, tokens.shape[0], xp, "mlp hidden", width=p["fc1"]["weight"].shape[0])
-    return out.reshape(x.shape)
+    return residual.reshape(x.shape)
 
 
 def residual_bottleneck(x, p):
@@ -74,7 +74,7 @@ def residual_bottleneck(x, p):
 def vit_block(x, p, config, index, return_probs=False):
     eps = config.layer_norm_eps
     windowed = index in config.window_block_indices
-    # Each residual sum is a new array: the caller may keep the block's input as a hidden state.
+    # A new array: the caller may keep the block's input as a hidden state. The later sums are made in place.
     x, probs = self_attention(layer_norm(x, p["norm1"], eps), p["attention"], config, windowed, return_probs, x)
     x = mlp(layer_norm(x, p["norm2"], eps), p["mlp"], x)
     if index in config.residual_block_indices:

@@ -76,6 +76,9 @@ def test_bias_epilogues(numpy_and_cuda, dtype):
         assert np.isnan(actual[1, 2, 3]) and (actual >= 0).sum() == (expected >= 0).sum()
     expected, actual = numpy_and_cuda(nn.add_residual, y, bias, residual)
     assert actual.dtype == dtype and np.array_equal(actual, expected, equal_nan=True)
+    into_residual = numpy_and_cuda(lambda y, r: (nn.add_residual(y, bias, r, out=r), r)[1], y, residual)
+    for computed in into_residual:
+        assert np.array_equal(computed, expected, equal_nan=True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

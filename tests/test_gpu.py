@@ -54,8 +54,12 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
     for relu in (False, True):
         on_device = nn.bias_relu(on_gpu(cp, x), on_gpu(cp, p["bias"]), relu)
         assert np.array_equal(backend.to_numpy(on_device), nn.bias_relu(x.copy(), p["bias"], relu))
+    expected = nn.add_residual(x.copy(), p["bias"], residual)
     on_device = nn.add_residual(on_gpu(cp, x), on_gpu(cp, p["bias"]), on_gpu(cp, residual))
-    assert np.array_equal(backend.to_numpy(on_device), nn.add_residual(x.copy(), p["bias"], residual))
+    assert np.array_equal(backend.to_numpy(on_device), expected)
+    residual_on_device = on_gpu(cp, residual)
+    nn.add_residual(on_gpu(cp, x), on_gpu(cp, p["bias"]), residual_on_device, out=residual_on_device)
+    assert np.array_equal(backend.to_numpy(residual_on_device), expected)
     qkv, qkv_bias = x[..., :3 * 128], rng.standard_normal(3 * 128).astype(dtype)  # 2 heads, windows of 5 x 7
     heads = attention.window_heads(on_gpu(cp, qkv), on_gpu(cp, qkv_bias), (5, 7), 2, (4, 7))
     for on_device, expected in zip(heads, attention.window_heads(qkv, qkv_bias, (5, 7), 2, (4, 7))):

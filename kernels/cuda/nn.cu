@@ -33,16 +33,18 @@ __device__ void gelu(T* x, const T* bias, int channels, long long n) {
 }
 
 // y + bias over rows of `channels`, rounded to T as a separate addition would round it, then + residual
-// (residual not null) or max(., 0) (relu), in place, grid-stride over n elements: a linear layer's or a
-// convolution's bias left to the operation after it. A NaN stays a NaN through the ReLU, as in NumPy's maximum.
+// (residual not null) or max(., 0) (relu), into out (which may be y or the residual), grid-stride over n
+// elements: a linear layer's or a convolution's bias left to the operation after it. A NaN stays a NaN through
+// the ReLU, as in NumPy's maximum.
 template <typename T>
-__device__ void add_bias(T* y, const T* bias, const T* residual, bool relu, int channels, long long n) {
+__device__ void add_bias(const T* y, const T* bias, const T* residual, T* out, bool relu, int channels,
+                         long long n) {
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         float v = rounded<T>(to_float(y[i]) + to_float(bias[i % channels]));
         if (residual) v += to_float(residual[i]);
         if (relu && v < 0.0f) v = 0.0f;
-        store(y + i, v);
+        store(out + i, v);
     }
 }
 
@@ -63,16 +65,16 @@ extern "C" __global__ void bias_gelu_f16(half_bits* x, const half_bits* bias, in
     gelu(x, bias, channels, n);
 }
 extern "C" __global__ void bias_relu_f32(float* y, const float* bias, int relu, int channels, long long n) {
-    add_bias(y, bias, (const float*)nullptr, relu != 0, channels, n);
+    add_bias(y, bias, (const float*)nullptr, y, relu != 0, channels, n);
 }
 extern "C" __global__ void bias_relu_f16(half_bits* y, const half_bits* bias, int relu, int channels, long long n) {
-    add_bias(y, bias, (const half_bits*)nullptr, relu != 0, channels, n);
+    add_bias(y, bias, (const half_bits*)nullptr, y, relu != 0, channels, n);
 }
-extern "C" __global__ void bias_residual_f32(float* y, const float* bias, const float* residual, int channels,
-                                             long long n) {
-    add_bias(y, bias, residual, false, channels, n);
-}
-extern "C" __global__ void bias_residual_f16(half_bits* y, const half_bits* bias, const half_bits* residual,
+extern "C" __global__ void bias_residual_f32(const float* y, const float* bias, const float* residual, float* out,
                                              int channels, long long n) {
-    add_bias(y, bias, residual, false, channels, n);
+    add_bias(y, bias, residual, out, false, channels, n);
+}
+extern "C" __global__ void bias_residual_f16(const half_bits* y, const half_bits* bias, const half_bits* residual,
+                                             half_bits* out, int channels, long long n) {
+    add_bias(y, bias, residual, out, false, channels, n);
 }
