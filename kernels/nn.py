@@ -1,7 +1,8 @@
 """Linear layers, normalisation and activations.
 
-float16 arrays are normalised and activated in float32 and stored back in float16; on CuPy, layer norm and
-GELU are one hand-written kernel each (kernels/cuda/nn.cu) computing the same.
+float16 arrays are normalised and activated in float32 and stored back in float16; on CuPy, layer norm, GELU
+and the additions of a bias left by a product (with a ReLU or a residual after it) are one hand-written kernel
+each (kernels/cuda/nn.cu) computing the same.
 """
 import math
 
@@ -145,10 +146,10 @@ def bias_relu(y, bias, relu_after):
 
 
 def add_residual(y, bias, residual, out=None):
-    """y + bias (over the last axis; None: none) + residual, into `out` (y's or the residual's memory; None: y's);
-    returns it: a residual connection after a linear layer whose bias was left out (linear's add_bias). On CuPy
-    one kernel instead of two operations; the sum with the bias is rounded to y's type before the residual is
-    added, as the two additions round it."""
+    """y + bias (over the last axis; None: none) + residual, into `out` (y's or the residual's memory; None: y's,
+    and y is scratch either way); returns it: a residual connection after a linear layer whose bias was left out
+    (linear's add_bias). On CuPy one kernel instead of two operations; the sum with the bias is rounded to y's type
+    before the residual is added, as the two additions round it."""
     out = y if out is None else out
     kernel = _bias_kernel(y, bias, "bias_residual")
     if kernel is not None and out.flags.c_contiguous:
