@@ -57,8 +57,8 @@ def relative_embeddings(p, grid):
     2a-1, 2b-1 (relative_position_table). None for a block without them.
 
     Where launches cost (backend.few_launches) they are kept in p for the grid last asked for, so that passes at one
-    size make them once (window blocks' are the same at every size): 6 operations a block, 48 of the 562 of an S
-    pass at 256x256 in float16. On NumPy they cost little to make, and kept they would hold 100 MB at 3008x4000."""
+    size make them once (window blocks' are the same at every size) instead of in 6 operations a block, 48 a pass.
+    On NumPy they cost little to make, and kept they would hold 100 MB at 3008x4000."""
     if "rel_pos_h" not in p:
         return None
     kept = p.get("relative embeddings")
