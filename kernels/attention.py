@@ -115,10 +115,10 @@ def window_heads(qkv, bias, window, num_heads, queries=None):
         q = xp.empty((count, num_heads, a_q * b_q, hd), dtype=qkv.dtype)
         k_t = xp.empty((count, num_heads, hd, a * b), dtype=qkv.dtype)
         v = xp.empty((count, num_heads, a * b, hd), dtype=qkv.dtype)
-        total = count * a * b * c3  # a thread per element of the windows' qkv, grid-stride beyond 2M
+        total = count * a * b * c3  # a thread per element of the windows' qkv
         sizes = map(numpy.int32, (h, w, a, b, a_q, b_q, num_heads, hd))
-        kernel((min(-(-total // 256), 8192),), (256,), (xp.ascontiguousarray(qkv), bias, q, k_t, v, *sizes,
-                                                          numpy.float32(hd ** -0.5), numpy.int64(total)))
+        kernel(*backend.grid_stride_launch(total), (xp.ascontiguousarray(qkv), bias, q, k_t, v, *sizes,
+                                                     numpy.float32(hd ** -0.5), numpy.int64(total)))
         return q, k_t, v
     windows = window_partition(qkv, window, bias)  # (N, h, w, 3C) -> (N*nW, a, b, 3C)
     grid = windows.reshape(-1, a, b, 3, num_heads, hd)
@@ -142,7 +142,7 @@ def global_attention(x, qkv_params, num_heads, relative=None, return_probs=False
     xp = array_module(x)
     if backend.few_launches(xp):  # one product, then the layouts: ~40 fewer launches a block
         qkv = linear(x, qkv_params, add_bias=False)  # (N, h, w, C) -> (N, h, w, 3C); attention adds the bias
-        return attention(qkv, num_heads, None, relative, return_probs, None, qkv_params.get("bias"))
+        return attention(qkv, num_heads, relative=relative, return_probs=return_probs, bias=qkv_params.get("bias"))
     n, h, w, c = x.shape
     hd, m = c // num_heads, h * w
     tokens = x.reshape(n, m, c)

@@ -108,7 +108,7 @@ def gelu(x, bias=None):
         kernel = backend.cuda_kernel(xp, "nn.cu", "bias_gelu", x.dtype)
         arguments = (x, bias, numpy.int32(rows.shape[1]), numpy.int64(x.size))
     if kernel is not None:
-        kernel(*_elementwise_launch(x), arguments)
+        kernel(*backend.grid_stride_launch(x.size), arguments)
         return x
 
     def gelu_rows(part):
@@ -138,7 +138,7 @@ def bias_relu(y, bias, relu_after):
     kernel = _bias_kernel(y, bias, "bias_relu")
     if kernel is not None:
         arguments = (y, bias, numpy.int32(relu_after), numpy.int32(y.shape[-1]), numpy.int64(y.size))
-        kernel(*_elementwise_launch(y), arguments)
+        kernel(*backend.grid_stride_launch(y.size), arguments)
         return y
     if bias is not None:
         y += bias
@@ -154,7 +154,8 @@ def add_residual(y, bias, residual, out=None):
     kernel = _bias_kernel(y, bias, "bias_residual")
     if kernel is not None and out.flags.c_contiguous:
         residual = array_module(y).ascontiguousarray(residual)
-        kernel(*_elementwise_launch(y), (y, bias, residual, out, numpy.int32(y.shape[-1]), numpy.int64(y.size)))
+        arguments = (y, bias, residual, out, numpy.int32(y.shape[-1]), numpy.int64(y.size))
+        kernel(*backend.grid_stride_launch(y.size), arguments)
         return out
     if bias is not None:
         y += bias
@@ -166,11 +167,6 @@ def _bias_kernel(y, bias, name):
     if bias is None or not y.flags.c_contiguous:
         return None
     return backend.cuda_kernel(array_module(y), "nn.cu", name, y.dtype)
-
-
-def _elementwise_launch(x):
-    """(grid, block) for nn.cu's grid-stride kernels over the elements of x: at most 2M threads."""
-    return (min(-(-x.size // 256), 8192),), (256,)
 
 
 def sigmoid(x):

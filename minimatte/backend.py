@@ -274,6 +274,12 @@ def cuda_kernel(xp, source, name, dtype):
     return _KERNELS[name]
 
 
+def grid_stride_launch(count):
+    """(grid, block) for a grid-stride kernel over `count` items: a thread each, at most 2M threads (each then takes
+    several)."""
+    return (min(-(-count // 256), 8192),), (256,)
+
+
 def cuda_code(source):
     """What NVRTC compiles for kernels/cuda/`source`: the device helpers, the shared ones, the kernels."""
     return "\n".join(map(cuda_source, ("device.cuh", "common.cuh", source)))
