@@ -101,7 +101,7 @@ def main():
     for stage, seconds in sorted(medians.items(), key=lambda item: -item[1]):
         print(f"| {stage} | {seconds:.4f} | {seconds / total:.1%} |")
     other = total - sum(medians.values())
-    print(f"| everything else (residual conv blocks' adds, hidden-state copies, sigmoid) | {other:.4f} "
+    print(f"| everything else (position embeddings' add, hidden-state copies, sigmoid) | {other:.4f} "
           f"| {other / total:.1%} |")
 
     elapsed = reports[-1][2]

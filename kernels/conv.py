@@ -3,7 +3,8 @@
 A k x k convolution is an im2col GEMM, built one band of output rows at a time so that the
 (rows * W, k*k*C) column buffer stays small: memory does not grow with the image, only time does.
 Each band copies its input rows once into a zero-bordered buffer (this is also where several inputs are
-concatenated), and its columns are one copy of a strided view of that buffer (each output's k x k taps).
+concatenated), and its columns are one copy of a strided view of that buffer (each output's k x k taps); on CuPy
+one kernel gathers the columns straight from the inputs (kernels/cuda/conv.cu), as it does the other copies here.
 3x3 convolutions with enough channels use Winograd's F(2x2, 3x3) on the same bands instead: 16 GEMMs over
 the band's transformed 4x4 input tiles, 16/36 of the multiplications.
 """
@@ -64,18 +65,52 @@ def conv2d(inputs, p, stride=1, relu=False, padding=None):
         if winograd:
             _winograd_3x3(inputs, b, r0 - pad, -pad, p["winograd_weight"], out_band)
         else:
-            rows = _zero_padded(inputs, b, r0 * stride - pad, (r1 - 1) * stride - pad + k, -pad, w + pad)
-            # Every output position's k x k taps, as a view. Not sliding_window_view: CuPy's checks the window
-            # shape on the GPU, which synchronises the device on every call.
-            row_step, column_step, channel_step = rows.strides
-            taps = xp.lib.stride_tricks.as_strided(
-                rows, shape=(r1 - r0, w_out, k, k, c_in),  # (rows, W_out, ky, kx, C_in)
-                strides=(stride * row_step, stride * column_step, row_step, column_step, channel_step))
-            cols = taps.reshape(-1, k * k * c_in)  # one copy: (rows*W_out, [ky][kx][C_in])
+            # Every output position's k x k taps: (rows, W_out, ky, kx, C_in) as (row, column) steps of each axis
+            taps = _zero_padded_taps(inputs, b, r0 * stride - pad, -pad,
+                                     [(r1 - r0, stride, 0), (w_out, 0, stride), (k, 1, 0), (k, 0, 1)])
+            cols = taps.reshape(-1, k * k * c_in)  # (rows*W_out, [ky][kx][C_in])
             backend.matmul(cols, w_mat, out=out_band.reshape(-1, c_out))  # -> (rows*W_out, C_out)
         bias_relu(out_band, p.get("bias"), relu)
 
     run_pieces(conv_band, [(b, r0) for b in range(n) for r0 in range(0, h_out, band)])
+    return out
+
+
+def _zero_padded_taps(inputs, b, y0, x0, axes):
+    """(*sizes, C): [i_0, ..., i_k, c] is channel c of pixel (y0 + sum_j i_j row_j, x0 + sum_j i_j column_j) of item b
+    of the inputs concatenated along channels, zero outside the image, for axes = up to four (size, row, column)."""
+    gathered = _gathered(inputs, (b, y0, x0), [(size, (0, row, column)) for size, row, column in axes])
+    if gathered is not None:
+        return gathered
+    xp = array_module(inputs[0])
+    rows = _zero_padded(inputs, b, y0, y0 + 1 + sum((size - 1) * row for size, row, _ in axes),
+                        x0, x0 + 1 + sum((size - 1) * column for size, _, column in axes))
+    # Not sliding_window_view for conv2d's taps: CuPy's checks the window shape on the GPU, which synchronises the
+    # device on every call.
+    row_step, column_step, channel_step = rows.strides
+    taps = xp.lib.stride_tricks.as_strided(rows, shape=(*(size for size, _, _ in axes), rows.shape[2]), strides=(
+        *(row * row_step + column * column_step for _, row, column in axes), channel_step))
+    return xp.ascontiguousarray(taps)  # the one copy of the view
+
+
+def _gathered(inputs, origin, axes, edge=False):
+    """On CuPy, in one kernel (kernels/cuda/conv.cu): the contiguous (*sizes, C) array whose [i_0, ..., i_k, c] is
+    channel c of pixel origin + sum_j i_j steps_j, as (item, row, column), of the (N, H, W, C_j) inputs (one or two)
+    concatenated along channels, for axes = up to four (size, steps); beyond the image zero or, where `edge`, the
+    nearest edge pixel. None on NumPy."""
+    first = inputs[0]
+    xp = array_module(first)
+    kernel = backend.cuda_kernel(xp, "conv.cu", "gather_pixels", first.dtype)
+    if kernel is None:
+        return None
+    first, second = (xp.ascontiguousarray(x) for x in (inputs[0], inputs[-1]))
+    sizes = [size for size, _ in axes]
+    out = xp.empty((*sizes, sum(x.shape[3] for x in inputs)), dtype=first.dtype)
+    axes = [(1, (0, 0, 0))] * (4 - len(axes)) + list(axes)  # the kernel's four, leading ones of size 1
+    scalars = (first.shape[3], out.shape[-1], *first.shape[1:3], *origin, *(size for size, _ in axes[1:]),
+               *(step for _, steps in axes for step in steps), edge)
+    kernel(*backend.grid_stride_launch(out.size), (first, second, out, *map(numpy.int32, scalars),
+                                                   numpy.int64(out.size)))
     return out
 
 
@@ -158,13 +193,10 @@ def _winograd_3x3(inputs, b, y0, x0, u, out):
     output reads from input row y0, column x0 on (zero outside the image), with u = winograd_weight(W)."""
     xp = array_module(out)
     t, s = -(-out.shape[0] // 2), -(-out.shape[1] // 2)  # 2x2 output tiles: one more row or column where odd
-    rows = _zero_padded(inputs, b, y0, y0 + 2 * t + 2, x0, x0 + 2 * s + 2)  # (2t+2, 2s+2, C_in)
-    row_step, column_step, channel_step = rows.strides
-    pixels = xp.lib.stride_tricks.as_strided(  # [u, v, i, j]: pixel (u, v) of tile (i, j), from row 2i, column 2j
-        rows, shape=(4, 4, t, s, rows.shape[2]), strides=(row_step, column_step, 2 * row_step, 2 * column_step,
-                                                          channel_step))
-    input_transform, output_transform = _winograd_transforms(xp, rows.dtype)
-    tiles = backend.matmul(input_transform, xp.ascontiguousarray(pixels).reshape(16, -1))  # B^T D B: (16, t*s*C_in)
+    # [u, v, i, j]: pixel (u, v) of tile (i, j), whose first is 2i rows and 2j columns on: (4, 4, t, s, C_in)
+    pixels = _zero_padded_taps(inputs, b, y0, x0, [(4, 1, 0), (4, 0, 1), (t, 2, 0), (s, 0, 2)])
+    input_transform, output_transform = _winograd_transforms(xp, out.dtype)
+    tiles = backend.matmul(input_transform, pixels.reshape(16, -1))  # B^T D B: (16, t*s*C_in)
     m = backend.matmul(tiles.reshape(16, t * s, -1), u)  # (16, t*s, C_in) @ (16, C_in, C_out)
     y = backend.matmul(output_transform, m.reshape(16, -1))  # A^T M A: (16, t*s*C_out) -> (4, t*s*C_out)
     whole = out if out.shape[:2] == (2 * t, 2 * s) else xp.empty((2 * t, 2 * s, out.shape[2]), dtype=out.dtype)
@@ -256,9 +288,9 @@ def conv2d_upsampled(detail, x, p, relu=False):
     # The taps the parities' convolution read beyond the upsampled image, subtracted again: opposite edges together.
     edges = p["edges"]
     top_bottom = _ends(out, 1)  # (N, 2, 2w, C_out): the top and bottom rows
-    top_bottom -= _edge_conv(_ends(x, 1), edges["rows"])  # (N, 2, w, Cx) -> (N, 2, 2w, C_out)
+    top_bottom -= _edge_conv(x, 1, edges["rows"])  # x's top and bottom rows (N, 2, w, Cx) -> (N, 2, 2w, C_out)
     left_right = _ends(out, 2).transpose(0, 2, 1, 3)  # (N, 2, 2h, C_out): the left and right columns
-    left_right -= _edge_conv(_ends(x, 2).transpose(0, 2, 1, 3), edges["columns"])  # (N, 2, h, Cx) -> (N, 2, 2h, C_out)
+    left_right -= _edge_conv(x, 2, edges["columns"])  # x's left and right columns (N, 2, h, Cx) -> (N, 2, 2h, C_out)
     corners = _ends(out, 1, 2)  # (N, 2, 2, C_out): each corner's tap beyond both edges was subtracted twice
     pixels = xp.ascontiguousarray(_ends(x, 1, 2).transpose(1, 2, 0, 3))  # (2, 2, N, Cx): a stack one GEMM reads
     corners += backend.matmul(pixels, edges["corners"]).transpose(2, 0, 1, 3)  # -> (2, 2, N, C_out) -> (N, 2, 2, C_out)
@@ -277,6 +309,10 @@ def _ends(a, *axes):
 def _edge_padded(x, y0, y1):
     """Rows [y0, y1) of x (N, h, w, C) and one column on each side, where rows and columns beyond the image
     repeat its edge ones (numpy.pad's "edge" mode): (N, y1 - y0, w + 2, C)."""
+    n, _, w, _ = x.shape
+    gathered = _gathered((x,), (0, y0, -1), [(n, (1, 0, 0)), (y1 - y0, (0, 1, 0)), (w + 2, (0, 0, 1))], edge=True)
+    if gathered is not None:
+        return gathered
     xp = array_module(x)
     rows = xp.clip(xp.arange(y0, y1), 0, x.shape[1] - 1)
     padded = xp.empty((x.shape[0], y1 - y0, x.shape[2] + 2, x.shape[3]), dtype=x.dtype)
@@ -285,16 +321,26 @@ def _edge_padded(x, y0, y1):
     return padded
 
 
-def _edge_conv(lines, weight):
-    """What two opposite edges' taps (edge_weights) read beyond the upsampled image, from x's (N, 2, L, C) rows or
-    columns along them, edge-replicated: (N, 2, 2L, C_out), outputs 2j and 2j + 1 from pixels j - 1, j and j + 1."""
-    xp = array_module(lines)
-    n, _, length, c = lines.shape
-    padded = xp.concatenate([lines[:, :, :1], lines, lines[:, :, -1:]], axis=2)  # (N, 2, L + 2, C)
-    item_step, side_step, pixel_step, channel_step = padded.strides
-    taps = xp.lib.stride_tricks.as_strided(padded, shape=(2, n, length, 3, c),  # (side, N, L, d, C), as conv2d's taps
-                                           strides=(side_step, item_step, pixel_step, pixel_step, channel_step))
-    columns = xp.ascontiguousarray(taps).reshape(2, n * length, 3 * c)  # one copy: (side, N*L, [d][C])
+def _edge_conv(x, axis, weight):
+    """What two opposite edges' taps (edge_weights) read beyond the upsampled image, from x's (N, h, w, C) first and
+    last rows (axis 1) or columns (axis 2), edge-replicated along them: (N, 2, 2L, C_out), L = w or h, outputs 2j
+    and 2j + 1 from pixels j - 1, j and j + 1."""
+    n, h, w, c = x.shape
+    # (item, row, column) steps from one edge to the other and along them; pixel j's first tap d = 0 reads j - 1
+    if axis == 1:
+        length, first_tap, across, along = w, (0, 0, -1), (0, h - 1, 0), (0, 0, 1)
+    else:
+        length, first_tap, across, along = h, (0, -1, 0), (0, 0, w - 1), (0, 1, 0)
+    taps = _gathered((x,), first_tap, [(2, across), (n, (1, 0, 0)), (length, along), (3, along)],
+                     edge=True)  # (side, N, L, d, C)
+    if taps is None:
+        xp = array_module(x)
+        lines = _ends(x, 1) if axis == 1 else _ends(x, 2).transpose(0, 2, 1, 3)  # (N, 2, L, C)
+        padded = xp.concatenate([lines[:, :, :1], lines, lines[:, :, -1:]], axis=2)  # (N, 2, L + 2, C)
+        item_step, side_step, pixel_step, channel_step = padded.strides
+        taps = xp.ascontiguousarray(xp.lib.stride_tricks.as_strided(  # (side, N, L, d, C), as conv2d's taps
+            padded, shape=(2, n, length, 3, c), strides=(side_step, item_step, pixel_step, pixel_step, channel_step)))
+    columns = taps.reshape(2, n * length, 3 * c)  # (side, N*L, [d][C])
     products = backend.matmul(columns, weight)  # (side, N*L, [d][C]) @ (side, [d][C], [q][C_out])
     return products.reshape(2, n, 2 * length, -1).transpose(1, 0, 2, 3)  # (side, N*L, [q][C_out]) -> (N, 2, 2L, C_out)
 

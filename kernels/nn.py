@@ -32,32 +32,43 @@ def linear(x, p, out=None, add_bias=True):
     return y.reshape(*lead, -1)
 
 
-def layer_norm(x, p, eps):
-    """LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm.
+def layer_norm(x, p, eps, gelu_after=False, residual=None):
+    """LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm; then GELU (gelu_after), or added to
+    `residual` in place of it, returned (residual: an array of x's shape). Each row normalised is activated or
+    added while in cache; on CuPy one kernel. Values as those of the separate operations: the normalised row is
+    rounded to x's type first.
 
     In channels-last layout this is also the channels-first `LayerNorm2d` of VitDet's residual blocks.
     """
     xp = array_module(x)
     c = x.shape[-1]
+    if residual is not None and not residual.flags.c_contiguous:
+        raise ValueError("layer_norm adds into the residual in place: it needs a C-contiguous array")
     rows = xp.ascontiguousarray(x).reshape(-1, c)
-    out = xp.empty_like(rows)
+    out = xp.empty_like(rows) if residual is None else residual.reshape(-1, c)
     kernel = backend.cuda_kernel(xp, "nn.cu", "layer_norm", x.dtype)
     if kernel is not None:
-        arguments = (rows, p["weight"], p["bias"], out, numpy.int32(c), numpy.float32(eps))
+        arguments = (rows, p["weight"], p["bias"], out, numpy.int32(c), numpy.float32(eps), numpy.int32(gelu_after),
+                     numpy.int32(residual is not None))
         kernel((rows.shape[0],), (128,), arguments)  # a block per row
         return out.reshape(x.shape)
 
     def normalise(part):
         xs, ys = rows[part], out[part]
         # Statistics in float32 also for float16 rows, whose squares overflow from |x| = 256 on.
-        work = ys if ys.dtype == xp.float32 else xp.empty(ys.shape, dtype=xp.float32)
+        work = ys if ys.dtype == xp.float32 and residual is None else xp.empty(ys.shape, dtype=xp.float32)
         xp.subtract(xs, xs.mean(-1, keepdims=True, dtype=xp.float32), out=work)
         var = xp.einsum("ij,ij->i", work, work)[:, None] / c
         work *= 1 / xp.sqrt(var + eps)
         work *= p["weight"]
         work += p["bias"]
+        if residual is not None:
+            ys += work.astype(ys.dtype, copy=False)
+            return
         if work is not ys:
             ys[...] = work
+        if gelu_after:
+            _gelu_rows(ys)
 
     run_slices(normalise, rows.shape[0], xp, width=c)
     return out.reshape(x.shape)
@@ -110,21 +121,22 @@ def gelu(x, bias=None):
     if kernel is not None:
         kernel(*backend.grid_stride_launch(x.size), arguments)
         return x
-
-    def gelu_rows(part):
-        chunk = rows[part]
-        if bias is not None:
-            chunk += bias
-        work = chunk.astype(xp.float32, copy=False)  # float16 too: the erf polynomial needs float32
-        phi = _erf_into(work * (1 / math.sqrt(2)), xp)  # erf(x / sqrt 2)
-        phi += 1
-        work *= phi
-        work *= 0.5
-        if work is not chunk:
-            chunk[...] = work
-
-    run_slices(gelu_rows, rows.shape[0], xp, width=rows.shape[1])
+    run_slices(lambda part: _gelu_rows(rows[part], bias), rows.shape[0], xp, width=rows.shape[1])
     return x
+
+
+def _gelu_rows(rows, bias=None):
+    """gelu's NumPy path on a (n, C) block of rows, in place."""
+    xp = array_module(rows)
+    if bias is not None:
+        rows += bias
+    work = rows.astype(xp.float32, copy=False)  # float16 too: the erf polynomial needs float32
+    phi = _erf_into(work * (1 / math.sqrt(2)), xp)  # erf(x / sqrt 2)
+    phi += 1
+    work *= phi
+    work *= 0.5
+    if work is not rows:
+        rows[...] = work
 
 
 def relu(x):

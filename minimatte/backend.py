@@ -175,11 +175,17 @@ def _c_strides(shape, itemsize):
 
 def cublas_gemm(a, b, out, layout):
     """cublasGemmStridedBatchedEx with gemm_layout(a, b, out) for CuPy arrays, on the current stream."""
-    from cupy.cuda import device
+    from cupy.cuda import device, get_current_stream
     from cupy_backends.cuda.libs import cublas  # as CuPy imports it
     transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, stride_c, count = layout
     cuda_type = CUDA_DATA_TYPES[out.dtype]
-    cublas.gemmStridedBatchedEx(device.get_cublas_handle(), transa, transb, m, n, k, _ONE.ctypes.data,
+    # The handle is CuPy's, shared: it keeps the stream and pointer mode of whichever call set them last (CuPy's
+    # own set them on each call). Without these, a pass under `with cupy.cuda.Stream():` would run its products on
+    # another stream than its kernels.
+    handle = device.get_cublas_handle()
+    cublas.setStream(handle, get_current_stream().ptr)
+    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)  # alpha and beta: _ONE and _ZERO
+    cublas.gemmStridedBatchedEx(handle, transa, transb, m, n, k, _ONE.ctypes.data,
                                 b.data.ptr, cuda_type, lda, stride_a, a.data.ptr, cuda_type, ldb, stride_b,
                                 _ZERO.ctypes.data, out.data.ptr, cuda_type, ldc, stride_c, count,
                                 CUBLAS_COMPUTE_32F, GEMM_ALGORITHM)

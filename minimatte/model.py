@@ -65,10 +65,12 @@ def mlp(x, p, residual):
 
 
 def residual_bottleneck(x, p):
-    """conv1x1 (C -> C/2) -> LN -> GELU -> conv3x3 -> LN -> GELU -> conv1x1 (-> C) -> LN, no biases."""
-    r = gelu(layer_norm(conv2d(x, p["conv1"]), p["norm1"], RESIDUAL_LAYER_NORM_EPS))  # (B, h, w, C) -> (B, h, w, C/2)
-    r = gelu(layer_norm(conv2d(r, p["conv2"]), p["norm2"], RESIDUAL_LAYER_NORM_EPS))
-    return layer_norm(conv2d(r, p["conv3"]), p["norm3"], RESIDUAL_LAYER_NORM_EPS)  # -> (B, h, w, C)
+    """x + (conv1x1 (C -> C/2) -> LN -> GELU -> conv3x3 -> LN -> GELU -> conv1x1 (-> C) -> LN), no biases, in place
+    of x."""
+    eps = RESIDUAL_LAYER_NORM_EPS
+    r = layer_norm(conv2d(x, p["conv1"]), p["norm1"], eps, gelu_after=True)  # (B, h, w, C) -> (B, h, w, C/2)
+    r = layer_norm(conv2d(r, p["conv2"]), p["norm2"], eps, gelu_after=True)
+    return layer_norm(conv2d(r, p["conv3"]), p["norm3"], eps, residual=x)  # -> (B, h, w, C), added into x
 
 
 def vit_block(x, p, config, index, return_probs=False):
@@ -78,7 +80,7 @@ def vit_block(x, p, config, index, return_probs=False):
     x, probs = self_attention(layer_norm(x, p["norm1"], eps), p["attention"], config, windowed, return_probs, x)
     x = mlp(layer_norm(x, p["norm2"], eps), p["mlp"], x)
     if index in config.residual_block_indices:
-        x += residual_bottleneck(x, p["residual"])
+        x = residual_bottleneck(x, p["residual"])
     return x, probs
 
 

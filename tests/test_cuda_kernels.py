@@ -47,10 +47,15 @@ def assert_close(actual, expected, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("channels", [384, 192, 100])
 def test_layer_norm(numpy_and_cuda, dtype, channels):
+    """Alone, then GELU, or added into a residual."""
     x = (rng.standard_normal((37, channels)) * 1000 + 300).astype(dtype)  # float16 squares would overflow
     p = {"weight": (1 + 0.1 * rng.standard_normal(channels)).astype(dtype),
          "bias": (0.1 * rng.standard_normal(channels)).astype(dtype)}
-    expected, actual = numpy_and_cuda(nn.layer_norm, x, p, 1e-6)
+    for gelu_after in (False, True):
+        expected, actual = numpy_and_cuda(nn.layer_norm, x, p, 1e-6, gelu_after)
+        assert_close(actual, expected, dtype)
+    residual = (100 * rng.standard_normal(x.shape)).astype(dtype)
+    expected, actual = numpy_and_cuda(lambda r: (nn.layer_norm(x, p, 1e-6, residual=r), r)[1], residual)
     assert_close(actual, expected, dtype)
 
 
@@ -96,6 +101,35 @@ def test_window_heads(numpy_and_cuda, dtype, size, window, queries):
     assert expected[0].shape == (count, 2, np.prod(queries or window), 64)
     for computed, composed in zip(actual, expected):
         assert computed.dtype == dtype and np.array_equal(computed, composed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [(9, 13), (1, 6), (6, 1)])
+def test_convolution_gathers(numpy_and_cuda, dtype, size):
+    """The copies convolutions make of their input, each one kernel on CuPy: im2col columns (two inputs read as
+    concatenated, stride 1 and 2, origins beyond the image), Winograd's input tiles, the decoder's edge-replicated
+    rows and its frame's taps (single-row and single-column images, whose two edges are the same pixels): exactly
+    the composed copies' values, and so the same convolutions."""
+    first, second = ((10 * rng.standard_normal((2, *size, c))).astype(dtype) for c in (3, 5))
+    for b, y0, x0, axes in [(1, -1, -1, [(size[0], 1, 0), (size[1], 0, 1), (3, 1, 0), (3, 0, 1)]),
+                            (0, -2, -1, [(4, 2, 0), (6, 0, 2), (3, 1, 0), (3, 0, 1)]),
+                            (1, -1, -3, [(4, 1, 0), (4, 0, 1), (5, 2, 0), (7, 0, 2)])]:
+        expected, actual = numpy_and_cuda(conv._zero_padded_taps, (first, second), b, y0, x0, axes)
+        assert actual.shape == (*(size for size, _, _ in axes), 8) and actual.flags.c_contiguous
+        assert actual.dtype == dtype and np.array_equal(actual, expected)
+    expected, actual = numpy_and_cuda(conv._edge_padded, second, -2, size[0] + 1)
+    assert actual.shape == (2, size[0] + 3, size[1] + 2, 5) and np.array_equal(actual, expected)
+    for axis in (1, 2):
+        weight = rng.standard_normal((2, 3 * 5, 8)).astype(dtype)
+        expected, actual = numpy_and_cuda(conv._edge_conv, second, axis, weight)
+        assert actual.shape == (2, 2, 2 * size[2 - axis], 4) and np.array_equal(actual, expected)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(dtype)
+    for stride in (1, 2):
+        expected, actual = numpy_and_cuda(conv.conv2d, (first, second), {"im2col_weight": conv.im2col_weight(w)},
+                                          stride)
+        assert np.array_equal(actual, expected)
+    expected, actual = numpy_and_cuda(conv.conv2d, (first, second), {"winograd_weight": conv.winograd_weight(w)})
+    assert np.array_equal(actual, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -202,7 +236,7 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
     assert left_to_cupy == []
 
 
-@pytest.mark.parametrize("source", ["attention.cu", "nn.cu", "foreground.cu"])
+@pytest.mark.parametrize("source", ["attention.cu", "conv.cu", "nn.cu", "foreground.cu"])
 def test_sources_compile_for_the_gpu(tmp_path, source):
     """The exact code NVRTC gets on a GPU machine, through nvcc and ptxas for an H100 (sm_90), where the CUDA
     toolkit is installed: the emulation above does not see the PTX float16 conversions of device.cuh."""

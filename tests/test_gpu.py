@@ -43,7 +43,12 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
     x = (rng.standard_normal((2, 9, 13, 384)) * 300).astype(dtype)
     p = {"weight": (1 + 0.1 * rng.standard_normal(384)).astype(dtype),
          "bias": (0.1 * rng.standard_normal(384)).astype(dtype)}
-    assert_matches(nn.layer_norm(on_gpu(cp, x), on_gpu(cp, p), 1e-6), nn.layer_norm(x, p, 1e-6), tolerance)
+    for gelu_after in (False, True):
+        assert_matches(nn.layer_norm(on_gpu(cp, x), on_gpu(cp, p), 1e-6, gelu_after),
+                       nn.layer_norm(x, p, 1e-6, gelu_after), tolerance)
+    summed = on_gpu(cp, 10 * x)  # layer_norm adds into it
+    nn.layer_norm(on_gpu(cp, x), on_gpu(cp, p), 1e-6, residual=summed)
+    assert_matches(summed, nn.layer_norm(x, p, 1e-6, residual=10 * x), tolerance)
     g = np.linspace(-10, 10, 5 * 1536).reshape(5, 1536).astype(dtype)
     expected = nn.gelu(g.copy())  # in place
     assert_matches(nn.gelu(on_gpu(cp, g)), expected, tolerance)
@@ -73,6 +78,12 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
         assert_matches(out_gpu, out, tolerance)
         assert_matches(probs_gpu, probs, tolerance)
     images = rng.standard_normal((1, 12, 18, 36)).astype(dtype)
+    # Gathers copy values: exact. Two inputs (one a view), stride 2, origins beyond the image; edge-replicated rows.
+    gather = (0, -1, -2, [(6, 2, 0), (9, 0, 2), (3, 1, 0), (3, 0, 1)])
+    taps = conv._zero_padded_taps((on_gpu(cp, images), on_gpu(cp, images[..., :5])), *gather)
+    assert np.array_equal(backend.to_numpy(taps), conv._zero_padded_taps((images, images[..., :5]), *gather))
+    assert np.array_equal(backend.to_numpy(conv._edge_padded(on_gpu(cp, images), -1, 14)),
+                          conv._edge_padded(images, -1, 14))
     weight, bias = (0.1 * rng.standard_normal((32, 36, 3, 3))).astype(dtype), rng.standard_normal(32).astype(dtype)
     im2col = {"im2col_weight": conv.im2col_weight(weight), "bias": bias}
     assert_matches(conv.conv2d(on_gpu(cp, images), on_gpu(cp, im2col), stride=2, relu=True),
@@ -109,6 +120,18 @@ def test_model_matches_numpy(cp, kernels, det_state, preset, precision, toleranc
         alphas = gpu(pixels).alphas
         assert isinstance(alphas, cp.ndarray) and alphas.dtype == np.float32
         assert np.abs(backend.to_numpy(alphas) - cpu(pixels).alphas).max() < tolerance
+
+
+def test_model_on_a_stream_of_its_own(cp, det_state):
+    """Under `with cupy.cuda.Stream(non_blocking=True)`, products and kernels run in order on that stream (cuBLAS's
+    handle is CuPy's, set to whichever stream used it last), nothing on the default one."""
+    gpu = minimatte.VitMatte.from_state_dict(det_state("small"), backend_name="cupy")
+    expected = backend.to_numpy(gpu(input_a()).alphas)
+    with cp.cuda.Stream(non_blocking=True) as stream:
+        for _ in range(3):
+            alphas = gpu(input_a()).alphas
+        stream.synchronize()
+    assert np.abs(backend.to_numpy(alphas) - expected).max() < 1e-6  # a race would be far off
 
 
 def test_infer_on_gpu(cp, det_model):

@@ -132,6 +132,19 @@ def test_layer_norm_and_sigmoid_match_definitions():
     np.testing.assert_allclose(nn.sigmoid(x[:, :5].copy() / 50), 1 / (1 + np.exp(-x64[:, :5] / 50)), atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_layer_norm_then_gelu_or_residual(dtype):
+    """Activated or added into a residual row by row: exactly the separate operations' values."""
+    x, residual = (randn(2, 37, 96) * 20).astype(dtype), (randn(2, 37, 96) * 20).astype(dtype)
+    p = {name: randn(96).astype(dtype) for name in ("weight", "bias")}
+    assert np.array_equal(nn.layer_norm(x, p, 1e-6, gelu_after=True), nn.gelu(nn.layer_norm(x, p, 1e-6)))
+    into = residual.copy()
+    assert nn.layer_norm(x, p, 1e-6, residual=into) is not None
+    assert into.dtype == dtype and np.array_equal(into, residual + nn.layer_norm(x, p, 1e-6))
+    with pytest.raises(ValueError, match="layer_norm adds into the residual in place: it needs a C-contiguous"):
+        nn.layer_norm(x[:, :, :48], {name: v[:48] for name, v in p.items()}, 1e-6, residual=residual[:, :, ::2])
+
+
 def test_relative_embeddings_kept_where_launches_cost(monkeypatch):
     """On CuPy (few_launches) a block's embeddings are made once for the grid last asked for, and made afresh
     for another; on NumPy never kept. Rh[i, :, j] = the resized table's row i - j + a - 1."""

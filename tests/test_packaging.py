@@ -19,7 +19,7 @@ def test_wheel_has_no_top_level_kernels(tmp_path):
     assert wheel.name.startswith(f"minimatte-{minimatte.__version__}-")  # one version, minimatte.__version__
     names = zipfile.ZipFile(wheel).namelist()
     assert "minimatte/kernels/attention.py" in names and "minimatte/kernels/conv.py" in names
-    cuda_sources = ("attention.cu", "nn.cu", "foreground.cu", "common.cuh", "device.cuh")
+    cuda_sources = ("attention.cu", "conv.cu", "nn.cu", "foreground.cu", "common.cuh", "device.cuh")
     assert {f"minimatte/kernels/cuda/{f}" for f in cuda_sources} <= set(names)
     assert not [n for n in names if n.startswith("kernels/")]
     top_level = [n for n in names if n.endswith("top_level.txt")]

@@ -1,10 +1,16 @@
 // Layer norm and exact GELU: one pass each instead of a chain of CuPy launches, computing in float32 for
 // float16 arrays too. Same maths as kernels/nn.py.
 
+// Exact GELU, v * (1 + erf(v / sqrt 2)) / 2.
+__device__ __forceinline__ float gelu_of(float v) { return v * (1.0f + erff(v * 0.70710678118654752f)) * 0.5f; }
+
 // LayerNorm of one row of `channels` values per block: the mean, then the biased variance of x - mean,
-// in float32 (float16 squares would overflow from |x| = 256 on; real activations reach ~1000).
+// in float32 (float16 squares would overflow from |x| = 256 on; real activations reach ~1000). Then, the normalised
+// value rounded to T first as a separate operation would have stored it: its GELU (gelu_after), or its sum with
+// out's value (add_to_out: out is the residual).
 template <typename T>
-__device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, int channels, float eps) {
+__device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, int channels, float eps,
+                           bool gelu_after, bool add_to_out) {
     const long long row = (long long)blockIdx.x * channels;
     float sum = 0;
     for (int c = threadIdx.x; c < channels; c += blockDim.x) sum += to_float(x[row + c]);
@@ -17,7 +23,10 @@ __device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, i
     const float inverse_std = 1.0f / sqrtf(block_reduce(squares, Sum()) / channels + eps);
     for (int c = threadIdx.x; c < channels; c += blockDim.x) {
         const float normalised = (to_float(x[row + c]) - mean) * inverse_std;
-        store(out + row + c, normalised * to_float(weight[c]) + to_float(bias[c]));
+        float value = normalised * to_float(weight[c]) + to_float(bias[c]);
+        if (gelu_after) value = gelu_of(rounded<T>(value));
+        if (add_to_out) value = to_float(out[row + c]) + rounded<T>(value);
+        store(out + row + c, value);
     }
 }
 
@@ -28,7 +37,7 @@ __device__ void gelu(T* x, const T* bias, int channels, long long n) {
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const float v = bias ? rounded<T>(to_float(x[i]) + to_float(bias[i % channels])) : to_float(x[i]);
-        store(x + i, v * (1.0f + erff(v * 0.70710678118654752f)) * 0.5f);
+        store(x + i, gelu_of(v));
     }
 }
 
@@ -49,12 +58,12 @@ __device__ void add_bias(const T* y, const T* bias, const T* residual, T* out, b
 }
 
 extern "C" __global__ void layer_norm_f32(const float* x, const float* weight, const float* bias, float* out,
-                                          int channels, float eps) {
-    layer_norm(x, weight, bias, out, channels, eps);
+                                          int channels, float eps, int gelu_after, int add_to_out) {
+    layer_norm(x, weight, bias, out, channels, eps, gelu_after != 0, add_to_out != 0);
 }
 extern "C" __global__ void layer_norm_f16(const half_bits* x, const half_bits* weight, const half_bits* bias,
-                                          half_bits* out, int channels, float eps) {
-    layer_norm(x, weight, bias, out, channels, eps);
+                                          half_bits* out, int channels, float eps, int gelu_after, int add_to_out) {
+    layer_norm(x, weight, bias, out, channels, eps, gelu_after != 0, add_to_out != 0);
 }
 extern "C" __global__ void gelu_f32(float* x, long long n) { gelu(x, (const float*)nullptr, 1, n); }
 extern "C" __global__ void gelu_f16(half_bits* x, long long n) { gelu(x, (const half_bits*)nullptr, 1, n); }
