@@ -211,8 +211,10 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
     """A CuPy pass queues its operations and returns: nothing in it brings a value back to the host (a device
     array's truth or number, a boolean mask's size, a copy to the host), each of which would hold the host until
     the GPU caught up. Run on cupy_stand_in, which records them, as the CuPy backend runs it; twice, the second
-    pass with what the first kept for passes at its size (relative_embeddings). Every product is one cuBLAS call
-    (none left to CuPy's matmul), also where a slab of attention takes several windows at once: two here."""
+    pass with what the first kept for passes at its size (relative_embeddings), which sends nothing from the host
+    (a copy from host memory waits for the GPU too, and a CUDA graph could not hold one). Every product is one
+    cuBLAS call (none left to CuPy's matmul), also where a slab of attention takes several windows at once: two
+    here."""
     pixels = np.tile(input_a(), (1, 1, 1, 3))  # 64 x 288: 4 x 18 tokens, 1 x 2 windows, part-padded
     expected = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)(pixels).alphas
     cupy_stand_in.emulated_backend(monkeypatch)
@@ -233,6 +235,7 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
         assert record.syncs == []
         assert record.operations["cuBLAS product"] > 0 and record.operations["CUDA kernel softmax_numerators"] > 0
         assert np.abs(alphas.get() - expected).max() < tolerance
+    assert record.operations["host to device"] == 0
     assert left_to_cupy == []
 
 
