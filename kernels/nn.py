@@ -33,10 +33,10 @@ def linear(x, p, out=None, add_bias=True):
 
 
 def layer_norm(x, p, eps, gelu_after=False, residual=None):
-    """LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm; then GELU (gelu_after), or added to
-    `residual` in place of it, returned (residual: an array of x's shape). Each row normalised is activated or
-    added while in cache; on CuPy one kernel. Values as those of the separate operations: the normalised row is
-    rounded to x's type first.
+    """LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm; then GELU (gelu_after); then, if
+    `residual` (an array of x's shape) is given, added to it in place of it, and the residual returned. Each row is
+    activated and added while in cache; on CuPy one kernel. Values as those of the separate operations: each is
+    rounded to x's type before the next.
 
     In channels-last layout this is also the channels-first `LayerNorm2d` of VitDet's residual blocks.
     """
@@ -62,13 +62,13 @@ def layer_norm(x, p, eps, gelu_after=False, residual=None):
         work *= 1 / xp.sqrt(var + eps)
         work *= p["weight"]
         work += p["bias"]
-        if residual is not None:
-            ys += work.astype(ys.dtype, copy=False)
-            return
-        if work is not ys:
+        if residual is None and work is not ys:
             ys[...] = work
+        normalised = ys if residual is None else work.astype(ys.dtype, copy=False)  # rounded to x's type
         if gelu_after:
-            _gelu_rows(ys)
+            _gelu_rows(normalised)
+        if residual is not None:
+            ys += normalised
 
     run_slices(normalise, rows.shape[0], xp, width=c)
     return out.reshape(x.shape)

@@ -47,7 +47,7 @@ def assert_close(actual, expected, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("channels", [384, 192, 100])
 def test_layer_norm(numpy_and_cuda, dtype, channels):
-    """Alone, then GELU, or added into a residual."""
+    """Alone, then GELU, added into a residual, or both."""
     x = (rng.standard_normal((37, channels)) * 1000 + 300).astype(dtype)  # float16 squares would overflow
     p = {"weight": (1 + 0.1 * rng.standard_normal(channels)).astype(dtype),
          "bias": (0.1 * rng.standard_normal(channels)).astype(dtype)}
@@ -55,8 +55,9 @@ def test_layer_norm(numpy_and_cuda, dtype, channels):
         expected, actual = numpy_and_cuda(nn.layer_norm, x, p, 1e-6, gelu_after)
         assert_close(actual, expected, dtype)
     residual = (100 * rng.standard_normal(x.shape)).astype(dtype)
-    expected, actual = numpy_and_cuda(lambda r: (nn.layer_norm(x, p, 1e-6, residual=r), r)[1], residual)
-    assert_close(actual, expected, dtype)
+    for gelu_after in (False, True):
+        expected, actual = numpy_and_cuda(lambda r: (nn.layer_norm(x, p, 1e-6, gelu_after, r), r)[1], residual)
+        assert_close(actual, expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -141,6 +141,9 @@ def test_layer_norm_then_gelu_or_residual(dtype):
     into = residual.copy()
     assert nn.layer_norm(x, p, 1e-6, residual=into) is not None
     assert into.dtype == dtype and np.array_equal(into, residual + nn.layer_norm(x, p, 1e-6))
+    into = residual.copy()
+    nn.layer_norm(x, p, 1e-6, gelu_after=True, residual=into)
+    assert np.array_equal(into, residual + nn.gelu(nn.layer_norm(x, p, 1e-6)))
     with pytest.raises(ValueError, match="layer_norm adds into the residual in place: it needs a C-contiguous"):
         nn.layer_norm(x[:, :, :48], {name: v[:48] for name, v in p.items()}, 1e-6, residual=residual[:, :, ::2])
 

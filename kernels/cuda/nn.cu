@@ -5,9 +5,9 @@
 __device__ __forceinline__ float gelu_of(float v) { return v * (1.0f + erff(v * 0.70710678118654752f)) * 0.5f; }
 
 // LayerNorm of one row of `channels` values per block: the mean, then the biased variance of x - mean,
-// in float32 (float16 squares would overflow from |x| = 256 on; real activations reach ~1000). Then, the normalised
-// value rounded to T first as a separate operation would have stored it: its GELU (gelu_after), or its sum with
-// out's value (add_to_out: out is the residual).
+// in float32 (float16 squares would overflow from |x| = 256 on; real activations reach ~1000). Then its GELU
+// (gelu_after), then its sum with out's value (add_to_out: out is the residual), each step's input rounded to T
+// as a separate operation would have stored it.
 template <typename T>
 __device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, int channels, float eps,
                            bool gelu_after, bool add_to_out) {
