@@ -110,15 +110,17 @@ def window_heads(qkv, bias, window, num_heads, queries=None):
     (a, b), (a_q, b_q) = window, queries or window
     hd = c3 // 3 // num_heads
     kernel = backend.cuda_kernel(xp, "attention.cu", "window_heads", qkv.dtype) if bias is not None else None
-    if kernel is not None:
-        count = n * -(-h // a) * -(-w // b)  # windows
+    count = n * -(-h // a) * -(-w // b)  # windows
+    total = count * a * b * c3  # the kernel: a thread per element of the windows' qkv, int indices
+    if kernel is not None and total < 2 ** 31:
         q = xp.empty((count, num_heads, a_q * b_q, hd), dtype=qkv.dtype)
         k_t = xp.empty((count, num_heads, hd, a * b), dtype=qkv.dtype)
         v = xp.empty((count, num_heads, a * b, hd), dtype=qkv.dtype)
-        total = count * a * b * c3  # a thread per element of the windows' qkv
         sizes = map(numpy.int32, (h, w, a, b, a_q, b_q, num_heads, hd))
+        divisors = (c3, a * b, b, -(-w // b), -(-h // a), c3 // 3, hd)  # in the kernel's order
         kernel(*backend.grid_stride_launch(total), (xp.ascontiguousarray(qkv), bias, q, k_t, v, *sizes,
-                                                     numpy.float32(hd ** -0.5), numpy.int64(total)))
+                                                     numpy.float32(hd ** -0.5), numpy.int32(total),
+                                                     *map(backend.fast_divisor, divisors)))
         return q, k_t, v
     windows = window_partition(qkv, window, bias)  # (N, h, w, 3C) -> (N*nW, a, b, 3C)
     grid = windows.reshape(-1, a, b, 3, num_heads, hd)

@@ -101,16 +101,22 @@ def _gathered(inputs, origin, axes, edge=False):
     first = inputs[0]
     xp = array_module(first)
     kernel = backend.cuda_kernel(xp, "conv.cu", "gather_pixels", first.dtype)
-    if kernel is None:
+    sizes, channels = [size for size, _ in axes], sum(x.shape[3] for x in inputs)
+    if kernel is None or numpy.prod(sizes) * channels >= 2 ** 31:  # the kernel's indices are ints
         return None
     first, second = (xp.ascontiguousarray(x) for x in (inputs[0], inputs[-1]))
-    sizes = [size for size, _ in axes]
-    out = xp.empty((*sizes, sum(x.shape[3] for x in inputs)), dtype=first.dtype)
+    out = xp.empty((*sizes, channels), dtype=first.dtype)
     axes = [(1, (0, 0, 0))] * (4 - len(axes)) + list(axes)  # the kernel's four, leading ones of size 1
-    scalars = (first.shape[3], out.shape[-1], *first.shape[1:3], *origin, *(size for size, _ in axes[1:]),
-               *(step for _, steps in axes for step in steps), edge)
-    kernel(*backend.grid_stride_launch(out.size), (first, second, out, *map(numpy.int32, scalars),
-                                                   numpy.int64(out.size)))
+
+    def ints(*values):
+        return tuple(map(numpy.int32, values))
+
+    def divisor(d):  # a Divisor: d and its magic number
+        return numpy.int32(d), backend.fast_divisor(d)
+    arguments = (first, second, out, *ints(first.shape[3]), *divisor(channels), *ints(*first.shape[1:3], *origin),
+                 *(value for size, _ in axes[1:] for value in divisor(size)),
+                 *ints(*(step for _, steps in axes for step in steps), edge, out.size))
+    kernel(*backend.grid_stride_launch(out.size), arguments)
     return out
 
 

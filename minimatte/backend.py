@@ -286,6 +286,13 @@ def grid_stride_launch(count):
     return (min(-(-count // 256), 8192),), (256,)
 
 
+def fast_divisor(d):
+    """The magic number of kernels/cuda/common.cuh's Divisor for d (1 <= d < 2^31), as a kernel argument:
+    (shift << 32) | multiplier, shift = ceil(log2 d), multiplier = floor(2^32 (2^shift - d) / d) + 1."""
+    shift = (d - 1).bit_length()
+    return numpy.int64(shift << 32 | (2 ** 32 * (2 ** shift - d)) // d + 1)
+
+
 def cuda_code(source):
     """What NVRTC compiles for kernels/cuda/`source`: the device helpers, the shared ones, the kernels."""
     return "\n".join(map(cuda_source, ("device.cuh", "common.cuh", source)))

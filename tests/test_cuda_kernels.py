@@ -105,26 +105,29 @@ def test_window_heads(numpy_and_cuda, dtype, size, window, queries):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("size", [(9, 13), (1, 6), (6, 1)])
-def test_convolution_gathers(numpy_and_cuda, dtype, size):
+@pytest.mark.parametrize("size,channels", [((9, 13), (3, 5)), ((1, 6), (3, 5)), ((6, 1), (3, 5)),
+                                           ((9, 13), (16, 48))])
+def test_convolution_gathers(numpy_and_cuda, dtype, size, channels):
     """The copies convolutions make of their input, each one kernel on CuPy: im2col columns (two inputs read as
     concatenated, stride 1 and 2, origins beyond the image), Winograd's input tiles, the decoder's edge-replicated
     rows and its frame's taps (single-row and single-column images, whose two edges are the same pixels): exactly
-    the composed copies' values, and so the same convolutions."""
-    first, second = ((10 * rng.standard_normal((2, *size, c))).astype(dtype) for c in (3, 5))
+    the composed copies' values, and so the same convolutions. A tap's threads take its channels one by one (5: one
+    thread), all at once (8: eight threads) or in rounds (48: 16 threads, three rounds; 64: 32 threads, two)."""
+    first, second = ((10 * rng.standard_normal((2, *size, c))).astype(dtype) for c in channels)
+    c_in = sum(channels)
     for b, y0, x0, axes in [(1, -1, -1, [(size[0], 1, 0), (size[1], 0, 1), (3, 1, 0), (3, 0, 1)]),
                             (0, -2, -1, [(4, 2, 0), (6, 0, 2), (3, 1, 0), (3, 0, 1)]),
                             (1, -1, -3, [(4, 1, 0), (4, 0, 1), (5, 2, 0), (7, 0, 2)])]:
         expected, actual = numpy_and_cuda(conv._zero_padded_taps, (first, second), b, y0, x0, axes)
-        assert actual.shape == (*(size for size, _, _ in axes), 8) and actual.flags.c_contiguous
+        assert actual.shape == (*(size for size, _, _ in axes), c_in) and actual.flags.c_contiguous
         assert actual.dtype == dtype and np.array_equal(actual, expected)
     expected, actual = numpy_and_cuda(conv._edge_padded, second, -2, size[0] + 1)
-    assert actual.shape == (2, size[0] + 3, size[1] + 2, 5) and np.array_equal(actual, expected)
+    assert actual.shape == (2, size[0] + 3, size[1] + 2, channels[1]) and np.array_equal(actual, expected)
     for axis in (1, 2):
-        weight = rng.standard_normal((2, 3 * 5, 8)).astype(dtype)
+        weight = rng.standard_normal((2, 3 * channels[1], 8)).astype(dtype)
         expected, actual = numpy_and_cuda(conv._edge_conv, second, axis, weight)
         assert actual.shape == (2, 2, 2 * size[2 - axis], 4) and np.array_equal(actual, expected)
-    w = rng.standard_normal((16, 8, 3, 3)).astype(dtype)
+    w = rng.standard_normal((16, c_in, 3, 3)).astype(dtype)
     for stride in (1, 2):
         expected, actual = numpy_and_cuda(conv.conv2d, (first, second), {"im2col_weight": conv.im2col_weight(w)},
                                           stride)
@@ -252,6 +255,24 @@ def test_sources_compile_for_the_gpu(tmp_path, source):
                              str(tmp_path / "kernels.cu")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 7, 48, 196, 1000, 4097, 65535, 2 ** 20 + 1, 2 ** 30, 2 ** 30 + 3, 2 ** 31 - 1,
+                               *np.random.default_rng(1).integers(1, 2 ** 31, 4).tolist()])
+def test_divisor_divides_exactly(d):
+    """common.cuh's Divisor, with backend.fast_divisor's magic number: n / d and n % d exactly for 0 <= n < 2^31."""
+    kernels = compile_kernels(backend.cuda_source("common.cuh") + '''
+        extern "C" __global__ void divide(const int* n, int* quotient, int* remainder, int d, long long magic,
+                                          int count) {
+            const Divisor divisor(d, magic);
+            for (int i = threadIdx.x; i < count; i += blockDim.x) quotient[i] = divisor.divide(n[i], remainder[i]);
+        }''')
+    edges = [0, 1, d - 1, d, d + 1, 2 * d - 1, 2 * d, 2 ** 31 - 2, 2 ** 31 - 1, (2 ** 31 - 1) // d * d,
+             (2 ** 31 - 1) // d * d - 1]
+    n = np.array([v for v in edges if 0 <= v < 2 ** 31] + rng.integers(0, 2 ** 31, 2000).tolist(), np.int32)
+    quotient, remainder = np.empty_like(n), np.empty_like(n)
+    kernels["divide"]((1,), (256,), (n, quotient, remainder, np.int32(d), backend.fast_divisor(d), np.int32(n.size)))
+    assert np.array_equal(quotient, n // d) and np.array_equal(remainder, n % d)
 
 
 def test_emulation_reports_a_barrier_that_not_all_threads_reach():

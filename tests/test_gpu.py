@@ -97,6 +97,24 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
                    conv.conv2d_upsampled(images, images[:, :6, :9], fusion), tolerance)
 
 
+def test_divisor_on_gpu(cp):
+    """common.cuh's Divisor with backend.fast_divisor's magic numbers: exact quotients and remainders."""
+    code = backend.cuda_code("nn.cu") + '''
+        extern "C" __global__ void divide(const int* n, int* quotient, int* remainder, int d, long long magic,
+                                          int count) {
+            const Divisor divisor(d, magic);
+            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x)
+                quotient[i] = divisor.divide(n[i], remainder[i]);
+        }'''
+    divide = cp.RawModule(code=code, options=("--std=c++17",)).get_function("divide")
+    n = np.concatenate([np.arange(70000), rng.integers(0, 2 ** 31, 100000), [2 ** 31 - 1]]).astype(np.int32)
+    for d in (1, 3, 48, 196, 65535, 2 ** 30 + 3, 2 ** 31 - 1):
+        quotient, remainder = cp.empty(n.size, np.int32), cp.empty(n.size, np.int32)
+        divide((64,), (256,), (cp.asarray(n), quotient, remainder, np.int32(d), backend.fast_divisor(d),
+                               np.int32(n.size)))
+        assert np.array_equal(quotient.get(), n // d) and np.array_equal(remainder.get(), n % d)
+
+
 @pytest.mark.parametrize("case", range(len(product_layouts())))
 def test_products_on_gpu(cp, monkeypatch, case):
     """backend.matmul on CuPy: one cuBLAS call reading views where they lie, else CuPy's matmul; a @ b either way."""

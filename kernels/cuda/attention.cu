@@ -77,26 +77,31 @@ extern "C" __global__ void softmax_numerators_f16(half_bits* logits, const half_
 // heads, head_dim, window_h * window_w) scaled, v (windows, heads, window_h * window_w, head_dim). Windows are
 // item-major, then row-major over the grid padded bottom and right to whole windows, whose pads are the bias
 // alone. Each value is rounded to T once the bias is added, and k again once scaled, as the composed operations
-// round. A thread per element of the windows' qkv, consecutive threads along its channels (coalesced reads).
+// round. A thread per element of the windows' qkv (fewer than 2^31), consecutive threads along its channels
+// (coalesced reads); the seven divisions that place an element are Divisors (common.cuh), whose magic numbers
+// `magic` holds in the order of the divisors below.
 template <typename T>
 __device__ void window_heads(const T* qkv, const T* bias, T* q, T* k_t, T* v, int height, int width, int window_h,
-                             int window_w, int query_h, int query_w, int heads, int head_dim, float scale,
-                             long long total) {
+                             int window_w, int query_h, int query_w, int heads, int head_dim, float scale, int total,
+                             const long long* magic) {
     const int channels = heads * head_dim, keys = window_h * window_w;
     const int windows_h = (height + window_h - 1) / window_h, windows_w = (width + window_w - 1) / window_w;
+    const Divisor by_qkv(3 * channels, magic[0]), by_keys(keys, magic[1]), by_window_w(window_w, magic[2]),
+        by_windows_w(windows_w, magic[3]), by_windows_h(windows_h, magic[4]), by_channels(channels, magic[5]),
+        by_head_dim(head_dim, magic[6]);
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
-        const int channel = (int)(i % (3 * channels)), key = (int)(i / (3 * channels) % keys);
-        const long long window = i / (3 * channels) / keys;
-        const int ty = key / window_w, tx = key % window_w;  // the token's place in its window, and in the grid:
-        const int y = (int)(window / windows_w % windows_h) * window_h + ty;
-        const int x = (int)(window % windows_w) * window_w + tx;
-        const long long item = window / windows_w / windows_h;
+        int channel, key, tx, wx, wy, within, d;
+        const int window = by_keys.divide(by_qkv.divide((int)i, channel), key);
+        const int ty = by_window_w.divide(key, tx);  // the token's place in its window, and in the grid:
+        const int item = by_windows_h.divide(by_windows_w.divide(window, wx), wy);
+        const int y = wy * window_h + ty, x = wx * window_w + tx;
         float value = to_float(bias[channel]);
         if (y < height && x < width)
-            value = rounded<T>(to_float(qkv[((item * height + y) * width + x) * 3 * channels + channel]) + value);
-        const int part = channel / channels, head = channel % channels / head_dim, d = channel % head_dim;
-        const long long head_index = window * heads + head;
+            value = rounded<T>(to_float(qkv[(((long long)item * height + y) * width + x) * 3 * channels + channel])
+                               + value);
+        const int part = by_channels.divide(channel, within), head = by_head_dim.divide(within, d);
+        const long long head_index = (long long)window * heads + head;
         if (part == 0) {
             if (ty < query_h && tx < query_w)
                 store(q + (head_index * query_h * query_w + ty * query_w + tx) * head_dim + d, value);
@@ -110,14 +115,24 @@ __device__ void window_heads(const T* qkv, const T* bias, T* q, T* k_t, T* v, in
 
 extern "C" __global__ void window_heads_f32(const float* qkv, const float* bias, float* q, float* k_t, float* v,
                                             int height, int width, int window_h, int window_w, int query_h,
-                                            int query_w, int heads, int head_dim, float scale, long long total) {
+                                            int query_w, int heads, int head_dim, float scale, int total,
+                                            long long qkv_magic, long long keys_magic, long long window_w_magic,
+                                            long long windows_w_magic, long long windows_h_magic,
+                                            long long channels_magic, long long head_dim_magic) {
+    const long long magic[] = {qkv_magic, keys_magic, window_w_magic, windows_w_magic, windows_h_magic,
+                               channels_magic, head_dim_magic};
     window_heads(qkv, bias, q, k_t, v, height, width, window_h, window_w, query_h, query_w, heads, head_dim, scale,
-                 total);
+                 total, magic);
 }
 extern "C" __global__ void window_heads_f16(const half_bits* qkv, const half_bits* bias, half_bits* q,
                                             half_bits* k_t, half_bits* v, int height, int width, int window_h,
                                             int window_w, int query_h, int query_w, int heads, int head_dim,
-                                            float scale, long long total) {
+                                            float scale, int total,
+                                            long long qkv_magic, long long keys_magic, long long window_w_magic,
+                                            long long windows_w_magic, long long windows_h_magic,
+                                            long long channels_magic, long long head_dim_magic) {
+    const long long magic[] = {qkv_magic, keys_magic, window_w_magic, windows_w_magic, windows_h_magic,
+                               channels_magic, head_dim_magic};
     window_heads(qkv, bias, q, k_t, v, height, width, window_h, window_w, query_h, query_w, heads, head_dim, scale,
-                 total);
+                 total, magic);
 }

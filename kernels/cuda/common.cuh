@@ -26,3 +26,19 @@ __device__ float rounded(float x) {
     store(&r, x);
     return to_float(r);
 }
+
+// A divisor fixed for a kernel's run: n / d and n % d for 0 <= n < 2^31 by a multiplication and a shift, with the
+// magic number backend.fast_divisor computes on the host, (shift << 32) | multiplier (Granlund & Montgomery 1994,
+// "Division by invariant integers using multiplication"). A division by a run-time value takes ~20 instructions,
+// three of them at a quarter rate: in a kernel whose every element finds its place by several, they cost more
+// than moving the element.
+struct Divisor {
+    int d;
+    unsigned multiplier, shift;
+    __device__ Divisor(int d, long long magic) : d(d), multiplier((unsigned)magic), shift((unsigned)(magic >> 32)) {}
+    __device__ int divide(int n, int& remainder) const {  // returns n / d
+        const int quotient = (int)((__umulhi((unsigned)n, multiplier) + (unsigned)n) >> shift);
+        remainder = n - quotient * d;
+        return quotient;
+    }
+};

@@ -3,28 +3,25 @@
 // that composed CuPy makes in two to five operations (a zeroed or edge-padded copy, assignments into it, a copy
 // of a strided view of it); here it is one pass.
 
-// out (size0 x size1 x size2 x size3 x channels, contiguous) gets at [i0, i1, i2, i3, c] channel c of pixel
-// (item, row, column) = origin + i0 * step0 + i1 * step1 + i2 * step2 + i3 * step3 of the image (items x height x
-// width) whose channels are first's first_channels, then second's (conv2d's inputs read as concatenated); beyond
-// the image zero or, where `edge`, the nearest edge pixel's value. A thread per element of out, grid-stride,
-// consecutive threads along its channels.
+// out (size0 x size1 x size2 x size3 x channels, contiguous, fewer than 2^31 elements) gets at [i0, i1, i2, i3, c]
+// channel c of pixel (item, row, column) = origin + i0 * step0 + i1 * step1 + i2 * step2 + i3 * step3 of the image
+// (items x height x width) whose channels are first's first_channels, then second's (conv2d's inputs read as
+// concatenated); beyond the image zero or, where `edge`, the nearest edge pixel's value. A thread per element of
+// out, grid-stride, consecutive threads along its channels; the four divisions that find an element's place are
+// Divisors (common.cuh): as divisions they took several times the instructions of the copy itself.
 struct Steps {
     int item, row, column;
 };
 
 template <typename T>
-__device__ void gather_pixels(const T* first, const T* second, T* out, int first_channels, int channels, int height,
-                              int width, Steps origin, int size1, int size2, int size3, Steps step0, Steps step1,
-                              Steps step2, Steps step3, bool edge, long long total) {
+__device__ void gather_pixels(const T* first, const T* second, T* out, int first_channels, Divisor channels,
+                              int height, int width, Steps origin, Divisor size1, Divisor size2, Divisor size3,
+                              Steps step0, Steps step1, Steps step2, Steps step3, bool edge, int total) {
+    const int second_channels = channels.d - first_channels;
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
-        const int c = (int)(i % channels);
-        long long position = i / channels;
-        const int i3 = (int)(position % size3);
-        position /= size3;
-        const int i2 = (int)(position % size2);
-        position /= size2;
-        const int i1 = (int)(position % size1), i0 = (int)(position / size1);
+        int c, i3, i2, i1;
+        const int i0 = size1.divide(size2.divide(size3.divide(channels.divide((int)i, c), i3), i2), i1);
         const int item = origin.item + i0 * step0.item + i1 * step1.item + i2 * step2.item + i3 * step3.item;
         int row = origin.row + i0 * step0.row + i1 * step1.row + i2 * step2.row + i3 * step3.row;
         int column = origin.column + i0 * step0.column + i1 * step1.column + i2 * step2.column + i3 * step3.column;
@@ -35,7 +32,6 @@ __device__ void gather_pixels(const T* first, const T* second, T* out, int first
         T value = 0;
         if (row >= 0 && row < height && column >= 0 && column < width) {
             const long long pixel = ((long long)item * height + row) * width + column;
-            const int second_channels = channels - first_channels;
             value = c < first_channels ? first[pixel * first_channels + c]
                                        : second[pixel * second_channels + c - first_channels];
         }
@@ -43,27 +39,32 @@ __device__ void gather_pixels(const T* first, const T* second, T* out, int first
     }
 }
 
-// CuPy passes scalars, not structs: each Steps as its three ints.
-extern "C" __global__ void gather_pixels_f32(const float* first, const float* second, float* out, int first_channels,
-                                             int channels, int height, int width, int item0, int row0, int column0,
-                                             int size1, int size2, int size3, int item_step0, int row_step0,
-                                             int column_step0, int item_step1, int row_step1, int column_step1,
-                                             int item_step2, int row_step2, int column_step2, int item_step3,
-                                             int row_step3, int column_step3, int edge, long long total) {
-    gather_pixels(first, second, out, first_channels, channels, height, width, Steps{item0, row0, column0}, size1,
-                  size2, size3, Steps{item_step0, row_step0, column_step0}, Steps{item_step1, row_step1, column_step1},
-                  Steps{item_step2, row_step2, column_step2}, Steps{item_step3, row_step3, column_step3}, edge != 0,
-                  total);
+// CuPy passes scalars, not structs: each Divisor as its divisor and magic number, each Steps as its three ints.
+extern "C" __global__ void gather_pixels_f32(const float* first, const float* second, float* out,
+                                             int first_channels, int channels, long long channels_magic, int height,
+                                             int width, int item0, int row0, int column0, int size1,
+                                             long long size1_magic, int size2, long long size2_magic, int size3,
+                                             long long size3_magic, int item_step0, int row_step0, int column_step0,
+                                             int item_step1, int row_step1, int column_step1, int item_step2,
+                                             int row_step2, int column_step2, int item_step3, int row_step3,
+                                             int column_step3, int edge, int total) {
+    gather_pixels(first, second, out, first_channels, Divisor(channels, channels_magic), height, width,
+                  Steps{item0, row0, column0}, Divisor(size1, size1_magic), Divisor(size2, size2_magic),
+                  Divisor(size3, size3_magic), Steps{item_step0, row_step0, column_step0},
+                  Steps{item_step1, row_step1, column_step1}, Steps{item_step2, row_step2, column_step2},
+                  Steps{item_step3, row_step3, column_step3}, edge != 0, total);
 }
 extern "C" __global__ void gather_pixels_f16(const half_bits* first, const half_bits* second, half_bits* out,
-                                             int first_channels, int channels, int height, int width, int item0,
-                                             int row0, int column0, int size1, int size2, int size3, int item_step0,
-                                             int row_step0, int column_step0, int item_step1, int row_step1,
-                                             int column_step1, int item_step2, int row_step2, int column_step2,
-                                             int item_step3, int row_step3, int column_step3, int edge,
-                                             long long total) {
-    gather_pixels(first, second, out, first_channels, channels, height, width, Steps{item0, row0, column0}, size1,
-                  size2, size3, Steps{item_step0, row_step0, column_step0}, Steps{item_step1, row_step1, column_step1},
-                  Steps{item_step2, row_step2, column_step2}, Steps{item_step3, row_step3, column_step3}, edge != 0,
-                  total);
+                                             int first_channels, int channels, long long channels_magic, int height,
+                                             int width, int item0, int row0, int column0, int size1,
+                                             long long size1_magic, int size2, long long size2_magic, int size3,
+                                             long long size3_magic, int item_step0, int row_step0, int column_step0,
+                                             int item_step1, int row_step1, int column_step1, int item_step2,
+                                             int row_step2, int column_step2, int item_step3, int row_step3,
+                                             int column_step3, int edge, int total) {
+    gather_pixels(first, second, out, first_channels, Divisor(channels, channels_magic), height, width,
+                  Steps{item0, row0, column0}, Divisor(size1, size1_magic), Divisor(size2, size2_magic),
+                  Divisor(size3, size3_magic), Steps{item_step0, row_step0, column_step0},
+                  Steps{item_step1, row_step1, column_step1}, Steps{item_step2, row_step2, column_step2},
+                  Steps{item_step3, row_step3, column_step3}, edge != 0, total);
 }
