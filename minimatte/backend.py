@@ -289,6 +289,7 @@ def grid_stride_launch(count):
 def fast_divisor(d):
     """The magic number of kernels/cuda/common.cuh's Divisor for d (1 <= d < 2^31), as a kernel argument:
     (shift << 32) | multiplier, shift = ceil(log2 d), multiplier = floor(2^32 (2^shift - d) / d) + 1."""
+    d = int(d)
     shift = (d - 1).bit_length()
     return numpy.int64(shift << 32 | (2 ** 32 * (2 ** shift - d)) // d + 1)
 
