@@ -111,8 +111,7 @@ def test_convolution_gathers(numpy_and_cuda, dtype, size, channels):
     """The copies convolutions make of their input, each one kernel on CuPy: im2col columns (two inputs read as
     concatenated, stride 1 and 2, origins beyond the image), Winograd's input tiles, the decoder's edge-replicated
     rows and its frame's taps (single-row and single-column images, whose two edges are the same pixels): exactly
-    the composed copies' values, and so the same convolutions. A tap's threads take its channels one by one (5: one
-    thread), all at once (8: eight threads) or in rounds (48: 16 threads, three rounds; 64: 32 threads, two)."""
+    the composed copies' values, and so the same convolutions; 5, 8, 48 and 64 channels."""
     first, second = ((10 * rng.standard_normal((2, *size, c))).astype(dtype) for c in channels)
     c_in = sum(channels)
     for b, y0, x0, axes in [(1, -1, -1, [(size[0], 1, 0), (size[1], 0, 1), (3, 1, 0), (3, 0, 1)]),
