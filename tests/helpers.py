@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MINIMATTE_SHARED", ROOT.parent / "shared"))
 REFERENCE = SHARED / "reference"
 DATA = SHARED / "data"
+# A test kernel for common.cuh's Divisor (run emulated and on a GPU): quotient[i], remainder[i] = n[i] / d, n[i] % d.
+DIVIDE_KERNEL = '''
+extern "C" __global__ void divide(const int* n, int* quotient, int* remainder, int d, long long magic, int count) {
+    const Divisor divisor(d, magic);
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x)
+        quotient[i] = divisor.divide(n[i], remainder[i]);
+}'''
 
 
 def deterministic_state(config):

@@ -15,7 +15,7 @@ import pytest
 import minimatte
 import cupy_stand_in
 from cuda_emulation import COMPILER, compile_kernels, emulated_kernels, emulated_matmul
-from helpers import input_a
+from helpers import DIVIDE_KERNEL, input_a
 from minimatte import backend, foreground
 from minimatte.kernels import attention, conv, nn
 
@@ -260,12 +260,7 @@ def test_sources_compile_for_the_gpu(tmp_path, source):
                                *np.random.default_rng(1).integers(1, 2 ** 31, 4).tolist()])
 def test_divisor_divides_exactly(d):
     """common.cuh's Divisor, with backend.fast_divisor's magic number: n / d and n % d exactly for 0 <= n < 2^31."""
-    kernels = compile_kernels(backend.cuda_source("common.cuh") + '''
-        extern "C" __global__ void divide(const int* n, int* quotient, int* remainder, int d, long long magic,
-                                          int count) {
-            const Divisor divisor(d, magic);
-            for (int i = threadIdx.x; i < count; i += blockDim.x) quotient[i] = divisor.divide(n[i], remainder[i]);
-        }''')
+    kernels = compile_kernels(backend.cuda_source("common.cuh") + DIVIDE_KERNEL)
     edges = [0, 1, d - 1, d, d + 1, 2 * d - 1, 2 * d, 2 ** 31 - 2, 2 ** 31 - 1, (2 ** 31 - 1) // d * d,
              (2 ** 31 - 1) // d * d - 1]
     n = np.array([v for v in edges if 0 <= v < 2 ** 31] + rng.integers(0, 2 ** 31, 2000).tolist(), np.int32)

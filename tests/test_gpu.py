@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minimatte
-from helpers import DATA, input_a, product_layouts
+from helpers import DATA, DIVIDE_KERNEL, input_a, product_layouts
 from minimatte import backend
 from minimatte.kernels import attention, conv, nn
 
@@ -99,13 +99,7 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
 
 def test_divisor_on_gpu(cp):
     """common.cuh's Divisor with backend.fast_divisor's magic numbers: exact quotients and remainders."""
-    code = backend.cuda_code("nn.cu") + '''
-        extern "C" __global__ void divide(const int* n, int* quotient, int* remainder, int d, long long magic,
-                                          int count) {
-            const Divisor divisor(d, magic);
-            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x)
-                quotient[i] = divisor.divide(n[i], remainder[i]);
-        }'''
+    code = "\n".join(map(backend.cuda_source, ("device.cuh", "common.cuh"))) + DIVIDE_KERNEL
     divide = cp.RawModule(code=code, options=("--std=c++17",)).get_function("divide")
     n = np.concatenate([np.arange(70000), rng.integers(0, 2 ** 31, 100000), [2 ** 31 - 1]]).astype(np.int32)
     for d in (1, 3, 48, 196, 65535, 2 ** 30 + 3, 2 ** 31 - 1):
