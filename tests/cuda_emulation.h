@@ -5,7 +5,10 @@
 // which skip the signal-mask system calls), run in turn until each finishes or reaches __syncthreads;
 // once all wait there, all go on. A block where some threads finish while others wait at a
 // barrier is reported: on a GPU that is undefined behaviour (a hang or wrong results). __shared__ variables
-// are statics, shared by the block's fibers; blocks run one after another.
+// are statics, shared by the block's fibers; blocks run one after another. Threads and blocks run in index
+// order or, for a launch asked to run reversed, in the opposite order: a GPU runs them in any order and
+// side by side, so a kernel whose result depends on which of two threads (or blocks) goes first, a race,
+// gives one result in each order.
 #include <cmath>
 #include <csetjmp>
 #include <functional>
@@ -49,6 +52,7 @@ inline uint3 block_index, block_dim, grid_dim;
 inline std::vector<Fiber> fibers;
 inline std::vector<char> stacks;
 inline size_t current;
+inline bool last_first;  // this launch runs its blocks and threads in reverse order
 inline jmp_buf scheduler;
 inline const std::function<void()>* body;
 constexpr size_t STACK_BYTES = 1 << 16;
@@ -97,7 +101,8 @@ inline bool run_block() {
     for (Fiber& fiber : fibers) fiber.state = RUNNING;
     for (;;) {
         size_t done = 0;
-        for (current = 0; current < fibers.size(); ++current) {
+        for (size_t turn = 0; turn < fibers.size(); ++turn) {
+            current = last_first ? fibers.size() - 1 - turn : turn;
             if (fibers[current].state == RUNNING) switch_to(fibers[current]);
             done += fibers[current].state == DONE;  // else it waits at the barrier
         }
@@ -107,17 +112,18 @@ inline bool run_block() {
     }
 }
 
-inline int launch(uint3 grid, uint3 block, const std::function<void()>& kernel) {
+inline int launch(uint3 grid, uint3 block, bool reversed, const std::function<void()>& kernel) {
     grid_dim = grid;
     block_dim = block;
+    last_first = reversed;
     body = &kernel;
     create_fibers();
-    for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) {
-                block_index = {x, y, z};
-                if (!run_block()) return 1;
-            }
+    const size_t blocks = (size_t)grid.x * grid.y * grid.z;
+    for (size_t turn = 0; turn < blocks; ++turn) {
+        const size_t b = last_first ? blocks - 1 - turn : turn;
+        block_index = {unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / grid.x / grid.y)};
+        if (!run_block()) return 1;
+    }
     return 0;
 }
 

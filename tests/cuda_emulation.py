@@ -3,8 +3,10 @@
 With `emulated_kernels` patched over `backend.cuda_kernel`, the kernels' CuPy branch runs on NumPy arrays:
 the same launch shapes, argument lists and kernel code that a GPU runs, with cuda_emulation.h standing in
 for CUDA. Arguments are checked as a GPU cannot: every array against the C parameter's element type,
-every scalar against its width (CuPy passes a NumPy scalar's bytes as they are).
+every scalar against its width (CuPy passes a NumPy scalar's bytes as they are). Within `reversed_order()` every
+launch runs its blocks and threads in the opposite order (see cuda_emulation.h): a race's result changes with it.
 """
+import contextlib
 import ctypes
 import hashlib
 import re
@@ -25,6 +27,17 @@ SCALARS = {"int": np.int32, "long long": np.int64, "float": np.float32}
 COMPILER = shutil.which("g++") or shutil.which("c++")
 _COMPILED = {}
 _STREAM = threading.Lock()  # one launch at a time, as on a CUDA stream: the emulation's state is global
+_ORDER = {"reversed": False}
+
+
+@contextlib.contextmanager
+def reversed_order():
+    """Within it, emulated launches run their blocks and threads last first."""
+    _ORDER["reversed"] = True
+    try:
+        yield
+    finally:
+        _ORDER["reversed"] = False
 
 
 class EmulatedKernel:
@@ -50,7 +63,7 @@ class EmulatedKernel:
         pointers = (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values))
         grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
         with _STREAM:  # the CPU path's threads may launch side by side (CuPy arrays take one piece at a time)
-            failed = self.function(*grid, *block, pointers)
+            failed = self.function(*grid, *block, _ORDER["reversed"], pointers)
         if failed:
             raise RuntimeError(f"{self.name}: the threads of a block did not all reach the same __syncthreads")
 
@@ -72,8 +85,9 @@ def compile_kernels(code):
     for name, parameters in kernels.items():
         args = ", ".join(f"*({c_type}*)args[{i}]" for i, (c_type, _, _) in enumerate(parameters))
         wrappers.append(f'extern "C" int emulate_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, '
-                        f'unsigned by, unsigned bz, void** args) {{\n'
-                        f'    return emulation::launch({{gx, gy, gz}}, {{bx, by, bz}}, [&] {{ {name}({args}); }});\n}}')
+                        f'unsigned by, unsigned bz, bool reversed, void** args) {{\n'
+                        f'    return emulation::launch({{gx, gy, gz}}, {{bx, by, bz}}, reversed, '
+                        f'[&] {{ {name}({args}); }});\n}}')
     code += "\n" + "\n".join(wrappers) + "\n"
     key = hashlib.sha256(code.encode()).hexdigest()
     if key not in _COMPILED:
@@ -90,7 +104,7 @@ def compile_kernels(code):
         compiled = {}
         for name, parameters in kernels.items():
             function = getattr(library, f"emulate_{name}")
-            function.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_void_p]
+            function.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_bool, ctypes.c_void_p]
             compiled[name] = EmulatedKernel(name, function, parameters)
         _COMPILED[key] = compiled
     return _COMPILED[key]

@@ -5,6 +5,7 @@ tests/cuda_emulation.h: the launch shapes, argument lists and kernel code a GPU 
 runs them on one). The two sides differ only in float32 rounding: CUDA's erff against the rational erf,
 another summation order.
 """
+import contextlib
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 import minimatte
 import cupy_stand_in
-from cuda_emulation import COMPILER, compile_kernels, emulated_kernels, emulated_matmul
+from cuda_emulation import COMPILER, compile_kernels, emulated_kernels, emulated_matmul, reversed_order
 from helpers import DIVIDE_KERNEL, input_a
 from minimatte import backend, foreground
 from minimatte.kernels import attention, conv, nn
@@ -27,12 +28,15 @@ DTYPES = [np.float32, np.float16]
 TOLERANCE = {np.float32: 2e-6, np.float16: 2e-3}  # relative to the largest output: float32 / float16 ulps
 
 
-@pytest.fixture
-def numpy_and_cuda(monkeypatch):
-    """run(function, *args) -> (result of the NumPy path, result with the CUDA kernels), each on fresh copies."""
+@pytest.fixture(params=["in order", "reversed"])
+def numpy_and_cuda(request, monkeypatch):
+    """run(function, *args) -> (result of the NumPy path, result with the CUDA kernels), each on fresh copies; the
+    kernels' blocks and threads run in index order, and in a second test last first (cuda_emulation.reversed_order):
+    on a GPU they run in any order, so a kernel must give the same results in both."""
     def run(function, *args):
         expected = function(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
-        with monkeypatch.context() as patch:
+        order = reversed_order() if request.param == "reversed" else contextlib.nullcontext()
+        with monkeypatch.context() as patch, order:
             patch.setattr(backend, "cuda_kernel", emulated_kernels)
             actual = function(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
         return expected, actual
@@ -278,6 +282,35 @@ def test_emulation_reports_a_barrier_that_not_all_threads_reach():
     with pytest.raises(RuntimeError, match="did not all reach the same __syncthreads"):
         kernels["divergent"]((1,), (64,), (np.zeros(64, np.float32),))
     kernels["divergent"]((1,), (32,), (np.zeros(32, np.float32),))  # all threads reach it: fine
+
+
+def test_emulation_reversed_order_exposes_a_race():
+    """A thread that reads what another writes without a barrier between gets another value when the other runs
+    after it: the emulation's two orders give two results, within a block and across blocks. With the barrier,
+    one."""
+    kernels = compile_kernels('''
+        extern "C" __global__ void racing(float* x) {
+            const int i = blockIdx.x * blockDim.x + threadIdx.x;
+            if (i > 0) x[i] = x[i - 1] + 1;
+        }
+        extern "C" __global__ void synchronised(float* x) {
+            __shared__ float own[32];
+            own[threadIdx.x] = x[threadIdx.x] + 1;
+            __syncthreads();
+            x[threadIdx.x] = own[31 - threadIdx.x];
+        }''')
+    results = []
+    for order in (contextlib.nullcontext(), reversed_order()):
+        with order:
+            racing, synchronised = np.zeros(64, np.float32), np.arange(32, dtype=np.float32)
+            kernels["racing"]((2,), (32,), (racing,))
+            kernels["synchronised"]((1,), (32,), (synchronised,))
+        results.append((racing, synchronised))
+    (racing_in_order, synchronised_in_order), (racing_reversed, synchronised_reversed) = results
+    assert np.array_equal(racing_in_order, np.arange(64))  # each thread after the one it reads
+    assert np.array_equal(racing_reversed, np.minimum(np.arange(64), 1))  # each before it
+    assert np.array_equal(synchronised_in_order, np.arange(32, 0, -1))
+    assert np.array_equal(synchronised_reversed, synchronised_in_order)
 
 
 def test_emulation_checks_argument_types():
