@@ -15,6 +15,10 @@ import minimatte  # noqa: E402
 from helpers import deterministic_state  # noqa: E402
 from reference import hf_model  # noqa: E402
 
+if os.environ.get("MINIMATTE_GPU_DRY_RUN") == "1":  # tests/test_gpu.py on the CPU (see cupy_stand_in)
+    import cupy_stand_in
+    cupy_stand_in.emulated_backend(pytest.MonkeyPatch())
+
 
 @functools.lru_cache(maxsize=None)
 def _state(name):

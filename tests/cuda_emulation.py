@@ -9,6 +9,7 @@ launch runs its blocks and threads in the opposite order (see cuda_emulation.h):
 import contextlib
 import ctypes
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +29,8 @@ COMPILER = shutil.which("g++") or shutil.which("c++")
 _COMPILED = {}
 _STREAM = threading.Lock()  # one launch at a time, as on a CUDA stream: the emulation's state is global
 _ORDER = {"reversed": False}
+# CUDA's launch limits (compute capability 3.0 on): a GPU refuses a launch beyond them.
+GRID_LIMITS, BLOCK_LIMITS, MAX_THREADS_PER_BLOCK = (2 ** 31 - 1, 65535, 65535), (1024, 1024, 64), 1024
 
 
 @contextlib.contextmanager
@@ -62,6 +65,9 @@ class EmulatedKernel:
                 values.append(np.ctypeslib.as_ctypes_type(dtype)(arg.item()))
         pointers = (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values))
         grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
+        if not (all(1 <= size <= most for size, most in zip(grid + block, GRID_LIMITS + BLOCK_LIMITS))
+                and np.prod(block) <= MAX_THREADS_PER_BLOCK):
+            raise ValueError(f"{self.name}: grid {grid} and block {block} are beyond CUDA's launch limits")
         with _STREAM:  # the CPU path's threads may launch side by side (CuPy arrays take one piece at a time)
             failed = self.function(*grid, *block, _ORDER["reversed"], pointers)
         if failed:
@@ -98,8 +104,10 @@ def compile_kernels(code):
             source.write_text(code)
             # -U_FORTIFY_SOURCE: where g++ fortifies by default (Ubuntu), glibc checks each longjmp against the
             # stack it is on and aborts on the fibers' switches between their own stacks.
+            # $MINIMATTE_EMULATION_FLAGS: more options, such as -fsanitize=address (see the README's GPU section).
             subprocess.run([COMPILER, "-std=c++17", "-O2", "-ffp-contract=off", "-U_FORTIFY_SOURCE", "-shared",
-                            "-fPIC", "-o", str(library_path), str(source)], check=True)
+                            "-fPIC", *os.environ.get("MINIMATTE_EMULATION_FLAGS", "").split(), "-o", str(library_path),
+                            str(source)], check=True)
             library = ctypes.CDLL(str(library_path))
         compiled = {}
         for name, parameters in kernels.items():

@@ -8,6 +8,9 @@ skipped, as CuPy skips it), and records every host synchronisation, where the ho
 up: a device value turned into a Python one (bool, int, float, item, tolist), a boolean mask or nonzero (their
 result's size), a copy to the host (get). The CUDA kernels and cuBLAS calls are served by tests/cuda_emulation.py
 (`emulated_backend`), and counted too.
+
+With MINIMATTE_GPU_DRY_RUN=1, tests/conftest.py installs it for the whole session, so that tests/test_gpu.py runs
+on the CPU: a dry run of the GPU tests' own code, not a test of a GPU.
 """
 import collections
 import contextlib
@@ -16,7 +19,7 @@ import types
 
 import numpy as np
 
-from cuda_emulation import emulated_gemm, emulated_kernels
+from cuda_emulation import compile_kernels, emulated_gemm, emulated_kernels
 from minimatte import backend
 
 # Array functions that return views or metadata (no GPU work), and those that allocate without writing.
@@ -198,7 +201,35 @@ def asnumpy(x):
 
 lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
     as_strided=lambda x, shape=None, strides=None: _device(np.lib.stride_tricks.as_strided(_host(x), shape, strides))))
-cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+
+
+class RawModule:
+    """cupy.RawModule: the kernels of `code` (device.cuh, which the emulation replaces, then kernels) emulated."""
+
+    def __init__(self, code, options=()):
+        self._kernels = compile_kernels(code.replace(backend.cuda_source("device.cuh"), ""))
+
+    def get_function(self, name):
+        return self._kernels[name]
+
+
+class Stream:
+    """cupy.cuda.Stream: the stand-in runs everything in order, as on one stream."""
+
+    def __init__(self, non_blocking=False):
+        self.non_blocking = non_blocking
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        return False
+
+    def synchronize(self):
+        _sync("synchronize")
+
+
+cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Stream=Stream,
                              Device=lambda *args: types.SimpleNamespace(synchronize=lambda: _sync("synchronize")))
 
 

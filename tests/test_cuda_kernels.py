@@ -7,8 +7,10 @@ another summation order.
 """
 import contextlib
 import os
+import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ import pytest
 import minimatte
 import cupy_stand_in
 from cuda_emulation import COMPILER, compile_kernels, emulated_kernels, emulated_matmul, reversed_order
-from helpers import DIVIDE_KERNEL, input_a
+from helpers import DIVIDE_KERNEL, ROOT, input_a
 from minimatte import backend, foreground
 from minimatte.kernels import attention, conv, nn
 
@@ -313,6 +315,16 @@ def test_emulation_reversed_order_exposes_a_race():
     assert np.array_equal(synchronised_reversed, synchronised_in_order)
 
 
+def test_gpu_tests_dry_run():
+    """tests/test_gpu.py's own code runs on the CPU with MINIMATTE_GPU_DRY_RUN=1 (cupy_stand_in, the kernels and
+    cuBLAS emulated), so that a GPU session does not find its mistakes: here a sample (the whole file takes
+    minutes). The tests take the stand-in for a GPU: none is skipped."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py", "-k",
+                             "divisor or stream or products"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "MINIMATTE_GPU_DRY_RUN": "1"})
+    assert result.returncode == 0 and re.search(r"^\d+ passed, \d+ deselected in", result.stdout, re.M), result.stdout
+
+
 def test_emulation_checks_argument_types():
     gelu = emulated_kernels(np, "nn.cu", "gelu", np.float32)
     x = np.zeros(8, np.float32)
@@ -320,3 +332,15 @@ def test_emulation_checks_argument_types():
         gelu((1,), (8,), (x, 8))
     with pytest.raises(TypeError, match=r"float\* needs a C-contiguous float32 array, got float64"):
         gelu((1,), (8,), (x.astype(np.float64), np.int64(8)))
+
+
+@pytest.mark.parametrize("grid,block", [((0,), (8,)), ((1,), (2048,)), ((1, 65536), (8,)), ((1,), (32, 64)),
+                                        ((1,), (1, 1, 65)), ((2 ** 31,), (8,))])
+def test_emulation_checks_launch_limits(grid, block):
+    """Launches a GPU refuses (cudaErrorInvalidConfiguration) are errors here too."""
+    gelu = emulated_kernels(np, "nn.cu", "gelu", np.float32)
+    x = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="beyond CUDA's launch limits"):
+        gelu(grid, block, (x, np.int64(8)))
+    gelu((1, 65535), (1,), (x, np.int64(8)))  # the limits themselves
+    gelu((1,), (8, 8, 16), (x, np.int64(8)))
