@@ -188,6 +188,22 @@ def __getattr__(name):
     return lambda *args, **kwargs: _call(target, args, kwargs)
 
 
+def _stale(array):
+    """`array` as a GPU's memory pool hands it out, holding what an earlier array left there: here NaN (floats) or
+    the largest value (integers), so that code reading an element of an `empty` array before writing it fails.
+    (NumPy's fresh pages are zeros.)"""
+    array.fill(np.nan if array.dtype.kind in "fc" else np.iinfo(array.dtype).max if array.dtype.kind in "iu" else 1)
+    return array
+
+
+def empty(shape, dtype=float, order="C"):
+    return _device(_stale(np.empty(shape, dtype, order)))
+
+
+def empty_like(prototype, dtype=None, order="K", subok=True, shape=None):
+    return _device(_stale(np.empty_like(_host(prototype), dtype, order, subok, shape)))
+
+
 def asarray(x, dtype=None):
     if isinstance(x, ndarray) and (dtype is None or x.dtype == dtype):
         return x
