@@ -11,6 +11,7 @@
 // gives one result in each order.
 #include <cmath>
 #include <csetjmp>
+#include <cstring>
 #include <functional>
 #include <vector>
 #include <ucontext.h>
@@ -20,12 +21,22 @@
 #define __forceinline__ inline
 #define __shared__ static
 
-typedef _Float16 half_bits;  // IEEE binary16, the layout of NumPy's float16
+// half_bits is device.cuh's type, the 16 bits of a float16 (NumPy's layout) as an unsigned short, so that kernel
+// code treats it here as on a GPU (`T value = 1` would be a tiny subnormal on both, not 1.0 on one); the
+// conversions go through _Float16, IEEE binary16, rounding to nearest even as cvt.rn does.
+typedef unsigned short half_bits;
 
 inline float to_float(float x) { return x; }
-inline float to_float(half_bits x) { return (float)x; }
+inline float to_float(half_bits x) {
+    _Float16 h;
+    std::memcpy(&h, &x, sizeof h);
+    return (float)h;
+}
 inline void store(float* p, float x) { *p = x; }
-inline void store(half_bits* p, float x) { *p = (half_bits)x; }  // round to nearest even, as cvt.rn
+inline void store(half_bits* p, float x) {
+    const _Float16 h = (_Float16)x;
+    std::memcpy(p, &h, sizeof h);
+}
 
 // CUDA's unfused, round-to-nearest arithmetic; the compiler runs with -ffp-contract=off, so plain operators are.
 inline float __fadd_rn(float a, float b) { return a + b; }

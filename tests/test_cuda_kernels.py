@@ -325,6 +325,14 @@ def test_gpu_tests_dry_run():
     assert result.returncode == 0 and re.search(r"^\d+ passed, \d+ deselected in", result.stdout, re.M), result.stdout
 
 
+def test_emulation_treats_float16_as_its_bits():
+    """device.cuh's half_bits is an unsigned short: a number assigned to one is a bit pattern on a GPU, and here."""
+    kernels = compile_kernels('extern "C" __global__ void one(half_bits* x) { x[0] = 1; }')
+    x = np.zeros(1, np.float16)
+    kernels["one"]((1,), (1,), (x,))
+    assert x.view(np.uint16)[0] == 1  # the smallest subnormal, not 1.0 (0x3c00)
+
+
 def test_emulation_checks_argument_types():
     gelu = emulated_kernels(np, "nn.cu", "gelu", np.float32)
     x = np.zeros(8, np.float32)
