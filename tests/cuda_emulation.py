@@ -83,9 +83,10 @@ def _parse(parameter):
 
 
 def compile_kernels(code):
-    """{name: EmulatedKernel} for every `extern "C" __global__` kernel of CUDA source `code` (which does not
-    include device.cuh), compiled with g++ once per content."""
-    code = HEADER.read_text() + "\n" + code
+    """{name: EmulatedKernel} for every `extern "C" __global__` kernel of CUDA source `code`, as NVRTC gets it
+    (backend.cuda_code; device.cuh, whose GPU-only definitions cuda_emulation.h replaces, is dropped) or without
+    device.cuh, compiled with g++ once per content."""
+    code = HEADER.read_text() + "\n" + code.replace(backend.cuda_source("device.cuh"), "")
     kernels = {name: [_parse(p) for p in params.split(",")] for name, params in KERNEL.findall(code)}
     wrappers = []
     for name, parameters in kernels.items():
@@ -120,7 +121,7 @@ def compile_kernels(code):
 
 def emulated_kernels(xp, source, name, dtype):
     """Drop-in for backend.cuda_kernel that serves NumPy arrays."""
-    kernels = compile_kernels(backend.cuda_source("common.cuh") + "\n" + backend.cuda_source(source))
+    kernels = compile_kernels(backend.cuda_code(source))
     return kernels[f"{name}_{backend.KERNEL_SUFFIXES[np.dtype(dtype)]}"]
 
 

@@ -220,20 +220,20 @@ lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
 
 
 class RawModule:
-    """cupy.RawModule: the kernels of `code` (device.cuh, which the emulation replaces, then kernels) emulated."""
+    """cupy.RawModule: the kernels of `code` emulated (cuda_emulation.compile_kernels)."""
 
     def __init__(self, code, options=()):
-        self._kernels = compile_kernels(code.replace(backend.cuda_source("device.cuh"), ""))
+        self._kernels = compile_kernels(code)
 
     def get_function(self, name):
         return self._kernels[name]
 
 
 class Stream:
-    """cupy.cuda.Stream: the stand-in runs everything in order, as on one stream."""
+    """cupy.cuda.Stream: the stand-in runs everything in order, as on one stream, whatever `non_blocking` says."""
 
     def __init__(self, non_blocking=False):
-        self.non_blocking = non_blocking
+        pass
 
     def __enter__(self):
         return self
