@@ -6,6 +6,7 @@ bring results back.
 """
 import ctypes
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -261,23 +262,36 @@ def take(a, indices, out, axis=None):
 # Where one pass of a hand-written kernel replaces many composed CuPy launches, the kernels ask for it here
 # and fall back to their array code (the NumPy path) when there is none. Sources: kernels/cuda/*.cu, each
 # compiled by NVRTC behind the shared helpers (common.cuh) and the device's float16 conversions (device.cuh).
-# Kernel names end in _f32 or _f16, the element type of their arrays; other types keep the array code.
+# Every kernel is a template over the element type T of its arrays (`template <typename T> __global__ void
+# name(...)`): T = float for float32 arrays, half_bits (device.cuh) for float16; other types keep the array
+# code. NVRTC compiles a template's instance only where named (`name<float>`, CuPy's name_expressions), so a
+# source is compiled once per element type asked for, with all its kernels.
 
-KERNEL_SUFFIXES = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float16): "f16"}
-_MODULES, _KERNELS = {}, {}  # compiled sources; their kernels by full name
+KERNEL_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float16): "half_bits"}
+CUDA_OPTIONS = ("--std=c++17",)  # CuPy adds the device's -arch
+_TEMPLATE_KERNEL = re.compile(r"template <typename T>\s*__global__ void (\w+)\(")
+_MODULES, _KERNELS = {}, {}  # compiled (source, T); their kernels by (source, name, T)
 
 
 def cuda_kernel(xp, source, name, dtype):
-    """The CUDA kernel `name`_f32/_f16 of kernels/cuda/`source` for CuPy arrays of `dtype` (compiled once),
-    or None on NumPy and for other dtypes."""
-    if xp is numpy or numpy.dtype(dtype) not in KERNEL_SUFFIXES:
+    """The CUDA kernel `name`<T> of kernels/cuda/`source` for CuPy arrays of `dtype` (compiled once), or None on
+    NumPy and for other dtypes."""
+    if xp is numpy or numpy.dtype(dtype) not in KERNEL_TYPES:
         return None
-    name = f"{name}_{KERNEL_SUFFIXES[numpy.dtype(dtype)]}"
-    if name not in _KERNELS:
-        if source not in _MODULES:
-            _MODULES[source] = xp.RawModule(code=cuda_code(source), options=("--std=c++17",))
-        _KERNELS[name] = _MODULES[source].get_function(name)
-    return _KERNELS[name]
+    element = KERNEL_TYPES[numpy.dtype(dtype)]
+    if (source, name, element) not in _KERNELS:
+        if (source, element) not in _MODULES:
+            code = cuda_code(source)
+            _MODULES[source, element] = xp.RawModule(code=code, options=CUDA_OPTIONS,
+                                                     name_expressions=kernel_instances(code, element))
+        _KERNELS[source, name, element] = _MODULES[source, element].get_function(f"{name}<{element}>")
+    return _KERNELS[source, name, element]
+
+
+def kernel_instances(code, element):
+    """The name expressions of every kernel template of CUDA `code` for element type `element`: ("name<float>",
+    ...)."""
+    return tuple(f"{name}<{element}>" for name in _TEMPLATE_KERNEL.findall(code))
 
 
 def grid_stride_launch(count):

@@ -23,6 +23,7 @@ from minimatte import backend
 
 HEADER = Path(__file__).with_name("cuda_emulation.h")
 KERNEL = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
+TEMPLATE_KERNEL = re.compile(r"template <typename T>\s*__global__ void (\w+)\(([^)]*)\)")
 POINTEES = {"float": np.float32, "half_bits": np.float16, "double": np.float64, "int": np.int32}
 SCALARS = {"int": np.int32, "long long": np.int64, "float": np.float32}
 COMPILER = shutil.which("g++") or shutil.which("c++")
@@ -82,16 +83,21 @@ def _parse(parameter):
     return c_type, (POINTEES if is_pointer else SCALARS)[base], is_pointer
 
 
-def compile_kernels(code):
-    """{name: EmulatedKernel} for every `extern "C" __global__` kernel of CUDA source `code`, as NVRTC gets it
-    (backend.cuda_code; device.cuh, whose GPU-only definitions cuda_emulation.h replaces, is dropped) or without
-    device.cuh, compiled with g++ once per content."""
+def compile_kernels(code, name_expressions=()):
+    """{name: EmulatedKernel} for every `extern "C" __global__` kernel of CUDA source `code`, and for every
+    instance of a kernel template that `name_expressions` names ("name<float>", as CuPy's RawModule takes them).
+    `code` as NVRTC gets it (backend.cuda_code; device.cuh, whose GPU-only definitions cuda_emulation.h replaces,
+    is dropped) or without device.cuh; compiled with g++ once per content."""
     code = HEADER.read_text() + "\n" + code.replace(backend.cuda_source("device.cuh"), "")
     kernels = {name: [_parse(p) for p in params.split(",")] for name, params in KERNEL.findall(code)}
+    templates = dict(TEMPLATE_KERNEL.findall(code))
+    for expression in name_expressions:
+        name, element = re.fullmatch(r"(\w+)<(\w+)>", expression).groups()
+        kernels[expression] = [_parse(re.sub(r"\bT\b", element, p)) for p in templates[name].split(",")]
     wrappers = []
-    for name, parameters in kernels.items():
-        args = ", ".join(f"*({c_type}*)args[{i}]" for i, (c_type, _, _) in enumerate(parameters))
-        wrappers.append(f'extern "C" int emulate_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, '
+    for i, (name, parameters) in enumerate(kernels.items()):
+        args = ", ".join(f"*({c_type}*)args[{j}]" for j, (c_type, _, _) in enumerate(parameters))
+        wrappers.append(f'extern "C" int emulate_{i}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, '
                         f'unsigned by, unsigned bz, bool reversed, void** args) {{\n'
                         f'    return emulation::launch({{gx, gy, gz}}, {{bx, by, bz}}, reversed, '
                         f'[&] {{ {name}({args}); }});\n}}')
@@ -111,8 +117,8 @@ def compile_kernels(code):
                             str(source)], check=True)
             library = ctypes.CDLL(str(library_path))
         compiled = {}
-        for name, parameters in kernels.items():
-            function = getattr(library, f"emulate_{name}")
+        for i, (name, parameters) in enumerate(kernels.items()):
+            function = getattr(library, f"emulate_{i}")
             function.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_bool, ctypes.c_void_p]
             compiled[name] = EmulatedKernel(name, function, parameters)
         _COMPILED[key] = compiled
@@ -121,8 +127,8 @@ def compile_kernels(code):
 
 def emulated_kernels(xp, source, name, dtype):
     """Drop-in for backend.cuda_kernel that serves NumPy arrays."""
-    kernels = compile_kernels(backend.cuda_code(source))
-    return kernels[f"{name}_{backend.KERNEL_SUFFIXES[np.dtype(dtype)]}"]
+    element, code = backend.KERNEL_TYPES[np.dtype(dtype)], backend.cuda_code(source)
+    return compile_kernels(code, backend.kernel_instances(code, element))[f"{name}<{element}>"]
 
 
 def emulated_matmul(a, b, out=None, fell_back=None):

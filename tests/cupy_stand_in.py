@@ -19,7 +19,7 @@ import types
 
 import numpy as np
 
-from cuda_emulation import compile_kernels, emulated_gemm, emulated_kernels
+from cuda_emulation import compile_kernels, emulated_gemm
 from minimatte import backend
 
 # Array functions that return views or metadata (no GPU work), and those that allocate without writing.
@@ -220,13 +220,18 @@ lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
 
 
 class RawModule:
-    """cupy.RawModule: the kernels of `code` emulated (cuda_emulation.compile_kernels)."""
+    """cupy.RawModule: the kernels of `code` emulated (cuda_emulation.compile_kernels), their launches counted."""
 
-    def __init__(self, code, options=()):
-        self._kernels = compile_kernels(code)
+    def __init__(self, code, options=(), name_expressions=()):
+        self._kernels = compile_kernels(code, name_expressions)
 
     def get_function(self, name):
-        return self._kernels[name]
+        emulated = self._kernels[name]
+
+        def launch(*args):
+            count(f"CUDA kernel {name.split('<')[0]}")
+            return emulated(*args)
+        return launch
 
 
 class Stream:
@@ -250,19 +255,13 @@ cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda
 
 
 def emulated_backend(monkeypatch):
-    """Make this module `cupy` for minimatte, its CUDA kernels and cuBLAS calls emulated (and counted)."""
-    def kernel(xp, source, name, dtype):
-        emulated = emulated_kernels(xp, source, name, dtype)
-
-        def launch(*args):
-            count(f"CUDA kernel {name}")
-            return emulated(*args)
-        return launch
-
+    """Make this module `cupy` for minimatte, its CUDA kernels (compiled by backend.cuda_kernel through RawModule)
+    and cuBLAS calls emulated (and counted)."""
     def gemm(a, b, out, layout):
         count("cuBLAS product")
         emulated_gemm(_host(a), _host(b), _host(out), layout)
 
     monkeypatch.setitem(sys.modules, "cupy", sys.modules[__name__])
-    monkeypatch.setattr(backend, "cuda_kernel", kernel)
+    for compiled in ("_MODULES", "_KERNELS"):  # the stand-in's modules and kernels leave with it
+        monkeypatch.setattr(backend, compiled, {})
     monkeypatch.setattr(backend, "cublas_gemm", gemm)

@@ -25,7 +25,7 @@ struct KeyCursor {
 // are read where the products that make them leave them (no copies into row order): bias_h is (query_h,
 // groups * query_w, key_rows), of which these keys are rows key_row0 on, bias_w (query_w, groups * query_h, key_w).
 template <typename T>
-__device__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, float* maxima, float* totals,
+__global__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, float* maxima, float* totals,
                                    int groups, int query_h, int query_w, int key_rows, int key_row0, int key_h,
                                    int key_w) {
     const int keys = key_h * key_w;
@@ -58,19 +58,6 @@ __device__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, 
     }
 }
 
-extern "C" __global__ void softmax_numerators_f32(float* logits, const float* bias_h, const float* bias_w,
-                                                  float* maxima, float* totals, int groups, int query_h,
-                                                  int query_w, int key_rows, int key_row0, int key_h, int key_w) {
-    softmax_numerators(logits, bias_h, bias_w, maxima, totals, groups, query_h, query_w, key_rows, key_row0, key_h,
-                       key_w);
-}
-extern "C" __global__ void softmax_numerators_f16(half_bits* logits, const half_bits* bias_h, const half_bits* bias_w,
-                                                  float* maxima, float* totals, int groups, int query_h,
-                                                  int query_w, int key_rows, int key_row0, int key_h, int key_w) {
-    softmax_numerators(logits, bias_h, bias_w, maxima, totals, groups, query_h, query_w, key_rows, key_row0, key_h,
-                       key_w);
-}
-
 // The projected tokens qkv (items x height x width x 3 * heads * head_dim), their bias not yet added, cut into
 // windows of window_h x window_w tokens and split into attend()'s layouts (kernels/attention.py, window_heads):
 // q (windows, heads, query_h * query_w, head_dim) of each window's top-left query_h x query_w tokens, k_t (windows,
@@ -78,17 +65,19 @@ extern "C" __global__ void softmax_numerators_f16(half_bits* logits, const half_
 // item-major, then row-major over the grid padded bottom and right to whole windows, whose pads are the bias
 // alone. Each value is rounded to T once the bias is added, and k again once scaled, as the composed operations
 // round. A thread per element of the windows' qkv (fewer than 2^31), consecutive threads along its channels
-// (coalesced reads); the seven divisions that place an element are Divisors (common.cuh), whose magic numbers
-// `magic` holds in the order of the divisors below.
+// (coalesced reads); the seven divisions that place an element are Divisors (common.cuh), given by their magic
+// numbers.
 template <typename T>
-__device__ void window_heads(const T* qkv, const T* bias, T* q, T* k_t, T* v, int height, int width, int window_h,
+__global__ void window_heads(const T* qkv, const T* bias, T* q, T* k_t, T* v, int height, int width, int window_h,
                              int window_w, int query_h, int query_w, int heads, int head_dim, float scale, int total,
-                             const long long* magic) {
+                             long long qkv_magic, long long keys_magic, long long window_w_magic,
+                             long long windows_w_magic, long long windows_h_magic, long long channels_magic,
+                             long long head_dim_magic) {
     const int channels = heads * head_dim, keys = window_h * window_w;
     const int windows_h = (height + window_h - 1) / window_h, windows_w = (width + window_w - 1) / window_w;
-    const Divisor by_qkv(3 * channels, magic[0]), by_keys(keys, magic[1]), by_window_w(window_w, magic[2]),
-        by_windows_w(windows_w, magic[3]), by_windows_h(windows_h, magic[4]), by_channels(channels, magic[5]),
-        by_head_dim(head_dim, magic[6]);
+    const Divisor by_qkv(3 * channels, qkv_magic), by_keys(keys, keys_magic), by_window_w(window_w, window_w_magic),
+        by_windows_w(windows_w, windows_w_magic), by_windows_h(windows_h, windows_h_magic),
+        by_channels(channels, channels_magic), by_head_dim(head_dim, head_dim_magic);
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
         int channel, key, tx, wx, wy, within, d;
@@ -111,28 +100,4 @@ __device__ void window_heads(const T* qkv, const T* bias, T* q, T* k_t, T* v, in
             store(v + (head_index * keys + key) * head_dim + d, value);
         }
     }
-}
-
-extern "C" __global__ void window_heads_f32(const float* qkv, const float* bias, float* q, float* k_t, float* v,
-                                            int height, int width, int window_h, int window_w, int query_h,
-                                            int query_w, int heads, int head_dim, float scale, int total,
-                                            long long qkv_magic, long long keys_magic, long long window_w_magic,
-                                            long long windows_w_magic, long long windows_h_magic,
-                                            long long channels_magic, long long head_dim_magic) {
-    const long long magic[] = {qkv_magic, keys_magic, window_w_magic, windows_w_magic, windows_h_magic,
-                               channels_magic, head_dim_magic};
-    window_heads(qkv, bias, q, k_t, v, height, width, window_h, window_w, query_h, query_w, heads, head_dim, scale,
-                 total, magic);
-}
-extern "C" __global__ void window_heads_f16(const half_bits* qkv, const half_bits* bias, half_bits* q,
-                                            half_bits* k_t, half_bits* v, int height, int width, int window_h,
-                                            int window_w, int query_h, int query_w, int heads, int head_dim,
-                                            float scale, int total,
-                                            long long qkv_magic, long long keys_magic, long long window_w_magic,
-                                            long long windows_w_magic, long long windows_h_magic,
-                                            long long channels_magic, long long head_dim_magic) {
-    const long long magic[] = {qkv_magic, keys_magic, window_w_magic, windows_w_magic, windows_h_magic,
-                               channels_magic, head_dim_magic};
-    window_heads(qkv, bias, q, k_t, v, height, width, window_h, window_w, query_h, query_w, heads, head_dim, scale,
-                 total, magic);
 }

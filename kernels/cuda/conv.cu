@@ -14,9 +14,19 @@ struct Steps {
 };
 
 template <typename T>
-__device__ void gather_pixels(const T* first, const T* second, T* out, int first_channels, Divisor channels,
-                              int height, int width, Steps origin, Divisor size1, Divisor size2, Divisor size3,
-                              Steps step0, Steps step1, Steps step2, Steps step3, bool edge, int total) {
+__global__ void gather_pixels(const T* first, const T* second, T* out, int first_channels, int channel_count,
+                              long long channels_magic, int height, int width, int item0, int row0, int column0,
+                              int size1_count, long long size1_magic, int size2_count, long long size2_magic,
+                              int size3_count, long long size3_magic, int item_step0, int row_step0,
+                              int column_step0, int item_step1, int row_step1, int column_step1, int item_step2,
+                              int row_step2, int column_step2, int item_step3, int row_step3, int column_step3,
+                              int edge, int total) {
+    // CuPy passes scalars, not structs: each Divisor as its divisor and magic number, each Steps as its three ints.
+    const Divisor channels(channel_count, channels_magic), size1(size1_count, size1_magic),
+        size2(size2_count, size2_magic), size3(size3_count, size3_magic);
+    const Steps origin{item0, row0, column0}, step0{item_step0, row_step0, column_step0},
+        step1{item_step1, row_step1, column_step1}, step2{item_step2, row_step2, column_step2},
+        step3{item_step3, row_step3, column_step3};
     const int second_channels = channels.d - first_channels;
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
@@ -37,34 +47,4 @@ __device__ void gather_pixels(const T* first, const T* second, T* out, int first
         }
         out[i] = value;
     }
-}
-
-// CuPy passes scalars, not structs: each Divisor as its divisor and magic number, each Steps as its three ints.
-extern "C" __global__ void gather_pixels_f32(const float* first, const float* second, float* out,
-                                             int first_channels, int channels, long long channels_magic, int height,
-                                             int width, int item0, int row0, int column0, int size1,
-                                             long long size1_magic, int size2, long long size2_magic, int size3,
-                                             long long size3_magic, int item_step0, int row_step0, int column_step0,
-                                             int item_step1, int row_step1, int column_step1, int item_step2,
-                                             int row_step2, int column_step2, int item_step3, int row_step3,
-                                             int column_step3, int edge, int total) {
-    gather_pixels(first, second, out, first_channels, Divisor(channels, channels_magic), height, width,
-                  Steps{item0, row0, column0}, Divisor(size1, size1_magic), Divisor(size2, size2_magic),
-                  Divisor(size3, size3_magic), Steps{item_step0, row_step0, column_step0},
-                  Steps{item_step1, row_step1, column_step1}, Steps{item_step2, row_step2, column_step2},
-                  Steps{item_step3, row_step3, column_step3}, edge != 0, total);
-}
-extern "C" __global__ void gather_pixels_f16(const half_bits* first, const half_bits* second, half_bits* out,
-                                             int first_channels, int channels, long long channels_magic, int height,
-                                             int width, int item0, int row0, int column0, int size1,
-                                             long long size1_magic, int size2, long long size2_magic, int size3,
-                                             long long size3_magic, int item_step0, int row_step0, int column_step0,
-                                             int item_step1, int row_step1, int column_step1, int item_step2,
-                                             int row_step2, int column_step2, int item_step3, int row_step3,
-                                             int column_step3, int edge, int total) {
-    gather_pixels(first, second, out, first_channels, Divisor(channels, channels_magic), height, width,
-                  Steps{item0, row0, column0}, Divisor(size1, size1_magic), Divisor(size2, size2_magic),
-                  Divisor(size3, size3_magic), Steps{item_step0, row_step0, column_step0},
-                  Steps{item_step1, row_step1, column_step1}, Steps{item_step2, row_step2, column_step2},
-                  Steps{item_step3, row_step3, column_step3}, edge != 0, total);
 }

@@ -13,25 +13,27 @@
 // independent, and a step reads the ones before it); data: (6, pixels) the data terms [a0 I, a1 I]; weights
 // and neighbours: (4, pixels), each pixel's neighbour weights and positions (left, right, up, down); own:
 // (2, pixels) and cross: (pixels,), the inverse of each pixel's 2x2 system (own for F and B, cross between).
-extern "C" __global__ void gauss_seidel_f32(float* fb, const float* data, const float* weights,
-                                            const int* neighbours, const double* own, const double* cross,
-                                            const int* steps, int count, int pixels) {
+// foreground.py runs it on float32 arrays (T = float).
+template <typename T>
+__global__ void gauss_seidel(T* fb, const T* data, const T* weights, const int* neighbours, const double* own,
+                             const double* cross, const int* steps, int count, int pixels) {
     for (int step = 0; step < count; ++step) {
         for (int i = steps[2 * step] + threadIdx.x; i < steps[2 * step + 1]; i += blockDim.x) {
             float rhs[6];  // [F, B] sums: the data term, then each weighted neighbour
-            for (int c = 0; c < 6; ++c) rhs[c] = data[(long long)c * pixels + i];
+            for (int c = 0; c < 6; ++c) rhs[c] = to_float(data[(long long)c * pixels + i]);
             for (int k = 0; k < 4; ++k) {
-                const float weight = weights[(long long)k * pixels + i];
+                const float weight = to_float(weights[(long long)k * pixels + i]);
                 const int neighbour = neighbours[(long long)k * pixels + i];
                 for (int c = 0; c < 6; ++c) {
-                    rhs[c] = __fadd_rn(rhs[c], __fmul_rn(weight, fb[(long long)c * pixels + neighbour]));
+                    rhs[c] = __fadd_rn(rhs[c], __fmul_rn(weight, to_float(fb[(long long)c * pixels + neighbour])));
                 }
             }
             for (int c = 0; c < 6; ++c) {  // F (c < 3) from rhs_F and rhs_B, B from rhs_B and rhs_F
                 const int other = c < 3 ? c + 3 : c - 3;
                 const double solved = __dadd_rn(__dmul_rn(own[(long long)(c / 3) * pixels + i], (double)rhs[c]),
                                                 __dmul_rn(cross[i], (double)rhs[other]));
-                fb[(long long)c * pixels + i] = (float)(solved < 0 ? 0.0 : solved > 1 ? 1.0 : solved);  // NaN stays NaN
+                const double clipped = solved < 0 ? 0.0 : solved > 1 ? 1.0 : solved;  // NaN stays NaN
+                store(fb + (long long)c * pixels + i, (float)clipped);
             }
         }
         __syncthreads();  // the next step reads this one

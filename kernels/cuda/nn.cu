@@ -9,8 +9,8 @@ __device__ __forceinline__ float gelu_of(float v) { return v * (1.0f + erff(v * 
 // (gelu_after), then its sum with out's value (add_to_out: out is the residual), each step's input rounded to T
 // as a separate operation would have stored it.
 template <typename T>
-__device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, int channels, float eps,
-                           bool gelu_after, bool add_to_out) {
+__global__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, int channels, float eps,
+                           int gelu_after, int add_to_out) {
     const long long row = (long long)blockIdx.x * channels;
     float sum = 0;
     for (int c = threadIdx.x; c < channels; c += blockDim.x) sum += to_float(x[row + c]);
@@ -33,7 +33,7 @@ __device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, i
 // v * (1 + erf(v / sqrt 2)) / 2 of v = x, or of v = x + bias (over rows of `channels`, the sum rounded to T as a
 // separate addition would round it), in place, grid-stride over n elements.
 template <typename T>
-__device__ void gelu(T* x, const T* bias, int channels, long long n) {
+__device__ void gelu_in_place(T* x, const T* bias, int channels, long long n) {
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const float v = bias ? rounded<T>(to_float(x[i]) + to_float(bias[i % channels])) : to_float(x[i]);
@@ -57,33 +57,18 @@ __device__ void add_bias(const T* y, const T* bias, const T* residual, T* out, b
     }
 }
 
-extern "C" __global__ void layer_norm_f32(const float* x, const float* weight, const float* bias, float* out,
-                                          int channels, float eps, int gelu_after, int add_to_out) {
-    layer_norm(x, weight, bias, out, channels, eps, gelu_after != 0, add_to_out != 0);
+template <typename T>
+__global__ void gelu(T* x, long long n) { gelu_in_place(x, (const T*)nullptr, 1, n); }
+
+template <typename T>
+__global__ void bias_gelu(T* x, const T* bias, int channels, long long n) { gelu_in_place(x, bias, channels, n); }
+
+template <typename T>
+__global__ void bias_relu(T* y, const T* bias, int relu, int channels, long long n) {
+    add_bias(y, bias, (const T*)nullptr, y, relu != 0, channels, n);
 }
-extern "C" __global__ void layer_norm_f16(const half_bits* x, const half_bits* weight, const half_bits* bias,
-                                          half_bits* out, int channels, float eps, int gelu_after, int add_to_out) {
-    layer_norm(x, weight, bias, out, channels, eps, gelu_after != 0, add_to_out != 0);
-}
-extern "C" __global__ void gelu_f32(float* x, long long n) { gelu(x, (const float*)nullptr, 1, n); }
-extern "C" __global__ void gelu_f16(half_bits* x, long long n) { gelu(x, (const half_bits*)nullptr, 1, n); }
-extern "C" __global__ void bias_gelu_f32(float* x, const float* bias, int channels, long long n) {
-    gelu(x, bias, channels, n);
-}
-extern "C" __global__ void bias_gelu_f16(half_bits* x, const half_bits* bias, int channels, long long n) {
-    gelu(x, bias, channels, n);
-}
-extern "C" __global__ void bias_relu_f32(float* y, const float* bias, int relu, int channels, long long n) {
-    add_bias(y, bias, (const float*)nullptr, y, relu != 0, channels, n);
-}
-extern "C" __global__ void bias_relu_f16(half_bits* y, const half_bits* bias, int relu, int channels, long long n) {
-    add_bias(y, bias, (const half_bits*)nullptr, y, relu != 0, channels, n);
-}
-extern "C" __global__ void bias_residual_f32(const float* y, const float* bias, const float* residual, float* out,
-                                             int channels, long long n) {
-    add_bias(y, bias, residual, out, false, channels, n);
-}
-extern "C" __global__ void bias_residual_f16(const half_bits* y, const half_bits* bias, const half_bits* residual,
-                                             half_bits* out, int channels, long long n) {
+
+template <typename T>
+__global__ void bias_residual(const T* y, const T* bias, const T* residual, T* out, int channels, long long n) {
     add_bias(y, bias, residual, out, false, channels, n);
 }
