@@ -100,7 +100,7 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
 def test_divisor_on_gpu(cp):
     """common.cuh's Divisor with backend.fast_divisor's magic numbers: exact quotients and remainders."""
     code = "\n".join(map(backend.cuda_source, ("device.cuh", "common.cuh"))) + DIVIDE_KERNEL
-    divide = cp.RawModule(code=code, options=("--std=c++17",)).get_function("divide")
+    divide = cp.RawModule(code=code, options=backend.CUDA_OPTIONS).get_function("divide")
     n = np.concatenate([np.arange(70000), rng.integers(0, 2 ** 31, 100000), [2 ** 31 - 1]]).astype(np.int32)
     for d in (1, 3, 48, 196, 65535, 2 ** 30 + 3, 2 ** 31 - 1):
         quotient, remainder = cp.empty(n.size, np.int32), cp.empty(n.size, np.int32)
