@@ -248,17 +248,17 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
     assert left_to_cupy == []
 
 
+@pytest.mark.parametrize("arch", ["sm_75", "sm_90", "sm_120"])  # T4 (the oldest not deprecated), H100, RTX 50
 @pytest.mark.parametrize("source", ["attention.cu", "conv.cu", "nn.cu", "foreground.cu"])
-def test_sources_compile_with_nvrtc(source):
+def test_sources_compile_with_nvrtc(source, arch):
     """What CuPy compiles on a GPU machine (backend.cuda_kernel's code, options and name expressions) through the
-    real NVRTC, for an H100 (sm_90): no warning, and each kernel instance in the binary under the name NVRTC gives
-    CuPy for it. The emulation sees neither the PTX float16 conversions of device.cuh nor what NVRTC lacks (system
-    headers)."""
+    real NVRTC: no warning, and each kernel instance in the binary under the name NVRTC gives CuPy for it. The
+    emulation sees neither the PTX float16 conversions of device.cuh nor what NVRTC lacks (system headers)."""
     library = nvrtc.load()
     code = backend.cuda_code(source)
     for element in backend.KERNEL_TYPES.values():
         expressions = backend.kernel_instances(code, element)
-        cubin, lowered, log = nvrtc.compile_program(library, code, (*backend.CUDA_OPTIONS, "-arch=sm_90"),
+        cubin, lowered, log = nvrtc.compile_program(library, code, (*backend.CUDA_OPTIONS, f"-arch={arch}"),
                                                     expressions)
         assert expressions and log.strip() == ""
         for expression in expressions:
