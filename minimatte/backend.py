@@ -269,7 +269,7 @@ def take(a, indices, out, axis=None):
 
 KERNEL_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float16): "half_bits"}
 CUDA_OPTIONS = ("--std=c++17",)  # CuPy adds the device's -arch
-_TEMPLATE_KERNEL = re.compile(r"template <typename T>\s*__global__ void (\w+)\(")
+_TEMPLATE_KERNEL = re.compile(r"template <typename T>\s*__global__ void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\(")
 _MODULES, _KERNELS = {}, {}  # compiled (source, T); their kernels by (source, name, T)
 
 

@@ -20,6 +20,7 @@
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(threads)
 
 // half_bits is device.cuh's type, the 16 bits of a float16 (NumPy's layout) as an unsigned short, so that kernel
 // code treats it here as on a GPU (`T value = 1` would be a tiny subnormal on both, not 1.0 on one); the

@@ -252,17 +252,20 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
 @pytest.mark.parametrize("source", ["attention.cu", "conv.cu", "nn.cu", "foreground.cu"])
 def test_sources_compile_with_nvrtc(source, arch):
     """What CuPy compiles on a GPU machine (backend.cuda_kernel's code, options and name expressions) through the
-    real NVRTC: no warning, and each kernel instance in the binary under the name NVRTC gives CuPy for it. The
-    emulation sees neither the PTX float16 conversions of device.cuh nor what NVRTC lacks (system headers)."""
+    real NVRTC: no warning, each kernel instance in the binary under the name NVRTC gives CuPy for it, and none
+    spilling registers to memory (ptxas's report). The emulation sees neither the PTX float16 conversions of
+    device.cuh nor what NVRTC lacks (system headers)."""
     library = nvrtc.load()
     code = backend.cuda_code(source)
     for element in backend.KERNEL_TYPES.values():
         expressions = backend.kernel_instances(code, element)
-        cubin, lowered, log = nvrtc.compile_program(library, code, (*backend.CUDA_OPTIONS, f"-arch={arch}"),
-                                                    expressions)
-        assert expressions and log.strip() == ""
+        cubin, lowered, log = nvrtc.compile_program(
+            library, code, (*backend.CUDA_OPTIONS, f"-arch={arch}", "--ptxas-options=-v"), expressions)
+        assert expressions and "warning" not in log
         for expression in expressions:
             assert lowered[expression].startswith("_Z") and b"\0" + lowered[expression].encode() + b"\0" in cubin
+        spills = re.findall(r"(\d+) bytes spill stores", log)
+        assert len(spills) == len(expressions) and set(spills) == {"0"}, log
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 7, 48, 196, 1000, 4097, 65535, 2 ** 20 + 1, 2 ** 30, 2 ** 30 + 3, 2 ** 31 - 1,

@@ -13,10 +13,12 @@
 // independent, and a step reads the ones before it); data: (6, pixels) the data terms [a0 I, a1 I]; weights
 // and neighbours: (4, pixels), each pixel's neighbour weights and positions (left, right, up, down); own:
 // (2, pixels) and cross: (pixels,), the inverse of each pixel's 2x2 system (own for F and B, cross between).
-// foreground.py runs it on float32 arrays (T = float).
+// foreground.py runs it on float32 arrays (T = float), with up to 1024 threads: the launch bound holds ptxas to
+// the 64 registers a thread that a block of 1024 may use (unbounded, it used 63 for sm_75), else the launch fails.
 template <typename T>
-__global__ void gauss_seidel(T* fb, const T* data, const T* weights, const int* neighbours, const double* own,
-                             const double* cross, const int* steps, int count, int pixels) {
+__global__ void __launch_bounds__(1024)
+    gauss_seidel(T* fb, const T* data, const T* weights, const int* neighbours, const double* own,
+                 const double* cross, const int* steps, int count, int pixels) {
     for (int step = 0; step < count; ++step) {
         for (int i = steps[2 * step] + threadIdx.x; i < steps[2 * step + 1]; i += blockDim.x) {
             float rhs[6];  // [F, B] sums: the data term, then each weighted neighbour
