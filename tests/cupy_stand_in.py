@@ -222,8 +222,8 @@ lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
 class RawModule:
     """cupy.RawModule: the kernels of `code` emulated (cuda_emulation.compile_kernels), their launches counted."""
 
-    def __init__(self, code, options=(), name_expressions=()):
-        self._kernels = compile_kernels(code, name_expressions)
+    def __init__(self, *, code, options=(), name_expressions=None):  # keyword-only, as CuPy's
+        self._kernels = compile_kernels(code, name_expressions or ())
 
     def get_function(self, name):
         emulated = self._kernels[name]
