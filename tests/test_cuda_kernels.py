@@ -94,6 +94,25 @@ def test_bias_epilogues(numpy_and_cuda, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_grid_stride_loops(numpy_and_cuda, monkeypatch, dtype):
+    """With fewer threads than elements (a launch has at most 2M threads), each thread takes elements a grid
+    apart, carrying their channel from one to the next (nn.cu's GridStride): here 5 x 64 threads over rows of 100
+    channels, which 320 does not divide, and a window_heads and a convolution gather of as many elements."""
+    monkeypatch.setattr(backend, "grid_stride_launch", lambda count: ((5,), (64,)))
+    x = (4 * rng.standard_normal((3, 7, 100))).astype(dtype)
+    bias, residual = (rng.standard_normal(shape).astype(dtype) for shape in (100, x.shape))
+    for expected, actual in (numpy_and_cuda(nn.gelu, x, bias), numpy_and_cuda(nn.bias_relu, x, bias, True),
+                             numpy_and_cuda(nn.add_residual, x, bias, residual)):
+        assert_close(actual, expected, dtype)
+    qkv = (8 * rng.standard_normal((2, 9, 11, 3 * 32))).astype(dtype)
+    for expected, actual in zip(*numpy_and_cuda(attention.window_heads, qkv, bias[:96], (4, 4), 2)):
+        assert np.array_equal(actual, expected)
+    image, weight = (rng.standard_normal(shape).astype(dtype) for shape in ((2, 9, 11, 12), (8, 12, 3, 3)))
+    expected, actual = numpy_and_cuda(conv.conv2d, image, {"im2col_weight": conv.im2col_weight(weight)})
+    assert np.array_equal(actual, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size,window,queries", [((19, 30), (14, 14), None), ((28, 14), (14, 14), None),
                                                  ((5, 9), (14, 14), (5, 9)), ((19, 30), (14, 14), (14, 14)),
                                                  ((6, 11), (6, 11), None)])
