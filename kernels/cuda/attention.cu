@@ -65,8 +65,8 @@ __global__ void softmax_numerators(T* logits, const T* bias_h, const T* bias_w, 
 // item-major, then row-major over the grid padded bottom and right to whole windows, whose pads are the bias
 // alone. Each value is rounded to T once the bias is added, and k again once scaled, as the composed operations
 // round. A thread per element of the windows' qkv (fewer than 2^31), consecutive threads along its channels
-// (coalesced reads); the seven divisions that place an element are Divisors (common.cuh), given by their magic
-// numbers.
+// (coalesced reads); the seven divisions that place an element are Divisors (common.cuh), each passed as its
+// magic number.
 template <typename T>
 __global__ void window_heads(const T* qkv, const T* bias, T* q, T* k_t, T* v, int height, int width, int window_h,
                              int window_w, int query_h, int query_w, int heads, int head_dim, float scale, int total,

@@ -14,7 +14,7 @@
 // and neighbours: (4, pixels), each pixel's neighbour weights and positions (left, right, up, down); own:
 // (2, pixels) and cross: (pixels,), the inverse of each pixel's 2x2 system (own for F and B, cross between).
 // foreground.py runs it on float32 arrays (T = float), with up to 1024 threads: the launch bound holds ptxas to
-// the 64 registers a thread that a block of 1024 may use (unbounded, it used 63 for sm_75), else the launch fails.
+// the 64 registers a thread may use in a block of 1024, beyond which the launch fails (unbounded, sm_75 took 63).
 template <typename T>
 __global__ void __launch_bounds__(1024)
     gauss_seidel(T* fb, const T* data, const T* weights, const int* neighbours, const double* own,
