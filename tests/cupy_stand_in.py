@@ -223,6 +223,8 @@ class RawModule:
     """cupy.RawModule: the kernels of `code` emulated (cuda_emulation.compile_kernels), their launches counted."""
 
     def __init__(self, *, code, options=(), name_expressions=None):  # keyword-only, as CuPy's
+        if not isinstance(code, str) or not isinstance(options, tuple):  # CuPy's signature types them so
+            raise TypeError("RawModule: code must be a str and options a tuple")
         self._kernels = compile_kernels(code, name_expressions or ())
 
     def get_function(self, name):
