@@ -5,6 +5,7 @@ returns (`xp`). The rest of the package only needs to pick a backend by name, mo
 bring results back.
 """
 import ctypes
+import importlib
 import os
 import re
 import threading
@@ -37,10 +38,14 @@ def resolve(name=None):
     try:
         import cupy
         cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:  # ImportError, or a CUDA error when no driver/GPU is present
+        # The CUDA libraries CuPy loads on first use, here rather than deep inside the first kernel or product:
+        cupy.cuda.nvrtc.getVersion()  # NVRTC compiles the CUDA kernels
+        importlib.import_module("cupy_backends.cuda.libs.cublas")  # cuBLAS runs the matrix products
+    except Exception as error:  # ImportError, a CUDA error without a driver/GPU, a library not found
         raise RuntimeError(
-            f"backend: 'cupy' needs CuPy and a working NVIDIA GPU ({type(error).__name__}: {error}); "
-            "install minimatte[cupy] on a machine with a GPU, or use backend='numpy'") from None
+            f"backend: 'cupy' needs CuPy, a working NVIDIA GPU and CUDA's NVRTC and cuBLAS libraries "
+            f"({type(error).__name__}: {error}); install minimatte[cupy] (CuPy and those libraries) on a machine "
+            "with an NVIDIA GPU and driver, or use backend='numpy'") from None
     return cupy
 
 

@@ -253,7 +253,8 @@ class Stream:
 
 
 cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Stream=Stream,
-                             Device=lambda *args: types.SimpleNamespace(synchronize=lambda: _sync("synchronize")))
+                             Device=lambda *args: types.SimpleNamespace(synchronize=lambda: _sync("synchronize")),
+                             nvrtc=types.SimpleNamespace(getVersion=lambda: (12, 9)))  # compile_kernels stands in
 
 
 def emulated_backend(monkeypatch):
@@ -264,6 +265,7 @@ def emulated_backend(monkeypatch):
         emulated_gemm(_host(a), _host(b), _host(out), layout)
 
     monkeypatch.setitem(sys.modules, "cupy", sys.modules[__name__])
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.cublas", types.ModuleType("cuBLAS, emulated"))
     for compiled in ("_MODULES", "_KERNELS"):  # the stand-in's modules and kernels leave with it
         monkeypatch.setattr(backend, compiled, {})
     monkeypatch.setattr(backend, "cublas_gemm", gemm)

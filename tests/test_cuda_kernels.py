@@ -270,16 +270,18 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
 @pytest.mark.parametrize("arch", ["sm_75", "sm_90", "sm_120"])  # T4 (the oldest not deprecated), H100, RTX 50
 @pytest.mark.parametrize("source", ["attention.cu", "conv.cu", "nn.cu", "foreground.cu"])
 def test_sources_compile_with_nvrtc(source, arch):
-    """What CuPy compiles on a GPU machine (backend.cuda_kernel's code, options and name expressions) through the
-    real NVRTC: no warning, each kernel instance in the binary under the name NVRTC gives CuPy for it, and none
-    spilling registers to memory (ptxas's report). The emulation sees neither the PTX float16 conversions of
-    device.cuh nor what NVRTC lacks (system headers)."""
+    """What CuPy compiles on a GPU machine (backend.cuda_kernel's code, options and name expressions, and the
+    options CuPy adds: the device's -arch, --device-as-default-execution-space) through the real NVRTC: no warning,
+    each kernel instance in the binary under the name NVRTC gives CuPy for it, and none spilling registers to
+    memory (ptxas's report). The emulation sees neither the PTX float16 conversions of device.cuh nor what NVRTC
+    lacks (system headers)."""
     library = nvrtc.load()
     code = backend.cuda_code(source)
     for element in backend.KERNEL_TYPES.values():
         expressions = backend.kernel_instances(code, element)
         cubin, lowered, log = nvrtc.compile_program(
-            library, code, (*backend.CUDA_OPTIONS, f"-arch={arch}", "--ptxas-options=-v"), expressions)
+            library, code, (*backend.CUDA_OPTIONS, f"-arch={arch}", "--device-as-default-execution-space",
+                            "--ptxas-options=-v"), expressions)
         assert expressions and "warning" not in log
         for expression in expressions:
             assert lowered[expression].startswith("_Z") and b"\0" + lowered[expression].encode() + b"\0" in cubin

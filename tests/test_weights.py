@@ -1,5 +1,7 @@
 """Configs and strict weight loading."""
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -94,7 +96,27 @@ def test_cupy_backend_without_gpu_is_one_clear_error():
         pytest.skip("a GPU is present")
     except Exception:
         pass
-    with pytest.raises(RuntimeError, match="backend: 'cupy' needs CuPy and a working NVIDIA GPU"):
+    with pytest.raises(RuntimeError, match="backend: 'cupy' needs CuPy, a working NVIDIA GPU and CUDA's NVRTC"):
         minimatte.backend.resolve("cupy")
     with pytest.raises(ValueError, match="backend: expected one of numpy, cupy"):
         minimatte.backend.resolve("tpu")
+
+
+def test_cupy_backend_without_cuda_libraries_is_one_clear_error(monkeypatch):
+    """CuPy and a GPU, but no NVRTC or no cuBLAS (cupy-cuda12x installed alone on a machine with only the driver):
+    the error names the missing library when the backend is asked for, not inside the first kernel or product."""
+    import cupy_stand_in
+    cupy_stand_in.emulated_backend(monkeypatch)
+    assert minimatte.backend.resolve("cupy") is cupy_stand_in
+    working = cupy_stand_in.cuda.nvrtc
+
+    def not_found():
+        raise RuntimeError('Failure finding "libnvrtc.so.13 or libnvrtc.so.12"')  # as CuPy 14 words it
+    monkeypatch.setattr(cupy_stand_in.cuda, "nvrtc", types.SimpleNamespace(getVersion=not_found))
+    with pytest.raises(RuntimeError, match=r"CUDA's NVRTC and cuBLAS libraries \(RuntimeError: Failure finding "
+                                           r'"libnvrtc.so.13 or libnvrtc.so.12"\); install minimatte\[cupy\]'):
+        minimatte.backend.resolve("cupy")
+    monkeypatch.setattr(cupy_stand_in.cuda, "nvrtc", working)
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.cublas", None)  # its import fails
+    with pytest.raises(RuntimeError, match=r"\(ModuleNotFoundError: import of cupy_backends.cuda.libs.cublas"):
+        minimatte.backend.resolve("cupy")
