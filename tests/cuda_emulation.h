@@ -12,6 +12,7 @@
 #include <cmath>
 #include <csetjmp>
 #include <cstring>
+#include <pmmintrin.h>  // _mm_getcsr, _mm_setcsr and the flush-to-zero and denormals-are-zero bits
 #include <functional>
 #include <vector>
 #include <ucontext.h>
@@ -124,7 +125,18 @@ inline bool run_block() {
     }
 }
 
+// CuPy compiles every kernel with -ftz=true: single-precision arithmetic flushes subnormal inputs and results to
+// (signed) zero. A launch here sets the CPU's flush-to-zero and denormals-are-zero modes (x86's MXCSR) likewise,
+// before its fibers are made (each fiber starts with the floating-point state it was made with), and restores them
+// after. They flush double precision too, which a GPU does not; no kernel's doubles come near 2^-1022.
+struct FlushSubnormals {
+    const unsigned saved = _mm_getcsr();
+    FlushSubnormals() { _mm_setcsr(saved | _MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON); }
+    ~FlushSubnormals() { _mm_setcsr(saved); }
+};
+
 inline int launch(uint3 grid, uint3 block, bool reversed, const std::function<void()>& kernel) {
+    const FlushSubnormals flush;
     grid_dim = grid;
     block_dim = block;
     last_first = reversed;

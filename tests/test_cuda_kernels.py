@@ -271,17 +271,17 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
 @pytest.mark.parametrize("source", ["attention.cu", "conv.cu", "nn.cu", "foreground.cu"])
 def test_sources_compile_with_nvrtc(source, arch):
     """What CuPy compiles on a GPU machine (backend.cuda_kernel's code, options and name expressions, and the
-    options CuPy adds: the device's -arch, --device-as-default-execution-space) through the real NVRTC: no warning,
-    each kernel instance in the binary under the name NVRTC gives CuPy for it, and none spilling registers to
-    memory (ptxas's report). The emulation sees neither the PTX float16 conversions of device.cuh nor what NVRTC
-    lacks (system headers)."""
+    options CuPy adds: the device's -arch, --device-as-default-execution-space, -ftz=true) through the real NVRTC:
+    no warning, each kernel instance in the binary under the name NVRTC gives CuPy for it, and none spilling
+    registers to memory (ptxas's report). The emulation sees neither the PTX float16 conversions of device.cuh
+    nor what NVRTC lacks (system headers)."""
     library = nvrtc.load()
     code = backend.cuda_code(source)
     for element in backend.KERNEL_TYPES.values():
         expressions = backend.kernel_instances(code, element)
         cubin, lowered, log = nvrtc.compile_program(
             library, code, (*backend.CUDA_OPTIONS, f"-arch={arch}", "--device-as-default-execution-space",
-                            "--ptxas-options=-v"), expressions)
+                            "-ftz=true", "--ptxas-options=-v"), expressions)
         assert expressions and "warning" not in log
         for expression in expressions:
             assert lowered[expression].startswith("_Z") and b"\0" + lowered[expression].encode() + b"\0" in cubin
@@ -358,6 +358,17 @@ def test_emulation_treats_float16_as_its_bits():
     x = np.zeros(1, np.float16)
     kernels["one"]((1,), (1,), (x,))
     assert x.view(np.uint16)[0] == 1  # the smallest subnormal, not 1.0 (0x3c00)
+
+
+def test_emulation_flushes_subnormals_as_cupy_compiles():
+    """CuPy compiles kernels with -ftz=true: float32 arithmetic takes a subnormal input as zero and flushes a
+    subnormal result to zero. The emulation does likewise during a launch, and leaves the CPU's mode as it was."""
+    kernels = compile_kernels('extern "C" __global__ void scale(float* x, const float* s) { x[threadIdx.x] *= '
+                              's[threadIdx.x]; }')
+    x, s = np.array([1e-20, 1e-40], np.float32), np.array([1e-20, 1e10], np.float32)
+    assert np.all((x * s != 0) & (x * s < 1e-29))  # NumPy: a subnormal result, a subnormal input scaled up
+    kernels["scale"]((1,), (2,), (x, s))
+    assert np.array_equal(x, [0, 0]) and np.float32(1e-20) * np.float32(1e-20) != 0
 
 
 def test_emulation_checks_argument_types():
