@@ -273,7 +273,7 @@ def take(a, indices, out, axis=None):
 # source is compiled once per element type asked for, with all its kernels.
 
 KERNEL_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float16): "half_bits"}
-CUDA_OPTIONS = ("--std=c++17",)  # CuPy adds the device's -arch
+CUDA_OPTIONS = ("--std=c++17",)  # CuPy adds the device's -arch, and -ftz=true: float32 subnormals are zero
 _TEMPLATE_KERNEL = re.compile(r"template <typename T>\s*__global__ void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\(")
 _MODULES, _KERNELS = {}, {}  # compiled (source, T); their kernels by (source, name, T)
 
