@@ -274,7 +274,7 @@ def take(a, indices, out, axis=None):
 
 KERNEL_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float16): "half_bits"}
 CUDA_OPTIONS = ("--std=c++17",)  # CuPy adds the device's -arch, and -ftz=true: float32 subnormals are zero
-_TEMPLATE_KERNEL = re.compile(r"template <typename T>\s*__global__ void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\(")
+KERNEL_TEMPLATE = re.compile(r"template <typename T>\s*__global__ void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\(")
 _MODULES, _KERNELS = {}, {}  # compiled (source, T); their kernels by (source, name, T)
 
 
@@ -296,7 +296,7 @@ def cuda_kernel(xp, source, name, dtype):
 def kernel_instances(code, element):
     """The name expressions of every kernel template of CUDA `code` for element type `element`: ("name<float>",
     ...)."""
-    return tuple(f"{name}<{element}>" for name in _TEMPLATE_KERNEL.findall(code))
+    return tuple(f"{name}<{element}>" for name in KERNEL_TEMPLATE.findall(code))
 
 
 def grid_stride_launch(count):

@@ -23,8 +23,7 @@ from minimatte import backend
 
 HEADER = Path(__file__).with_name("cuda_emulation.h")
 KERNEL = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
-TEMPLATE_KERNEL = re.compile(r"template <typename T>\s*__global__ void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)"
-                             r"\(([^)]*)\)")
+TEMPLATE_KERNEL = re.compile(backend.KERNEL_TEMPLATE.pattern + r"([^)]*)\)")  # backend's, with the parameters
 POINTEES = {"float": np.float32, "half_bits": np.float16, "double": np.float64, "int": np.int32}
 SCALARS = {"int": np.int32, "long long": np.int64, "float": np.float32}
 COMPILER = shutil.which("g++") or shutil.which("c++")
