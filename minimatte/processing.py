@@ -319,13 +319,23 @@ def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
     A trimap whose values go up to only 1 or 2 is refused: it is a map of class indices (0/1/2), which the
     network would read as all background. So is one with no unknown pixel (a binary mask), which leaves
     nothing to matte, or none grey, only values next to 0 and 255 (a binary mask saved as JPEG).
+    Transparency is dropped, as PIL's convert("L") drops it, where the transparent pixels are black (so that
+    the trimap reads as if flattened onto black); a transparent pixel that is not black is refused: it may mean
+    its value (a trimap saved as a part-opaque overlay) or background (unpainted, over an editor's white).
     """
     return to_unit(_stored_trimap(trimap, value_range, name), value_range, dtype)
 
 
 def _stored_trimap(trimap, value_range, name):
     """read_trimap's (H, W) array before the rescale to [0, 1]: _checked, in its stored type."""
-    a = _checked(_grey_array(trimap, name), name, value_range)
+    stored = _as_array(trimap, name)
+    a = _checked(_grey_array(stored, name), name, value_range)
+    if stored.ndim == 3 and stored.shape[2] in (2, 4):
+        opaque = np.iinfo(stored.dtype).max if stored.dtype.kind == "u" else value_range
+        if ((stored[:, :, -1] < opaque) & (a > 0)).any():
+            raise ValueError(f"{name}: has transparent pixels that are not black, which may mean their value or "
+                             "background; save it without transparency (flattened onto black where transparent "
+                             "means background)")
     if value_range not in (1, 1.0) and 0 < a.max() <= 2:
         raise ValueError(f"{name}: expected 0 = background, {65535 if a.dtype == np.uint16 else 255} = "
                          f"foreground and grey = unknown, got values up to only {a.max():g} (class indices?)")

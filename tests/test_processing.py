@@ -101,6 +101,30 @@ def test_grey_and_coloured_trimaps_convert_like_pil():
     np.testing.assert_allclose(minimatte.read_trimap(deep / 65535, value_range=1.0), expected, atol=0.5 / 255)
 
 
+def test_trimaps_with_transparency():
+    """Transparency is dropped where the transparent pixels are black, as a drawing tool leaves what is not painted
+    (the trimap reads as if flattened onto black); a transparent pixel that is not black is an error: its value
+    or background?"""
+    grey = np.array([[0, 128, 255, 0], [0, 64, 255, 255]], np.uint8)
+    alpha = np.array([[0, 255, 255, 255], [0, 200, 255, 255]], np.uint8)
+    drawn = np.dstack([grey, grey, grey, np.where(grey > 0, 255, alpha)])  # unpainted: transparent black
+    expected = grey / 255
+    file = io.BytesIO()
+    Image.fromarray(drawn).save(file, format="PNG")
+    for trimap, value_range in ((drawn, None), (np.dstack([grey, drawn[..., 3]]), None), (file, None),
+                                (drawn.astype(np.uint16) * 257, None), (drawn / 255, 1.0)):
+        np.testing.assert_array_equal(minimatte.read_trimap(trimap, value_range), expected)
+    white = np.dstack([np.where(alpha > 0, grey, 255)] * 3 + [alpha])  # an editor's transparent white
+    overlay = np.dstack([grey] * 3 + [np.full_like(grey, 128)])  # saved at half opacity, to lay over the image
+    image = np.zeros((2, 4, 3), np.uint8)
+    for trimap, value_range in ((white, None), (overlay, None), (overlay.astype(np.uint16) * 257, None),
+                                (overlay / 255, 1.0), (np.dstack([grey, alpha]), None)):
+        with pytest.raises(ValueError, match="^trimap: has transparent pixels that are not black, which may mean"):
+            minimatte.read_trimap(trimap, value_range)
+        with pytest.raises(ValueError, match="^trimap: has transparent pixels that are not black"):
+            minimatte.preprocess(image if value_range is None else image / 255.0, trimap, value_range=value_range)
+
+
 def test_sixteen_bit_files(tmp_path):
     levels = np.array([[0, 32896, 65535], [1, 40000, 65534]], np.uint16)
     for name in ("t.png", "t.tif"):
