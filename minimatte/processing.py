@@ -287,6 +287,11 @@ def _rescaled(a, name, value_range, dtype=np.float64, overshoot=0):
     return to_unit(_checked(a, name, value_range, overshoot), value_range, dtype)
 
 
+def _transparent(alpha, name, value_range):
+    """Where an alpha channel's stored values (checked as an image's) are below opaque."""
+    return _rescaled(alpha, name, value_range) < 1
+
+
 def read_image(image, value_range=None, name="image", dtype=np.float64, opaque=False):
     """An RGB image (path or binary file object, PIL image or array) as float64 (or `dtype`) (H, W, 3) in
     [0, 1]: RGB values as stored, greyscale or CMYK with an ICC profile converted through it into sRGB (see
@@ -301,7 +306,7 @@ def stored_image(image, value_range, name, opaque=False):
         image = open_image(image, name)
     a = _as_array(in_colour_space(image, icc_profile(image), name), name)
     if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
-        if opaque and _rescaled(a[:, :, -1], name, value_range).min() < 1:
+        if opaque and _transparent(a[:, :, -1], name, value_range).any():
             raise ValueError(f"{name}: the image has transparent pixels, whose hidden colours a composite would "
                              "show; flatten it onto a colour first, or give no background for an RGBA cut-out")
         a = a[:, :, :-1]
@@ -331,8 +336,7 @@ def _stored_trimap(trimap, value_range, name):
     stored = _as_array(trimap, name)
     a = _checked(_grey_array(stored, name), name, value_range)
     if stored.ndim == 3 and stored.shape[2] in (2, 4):
-        opaque = np.iinfo(stored.dtype).max if stored.dtype.kind == "u" else value_range
-        if ((stored[:, :, -1] < opaque) & (a > 0)).any():
+        if (_transparent(stored[:, :, -1], name, value_range) & (a > 0)).any():
             raise ValueError(f"{name}: has transparent pixels that are not black, which may mean their value or "
                              "background; save it without transparency (flattened onto black where transparent "
                              "means background)")
