@@ -304,12 +304,10 @@ def stored_image(image, value_range, name, opaque=False):
     """read_image's (H, W, 3) array before the rescale to [0, 1]: _checked, in its stored type."""
     if is_file(image):
         image = open_image(image, name)
-    a = _as_array(in_colour_space(image, icc_profile(image), name), name)
-    if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
-        if opaque and _transparent(a[:, :, -1], name, value_range).any():
-            raise ValueError(f"{name}: the image has transparent pixels, whose hidden colours a composite would "
-                             "show; flatten it onto a colour first, or give no background for an RGBA cut-out")
-        a = a[:, :, :-1]
+    a, alpha = _split_alpha(_as_array(in_colour_space(image, icc_profile(image), name), name))
+    if opaque and alpha is not None and _transparent(alpha, name, value_range).any():
+        raise ValueError(f"{name}: the image has transparent pixels, whose hidden colours a composite would "
+                         "show; flatten it onto a colour first, or give no background for an RGBA cut-out")
     if a.ndim == 3 and a.shape[2] == 1 or a.ndim == 2:
         a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
@@ -334,12 +332,11 @@ def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
 def _stored_trimap(trimap, value_range, name):
     """read_trimap's (H, W) array before the rescale to [0, 1]: _checked, in its stored type."""
     stored = _as_array(trimap, name)
-    a = _checked(_grey_array(stored, name), name, value_range)
-    if stored.ndim == 3 and stored.shape[2] in (2, 4):
-        if (_transparent(stored[:, :, -1], name, value_range) & (a > 0)).any():
-            raise ValueError(f"{name}: has transparent pixels that are not black, which may mean their value or "
-                             "background; save it without transparency (flattened onto black where transparent "
-                             "means background)")
+    a, alpha = _checked(_grey_array(stored, name), name, value_range), _split_alpha(stored)[1]
+    if alpha is not None and (_transparent(alpha, name, value_range) & (a > 0)).any():
+        raise ValueError(f"{name}: has transparent pixels that are not black, which may mean their value or "
+                         "background; save it without transparency (flattened onto black where transparent "
+                         "means background)")
     if value_range not in (1, 1.0) and 0 < a.max() <= 2:
         raise ValueError(f"{name}: expected 0 = background, {65535 if a.dtype == np.uint16 else 255} = "
                          f"foreground and grey = unknown, got values up to only {a.max():g} (class indices?)")
@@ -370,18 +367,23 @@ def stored_matte(alpha, name="alpha"):
     return _checked(_grey_array(a, name) if cut is None else cut, name, value_range, OVERSHOOT), value_range
 
 
+def _split_alpha(a):
+    """An (H, W, 2 or 4) array (LA, RGBA) as its colours (H, W, 1 or 3) and its alpha channel (H, W); any other
+    array as itself and None."""
+    if a.ndim == 3 and a.shape[2] in (2, 4):
+        return a[:, :, :-1], a[:, :, -1]
+    return a, None
+
+
 def _transparency(a):
     """The alpha channel of an (H, W, 2 or 4) array where it varies (a cut-out's), else None."""
-    if a.ndim == 3 and a.shape[2] in (2, 4) and a.size and a[:, :, -1].min() != a[:, :, -1].max():
-        return a[:, :, -1]
-    return None
+    alpha = _split_alpha(a)[1]
+    return alpha if alpha is not None and alpha.size and alpha.min() != alpha.max() else None
 
 
 def _grey_array(image, name):
     """A file, PIL image or array as an (H, W) array of its own type; colour is reduced to grey."""
-    a = _as_array(image, name)
-    if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA: drop alpha
-        a = a[:, :, :-1]
+    a = _split_alpha(_as_array(image, name))[0]  # LA / RGBA: alpha dropped
     if a.ndim == 3 and a.shape[2] == 3:
         if (a[:, :, :1] == a).all():
             a = a[:, :, 0]
@@ -614,10 +616,7 @@ def _mask_plane(mask):
     background remover's, a rough selection) and its alpha is the mask; otherwise the colour channels' maximum:
     a grey mask saved as RGB(A) is its grey, and a mask drawn in any colour on black is inside where coloured."""
     cut = _transparency(mask)
-    if cut is not None:
-        return cut
-    colours = mask[:, :, :-1] if mask.shape[2] in (2, 4) else mask
-    return colours.max(axis=2)
+    return _split_alpha(mask)[0].max(axis=2) if cut is None else cut
 
 
 def _erode(mask, radius):
