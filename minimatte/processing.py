@@ -322,16 +322,19 @@ def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
     A trimap whose values go up to only 1 or 2 is refused: it is a map of class indices (0/1/2), which the
     network would read as all background. So is one with no unknown pixel (a binary mask), which leaves
     nothing to matte, or none grey, only values next to 0 and 255 (a binary mask saved as JPEG).
-    Transparency is dropped, as PIL's convert("L") drops it, where the transparent pixels are black (so that
-    the trimap reads as if flattened onto black); a transparent pixel that is not black is refused: it may mean
-    its value (a trimap saved as a part-opaque overlay) or background (unpainted, over an editor's white).
+    Transparency (an alpha channel, or a PNG's transparent colour) is dropped, as PIL's convert("L") drops it,
+    where the transparent pixels are black (so that the trimap reads as if flattened onto black); a transparent
+    pixel that is not black is refused: it may mean its value (a trimap saved as a part-opaque overlay) or
+    background (unpainted, over an editor's white).
     """
     return to_unit(_stored_trimap(trimap, value_range, name), value_range, dtype)
 
 
 def _stored_trimap(trimap, value_range, name):
     """read_trimap's (H, W) array before the rescale to [0, 1]: _checked, in its stored type."""
-    stored = _as_array(trimap, name)
+    if is_file(trimap):
+        trimap = open_image(trimap, name)
+    stored = _with_keyed_alpha(trimap, _as_array(trimap, name))
     a, alpha = _checked(_grey_array(stored, name), name, value_range), _split_alpha(stored)[1]
     if alpha is not None and (_transparent(alpha, name, value_range) & (a > 0)).any():
         raise ValueError(f"{name}: has transparent pixels that are not black, which may mean their value or "
@@ -373,6 +376,17 @@ def _split_alpha(a):
     if a.ndim == 3 and a.shape[2] in (2, 4):
         return a[:, :, :-1], a[:, :, -1]
     return a, None
+
+
+def _with_keyed_alpha(image, a):
+    """The array `a` of `image`, with an alpha channel last (as an LA or RGBA image's) where `image` is a PIL image
+    whose transparency is one colour: a grey or RGB PNG's tRNS chunk, the form PNG optimisers give an LA or RGBA
+    image whose transparent pixels share a colour that no opaque pixel has. Otherwise `a` itself."""
+    key = image.info.get("transparency") if isinstance(image, Image.Image) else None
+    if not isinstance(key, (int, tuple)) or _split_alpha(a)[1] is not None or a.dtype.kind != "u":
+        return a
+    opaque = (a.reshape(*a.shape[:2], -1) != np.reshape(key, -1)).any(axis=2)  # a grey key, or an (R, G, B) one
+    return np.dstack([a, opaque * np.iinfo(a.dtype).max]).astype(a.dtype)
 
 
 def _transparency(a):

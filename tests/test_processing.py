@@ -111,16 +111,25 @@ def test_trimaps_with_transparency():
     expected = grey / 255
     file = io.BytesIO()
     Image.fromarray(drawn).save(file, format="PNG")
+    keyed = {}  # saved as PNG optimisers store binary transparency: grey or RGB and one colour transparent (tRNS)
+    for mode, key in (("L", 0), ("RGB", (0, 0, 0)), ("L", 255), ("RGB", (255, 255, 255))):
+        keyed[mode, key] = io.BytesIO()
+        Image.fromarray(drawn[..., 0] if mode == "L" else drawn[..., :3]).save(keyed[mode, key], "PNG",
+                                                                                transparency=key)
     for trimap, value_range in ((drawn, None), (np.dstack([grey, drawn[..., 3]]), None), (file, None),
-                                (drawn.astype(np.uint16) * 257, None), (drawn / 255, 1.0)):
+                                (drawn.astype(np.uint16) * 257, None), (drawn / 255, 1.0), (keyed["L", 0], None),
+                                (keyed["RGB", (0, 0, 0)], None)):
         np.testing.assert_array_equal(minimatte.read_trimap(trimap, value_range), expected)
     white = np.dstack([np.where(alpha > 0, grey, 255)] * 3 + [alpha])  # an editor's transparent white
     overlay = np.dstack([grey] * 3 + [np.full_like(grey, 128)])  # saved at half opacity, to lay over the image
     image = np.zeros((2, 4, 3), np.uint8)
     for trimap, value_range in ((white, None), (overlay, None), (overlay.astype(np.uint16) * 257, None),
-                                (overlay / 255, 1.0), (np.dstack([grey, alpha]), None)):
+                                (overlay / 255, 1.0), (np.dstack([grey, alpha]), None), (keyed["L", 255], None),
+                                (keyed["RGB", (255, 255, 255)], None)):
         with pytest.raises(ValueError, match="^trimap: has transparent pixels that are not black, which may mean"):
             minimatte.read_trimap(trimap, value_range)
+        if hasattr(trimap, "seek"):
+            trimap.seek(0)
         with pytest.raises(ValueError, match="^trimap: has transparent pixels that are not black"):
             minimatte.preprocess(image if value_range is None else image / 255.0, trimap, value_range=value_range)
 
