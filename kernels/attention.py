@@ -56,20 +56,16 @@ def relative_embeddings(p, grid):
     columns, (b, hd, b); the stored tables p["rel_pos_h"], p["rel_pos_w"] resized first where their lengths are not
     2a-1, 2b-1 (relative_position_table). None for a block without them.
 
-    Where launches cost (backend.few_launches) they are kept in p for the grid last asked for, so that passes at one
-    size make them once (window blocks' are the same at every size) instead of in 6 operations a block, 48 a pass.
-    On NumPy they cost little to make, and kept they would hold 100 MB at 3008x4000."""
+    On CuPy kept in p for the grid last asked for (backend.made_per_size; window blocks' are the same at every
+    size): 6 operations a block, 48 a pass, otherwise. On NumPy they would hold 100 MB at 3008x4000."""
     if "rel_pos_h" not in p:
         return None
-    kept = p.get("relative embeddings")
-    if kept is not None and kept[0] == grid:
-        return kept[1]
     xp = array_module(p["rel_pos_h"])
-    embeddings = tuple(relative_position_table(p[name], size)[_offsets(xp, size)].transpose(0, 2, 1)
-                       for name, size in zip(("rel_pos_h", "rel_pos_w"), grid))  # (size, size, hd) -> (size, hd, size)
-    if backend.few_launches(xp):
-        p["relative embeddings"] = (grid, embeddings)
-    return embeddings
+
+    def make():  # each table's rows for every (query, key) pair: (size, size, hd) -> (size, hd, size)
+        return tuple(relative_position_table(p[name], size)[_offsets(xp, size)].transpose(0, 2, 1)
+                     for name, size in zip(("rel_pos_h", "rel_pos_w"), grid))
+    return backend.made_per_size(p, "relative embeddings", grid, make, xp)
 
 
 @functools.lru_cache(maxsize=16)  # every block of a pass asks for the same few: made once, not in 5 launches each

@@ -182,8 +182,15 @@ def _bias_kernel(y, bias, name):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)) in place; returns x."""
+    """1 / (1 + exp(-x)) in float32: in place where x is float32; returns it. On CuPy one kernel instead of four
+    operations (five for float16 x)."""
     xp = array_module(x)
+    kernel = backend.cuda_kernel(xp, "nn.cu", "sigmoid", x.dtype) if x.flags.c_contiguous else None
+    if kernel is not None:
+        out = x if x.dtype == xp.float32 else xp.empty(x.shape, dtype=xp.float32)
+        kernel(*backend.grid_stride_launch(x.size), (x, out, numpy.int64(x.size)))
+        return out
+    x = x.astype(xp.float32, copy=False)
     xp.negative(x, out=x)
     xp.exp(x, out=x)
     x += 1

@@ -120,6 +120,20 @@ def few_launches(xp):
     return xp is not numpy
 
 
+def made_per_size(p, name, size, make, xp):
+    """make(): arrays that depend on the image size alone (position embeddings for its grid). Where launches cost
+    (few_launches) they are kept in the parameter dict p, under `name`, for the size last asked for: passes at one
+    size make them once, not in several operations each. On NumPy they cost little to make, and kept they would
+    hold memory."""
+    kept = p.get(name)
+    if kept is not None and kept[0] == size:
+        return kept[1]
+    made = make()
+    if few_launches(xp):
+        p[name] = (size, made)
+    return made
+
+
 def matmul(a, b, out=None):
     """a @ b. float16 operands are multiplied with float32 accumulation and one rounding of the result, as
     cuBLAS does on the GPU; NumPy has no float16 BLAS (its own loop is ~100x slower), so there the product is

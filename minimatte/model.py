@@ -23,12 +23,15 @@ RESIDUAL_LAYER_NORM_EPS = 1e-6  # VitDet's channels-first LayerNorm in the resid
 
 # ----------------------------------------------------------------------------------------------- backbone
 
-def absolute_positions(table, size):
-    """(1, 1+g*g, C) pretraining table -> (h, w, C): drop the cls row, bicubic-resize the g x g grid
-    (PyTorch bicubic, align_corners=False, also when shrinking; reference: VitDet `get_absolute_positions`)."""
+def absolute_positions(p, size):
+    """The (1, 1+g*g, C) pretraining table p["position_embeddings"] -> (h, w, C): drop the cls row, bicubic-resize
+    the g x g grid (PyTorch bicubic, align_corners=False, also when shrinking; reference: VitDet
+    `get_absolute_positions`). On CuPy kept in p for the size last asked for (backend.made_per_size)."""
+    table = p["position_embeddings"]
     g = int(round((table.shape[1] - 1) ** 0.5))
     grid = table[0, 1:].reshape(g, g, -1)  # (g*g, C) -> (g, g, C)
-    return resize(grid, size, "cubic")  # (g, g, C) -> (h, w, C)
+    return backend.made_per_size(p, "absolute positions", size, lambda: resize(grid, size, "cubic"),
+                                 backend.array_module(table))  # (g, g, C) -> (h, w, C)
 
 
 def self_attention(x, p, config, windowed, return_probs, residual):
@@ -89,7 +92,7 @@ def backbone(pixels, p, config, keep_hidden=False, keep_attentions=False, stage_
     stage_done(name) is called after each stage of stage_flops."""
     x = patch_embed(pixels, p["embeddings"]["projection"])  # (B, H, W, 4) -> (B, h, w, C)
     if config.use_absolute_position_embeddings:
-        x += absolute_positions(p["embeddings"]["position_embeddings"], x.shape[1:3])
+        x += absolute_positions(p["embeddings"], x.shape[1:3])
     stage_done("patch embedding")
     hidden, attentions = [x] if keep_hidden else None, [] if keep_attentions else None
     for index, layer in p["encoder"]["layer"].items():
@@ -125,8 +128,7 @@ def detail_capture(features, pixels, p, stage_done=lambda stage: None):
         stage_done(f"fusion {number}/{len(blocks)}")
     head = p["matting_head"]["matting_convs"]
     x = conv2d(x, head[0], relu=True)  # (B, H, W, 32) -> (B, H, W, 16)
-    logits = conv2d(x, head[3]).astype(numpy.float32, copy=False)  # (B, H, W, 16) -> (B, H, W, 1), float32
-    alphas = sigmoid(logits)
+    alphas = sigmoid(conv2d(x, head[3]))  # (B, H, W, 16) -> (B, H, W, 1), float32
     stage_done("head")
     return alphas
 

@@ -94,6 +94,14 @@ def test_bias_epilogues(numpy_and_cuda, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid(numpy_and_cuda, dtype):
+    """float32 alphas from logits of either type, far into both tails."""
+    x = np.linspace(-40, 40, 3 * 1001, dtype=np.float32).reshape(3, 1001, 1).astype(dtype)
+    expected, actual = numpy_and_cuda(nn.sigmoid, x)
+    assert_close(actual, expected, np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_grid_stride_loops(numpy_and_cuda, monkeypatch, dtype):
     """With fewer threads than elements (a launch has at most 2M threads), each thread takes elements a grid
     apart, carrying their channel from one to the next (nn.cu's GridStride): here 5 x 64 threads over rows of 100
@@ -239,7 +247,7 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
     """A CuPy pass queues its operations and returns: nothing in it brings a value back to the host (a device
     array's truth or number, a boolean mask's size, a copy to the host), each of which would hold the host until
     the GPU caught up. Run on cupy_stand_in, which records them, as the CuPy backend runs it; twice, the second
-    pass with what the first kept for passes at its size (relative_embeddings), which sends nothing from the host
+    pass with what the first kept for passes at its size (position embeddings), which sends nothing from the host
     (a copy from host memory waits for the GPU too, and a CUDA graph could not hold one). Every product is one
     cuBLAS call (none left to CuPy's matmul), also where a slab of attention takes several windows at once: two
     here."""

@@ -54,6 +54,10 @@ def test_kernels_match_numpy(cp, kernels, dtype, tolerance):
     assert_matches(nn.gelu(on_gpu(cp, g)), expected, tolerance)
     g_bias = rng.standard_normal(1536).astype(dtype)
     assert_matches(nn.gelu(on_gpu(cp, g), on_gpu(cp, g_bias)), nn.gelu(g.copy(), g_bias), tolerance)
+    logits = 4 * g[..., None]  # the matting head's (..., 1), far into both tails
+    alphas = nn.sigmoid(on_gpu(cp, logits))
+    assert alphas.dtype == np.float32
+    assert_matches(alphas, nn.sigmoid(logits.copy()), 1e-6)  # computed in float32 from either type of logits
     # Additions and power-of-two scalings round alike everywhere: these are exact.
     residual = rng.standard_normal(x.shape).astype(dtype)
     for relu in (False, True):

@@ -7,6 +7,7 @@ import pytest
 from cuda_emulation import emulated_matmul
 from helpers import product_layouts
 from minimatte import backend
+from minimatte import model as model_module
 from minimatte.kernels import attention as attention_module
 from minimatte.kernels import conv, nn, resize
 from reference import require_reference
@@ -129,7 +130,12 @@ def test_layer_norm_and_sigmoid_match_definitions():
     x64 = x.astype(np.float64)
     ref = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-6) * p["weight"] + p["bias"]
     np.testing.assert_allclose(nn.layer_norm(x, p, 1e-6), ref, atol=2e-5)
-    np.testing.assert_allclose(nn.sigmoid(x[:, :5].copy() / 50), 1 / (1 + np.exp(-x64[:, :5] / 50)), atol=1e-6)
+    logits = x[:, :5] / 50
+    half = nn.sigmoid(logits.astype(np.float16))
+    alphas = nn.sigmoid(logits)
+    np.testing.assert_allclose(alphas, 1 / (1 + np.exp(-x64[:, :5] / 50)), atol=1e-6)
+    assert alphas is logits  # float32: in place
+    assert half.dtype == np.float32 and np.abs(half - alphas).max() < 1e-3
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
@@ -146,6 +152,23 @@ def test_layer_norm_then_gelu_or_residual(dtype):
     assert np.array_equal(into, residual + nn.gelu(nn.layer_norm(x, p, 1e-6)))
     with pytest.raises(ValueError, match="layer_norm adds into the residual in place: it needs a C-contiguous"):
         nn.layer_norm(x[:, :, :48], {name: v[:48] for name, v in p.items()}, 1e-6, residual=residual[:, :, ::2])
+
+
+def test_absolute_positions_kept_where_launches_cost(monkeypatch):
+    """On CuPy (few_launches) the resized absolute position embeddings are made once for the size last asked for,
+    and made afresh for another; on NumPy never kept."""
+    table = randn(1, 1 + 14 * 14, 8)
+    p = {"position_embeddings": table}
+    made = model_module.absolute_positions(p, (5, 7))
+    assert list(p) == ["position_embeddings"]
+    np.testing.assert_array_equal(made, resize.resize(table[0, 1:].reshape(14, 14, 8), (5, 7), "cubic"))
+    monkeypatch.setattr(backend, "few_launches", lambda xp: True)
+    kept = model_module.absolute_positions(p, (5, 7))
+    np.testing.assert_array_equal(kept, made)
+    assert model_module.absolute_positions(p, (5, 7)) is kept
+    other = model_module.absolute_positions(p, (9, 4))
+    np.testing.assert_array_equal(other, model_module.absolute_positions({"position_embeddings": table}, (9, 4)))
+    assert model_module.absolute_positions(p, (9, 4)) is other
 
 
 def test_relative_embeddings_kept_where_launches_cost(monkeypatch):

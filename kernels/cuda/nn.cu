@@ -1,5 +1,5 @@
-// Layer norm and exact GELU: one pass each instead of a chain of CuPy launches, computing in float32 for
-// float16 arrays too. Same maths as kernels/nn.py.
+// Layer norm, exact GELU, the bias epilogues and the sigmoid: one pass each instead of a chain of CuPy launches,
+// computing in float32 for float16 arrays too. Same maths as kernels/nn.py.
 
 // Exact GELU, v * (1 + erf(v / sqrt 2)) / 2.
 __device__ __forceinline__ float gelu_of(float v) { return v * (1.0f + erff(v * 0.70710678118654752f)) * 0.5f; }
@@ -85,4 +85,11 @@ __global__ void bias_relu(T* y, const T* bias, int relu, int channels, long long
 template <typename T>
 __global__ void bias_residual(const T* y, const T* bias, const T* residual, T* out, int channels, long long n) {
     add_bias(y, bias, residual, out, false, channels, n);
+}
+
+// The matting head's alphas: 1 / (1 + exp(-x)) in float32 (also of float16 logits), into out (which may be x where
+// T is float), grid-stride over n elements.
+template <typename T>
+__global__ void sigmoid(const T* x, float* out, long long n) {
+    for (GridStride at(1); at.i < n; at.advance()) out[at.i] = 1.0f / (1.0f + expf(-to_float(x[at.i])));
 }
