@@ -5,7 +5,6 @@ returns (`xp`). The rest of the package only needs to pick a backend by name, mo
 bring results back.
 """
 import ctypes
-import importlib
 import os
 import re
 import threading
@@ -40,7 +39,7 @@ def resolve(name=None):
         cupy.cuda.runtime.getDeviceCount()
         # The CUDA libraries CuPy loads on first use, here rather than deep inside the first kernel or product:
         cupy.cuda.nvrtc.getVersion()  # NVRTC compiles the CUDA kernels
-        importlib.import_module("cupy_backends.cuda.libs.cublas")  # cuBLAS runs the matrix products
+        cublas_module()  # cuBLAS runs the matrix products
     except Exception as error:  # ImportError, a CUDA error without a driver/GPU, a library not found
         raise RuntimeError(
             f"backend: 'cupy' needs CuPy, a working NVIDIA GPU and CUDA's NVRTC and cuBLAS libraries "
@@ -193,10 +192,18 @@ def _c_strides(shape, itemsize):
     return tuple(int(numpy.prod(shape[i + 1:], dtype=numpy.int64)) * itemsize for i in range(len(shape)))
 
 
+def cublas_module():
+    """CuPy's cuBLAS module, imported as CuPy imports it: CuPy 14 finds the library (in a wheel too) when the module
+    is asked of its package, not when it is imported by its full name (importlib.import_module), which then fails
+    where the library is not on the system's search path."""
+    from cupy_backends.cuda.libs import cublas
+    return cublas
+
+
 def cublas_gemm(a, b, out, layout):
     """cublasGemmStridedBatchedEx with gemm_layout(a, b, out) for CuPy arrays, on the current stream."""
     from cupy.cuda import device, get_current_stream
-    from cupy_backends.cuda.libs import cublas  # as CuPy imports it
+    cublas = cublas_module()
     transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, stride_c, count = layout
     cuda_type = CUDA_DATA_TYPES[out.dtype]
     # The handle is CuPy's, shared: it keeps the stream and pointer mode of whichever call set them last (CuPy's

@@ -257,6 +257,20 @@ cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda
                              nvrtc=types.SimpleNamespace(getVersion=lambda: (12, 9)))  # compile_kernels stands in
 
 
+def _cuda_library(name):
+    """cupy_backends.cuda.libs' __getattr__ in CuPy 14: a library's module (cuBLAS's here, emulated) is made when it
+    is asked of the package, once the library is found; no module of the package is importable by its full name."""
+    if name != "cublas":
+        raise AttributeError(name)
+    cuda_libraries.find_library("cublas")
+    return types.ModuleType("cuBLAS, emulated")
+
+
+cuda_libraries = types.ModuleType("cupy_backends.cuda.libs")
+cuda_libraries.__getattr__ = _cuda_library
+cuda_libraries.find_library = lambda name: None  # found, as in a wheel; a test makes it raise CuPy's ImportError
+
+
 def emulated_backend(monkeypatch):
     """Make this module `cupy` for minimatte, its CUDA kernels (compiled by backend.cuda_kernel through RawModule)
     and cuBLAS calls emulated (and counted)."""
@@ -265,7 +279,9 @@ def emulated_backend(monkeypatch):
         emulated_gemm(_host(a), _host(b), _host(out), layout)
 
     monkeypatch.setitem(sys.modules, "cupy", sys.modules[__name__])
-    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.cublas", types.ModuleType("cuBLAS, emulated"))
+    for name in "cupy_backends", "cupy_backends.cuda":
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs", cuda_libraries)
     for compiled in ("_MODULES", "_KERNELS"):  # the stand-in's modules and kernels leave with it
         monkeypatch.setattr(backend, compiled, {})
     monkeypatch.setattr(backend, "cublas_gemm", gemm)

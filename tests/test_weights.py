@@ -1,6 +1,5 @@
 """Configs and strict weight loading."""
 import json
-import sys
 import types
 
 import numpy as np
@@ -104,7 +103,8 @@ def test_cupy_backend_without_gpu_is_one_clear_error():
 
 def test_cupy_backend_without_cuda_libraries_is_one_clear_error(monkeypatch):
     """CuPy and a GPU, but no NVRTC or no cuBLAS (cupy-cuda12x installed alone on a machine with only the driver):
-    the error names the missing library when the backend is asked for, not inside the first kernel or product."""
+    the error names the missing library when the backend is asked for, not inside the first kernel or product.
+    With both found (cuBLAS asked of its package, the only way CuPy 14 finds a wheel's: cupy_stand_in), no error."""
     import cupy_stand_in
     cupy_stand_in.emulated_backend(monkeypatch)
     assert minimatte.backend.resolve("cupy") is cupy_stand_in
@@ -117,6 +117,9 @@ def test_cupy_backend_without_cuda_libraries_is_one_clear_error(monkeypatch):
                                            r'"libnvrtc.so.13 or libnvrtc.so.12"\); install minimatte\[cupy\]'):
         minimatte.backend.resolve("cupy")
     monkeypatch.setattr(cupy_stand_in.cuda, "nvrtc", working)
-    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.cublas", None)  # its import fails
-    with pytest.raises(RuntimeError, match=r"\(ModuleNotFoundError: import of cupy_backends.cuda.libs.cublas"):
+
+    def cublas_not_found(name):
+        raise ImportError(f'Failure finding "lib{name}.so": not found')  # CuPy 14's, from its library finder
+    monkeypatch.setattr(cupy_stand_in.cuda_libraries, "find_library", cublas_not_found)
+    with pytest.raises(RuntimeError, match=r'\(ImportError: Failure finding "libcublas.so": not found\); install'):
         minimatte.backend.resolve("cupy")
