@@ -201,11 +201,12 @@ def _pil_to_array(img, name, floats=False):
 
 
 def _as_array(x, name, floats=False):
-    """A file, PIL image or array as an array of its stored values (`floats`: see _pil_to_array)."""
+    """A file, PIL image or array as an array of its stored values (`floats`: see _pil_to_array), a PIL image's
+    transparent colour as its alpha channel (_with_keyed_alpha)."""
     if is_file(x):
         x = open_image(x, name)
     if isinstance(x, Image.Image):
-        return _pil_to_array(x, name, floats)
+        return _with_keyed_alpha(x, _pil_to_array(x, name, floats))
     if hasattr(x, "__cuda_array_interface__"):
         x = to_numpy(x)
     if not hasattr(x, "__array__"):
@@ -332,9 +333,7 @@ def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
 
 def _stored_trimap(trimap, value_range, name):
     """read_trimap's (H, W) array before the rescale to [0, 1]: _checked, in its stored type."""
-    if is_file(trimap):
-        trimap = open_image(trimap, name)
-    stored = _with_keyed_alpha(trimap, _as_array(trimap, name))
+    stored = _as_array(trimap, name)
     a, alpha = _checked(_grey_array(stored, name), name, value_range), _split_alpha(stored)[1]
     if alpha is not None and (_transparent(alpha, name, value_range) & (a > 0)).any():
         raise ValueError(f"{name}: has transparent pixels that are not black, which may mean their value or "
@@ -379,10 +378,11 @@ def _split_alpha(a):
 
 
 def _with_keyed_alpha(image, a):
-    """The array `a` of `image`, with an alpha channel last (as an LA or RGBA image's) where `image` is a PIL image
-    whose transparency is one colour: a grey or RGB PNG's tRNS chunk, the form PNG optimisers give an LA or RGBA
-    image whose transparent pixels share a colour that no opaque pixel has. Otherwise `a` itself."""
-    key = image.info.get("transparency") if isinstance(image, Image.Image) else None
+    """The array `a` of PIL image `image`, with an alpha channel last (as an LA or RGBA image's) where its
+    transparency is one colour: a grey or RGB PNG's tRNS chunk, the form PNG optimisers give an LA or RGBA image
+    whose transparent pixels share a colour that no opaque pixel has. So an optimised file reads as its original
+    in every role (a cut-out as its alpha, a trimap's transparency as read_trimap says). Otherwise `a` itself."""
+    key = image.info.get("transparency")
     if not isinstance(key, (int, tuple)) or _split_alpha(a)[1] is not None or a.dtype.kind != "u":
         return a
     opaque = (a.reshape(*a.shape[:2], -1) != np.reshape(key, -1)).any(axis=2)  # a grey key, or an (R, G, B) one

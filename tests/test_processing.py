@@ -134,6 +134,34 @@ def test_trimaps_with_transparency():
             minimatte.preprocess(image if value_range is None else image / 255.0, trimap, value_range=value_range)
 
 
+def test_optimised_pngs_read_as_their_originals():
+    """A PNG optimiser stores an LA or RGBA image whose alpha is 0 and 255 only, its transparent pixels of one colour
+    that no opaque pixel has, as grey or RGB with that colour transparent (tRNS): lossless, so every role reads it
+    as it reads the original (a cut-out's alpha as a matte and a mask; before, a keyed matte read as its colours)."""
+    cut = np.zeros((8, 12), np.uint8)
+    cut[2:6, 3:9] = 1
+    rng = np.random.default_rng(5)
+    colours = rng.integers(1, 255, (8, 12, 3), dtype=np.uint8) * cut[..., None]  # transparent pixels black
+    originals = {"LA": np.dstack([colours[..., 0], cut * 255]), "RGBA": np.dstack([colours, cut * 255])}
+
+    def png(a, **options):
+        file = io.BytesIO()
+        Image.fromarray(a).save(file, "PNG", **options)
+        return file
+
+    for mode, original in originals.items():
+        keyed = png(original[..., 0] if mode == "LA" else original[..., :3], transparency=0 if mode == "LA" else (0,) * 3)
+        assert Image.open(keyed).mode == mode[:-1]
+        for read in (minimatte.read_image, minimatte.processing.read_matte,
+                     lambda file: minimatte.trimap_from_mask(file, band=1)):
+            np.testing.assert_array_equal(read(png(original)), read(keyed))
+        np.testing.assert_array_equal(minimatte.processing.read_matte(keyed), cut)
+        with pytest.raises(ValueError, match="^background: the image has transparent pixels"):
+            minimatte.processing.read_image(keyed, name="background", opaque=True)
+    sixteen = np.where(cut > 0, 40000, 0).astype(np.uint16)  # 16-bit grey: Pillow has no 16-bit LA to compare with
+    np.testing.assert_array_equal(minimatte.processing.read_matte(png(sixteen, transparency=0)), cut)
+
+
 def test_sixteen_bit_files(tmp_path):
     levels = np.array([[0, 32896, 65535], [1, 40000, 65534]], np.uint16)
     for name in ("t.png", "t.tif"):
