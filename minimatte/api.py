@@ -8,8 +8,9 @@ from .backend import small_pages, to_numpy
 from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
-from .processing import (check_not_swapped, check_size, crop, force_known_regions, grey_guide, guided_upsample,
-                         is_file, open_image, preprocess, read_image, read_trimap, reduced_trimap, resize_plane)
+from .processing import (check_integer, check_not_swapped, check_size, crop, force_known_regions, grey_guide,
+                         guided_upsample, is_file, open_image, preprocess, read_image, read_trimap, reduced_trimap,
+                         resize_plane)
 
 DEFAULT_MODEL = "small-composition-1k"
 
@@ -64,8 +65,8 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     if not isinstance(model, VitMatte):
         model = load(model or DEFAULT_MODEL, backend, precision)
     _check_loaded_as(model, backend=backend, precision=precision)
-    if max_size is not None and (not isinstance(max_size, int) or max_size < 32):
-        raise ValueError(f"max_size: expected an integer of at least 32 pixels, got {max_size!r}")
+    if max_size is not None:
+        max_size = check_integer("max_size", max_size, 32, " pixels")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress: expected a callable progress(fraction, stage), got {type(progress).__name__}")
     single = not isinstance(image, (list, tuple))
@@ -74,7 +75,7 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
                          + ("a list of trimaps for one image" if single else "one trimap for a list of images"))
     images, trimaps = ([image], [trimap]) if single else (list(image), list(trimap))
     if len(images) != len(trimaps):
-        raise ValueError(f"trimap: got {len(trimaps)} trimaps for {len(images)} images")
+        raise ValueError(f"trimap: expected one trimap per image, got {len(trimaps)} for {len(images)}")
     alphas = []
     with small_pages(np):  # the pixel work around the passes too, on the host whatever the backend (see there)
         for number, (img, tri) in enumerate(zip(images, trimaps)):

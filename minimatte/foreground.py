@@ -22,8 +22,8 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import (check_size, icc_profile, in_colour_space, is_file, open_image, read_image, read_matte,
-                         resize_plane, row_bands, stored_image, stored_matte, to_unit)
+from .processing import (check_integer, check_size, icc_profile, in_colour_space, is_file, open_image, read_image,
+                         read_matte, resize_plane, row_bands, stored_image, stored_matte, to_unit)
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
@@ -42,14 +42,12 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
     returns (F, B).
     """
     for name, value in (("regularization", regularization), ("gradient_weight", gradient_weight)):
-        if not isinstance(value, (int, float)) or not value >= 0:
+        if not isinstance(value, numbers.Real) or not value >= 0:
             raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
     if regularization == 0 and gradient_weight == 0:
         raise ValueError("regularization: must be positive when gradient_weight is 0 (the system is singular)")
-    for name, value in (("small_iterations", small_iterations), ("big_iterations", big_iterations),
-                        ("small_size", small_size)):
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+    small_iterations, big_iterations, small_size = (check_integer(name, value, 0) for name, value in (
+        ("small_iterations", small_iterations), ("big_iterations", big_iterations), ("small_size", small_size)))
     xp = resolve(backend)
     with backends.small_pages(np):  # the sweeps and, on any backend, the host's pixel work (see small_pages)
         rgb, matte = _read_pair(image, alpha, value_range, np.float32)
@@ -75,8 +73,8 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     crop: None for the whole image, or a margin in pixels: the result cut to the box of the pixels whose 8-bit
     alpha is not 0, widened by the margin on each side within the image (as cut-out services trim theirs).
     """
-    if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool) or crop < 0):
-        raise ValueError(f"crop: expected a margin of 0 or more pixels, or None, got {crop!r}")
+    if crop is not None:
+        crop = check_integer("crop", crop, 0, " pixels")
     with backends.small_pages(np):  # the pixel work without huge pages, as infer's (see backend.small_pages)
         # Files are decoded once: the image serves the colours and the background's colour space, the matte both
         # the estimation and the cut-out (and standard input can be read only once).

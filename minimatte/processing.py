@@ -16,6 +16,7 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
   used as given (as the processor does). HEIF photos are read where the pillow-heif plugin is installed.
 """
 import io
+import numbers
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -439,7 +440,7 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
     single = not isinstance(images, (list, tuple))
     images, trimaps = ([images], [trimaps]) if single else (list(images), list(trimaps))
     if len(images) != len(trimaps):
-        raise ValueError(f"trimaps: got {len(trimaps)} trimaps for {len(images)} images")
+        raise ValueError(f"trimaps: expected one trimap per image, got {len(trimaps)} for {len(images)}")
     if not images:
         raise ValueError("images: the batch is empty")
     items = []
@@ -582,8 +583,7 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
         if m.ndim == 3 and 0 not in m.shape:  # segmentation models (SAM, say) return (N, H, W) stacks
             stack = f" (a stack of {m.shape[0]} masks? pass one of them, e.g. masks[0])"
         raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}{stack}")
-    if not isinstance(band, int) or band < 0:
-        raise ValueError(f"band: expected a non-negative number of pixels, got {band!r}")
+    band = check_integer("band", band, 0, " pixels")
     low, high = check_thresholds(thresholds)
     if size is not None and m.shape != tuple(size):
         (h, w), (height, width) = m.shape, size
@@ -607,6 +607,13 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
         raise ValueError("band: 0 pixels around a mask without a soft edge leaves no pixel unknown, so there is "
                          "nothing to matte; give a band of at least 1 pixel")
     return trimap
+
+
+def check_integer(name, value, least, unit=""):
+    """`value` as an int, where it is an integer (Python's or NumPy's; not a bool) of at least `least`."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least:
+        return int(value)
+    raise ValueError(f"{name}: expected an integer of at least {least}{unit}, got {value!r}")
 
 
 def check_thresholds(thresholds):

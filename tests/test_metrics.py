@@ -116,8 +116,10 @@ def test_trimap_from_mask():
         np.testing.assert_array_equal(minimatte.trimap_from_mask(mask.astype(saved), band=2), trimap)
         full_scale = (mask * np.iinfo(saved).max).astype(saved)
         np.testing.assert_array_equal(minimatte.trimap_from_mask(full_scale, band=2), trimap)
-    with pytest.raises(ValueError, match="band: expected a non-negative"):
-        minimatte.trimap_from_mask(mask, band=-1)
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=np.uint8(2)), trimap)  # NumPy's integers
+    for band in -1, 2.0, True:
+        with pytest.raises(ValueError, match="band: expected an integer of at least 0 pixels, got"):
+            minimatte.trimap_from_mask(mask, band=band)
     with pytest.raises(ValueError, match=r"thresholds: expected \(background below, foreground above\)"):
         minimatte.trimap_from_mask(mask, thresholds=(0.9, 0.1))
 

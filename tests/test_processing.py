@@ -506,7 +506,7 @@ def test_infer_returns_input_sized_alpha(det_model):
         with pytest.raises(ValueError, match=f"trimap: expected as many trimaps as images, both a list \\(or tuple\\) "
                                              f"or neither, got {got}"):
             minimatte.infer(images, trimaps, model=det_model("small"))
-    with pytest.raises(ValueError, match="trimap: got 1 trimaps for 2 images"):
+    with pytest.raises(ValueError, match="trimap: expected one trimap per image, got 1 for 2"):
         minimatte.infer([image, image], [trimap], model=det_model("small"))
     with pytest.raises(TypeError, match=r"progress: expected a callable progress\(fraction, stage\), got int"):
         minimatte.infer(image, trimap, model=det_model("small"), progress=5)
@@ -585,6 +585,7 @@ def test_infer_with_capped_size(det_model):
     full = minimatte.infer(image, trimap, model=model)
     np.testing.assert_allclose(minimatte.infer(image, trimap, model=model, max_size=130), full, atol=1e-6)
     capped = minimatte.infer(image, trimap, model=model, max_size=64)
+    np.testing.assert_array_equal(minimatte.infer(image, trimap, model=model, max_size=np.int64(64)), capped)
     assert capped.shape == (90, 130) and capped.dtype == np.float32 and 0 <= capped.min() and capped.max() <= 1
     # the network ran on a 64x44 bicubic downscale (trimap: nearest), then the guided upsampling
     small_image = np.stack([np.asarray(Image.fromarray((image[..., c] / 255).astype(np.float32))
@@ -594,8 +595,9 @@ def test_infer_with_capped_size(det_model):
     expected = minimatte.processing.guided_upsample(low, image / 255.0)
     np.testing.assert_allclose(capped, expected, atol=1e-6)
     assert np.abs(capped - full).max() > 1e-4  # and it is not the full-resolution result
-    with pytest.raises(ValueError, match="max_size: expected an integer of at least 32"):
-        minimatte.infer(image, trimap, model=model, max_size=8)
+    for size in 8, 64.0, True:
+        with pytest.raises(ValueError, match="max_size: expected an integer of at least 32 pixels, got"):
+            minimatte.infer(image, trimap, model=model, max_size=size)
     with pytest.raises(ValueError, match=r"trimap: size 80x130 \(HxW\) does not match the image's 90x130"):
         minimatte.infer(image, trimap[:80], model=model, max_size=64)  # both were resized to one size, unchecked
 
