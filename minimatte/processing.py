@@ -148,12 +148,17 @@ def icc_profile(image):
 def in_colour_space(image, profile, name):
     """An image file or PIL image with its colours in the colour space of ICC `profile` (bytes; None is sRGB),
     relative colorimetric: RGB(A) is converted where its own profile differs (untagged is sRGB); 8-bit
-    greyscale or CMYK with a profile of its own becomes RGB through it (PIL's convert("RGB") ignores it).
+    greyscale or CMYK with a profile of its own becomes RGB (LA: RGBA) through it (PIL's convert("RGB") ignores
+    it). A PNG's transparent colour becomes the alpha channel it stands for first (_with_keyed_alpha).
     Arrays and other images are returned as they are: their colour space is not known."""
     if is_file(image):
         image = open_image(image, name)
     if not isinstance(image, Image.Image):
         return image
+    if image.mode in ("L", "RGB") and "transparency" in image.info:  # a conversion would lose the keyed alpha
+        keyed = Image.fromarray(_with_keyed_alpha(image, np.asarray(image)))  # -> LA, RGBA
+        keyed.info = {key: value for key, value in image.info.items() if key != "transparency"}
+        image = keyed
     if image.mode in ("RGB", "RGBA"):
         source = icc_profile(image)
         return image if source == profile else _converted(image, source, profile, image.mode, name)
@@ -166,7 +171,8 @@ def in_colour_space(image, profile, name):
     # transforms are off by several levels in the shadows (and turn white grey in Pillow 9.0's littlecms).
     levels = _converted(Image.frombytes("L", (256, 1), bytes(range(256))), own, profile, "RGB", name,
                         _NO_OPTIMIZATION)
-    return Image.fromarray(np.asarray(levels)[0][np.asarray(image.getchannel(0))])  # (256, 3)[(H, W)]
+    rgb = np.asarray(levels)[0][np.asarray(image.getchannel(0))]  # (256, 3)[(H, W)]
+    return Image.fromarray(rgb if image.mode == "L" else np.dstack([rgb, image.getchannel(1)]))  # LA -> RGBA
 
 
 def _converted(image, source, target, mode, name, flags=0):

@@ -150,7 +150,8 @@ def test_optimised_pngs_read_as_their_originals():
         return file
 
     for mode, original in originals.items():
-        keyed = png(original[..., 0] if mode == "LA" else original[..., :3], transparency=0 if mode == "LA" else (0,) * 3)
+        stored = original[..., :-1]
+        keyed = png(stored[..., 0], transparency=0) if mode == "LA" else png(stored, transparency=(0, 0, 0))
         assert Image.open(keyed).mode == mode[:-1]
         for read in (minimatte.read_image, minimatte.processing.read_matte,
                      lambda file: minimatte.trimap_from_mask(file, band=1)):
@@ -303,6 +304,12 @@ def test_greyscale_and_cmyk_files_become_srgb_through_their_profile(tmp_path):
     Image.fromarray(levels).convert("RGB").save(tmp_path / "rgb.png", icc_profile=gamma_profile(1.0))
     assert minimatte.icc_profile(tmp_path / "rgb.png") == gamma_profile(1.0)
     np.testing.assert_array_equal(minimatte.read_image(tmp_path / "rgb.png")[..., 0], levels / 255)  # as stored
+    for options in ({"transparency": 64}, {}):  # a transparent grey (tRNS), or LA's alpha, outlives the profile
+        grey = Image.fromarray(levels if options else np.dstack([levels, (levels > 0) * np.uint8(255)]))  # L or LA
+        grey.save(tmp_path / "see-through.png", icc_profile=grey_profile(1.0), **options)
+        for image in None, tmp_path / "rgb.png":  # made sRGB, or converted into the image's colours
+            with pytest.raises(ValueError, match="^background: the image has transparent pixels"):
+                minimatte.foreground.stored_background(tmp_path / "see-through.png", (1, 5), image)
     Image.fromarray(levels).save(tmp_path / "broken.png", icc_profile=grey_profile(1.0)[:200])
     with pytest.raises(ValueError, match="^image: cannot convert its colours between ICC profiles"):
         minimatte.read_image(tmp_path / "broken.png")
