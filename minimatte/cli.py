@@ -142,6 +142,10 @@ def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
     if os.path.exists(output) and not os.path.isdir(output):
         raise ValueError(f"output: with an input folder, -o must be a folder (made if missing), got the file "
                          f"{output!r}")
+    for folder, label in ((source, "image" if hint is not None else hint_label), (hint, hint_label)):
+        if folder is not None and os.path.isdir(output) and _identity(output) == _identity(folder):
+            raise ValueError(f"output: {output!r} is the {label} folder, where the outputs would be read as "
+                             f"{label}s by the next run over it; give them a folder of their own")
     if hint is None:
         return [(path, None, os.path.join(output, stem + extension))
                 for stem, path in _paired_files(source, names=(hint_label,))]

@@ -504,14 +504,19 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert "skipping 2 of 2 images" in capsys.readouterr().err
     inputs = {path: path.read_bytes() for path in (*images.iterdir(), *trimaps.iterdir())}
     one = [str(images / "a.jpg"), str(trimaps / "a.png")]
-    for command in (["matte", str(images), str(trimaps), "-o", str(trimaps)],  # would write trimaps/a.png
-                    ["matte", str(images), str(trimaps), "-o", str(out / ".." / "trimaps")],  # by another path
-                    ["matte", *one, "-o", one[0]],
-                    ["cutout", *one, "-o", one[1], "--background", "red"],
-                    ["cutout", *one, "-o", str(out / "a.png"), "--background", str(out / "a.png")]):
+    for command, error in (
+            (["matte", str(images), str(trimaps), "-o", str(trimaps)], "is the trimap folder, where the outputs"),
+            (["matte", str(images), str(trimaps), "-o", str(out / ".." / "trimaps")], "is the trimap folder"),
+            (["cutout", str(images), "--mask", str(trimaps), "-o", str(trimaps)], "is the mask folder"),
+            # a.png beside a.jpg would be read as an image by the next run (two images named a: an error)
+            (["matte", str(images), str(trimaps), "-o", str(images)], "is the image folder, where the outputs would "
+                                                                       "be read as images by the next run over it"),
+            (["matte", *one, "-o", one[0]], "is the input file"),
+            (["cutout", *one, "-o", one[1], "--background", "red"], "is the input file"),
+            (["cutout", *one, "-o", str(out / "a.png"), "--background", str(out / "a.png")], "is the input file")):
         assert cli.main([*command, "--model", NAME]) == 2  # refused before any work: inputs are not outputs
-        assert "is the input file" in capsys.readouterr().err
-    assert all(path.read_bytes() == data for path, data in inputs.items())
+        assert error in capsys.readouterr().err
+    assert all(path.read_bytes() == data for path, data in inputs.items()) and not (images / "a.png").exists()
     (images / "a.png").write_bytes((images / "a.jpg").read_bytes())  # two images named a: both outputs a.png
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 2
     assert f"image: 'a.jpg' and 'a.png' in {str(images)!r} share the name 'a'" in capsys.readouterr().err
@@ -806,9 +811,11 @@ def test_cli_trimap_writes_what_mask_builds(served, tmp_path, capsys):
     assert cli.main(["trimap", str(masks), "-o", str(tmp_path / "trimaps")]) == 1
     err = capsys.readouterr().err
     assert "[3/3] minimatte: error: mask: " in err and "1 of 3 masks failed" in err
-    for output, error in ((tmp_path / "t.jpg", "output: a JPEG file would change the trimap's values"),
-                          (masks / "a.png", "is the input file")):
-        assert cli.main(["trimap", str(masks / "a.png"), "-o", str(output)]) == 2
+    for mask_input, output, error in ((masks / "a.png", tmp_path / "t.jpg", "output: a JPEG file would change the "
+                                                                           "trimap's values"),
+                                      (masks / "a.png", masks / "a.png", "is the input file"),
+                                      (masks, masks, "is the mask folder, where the outputs would be read as masks")):
+        assert cli.main(["trimap", str(mask_input), "-o", str(output)]) == 2
         assert error in capsys.readouterr().err
     assert not (tmp_path / "t.jpg").exists()
     np.testing.assert_array_equal(np.asarray(Image.open(masks / "a.png")), mask)
