@@ -228,8 +228,9 @@ OVERSHOOT = Fraction(1, 8)  # of the value range: how far beyond it clip_oversho
 
 def _checked(a, name, value_range, overshoot=0):
     """An image's array of stored values, after the checks that it holds an image (not empty, not a mask, not
-    8-bit values in 16 bits; floats finite and within value_range, or, a matte's or mask's (overshoot=OVERSHOOT),
-    up to `overshoot` of it beyond and clipped into it: clip_overshoot)."""
+    8-bit values in 16 bits nor [0, 1] values as floats of value_range 255; floats finite and within value_range,
+    or, a matte's or mask's (overshoot=OVERSHOOT), up to `overshoot` of it beyond and clipped into it:
+    clip_overshoot)."""
     if a.size == 0 or 0 in a.shape[:2]:
         raise ValueError(f"{name}: image is empty (shape {a.shape})")
     if a.dtype == np.bool_:
@@ -244,7 +245,11 @@ def _checked(a, name, value_range, overshoot=0):
         if value_range not in (1, 1.0, 255, 255.0):
             raise ValueError(f"{name}: float arrays need value_range=1.0 (values in [0, 1]) or "
                              f"value_range=255.0 (values in [0, 255]), got value_range={value_range!r}")
-        return clip_overshoot(a, name, value_range, overshoot)
+        a = clip_overshoot(a, name, value_range, overshoot)
+        if value_range in (255, 255.0) and 0 < a.max() <= 1:  # as the 16-bit check above: [0, 1] values
+            raise ValueError(f"{name}: float values that go up to only {a.max():g} of value_range=255.0 would read "
+                             "as nearly black; for values in [0, 1], pass value_range=1.0")
+        return a
     hint = ""
     if np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 65535:  # np.where(mask, 255, 0)
         bits = 8 if a.max() <= 255 else 16

@@ -402,6 +402,10 @@ def test_batch_of_equal_sizes():
      r"trimap: expected 0 = background, 255 = foreground and grey = unknown, got values up to only 2 \(class"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16), {}, ValueError, "65535 = foreground .* only 1 "),
     (np.zeros((4, 4, 3)), np.eye(4) * 2, {"value_range": 255.0}, ValueError, "trimap: expected 0 = background"),
+    (np.full((4, 4, 3), 0.5), np.full((4, 4), 128.0), {"value_range": 255.0}, ValueError,
+     r"image: float values that go up to only 0.5 of value_range=255.0 would read as nearly black; for values in "
+     r"\[0, 1\], pass value_range=1.0$"),
+    (np.zeros((4, 4, 3)), np.eye(4) * 0.5, {"value_range": 255.0}, ValueError, "trimap: float values that go up to"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint8) * 255, {}, ValueError,
      r"trimap: no pixel is unknown \(grey, between 0 and 255\), so there is nothing to matte; for a binary mask"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16) * 65535, {}, ValueError, "between 0 and 65535"),
