@@ -49,7 +49,8 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     """Alpha matte(s) of `image` given `trimap`: float32 (H, W) arrays in [0, 1] at the input size.
 
     image, trimap: file paths (or binary file objects), PIL images or arrays (uint8/uint16; floats need
-                   value_range=1.0 or 255.0), or equal-length lists of them (returns a list).
+                   value_range=1.0 or 255.0; colours in RGB order, not OpenCV's BGR), or equal-length lists of
+                   them (returns a list).
     model: a loaded VitMatte, a path or checkpoint name (default: small-composition-1k), loaded with
            `backend` and `precision` (see load) on each call: for many images, load it once with `load`.
     max_size: for images too large for memory or time, run the network with the longer side capped at this
