@@ -284,6 +284,18 @@ def take(a, indices, out, axis=None):
     return array_module(a).take(a, indices, axis=axis, out=out)
 
 
+def repeat(values, counts, axis=None):
+    """numpy.repeat(values, counts, axis) for counts (a host array) of at least 1. CuPy's repeat copies value after
+    value from Python, a launch each (thousands of anti-diagonals, say); here the runs' starts are marked, and a
+    cumulative sum of the marks is each element's run."""
+    xp = array_module(values)
+    if xp is numpy:
+        return numpy.repeat(values, counts, axis)
+    run = xp.zeros(int(counts.sum()), xp.int32)
+    run[xp.asarray(numpy.cumsum(counts[:-1]))] = 1
+    return xp.take(values, xp.cumsum(run, dtype=xp.int32), axis)
+
+
 # ------------------------------------------------------------------------------------------ CUDA kernels
 # Where one pass of a hand-written kernel replaces many composed CuPy launches, the kernels ask for it here
 # and fall back to their array code (the NumPy path) when there is none. Sources: kernels/cuda/*.cu, each

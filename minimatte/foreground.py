@@ -14,7 +14,10 @@ the one after (right, down), so each anti-diagonal is updated as one vectorised 
 level run as a pipeline, a later sweep two diagonals behind the one before: the same result as the
 reference's pixel loop, with the pixels stored diagonal by diagonal so that every step reads a slice.
 """
+import collections
+import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 import numbers
 
 import numpy as np
@@ -285,46 +288,68 @@ def _gauss_seidel(fb, image, alpha, order, regularization, gradient_weight, swee
         return
     gather = _neighbour_gather(fb, h, w)
     odd_start = _diagonals(h, w)[1][1] if h + w > 2 else h * w  # the first odd diagonal's first position
-    held = _held_systems(systems, odd_start, h * w, widest, xp)
     terms = xp.empty((6, 5, widest), xp.float32)  # per channel: the data term, then the 4 weighted neighbours
-    for start, stop, diagonals in steps:
-        n = stop - start
-        neighbours, weights, own, cross, data = held(start, stop)
-        step_terms = terms[:, :, :n]
-        step_terms[:, 0] = data
-        gather(step_terms[:, 1:], start, stop, diagonals, neighbours)
-        step_terms[:, 1:] *= weights
-        rhs = step_terms.sum(axis=1).reshape(2, 3, n)  # [F, B] sums, term after term as in the reference
-        solved = own[:, None] * rhs
-        solved += cross * rhs[::-1]
-        fb[:, start:stop] = solved.clip(0, 1, out=solved).reshape(6, n)
+    # One thread computes the systems while this one sweeps. On leaving (an exception: a failed allocation,
+    # Ctrl-C), the blocks it has begun are finished before the arrays they write are let go.
+    with ThreadPoolExecutor(1, "minimatte-systems") as ahead:
+        held = _held_systems(systems, steps, odd_start, h * w, xp, ahead)
+        for start, stop, diagonals in steps:
+            n = stop - start
+            neighbours, weights, own, cross, data = held(start, stop)
+            step_terms = terms[:, :, :n]
+            step_terms[:, 0] = data
+            gather(step_terms[:, 1:], start, stop, diagonals, neighbours)
+            step_terms[:, 1:] *= weights
+            rhs = step_terms.sum(axis=1).reshape(2, 3, n)  # [F, B] sums, term after term as in the reference
+            solved = own[:, None] * rhs
+            solved += cross * rhs[::-1]
+            fb[:, start:stop] = solved.clip(0, 1, out=solved).reshape(6, n)
 
 
-_HELD_POSITIONS = 1 << 18  # positions whose systems the NumPy sweeps compute at once: 20 MB (80 bytes each)
+_HELD_POSITIONS = 1 << 17  # positions whose systems the NumPy sweeps compute at once: 10 MB (80 bytes each)
+_BLOCKS_AHEAD = 2  # blocks of systems computed ahead of the sweeps (see _held_systems)
 
 
-def _held_systems(systems, odd_start, count, widest, xp):
-    """held(start, stop): the neighbours and systems (`systems`) of positions [start, stop), computed a block of
-    _HELD_POSITIONS ahead, instead of a level's all at once (80 bytes a pixel: 1 GB at 12 megapixels).
+def _held_systems(systems, steps, odd_start, count, xp, ahead):
+    """held(start, stop): the neighbours and systems (`systems`) of the positions [start, stop) of each step of
+    `steps` in turn, computed a block of _HELD_POSITIONS at a time, instead of a level's all at once (80 bytes a
+    pixel: 1 GB at 12 megapixels), on the thread of the executor `ahead` while the sweeps run.
 
     A step's positions lie among the even diagonals (stored first, up to odd_start) or the odd ones, and each
     parity's steps move forward through its positions (_steps), so one block is held per parity, and a step
-    beyond it starts the next block at its own start. Each parity's blocks are computed into the same arrays
-    (a block is at most `widest`, a step's positions, or _HELD_POSITIONS long): fresh ones for each block would
-    be new pages for the kernel to fault in and zero, block after block."""
-    capacity = min(count, max(widest, _HELD_POSITIONS))
-    blocks, arrays = {}, {}  # parity: (first position, the block's systems); parity: _system_arrays
+    beyond it starts the next block at its own start: which blocks the steps need, and when, is known before
+    they run. The two parities move through their positions side by side and need their next blocks at about
+    the same step, so two blocks are computed ahead (with one, the sweeps waited on the second parity's, 0.3 s
+    of 2.4 at 12 megapixels). The blocks are computed into four sets of arrays in turn: fresh ones for each
+    block would be new pages for the kernel to fault in and zero, block after block."""
+    blocks, ends = [], {}  # the blocks in the order the steps need them; parity: its last block's end
+    for start, stop, _ in steps:
+        parity = int(start >= odd_start)
+        if stop > ends.get(parity, -1):
+            ends[parity] = min(odd_start if parity == 0 else count, max(stop, start + _HELD_POSITIONS))
+            blocks.append(slice(start, ends[parity]))
+    capacity = max((block.stop - block.start for block in blocks), default=0)
+    spare = [_system_arrays(capacity, xp) for _ in range(min(len(blocks), 2 + _BLOCKS_AHEAD))]
+    upcoming, coming, holding = iter(blocks), collections.deque(), {}  # holding: parity: (block, arrays, systems)
+
+    def compute_ahead():
+        for block in itertools.islice(upcoming, _BLOCKS_AHEAD - len(coming)):
+            arrays = spare.pop()
+            coming.append((block, arrays, ahead.submit(systems, block, arrays)))
 
     def held(start, stop):
         parity = int(start >= odd_start)
-        first, block = blocks.get(parity, (start, ()))
-        if not block or stop - first > block[-1].shape[-1]:
-            end = min(odd_start if parity == 0 else count, max(stop, start + _HELD_POSITIONS))
-            if parity not in arrays:
-                arrays[parity] = _system_arrays(capacity, xp)
-            first, block = start, systems(slice(start, end), arrays[parity])
-            blocks[parity] = first, block
-        return [array[..., start - first:stop - first] for array in block]
+        block, arrays, block_systems = holding.get(parity, (None, None, None))
+        if block is None or stop > block.stop:  # the next block, the first of those coming
+            if arrays is not None:
+                spare.append(arrays)
+            block, arrays, computing = coming.popleft()
+            block_systems = computing.result()
+            holding[parity] = block, arrays, block_systems
+            compute_ahead()
+        return [array[..., start - block.start:stop - block.start] for array in block_systems]
+
+    compute_ahead()
     return held
 
 
@@ -435,34 +460,40 @@ def _border(h, w, base, xp):
     return [xp.take(base, y + x) + y for y, x in ((rows, 0), (rows, w - 1), (0, cols), (h - 1, cols))]
 
 
-def _diagonal_tables(h, w, xp):
-    """What _stored_at needs of _diagonals, on the backend: the diagonals' first positions in storage order, those
-    diagonals, and every diagonal's base."""
-    sizes, first, base = _diagonals(h, w)
+def _runs(h, w):
+    """The anti-diagonals in storage order (_diagonals), as _per_position takes them: their first positions and
+    the diagonals."""
+    first = _diagonals(h, w)[1]
     stored = np.argsort(first)
-    return tuple(xp.asarray(a, dtype=xp.int32) for a in (first[stored], stored, base))
+    return first[stored], stored
 
 
-def _stored_at(positions, tables, xp):
-    """The anti-diagonal and the row of the pixels stored at `positions` (an array; tables: _diagonal_tables)."""
-    diagonal_starts, stored_diagonals, bases = tables
-    diagonal = xp.take(stored_diagonals, xp.searchsorted(diagonal_starts, positions, side="right") - 1)
-    return diagonal, positions - xp.take(bases, diagonal)
+def _per_position(positions, runs, per_diagonal, xp):
+    """The values of each position's anti-diagonal, for the positions of the slice `positions`: per_diagonal
+    (k, diagonals) host integers -> (k, n) int32 on the backend, a diagonal's values repeated over its run of
+    positions (backend.repeat; runs: _runs'). A lookup of each position's diagonal took 20x as long."""
+    starts, stored = runs
+    lo, hi = starts.searchsorted(positions.start, "right") - 1, starts.searchsorted(positions.stop, "left")
+    counts = np.diff(np.clip(np.append(starts[lo:hi], positions.stop), positions.start, positions.stop))
+    values = xp.asarray(np.asarray(per_diagonal)[:, stored[lo:hi]], dtype=xp.int32)  # (k, runs)
+    return backends.repeat(values, counts, axis=1)
 
 
 def _diagonal_layout(h, w, xp):
     """Pixels stored anti-diagonal after anti-diagonal (_diagonals): order (the raster index at each position)
     and position (its inverse). Pixel (y, x) is at base[y + x] + y. Chunk by chunk, on cpu_threads' threads."""
-    tables = _diagonal_tables(h, w, xp)
+    base, runs = _diagonals(h, w)[2], _runs(h, w)
+    base_at = xp.asarray(base, dtype=xp.int32)
     count = h * w
     order, position = xp.empty(count, xp.int32), xp.empty(count, xp.int32)
 
     def place(raster):  # a slice of raster indices
         y, x = xp.divmod(xp.arange(raster.start, raster.stop, dtype=xp.int32), w)
-        xp.add(xp.take(tables[2], y + x), y, out=position[raster])
+        xp.add(xp.take(base_at, y + x), y, out=position[raster])
 
     def link(stored):  # a slice of positions
-        diagonal, y = _stored_at(xp.arange(stored.start, stored.stop, dtype=xp.int32), tables, xp)
+        diagonal_base, diagonal = _per_position(stored, runs, (base, np.arange(len(base))), xp)
+        y = xp.arange(stored.start, stored.stop, dtype=xp.int32) - diagonal_base
         order[stored] = y * (w - 1) + diagonal  # y w + x, x = diagonal - y
 
     backends.run_slices(place, count, xp)
@@ -473,20 +504,20 @@ def _diagonal_layout(h, w, xp):
 def _neighbour_positions(h, w, xp):
     """neighbours_of(positions, neighbours): the positions of the 4 neighbours (pymatting's order: left, right, up,
     down) of the pixels at `positions` (a slice of the level's), into `neighbours` (4, n) int32, clamped at the
-    border as in the reference: a border pixel is its own neighbour. A neighbour's position is a sum
-    (_neighbour_bases), and only the border's are set apart. The level's tables are made once, for all its slices;
-    each slice chunk by chunk, on cpu_threads' threads."""
-    tables = _diagonal_tables(h, w, xp)
-    neighbour_bases = xp.asarray(_neighbour_bases(_diagonals(h, w)[2]), dtype=xp.int32)
-    borders = _border(h, w, tables[2], xp)
+    border as in the reference: a border pixel is its own neighbour. A neighbour's position is the pixel's own
+    plus a shift of its diagonal's (_neighbour_bases), and only the border's are set apart. Each slice chunk by
+    chunk, on cpu_threads' threads."""
+    base, runs = _diagonals(h, w)[2], _runs(h, w)
+    shifts = _neighbour_bases(base) - base  # (4, diagonals)
+    borders = _border(h, w, xp.asarray(base, dtype=xp.int32), xp)
 
     def neighbours_of(positions, neighbours):
         offset, count = positions.start, positions.stop - positions.start
 
         def link(part):
-            diagonal, y = _stored_at(xp.arange(offset + part.start, offset + part.stop, dtype=xp.int32), tables, xp)
-            for k in range(4):
-                xp.add(xp.take(neighbour_bases[k], diagonal), y, out=neighbours[k, part])
+            at = slice(offset + part.start, offset + part.stop)
+            xp.add(xp.arange(at.start, at.stop, dtype=xp.int32), _per_position(at, runs, shifts, xp),
+                   out=neighbours[:, part])
 
         backends.run_slices(link, count, xp)
         for k, edge in enumerate(borders):

@@ -1,4 +1,5 @@
 """Foreground estimation against pymatting's estimate_foreground_ml, and cut-outs."""
+import threading
 import tracemalloc
 
 import numpy as np
@@ -68,17 +69,40 @@ def test_neighbours_as_runs_or_gathered_agree(shape, monkeypatch):
 
 @pytest.mark.parametrize("shape", [(1, 2), (3, 1), (5, 8), (31, 32), (40, 70)])
 def test_systems_held_a_block_at_a_time_agree(shape, monkeypatch):
-    """The sweeps compute the pixels' systems a block of positions ahead (_held_systems): blocks of a few
-    positions, and of fewer than one step's, give what one block of the whole level gives."""
+    """The sweeps' systems are computed a block of positions at a time, on another thread, a few blocks ahead
+    (_held_systems): blocks of a few positions, and of fewer than one step's, one or three of them ahead, give
+    what one block of the whole level gives."""
     rng = np.random.default_rng(sum(shape))
     image, alpha = rng.random(shape + (3,)), np.clip(rng.random(shape) * 1.6 - 0.3, 0, 1)
     results = []
-    for held in (1 << 30, 1, 7, 100):
+    for held, ahead in ((1 << 30, 2), (1, 2), (7, 1), (7, 3), (100, 2)):
         monkeypatch.setattr(foreground, "_HELD_POSITIONS", held)
+        monkeypatch.setattr(foreground, "_BLOCKS_AHEAD", ahead)
         results.append(estimate_foreground(image, alpha, value_range=1.0, return_background=True, small_size=16))
     for result in results[1:]:
         for got, whole in zip(result, results[0]):
             np.testing.assert_array_equal(got, whole)
+
+
+def test_an_error_computing_systems_ahead_comes_out_once_their_thread_ends(monkeypatch):
+    """An error on the thread that computes the systems ahead (an allocation that failed) comes out of
+    estimate_foreground, once that thread has ended: nothing goes on writing into the arrays let go."""
+    rng = np.random.default_rng(0)
+    image, alpha = rng.random((40, 70, 3)), rng.random((40, 70))
+    blocks = []
+
+    def pixel_systems(*args):
+        blocks.append(threading.current_thread().name)
+        if len(blocks) == 5:
+            raise MemoryError("block 5")
+        return real(*args)
+    real = foreground._pixel_systems
+    monkeypatch.setattr(foreground, "_pixel_systems", pixel_systems)
+    monkeypatch.setattr(foreground, "_HELD_POSITIONS", 7)
+    with pytest.raises(MemoryError, match="block 5"):
+        estimate_foreground(image, alpha, value_range=1.0, small_size=4)
+    assert all(name.startswith("minimatte-systems") for name in blocks)
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("minimatte-systems")]
 
 
 def test_single_pixel():
