@@ -31,32 +31,43 @@ def interpolation_matrix(in_size, out_size, mode, xp=numpy):
     """(out_size, in_size) float32 matrix M with resize(v) = M @ v, align_corners=False; one array per set of
     arguments, shared by its callers: read it, never write to it.
 
-    mode "linear": the source coordinate is clamped at 0 and the upper tap at in_size-1.
+    mode "linear": as linear_taps, the source coordinate clamped at 0 and the upper tap at in_size-1.
     mode "cubic": the coordinate is not clamped, each of the four taps is (edge replicate).
     No antialiasing when shrinking, as in PyTorch. Coordinates and weights are float32, as PyTorch
     computes them for float32 tensors.
     """
-    f32 = numpy.float32
-    scale = f32(in_size) / f32(out_size)
-    # PyTorch's compiled kernel contracts scale * (o + 0.5) - 0.5 into a fused multiply-add: one rounding.
-    src = ((numpy.arange(out_size) + 0.5) * numpy.float64(scale) - 0.5).astype(f32)
-    matrix = numpy.zeros((out_size, in_size), dtype=f32)
+    matrix = numpy.zeros((out_size, in_size), dtype=numpy.float32)
     rows = numpy.arange(out_size)
     if mode == "linear":
-        src = numpy.maximum(src, f32(0))
-        i0 = numpy.floor(src).astype(int)
-        lam = src - i0.astype(f32)
-        i1 = numpy.minimum(i0 + 1, in_size - 1)
-        numpy.add.at(matrix, (rows, i0), f32(1) - lam)
-        numpy.add.at(matrix, (rows, i1), lam)
+        i0, i1, w0, w1 = linear_taps(in_size, out_size)
+        numpy.add.at(matrix, (rows, i0), w0)
+        numpy.add.at(matrix, (rows, i1), w1)
     elif mode == "cubic":
+        src = _source_coordinates(in_size, out_size)
         i = numpy.floor(src).astype(int)
-        t = src - i.astype(f32)
+        t = src - i.astype(numpy.float32)
         for offset, weight in zip((-1, 0, 1, 2), _cubic_weights(t)):
             numpy.add.at(matrix, (rows, numpy.clip(i + offset, 0, in_size - 1)), weight)
     else:
         raise ValueError(f"mode: expected 'linear' or 'cubic', got {mode!r}")
     return xp.asarray(matrix)
+
+
+def linear_taps(in_size, out_size):
+    """Linear interpolation from in_size to out_size samples as each output's two taps and their weights,
+    (i0, i1, w0, w1), (out_size,) each (weights float32): v'[o] = w0[o] v[i0[o]] + w1[o] v[i1[o]]. The source
+    coordinate is clamped at 0 and the upper tap at in_size-1."""
+    src = numpy.maximum(_source_coordinates(in_size, out_size), numpy.float32(0))
+    i0 = numpy.floor(src).astype(int)
+    lam = src - i0.astype(numpy.float32)
+    return i0, numpy.minimum(i0 + 1, in_size - 1), numpy.float32(1) - lam, lam
+
+
+def _source_coordinates(in_size, out_size):
+    """Each output sample's coordinate in the input, float32 as PyTorch computes it (align_corners=False)."""
+    scale = numpy.float32(in_size) / numpy.float32(out_size)
+    # PyTorch's compiled kernel contracts scale * (o + 0.5) - 0.5 into a fused multiply-add: one rounding.
+    return ((numpy.arange(out_size) + 0.5) * numpy.float64(scale) - 0.5).astype(numpy.float32)
 
 
 def resize(x, size, mode):
