@@ -410,12 +410,14 @@ def _transparency(a):
 
 
 def _grey_array(image, name):
-    """A file, PIL image or array as an (H, W) array of its own type; colour is reduced to grey."""
+    """A file, PIL image or array as an (H, W) array of its own type (a trimap's or a matte's); colour is reduced
+    to grey, but a photo, in colour at most pixels, is refused (_check_not_a_photo)."""
     a = _split_alpha(_as_array(image, name))[0]  # LA / RGBA: alpha dropped
     if a.ndim == 3 and a.shape[2] == 3:
         if (a[:, :, 0] == a[:, :, 1]).all() and (a[:, :, 0] == a[:, :, 2]).all():  # 9x as fast as against (H, W, 1)
-            a = a[:, :, 0]
-        elif a.dtype == np.uint8:  # PIL's convert("L"): ITU-R 601-2 luma, rounded
+            return a[:, :, 0]
+        _check_not_a_photo(a, name)
+        if a.dtype == np.uint8:  # PIL's convert("L"): ITU-R 601-2 luma, rounded
             r, g, b = a.astype(np.uint32).transpose(2, 0, 1)
             a = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
         else:  # the same weights, kept in the array's own type (16-bit arrays: PIL has no 16-bit RGB)
@@ -426,6 +428,24 @@ def _grey_array(image, name):
     if a.ndim != 2:
         raise ValueError(f"{name}: expected a one-channel (H, W) image, got shape {a.shape}" + _layout_hint(a.shape, 2))
     return a
+
+
+PHOTO_COLOUR_SHARE = 0.25  # of a trimap's or matte's pixels in colour that make it a photo (_check_not_a_photo)
+
+
+def _check_not_a_photo(a, name):
+    """An 8- or 16-bit RGB trimap or matte in colour at more than PHOTO_COLOUR_SHARE of its pixels (channels more
+    than 1/16 of the range apart) is an error: a photo given in its place (a wrong file, the arguments
+    swapped), whose luma would be matted without a word. Trimaps and mattes are grey: one saved as RGB JPEG has
+    colour only along its edges, and a few coloured strokes still read as their luma. Each photo of ../shared/data
+    has colour so at 25-99% of its pixels."""
+    if a.dtype not in (np.uint8, np.uint16):
+        return
+    spread = a.max(axis=2) - a.min(axis=2)
+    share = np.count_nonzero(spread > np.iinfo(a.dtype).max // 16) / spread.size
+    if share > PHOTO_COLOUR_SHARE:
+        raise ValueError(f"{name}: {share:.0%} of its pixels are in colour, as in a photo, where it should be grey; "
+                         "is it the image, or another file given in its place?")
 
 
 def _layout_hint(shape, dims):

@@ -94,12 +94,29 @@ def test_input_kinds_agree(tmp_path):
 def test_grey_and_coloured_trimaps_convert_like_pil():
     grey = np.array([[10, 200]], np.uint8)
     np.testing.assert_array_equal(minimatte.read_image(grey)[0, 0], [10 / 255] * 3)
-    colour = np.array([[[255, 0, 0], [12, 200, 99]]], np.uint8)
+    colour = np.repeat(np.array([[0, 128, 255, 128]], np.uint8)[..., None], 3, axis=2)
+    colour[0, 1:3] = [255, 0, 0], [12, 200, 99]  # a quarter in colour, or less, is still a trimap
+    colour = np.concatenate([colour, np.full((1, 4, 3), 128, np.uint8)])
     expected = np.asarray(Image.fromarray(colour).convert("L")) / 255
     np.testing.assert_array_equal(minimatte.read_trimap(colour), expected)
     deep = colour.astype(np.uint16) * 257  # 16-bit RGB arrays: the same luma, in 16 bits
     np.testing.assert_allclose(minimatte.read_trimap(deep), expected, atol=0.5 / 255)
     np.testing.assert_allclose(minimatte.read_trimap(deep / 65535, value_range=1.0), expected, atol=0.5 / 255)
+
+
+def test_a_photo_given_as_the_trimap_or_matte_is_refused(tmp_path):
+    """Trimaps and mattes are grey: an RGB one in colour at most pixels is a photo given in its place (a wrong file,
+    the arguments swapped), an error rather than a matte of its luma. Its luma (a grey photo) is not refused."""
+    photo = DATA / "vitmatte_demo" / "bulb_rgb.png"
+    for read in minimatte.read_trimap, minimatte.processing.read_matte:
+        with pytest.raises(ValueError, match=r"\d+% of its pixels are in colour, as in a photo, where it should be grey"):
+            read(photo)
+    deep = np.asarray(Image.open(photo).convert("RGB")).astype(np.uint16) * 257
+    with pytest.raises(ValueError, match="in colour, as in a photo"):
+        minimatte.read_trimap(deep)
+    grey = tmp_path / "grey.png"
+    Image.open(photo).convert("L").convert("RGB").save(grey)
+    minimatte.read_trimap(grey)
 
 
 def test_trimaps_with_transparency():
@@ -643,13 +660,16 @@ def test_a_reduced_trimap_keeps_what_its_samples_miss():
 
 def test_swapped_image_and_trimap_are_one_clear_error(det_model):
     model = det_model("small")
-    photo = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    photo = np.repeat(np.random.default_rng(3).integers(0, 256, (40, 60, 1), dtype=np.uint8), 3, axis=2)  # grey
     trimap = np.zeros((40, 60), np.uint8)
     trimap[10:30, 10:50], trimap[15:25, 20:40] = 128, 255
     for max_size in None, 32:
         with pytest.raises(ValueError, match=r"image: it holds only a trimap's levels \(0, 128, 255\), and the "
                                              r"trimap \d+ grey levels: are the image and the trimap swapped\?"):
             minimatte.infer(np.stack([trimap] * 3, axis=-1), photo, model=model, max_size=max_size)
+    coloured = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)  # refused as the trimap itself
+    with pytest.raises(ValueError, match="trimap: 9[0-9]% of its pixels are in colour, as in a photo"):
+        minimatte.infer(np.stack([trimap] * 3, axis=-1), coloured, model=model)
     # a grey image of those levels with a trimap of its own is an image like any other, and so is a black and
     # white one (a logo) with a trimap of many levels (drawn with a soft brush)
     assert minimatte.infer(trimap, trimap, model=model).shape == (40, 60)
