@@ -460,29 +460,29 @@ def _border(h, w, base, xp):
     return [xp.take(base, y + x) + y for y, x in ((rows, 0), (rows, w - 1), (0, cols), (h - 1, cols))]
 
 
-def _runs(h, w):
-    """The anti-diagonals in storage order (_diagonals), as _per_position takes them: their first positions and
-    the diagonals."""
-    first = _diagonals(h, w)[1]
+def _runs(first):
+    """The anti-diagonals in storage order, from their first positions (_diagonals), as _per_position takes them:
+    their first positions and the diagonals."""
     stored = np.argsort(first)
     return first[stored], stored
 
 
 def _per_position(positions, runs, per_diagonal, xp):
     """The values of each position's anti-diagonal, for the positions of the slice `positions`: per_diagonal
-    (k, diagonals) host integers -> (k, n) int32 on the backend, a diagonal's values repeated over its run of
+    (k, diagonals) host array of integers -> (k, n) int32 on the backend, a diagonal's values repeated over its run of
     positions (backend.repeat; runs: _runs'). A lookup of each position's diagonal took 20x as long."""
     starts, stored = runs
     lo, hi = starts.searchsorted(positions.start, "right") - 1, starts.searchsorted(positions.stop, "left")
     counts = np.diff(np.clip(np.append(starts[lo:hi], positions.stop), positions.start, positions.stop))
-    values = xp.asarray(np.asarray(per_diagonal)[:, stored[lo:hi]], dtype=xp.int32)  # (k, runs)
+    values = xp.asarray(per_diagonal[:, stored[lo:hi]], dtype=xp.int32)  # (k, runs)
     return backends.repeat(values, counts, axis=1)
 
 
 def _diagonal_layout(h, w, xp):
     """Pixels stored anti-diagonal after anti-diagonal (_diagonals): order (the raster index at each position)
     and position (its inverse). Pixel (y, x) is at base[y + x] + y. Chunk by chunk, on cpu_threads' threads."""
-    base, runs = _diagonals(h, w)[2], _runs(h, w)
+    _, first, base = _diagonals(h, w)
+    runs, base_and_diagonal = _runs(first), np.stack([base, np.arange(len(base))])
     base_at = xp.asarray(base, dtype=xp.int32)
     count = h * w
     order, position = xp.empty(count, xp.int32), xp.empty(count, xp.int32)
@@ -492,7 +492,7 @@ def _diagonal_layout(h, w, xp):
         xp.add(xp.take(base_at, y + x), y, out=position[raster])
 
     def link(stored):  # a slice of positions
-        diagonal_base, diagonal = _per_position(stored, runs, (base, np.arange(len(base))), xp)
+        diagonal_base, diagonal = _per_position(stored, runs, base_and_diagonal, xp)
         y = xp.arange(stored.start, stored.stop, dtype=xp.int32) - diagonal_base
         order[stored] = y * (w - 1) + diagonal  # y w + x, x = diagonal - y
 
@@ -507,8 +507,8 @@ def _neighbour_positions(h, w, xp):
     border as in the reference: a border pixel is its own neighbour. A neighbour's position is the pixel's own
     plus a shift of its diagonal's (_neighbour_bases), and only the border's are set apart. Each slice chunk by
     chunk, on cpu_threads' threads."""
-    base, runs = _diagonals(h, w)[2], _runs(h, w)
-    shifts = _neighbour_bases(base) - base  # (4, diagonals)
+    _, first, base = _diagonals(h, w)
+    runs, shifts = _runs(first), _neighbour_bases(base) - base  # shifts: (4, diagonals)
     borders = _border(h, w, xp.asarray(base, dtype=xp.int32), xp)
 
     def neighbours_of(positions, neighbours):
