@@ -119,6 +119,24 @@ def test_a_photo_given_as_the_trimap_or_matte_is_refused(tmp_path):
     minimatte.read_trimap(grey)
 
 
+def test_every_photo_of_the_data_is_refused_as_a_trimap_and_every_trimap_read_as_jpeg():
+    """The threshold of _check_not_a_photo on real data: each photo of ../shared/data is refused as a trimap, and
+    each trimap there, saved as an RGB JPEG (whose compression could put colour along its edges), still reads."""
+    photos = [*(DATA / "vitmatte_demo").glob("*_rgb.png"), DATA / "pymatting_lemur" / "lemur.png",
+              *(DATA / "alphamatting" / "input_training_lowres").glob("*.png")]
+    trimaps = [*(DATA / "vitmatte_demo").glob("*_trimap.png"), DATA / "pymatting_lemur" / "lemur_trimap.png",
+               *(DATA / "alphamatting" / "trimap_training_lowres" / "Trimap1").glob("*.png")]
+    assert len(photos) == 31 and len(trimaps) == 31
+    for photo in photos:
+        with pytest.raises(ValueError, match="in colour, as in a photo"):
+            minimatte.read_trimap(photo)
+    for trimap in trimaps:
+        for quality in 50, 75, 95:
+            saved = io.BytesIO()
+            Image.open(trimap).convert("RGB").save(saved, "JPEG", quality=quality)
+            minimatte.read_trimap(Image.open(saved))
+
+
 def test_trimaps_with_transparency():
     """Transparency is dropped where the transparent pixels are black, as a drawing tool leaves what is not painted
     (the trimap reads as if flattened onto black); a transparent pixel that is not black is an error: its value
