@@ -228,13 +228,27 @@ def _raster_pictures(channels, position, shape):
     return tuple(picture.reshape(*shape, 3) for picture in pictures)
 
 
+_SUMMED_PIXELS = 1 << 16  # pixels _mean_colour sums at a time
+
+
 def _mean_colour(image, mask):
-    """Mean image colour under mask (float32 (3,)), summed pixel after pixel in float32 like the reference
-    (NumPy's cumsum is sequential)."""
-    count = int(mask.sum())
-    picked = np.take(image.reshape(-1, 3), np.flatnonzero(mask), axis=0)  # 3x as fast as image[mask] at 12 MP
-    total = np.cumsum(picked, axis=0, dtype=np.float32)[-1] if count else np.zeros(3, np.float32)
-    return (total.astype(np.float64) / (count + 1e-5)).astype(np.float32)
+    """Mean image colour under mask (float32 (3,)), summed pixel after pixel in float32 like the reference.
+
+    NumPy's cumsum is sequential. It runs a chunk of pixels at a time, each channel along contiguous memory, into
+    one small buffer: the sum so far added into the chunk's first value continues the sequence exactly. Summed
+    whole, the picked pixels and their running sums took 2 x 67 MB of fresh pages at 12 megapixels, and 1.8x as
+    long."""
+    pixels, picked = image.reshape(-1, 3), mask.reshape(-1)
+    total = np.zeros(3, np.float32)
+    sums = np.empty((3, _SUMMED_PIXELS), np.float32)
+    for start in range(0, len(pixels), _SUMMED_PIXELS):
+        chunk = np.compress(picked[start:start + _SUMMED_PIXELS], pixels[start:start + _SUMMED_PIXELS], axis=0)
+        if len(chunk):
+            running = sums[:, :len(chunk)]
+            running[...] = chunk.T  # (n, 3) -> (3, n)
+            running[:, 0] += total
+            total = np.cumsum(running, axis=1, out=running)[:, -1].copy()
+    return (total.astype(np.float64) / (int(picked.sum()) + 1e-5)).astype(np.float32)
 
 
 def _nearest(source, target, xp):

@@ -105,6 +105,22 @@ def test_an_error_computing_systems_ahead_comes_out_once_their_thread_ends(monke
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("minimatte-systems")]
 
 
+@pytest.mark.parametrize("summed_pixels", [5, foreground._SUMMED_PIXELS])
+def test_start_colours_are_summed_pixel_after_pixel(summed_pixels, monkeypatch):
+    """The 1x1 level's colours, the means under alpha > 0.9 and < 0.1, are summed in float32 pixel after pixel,
+    as the reference's loop sums them, whatever chunks _mean_colour sums at a time."""
+    monkeypatch.setattr(foreground, "_SUMMED_PIXELS", summed_pixels)
+    rng = np.random.default_rng(5)
+    image = rng.random((90, 1000, 3), dtype=np.float32)  # 90000 pixels: more than one chunk
+    mask = rng.random((90, 1000)) < 0.6
+    total = np.zeros(3, np.float32)
+    for pixel in image[mask]:
+        total += pixel
+    want = (total.astype(np.float64) / (mask.sum() + 1e-5)).astype(np.float32)
+    np.testing.assert_array_equal(foreground._mean_colour(image, mask), want)
+    np.testing.assert_array_equal(foreground._mean_colour(image, np.zeros_like(mask)), np.zeros(3, np.float32))
+
+
 def test_single_pixel():
     # pymatting divides by zero here (no levels between 1x1 and 1x1); minimatte solves the one pixel.
     fg, bg = estimate_foreground(np.float64([[[0.2, 0.4, 0.6]]]), np.float64([[1.0]]), value_range=1.0,
