@@ -21,7 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from cpu import run_child  # noqa: E402  (this folder: first on sys.path for a script, and in the children)
+from cpu import measured_in_child  # noqa: E402  (this folder: first on sys.path for a script, and in the children)
 from helpers import DATA  # noqa: E402  (../shared/data, or $MINIMATTE_SHARED/data)
 
 ENGINES = ("minimatte", "minimatte-kept", "torch", "torch-kept")
@@ -70,15 +70,6 @@ def measure(engine, pairs, threads):
     return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(engine, pairs, threads):
-    code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import batch; "
-            f"print(json.dumps(batch.measure({engine!r}, {pairs!r}, {threads})))")
-    result, error = run_child(code, threads)
-    if error:
-        raise SystemExit(f"batch.py: {engine} {error}")
-    return result
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", default=str(IMAGES), help="a folder of images")
@@ -93,7 +84,7 @@ def main():
     runs = {engine: [] for engine in args.engines}
     for _ in range(args.rounds):
         for engine in args.engines:
-            runs[engine].append(child(engine, pairs, args.threads))
+            runs[engine].append(measured_in_child("batch", engine, pairs, args.threads, threads=args.threads))
     rows = {engine: {"first": statistics.median(seconds[0] for seconds, _ in results),
                      "later": statistics.median(statistics.median(seconds[1:] or seconds) for seconds, _ in results),
                      "total": statistics.median(sum(seconds) for seconds, _ in results),

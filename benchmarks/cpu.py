@@ -133,6 +133,18 @@ def run_child(code, threads):
     return json.loads(result.stdout.strip().splitlines()[-1]), None
 
 
+def measured_in_child(module, engine, *arguments, threads):
+    """The result of benchmarks/MODULE.py's measure(engine, *arguments), which returns JSON, in a fresh process
+    (run_child); a failed one ends the benchmark with its error."""
+    called = ", ".join(map(repr, (engine, *arguments)))
+    code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import {module}; "
+            f"print(json.dumps({module}.measure({called})))")
+    result, error = run_child(code, threads)
+    if error:
+        raise SystemExit(f"{module}.py: {engine} {error}")
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["small"], choices=["small", "base"])

@@ -1,6 +1,6 @@
 """The benchmark scripts still run: stages.py finds every stage of the network it wraps (it reaches into
 minimatte.model) and the progress reports, footprint.py counts the right distributions, batch.py mattes a folder,
-gpu.py tabulates, cupy_operations.py counts."""
+photo.py cuts a photo out both ways, gpu.py tabulates, cupy_operations.py counts."""
 import importlib
 import re
 import subprocess
@@ -11,6 +11,7 @@ import pytest
 
 from cuda_emulation import COMPILER
 from helpers import ROOT
+from reference import require
 
 STAGES = ["patch embedding", "absolute position embedding", "block layer norms", "attention, window blocks",
           "attention, global blocks", "MLP", "residual conv blocks", "ConvStream (stride-2 convs)",
@@ -66,6 +67,25 @@ def test_batch_benchmark_mattes_a_folder(tmp_path):
                       re.MULTILINE)
     assert [row[0] for row in rows] == ["minimatte", "minimatte-kept"], result.stdout
     assert result.stdout.startswith("2 images from")
+
+
+def test_photo_benchmark_times_both_pipelines():
+    """benchmarks/photo.py cuts a photo (here a small one) out with minimatte and with the references, stage by
+    stage, each in a process of its own, and gives minimatte's ratios to the references."""
+    require("torch", "transformers", "pymatting")
+    command = [sys.executable, str(ROOT / "benchmarks" / "photo.py"), "--size", "200x150", "--max-size", "64",
+               "--rounds", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {engine: [float(value) for value in values.split(" | ")] for engine, values in re.findall(
+        r"^\| ([a-z ]+) \| ([0-9. |]+) \|$", result.stdout.replace("x |", " |"), re.MULTILINE)}  # ratios: 0.59x
+    assert list(rows) == ["minimatte", "references", "minimatte vs references"], result.stdout
+    mine, theirs, ratios = rows.values()
+    assert sum(mine[:3]) == pytest.approx(mine[3], abs=0.02) and min(mine + theirs) >= 0
+    assert mine[3] > 0 and theirs[3] > 0
+    # ratios of the unrounded figures, printed to 0.01 (x): the total (0.1 s or so here) a few percent off
+    assert ratios[4] == pytest.approx(mine[4] / theirs[4], abs=0.006) and ratios[3] == pytest.approx(
+        mine[3] / theirs[3], rel=0.25)
 
 
 def test_benchmark_children_leave_the_kernels_source_folder_alone():
