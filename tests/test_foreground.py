@@ -70,14 +70,16 @@ def test_neighbours_as_runs_or_gathered_agree(shape, monkeypatch):
 @pytest.mark.parametrize("shape", [(1, 2), (3, 1), (5, 8), (31, 32), (40, 70)])
 def test_systems_held_a_block_at_a_time_agree(shape, monkeypatch):
     """The sweeps' systems are computed a block of positions at a time, on another thread, a few blocks ahead
-    (_held_systems): blocks of a few positions, and of fewer than one step's, one or three of them ahead, give
-    what one block of the whole level gives."""
+    (_held_systems): blocks of a few positions, and of fewer than one step's, one or three of them ahead, and
+    blocks growing from 1 or 3 positions, give what one block of the whole level gives."""
     rng = np.random.default_rng(sum(shape))
     image, alpha = rng.random(shape + (3,)), np.clip(rng.random(shape) * 1.6 - 0.3, 0, 1)
     results = []
-    for held, ahead in ((1 << 30, 2), (1, 2), (7, 1), (7, 3), (100, 2)):
+    for held, ahead, first in ((1 << 30, 2, 1 << 30), (1, 2, 1), (7, 1, 7), (7, 3, 7), (100, 2, 100), (100, 2, 1),
+                               (64, 1, 3)):
         monkeypatch.setattr(foreground, "_HELD_POSITIONS", held)
         monkeypatch.setattr(foreground, "_BLOCKS_AHEAD", ahead)
+        monkeypatch.setattr(foreground, "_FIRST_HELD_POSITIONS", first)
         results.append(estimate_foreground(image, alpha, value_range=1.0, return_background=True, small_size=16))
     for result in results[1:]:
         for got, whole in zip(result, results[0]):
