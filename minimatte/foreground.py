@@ -25,7 +25,7 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import (check_integer, check_size, icc_profile, in_colour_space, is_file, open_image, read_image,
+from .processing import (check_integer, check_size, icc_profile, in_colour_space, is_file, open_image,
                          read_matte, resize_plane, row_bands, stored_image, stored_matte, to_unit)
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
@@ -53,7 +53,7 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
         ("small_iterations", small_iterations), ("big_iterations", big_iterations), ("small_size", small_size)))
     xp = resolve(backend)
     with backends.small_pages(np):  # the sweeps and, on any backend, the host's pixel work (see small_pages)
-        rgb, matte = _read_pair(image, alpha, value_range, np.float32)
+        rgb, matte = _read_pair(image, alpha, value_range, stored=xp is np)  # a GPU gets the host's float32
         # The 1x1 start, on the host: a GPU sums in another order than the reference's pixel after pixel.
         start = np.concatenate([_mean_colour(rgb, matte > 0.9), _mean_colour(rgb, matte < 0.1)])  # [F, B]
         with backends.cpu_threads(xp):
@@ -124,9 +124,14 @@ def _visible_box(alpha, value_range, margin):
                  for found, size in zip((rows, columns), alpha.shape))
 
 
-def _read_pair(image, alpha, value_range, dtype):
-    """image ((H, W, 3) in [0, 1]) and alpha ((H, W), see read_matte), as `dtype`."""
-    rgb, matte = read_image(image, value_range, dtype=dtype), read_matte(alpha, dtype=dtype)
+def _read_pair(image, alpha, value_range, stored):
+    """image ((H, W, 3) in [0, 1]) and alpha ((H, W), see read_matte), as float32. With `stored`, an 8- or 16-bit
+    image as its stored values (uint8 or uint16), a quarter or half the memory (144 MB at 12 megapixels as
+    float32): where they are used, a chunk at a time, they are made float32 as read_image makes them (_unit)."""
+    rgb = stored_image(image, value_range, "image")
+    if not (stored and rgb.dtype.kind == "u"):
+        rgb = to_unit(rgb, value_range, np.float32)
+    matte = read_matte(alpha, dtype=np.float32)
     check_size("alpha", matte.shape, "image", rgb.shape)
     return rgb, matte
 
@@ -231,6 +236,11 @@ def _raster_pictures(channels, position, shape):
 _SUMMED_PIXELS = 1 << 16  # pixels _mean_colour sums at a time
 
 
+def _unit(pixels):
+    """Pixels as float32 in [0, 1], from stored 8- or 16-bit values (see _read_pair) as read_image makes them."""
+    return to_unit(pixels, None, np.float32) if pixels.dtype.kind == "u" else pixels
+
+
 def _mean_colour(image, mask):
     """Mean image colour under mask (float32 (3,)), summed pixel after pixel in float32 like the reference.
 
@@ -245,7 +255,7 @@ def _mean_colour(image, mask):
         chunk = np.compress(picked[start:start + _SUMMED_PIXELS], pixels[start:start + _SUMMED_PIXELS], axis=0)
         if len(chunk):
             running = sums[:, :len(chunk)]
-            running[...] = chunk.T  # (n, 3) -> (3, n)
+            running[...] = _unit(chunk).T  # (n, 3) -> (3, n)
             running[:, 0] += total
             total = np.cumsum(running, axis=1, out=running)[:, -1].copy()
     return (total.astype(np.float64) / (int(picked.sum()) + 1e-5)).astype(np.float32)
@@ -577,7 +587,7 @@ def _pixel_systems(a0_stored, pixels, order, neighbours, positions, regularizati
         own[0, part], own[1, part] = inverse_det * a11, inverse_det * a00
         cross[part] = inverse_det * -a01
         # (n, 3) -> (3, n); take is 2x as fast as indexing, and the products run 2x as fast on a contiguous copy
-        colours = xp.ascontiguousarray(xp.take(pixels, order[at], axis=0).T)
+        colours = xp.ascontiguousarray(_unit(xp.take(pixels, order[at], axis=0)).T)
         data[:3, part] = a0 * colours
         data[3:, part] = a1 * colours  # computed in float64, stored rounded to float32
     backends.run_slices(chunk, count, xp)

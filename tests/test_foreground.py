@@ -123,6 +123,20 @@ def test_start_colours_are_summed_pixel_after_pixel(summed_pixels, monkeypatch):
     np.testing.assert_array_equal(foreground._mean_colour(image, np.zeros_like(mask)), np.zeros(3, np.float32))
 
 
+def test_an_8_or_16_bit_image_kept_as_stored_gives_what_its_floats_give():
+    """On NumPy an 8- or 16-bit image is kept as stored, a quarter or half the memory, and made float32 a chunk at
+    a time where it is used (_read_pair): F and B are exactly those of the same image given as floats."""
+    rng = np.random.default_rng(4)
+    alpha = np.clip(rng.random((37, 53)) * 1.6 - 0.3, 0, 1)
+    for dtype in (np.uint8, np.uint16):
+        image = rng.integers(0, np.iinfo(dtype).max + 1, (37, 53, 3), dtype=dtype)
+        stored = estimate_foreground(image, alpha, return_background=True, small_size=8)
+        floats = estimate_foreground(image / float(np.iinfo(dtype).max), alpha, value_range=1.0,
+                                     return_background=True, small_size=8)
+        for got, want in zip(stored, floats):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_single_pixel():
     # pymatting divides by zero here (no levels between 1x1 and 1x1); minimatte solves the one pixel.
     fg, bg = estimate_foreground(np.float64([[[0.2, 0.4, 0.6]]]), np.float64([[1.0]]), value_range=1.0,
