@@ -115,14 +115,14 @@ def test_infer_keeps_its_pixel_work_off_huge_pages(det_model, monkeypatch):
 
 @pytest.mark.skipif(backend._set_madvise_hugepage is None, reason="this NumPy has no huge-page setting")
 def test_cutouts_keep_their_pixel_work_off_huge_pages(monkeypatch):
-    """Cut-outs and foreground estimation read their pictures into float arrays (12 bytes a pixel of the image) and
+    """Cut-outs and foreground estimation read their pictures (the matte and, on a GPU, the image as floats) and
     composite without huge pages too (a first 12-megapixel cut-out took much longer with them here), and
     NumPy's setting is back after."""
     from minimatte import foreground
     seen = []
     for name in "_read_pair", "row_bands":  # estimate_foreground's reading; the compositing, band by band
-        monkeypatch.setattr(foreground, name, lambda *args, _work=getattr(foreground, name): (
-            seen.append(numpys_huge_pages()), _work(*args))[1])
+        monkeypatch.setattr(foreground, name, lambda *args, _work=getattr(foreground, name), **kwargs: (
+            seen.append(numpys_huge_pages()), _work(*args, **kwargs))[1])
     rng = np.random.default_rng(2)
     image, alpha = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8), rng.integers(0, 256, (40, 60), dtype=np.uint8)
     original = backend._set_madvise_hugepage(True)
