@@ -150,17 +150,20 @@ def main():
     print("| model | size | precision | engine | median time (s) | fastest, slowest (s) | TFLOP/s | peak GPU memory "
           "(MB) | pool growth (MB) | time vs torch | memory vs torch | max abs alpha difference |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    failed = 0
     with tempfile.TemporaryDirectory(prefix="minimatte-gpu-") as folder:
         for model_name in args.models:
             for size_text in args.sizes:
                 size = tuple(int(v) for v in size_text.split("x"))
-                compare(args, model_name, size_text, size, folder)
+                failed += compare(args, model_name, size_text, size, folder)
+    sys.exit(f"gpu.py: {failed} of the rows failed" if failed else 0)
 
 
 def compare(args, model_name, size_text, size, folder):
     """One table row per precision and engine; the alpha difference is to the same engine's float32 run
     (for float32: minimatte's to torch's). TFLOP/s counts the reference's GEMM and convolution FLOPs
-    (model.stage_flops, equal to torch.utils.flop_counter's count) for both engines."""
+    (model.stage_flops, equal to torch.utils.flop_counter's count) for both engines. Returns how many rows
+    failed."""
     import minimatte
     from minimatte.model import stage_flops
 
@@ -193,6 +196,7 @@ def compare(args, model_name, size_text, size, folder):
             print(f"| {model_name} | {size_text} | {precision} | {engine} | {seconds:.4f} | "
                   f"{min(measured['seconds']):.4f}, {max(measured['seconds']):.4f} | {flops / seconds / 1e12:.1f} | "
                   f"{peak:.0f} | {measured['growth']:.0f} | " + " | ".join(cells) + " |", flush=True)
+    return sum(error is not None for _, error in results.values())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The benchmark scripts still run: stages.py finds every stage of the network it wraps (it reaches into
 minimatte.model) and the progress reports, footprint.py counts the right distributions, batch.py mattes a folder,
-photo.py cuts a photo out both ways, gpu.py tabulates, cupy_operations.py counts."""
+photo.py cuts a photo out both ways, gpu.py tabulates, gpu_checks.sh logs its steps, cupy_operations.py
+counts."""
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -101,7 +103,7 @@ def test_benchmark_children_leave_the_kernels_source_folder_alone():
 
 def test_gpu_benchmark_tabulates_its_children(tmp_path, monkeypatch, capsys):
     """benchmarks/gpu.py's table from its child processes' measurements (here made up: CI has no GPU), with a
-    failed child's row saying so."""
+    failed child's row saying so, and counted (gpu.py then exits with an error, and gpu_checks.sh counts it)."""
     import minimatte
     from minimatte.model import stage_flops
     gpu = _benchmark("gpu")
@@ -119,7 +121,7 @@ def test_gpu_benchmark_tabulates_its_children(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gpu, "child", child)
     args = gpu.argparse.Namespace(engines=["minimatte", "torch"], precisions=["float32", "float16"], warmups=1,
                                   rounds=3)
-    gpu.compare(args, "small", "64x96", (64, 96), str(tmp_path))
+    assert gpu.compare(args, "small", "64x96", (64, 96), str(tmp_path)) == 1  # rows that failed
     lines = capsys.readouterr().out.splitlines()
     assert all(line.count("|") == 13 for line in lines)  # 12 cells in each row, the failed one's too
     rows = [line.strip("| ").split(" | ") for line in lines]
@@ -128,6 +130,31 @@ def test_gpu_benchmark_tabulates_its_children(tmp_path, monkeypatch, capsys):
     assert rows[0][4:] == ["0.2000", "0.1000, 0.3000", f"{tflops:.1f}", "450", "0", "0.50x", "0.56x",
                            "1.00e-02 (vs torch float32)"]
     assert rows[2][-1] == "1.00e-01 (vs minimatte float32)" and rows[3][4] == "failed (RuntimeError: out of memory)"
+
+
+def test_gpu_checks_log_each_step_and_count_those_that_failed(tmp_path):
+    """benchmarks/gpu_checks.sh runs the steps named, each into its log (a relative LOG_DIR is the caller's) with
+    its outcome, and exits with the number that failed: here the stages step, which asks for CuPy where there is
+    none. An unknown step is refused before anything runs."""
+    from minimatte import backend
+    try:
+        backend.resolve("cupy")
+        pytest.skip("CuPy and a GPU are here: the stages step would pass")
+    except RuntimeError:
+        pass
+    script = str(ROOT / "benchmarks" / "gpu_checks.sh")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])  # its python3
+    refused = subprocess.run(["bash", script, "logs", "stages", "speeds"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "unknown step 'speeds'" in refused.stdout
+    assert not (tmp_path / "logs").exists()
+    result = subprocess.run(["bash", script, "logs", "stages"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1, result.stdout[-2000:]
+    log = (tmp_path / "logs" / "stages.log").read_text()
+    assert log.startswith("== stages (at most 50 s): python3 benchmarks/stages.py --backend cupy")
+    assert "backend: 'cupy' needs CuPy" in log and re.search(r"^== stages: exit status 1 after \d+ s$", log, re.M)
+    assert result.stdout.endswith("== 1 of the steps failed\n")
 
 
 def test_cupy_operations_counts_a_pass():
