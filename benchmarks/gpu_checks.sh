@@ -13,13 +13,14 @@ set -uo pipefail
 LOG_DIR=${1:-gpu_logs}
 case $LOG_DIR in /*) ;; *) LOG_DIR=$PWD/$LOG_DIR ;; esac   # before the cd: a relative LOG_DIR is the caller's
 cd "$(dirname "$0")/.."
-STEPS=(environment tests speed stages foreground)
+ALL_STEPS=(environment tests speed stages foreground)
+STEPS=("${ALL_STEPS[@]}")
 [ $# -gt 1 ] && STEPS=("${@:2}")
 for step in "${STEPS[@]}"; do
-    case $step in environment | tests | speed | stages | foreground) ;;
-        *) echo "gpu_checks.sh: unknown step '$step' (expected environment, tests, speed, stages or foreground)"
-           exit 2 ;;
-    esac
+    if [[ " ${ALL_STEPS[*]} " != *" $step "* ]]; then
+        echo "gpu_checks.sh: unknown step '$step' (expected one of: ${ALL_STEPS[*]})"
+        exit 2
+    fi
 done
 mkdir -p "$LOG_DIR"
 export PYTHONUNBUFFERED=1   # each line reaches the log as it is printed, also from a step stopped at its limit
