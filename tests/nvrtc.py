@@ -1,7 +1,7 @@
 """NVIDIA's runtime compiler, NVRTC, as CuPy calls it to compile a RawModule: on the CPU, no GPU needed.
 
-The library comes from the nvidia-cuda-nvrtc-cu12 wheel (the [reference] extra, Linux), the NVRTC that
-cupy-cuda12x loads on a GPU machine.
+The libraries come from the wheels of the [reference] extra (Linux) that CuPy loads on a GPU machine:
+nvidia-cuda-nvrtc-cu12 (CUDA 12, cupy-cuda12x) and nvidia-cuda-nvrtc (CUDA 13, cupy-cuda13x).
 """
 import ctypes
 import importlib.util
@@ -11,15 +11,20 @@ from pathlib import Path
 from reference import require
 
 
-def load():
-    """The NVRTC library of the nvidia-cuda-nvrtc-cu12 wheel; the test skips without it (fails in CI)."""
-    require("nvidia.cuda_nvrtc")
-    folder = Path(next(iter(importlib.util.find_spec("nvidia.cuda_nvrtc").submodule_search_locations))) / "lib"
+# CUDA major version: (the wheel's package, as imported; the library's file name)
+LIBRARIES = {12: ("nvidia.cuda_nvrtc", "libnvrtc.so.12"), 13: ("nvidia.cu13", "libnvrtc.so.13")}
+
+
+def load(major):
+    """The NVRTC library of CUDA `major` (12 or 13) from its wheel; the test skips without it (fails in CI)."""
+    package, name = LIBRARIES[major]
+    require(package)
+    folder = Path(next(iter(importlib.util.find_spec(package).submodule_search_locations))) / "lib"
     # Its builtins first, which NVRTC opens by name while compiling: beside it, but where it is not the one
     # opening them (a sanitizer's interposed dlopen), not found there.
     for builtins in folder.glob("libnvrtc-builtins.so.*"):
         ctypes.CDLL(os.fspath(builtins), mode=ctypes.RTLD_GLOBAL)
-    return ctypes.CDLL(os.fspath(folder / "libnvrtc.so.12"))
+    return ctypes.CDLL(os.fspath(folder / name))
 
 
 def compile_program(library, code, options, name_expressions):

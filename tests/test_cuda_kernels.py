@@ -277,13 +277,14 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
 
 @pytest.mark.parametrize("arch", ["sm_75", "sm_90", "sm_120"])  # T4 (the oldest not deprecated), H100, RTX 50
 @pytest.mark.parametrize("source", ["attention.cu", "conv.cu", "nn.cu", "foreground.cu"])
-def test_sources_compile_with_nvrtc(source, arch):
+@pytest.mark.parametrize("cuda", [12, 13])  # the NVRTC of cupy-cuda12x, of cupy-cuda13x
+def test_sources_compile_with_nvrtc(cuda, source, arch):
     """What CuPy compiles on a GPU machine (backend.cuda_kernel's code, options and name expressions, and the
-    options CuPy adds: the device's -arch, --device-as-default-execution-space, -ftz=true) through the real NVRTC:
-    no warning, each kernel instance in the binary under the name NVRTC gives CuPy for it, and none spilling
-    registers to memory (ptxas's report). The emulation sees neither the PTX float16 conversions of device.cuh
-    nor what NVRTC lacks (system headers)."""
-    library = nvrtc.load()
+    options CuPy adds: the device's -arch, --device-as-default-execution-space, -ftz=true) through the real NVRTC
+    of either CUDA version: no warning, each kernel instance in the binary under the name NVRTC gives CuPy for it,
+    and none spilling registers to memory (ptxas's report). The emulation sees neither the PTX float16
+    conversions of device.cuh nor what NVRTC lacks (system headers)."""
+    library = nvrtc.load(cuda)
     code = backend.cuda_code(source)
     for element in backend.KERNEL_TYPES.values():
         expressions = backend.kernel_instances(code, element)
