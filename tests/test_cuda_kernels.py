@@ -275,7 +275,8 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
     assert left_to_cupy == []
 
 
-@pytest.mark.parametrize("arch", ["sm_75", "sm_90", "sm_120"])  # T4 (the oldest not deprecated), H100, RTX 50
+# T4 (the oldest not deprecated), A100, H100, B200, RTX 50
+@pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_90", "sm_100", "sm_120"])
 @pytest.mark.parametrize("source", ["attention.cu", "conv.cu", "nn.cu", "foreground.cu"])
 @pytest.mark.parametrize("cuda", [12, 13])  # the NVRTC of cupy-cuda12x, of cupy-cuda13x
 def test_sources_compile_with_nvrtc(cuda, source, arch):
