@@ -17,8 +17,10 @@ reference's pixel loop, with the pixels stored diagonal by diagonal so that ever
 import collections
 import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageColor
@@ -164,6 +166,9 @@ def open_background(background):
     try:
         return open_image(background, "background")
     except FileNotFoundError:
+        path = Path(os.fspath(background))
+        if path.suffix or len(path.parts) > 1:  # meant as a file ("new_bg.jpg"): no such file, as for any input
+            raise
         raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
 
 

@@ -1,4 +1,6 @@
 """Foreground estimation against pymatting's estimate_foreground_ml, and cut-outs."""
+import os
+import re
 import threading
 import tracemalloc
 
@@ -173,6 +175,9 @@ def test_bad_input_is_one_clear_error():
         estimate_foreground(image, np.zeros((10, 12)), big_iterations=1.5)
     with pytest.raises(ValueError, match="background: 'nonsense' is neither a colour nor an image file"):
         cutout(image, np.zeros((10, 12)), background="nonsense")
+    for missing in ("new_bg.jpg", os.path.join("backgrounds", "beach")):  # meant as files: as any missing input
+        with pytest.raises(FileNotFoundError, match=f"background: no such file {re.escape(repr(missing))}"):
+            cutout(image, np.zeros((10, 12)), background=missing)
     for colour in [(0, 1.0, 0), (0, 256, 0), (0, 255)]:
         with pytest.raises(ValueError, match=r"background: a colour tuple needs 3 integers 0\.\.255"):
             cutout(image, np.zeros((10, 12)), background=colour)

@@ -434,6 +434,10 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
         assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", "none",
                          "--background", background]) == 2  # before the model loads
         assert error in capsys.readouterr().err
+    missing = str(tmp_path / "new_bg.jpg")
+    assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", "none",
+                     "--background", missing]) == 1  # a missing file, as for the image
+    assert f"background: no such file {missing!r}" in capsys.readouterr().err
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "h.png"), "--model", NAME,
                      "--precision", "float16"]) == 0
     half = minimatte.infer(str(image), str(trimap), model=NAME, precision="float16")
