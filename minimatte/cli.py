@@ -14,8 +14,8 @@ import PIL
 from . import __version__, api, backend, convert, hub, metrics
 from .files import ALPHA_MODES, check_format, output_format, save
 from .foreground import cutout, open_background, stored_background
-from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_thresholds, icc_profile, image_extensions, open_image,
-                         read_matte, trimap_from_mask)
+from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresholds, icc_profile, image_extensions,
+                         open_image, read_matte, trimap_from_mask)
 from .progress import Items
 
 
@@ -129,6 +129,14 @@ def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
         raise ValueError(f"{hint_label}: {hint!r} is the image folder itself, so each image would be its own "
                          f"{hint_label}; put the {hint_label}s in a folder of their own, under the images' names")
     if not os.path.isdir(source):
+        # Before the model loads: a misspelt name is no download's wait.
+        if source != STDIO:
+            check_file(source, "image" if hint is not None else hint_label)
+        if hint is not None and os.path.isdir(hint):
+            raise ValueError(f"{hint_label}: {hint!r} is a folder, and the image a file; a folder of "
+                             f"{hint_label}s goes with a folder of images")
+        if hint not in (None, STDIO):
+            check_file(hint, hint_label)
         if os.path.isdir(output) or output.endswith(("/", os.sep)):  # a folder, as in batch mode: NAME.png in it
             if source == STDIO:
                 raise ValueError(f"output: {output!r} is a folder, and what standard input gives has no name to "
@@ -272,6 +280,9 @@ def _evaluate(args):
     paths = (args.pred, args.gt, args.trimap)
     _check_stdio(dict(zip(("pred", "gt", "trimap"), paths)), None)
     folders = [os.path.isdir(path) for path in paths]
+    for path, name, folder in zip(paths, ("pred", "gt", "trimap"), folders):
+        if not folder and path != STDIO:
+            check_file(path, name)  # before the table's header
     if all(folders):
         triples = _paired_files(*paths, names=("pred", "gt", "trimap"))
     elif not any(folders):  # one image, whose files need not share a name

@@ -38,6 +38,19 @@ def is_file(source):
     return isinstance(source, (str, os.PathLike)) or hasattr(source, "read")
 
 
+def check_file(source, name):
+    """One clear error where a path names no file: no such file, or a folder. File objects pass. (The command
+    line checks its inputs so before it loads the model, which may mean a download.)"""
+    if hasattr(source, "read"):
+        return
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        raise ValueError(f"{name}: {path!r} is a folder, not an image file")
+    if not os.path.isfile(path):
+        remote = " (URLs are not fetched: download the file first)" if "://" in path else ""
+        raise FileNotFoundError(f"{name}: no such file {path!r}{remote}")
+
+
 def open_image(source, name):
     """A PIL image from a file path or a binary file object, turned upright by its EXIF orientation as
     transformers' load_image does (a phone photo is stored sideways; its trimap is drawn on what viewers show),
@@ -49,10 +62,8 @@ def open_image(source, name):
         if not getattr(source, "seekable", lambda: False)():  # a pipe (standard input): read once, then reread
             source = io.BytesIO(source.read())
     else:
+        check_file(source, name)
         source = os.fspath(source)
-        if not os.path.isfile(source):
-            remote = " (URLs are not fetched: download the file first)" if "://" in str(source) else ""
-            raise FileNotFoundError(f"{name}: no such file {source!r}{remote}")
         shown = repr(source)
     try:
         return _open_upright(source)

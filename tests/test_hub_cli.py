@@ -330,6 +330,32 @@ def test_cli_float_mattes(served, tmp_path, capsys):
         assert capsys.readouterr().out.splitlines()[-1] == f"| {pred.stem} | 0.000 | 0.000 | 0.000 | 0.000 |"
 
 
+def test_cli_checks_input_files_before_the_model_loads(tmp_path, capsys):
+    """A misspelt input is reported before the model loads (--model none would fail to): no download's wait for
+    a typo. Missing files exit 1, a folder where a file belongs 2."""
+    image, trimap, folder = tmp_path / "i.png", tmp_path / "t.png", tmp_path / "trimaps"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(trimap)
+    folder.mkdir()
+    missing, out = str(tmp_path / "missing.png"), str(tmp_path / "out.png")
+    for command, status, error in (
+            (["matte", str(image), missing, "--model", "none"], 1, f"trimap: no such file {missing!r}"),
+            (["matte", missing, str(trimap), "--model", "none"], 1, f"image: no such file {missing!r}"),
+            (["matte", str(image), "--mask", missing, "--model", "none"], 1, f"mask: no such file {missing!r}"),
+            (["cutout", str(image), "--alpha", missing], 1, f"alpha: no such file {missing!r}"),
+            (["trimap", missing], 1, f"mask: no such file {missing!r}"),
+            (["matte", missing, str(folder), "--model", "none"], 1, f"image: no such file {missing!r}"),
+            (["matte", str(image), str(folder), "--model", "none"], 2,
+             f"trimap: {str(folder)!r} is a folder, and the image a file")):
+        assert cli.main([*command, "-o", out]) == status
+        assert f"minimatte: error: {error}" in capsys.readouterr().err
+    for paths, error in (((missing, str(image), str(trimap)), f"pred: no such file {missing!r}"),
+                         ((str(image), str(image), str(image / "x")), "trimap: no such file")):
+        assert cli.main(["evaluate", *paths]) == 1
+        captured = capsys.readouterr()
+        assert error in captured.err and captured.out == ""  # before the table's header
+
+
 def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(0)
     image, trimap = tmp_path / "i.png", tmp_path / "t.png"

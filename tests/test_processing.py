@@ -1,6 +1,7 @@
 """Preprocessing semantics and input checking."""
 import io
 import json
+import re
 import sys
 import zlib
 
@@ -485,6 +486,8 @@ def test_bad_files(tmp_path):
         minimatte.preprocess(np.zeros((4, 4, 3), np.uint8), str(text))
     with pytest.raises(FileNotFoundError, match="image: no such file"):
         minimatte.preprocess(str(tmp_path / "missing.png"), trimap)
+    with pytest.raises(ValueError, match=f"image: {re.escape(repr(str(tmp_path)))} is a folder, not an image file"):
+        minimatte.preprocess(tmp_path, trimap)
     with pytest.raises(FileNotFoundError, match=r"image: no such file 'https://example.com/a.png' \(URLs are not "
                                                 r"fetched: download the file first\)"):
         minimatte.preprocess("https://example.com/a.png", trimap)  # transformers' load_image would fetch it
