@@ -123,6 +123,7 @@ def _paired_files(folder, *others, names):
 def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
     """(source, hint, output) triples: one file, or each file of a folder, paired by file stem with the hint
     folder's (trimaps, masks or mattes) if there is one. An output folder gets NAME`extension` files."""
+    source_label = "image" if hint is not None else hint_label  # `trimap`: the source is the mask
     if hint is not None and _identity(hint) == _identity(source):  # e.g. a folder of NAME_rgb and NAME_trimap
         if not os.path.isdir(source):
             raise ValueError(f"{hint_label}: {hint!r} is the image itself; give the image's {hint_label}")
@@ -131,7 +132,7 @@ def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
     if not os.path.isdir(source):
         # Before the model loads: a misspelt name is no download's wait.
         if source != STDIO:
-            check_file(source, "image" if hint is not None else hint_label)
+            check_file(source, source_label)
         if hint is not None and os.path.isdir(hint):
             raise ValueError(f"{hint_label}: {hint!r} is a folder, and the image a file; a folder of "
                              f"{hint_label}s goes with a folder of images")
@@ -150,7 +151,7 @@ def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
     if os.path.exists(output) and not os.path.isdir(output):
         raise ValueError(f"output: with an input folder, -o must be a folder (made if missing), got the file "
                          f"{output!r}")
-    for folder, label in ((source, "image" if hint is not None else hint_label), (hint, hint_label)):
+    for folder, label in ((source, source_label), (hint, hint_label)):
         if folder is not None and os.path.isdir(output) and _identity(output) == _identity(folder):
             raise ValueError(f"output: {output!r} is the {label} folder, where the outputs would be read as "
                              f"{label}s by the next run over it; give them a folder of their own")
