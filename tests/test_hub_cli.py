@@ -36,11 +36,12 @@ class Terminal(io.StringIO):
 
 class Hub(http.server.ThreadingHTTPServer):
     """Serves {path: bytes} in the hub layout; honours Range; can cut a response short once, or hold it halfway
-    until an event is set (`hold`: {path: threading.Event}). HEAD answers with the commit and ETag headers that
+    until an event is set (`hold`: {path: threading.Event}), or answer a path with a redirect to another, as the
+    hub answers its large files (`redirects`: {path: path}). HEAD answers with the commit and ETag headers that
     huggingface_hub's downloads read."""
 
     def __init__(self, files):
-        self.files, self.cut_once, self.hold, self.requests = files, set(), {}, []
+        self.files, self.cut_once, self.hold, self.redirects, self.requests = files, set(), {}, {}, []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -52,6 +53,12 @@ class Hub(http.server.ThreadingHTTPServer):
 
             def do_GET(handler):
                 self.requests.append((handler.path, handler.headers.get("Range")))
+                if handler.path in self.redirects:
+                    handler.send_response(302)
+                    handler.send_header("Location", self.url + self.redirects[handler.path])
+                    handler.send_header("Content-Length", "0")
+                    handler.end_headers()
+                    return
                 body = self.files.get(handler.path)
                 start = int(handler.headers["Range"][6:-1]) if handler.headers.get("Range") else 0
                 if not send_headers(handler, body, start):
@@ -72,6 +79,9 @@ class Hub(http.server.ThreadingHTTPServer):
         def send_headers(handler, body, start):
             if body is None:
                 handler.send_error(404)
+                return False
+            if start and start >= len(body):
+                handler.send_error(416)  # Range Not Satisfiable: nothing is left from there on
                 return False
             handler.send_response(206 if start else 200)
             handler.send_header("Content-Length", str(len(body) - start))
@@ -130,6 +140,37 @@ def test_download_resume_and_load(served, tmp_path, det_model):
     os.unlink(os.path.join(directory, ".download.lock"))  # a complete checkpoint needs no lock: nothing is written,
     assert cli.main(["download", "hustvl/vitmatte-small-distinctions-646"]) == 0 and len(server.requests) == requests
     assert not os.path.exists(os.path.join(directory, ".download.lock"))  # so a read-only cache serves it
+
+
+def test_a_redirected_download_resumes_at_the_redirect(served, tmp_path):
+    """The hub answers a large file with a redirect to its storage (a signed URL on another host): the download
+    follows it, and a resumed one asks there for the rest too (the Range header goes along)."""
+    server, repo = served
+    weights, stored = repo + "model.safetensors", "/storage/0123abcd"
+    server.files[stored] = server.files.pop(weights)
+    server.redirects[weights] = stored
+    server.cut_once.add(stored)
+    with pytest.raises(RuntimeError, match="ended early"):
+        hub.download(NAME, progress=False)
+    hub.download(NAME, progress=False)
+    rest = f"bytes={len(server.files[stored]) // 2}-"
+    assert [(path, r) for path, r in server.requests if path in (weights, stored)] == [
+        (weights, None), (stored, None), (weights, rest), (stored, rest)]
+    assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == server.files[stored]
+
+
+def test_a_complete_partial_file_is_moved_into_place(served, tmp_path, monkeypatch):
+    """A download stopped after its last byte but before its move into place leaves a whole .part file: the
+    resumed request for the bytes after it is refused (HTTP 416), and the file is checked and moved."""
+    server, repo = served
+    weights = repo + "model.safetensors"
+    digest = hashlib.sha256(server.files[weights]).hexdigest()
+    monkeypatch.setitem(hub.KNOWN_SHA256, (NAME, "model.safetensors"), digest)  # checked before the move
+    (tmp_path / "cache" / NAME).mkdir(parents=True)
+    (tmp_path / "cache" / NAME / "model.safetensors.part").write_bytes(server.files[weights])
+    hub.download(NAME, progress=False)
+    assert [r for path, r in server.requests if path == weights] == [f"bytes={len(server.files[weights])}-"]
+    assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == server.files[weights]
 
 
 def test_a_stalled_download_is_one_clear_error_and_resumes(served, tmp_path, monkeypatch, capsys):
