@@ -13,7 +13,9 @@ with every 3x3 convolution an im2col GEMM, none with Winograd's F(2x2, 3x3), to 
 minimatte-huge-pages is minimatte with NumPy advising huge pages in the pass too (no backend.small_pages), and
 minimatte-kept runs after minimatte.keep_freed_memory(), as the command line does; minimatte-blas-threads leaves
 BLAS's threads alone and runs the kernels' pieces one after another, as where minimatte cannot steer NumPy's BLAS
-(backend.cpu_threads: MKL, Accelerate, or an OpenBLAS it does not find).
+(backend.cpu_threads: MKL, Accelerate, or an OpenBLAS it does not find); minimatte-avx2 runs NumPy's OpenBLAS on
+its AVX2 kernels (OPENBLAS_CORETYPE=Haswell) whatever the CPU has. The line above the table names the kernels
+the other engines' NumPy runs on (backend.blas_summary, as `minimatte --version` prints it).
 """
 import argparse
 import json
@@ -28,7 +30,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENGINES = ("minimatte", "torch", "onnxruntime", "minimatte-im2col", "minimatte-huge-pages", "minimatte-kept",
-           "minimatte-blas-threads")
+           "minimatte-blas-threads", "minimatte-avx2")
 ONNX_DIR = None  # a temporary folder for the exported models, set by main and passed to the children
 
 
@@ -111,7 +113,7 @@ def measure(engine, model_name, height, width, threads):
 def child(engine, model_name, size, threads):
     code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import cpu; cpu.ONNX_DIR = {ONNX_DIR!r}; "
             f"print(json.dumps(cpu.measure({engine!r}, {model_name!r}, {size[0]}, {size[1]}, {threads})))")
-    return run_child(code, threads)
+    return run_child(code, threads, {"OPENBLAS_CORETYPE": "Haswell"} if engine == "minimatte-avx2" else {})
 
 
 def python_command(code):
@@ -121,11 +123,11 @@ def python_command(code):
     return [sys.executable, "-c", "import sys; sys.path[:] = [entry for entry in sys.path if entry]; " + code]
 
 
-def run_child(code, threads):
+def run_child(code, threads, environment=()):
     """Runs `code`, which prints a JSON result last, in a fresh process with every engine's threads set to
-    `threads`: (the result, None), or (None, why it failed)."""
+    `threads` and the variables `environment` set: (the result, None), or (None, why it failed)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+               MKL_NUM_THREADS=str(threads), **dict(environment))
     result = subprocess.run(python_command(code), env=env, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["?"])[-1]
@@ -166,6 +168,9 @@ def main():
 
 
 def compare(args):
+    blas = subprocess.run(python_command("from minimatte import backend; print(backend.blas_summary())"),
+                          capture_output=True, text=True, check=True).stdout
+    print(blas.strip().replace("\n", " "))
     print("| model | size | engine | median time (s) | peak RSS (MB) | time vs torch | RSS vs torch |")
     print("|---|---|---|---|---|---|---|")
     for model_name in args.models:

@@ -400,19 +400,23 @@ def already_loaded(path):
         return None
 
 
-def _openblas_threads():
-    """(get, set) for the thread count of the OpenBLAS that NumPy loaded, or None (another BLAS)."""
+def _openblas_functions(*names):
+    """The functions `names` ("get_num_threads", ...) of the OpenBLAS that NumPy loaded, or None (another BLAS)."""
     for path in _openblas_candidates():
         library = already_loaded(path)
         if library is None:
             continue
         # The symbols of NumPy 2's wheels, NumPy 1's (ILP64, suffix 64_), and a system OpenBLAS.
-        for get_name, set_name in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-                                   ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-                                   ("openblas_get_num_threads", "openblas_set_num_threads")):
-            if hasattr(library, get_name) and hasattr(library, set_name):
-                return getattr(library, get_name), getattr(library, set_name)
+        for prefix, suffix in (("scipy_openblas_", "64_"), ("openblas_", "64_"), ("openblas_", "")):
+            functions = [getattr(library, prefix + name + suffix, None) for name in names]
+            if all(functions):
+                return tuple(functions)
     return None
+
+
+def _openblas_threads():
+    """(get, set) for the thread count of the OpenBLAS that NumPy loaded, or None (another BLAS)."""
+    return _openblas_functions("get_num_threads", "set_num_threads")
 
 
 _BLAS = _openblas_threads()
@@ -483,13 +487,53 @@ def parallelism():
     return getattr(_STATE, "workers", 1)
 
 
-def thread_summary():
-    """How forward passes on NumPy use the cores, in words (`minimatte --version`, for bug reports about speed)."""
+# OpenBLAS picks its kernels for the CPU when it loads, or takes those that OPENBLAS_CORETYPE names. Where it
+# runs older ones on a CPU with AVX-512, its float32 products are several times slower: on the 2-core AMD Zen 5
+# of the README's figures the SkylakeX (AVX-512) kernels multiplied at about 450 GFLOP/s, the Haswell (AVX2)
+# ones, which that machine's environment asked for, at 240, and the Barcelona (SSE) ones, which NumPy 1.22 and
+# 1.23's OpenBLAS (0.3.18, 0.3.20) picks there, at 106.
+AVX512_KERNELS = ("SkylakeX", "Cooperlake", "SapphireRapids")  # OpenBLAS's names of its kernel sets that use it
+AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})  # the sets those need
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The instruction sets the first CPU lists in /proc/cpuinfo (Linux: those the kernel has enabled), or None."""
+    try:
+        with open(cpuinfo) as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
+
+
+def blas_summary():
+    """Which BLAS forward passes on NumPy use, with which kernels, and how they use the cores, in words
+    (`minimatte --version`, for bug reports about speed)."""
     if _BLAS is None:
         return "NumPy's BLAS: not an OpenBLAS minimatte can steer; forward passes run a kernel's pieces in turn"
     count = _BLAS[0]()
-    plural = "s" if count != 1 else ""
-    return f"NumPy's BLAS: an OpenBLAS minimatte steers; forward passes run on {count} thread{plural}"
+    version, kernels = _openblas_build()
+    asked = f" (OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']})" if "OPENBLAS_CORETYPE" in os.environ else ""
+    summary = (f"NumPy's BLAS: OpenBLAS {version} with its {kernels} kernels{asked}, which minimatte steers; forward "
+               f"passes run on {count} thread" + "s" * (count != 1))
+    if kernels not in AVX512_KERNELS and AVX512_FLAGS <= (cpu_flags() or set()):
+        summary += ("\nThis CPU has AVX-512, which those kernels do not use: OPENBLAS_CORETYPE=SkylakeX in the "
+                    "environment makes their products 2 to 4 times faster (measured on an AMD Zen 5)")
+    return summary
+
+
+def _openblas_build():
+    """(version, kernel set) of the OpenBLAS that NumPy loaded: ("0.3.31.188.0", "SkylakeX"); "?" where it does
+    not say."""
+    functions = _openblas_functions("get_config", "get_corename")
+    if functions is None:
+        return "?", "?"
+    for function in functions:
+        function.restype = ctypes.c_char_p
+    config, kernels = (function().decode() for function in functions)
+    return config.split()[1], kernels
 
 
 def even_step(total, most):

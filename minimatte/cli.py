@@ -369,7 +369,7 @@ class _PrintVersion(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         print(f"minimatte {__version__} (Python {platform.python_version()}, NumPy {np.__version__}, Pillow "
-              f"{PIL.__version__})\n{backend.thread_summary()}")
+              f"{PIL.__version__})\n{backend.blas_summary()}")
         parser.exit()
 
 

@@ -1,5 +1,6 @@
 """The benchmark scripts still run: stages.py finds every stage of the network it wraps (it reaches into
-minimatte.model) and the progress reports, footprint.py counts the right distributions, batch.py mattes a folder,
+minimatte.model) and the progress reports, footprint.py counts the right distributions, cpu.py tabulates its
+engines under the kernels of NumPy's BLAS, batch.py mattes a folder,
 photo.py cuts a photo out both ways, gpu.py tabulates, gpu_checks.sh logs its steps, cupy_operations.py
 counts."""
 import importlib
@@ -50,6 +51,21 @@ def test_footprint_counts_what_minimatte_installs():
     assert "torch" not in sizes and "scipy" not in sizes
     assert sizes["numpy"] > 1e6
     assert footprint.installed_size(["no-such-distribution"]) == ({}, ["no-such-distribution"])
+
+
+def test_cpu_benchmark_names_the_blas_kernels_and_tabulates_its_engines():
+    """benchmarks/cpu.py runs each engine in a child and tabulates it, under a line that says which kernels the
+    children's BLAS runs on; minimatte-avx2's child runs OpenBLAS's AVX2 ones."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "cpu.py"), "--sizes", "64x96", "--rounds", "1",
+               "--engines", "minimatte", "minimatte-avx2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    blas, header, _, *rows = result.stdout.splitlines()
+    assert blas.startswith("NumPy's BLAS: ") and header.startswith("| model | size | engine |")
+    assert [row.split(" | ")[2] for row in rows] == ["minimatte", "minimatte-avx2"], result.stdout
+    code = "import json; from minimatte import backend; print(json.dumps(backend._openblas_build()))"
+    build, error = _benchmark("cpu").run_child(code, 1, {"OPENBLAS_CORETYPE": "Haswell"})
+    assert error is None and build[1] in ("Haswell", "?")  # "?": another BLAS, or an OpenBLAS that does not say
 
 
 def test_batch_benchmark_mattes_a_folder(tmp_path):

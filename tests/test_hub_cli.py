@@ -793,20 +793,33 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
 
 
 def test_cli_version(capsys, monkeypatch):
-    """The versions a bug report needs, and whether minimatte steers BLAS's threads (a report of slow passes on
-    macOS or Windows, say, then shows whether it found NumPy's OpenBLAS there)."""
+    """The versions a bug report needs, NumPy's OpenBLAS with the kernels it runs, and whether minimatte steers
+    its threads (a report of slow passes on macOS or Windows, say, then shows whether it found NumPy's OpenBLAS
+    there, and one from a CPU whose AVX-512 OpenBLAS leaves unused says how to use it)."""
     with pytest.raises(SystemExit) as exit:
         cli.main(["--version"])
-    versions, threads = capsys.readouterr().out.splitlines()
+    versions, blas, *advice = capsys.readouterr().out.splitlines()
     assert exit.value.code == 0 and versions.startswith(f"minimatte {minimatte.__version__} (Python ")
     if backend._BLAS is not None:
-        assert threads.startswith(f"NumPy's BLAS: an OpenBLAS minimatte steers; forward passes run on "
-                                  f"{backend._BLAS[0]()} thread")
+        version, kernels = backend._openblas_build()
+        assert re.fullmatch(r"\d+\.\d+\.\d+\S*", version) and re.fullmatch(r"[A-Za-z0-9]+", kernels)
+        assert re.fullmatch(rf"NumPy's BLAS: OpenBLAS {re.escape(version)} with its {kernels} kernels( \("
+                            rf"OPENBLAS_CORETYPE=.*\))?, which minimatte steers; forward passes run on "
+                            rf"{backend._BLAS[0]()} threads?", blas)
+        monkeypatch.setattr(backend, "cpu_flags", lambda: set(backend.AVX512_FLAGS) | {"avx2"})
+        for kernels, advised in (("Barcelona", True), ("Haswell", True), ("SkylakeX", False), ("Cooperlake", False)):
+            monkeypatch.setattr(backend, "_openblas_build", lambda: ("0.3.18", kernels))
+            advice = backend.blas_summary().splitlines()[1:]
+            assert advice == (["This CPU has AVX-512, which those kernels do not use: OPENBLAS_CORETYPE=SkylakeX in "
+                               "the environment makes their products 2 to 4 times faster (measured on an AMD Zen 5)"]
+                              if advised else [])
+        monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2", "avx512f"})  # not every set the kernels use
+        assert len(backend.blas_summary().splitlines()) == 1
     monkeypatch.setattr(backend, "_BLAS", None)
     with pytest.raises(SystemExit):
         cli.main(["--version"])
-    threads = capsys.readouterr().out.splitlines()[1]
-    assert threads == "NumPy's BLAS: not an OpenBLAS minimatte can steer; forward passes run a kernel's pieces in turn"
+    blas = capsys.readouterr().out.splitlines()[1:]
+    assert blas == ["NumPy's BLAS: not an OpenBLAS minimatte can steer; forward passes run a kernel's pieces in turn"]
 
 
 def test_cli_heif_photos(served, tmp_path, capsys):

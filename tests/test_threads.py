@@ -1,5 +1,7 @@
 """The forward pass's own threads (backend.cpu_threads): same results, BLAS settings restored."""
 import multiprocessing
+import os
+import platform
 import shutil
 import threading
 import time
@@ -44,6 +46,17 @@ def test_numpys_bundled_openblas_is_found_without_a_list_of_loaded_libraries(mon
             assert backend._BLAS[0]() == count  # _BLAS: found in /proc/self/maps, the instance NumPy loaded
     finally:
         found[1](blas_threads)
+
+
+def test_cpu_flags_are_the_first_cpus(tmp_path):
+    """minimatte --version advises OpenBLAS's AVX-512 kernels by the instruction sets /proc/cpuinfo lists."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n\n"
+                       "processor\t: 1\nflags\t\t: fpu\n")
+    assert backend.cpu_flags(str(cpuinfo)) == {"fpu", "sse2", "avx2", "avx512f", "avx512bw"}
+    assert backend.cpu_flags(str(tmp_path / "missing")) is None  # not Linux: no advice
+    if os.path.exists("/proc/cpuinfo") and platform.machine() in ("x86_64", "AMD64"):
+        assert "sse2" in backend.cpu_flags()
 
 
 @steerable_blas
