@@ -487,11 +487,11 @@ def parallelism():
     return getattr(_STATE, "workers", 1)
 
 
-# OpenBLAS picks its kernels for the CPU when it loads, or takes those that OPENBLAS_CORETYPE names. Where it
-# runs older ones on a CPU with AVX-512, its float32 products are several times slower: on the 2-core AMD Zen 5
-# of the README's figures the SkylakeX (AVX-512) kernels multiplied at about 450 GFLOP/s, the Haswell (AVX2)
-# ones, which that machine's environment asked for, at 240, and the Barcelona (SSE) ones, which NumPy 1.22 and
-# 1.23's OpenBLAS (0.3.18, 0.3.20) picks there, at 106.
+# OpenBLAS picks its kernels for the CPU when it loads, or takes those that OPENBLAS_CORETYPE names. Where it runs
+# older ones on a CPU with AVX-512, passes are slower: on the 2-core AMD Zen 5 of the README's figures, ViTMatte-S
+# passes took 1.3-1.8x their time on OpenBLAS's AVX-512 kernels (SkylakeX) with its AVX2 ones (Haswell), which
+# that machine's environment asked for, and 2.5x at 640x960 with the SSE ones (Barcelona) that NumPy 1.22 and
+# 1.23's OpenBLAS (0.3.18, 0.3.20) picks there (benchmarks/cpu.py).
 AVX512_KERNELS = ("SkylakeX", "Cooperlake", "SapphireRapids")  # OpenBLAS's names of its kernel sets that use it
 AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})  # the sets those need
 
@@ -519,8 +519,8 @@ def blas_summary():
     summary = (f"NumPy's BLAS: OpenBLAS {version} with its {kernels} kernels{asked}, which minimatte steers; forward "
                f"passes run on {count} thread" + "s" * (count != 1))
     if kernels not in AVX512_KERNELS and AVX512_FLAGS <= (cpu_flags() or set()):
-        summary += ("\nThis CPU has AVX-512, which those kernels do not use: OPENBLAS_CORETYPE=SkylakeX in the "
-                    "environment makes their products 2 to 4 times faster (measured on an AMD Zen 5)")
+        summary += ("\nThis CPU has AVX-512, which those kernels do not use: with OPENBLAS_CORETYPE=SkylakeX in the "
+                    "environment, passes ran 1.3 to 2.5 times faster on an AMD Zen 5")
     return summary
 
 
