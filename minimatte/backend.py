@@ -518,7 +518,7 @@ def blas_summary():
     asked = f" (OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']})" if "OPENBLAS_CORETYPE" in os.environ else ""
     summary = (f"NumPy's BLAS: OpenBLAS {version} with its {kernels} kernels{asked}, which minimatte steers; forward "
                f"passes run on {count} thread" + "s" * (count != 1))
-    if kernels not in AVX512_KERNELS and AVX512_FLAGS <= (cpu_flags() or set()):
+    if kernels not in (*AVX512_KERNELS, "?") and AVX512_FLAGS <= (cpu_flags() or set()):
         summary += ("\nThis CPU has AVX-512, which those kernels do not use: with OPENBLAS_CORETYPE=SkylakeX in the "
                     "environment, passes ran 1.3 to 2.5 times faster on an AMD Zen 5")
     return summary
@@ -533,7 +533,7 @@ def _openblas_build():
     for function in functions:
         function.restype = ctypes.c_char_p
     config, kernels = (function().decode() for function in functions)
-    return config.split()[1], kernels
+    return (config.split()[1:] or ["?"])[0], kernels  # config: "OpenBLAS 0.3.31.188.0 DYNAMIC_ARCH ..."
 
 
 def even_step(total, most):

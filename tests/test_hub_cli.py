@@ -807,7 +807,8 @@ def test_cli_version(capsys, monkeypatch):
                             rf"OPENBLAS_CORETYPE=.*\))?, which minimatte steers; forward passes run on "
                             rf"{backend._BLAS[0]()} threads?", blas)
         monkeypatch.setattr(backend, "cpu_flags", lambda: set(backend.AVX512_FLAGS) | {"avx2"})
-        for kernels, advised in (("Barcelona", True), ("Haswell", True), ("SkylakeX", False), ("Cooperlake", False)):
+        for kernels, advised in (("Barcelona", True), ("Haswell", True), ("SkylakeX", False), ("Cooperlake", False),
+                                 ("?", False)):  # "?": an OpenBLAS that does not say
             monkeypatch.setattr(backend, "_openblas_build", lambda: ("0.3.18", kernels))
             advice = backend.blas_summary().splitlines()[1:]
             assert advice == (["This CPU has AVX-512, which those kernels do not use: with OPENBLAS_CORETYPE=SkylakeX "
