@@ -21,7 +21,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from cpu import measured_in_child  # noqa: E402  (this folder: first on sys.path for a script, and in the children)
+# cpu.py: this folder's, first on sys.path for a script, and in the children
+from cpu import blas_in_children, measured_in_child  # noqa: E402
 from helpers import DATA  # noqa: E402  (../shared/data, or $MINIMATTE_SHARED/data)
 
 ENGINES = ("minimatte", "minimatte-kept", "torch", "torch-kept")
@@ -89,7 +90,7 @@ def main():
                      "later": statistics.median(statistics.median(seconds[1:] or seconds) for seconds, _ in results),
                      "total": statistics.median(sum(seconds) for seconds, _ in results),
                      "rss": max(rss for _, rss in results)} for engine, results in runs.items()}
-    print(f"{len(pairs)} images from {args.images}, median of {args.rounds} round(s)\n")
+    print(f"{len(pairs)} images from {args.images}, median of {args.rounds} round(s)\n{blas_in_children()}\n")
     print("| engine | first image (s) | later images, median (s) | total (s) | peak RSS (MB) | total vs torch "
           "| RSS vs torch |")
     print("|---|---|---|---|---|---|---|")

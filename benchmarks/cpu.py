@@ -15,7 +15,8 @@ minimatte-kept runs after minimatte.keep_freed_memory(), as the command line doe
 BLAS's threads alone and runs the kernels' pieces one after another, as where minimatte cannot steer NumPy's BLAS
 (backend.cpu_threads: MKL, Accelerate, or an OpenBLAS it does not find); minimatte-avx2 runs NumPy's OpenBLAS on
 its AVX2 kernels (OPENBLAS_CORETYPE=Haswell) whatever the CPU has. The line above the table names the kernels
-the other engines' NumPy runs on (backend.blas_summary, as `minimatte --version` prints it).
+the other engines' NumPy runs on (backend.blas_summary, as `minimatte --version` prints it); batch.py and
+photo.py print it too.
 """
 import argparse
 import json
@@ -167,10 +168,16 @@ def main():
         shutil.rmtree(ONNX_DIR)
 
 
+def blas_in_children():
+    """What NumPy's BLAS is in the children, on one line (backend.blas_summary): the kernels it runs on decide much
+    of minimatte's time (see the README's Speed and memory)."""
+    summary = subprocess.run(python_command("from minimatte import backend; print(backend.blas_summary())"),
+                             capture_output=True, text=True, check=True).stdout
+    return summary.strip().replace("\n", " ")
+
+
 def compare(args):
-    blas = subprocess.run(python_command("from minimatte import backend; print(backend.blas_summary())"),
-                          capture_output=True, text=True, check=True).stdout
-    print(blas.strip().replace("\n", " "))
+    print(blas_in_children())
     print("| model | size | engine | median time (s) | peak RSS (MB) | time vs torch | RSS vs torch |")
     print("|---|---|---|---|---|---|---|")
     for model_name in args.models:

@@ -31,7 +31,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from cpu import measured_in_child  # noqa: E402  (this folder: first on sys.path for a script, and in the children)
+# cpu.py: this folder's, first on sys.path for a script, and in the children
+from cpu import blas_in_children, measured_in_child  # noqa: E402
 from foreground import peak_rss_mb  # noqa: E402
 from helpers import DATA  # noqa: E402  (../shared/data, or $MINIMATTE_SHARED/data)
 
@@ -143,7 +144,8 @@ def main():
     rows = {engine: [statistics.median(seconds[i] for seconds, _ in results) for i in range(len(STAGES))]
             + [statistics.median(sum(seconds) for seconds, _ in results), max(rss for _, rss in results)]
             for engine, results in runs.items()}
-    print(f"A {size[0]}x{size[1]} photo cut out with --max-size {args.max_size}, median of {args.rounds} round(s)\n")
+    print(f"A {size[0]}x{size[1]} photo cut out with --max-size {args.max_size}, median of {args.rounds} round(s)\n"
+          f"{blas_in_children()}\n")
     print(f"| engine | {' (s) | '.join(STAGES)} (s) | total (s) | peak RSS (MB) |")
     print("|---|" + "---|" * (len(STAGES) + 2))
     for engine, row in rows.items():

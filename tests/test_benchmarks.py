@@ -1,8 +1,7 @@
 """The benchmark scripts still run: stages.py finds every stage of the network it wraps (it reaches into
 minimatte.model) and the progress reports, footprint.py counts the right distributions, cpu.py tabulates its
-engines under the kernels of NumPy's BLAS, batch.py mattes a folder,
-photo.py cuts a photo out both ways, gpu.py tabulates, gpu_checks.sh logs its steps, cupy_operations.py
-counts."""
+engines, batch.py mattes a folder, photo.py cuts a photo out both ways (those four name the kernels of NumPy's
+BLAS, on which their times depend), gpu.py tabulates, gpu_checks.sh logs its steps, cupy_operations.py counts."""
 import importlib
 import os
 import re
@@ -26,6 +25,7 @@ def test_stage_profile_covers_the_network():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stages.py"), "--size", "64x96",
                              "--rounds", "1"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[1].startswith("NumPy's BLAS: ")  # the kernels its times depend on
     rows = dict(re.findall(r"^\| ([^|]+?) \| [0-9.]+ \| (-?[0-9.]+)% \|$", result.stdout, re.MULTILINE))
     assert set(STAGES) <= set(rows), result.stdout
     assert all(0 <= float(rows[stage]) <= 100 for stage in STAGES)
@@ -84,7 +84,7 @@ def test_batch_benchmark_mattes_a_folder(tmp_path):
     rows = re.findall(r"^\| (minimatte[-a-z]*) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9]+) \|", result.stdout,
                       re.MULTILINE)
     assert [row[0] for row in rows] == ["minimatte", "minimatte-kept"], result.stdout
-    assert result.stdout.startswith("2 images from")
+    assert result.stdout.startswith("2 images from") and result.stdout.splitlines()[1].startswith("NumPy's BLAS: ")
 
 
 def test_photo_benchmark_times_both_pipelines():
@@ -95,6 +95,7 @@ def test_photo_benchmark_times_both_pipelines():
                "--rounds", "1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[1].startswith("NumPy's BLAS: ")
     rows = {engine: [float(value) for value in values.split(" | ")] for engine, values in re.findall(
         r"^\| ([-a-z ]+) \| ([0-9. |]+) \|$", result.stdout.replace("x |", " |"), re.MULTILINE)}  # ratios: 0.59x
     assert list(rows) == ["minimatte", "minimatte-kept", "references", "minimatte vs references",
