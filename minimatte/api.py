@@ -8,9 +8,9 @@ from .backend import small_pages, to_numpy
 from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
-from .processing import (check_integer, check_not_swapped, check_size, crop, force_known_regions, grey_guide,
-                         guided_upsample, is_file, open_image, preprocess, read_image, read_trimap, reduced_trimap,
-                         resize_plane)
+from .processing import (check_flag, check_integer, check_not_swapped, check_size, crop, force_known_regions,
+                         grey_guide, guided_upsample, is_file, open_image, paired, preprocess, read_image, read_trimap,
+                         reduced_trimap, resize_plane)
 
 DEFAULT_MODEL = "small-composition-1k"
 
@@ -33,6 +33,7 @@ def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf",
     """
     if preprocessing not in PREPROCESSING:
         raise ValueError(f"preprocessing: expected one of {', '.join(PREPROCESSING)}, got {preprocessing!r}")
+    progress = check_flag("progress", progress)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"model: expected a checkpoint name, a path or a loaded VitMatte, got {type(source).__name__}")
     path = os.fspath(source)
@@ -50,7 +51,7 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
 
     image, trimap: file paths (or binary file objects), PIL images or arrays (uint8/uint16; floats need
                    value_range=1.0 or 255.0; colours in RGB order, not OpenCV's BGR), or equal-length lists of
-                   them (returns a list).
+                   them (or tuples, or generators; returns a list).
     model: a loaded VitMatte, a path or checkpoint name (default: small-composition-1k), loaded with
            `backend` and `precision` (see load) on each call: for many images, load it once with `load`.
     max_size: for images too large for memory or time, run the network with the longer side capped at this
@@ -70,13 +71,8 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
         max_size = check_integer("max_size", max_size, 32, " pixels")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress: expected a callable progress(fraction, stage), got {type(progress).__name__}")
-    single = not isinstance(image, (list, tuple))
-    if single == isinstance(trimap, (list, tuple)):
-        raise ValueError("trimap: expected as many trimaps as images, both a list (or tuple) or neither, got "
-                         + ("a list of trimaps for one image" if single else "one trimap for a list of images"))
-    images, trimaps = ([image], [trimap]) if single else (list(image), list(trimap))
-    if len(images) != len(trimaps):
-        raise ValueError(f"trimap: expected one trimap per image, got {len(trimaps)} for {len(images)}")
+    force_known = check_flag("force_known", force_known)
+    single, images, trimaps = paired(image, trimap)
     alphas = []
     with small_pages(np):  # the pixel work around the passes too, on the host whatever the backend (see there)
         for number, (img, tri) in enumerate(zip(images, trimaps)):

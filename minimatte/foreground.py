@@ -27,7 +27,7 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import (check_integer, check_size, icc_profile, in_colour_space, is_file, open_image,
+from .processing import (check_flag, check_integer, check_size, icc_profile, in_colour_space, is_file, open_image,
                          read_matte, resize_plane, row_bands, stored_image, stored_matte, to_unit)
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
@@ -78,6 +78,7 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     crop: None for the whole image, or a margin in pixels: the result cut to the box of the pixels whose 8-bit
     alpha is not 0, widened by the margin on each side within the image (as cut-out services trim theirs).
     """
+    foreground = check_flag("foreground", foreground)
     if crop is not None:
         crop = check_integer("crop", crop, 0, " pixels")
     with backends.small_pages(np):  # the pixel work without huge pages, as infer's (see backend.small_pages)

@@ -18,6 +18,7 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
 import io
 import numbers
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import List, Tuple
@@ -481,10 +482,7 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
     reference's (B, 4, Hp, Wp) as a view of a channels-last array, the network's layout, which it then uses
     without a copy.
     """
-    single = not isinstance(images, (list, tuple))
-    images, trimaps = ([images], [trimaps]) if single else (list(images), list(trimaps))
-    if len(images) != len(trimaps):
-        raise ValueError(f"trimaps: expected one trimap per image, got {len(trimaps)} for {len(images)}")
+    single, images, trimaps = paired(images, trimaps, "trimaps")
     if not images:
         raise ValueError("images: the batch is empty")
     items = []
@@ -651,6 +649,33 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
         raise ValueError("band: 0 pixels around a mask without a soft edge leaves no pixel unknown, so there is "
                          "nothing to matte; give a band of at least 1 pixel")
     return trimap
+
+
+def check_flag(name, value):
+    """`value` as a bool, where it is True or False (Python's or NumPy's): a string such as "no" or "false" is
+    an error, not true."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name}: expected True or False, got {value!r}")
+
+
+def paired(images, trimaps, name="trimap"):
+    """(single, images, trimaps) as two lists of equal length: one image and its trimap as lists of one; lists,
+    tuples or other iterators of them (a generator, map(Image.open, paths)) as lists. `name` is the trimaps'
+    argument, for the errors."""
+    def many(x):  # a file object is an iterator (of lines) too, but one image
+        return isinstance(x, (list, tuple)) or (isinstance(x, Iterator) and not hasattr(x, "read"))
+    single = not many(images)
+    if single == many(trimaps):
+        got = "a list of trimaps for one image" if single else "one trimap for a list of images"
+        raise ValueError(f"{name}: expected as many trimaps as images, both a list (or tuple, or generator) or "
+                         f"neither, got {got}")
+    if single:
+        return True, [images], [trimaps]
+    images, trimaps = list(images), list(trimaps)
+    if len(images) != len(trimaps):
+        raise ValueError(f"{name}: expected one trimap per image, got {len(trimaps)} for {len(images)}")
+    return False, images, trimaps
 
 
 def check_integer(name, value, least, unit=""):

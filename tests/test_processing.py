@@ -38,6 +38,13 @@ def test_trimap_is_only_rescaled_and_padding_is_zero():
     assert (pixels[0, :3, :33, :40] == 1).all()  # (1 - 0.5) / 0.5
     assert (pixels[0, :, 33:] == 0).all() and (pixels[0, :, :, 40:] == 0).all()
     assert minimatte.preprocess(image[:32, :32], trimap[:32, :32]).pixel_values.shape == (1, 4, 32, 32)
+    batch = minimatte.preprocess(iter([image, image[:, :35]]), (trimap, trimap[:, :35]))  # padded alike: one batch
+    assert batch.pixel_values.shape == (2, 4, 64, 64) and batch.sizes == [(33, 40), (33, 35)]
+    np.testing.assert_array_equal(batch.pixel_values[:1], pixels)
+    with pytest.raises(ValueError, match="trimaps: expected one trimap per image, got 1 for 2"):
+        minimatte.preprocess([image, image], [trimap])
+    with pytest.raises(ValueError, match="trimaps: expected as many trimaps as images, .* got one trimap for a list"):
+        minimatte.preprocess([image, image], trimap)
 
 
 def test_processor_config_is_honoured():
@@ -554,15 +561,25 @@ def test_infer_returns_input_sized_alpha(det_model):
     both = minimatte.infer([image, image[:20]], [trimap, trimap[:20]], model=det_model("small"))
     np.testing.assert_array_equal(both[0], alpha)
     assert both[1].shape == (20, 53)
+    generated = minimatte.infer((x for x in [image, image[:20]]), map(np.asarray, [trimap, trimap[:20]]),
+                                model=det_model("small"))  # any iterator of images, but a file object is one
+    assert len(generated) == 2 and all((a == b).all() for a, b in zip(generated, both))
     for images, trimaps, got in (([image, image], trimap, "one trimap for a list of images"),
-                                 (image, [trimap, trimap], "a list of trimaps for one image")):
-        with pytest.raises(ValueError, match=f"trimap: expected as many trimaps as images, both a list \\(or tuple\\) "
-                                             f"or neither, got {got}"):
+                                 (image, [trimap, trimap], "a list of trimaps for one image"),
+                                 ((x for x in [image]), trimap, "one trimap for a list of images")):
+        with pytest.raises(ValueError, match=r"trimap: expected as many trimaps as images, both a list \(or tuple, "
+                                             f"or generator\\) or neither, got {got}"):
             minimatte.infer(images, trimaps, model=det_model("small"))
     with pytest.raises(ValueError, match="trimap: expected one trimap per image, got 1 for 2"):
         minimatte.infer([image, image], [trimap], model=det_model("small"))
     with pytest.raises(TypeError, match=r"progress: expected a callable progress\(fraction, stage\), got int"):
         minimatte.infer(image, trimap, model=det_model("small"), progress=5)
+    with pytest.raises(TypeError, match="force_known: expected True or False, got 'no'"):
+        minimatte.infer(image, trimap, model=det_model("small"), force_known="no")
+    with pytest.raises(TypeError, match="foreground: expected True or False, got 'false'"):
+        minimatte.cutout(image, alpha, foreground="false")
+    with pytest.raises(TypeError, match="progress: expected True or False, got None"):
+        minimatte.load("small-composition-1k", progress=None)  # checked before the caches or a download
 
 
 def test_guided_upsample_follows_the_image():
