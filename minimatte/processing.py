@@ -236,6 +236,17 @@ def _as_array(x, name, floats=False):
     return np.asarray(x)
 
 
+VALUE_RANGES = (1.0, 255.0)  # the scales a float array's values may be given in
+
+
+def check_value_range(value_range):
+    """value_range is None or one of VALUE_RANGES: the scale of float arrays. Integer arrays are read on their
+    type's own (uint8 0..255, uint16 0..65535) whatever it is, so that a float image goes with a uint8 trimap."""
+    if value_range is not None and (isinstance(value_range, bool) or value_range not in VALUE_RANGES):
+        raise ValueError(f"value_range: expected None, 1.0 or 255.0 (the scale of float arrays' values), got "
+                         f"{value_range!r}")
+
+
 OVERSHOOT = Fraction(1, 8)  # of the value range: how far beyond it clip_overshoot clips a matte's or mask's floats
 
 
@@ -244,6 +255,7 @@ def _checked(a, name, value_range, overshoot=0):
     8-bit values in 16 bits nor [0, 1] values as floats of value_range 255; floats finite and within value_range,
     or, a matte's or mask's (overshoot=OVERSHOOT), up to `overshoot` of it beyond and clipped into it:
     clip_overshoot)."""
+    check_value_range(value_range)
     if a.size == 0 or 0 in a.shape[:2]:
         raise ValueError(f"{name}: image is empty (shape {a.shape})")
     if a.dtype == np.bool_:
@@ -255,11 +267,11 @@ def _checked(a, name, value_range, overshoot=0):
     if a.dtype in (np.uint8, np.uint16):
         return a
     if np.issubdtype(a.dtype, np.floating):
-        if value_range not in (1, 1.0, 255, 255.0):
+        if value_range is None:
             raise ValueError(f"{name}: float arrays need value_range=1.0 (values in [0, 1]) or "
                              f"value_range=255.0 (values in [0, 255]), got value_range={value_range!r}")
         a = clip_overshoot(a, name, value_range, overshoot)
-        if value_range in (255, 255.0) and 0 < a.max() <= 1:  # as the 16-bit check above: [0, 1] values
+        if value_range == 255 and 0 < a.max() <= 1:  # as the 16-bit check above: [0, 1] values
             raise ValueError(f"{name}: float values that go up to only {a.max():g} of value_range=255.0 would read "
                              "as nearly black; for values in [0, 1], pass value_range=1.0")
         return a
@@ -365,7 +377,7 @@ def _stored_trimap(trimap, value_range, name):
         raise ValueError(f"{name}: has transparent pixels that are not black, which may mean their value or "
                          "background; save it without transparency (flattened onto black where transparent "
                          "means background)")
-    if value_range not in (1, 1.0) and 0 < a.max() <= 2:
+    if (a.dtype.kind == "u" or value_range == 255) and 0 < a.max() <= 2:  # a float trimap of range 1 goes up to 1
         raise ValueError(f"{name}: expected 0 = background, {65535 if a.dtype == np.uint16 else 255} = "
                          f"foreground and grey = unknown, got values up to only {a.max():g} (class indices?)")
     top = np.iinfo(a.dtype).max if a.dtype in (np.uint8, np.uint16) else value_range

@@ -448,6 +448,12 @@ def test_batch_of_equal_sizes():
     (np.zeros((4, 4, 3), np.uint8), np.uint8([[0, 1], [2, 1]]).repeat(2, 0).repeat(2, 1), {}, ValueError,
      r"trimap: expected 0 = background, 255 = foreground and grey = unknown, got values up to only 2 \(class"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16), {}, ValueError, "65535 = foreground .* only 1 "),
+    (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint8) * 2, {"value_range": 1.0}, ValueError,
+     r"trimap: expected 0 = background, .* \(class"),  # integers are read on their own scale, whatever value_range
+    (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), {"value_range": 2}, ValueError,
+     r"value_range: expected None, 1.0 or 255.0 \(the scale of float arrays' values\), got 2$"),  # integers too
+    (np.zeros((4, 4, 3)), np.zeros((4, 4)), {"value_range": True}, ValueError, "value_range: .* got True$"),
+    (np.zeros((4, 4, 3)), np.zeros((4, 4)), {"value_range": "1"}, ValueError, "value_range: .* got '1'$"),
     (np.zeros((4, 4, 3)), np.eye(4) * 2, {"value_range": 255.0}, ValueError, "trimap: expected 0 = background"),
     (np.full((4, 4, 3), 0.5), np.full((4, 4), 128.0), {"value_range": 255.0}, ValueError,
      r"image: float values that go up to only 0.5 of value_range=255.0 would read as nearly black; for values in "
