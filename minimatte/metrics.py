@@ -23,10 +23,24 @@ def _unknown(trimap):
 
 
 def _check(pred, gt, trimap):
+    """The three as arrays of 8-bit values: a float matte in [0, 1] (as infer returns it) or a 16-bit one is an
+    error, not scores on the wrong scale."""
     pred, gt, trimap = (np.asarray(a) for a in (pred, gt, trimap))
     for name, a in (("pred", pred), ("gt", gt), ("trimap", trimap)):
         if a.ndim != 2:
             raise ValueError(f"{name}: expected a one-channel (H, W) matte, got shape {a.shape}")
+        if a.dtype.kind not in "uif":
+            raise TypeError(f"{name}: expected 8-bit values (uint8, or numbers in 0..255), got dtype {a.dtype}")
+        if not a.size:
+            continue
+        low, high = a.min(), a.max()
+        if not 0 <= low <= high <= 255:  # NaN fails too
+            raise ValueError(f"{name}: expected 8-bit values in 0..255, found [{low:g}, {high:g}]")
+        if a.dtype.kind == "f" and 0 < high <= 1:
+            guess, fix = (("", "np.rint(trimap * 255).astype(np.uint8)") if name == "trimap" else
+                          (", as infer returns a matte", f"metrics.to_uint8({name})"))
+            raise ValueError(f"{name}: float values that go up to only {high:g} read as nearly 0 of 255 (values "
+                             f"in [0, 1]{guess}?); pass {fix}")
     if not pred.shape == gt.shape == trimap.shape:
         raise ValueError(f"pred, gt, trimap: sizes differ ({pred.shape}, {gt.shape}, {trimap.shape})")
     return pred.astype(np.float64), gt.astype(np.float64), trimap

@@ -31,6 +31,26 @@ def test_identical_mattes_score_zero_and_metrics_are_symmetric():
         assert fn(pred, gt, np.zeros_like(trimap)) == 0
 
 
+def test_mattes_on_another_scale_are_refused():
+    """The metrics read 8-bit values: infer's float matte in [0, 1] or a 16-bit matte would score on the wrong
+    scale, plausibly and silently. Float values in 0..255 are taken as they are."""
+    alpha = np.random.default_rng(4).random((20, 30)).astype(np.float32)
+    gt, trimap = metrics.to_uint8(alpha), np.full(alpha.shape, 128, np.uint8)
+    with pytest.raises(ValueError, match=r"pred: float values that go up to only 0.9\d+ read as nearly 0 of 255 "
+                                         r"\(values in \[0, 1\], as infer returns a matte\?\); pass "
+                                         r"metrics.to_uint8\(pred\)$"):
+        metrics.sad(alpha, gt, trimap)
+    with pytest.raises(ValueError, match=r"trimap: .* \(values in \[0, 1\]\?\); pass np.rint\(trimap \* 255\)"):
+        metrics.mse(gt, gt, trimap / 255)
+    with pytest.raises(ValueError, match=r"gt: expected 8-bit values in 0..255, found \[0, 6\d+\]$"):
+        metrics.grad(gt, gt.astype(np.uint16) * 257, trimap)
+    with pytest.raises(ValueError, match=r"pred: expected 8-bit values in 0..255, found \[nan, nan\]$"):
+        metrics.conn(np.full(alpha.shape, np.nan), gt, trimap)
+    with pytest.raises(TypeError, match="pred: expected 8-bit values .* got dtype bool$"):
+        metrics.evaluate(gt > 128, gt, trimap)
+    assert metrics.evaluate(gt.astype(np.float64), gt.astype(np.int64), trimap) == metrics.evaluate(gt, gt, trimap)
+
+
 def test_grad_matches_scipy_port():
     ndimage = pytest.importorskip("scipy.ndimage")
     rng = np.random.default_rng(1)
