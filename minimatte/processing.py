@@ -404,7 +404,12 @@ def stored_matte(alpha, name="alpha"):
     a = _as_array(alpha, name, floats=True)
     value_range = 1.0 if np.issubdtype(a.dtype, np.floating) else None
     cut = _transparency(a)
-    return _checked(_grey_array(a, name) if cut is None else cut, name, value_range, OVERSHOOT), value_range
+    a = _checked(_grey_array(a, name) if cut is None else cut, name, value_range, OVERSHOOT)
+    if a.dtype.kind == "u" and 0 < a.max() <= 2:  # as a trimap's class indices (_stored_trimap)
+        top = np.iinfo(a.dtype).max
+        raise ValueError(f"{name}: values that go up to only {a.max()} of {top} are an alpha of nearly 0 everywhere "
+                         f"(a 0/1 mask? class indices?); give them on the scale 0..{top}")
+    return a, value_range
 
 
 def _split_alpha(a):
