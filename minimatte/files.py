@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from .backend import to_numpy
-from .processing import clip_overshoot, image_extensions, in_colour_space
+from .processing import clip_overshoot, image_extensions, in_colour_space, integer_hint
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -75,7 +75,8 @@ def _result_image(result, bits):
     matte = a is not None and a.ndim == 2 and a.dtype in (np.uint8, np.uint16, np.float32, np.float64)
     colours = a is not None and a.ndim == 3 and a.shape[2] in (3, 4) and a.dtype == np.uint8
     if not (matte or colours):
-        got = f"a {a.dtype} array of shape {a.shape}" if a is not None else type(result).__name__
+        got = (f"an array of dtype {a.dtype} and shape {a.shape}{integer_hint(a)}" if a is not None else
+               type(result).__name__)
         raise TypeError("result: expected a matte (H, W) of floats in [0, 1] or of uint8 or uint16 values, or a "
                         f"uint8 cut-out (H, W, 4) or composite (H, W, 3), got {got}")
     if a.dtype.kind != "f":

@@ -275,11 +275,16 @@ def _checked(a, name, value_range, overshoot=0):
             raise ValueError(f"{name}: float values that go up to only {a.max():g} of value_range=255.0 would read "
                              "as nearly black; for values in [0, 1], pass value_range=1.0")
         return a
-    hint = ""
-    if np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 65535:  # np.where(mask, 255, 0)
+    raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float{integer_hint(a)}")
+
+
+def integer_hint(a):
+    """For an array of other integers whose values would fit uint8 or uint16 (np.where(mask, 255, 0) makes
+    int64), the conversion to name in an error; else ""."""
+    if a.size and np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 65535:
         bits = 8 if a.max() <= 255 else 16
-        hint = f" (its values lie in 0..{a.max()}: for {bits}-bit values, pass .astype(np.uint{bits}))"
-    raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float{hint}")
+        return f" (its values lie in 0..{a.max()}: for {bits}-bit values, pass .astype(np.uint{bits}))"
+    return ""
 
 
 def clip_overshoot(a, name, value_range=1.0, overshoot=OVERSHOOT):

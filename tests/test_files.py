@@ -104,8 +104,11 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         (("a.png", np.float32([[0.5, np.inf]])), "result: contains NaN or infinite values"),
         (("a.png", alpha, 12), "bits: expected 8, 16 or 32, got 12"),
         (("t.png", trimap, 16), "bits: a uint8 array is written with its own 8 bits, got bits=16"),
-        (("a.png", rgba.astype(np.float32) / 255), r"result: expected a matte \(H, W\) .* got a float32 array of "
-                                                   r"shape \(20, 30, 4\)"),
+        (("a.png", rgba.astype(np.float32) / 255), r"result: expected a matte \(H, W\) .* got an array of "
+                                                   r"dtype float32 and shape \(20, 30, 4\)$"),
+        (("t.png", np.where(np.eye(2) > 0, 255, 0)), r"result: .* got an array of dtype int64 and shape \(2, 2\) "
+                                                     r"\(its values lie in 0..255: for 8-bit values, pass "
+                                                     r"\.astype\(np.uint8\)\)$"),
         (("a.png", [[0.5]]), "result: expected a matte .* got list"),
     ]
     for (name, result, *bits), message in refused:
