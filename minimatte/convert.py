@@ -112,26 +112,33 @@ def hf_name(original):
     return name.replace("fusion_blks", "fusion_blocks").replace("bn", "batch_norm")
 
 
+def _opens_as_safetensors(path):
+    """Whether a file begins as safetensors files do: the length of their JSON header (8 bytes, little-endian),
+    then the header. PyTorch's files are zip archives ("PK")."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:] == b"{"
+
+
 def read_any(source):
     """(state dict, Config, ProcessorConfig) from any supported checkpoint file or directory. A directory's
     HF json files give the settings (also beside a PyTorch file); safetensors metadata takes precedence."""
-    source = os.fspath(source)
+    source, directory = os.fspath(source), None
     if os.path.isdir(source):
         directory = source
         files = [os.path.join(source, f) for f in ("model.safetensors", "pytorch_model.bin")]
         if not any(os.path.isfile(f) for f in files):
             raise FileNotFoundError(f"checkpoint: {source!r} has neither model.safetensors nor pytorch_model.bin")
         source = next(f for f in files if os.path.isfile(f))
-    elif os.path.isfile(source):
-        directory = None if source.endswith(".safetensors") else os.path.dirname(source)
-    else:
+    elif not os.path.isfile(source):
         raise FileNotFoundError(f"checkpoint: no such file or directory {source!r}")
     if source.lower().endswith(".onnx"):  # e.g. the Xenova/vitmatte-* exports, for transformers.js
         raise ValueError(f"checkpoint: {source!r} is an ONNX export, a graph rather than the checkpoint's named "
                          "weights; give the checkpoint itself (safetensors or PyTorch), e.g. small-composition-1k")
-    if source.endswith(".safetensors"):
+    if source.endswith(".safetensors") or _opens_as_safetensors(source):  # convert writes any name it is given
         state, metadata = read_safetensors(source)
     else:
+        directory = directory or os.path.dirname(source)  # HF json files beside a PyTorch file
         state, metadata = _state_dict(read_torch_checkpoint(source), source), {}
         if any(k.startswith("backbone.blocks.") or k == "backbone.pos_embed" for k in state):
             state = {hf_name(k): v for k, v in state.items()}

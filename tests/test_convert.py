@@ -71,6 +71,18 @@ def test_float16_storage(tmp_path, reference_model):
     assert np.abs(alphas - hf_alphas(model, PIXELS)).max() < 2e-3
 
 
+def test_a_converted_file_loads_whatever_its_name(tmp_path, det_state):
+    """`minimatte convert SRC model.bin` writes safetensors under the name it is given: load reads the file's
+    first bytes, not only its extension."""
+    from safetensors.numpy import save_file
+
+    save_file(det_state("small"), str(tmp_path / "det.safetensors"))
+    want = minimatte.load(tmp_path / "det.safetensors")(PIXELS).alphas
+    for name in ("det.bin", "det"):
+        assert cli.main(["convert", str(tmp_path / "det.safetensors"), str(tmp_path / name)]) == 0
+        np.testing.assert_array_equal(minimatte.load(tmp_path / name)(PIXELS).alphas, want)
+
+
 class _Evil:
     def __reduce__(self):
         return os.system, ("echo pwned > /dev/null",)
@@ -99,7 +111,7 @@ def test_truncated_and_corrupt_files(tmp_path, reference_model):
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     garbage = tmp_path / "garbage.bin"
-    garbage.write_bytes(os.urandom(4096))
+    garbage.write_bytes(b"not a checkpoint" + os.urandom(4096))  # its byte 8 not a safetensors header's "{"
     for bad in (truncated, garbage):
         with pytest.raises(ValueError, match="is not a readable PyTorch zip checkpoint"):
             convert.convert(bad, tmp_path / "never.safetensors")
