@@ -53,6 +53,7 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
         raise ValueError("regularization: must be positive when gradient_weight is 0 (the system is singular)")
     small_iterations, big_iterations, small_size = (check_integer(name, value, 0) for name, value in (
         ("small_iterations", small_iterations), ("big_iterations", big_iterations), ("small_size", small_size)))
+    return_background = check_flag("return_background", return_background)
     xp = resolve(backend)
     with backends.small_pages(np):  # the sweeps and, on any backend, the host's pixel work (see small_pages)
         rgb, matte = _read_pair(image, alpha, value_range, stored=xp is np)  # a GPU gets the host's float32

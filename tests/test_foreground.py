@@ -180,6 +180,8 @@ def test_bad_input_is_one_clear_error():
         estimate_foreground(image, np.zeros((10, 12)), regularization=0, gradient_weight=0)
     with pytest.raises(ValueError, match="big_iterations: expected an integer of at least 0, got 1.5"):
         estimate_foreground(image, np.zeros((10, 12)), big_iterations=1.5)
+    with pytest.raises(TypeError, match="return_background: expected True or False, got 'no'$"):
+        estimate_foreground(image, np.zeros((10, 12)), return_background="no")
     with pytest.raises(ValueError, match="background: 'nonsense' is neither a colour nor an image file"):
         cutout(image, np.zeros((10, 12)), background="nonsense")
     for missing in ("new_bg.jpg", os.path.join("backgrounds", "beach")):  # meant as files: as any missing input
