@@ -498,7 +498,7 @@ class Batch:
 
 
 def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
-    """Images and trimaps (single or lists of equal length) -> a padded, normalised Batch.
+    """Images and trimaps (single, or lists, tuples or generators of equal length) -> a padded, normalised Batch.
 
     Every item is padded on its own; items must pad to the same size to form one batch. pixel_values is the
     reference's (B, 4, Hp, Wp) as a view of a channels-last array, the network's layout, which it then uses
