@@ -12,10 +12,19 @@ import math
 
 import numpy as np
 
+from .processing import clip_overshoot
+
 
 def to_uint8(alpha):
-    """A float matte in [0, 1] as the reference saves it: alpha * 255 truncated to uint8."""
-    return (np.clip(np.asarray(alpha, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
+    """A float matte in [0, 1] as the reference saves it: alpha * 255 truncated to uint8. An 8-bit matte is
+    returned as it is; values on another scale (0..255 as floats, 16 bits) are an error, where clipping them
+    into [0, 1] would make the matte binary."""
+    a = np.asarray(alpha)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype.kind != "f":
+        raise TypeError(f"alpha: expected a float matte in [0, 1] or a uint8 one, got dtype {a.dtype}")
+    return (clip_overshoot(a.astype(np.float64), "alpha") * 255).astype(np.uint8)
 
 
 def _unknown(trimap):

@@ -49,6 +49,15 @@ def test_mattes_on_another_scale_are_refused():
     with pytest.raises(TypeError, match="pred: expected 8-bit values .* got dtype bool$"):
         metrics.evaluate(gt > 128, gt, trimap)
     assert metrics.evaluate(gt.astype(np.float64), gt.astype(np.int64), trimap) == metrics.evaluate(gt, gt, trimap)
+    # to_uint8 truncates a float matte as the reference saves it, passes an 8-bit one on, and refuses other
+    # scales, which clipping into [0, 1] would make binary
+    np.testing.assert_array_equal(gt, (alpha.astype(np.float64) * 255).astype(np.uint8))
+    assert metrics.to_uint8(gt) is gt
+    with pytest.raises(ValueError, match=r"alpha: values must lie in \[0, 1\] .*found \[\d.*, 25\d\."):
+        metrics.to_uint8(alpha * 255)
+    with pytest.raises(TypeError, match=r"alpha: expected a float matte in \[0, 1\] or a uint8 one, got dtype "
+                                        r"uint16$"):
+        metrics.to_uint8(gt.astype(np.uint16) * 257)
 
 
 def test_grad_matches_scipy_port():
