@@ -29,9 +29,11 @@ def array_module(x):
 
 def resolve(name=None):
     """The array module for a backend name; None means $MINIMATTE_BACKEND, else numpy."""
-    name = name or os.environ.get(ENV_VAR) or "numpy"
+    argument = "backend"
+    if not name:  # an error names the variable, which the user set, not an argument they never passed
+        name, argument = os.environ.get(ENV_VAR) or "numpy", ENV_VAR
     if name not in BACKENDS:
-        raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
+        raise ValueError(f"{argument}: expected one of {', '.join(BACKENDS)}, got {name!r}")
     if name == "numpy":
         return numpy
     try:

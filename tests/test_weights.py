@@ -97,8 +97,15 @@ def test_cupy_backend_without_gpu_is_one_clear_error():
         pass
     with pytest.raises(RuntimeError, match="backend: 'cupy' needs CuPy, a working NVIDIA GPU and CUDA's NVRTC"):
         minimatte.backend.resolve("cupy")
-    with pytest.raises(ValueError, match="backend: expected one of numpy, cupy"):
+
+
+def test_an_unknown_backend_is_named_where_it_was_given(monkeypatch):
+    with pytest.raises(ValueError, match="^backend: expected one of numpy, cupy, got 'tpu'$"):
         minimatte.backend.resolve("tpu")
+    monkeypatch.setenv("MINIMATTE_BACKEND", "CuPy")
+    with pytest.raises(ValueError, match="^MINIMATTE_BACKEND: expected one of numpy, cupy, got 'CuPy'$"):
+        minimatte.backend.resolve()
+    assert minimatte.backend.resolve("numpy") is np  # the argument before the environment
 
 
 def test_cupy_backend_without_cuda_libraries_is_one_clear_error(monkeypatch):
