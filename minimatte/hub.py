@@ -4,7 +4,8 @@ Files land in $MINIMATTE_CACHE (default ~/.cache/minimatte)/NAME/. A download re
 `.part` file, checks the sha256 where it is known, and is renamed into place only when complete. Processes that
 download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find it there.
 A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is read
-from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1) never touches the network.
+from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, as transformers reads them) never
+touches the network.
 """
 import contextlib
 import difflib
@@ -42,8 +43,13 @@ def cache_dir():
     return os.environ.get("MINIMATTE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "minimatte")
 
 
+OFFLINE_VARIABLES = ("MINIMATTE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
 def _offline():
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("MINIMATTE_OFFLINE", "HF_HUB_OFFLINE"))
+    """Whether one of OFFLINE_VARIABLES is true as huggingface_hub reads its own: 1, on, yes or true, in any case
+    (so HF_HUB_OFFLINE=false is off for both)."""
+    return any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE") for v in OFFLINE_VARIABLES)
 
 
 def hf_cache_dir():
@@ -112,7 +118,7 @@ def download(name, progress=True):
     False); returns its directory."""
     name = checkpoint_name(name)
     if _offline():
-        raise RuntimeError("download: offline mode is on (MINIMATTE_OFFLINE / HF_HUB_OFFLINE)")
+        raise RuntimeError(f"download: offline mode is on ({' / '.join(OFFLINE_VARIABLES)})")
     directory = os.path.join(cache_dir(), name)
     if _complete(directory):  # nothing to write: a read-only cache serves it too
         return directory

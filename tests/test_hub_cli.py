@@ -116,8 +116,8 @@ def served(tmp_path, monkeypatch, det_state):
     monkeypatch.setenv("MINIMATTE_HUB_URL", server.url)
     monkeypatch.setenv("MINIMATTE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # not this machine's Hugging Face cache
-    monkeypatch.delenv("MINIMATTE_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for variable in hub.OFFLINE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     yield server, repo
     server.shutdown()
 
@@ -320,10 +320,18 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     del server.files[repo + "model.safetensors"]
     with pytest.raises(RuntimeError, match="HTTP 404"):
         hub.download(NAME, progress=False)
-    monkeypatch.setenv("MINIMATTE_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match="offline mode is on"):
-        minimatte.load(NAME)
-    monkeypatch.delenv("MINIMATTE_OFFLINE")
+    for variable, value in (("MINIMATTE_OFFLINE", "1"), ("HF_HUB_OFFLINE", "True"), ("TRANSFORMERS_OFFLINE", "yes")):
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(FileNotFoundError, match="offline mode is on"):
+            minimatte.load(NAME)
+        with pytest.raises(RuntimeError, match="^download: offline mode is on \\(MINIMATTE_OFFLINE / HF_HUB_OFFLINE / "
+                                               "TRANSFORMERS_OFFLINE\\)$"):
+            hub.download(NAME, progress=False)
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "false")  # off, as huggingface_hub reads it
+    with pytest.raises(RuntimeError, match="HTTP 404"):
+        hub.download(NAME, progress=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("MINIMATTE_HUB_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(RuntimeError, match="cannot reach"):
         hub.download(NAME, progress=False)
