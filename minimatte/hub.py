@@ -4,8 +4,8 @@ Files land in $MINIMATTE_CACHE (default ~/.cache/minimatte)/NAME/. A download re
 `.part` file, checks the sha256 where it is known, and is renamed into place only when complete. Processes that
 download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find it there.
 A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is read
-from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, as transformers reads them) never
-touches the network.
+from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, as transformers reads
+them) never touches the network.
 """
 import contextlib
 import difflib
@@ -39,8 +39,13 @@ KNOWN_SHA256 = {
 }
 
 
+def _expanded(path):
+    """~ and $VARIABLES in a path from the environment expanded, as huggingface_hub expands its own."""
+    return os.path.expandvars(os.path.expanduser(path))
+
+
 def cache_dir():
-    return os.environ.get("MINIMATTE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "minimatte")
+    return _expanded(os.environ.get("MINIMATTE_CACHE") or os.path.join("~", ".cache", "minimatte"))
 
 
 OFFLINE_VARIABLES = ("MINIMATTE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -53,12 +58,12 @@ def _offline():
 
 
 def hf_cache_dir():
-    """The Hugging Face hub cache, as huggingface_hub finds it: $HF_HUB_CACHE, else $HF_HOME/hub, else
-    $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(os.environ.get("HF_HOME") or os.path.join(cache, "huggingface"), "hub")
+    """The Hugging Face hub cache, as huggingface_hub finds it: $HF_HUB_CACHE, else the older $HUGGINGFACE_HUB_CACHE,
+    else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"),
+                                                      "huggingface")
+    return _expanded(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+                     or os.path.join(_expanded(home), "hub"))
 
 
 def _hf_snapshot(name):

@@ -259,16 +259,21 @@ def test_a_checkpoint_in_the_hugging_face_cache_is_not_downloaded_again(served, 
 
 def test_hugging_face_cache_and_endpoint_variables(served, tmp_path, monkeypatch):
     server, repo = served
-    for variable in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert hub.hf_cache_dir() == str(tmp_path / "home" / ".cache" / "huggingface" / "hub")
     monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
     assert hub.hf_cache_dir() == "/xdg/huggingface/hub"
-    monkeypatch.setenv("HF_HOME", "/hf-home")
-    assert hub.hf_cache_dir() == "/hf-home/hub"
-    monkeypatch.setenv("HF_HUB_CACHE", "/hub-cache")
-    assert hub.hf_cache_dir() == "/hub-cache"
+    monkeypatch.setenv("HF_HOME", "~/hf-home")  # expanded, as huggingface_hub expands it
+    assert hub.hf_cache_dir() == str(tmp_path / "home" / "hf-home" / "hub")
+    monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", "/legacy-cache")  # the older name, still read
+    assert hub.hf_cache_dir() == "/legacy-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", "$HOME/hub-cache")
+    assert hub.hf_cache_dir() == str(tmp_path / "home" / "hub-cache")
+    monkeypatch.setenv("MINIMATTE_CACHE", "~/mm")
+    assert hub.cache_dir() == str(tmp_path / "home" / "mm")
+    monkeypatch.setenv("MINIMATTE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MINIMATTE_HUB_URL")
     monkeypatch.setenv("HF_ENDPOINT", server.url)  # a mirror, set for huggingface_hub
     hub.download(NAME, progress=False)
