@@ -292,12 +292,16 @@ class VitMatte:
         return stage_done
 
     def _check_pixels(self, pixel_values):
-        shape = getattr(pixel_values, "shape", None)
+        shape, channels = getattr(pixel_values, "shape", None), self.config.num_channels
         if shape is None or len(shape) != 4:
-            raise ValueError(f"pixel_values: expected a (B, {self.config.num_channels}, H, W) array, got shape {shape}")
-        if shape[1] != self.config.num_channels:
-            raise ValueError(f"pixel_values: expected {self.config.num_channels} channels "
-                             f"(R, G, B, trimap), got {shape[1]}")
+            got = type(pixel_values).__name__ if shape is None else f"shape {shape}"
+            raise ValueError(f"pixel_values: expected a (B, {channels}, H, W) array, got {got}")
+        if shape[1] != channels:
+            hint = " (channels last? pass x.transpose(0, 3, 1, 2))" if shape[3] == channels else ""
+            raise ValueError(f"pixel_values: expected {channels} channels (R, G, B, trimap), got {shape[1]}{hint}")
+        if getattr(pixel_values.dtype, "kind", "f") != "f":  # uint8 pixels, say, not normalised: alphas of nonsense
+            raise ValueError(f"pixel_values: expected normalised floats (as minimatte.preprocess makes them), got "
+                             f"{pixel_values.dtype} values")
         if shape[2] % 16 or shape[3] % 16 or 0 in shape:
             raise ValueError(f"pixel_values: height and width must be positive multiples of 16 (pad them, "
                              f"e.g. with minimatte.preprocess), got {shape[2]}x{shape[3]}")

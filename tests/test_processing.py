@@ -542,8 +542,15 @@ def test_model_rejects_bad_pixel_values(det_model):
         model(np.zeros((1, 6, 32, 32), np.float32))  # e.g. an RGB trimap concatenated
     with pytest.raises(ValueError, match="multiples of 16"):
         model(np.zeros((1, 4, 30, 32), np.float32))
-    with pytest.raises(ValueError, match=r"pixel_values: expected a \(B, 4, H, W\)"):
+    with pytest.raises(ValueError, match=r"pixel_values: expected a \(B, 4, H, W\) array, got shape \(4, 32, 32\)$"):
         model(np.zeros((4, 32, 32), np.float32))
+    with pytest.raises(ValueError, match=r"pixel_values: expected a \(B, 4, H, W\) array, got list$"):
+        model(np.zeros((1, 4, 32, 32), np.float32).tolist())
+    with pytest.raises(ValueError, match=r"got 32 \(channels last\? pass x.transpose\(0, 3, 1, 2\)\)$"):
+        model(np.zeros((1, 32, 32, 4), np.float32))
+    with pytest.raises(ValueError, match=r"pixel_values: expected normalised floats \(as minimatte.preprocess makes "
+                                         r"them\), got uint8 values$"):
+        model(np.zeros((1, 4, 32, 32), np.uint8))
 
 
 def test_a_loaded_model_runs_as_loaded(det_model):
