@@ -649,7 +649,8 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
         raise ValueError(f"mask: expected a non-empty one-channel (H, W) mask, got shape {m.shape}{stack}")
     band = check_integer("band", band, 0, " pixels")
     low, high = check_thresholds(thresholds)
-    if size is not None and m.shape != tuple(size):
+    size = None if size is None else check_image_size(size)
+    if size is not None and m.shape != size:
         (h, w), (height, width) = m.shape, size
         if not _same_aspect((h, w), (height, width)):
             raise ValueError(f"mask: size {h}x{w} (HxW) does not match the image's {height}x{width}, nor its "
@@ -707,13 +708,31 @@ def check_integer(name, value, least, unit=""):
     raise ValueError(f"{name}: expected an integer of at least {least}{unit}, got {value!r}")
 
 
+def _pair(x):
+    """`x` as a tuple of two values where it is a pair (a tuple, list or array of two), else None."""
+    try:
+        pair = tuple(x)
+    except TypeError:
+        return None
+    return pair if len(pair) == 2 else None
+
+
 def check_thresholds(thresholds):
     """trimap_from_mask's (background below, foreground above), checked: (low, high)."""
-    low, high = thresholds
-    if not 0 <= low <= high <= 1:
+    pair = _pair(thresholds)
+    if pair is None or not all(isinstance(t, numbers.Real) for t in pair) or not 0 <= pair[0] <= pair[1] <= 1:
         raise ValueError(f"thresholds: expected (background below, foreground above) with 0 <= first <= second "
-                         f"<= 1, got {tuple(thresholds)!r}")
-    return low, high
+                         f"<= 1, got {tuple(thresholds) if isinstance(thresholds, list) else thresholds!r}")
+    return pair
+
+
+def check_image_size(size):
+    """trimap_from_mask's size, checked: (H, W), two positive integers."""
+    pair = _pair(size)
+    if pair is None or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in pair):
+        hint = " (an image's shape? pass image.shape[:2])" if isinstance(size, tuple) and len(size) == 3 else ""
+        raise ValueError(f"size: expected the image's (H, W), two positive integers, got {size!r}{hint}")
+    return tuple(map(int, pair))
 
 
 def _binary_if_two_levels(mask):

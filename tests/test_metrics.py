@@ -1,6 +1,7 @@
 """Matting metrics: hand-computed cases, properties, and scipy-based ports of the reference code."""
 import csv
 import io
+import re
 import subprocess
 import sys
 
@@ -149,8 +150,11 @@ def test_trimap_from_mask():
     for band in -1, 2.0, True:
         with pytest.raises(ValueError, match="band: expected an integer of at least 0 pixels, got"):
             minimatte.trimap_from_mask(mask, band=band)
-    with pytest.raises(ValueError, match=r"thresholds: expected \(background below, foreground above\)"):
-        minimatte.trimap_from_mask(mask, thresholds=(0.9, 0.1))
+    for thresholds in (0.9, 0.1), (0.1, 0.5, 0.9), "ab", 0.5:
+        with pytest.raises(ValueError, match=r"thresholds: expected \(background below, foreground above\) with 0 "
+                                             rf"<= first <= second <= 1, got {re.escape(repr(thresholds))}$"):
+            minimatte.trimap_from_mask(mask, thresholds=thresholds)
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=2, thresholds=np.array([0.1, 0.9])), trimap)
 
 
 def test_a_soft_edge_is_unknown_beyond_the_band():
@@ -219,6 +223,13 @@ def test_trimap_from_a_smaller_mask():
         minimatte.trimap_from_mask(mask, size=(40, 50))
     with pytest.raises(ValueError, match=r"nor its aspect ratio; its aspect ratio is the image's turned 90 degrees"):
         minimatte.trimap_from_mask(mask, size=(91, 60))  # a photo's upright size, the mask of its stored pixels
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, size=np.array([60, 90])),
+                                  minimatte.trimap_from_mask(mask, size=(60, 90)))
+    for size, hint in (((60, 90, 3), " \\(an image's shape\\? pass image.shape\\[:2\\]\\)"), ((60.0, 90.0), ""),
+                       ((0, 0), ""), (60, "")):
+        with pytest.raises(ValueError, match=rf"^size: expected the image's \(H, W\), two positive integers, got "
+                                             rf"{re.escape(repr(size))}{hint}$"):
+            minimatte.trimap_from_mask(mask, size=size)
 
 
 def test_trimap_from_a_mask_with_channels(tmp_path):
