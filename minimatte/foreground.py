@@ -70,11 +70,11 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     """The cut-out in 8 bits: RGBA (H, W, 4) with the foreground colours and alpha as its alpha channel; or, given
     a background, the RGB (H, W, 3) composite alpha * F + (1 - alpha) * background.
 
-    background: a colour (name, #rrggbb, or an (r, g, b) tuple of integers 0..255) or an image (path, PIL image
-    or array; scaled bicubically to cover the image and centred, its aspect ratio kept (what overflows the
-    image is cropped, as a photo fills a frame), its colours converted into the image's colour space
-    where their ICC profiles differ); opaque, as the composite is. foreground=False uses the image's own
-    colours instead of estimate_foreground's: faster, but soft edges keep a fringe of the old background.
+    background: a colour (name, #rrggbb, or (r, g, b) integers 0..255: a tuple, list or 1-D array) or an image
+    (path, PIL image or array; scaled bicubically to cover the image and centred, its aspect ratio kept (what
+    overflows the image is cropped, as a photo fills a frame), its colours converted into the image's colour space
+    where their ICC profiles differ); opaque, as the composite is. foreground=False uses the image's own colours
+    instead of estimate_foreground's: faster, but soft edges keep a fringe of the old background.
     alpha as for estimate_foreground. The result is in the image's colour space: save it with icc_profile(image).
     crop: None for the whole image, or a margin in pixels: the result cut to the box of the pixels whose 8-bit
     alpha is not 0, widened by the margin on each side within the image (as cut-out services trim theirs).
@@ -175,12 +175,14 @@ def open_background(background):
 
 
 def background_colour(background):
-    """The colour a background names (an (r, g, b) tuple of integers 0..255, a name or #rrggbb) as (r, g, b), or
-    None where it names none (an image, then)."""
-    if isinstance(background, tuple):
-        if len(background) != 3 or not all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in background):
-            raise ValueError(f"background: a colour tuple needs 3 integers 0..255 (r, g, b), got {background!r}")
-        return background
+    """The colour a background names (r, g, b integers 0..255 as a tuple, list or 1-D array; a name or #rrggbb)
+    as (r, g, b), or None where it names none (an image, then)."""
+    if isinstance(background, (tuple, list)) or getattr(background, "ndim", None) == 1:
+        values = tuple(background)
+        if len(values) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255
+                                        for v in values):
+            raise ValueError(f"background: a colour needs 3 integers 0..255 (r, g, b), got {background!r}")
+        return tuple(map(int, values))
     if not isinstance(background, str):
         return None
     try:

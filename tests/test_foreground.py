@@ -187,9 +187,12 @@ def test_bad_input_is_one_clear_error():
     for missing in ("new_bg.jpg", os.path.join("backgrounds", "beach")):  # meant as files: as any missing input
         with pytest.raises(FileNotFoundError, match=f"background: no such file {re.escape(repr(missing))}"):
             cutout(image, np.zeros((10, 12)), background=missing)
-    for colour in [(0, 1.0, 0), (0, 256, 0), (0, 255)]:
-        with pytest.raises(ValueError, match=r"background: a colour tuple needs 3 integers 0\.\.255"):
+    for colour in [(0, 1.0, 0), (0, 256, 0), (0, 255), [0, 255, True], np.float64([0, 0.5, 0])]:
+        with pytest.raises(ValueError, match=r"background: a colour needs 3 integers 0\.\.255 \(r, g, b\), got "):
             cutout(image, np.zeros((10, 12)), background=colour)
+    green = cutout(image, np.full((10, 12), 0.25), background=(0, 255, 0))
+    for colour in [0, 255, 0], np.uint8([0, 255, 0]):  # a list or a NumPy colour, as a tuple
+        np.testing.assert_array_equal(cutout(image, np.full((10, 12), 0.25), background=colour), green)
     # A composite is opaque: a background with transparency would show the colours under it.
     for colour in ("#00ff0080", "#0f08"):
         with pytest.raises(ValueError, match=f"background: '{colour}' is partly transparent"):
