@@ -171,7 +171,8 @@ def open_background(background):
         path = Path(os.fspath(background))
         if path.suffix or len(path.parts) > 1:  # meant as a file ("new_bg.jpg"): no such file, as for any input
             raise
-        raise ValueError(f"background: {background!r} is neither a colour nor an image file") from None
+        raise ValueError(f"background: {background!r} is neither a colour nor an image file (colours: a name such "
+                         "as green, #00ff00 or rgb(0, 255, 0))") from None
 
 
 def background_colour(background):

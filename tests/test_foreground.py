@@ -182,7 +182,8 @@ def test_bad_input_is_one_clear_error():
         estimate_foreground(image, np.zeros((10, 12)), big_iterations=1.5)
     with pytest.raises(TypeError, match="return_background: expected True or False, got 'no'$"):
         estimate_foreground(image, np.zeros((10, 12)), return_background="no")
-    with pytest.raises(ValueError, match="background: 'nonsense' is neither a colour nor an image file"):
+    with pytest.raises(ValueError, match=r"background: 'nonsense' is neither a colour nor an image file \(colours: a "
+                                         r"name such as green, #00ff00 or rgb\(0, 255, 0\)\)$"):
         cutout(image, np.zeros((10, 12)), background="nonsense")
     for missing in ("new_bg.jpg", os.path.join("backgrounds", "beach")):  # meant as files: as any missing input
         with pytest.raises(FileNotFoundError, match=f"background: no such file {re.escape(repr(missing))}"):
