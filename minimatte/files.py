@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from .backend import to_numpy
-from .processing import clip_overshoot, image_extensions, in_colour_space, integer_hint
+from .processing import clip_overshoot, image_extensions, in_colour_space, integer_hint, profile_space
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -45,10 +45,15 @@ def save(output, result, bits=None, icc_profile=None):
     A format that cannot hold the result (an RGBA cut-out as JPEG, 16 bits outside PNG and TIFF, HEIF) is an
     error before anything is written.
     """
+    to_file = isinstance(output, (str, os.PathLike))
+    if not to_file and (not hasattr(output, "write") or isinstance(output, io.TextIOBase)):
+        raise TypeError("output: a file opened as text; open it in binary mode ('wb')" if hasattr(output, "write")
+                        else f"output: expected a path or a binary file object, got {type(output).__name__}")
     image = _result_image(result, bits)
     if icc_profile is not None and image.mode not in ("RGB", "RGBA"):
         raise ValueError("icc_profile: mattes and trimaps hold no colours to tag; it is for cut-outs and composites")
-    to_file = isinstance(output, (str, os.PathLike))
+    if icc_profile:
+        _check_profile(icc_profile)
     name = os.fspath(output) if to_file else output  # for errors
     form = output_format(name) if to_file else "TIFF" if image.mode == "F" else "PNG"
     check_format(form, image.mode, name)
@@ -91,6 +96,19 @@ def _result_image(result, bits):
     if bits == 32:
         return Image.fromarray(a.astype(np.float32, copy=False))  # mode "F"
     return Image.fromarray(np.rint(a * ((1 << bits) - 1)).astype(np.uint8 if bits == 8 else np.uint16))
+
+
+def _check_profile(profile):
+    """An RGB ICC profile's bytes, or one clear error: a path or the image itself given for its profile, or bytes
+    that are no RGB profile, would tag the file with nonsense."""
+    if not isinstance(profile, (bytes, bytearray)):
+        raise TypeError(f"icc_profile: expected an ICC profile's bytes, as minimatte.icc_profile(image) returns "
+                        f"them, got {type(profile).__name__}")
+    if len(profile) < 128 or profile[36:40] != b"acsp":  # every ICC header's signature
+        raise ValueError("icc_profile: the bytes are not an ICC profile (no 'acsp' signature in their header)")
+    space = bytes(profile_space(profile)).decode("latin-1").strip()
+    if space != "RGB":
+        raise ValueError(f"icc_profile: a profile of the {space} colour space; cut-outs and composites are RGB")
 
 
 def output_format(path):

@@ -56,6 +56,12 @@ def open_image(source, name):
     """A PIL image from a file path or a binary file object, turned upright by its EXIF orientation as
     transformers' load_image does (a phone photo is stored sideways; its trimap is drawn on what viewers show),
     with one clear error for anything that is not an image."""
+    return _read_image_file(source, name, _open_upright)
+
+
+def _read_image_file(source, name, read):
+    """read(a path or a seekable binary file object), with one clear error naming `name` for a missing file, a
+    folder, a file opened as text and anything that is not an image."""
     if hasattr(source, "read"):
         if isinstance(source, io.TextIOBase):
             raise TypeError(f"{name}: a file opened as text; open image files in binary mode ('rb')")
@@ -67,7 +73,7 @@ def open_image(source, name):
         source = os.fspath(source)
         shown = repr(source)
     try:
-        return _open_upright(source)
+        return read(source)
     except UnidentifiedImageError:  # its message names the file again, or a file object's repr
         raise ValueError(f"{name}: {shown} is not a readable image (no image format that Pillow reads)") from None
     except (OSError, SyntaxError, ValueError) as error:
@@ -142,7 +148,7 @@ _NO_OPTIMIZATION = 0x0100
 _PROFILE_SPACES = {"L": b"GRAY", "LA": b"GRAY", "CMYK": b"CMYK"}  # modes whose RGB needs such a profile
 
 
-def _profile_space(profile):
+def profile_space(profile):
     """The colour space signature (b"RGB ", b"GRAY", b"CMYK", ...) in an ICC profile's header; None for none."""
     return profile[16:20] if profile else None
 
@@ -152,10 +158,14 @@ def icc_profile(image):
     greyscale or CMYK images, which are read through their own profile into sRGB. It says which colour space
     the RGB values are in: outputs made of them (cut-outs, composites) carry it on."""
     if is_file(image):
-        with _open_file(image) as img:  # the header only: nothing is decoded
-            return icc_profile(img)
+        return _read_image_file(image, "image", _profile_in_header)
     profile = image.info.get("icc_profile") if isinstance(image, Image.Image) else None
-    return profile if _profile_space(profile) == b"RGB " else None
+    return profile if profile_space(profile) == b"RGB " else None
+
+
+def _profile_in_header(source):
+    with _open_file(source) as img:  # the header only: nothing is decoded
+        return icc_profile(img)
 
 
 def in_colour_space(image, profile, name):
@@ -176,7 +186,7 @@ def in_colour_space(image, profile, name):
         source = icc_profile(image)
         return image if source == profile else _converted(image, source, profile, image.mode, name)
     own = image.info.get("icc_profile")
-    if image.mode not in _PROFILE_SPACES or _profile_space(own) != _PROFILE_SPACES[image.mode]:
+    if image.mode not in _PROFILE_SPACES or profile_space(own) != _PROFILE_SPACES[image.mode]:
         return image
     if image.mode == "CMYK":
         return _converted(image, own, profile, "RGB", name)

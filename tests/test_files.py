@@ -116,4 +116,20 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
             minimatte.save(tmp_path / ("refused_" + name), result, *bits)
     with pytest.raises(ValueError, match="icc_profile: mattes and trimaps hold no colours to tag"):
         minimatte.save(tmp_path / "refused.png", alpha, icc_profile=gamma_profile(1.0))
+    cmyk = bytearray(gamma_profile(1.0))
+    cmyk[16:20] = b"CMYK"
+    for profile, error, message in (
+            (str(tmp_path / "image.jpg"), TypeError, r"icc_profile: expected an ICC profile's bytes, as "
+                                                     r"minimatte.icc_profile\(image\) returns them, got str$"),
+            (b"junk", ValueError, r"icc_profile: the bytes are not an ICC profile \(no 'acsp' signature"),
+            (bytes(cmyk), ValueError, "icc_profile: a profile of the CMYK colour space; cut-outs and composites are "
+                                      "RGB$")):
+        with pytest.raises(error, match=message):
+            minimatte.save(tmp_path / "refused.png", rgba, icc_profile=profile)
+    with open(tmp_path / "text.txt", "w") as text, pytest.raises(TypeError, match=r"output: a file opened as text; "
+                                                                  r"open it in binary mode \('wb'\)$"):
+        minimatte.save(text, alpha)
+    assert (tmp_path / "text.txt").read_bytes() == b""
+    with pytest.raises(TypeError, match="output: expected a path or a binary file object, got int$"):
+        minimatte.save(3, alpha)
     assert not list(tmp_path.glob("refused*")) and not list(tmp_path.glob(".minimatte-*"))

@@ -499,6 +499,10 @@ def test_bad_files(tmp_path):
         minimatte.preprocess(np.zeros((4, 4, 3), np.uint8), str(text))
     with pytest.raises(FileNotFoundError, match="image: no such file"):
         minimatte.preprocess(str(tmp_path / "missing.png"), trimap)
+    with pytest.raises(FileNotFoundError, match="image: no such file"):  # icc_profile reads only the header
+        minimatte.icc_profile(str(tmp_path / "missing.png"))
+    with pytest.raises(ValueError, match="image: .*notes.png' is not a readable image"):
+        minimatte.icc_profile(str(text))
     with pytest.raises(ValueError, match=f"image: {re.escape(repr(str(tmp_path)))} is a folder, not an image file"):
         minimatte.preprocess(tmp_path, trimap)
     with pytest.raises(FileNotFoundError, match=r"image: no such file 'https://example.com/a.png' \(URLs are not "
