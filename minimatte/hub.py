@@ -4,8 +4,8 @@ Files land in $MINIMATTE_CACHE (default ~/.cache/minimatte)/NAME/. A download re
 `.part` file, checks the sha256 where it is known, and is renamed into place only when complete. Processes that
 download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find it there.
 A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is read
-from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, as transformers reads
-them) never touches the network.
+from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, read as huggingface_hub
+reads them) never touches the network.
 """
 import contextlib
 import difflib
