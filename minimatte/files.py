@@ -46,9 +46,10 @@ def save(output, result, bits=None, icc_profile=None):
     error before anything is written.
     """
     to_file = isinstance(output, (str, os.PathLike))
-    if not to_file and (not hasattr(output, "write") or isinstance(output, io.TextIOBase)):
-        raise TypeError("output: a file opened as text; open it in binary mode ('wb')" if hasattr(output, "write")
-                        else f"output: expected a path or a binary file object, got {type(output).__name__}")
+    if not to_file and not hasattr(output, "write"):
+        raise TypeError(f"output: expected a path or a binary file object, got {type(output).__name__}")
+    if isinstance(output, io.TextIOBase):
+        raise TypeError("output: a file opened as text; open it in binary mode ('wb')")
     image = _result_image(result, bits)
     if icc_profile is not None and image.mode not in ("RGB", "RGBA"):
         raise ValueError("icc_profile: mattes and trimaps hold no colours to tag; it is for cut-outs and composites")

@@ -27,8 +27,8 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import (check_flag, check_integer, check_size, icc_profile, in_colour_space, is_file, open_image,
-                         read_matte, resize_plane, row_bands, stored_image, stored_matte, to_unit)
+from .processing import (check_flag, check_integer, check_size, icc_profile, in_colour_space, is_file, is_integer,
+                         open_image, read_matte, resize_plane, row_bands, stored_image, stored_matte, to_unit)
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
@@ -180,8 +180,7 @@ def background_colour(background):
     as (r, g, b), or None where it names none (an image, then)."""
     if isinstance(background, (tuple, list)) or getattr(background, "ndim", None) == 1:
         values = tuple(background)
-        if len(values) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255
-                                        for v in values):
+        if len(values) != 3 or not all(is_integer(v) and 0 <= v <= 255 for v in values):
             raise ValueError(f"background: a colour needs 3 integers 0..255 (r, g, b), got {background!r}")
         return tuple(map(int, values))
     if not isinstance(background, str):

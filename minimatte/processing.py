@@ -257,6 +257,10 @@ def check_value_range(value_range):
                          f"{value_range!r}")
 
 
+# Integer values that go up to only this are class indices (0/1/2) or a 0/1 mask, not levels of 255 or 65535:
+# read as such they would be an all-background trimap or a transparent matte.
+CLASS_INDICES = 2
+
 OVERSHOOT = Fraction(1, 8)  # of the value range: how far beyond it clip_overshoot clips a matte's or mask's floats
 
 
@@ -271,7 +275,7 @@ def _checked(a, name, value_range, overshoot=0):
     if a.dtype == np.bool_:
         raise TypeError(f"{name}: boolean arrays are masks, not images/trimaps "
                         "(use minimatte.trimap_from_mask for a mask)")
-    if a.dtype == np.uint16 and 2 < a.max() <= 255:  # would read as nearly black; 0..2: class indices (trimap)
+    if a.dtype == np.uint16 and CLASS_INDICES < a.max() <= 255:  # would read as nearly black
         raise ValueError(f"{name}: a 16-bit image whose values go up to only {a.max()} of 65535 (8-bit values "
                          "saved as 16 bits?); save it with 8 bits, or its values times 257")
     if a.dtype in (np.uint8, np.uint16):
@@ -392,7 +396,7 @@ def _stored_trimap(trimap, value_range, name):
         raise ValueError(f"{name}: has transparent pixels that are not black, which may mean their value or "
                          "background; save it without transparency (flattened onto black where transparent "
                          "means background)")
-    if (a.dtype.kind == "u" or value_range == 255) and 0 < a.max() <= 2:  # a float trimap of range 1 goes up to 1
+    if (a.dtype.kind == "u" or value_range == 255) and 0 < a.max() <= CLASS_INDICES:  # floats of range 1: up to 1
         raise ValueError(f"{name}: expected 0 = background, {65535 if a.dtype == np.uint16 else 255} = "
                          f"foreground and grey = unknown, got values up to only {a.max():g} (class indices?)")
     top = np.iinfo(a.dtype).max if a.dtype in (np.uint8, np.uint16) else value_range
@@ -420,7 +424,7 @@ def stored_matte(alpha, name="alpha"):
     value_range = 1.0 if np.issubdtype(a.dtype, np.floating) else None
     cut = _transparency(a)
     a = _checked(_grey_array(a, name) if cut is None else cut, name, value_range, OVERSHOOT)
-    if a.dtype.kind == "u" and 0 < a.max() <= 2:  # as a trimap's class indices (_stored_trimap)
+    if a.dtype.kind == "u" and 0 < a.max() <= CLASS_INDICES:
         top = np.iinfo(a.dtype).max
         raise ValueError(f"{name}: values that go up to only {a.max()} of {top} are an alpha of nearly 0 everywhere "
                          f"(a 0/1 mask? class indices?); give them on the scale 0..{top}")
@@ -711,9 +715,14 @@ def paired(images, trimaps, name="trimap"):
     return False, images, trimaps
 
 
+def is_integer(value):
+    """Whether `value` is an integer, Python's or NumPy's, and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_integer(name, value, least, unit=""):
-    """`value` as an int, where it is an integer (Python's or NumPy's; not a bool) of at least `least`."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least:
+    """`value` as an int, where it is an integer (is_integer) of at least `least`."""
+    if is_integer(value) and value >= least:
         return int(value)
     raise ValueError(f"{name}: expected an integer of at least {least}{unit}, got {value!r}")
 
@@ -739,7 +748,7 @@ def check_thresholds(thresholds):
 def check_image_size(size):
     """trimap_from_mask's size, checked: (H, W), two positive integers."""
     pair = _pair(size)
-    if pair is None or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in pair):
+    if pair is None or not all(is_integer(s) and s > 0 for s in pair):
         hint = " (an image's shape? pass image.shape[:2])" if isinstance(size, tuple) and len(size) == 3 else ""
         raise ValueError(f"size: expected the image's (H, W), two positive integers, got {size!r}{hint}")
     return tuple(map(int, pair))
