@@ -69,7 +69,7 @@ def main():
     rng = np.random.default_rng(0)
     totals = Counter()
     print(f"ViTMatte-{args.model[0].upper()} {args.size}: 3x3 convolutions, best of {args.rounds} (ms)")
-    print(backend.blas_summary().replace("\n", " ") + "\n")
+    print(backend.blas_summary(one_line=True) + "\n")
     print("| channels in -> out | input H x W | calls | im2col | Winograd | Winograd / im2col | model uses |")
     print("|---|---|---|---|---|---|---|")
     for (channels, h, w, c_out, padding), calls in recorded_convs(network, height, width).items():

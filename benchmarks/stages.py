@@ -96,7 +96,7 @@ def main():
     total = statistics.median(seconds for seconds, _ in rounds)
     print(f"ViTMatte-{args.model[0].upper()} {args.size}, {args.backend}, {args.precision}: "
           f"{total:.4f} s per timed pass (median of {args.rounds})")
-    print(backend.blas_summary().replace("\n", " ") + "\n" if args.backend == "numpy" else "")
+    print(backend.blas_summary(one_line=True) + "\n" if args.backend == "numpy" else "")
     medians = {stage: statistics.median(per_stage[stage] for _, per_stage in rounds) for stage in rounds[0][1]}
     print("| stage | seconds | share |\n|---|---|---|")
     for stage, seconds in sorted(medians.items(), key=lambda item: -item[1]):

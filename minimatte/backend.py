@@ -510,9 +510,9 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
     return None
 
 
-def blas_summary():
+def blas_summary(one_line=False):
     """Which BLAS forward passes on NumPy use, with which kernels, and how they use the cores, in words
-    (`minimatte --version`, for bug reports about speed)."""
+    (`minimatte --version`, for bug reports about speed; one_line for a benchmark's table header)."""
     if _BLAS is None:
         return "NumPy's BLAS: not an OpenBLAS minimatte can steer; forward passes run a kernel's pieces in turn"
     count = _BLAS[0]()
@@ -521,8 +521,9 @@ def blas_summary():
     summary = (f"NumPy's BLAS: OpenBLAS {version} with its {kernels} kernels{asked}, which minimatte steers; forward "
                f"passes run on {count} thread" + "s" * (count != 1))
     if kernels not in (*AVX512_KERNELS, "?") and AVX512_FLAGS <= (cpu_flags() or set()):
-        summary += ("\nThis CPU has AVX-512, which those kernels do not use: with OPENBLAS_CORETYPE=SkylakeX in the "
-                    "environment, passes ran 1.3 to 2.5 times faster on an AMD Zen 5")
+        summary += (" " if one_line else "\n") + ("This CPU has AVX-512, which those kernels do not use: with "
+                                                   "OPENBLAS_CORETYPE=SkylakeX in the environment, passes ran 1.3 to "
+                                                   "2.5 times faster on an AMD Zen 5")
     return summary
 
 

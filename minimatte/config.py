@@ -2,6 +2,7 @@
 inference of the model configuration from weight shapes."""
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -220,14 +221,18 @@ class ProcessorConfig:
     def __post_init__(self):
         for name in ("image_mean", "image_std"):
             values = getattr(self, name)
-            values = (values,) * 3 if isinstance(values, (int, float)) else tuple(float(v) for v in values)
+            try:
+                values = (float(values),) * 3 if isinstance(values, numbers.Real) else tuple(float(v) for v in values)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: expected a number or 3 numbers (R, G, B), got {values!r}") from None
             if len(values) != 3:
                 raise ValueError(f"{name}: expected 3 values (R, G, B), got {len(values)}")
             object.__setattr__(self, name, values)
         if any(s == 0 for s in self.image_std):
             raise ValueError("image_std: values must be non-zero")
-        if self.size_divisor < 1:
-            raise ValueError(f"size_divisor: expected a positive integer, got {self.size_divisor}")
+        if not isinstance(self.size_divisor, numbers.Integral) or isinstance(self.size_divisor, bool) \
+                or self.size_divisor < 1:
+            raise ValueError(f"size_divisor: expected a positive integer, got {self.size_divisor!r}")
 
     def to_dict(self):
         return dataclasses.asdict(self)

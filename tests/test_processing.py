@@ -55,6 +55,16 @@ def test_processor_config_is_honoured():
     hf = minimatte.config.processor_from_hf(json.loads((REFERENCE / "hf_config_base" / "preprocessor_config.json")
                                                        .read_text()))
     assert hf == minimatte.ProcessorConfig()
+    assert minimatte.ProcessorConfig(image_mean=0.5, size_divisor=np.int64(32)) == minimatte.ProcessorConfig()
+    for values, error in ((dict(image_mean="abc"), "image_mean: expected a number or 3 numbers .R, G, B., got 'abc'"),
+                          (dict(image_std=None), "image_std: expected a number or 3 numbers .R, G, B., got None"),
+                          (dict(image_std=(1, 2)), r"image_std: expected 3 values \(R, G, B\), got 2"),
+                          (dict(image_std=(1, 0, 1)), "image_std: values must be non-zero"),
+                          (dict(size_divisor="32"), "size_divisor: expected a positive integer, got '32'"),
+                          (dict(size_divisor=32.0), "size_divisor: expected a positive integer, got 32.0"),
+                          (dict(size_divisor=0), "size_divisor: expected a positive integer, got 0")):
+        with pytest.raises(ValueError, match=error):
+            minimatte.ProcessorConfig(**values)
 
 
 def test_original_preprocessing(det_state, det_model, tmp_path):
