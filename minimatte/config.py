@@ -161,10 +161,12 @@ def from_shapes(shapes):
             raise ValueError(f"weights: cannot infer the config, missing tensor {key!r}")
         return tuple(shapes[key])
 
+    def count(prefix):  # 1 + the largest N of the "<prefix>N." keys: a gap is then a missing tensor, named
+        indices = (k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix))
+        return 1 + max((int(i) for i in indices if i.isdigit()), default=-1)
+
     c, channels, patch, _ = shape("backbone.embeddings.projection.weight")
-    layers = sorted({int(k.split(".")[3]) for k in shapes if k.startswith("backbone.encoder.layer.")})
-    if layers != list(range(len(layers))) or not layers:
-        raise ValueError(f"weights: encoder layer indices are not 0..n-1: {layers}")
+    layers = range(count("backbone.encoder.layer."))
     residual = tuple(i for i in layers if f"backbone.encoder.layer.{i}.residual.conv1.weight" in shapes)
     use_rel = "backbone.encoder.layer.0.attention.rel_pos_h" in shapes
     values = {}
@@ -186,12 +188,10 @@ def from_shapes(shapes):
     if absolute:
         positions = shape("backbone.embeddings.position_embeddings")[1] - 1
         values["pretrain_image_size"] = int(round(positions ** 0.5)) * patch
-    convstream = []
-    while f"decoder.convstream.convs.{len(convstream)}.conv.weight" in shapes:
-        convstream.append(shape(f"decoder.convstream.convs.{len(convstream)}.conv.weight")[0])
-    fusion = []
-    while f"decoder.fusion_blocks.{len(fusion)}.conv.conv.weight" in shapes:
-        fusion.append(shape(f"decoder.fusion_blocks.{len(fusion)}.conv.conv.weight")[0])
+    # A fusion block for each detail map: the input's and each ConvStream level's.
+    levels = max(count("decoder.convstream.convs."), count("decoder.fusion_blocks.") - 1)
+    convstream = [shape(f"decoder.convstream.convs.{i}.conv.weight")[0] for i in range(levels)]
+    fusion = [shape(f"decoder.fusion_blocks.{i}.conv.conv.weight")[0] for i in range(levels + 1)]
     return Config(hidden_size=c, num_hidden_layers=len(layers), num_attention_heads=c // head_dim,
                   mlp_ratio=shape("backbone.encoder.layer.0.mlp.fc1.weight")[0] // c, patch_size=patch,
                   num_channels=channels, residual_block_indices=residual,

@@ -47,7 +47,8 @@ def read_settings(state, metadata, directory=None):
 
 
 def check_state_dict(state, config):
-    """Raise a ValueError naming the first missing, unexpected or mis-shaped tensor."""
+    """Raise a ValueError naming the first missing, unexpected or mis-shaped tensor, or one holding NaN or
+    infinite values (a diverged training run's): the alphas of such weights would be NaN."""
     expected = cfg.expected_shapes(config)
     optional = cfg.batch_norm_buffers(config)
     missing = [k for k in expected if k not in state]
@@ -56,6 +57,8 @@ def check_state_dict(state, config):
     problems += [f"unexpected tensor {k!r}" for k in unexpected]
     problems += [f"tensor {k!r} has shape {tuple(v.shape)}, expected {expected[k]}"
                  for k, v in state.items() if k in expected and tuple(v.shape) != expected[k]]
+    problems += [f"tensor {k!r} holds NaN or infinite values" for k, v in state.items()
+                 if v.dtype.kind == "f" and not np.isfinite(v).all()]
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise ValueError(f"weights: {problems[0]}{more}")

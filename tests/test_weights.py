@@ -63,6 +63,27 @@ def test_strict_loading_names_the_key(det_state):
         minimatte.VitMatte.from_state_dict({**state, "backbone.extra": np.zeros(1, np.float32)}, config)
     with pytest.raises(ValueError, match=f"tensor '{key}' has shape \\(3,\\), expected \\(1536,\\)"):
         minimatte.VitMatte.from_state_dict({**state, key: np.zeros(3, np.float32)}, config)
+    for bad in (np.nan, np.inf):  # a diverged training run's weights: alphas of NaN, not a model
+        with pytest.raises(ValueError, match=f"tensor '{key}' holds NaN or infinite values"):
+            minimatte.VitMatte.from_state_dict({**state, key: np.full(1536, bad, np.float32)}, config)
+    running_var = "decoder.convstream.convs.1.batch_norm.running_var"
+    with pytest.raises(ValueError, match=f"tensor '{running_var}' holds NaN"):
+        minimatte.VitMatte.from_state_dict({**state, running_var: np.full(96, np.nan, np.float32)}, config)
+
+
+def test_a_gap_in_a_checkpoint_without_a_config_is_named(det_state):
+    """Without a config the layers are counted from the keys: a missing block or decoder level is a missing
+    tensor, not a smaller network or an inconsistent config."""
+    state = {k: v for k, v in det_state("small").items()}
+    for gone, named in (("backbone.encoder.layer.5.", "backbone.encoder.layer.5.attention.rel_pos_h"),
+                        ("decoder.fusion_blocks.", "decoder.fusion_blocks.0.conv.conv.weight"),
+                        ("decoder.fusion_blocks.3.", "decoder.fusion_blocks.3.conv.conv.weight"),
+                        ("decoder.convstream.", "decoder.convstream.convs.0.conv.weight"),
+                        ("decoder.convstream.convs.2.", "decoder.convstream.convs.2.conv.weight")):
+        with pytest.raises(ValueError, match=f"cannot infer the config, missing tensor '{named}'"):
+            minimatte.VitMatte.from_state_dict({k: v for k, v in state.items() if not k.startswith(gone)})
+    with pytest.raises(ValueError, match="unexpected tensor 'backbone.encoder.layer.extra.bias'"):
+        minimatte.VitMatte.from_state_dict({**state, "backbone.encoder.layer.extra.bias": np.zeros(1, np.float32)})
 
 
 def test_converted_file_with_metadata_loads(tmp_path, det_state, det_model):
