@@ -101,6 +101,20 @@ def _state_dict(obj, path):
     return dict(obj)
 
 
+def _unwrapped(state):
+    """The state without a training wrapper's prefix on its keys ("module." of torch's DistributedDataParallel,
+    "model." of a Lightning module holding the network): the prefix found before the patch embedding's key
+    (HF's or hustvl's), removed from every key that has it. Other keys stay, and are unexpected tensors."""
+    for anchor in ("backbone.embeddings.projection.weight", "backbone.patch_embed.proj.weight"):
+        if anchor in state:
+            return state
+        prefixes = {k[:-len(anchor)] for k in state if k.endswith("." + anchor)}
+        if len(prefixes) == 1:
+            prefix = prefixes.pop()
+            return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return state
+
+
 def hf_name(original):
     """An original hustvl key -> its HF name (the five rules of convert_vitmatte_to_hf.py, in order)."""
     exact = {"backbone.pos_embed": "backbone.embeddings.position_embeddings",
@@ -140,8 +154,9 @@ def read_any(source):
     else:
         directory = directory or os.path.dirname(source)  # HF json files beside a PyTorch file
         state, metadata = _state_dict(read_torch_checkpoint(source), source), {}
-        if any(k.startswith("backbone.blocks.") or k == "backbone.pos_embed" for k in state):
-            state = {hf_name(k): v for k, v in state.items()}
+    state = _unwrapped(state)
+    if any(k.startswith("backbone.blocks.") or k == "backbone.pos_embed" for k in state):
+        state = {hf_name(k): v for k, v in state.items()}
     return (state, *read_settings(state, metadata, directory))
 
 

@@ -83,6 +83,28 @@ def test_a_converted_file_loads_whatever_its_name(tmp_path, det_state):
         np.testing.assert_array_equal(minimatte.load(tmp_path / name)(PIXELS).alphas, want)
 
 
+def test_a_training_wrappers_prefix_is_removed(tmp_path, det_state):
+    """Fine-tuned checkpoints as training code saves them: DistributedDataParallel's "module." on every key, a
+    Lightning module's "model." under "state_dict" (with its own extras, named as unexpected), hustvl's names."""
+    torch, _ = require_reference()
+    from safetensors.numpy import save_file
+
+    state = det_state("small")
+    want = minimatte.VitMatte.from_state_dict(state)(PIXELS).alphas
+    tensors = {k: torch.from_numpy(v) for k, v in state.items()}
+    torch.save({f"module.{k}": v for k, v in tensors.items()}, tmp_path / "ddp.pth")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in tensors.items()}, "epoch": 3}, tmp_path / "lightning.ckpt")
+    original = {o: state[h] for h, o, _, _ in
+                (r.split("\t") for r in (REFERENCE / "vitmatte_small_keys.tsv").read_text().splitlines()[1:])}
+    save_file({f"module.{k}": v for k, v in original.items()}, str(tmp_path / "original.safetensors"))
+    for name in ("ddp.pth", "lightning.ckpt", "original.safetensors"):
+        np.testing.assert_array_equal(minimatte.load(tmp_path / name)(PIXELS).alphas, want)
+    torch.save({"state_dict": {**{f"model.{k}": v for k, v in tensors.items()}, "loss.weight": torch.ones(1)}},
+               tmp_path / "extras.ckpt")
+    with pytest.raises(ValueError, match="unexpected tensor 'loss.weight'"):
+        minimatte.load(tmp_path / "extras.ckpt")
+
+
 class _Evil:
     def __reduce__(self):
         return os.system, ("echo pwned > /dev/null",)
