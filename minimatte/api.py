@@ -19,8 +19,9 @@ PREPROCESSING = ("hf", "original")
 
 
 def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf", progress=True):
-    """A VitMatte from a published checkpoint's name, an HF checkpoint directory, a safetensors file, or a
-    PyTorch `pytorch_model.bin` / original hustvl `.pth` (read without torch, see convert.py).
+    """A VitMatte from a published checkpoint's name, another hub repo's id (owner/name; see hub.py), an HF
+    checkpoint directory, a safetensors file, or a PyTorch `pytorch_model.bin` / original hustvl `.pth` (read
+    without torch, see convert.py).
 
     backend: "numpy" (default) or "cupy"; None reads $MINIMATTE_BACKEND.
     precision: "float32" (default, the reference's numbers) or "float16" (GPU: half the memory traffic,

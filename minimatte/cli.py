@@ -455,8 +455,9 @@ def build_parser():
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",
                               description=f"Download a checkpoint into {hub.cache_dir()} "
                                           "($MINIMATTE_CACHE overrides) and print its directory.")
-    sub.add_argument("name", metavar="NAME", choices=sorted(hub.CHECKPOINTS) + sorted(hub.CHECKPOINTS.values()),
-                     help=f"{', '.join(hub.CHECKPOINTS)}, or the hub repo id (hustvl/vitmatte-...)")
+    sub.add_argument("name", metavar="NAME",
+                     help=f"{', '.join(hub.CHECKPOINTS)}, their hub repo ids (hustvl/vitmatte-...), or another "
+                          "public hub repo of a ViTMatte checkpoint (owner/name)")
     _add_quiet(sub)
     sub.set_defaults(run=_download)
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",

@@ -1,6 +1,8 @@
 """Published checkpoints by name: download from the Hugging Face hub with the standard library only.
 
-Files land in $MINIMATTE_CACHE (default ~/.cache/minimatte)/NAME/. A download resumes a partial
+The four hustvl checkpoints by their short names or hub repo ids, and any other public hub repo of a ViTMatte
+checkpoint (a fine-tune: "owner/name", as transformers' from_pretrained takes it). Files land in $MINIMATTE_CACHE
+(default ~/.cache/minimatte)/NAME/ (NAME: the short name, or the repo id). A download resumes a partial
 `.part` file, checks the sha256 where it is known, and is renamed into place only when complete. Processes that
 download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find it there.
 A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is read
@@ -12,6 +14,7 @@ import difflib
 import errno
 import hashlib
 import os
+import re
 import shutil
 import socket
 import sys
@@ -27,6 +30,9 @@ CHECKPOINTS = {
     "base-distinctions-646": "hustvl/vitmatte-base-distinctions-646",
 }
 FILES = ("config.json", "preprocessor_config.json", "model.safetensors")
+# Without it a checkpoint has the default processor settings (transformers' for ViTMatte, the hustvl repos' own):
+# a fine-tune pushed with model.push_to_hub() has none.
+OPTIONAL = "preprocessor_config.json"
 TIMEOUT_S = 60  # a connection, or a read of a response, that waits longer has failed
 # The commit whose files KNOWN_SHA256 fingerprints, downloaded instead of the latest (main): a later edit of
 # a file there (a config's new field) would otherwise fail the check, and the checkpoint could not be had.
@@ -66,10 +72,15 @@ def hf_cache_dir():
                      or os.path.join(_expanded(home), "hub"))
 
 
+def repo_id(name):
+    """The hub repo of checkpoint `name` (checkpoint_name's)."""
+    return CHECKPOINTS.get(name, name)
+
+
 def _hf_snapshot(name):
-    """The Hugging Face cache's snapshot of checkpoint `name` at its main revision, if it holds the settings
-    and the weights (as transformers leaves it after loading the model and its processor), else None."""
-    repo = os.path.join(hf_cache_dir(), "models--" + CHECKPOINTS[name].replace("/", "--"))
+    """The Hugging Face cache's snapshot of checkpoint `name` at its main revision, if it holds the config and the
+    weights (as transformers leaves it after loading the model), else None."""
+    repo = os.path.join(hf_cache_dir(), "models--" + repo_id(name).replace("/", "--"))
     try:
         with open(os.path.join(repo, "refs", "main")) as ref:
             snapshot = os.path.join(repo, "snapshots", ref.read().strip())
@@ -79,24 +90,32 @@ def _hf_snapshot(name):
     def present(filename):
         return os.path.isfile(os.path.join(snapshot, filename))  # False for a link whose blob was deleted
 
-    settings = present("config.json") and present("preprocessor_config.json")
-    return snapshot if settings and (present("model.safetensors") or present("pytorch_model.bin")) else None
+    return snapshot if present("config.json") and (present("model.safetensors") or present("pytorch_model.bin")) \
+        else None
 
 
 def _complete(directory):
-    """Whether `directory` holds every file of a checkpoint (FILES)."""
-    return all(os.path.isfile(os.path.join(directory, filename)) for filename in FILES)
+    """Whether `directory` holds a downloaded checkpoint: FILES but the OPTIONAL one, which comes before the
+    weights where the repo has it."""
+    return all(os.path.isfile(os.path.join(directory, filename)) for filename in FILES if filename != OPTIONAL)
+
+
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name, as the hub spells repo ids
+FILE_EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")  # "folder/model.pth" is a missing file's path
 
 
 def checkpoint_name(name):
-    """The published checkpoint's short name, for a short name or its hub repo id (as transformers names it)."""
+    """The published checkpoint's short name, for a short name or its hub repo id (as transformers names it);
+    another hub repo id as it is (an owner other than hustvl, which publishes only these four)."""
     repos = {repo: short for short, repo in CHECKPOINTS.items()}
-    if name not in CHECKPOINTS and name not in repos:
-        close = difflib.get_close_matches(name, [*CHECKPOINTS, *repos], n=1)  # a typo's likely meaning
-        raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
-                         f"({', '.join(CHECKPOINTS)}, or their hub repo ids)"
-                         + (f"; did you mean {close[0]!r}?" if close else ""))
-    return repos.get(name, name)
+    if name in CHECKPOINTS or name in repos:
+        return repos.get(name, name)
+    if REPO_ID.fullmatch(name) and not name.startswith("hustvl/") and not name.endswith(FILE_EXTENSIONS):
+        return name
+    close = difflib.get_close_matches(name, [*CHECKPOINTS, *repos], n=1)  # a typo's likely meaning
+    raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
+                     f"({', '.join(CHECKPOINTS)}, their hub repo ids, or another hub repo's owner/name)"
+                     + (f"; did you mean {close[0]!r}?" if close else ""))
 
 
 def cached_checkpoint(name, progress=True):
@@ -141,10 +160,16 @@ def download(name, progress=True):
             target = os.path.join(directory, filename)
             if os.path.isfile(target):  # also where another process has just downloaded it
                 continue
-            url = f"{base}/{CHECKPOINTS[name]}/resolve/{REVISIONS.get(name, 'main')}/{filename}"
+            url = f"{base}/{repo_id(name)}/resolve/{REVISIONS.get(name, 'main')}/{filename}"
             try:
                 _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
-            except _NotFound:
+            except _NotFound as error:
+                if filename == OPTIONAL:
+                    continue
+                if filename == "config.json":  # the hub answers 401 for a repo that does not exist, or is private
+                    raise FileNotFoundError(f"model: {name!r} is neither an existing path nor a public hub repo "
+                                            f"with a config.json ({error}); a private repo downloaded with "
+                                            "huggingface_hub loads from its folder") from None
                 if filename != "model.safetensors":
                     raise
                 # Some hub repos publish only pytorch_model.bin: fetch it and convert it (without torch).
@@ -195,7 +220,7 @@ def _fetch(url, target, sha256, progress):
         if error.code == 416 and have:  # the partial file is already complete
             response = None
         else:
-            kind = _NotFound if error.code == 404 else RuntimeError
+            kind = _NotFound if error.code in (401, 404) else RuntimeError
             raise kind(f"download: {url} failed: HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError) as error:
         raise RuntimeError(f"download: cannot reach {url} ({getattr(error, 'reason', error)}); "

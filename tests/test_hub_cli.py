@@ -38,10 +38,12 @@ class Hub(http.server.ThreadingHTTPServer):
     """Serves {path: bytes} in the hub layout; honours Range; can cut a response short once, or hold it halfway
     until an event is set (`hold`: {path: threading.Event}), or answer a path with a redirect to another, as the
     hub answers its large files (`redirects`: {path: path}). HEAD answers with the commit and ETag headers that
-    huggingface_hub's downloads read."""
+    huggingface_hub's downloads read. A missing path is answered with `not_found` (the hub's 401 for a repo that
+    does not exist, or 404)."""
 
     def __init__(self, files):
         self.files, self.cut_once, self.hold, self.redirects, self.requests = files, set(), {}, {}, []
+        self.not_found = 404
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -78,7 +80,7 @@ class Hub(http.server.ThreadingHTTPServer):
 
         def send_headers(handler, body, start):
             if body is None:
-                handler.send_error(404)
+                handler.send_error(self.not_found)
                 return False
             if start and start >= len(body):
                 handler.send_error(416)  # Range Not Satisfiable: nothing is left from there on
@@ -250,9 +252,13 @@ def test_a_checkpoint_in_the_hugging_face_cache_is_not_downloaded_again(served, 
                                               / "snapshots" / HUB_COMMIT)
     monkeypatch.setenv("MINIMATTE_OFFLINE", "1")
     minimatte.load(NAME)  # offline too
-    # a snapshot without the processor's settings (only the model loaded by transformers) is downloaded
+    # a snapshot of the model alone (transformers loaded no processor) serves too, with the default settings (the
+    # hub's, for the hustvl checkpoints); one without the weights does not
+    snapshot = hub.cached_checkpoint(NAME)
+    os.unlink(snapshot + "/preprocessor_config.json")
+    assert hub.cached_checkpoint(NAME) == snapshot and minimatte.load(NAME).processor == minimatte.ProcessorConfig()
     monkeypatch.delenv("MINIMATTE_OFFLINE")
-    os.unlink(hub.cached_checkpoint(NAME) + "/preprocessor_config.json")
+    os.unlink(snapshot + "/model.safetensors")
     assert hub.cached_checkpoint(NAME) == str(tmp_path / "cache" / NAME)
     assert sorted(path for path, _ in server.requests) == sorted(repo + f for f in hub.FILES)
 
@@ -340,12 +346,40 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     monkeypatch.setenv("MINIMATTE_HUB_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(RuntimeError, match="cannot reach"):
         hub.download(NAME, progress=False)
-    with pytest.raises(ValueError, match=r"neither an existing path nor a checkpoint name \(.*hub repo ids\)$"):
-        minimatte.load("no-such-model")
+    listed = r"\(.*hub repo ids, or another hub repo's owner/name\)"
+    for name in ("no-such-model", "folder/model.safetensors", "folder/sub/model", "/abs/folder"):  # paths, no repos
+        with pytest.raises(ValueError, match=rf"'{name}' is neither an existing path nor a checkpoint name {listed}$"):
+            minimatte.load(name)
     for typo, meant in (("small-composition1k", "small-composition-1k"),
                         ("hustvl/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646")):
-        with pytest.raises(ValueError, match=rf"hub repo ids\); did you mean '{meant}'\?$"):
+        with pytest.raises(ValueError, match=rf"{listed}; did you mean '{meant}'\?$"):
             minimatte.load(typo)
+    assert cli.main(["download", "small-composition1k"]) == 2
+
+
+def test_another_hub_repo_by_its_id(served, tmp_path, monkeypatch, det_model, capsys):
+    """A fine-tune on the hub, by its owner/name as transformers' from_pretrained takes it: config.json and the
+    weights; without a preprocessor_config.json (model.push_to_hub() writes none) the default processor settings."""
+    server, repo = served
+    fine_tune = "/someone/vitmatte-hair/resolve/main/"
+    for filename in ("config.json", "model.safetensors"):
+        server.files[fine_tune + filename] = server.files[repo + filename]
+    model = minimatte.load("someone/vitmatte-hair", progress=False)
+    assert sorted(path for path, _ in server.requests) == sorted(fine_tune + f for f in hub.FILES)  # a 404 for one
+    assert model.processor == minimatte.ProcessorConfig()
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
+    server.requests.clear()
+    assert hub.cached_checkpoint("someone/vitmatte-hair") == str(tmp_path / "cache" / "someone" / "vitmatte-hair")
+    assert cli.main(["download", "someone/vitmatte-hair", "-q"]) == 0 and server.requests == []  # in the cache
+    capsys.readouterr()
+    with pytest.raises(FileNotFoundError, match=r"^model: 'someone/no-such-repo' is neither an existing path nor a "
+                                                r"public hub repo with a config.json \(download: .* HTTP 404 .*\); a "
+                                                r"private repo downloaded with huggingface_hub loads from its folder$"):
+        minimatte.load("someone/no-such-repo", progress=False)
+    server.not_found = 401  # as the hub answers a repo that does not exist (or is private) without a token
+    assert cli.main(["download", "someone/no-such-repo"]) == 1
+    assert re.search(r"public hub repo with a config.json \(download: .* HTTP 401 ", capsys.readouterr().err)
 
 
 def test_cli_float_mattes(served, tmp_path, capsys):
