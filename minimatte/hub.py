@@ -13,6 +13,7 @@ import contextlib
 import difflib
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -163,6 +164,8 @@ def download(name, progress=True):
             url = f"{base}/{repo_id(name)}/resolve/{REVISIONS.get(name, 'main')}/{filename}"
             try:
                 _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
+                if filename == "config.json":
+                    _check_vitmatte(target, name)  # before the weights: another model's can be gigabytes
             except _NotFound as error:
                 if filename == OPTIONAL:
                     continue
@@ -179,6 +182,19 @@ def download(name, progress=True):
                 convert(directory, target)
                 os.unlink(legacy)
     return directory
+
+
+def _check_vitmatte(config, name):
+    """Remove a downloaded config.json, and say so, unless it is a ViTMatte checkpoint's."""
+    try:
+        with open(config, encoding="utf-8") as file:
+            found = f"model_type {json.load(file).get('model_type')!r}"
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        found = "no JSON object"
+    if found != "model_type 'vitmatte'":
+        os.unlink(config)
+        raise ValueError(f"model: {name!r} is not a ViTMatte checkpoint: its config.json holds {found}, not "
+                         "model_type 'vitmatte'")
 
 
 @contextlib.contextmanager

@@ -377,6 +377,14 @@ def test_another_hub_repo_by_its_id(served, tmp_path, monkeypatch, det_model, ca
                                                 r"public hub repo with a config.json \(download: .* HTTP 404 .*\); a "
                                                 r"private repo downloaded with huggingface_hub loads from its folder$"):
         minimatte.load("someone/no-such-repo", progress=False)
+    server.files["/someone/segmenter/resolve/main/config.json"] = b'{"model_type": "segformer"}'
+    server.files["/someone/segmenter/resolve/main/model.safetensors"] = server.files[repo + "model.safetensors"]
+    server.requests.clear()
+    with pytest.raises(ValueError, match="^model: 'someone/segmenter' is not a ViTMatte checkpoint: its config.json "
+                                         "holds model_type 'segformer', not model_type 'vitmatte'$"):
+        minimatte.load("someone/segmenter", progress=False)
+    assert [path for path, _ in server.requests] == ["/someone/segmenter/resolve/main/config.json"]  # no weights
+    assert not (tmp_path / "cache" / "someone" / "segmenter" / "config.json").exists()  # nor kept as if it were
     server.not_found = 401  # as the hub answers a repo that does not exist (or is private) without a token
     assert cli.main(["download", "someone/no-such-repo"]) == 1
     assert re.search(r"public hub repo with a config.json \(download: .* HTTP 401 ", capsys.readouterr().err)
