@@ -173,12 +173,15 @@ def download(name, progress=True):
                     raise FileNotFoundError(f"model: {name!r} is neither an existing path nor a public hub repo "
                                             f"with a config.json ({error}); a private repo downloaded with "
                                             "huggingface_hub loads from its folder") from None
-                if filename != "model.safetensors":
-                    raise
                 # Some hub repos publish only pytorch_model.bin: fetch it and convert it (without torch).
                 from .convert import convert
                 legacy = os.path.join(directory, "pytorch_model.bin")
-                _fetch(url.replace("model.safetensors", "pytorch_model.bin"), legacy, None, progress)
+                try:
+                    _fetch(url.replace("model.safetensors", "pytorch_model.bin"), legacy, None, progress)
+                except _NotFound:
+                    raise FileNotFoundError(f"model: {name!r} has neither a model.safetensors nor a "
+                                            "pytorch_model.bin on the hub (an ONNX export, such as Xenova's for "
+                                            "transformers.js, is a graph, not the checkpoint's weights)") from None
                 convert(directory, target)
                 os.unlink(legacy)
     return directory
