@@ -171,8 +171,8 @@ def download(name, progress=True):
                     continue
                 if filename == "config.json":  # the hub answers 401 for a repo that does not exist, or is private
                     raise FileNotFoundError(f"model: {name!r} is neither an existing path nor a public hub repo "
-                                            f"with a config.json ({error}); a private repo downloaded with "
-                                            "huggingface_hub loads from its folder") from None
+                                            f"with a config.json ({error}); a private one is found once "
+                                            f"huggingface_hub has downloaded it (`hf download {name}`)") from None
                 # Some hub repos publish only pytorch_model.bin: fetch it and convert it (without torch).
                 from .convert import convert
                 legacy = os.path.join(directory, "pytorch_model.bin")

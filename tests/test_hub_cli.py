@@ -263,6 +263,22 @@ def test_a_checkpoint_in_the_hugging_face_cache_is_not_downloaded_again(served, 
     assert sorted(path for path, _ in server.requests) == sorted(repo + f for f in hub.FILES)
 
 
+def test_a_private_repo_is_found_once_huggingface_hub_has_downloaded_it(served, tmp_path, det_model):
+    huggingface_hub, = require("huggingface_hub")
+    server, repo = served
+    private = "/company/vitmatte-private/resolve/main/"
+    for filename in ("config.json", "model.safetensors"):
+        server.files[private + filename] = server.files[repo + filename]
+        huggingface_hub.hf_hub_download("company/vitmatte-private", filename, cache_dir=tmp_path / "hf",
+                                        endpoint=server.url)  # with the user's token, in real life
+        del server.files[private + filename]
+    server.not_found, server.requests[:] = 401, []  # the hub, to a request without the token
+    model = minimatte.load("company/vitmatte-private")
+    assert server.requests == [] and not (tmp_path / "cache").exists()
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
+
+
 def test_hugging_face_cache_and_endpoint_variables(served, tmp_path, monkeypatch):
     server, repo = served
     for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
@@ -375,7 +391,8 @@ def test_another_hub_repo_by_its_id(served, tmp_path, monkeypatch, det_model, ca
     capsys.readouterr()
     with pytest.raises(FileNotFoundError, match=r"^model: 'someone/no-such-repo' is neither an existing path nor a "
                                                 r"public hub repo with a config.json \(download: .* HTTP 404 .*\); a "
-                                                r"private repo downloaded with huggingface_hub loads from its folder$"):
+                                                r"private one is found once huggingface_hub has downloaded it "
+                                                r"\(`hf download someone/no-such-repo`\)$"):
         minimatte.load("someone/no-such-repo", progress=False)
     server.files["/someone/segmenter/resolve/main/config.json"] = b'{"model_type": "segformer"}'
     server.files["/someone/segmenter/resolve/main/model.safetensors"] = server.files[repo + "model.safetensors"]
