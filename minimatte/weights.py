@@ -35,9 +35,13 @@ def read_settings(state, metadata, directory=None):
     def setting(key, filename, from_dict, from_hf, fallback):
         if key in metadata:
             return from_dict(json.loads(metadata[key]))
-        if directory is not None and os.path.isfile(os.path.join(directory, filename)):
-            return from_hf(cfg.read_json(os.path.join(directory, filename)))
-        return fallback()
+        path = None if directory is None else os.path.join(directory, filename)
+        if path is None or not os.path.isfile(path):
+            return fallback()
+        try:  # a file a person may have edited: what is wrong with it, and where
+            return from_hf(cfg.read_json(path))
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ValueError(f"checkpoint: {path!r}: {error}") from None
 
     config = setting(CONFIG_KEY, "config.json", cfg.Config.from_dict, cfg.from_hf,
                      lambda: cfg.from_shapes({k: v.shape for k, v in state.items()}))

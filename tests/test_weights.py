@@ -108,6 +108,24 @@ def test_bad_checkpoint_files(tmp_path):
         minimatte.load(tmp_path)
 
 
+def test_a_broken_settings_file_is_named(tmp_path, det_state):
+    """config.json and preprocessor_config.json beside the weights are files a person may edit: what is wrong
+    with one is an error naming it, not JSON's or Python's own from deep inside."""
+    save_file({k: v for k, v in det_state("small").items()}, str(tmp_path / "model.safetensors"))
+    hub_config = (REFERENCE / "hf_config_base" / "config.json").read_text()
+    for filename, content, error in (
+            ("config.json", "{bad", "Expecting property name"),
+            ("config.json", "[]", "expected a JSON object, got a list"),
+            ("config.json", '{"model_type": "vitmatte", "convstream_hidden_sizes": 5}', "not iterable"),
+            ("config.json", '{"model_type": "clip"}', "config: expected a VitMatte config, got model_type 'clip'"),
+            ("preprocessor_config.json", "{bad", "Expecting property name"),
+            ("preprocessor_config.json", '{"image_std": [0.5, 0.5]}', r"image_std: expected 3 values")):
+        (tmp_path / "config.json").write_text(hub_config if filename != "config.json" else content)
+        (tmp_path / "preprocessor_config.json").write_text(content if filename != "config.json" else "{}")
+        with pytest.raises(ValueError, match=rf"^checkpoint: '{tmp_path / filename}': .*{error}"):
+            minimatte.load(tmp_path)
+
+
 def test_cupy_backend_without_gpu_is_one_clear_error():
     pytest.importorskip("numpy")
     try:
