@@ -171,9 +171,8 @@ def main():
 def blas_in_children():
     """What NumPy's BLAS is in the children, on one line (backend.blas_summary): the kernels it runs on decide much
     of minimatte's time (see the README's Speed and memory)."""
-    summary = subprocess.run(python_command("from minimatte import backend; print(backend.blas_summary(one_line=True))"),
-                             capture_output=True, text=True, check=True).stdout
-    return summary.strip()
+    code = "from minimatte import backend; print(backend.blas_summary(one_line=True))"
+    return subprocess.run(python_command(code), capture_output=True, text=True, check=True).stdout.strip()
 
 
 def compare(args):

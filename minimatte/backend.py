@@ -521,9 +521,9 @@ def blas_summary(one_line=False):
     summary = (f"NumPy's BLAS: OpenBLAS {version} with its {kernels} kernels{asked}, which minimatte steers; forward "
                f"passes run on {count} thread" + "s" * (count != 1))
     if kernels not in (*AVX512_KERNELS, "?") and AVX512_FLAGS <= (cpu_flags() or set()):
-        summary += (" " if one_line else "\n") + ("This CPU has AVX-512, which those kernels do not use: with "
-                                                   "OPENBLAS_CORETYPE=SkylakeX in the environment, passes ran 1.3 to "
-                                                   "2.5 times faster on an AMD Zen 5")
+        summary += (". " if one_line else "\n") + ("This CPU has AVX-512, which those kernels do not use: with "
+                                                    "OPENBLAS_CORETYPE=SkylakeX in the environment, passes ran 1.3 to "
+                                                    "2.5 times faster on an AMD Zen 5")
     return summary
 
 

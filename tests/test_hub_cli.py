@@ -891,7 +891,7 @@ def test_cli_version(capsys, monkeypatch):
             assert advice == (["This CPU has AVX-512, which those kernels do not use: with OPENBLAS_CORETYPE=SkylakeX "
                                "in the environment, passes ran 1.3 to 2.5 times faster on an AMD Zen 5"]
                               if advised else [])
-            assert backend.blas_summary(one_line=True) == " ".join(backend.blas_summary().splitlines())
+            assert backend.blas_summary(one_line=True) == ". ".join(backend.blas_summary().splitlines())
         monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2", "avx512f"})  # not every set the kernels use
         assert len(backend.blas_summary().splitlines()) == 1
     monkeypatch.setattr(backend, "_BLAS", None)
