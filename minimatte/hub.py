@@ -164,12 +164,11 @@ def download(name, progress=True):
             url = f"{base}/{repo_id(name)}/resolve/{REVISIONS.get(name, 'main')}/{filename}"
             try:
                 _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
-                if filename == "config.json":
-                    _check_vitmatte(target, name)  # before the weights: another model's can be gigabytes
             except _NotFound as error:
                 if filename == OPTIONAL:
                     continue
                 if filename == "config.json":  # the hub answers 401 for a repo that does not exist, or is private
+                    shutil.rmtree(directory, ignore_errors=True)  # nothing is kept of a repo the hub does not serve
                     raise FileNotFoundError(f"model: {name!r} is neither an existing path nor a public hub repo "
                                             f"with a config.json ({error}); a private one is found once "
                                             f"huggingface_hub has downloaded it (`hf download {name}`)") from None
@@ -184,18 +183,20 @@ def download(name, progress=True):
                                             "transformers.js, is a graph, not the checkpoint's weights)") from None
                 convert(directory, target)
                 os.unlink(legacy)
+            if filename == "config.json":
+                _check_vitmatte(directory, name)  # before the weights: another model's can be gigabytes
     return directory
 
 
-def _check_vitmatte(config, name):
-    """Remove a downloaded config.json, and say so, unless it is a ViTMatte checkpoint's."""
+def _check_vitmatte(directory, name):
+    """Remove the download folder, and say so, unless its config.json is a ViTMatte checkpoint's."""
     try:
-        with open(config, encoding="utf-8") as file:
+        with open(os.path.join(directory, "config.json"), encoding="utf-8") as file:
             found = f"model_type {json.load(file).get('model_type')!r}"
     except (ValueError, AttributeError):  # not JSON, or not an object
         found = "no JSON object"
     if found != "model_type 'vitmatte'":
-        os.unlink(config)
+        shutil.rmtree(directory, ignore_errors=True)
         raise ValueError(f"model: {name!r} is not a ViTMatte checkpoint: its config.json holds {found}, not "
                          "model_type 'vitmatte'")
 

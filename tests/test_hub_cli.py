@@ -402,13 +402,14 @@ def test_another_hub_repo_by_its_id(served, tmp_path, monkeypatch, det_model, ca
                                          "holds model_type 'segformer', not model_type 'vitmatte'$"):
         minimatte.load("someone/segmenter", progress=False)
     assert [path for path, _ in server.requests] == ["/someone/segmenter/resolve/main/config.json"]  # no weights
-    assert not (tmp_path / "cache" / "someone" / "segmenter" / "config.json").exists()  # nor kept as if it were
+    assert not (tmp_path / "cache" / "someone" / "segmenter").exists()  # nor kept as if it were
     server.files["/Xenova/vitmatte-export/resolve/main/config.json"] = server.files[repo + "config.json"]
     with pytest.raises(FileNotFoundError, match=r"^model: 'Xenova/vitmatte-export' has neither a model.safetensors "
                                                 r"nor a pytorch_model.bin on the hub \(an ONNX export"):
         minimatte.load("Xenova/vitmatte-export", progress=False)  # such repos hold onnx/model.onnx
     server.not_found = 401  # as the hub answers a repo that does not exist (or is private) without a token
     assert cli.main(["download", "someone/no-such-repo"]) == 1
+    assert not (tmp_path / "cache" / "someone" / "no-such-repo").exists()  # no empty folder left for a typo
     assert re.search(r"public hub repo with a config.json \(download: .* HTTP 401 ", capsys.readouterr().err)
 
 
