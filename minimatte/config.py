@@ -38,6 +38,10 @@ class Config:
                              f"num_attention_heads {self.num_attention_heads}")
         if len(self.fusion_hidden_sizes) != len(self.convstream_hidden_sizes) + 1:
             raise ValueError("config: fusion_hidden_sizes needs one more entry than convstream_hidden_sizes")
+        if self.patch_size != 2 ** len(self.fusion_hidden_sizes):  # each fusion block upsamples the features x2
+            raise ValueError(f"config: {len(self.fusion_hidden_sizes)} fusion blocks bring the features back to the "
+                             f"image's size only for patch_size {2 ** len(self.fusion_hidden_sizes)}, got "
+                             f"{self.patch_size}")
         for i in self.window_block_indices + self.residual_block_indices:
             if not 0 <= i < self.num_hidden_layers:
                 raise ValueError(f"config: block index {i} is outside 0..{self.num_hidden_layers - 1}")
@@ -153,8 +157,9 @@ def from_shapes(shapes):
     """Infer the config from a checkpoint's {key: shape}.
 
     Window blocks are the layers whose relative position table is the shortest (the global blocks' tables
-    are sized for `image_size`, ViTMatte's 512 px vs 14-token windows); when all tables have one length
-    the residual blocks are taken as the global ones, ViTMatte's pairing.
+    are sized for `image_size`, ViTMatte's 512 px vs 14-token windows). Where that cannot tell them apart (no
+    tables, or all of one length) it is an error asking for the config, not a guess. Epsilons are not in the
+    shapes: they are the defaults, which every published checkpoint uses.
     """
     def shape(key):
         if key not in shapes:
@@ -168,22 +173,20 @@ def from_shapes(shapes):
     c, channels, patch, _ = shape("backbone.embeddings.projection.weight")
     layers = range(count("backbone.encoder.layer."))
     residual = tuple(i for i in layers if f"backbone.encoder.layer.{i}.residual.conv1.weight" in shapes)
-    use_rel = "backbone.encoder.layer.0.attention.rel_pos_h" in shapes
-    values = {}
-    if use_rel:
-        head_dim = shape("backbone.encoder.layer.0.attention.rel_pos_h")[1]
-        lengths = {i: shape(f"backbone.encoder.layer.{i}.attention.rel_pos_h")[0] for i in layers}
-        shortest = min(lengths.values())
-        if len(set(lengths.values())) > 1:
-            windows = tuple(i for i in layers if lengths[i] == shortest)
-        else:
-            windows = tuple(i for i in layers if i not in residual)
-        globals_ = [lengths[i] for i in layers if i not in windows]
-        values.update(window_size=(shortest + 1) // 2, window_block_indices=windows,
-                      image_size=((globals_[0] + 1) // 2 if globals_ else 32) * patch)
-    else:
-        head_dim = 64
-        values.update(window_block_indices=(), window_size=0)
+    table = "backbone.encoder.layer.0.attention.rel_pos_h"
+    lengths = {i: shape(f"backbone.encoder.layer.{i}.attention.rel_pos_h")[0] for i in layers} \
+        if table in shapes else {}
+    kinds = sorted(set(lengths.values()))  # a window's and the whole grid's
+    if len(kinds) != 2:
+        found = (f"missing tensor {table!r}" if not kinds else f"all {kinds[0]} rows long" if len(kinds) == 1
+                 else f"of {len(kinds)} lengths")
+        raise ValueError(f"weights: cannot infer the config from the blocks' relative position tables ({found}): "
+                         "which blocks attend within windows, and over how many tokens, is told by their lengths; "
+                         "give the checkpoint's config.json beside it")
+    head_dim = shape(table)[1]
+    window, whole = kinds
+    values = dict(window_size=(window + 1) // 2, window_block_indices=tuple(i for i in layers if lengths[i] == window),
+                  image_size=(whole + 1) // 2 * patch)
     absolute = "backbone.embeddings.position_embeddings" in shapes
     if absolute:
         positions = shape("backbone.embeddings.position_embeddings")[1] - 1
@@ -195,7 +198,7 @@ def from_shapes(shapes):
     return Config(hidden_size=c, num_hidden_layers=len(layers), num_attention_heads=c // head_dim,
                   mlp_ratio=shape("backbone.encoder.layer.0.mlp.fc1.weight")[0] // c, patch_size=patch,
                   num_channels=channels, residual_block_indices=residual,
-                  use_absolute_position_embeddings=absolute, use_relative_position_embeddings=use_rel,
+                  use_absolute_position_embeddings=absolute, use_relative_position_embeddings=True,
                   qkv_bias="backbone.encoder.layer.0.attention.qkv.bias" in shapes,
                   convstream_hidden_sizes=tuple(convstream), fusion_hidden_sizes=tuple(fusion), **values)
 

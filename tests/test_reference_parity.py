@@ -91,6 +91,35 @@ def test_loads_a_transformers_checkpoint_directory(tmp_path, det_reference):
     assert np.abs(alpha - reference).max() <= 1e-4
 
 
+SMALLER = dict(hidden_size=128, num_attention_heads=2, image_size=256, window_size=7, mlp_ratio=2,
+               convstream_hidden_sizes=(8, 16, 32), fusion_hidden_sizes=(32, 16, 8, 8))
+
+
+@pytest.mark.parametrize("fields", [
+    {}, dict(use_relative_position_embeddings=False), dict(qkv_bias=False),
+    dict(window_block_indices=(), window_size=0),
+    dict(residual_block_indices=()), dict(layer_norm_eps=1e-3, batch_norm_eps=1e-2), dict(num_channels=3),
+    dict(pretrain_image_size=448), dict(window_block_indices=(0, 5, 11), residual_block_indices=(1,)),
+], ids=lambda fields: ",".join(fields) or "smaller")
+def test_other_configs_match_transformers(fields):
+    """Each field of the config is honoured as the reference honours it (a network of 12 narrower blocks, a field
+    or two changed from there); shape inference finds the same config wherever the shapes tell it."""
+    from helpers import deterministic_state
+    from reference import hf_model
+
+    config = minimatte.Config(**{**SMALLER, **fields})
+    state = deterministic_state(config)
+    pixels = np.random.default_rng(0).uniform(-1, 1, (1, config.num_channels, 80, 112)).astype(np.float32)
+    ours = minimatte.VitMatte.from_state_dict(state, config)(pixels).alphas
+    assert np.abs(ours - hf_alphas(hf_model(config, state), pixels)).max() <= 1e-5
+    shapes = {k: v.shape for k, v in state.items()}
+    if "use_relative_position_embeddings" in fields or "window_size" in fields:  # no tables, or all of one length
+        with pytest.raises(ValueError, match="cannot infer the config from the blocks' relative position tables"):
+            minimatte.config.from_shapes(shapes)
+    elif "layer_norm_eps" not in fields:  # epsilons are not in the shapes
+        assert minimatte.config.from_shapes(shapes) == config
+
+
 def test_labels_raise_like_the_reference(det_model):
     with pytest.raises(NotImplementedError, match="Training is not yet supported"):
         det_model("small")(np.zeros((1, 4, 32, 32), np.float32), labels=np.zeros((1, 1, 32, 32)))

@@ -53,6 +53,25 @@ def test_other_config_fields_are_honoured(det_state):
     assert out.alphas.shape == (1, 1, 64, 96)
 
 
+def test_an_inconsistent_config_is_one_error():
+    small = minimatte.PRESETS["small"].to_dict()
+    for fields, error in ((dict(num_attention_heads=5), "hidden_size 384 is not divisible by num_attention_heads 5"),
+                          (dict(fusion_hidden_sizes=(256, 128, 64)),
+                           "fusion_hidden_sizes needs one more entry than convstream_hidden_sizes"),
+                          (dict(patch_size=8), "4 fusion blocks bring the features back to the image's size only "
+                                               "for patch_size 16, got 8"),
+                          (dict(window_block_indices=(0, 12)), r"block index 12 is outside 0..11")):
+        with pytest.raises(ValueError, match=f"^config: {error}"):
+            cfg.Config(**{**small, **fields})
+    with pytest.raises(ValueError, match=r"^config: unknown fields \['hidden_sise'\]$"):
+        cfg.Config.from_dict({**small, "hidden_sise": 384})
+    hub = json.loads((REFERENCE / "hf_config_base" / "config.json").read_text())
+    with pytest.raises(ValueError, match="^config: only the exact 'gelu' activation is supported, got 'gelu_new'$"):
+        cfg.from_hf({**hub, "backbone_config": {**hub["backbone_config"], "hidden_act": "gelu_new"}})
+    with pytest.raises(ValueError, match="^config: decoder hidden_size 384 differs from the backbone's 768$"):
+        cfg.from_hf({**hub, "hidden_size": 384})
+
+
 def test_strict_loading_names_the_key(det_state):
     state = dict(det_state("small"))
     config = minimatte.PRESETS["small"]
