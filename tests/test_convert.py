@@ -105,6 +105,23 @@ def test_a_training_wrappers_prefix_is_removed(tmp_path, det_state):
         minimatte.load(tmp_path / "extras.ckpt")
 
 
+def test_bfloat16_and_parameter_tensors(tmp_path, det_state):
+    """Tensors stored as bfloat16 (a training run's) read as the float32 values torch gives them, and tensors
+    pickled as nn.Parameter (a dict of a model's named_parameters) as their data."""
+    torch, _ = require_reference()
+    state = det_state("small")
+    half = {k: torch.from_numpy(v).to(torch.bfloat16) if v.dtype == np.float32 else torch.from_numpy(v)
+            for k, v in state.items()}
+    torch.save(half, tmp_path / "bf16.pth")
+    read, _, _ = convert.read_any(tmp_path / "bf16.pth")
+    for key, value in half.items():
+        np.testing.assert_array_equal(read[key], value.float().numpy() if value.is_floating_point() else value)
+    torch.save({k: torch.nn.Parameter(torch.from_numpy(v), requires_grad=False) for k, v in state.items()},
+               tmp_path / "parameters.pth")
+    read, _, _ = convert.read_any(tmp_path / "parameters.pth")
+    assert read.keys() == state.keys() and all(np.array_equal(read[k], v) for k, v in state.items())
+
+
 class _Evil:
     def __reduce__(self):
         return os.system, ("echo pwned > /dev/null",)

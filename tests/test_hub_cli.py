@@ -403,6 +403,9 @@ def test_another_hub_repo_by_its_id(served, tmp_path, monkeypatch, det_model, ca
         minimatte.load("someone/segmenter", progress=False)
     assert [path for path, _ in server.requests] == ["/someone/segmenter/resolve/main/config.json"]  # no weights
     assert not (tmp_path / "cache" / "someone" / "segmenter").exists()  # nor kept as if it were
+    server.files["/someone/page/resolve/main/config.json"] = b"<html>"
+    with pytest.raises(ValueError, match="its config.json holds no JSON object, not model_type 'vitmatte'$"):
+        minimatte.load("someone/page", progress=False)
     server.files["/Xenova/vitmatte-export/resolve/main/config.json"] = server.files[repo + "config.json"]
     with pytest.raises(FileNotFoundError, match=r"^model: 'Xenova/vitmatte-export' has neither a model.safetensors "
                                                 r"nor a pytorch_model.bin on the hub \(an ONNX export"):
@@ -551,6 +554,9 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):  # a bad margin stops before any work, with argparse's usage message
         cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--crop", "-1"])
     assert "argument --crop: expected an integer of at least 0 pixels, got '-1'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--crop", "two"])
+    assert "argument --crop: expected an integer of at least 0 pixels, got 'two'" in capsys.readouterr().err
     for hints, given in (([], "none"), ([str(trimap), "--alpha", str(tmp_path / "a.png")], "trimap and alpha")):
         assert cli.main(["cutout", str(image), *hints, "-o", str(tmp_path / "c.png")]) == 2
         assert f"trimap: give one of a TRIMAP file, --mask MASK, --alpha ALPHA, got {given}" in \
@@ -634,6 +640,9 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     (images / "notes.txt").write_text("not an image")  # skipped, as hidden files and folders are
     (images / ".hidden.png").write_bytes(b"")
     (images / "folder.png").mkdir()
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["matte", str(tmp_path / "empty"), str(trimaps), "-o", str(out), "--model", NAME]) == 1
+    assert capsys.readouterr().err == f"minimatte: error: image: no files in {str(tmp_path / 'empty')!r}\n"
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 0
     assert "[2/2] wrote" in capsys.readouterr().err
     assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.png"]
