@@ -37,7 +37,7 @@ def _check(pred, gt, trimap):
     pred, gt, trimap = (np.asarray(a) for a in (pred, gt, trimap))
     for name, a in (("pred", pred), ("gt", gt), ("trimap", trimap)):
         if a.ndim != 2:
-            raise ValueError(f"{name}: expected a one-channel (H, W) matte, got shape {a.shape}")
+            raise ValueError(f"{name}: expected a one-channel (H, W) image, got shape {a.shape}")
         if a.dtype.kind not in "uif":
             raise TypeError(f"{name}: expected 8-bit values (uint8, or numbers in 0..255), got dtype {a.dtype}")
         if not a.size:

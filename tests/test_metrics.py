@@ -49,6 +49,11 @@ def test_mattes_on_another_scale_are_refused():
         metrics.conn(np.full(alpha.shape, np.nan), gt, trimap)
     with pytest.raises(TypeError, match="pred: expected 8-bit values .* got dtype bool$"):
         metrics.evaluate(gt > 128, gt, trimap)
+    with pytest.raises(TypeError, match=r"^gt: expected 8-bit values \(uint8, or numbers in 0..255\), got dtype "
+                                        r"bool$"):
+        metrics.sad(gt, gt > 128, trimap)
+    with pytest.raises(ValueError, match=r"^trimap: expected a one-channel \(H, W\) image, got shape \(20, 30, 3\)"):
+        metrics.mse(gt, gt, np.dstack([trimap] * 3))
     assert metrics.evaluate(gt.astype(np.float64), gt.astype(np.int64), trimap) == metrics.evaluate(gt, gt, trimap)
     # to_uint8 truncates a float matte as the reference saves it, passes an 8-bit one on, and refuses other
     # scales, which clipping into [0, 1] would make binary

@@ -43,6 +43,11 @@ def test_trimap_is_only_rescaled_and_padding_is_zero():
     np.testing.assert_array_equal(batch.pixel_values[:1], pixels)
     with pytest.raises(ValueError, match="trimaps: expected one trimap per image, got 1 for 2"):
         minimatte.preprocess([image, image], [trimap])
+    with pytest.raises(ValueError, match="^images: the batch is empty$"):
+        minimatte.preprocess([], [])
+    with pytest.raises(ValueError, match=r"^images: a batch must pad to one size, got padded sizes \[\(64, 64\), "
+                                         r"\(64, 96\)\]; run differently sized images separately$"):
+        minimatte.preprocess([image, np.zeros((33, 70, 3), np.uint8)], [trimap, np.zeros((33, 70), np.uint8)])
     with pytest.raises(ValueError, match="trimaps: expected as many trimaps as images, .* got one trimap for a list"):
         minimatte.preprocess([image, image], trimap)
 

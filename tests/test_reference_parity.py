@@ -91,6 +91,20 @@ def test_loads_a_transformers_checkpoint_directory(tmp_path, det_reference):
     assert np.abs(alpha - reference).max() <= 1e-4
 
 
+@pytest.mark.parametrize("settings", [
+    dict(do_pad=False), dict(do_rescale=False), dict(do_normalize=False),
+    dict(rescale_factor=1 / 127.5, image_mean=[0.1, 0.2, 0.3], image_std=[0.3, 0.2, 0.1], size_divisor=16),
+], ids=lambda settings: ",".join(settings))
+def test_processor_settings_match_transformers(settings):
+    _, transformers = require_reference()
+    image, trimap = random_pair(np.random.default_rng(4), 33, 50)
+    reference = transformers.VitMatteImageProcessorPil(**settings)(images=image, trimaps=trimap,
+                                                                   return_tensors="np")["pixel_values"]
+    ours = minimatte.preprocess(image, trimap, minimatte.ProcessorConfig(**settings)).pixel_values
+    assert ours.shape == reference.shape
+    np.testing.assert_array_equal(ours, reference)
+
+
 SMALLER = dict(hidden_size=128, num_attention_heads=2, image_size=256, window_size=7, mlp_ratio=2,
                convstream_hidden_sizes=(8, 16, 32), fusion_hidden_sizes=(32, 16, 8, 8))
 
