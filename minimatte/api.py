@@ -37,11 +37,8 @@ def load(source=DEFAULT_MODEL, backend=None, precision=None, preprocessing="hf",
     progress = check_flag("progress", progress)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"model: expected a checkpoint name, a path or a loaded VitMatte, got {type(source).__name__}")
-    path = os.fspath(source)
-    if not os.path.exists(path):
-        from .hub import cached_checkpoint
-        path = cached_checkpoint(path, progress)
-    state, config, processor = read_any(path)
+    from .hub import checkpoint_path  # urllib and the rest only where a name may need a download
+    state, config, processor = read_any(checkpoint_path(source, progress))
     processor = ORIGINAL_PROCESSOR if preprocessing == "original" else processor
     return VitMatte.from_state_dict(state, config, processor, backend, precision)
 

@@ -272,7 +272,7 @@ def _download(args):
 
 
 def _convert(args):
-    print(convert.convert(args.source, args.destination, args.dtype))
+    print(convert.convert(hub.checkpoint_path(args.source), args.destination, args.dtype))
 
 
 def _evaluate(args):
@@ -474,7 +474,8 @@ def build_parser():
     sub = commands.add_parser("convert", help="convert a checkpoint to one safetensors file, without torch",
                               description="Convert an HF model.safetensors / pytorch_model.bin (file or directory) "
                                           "or an original hustvl .pth into one safetensors file holding its config.")
-    sub.add_argument("source")
+    sub.add_argument("source", help="a checkpoint file or directory, or a checkpoint name or hub repo id (downloaded "
+                                    "into the cache first)")
     sub.add_argument("destination")
     sub.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                      help="storage type; float16 halves the file, compute stays float32 (default: %(default)s)")

@@ -119,6 +119,12 @@ def checkpoint_name(name):
                      + (f"; did you mean {close[0]!r}?" if close else ""))
 
 
+def checkpoint_path(source, progress=True):
+    """`source` where it is an existing path, else the directory of the checkpoint it names (cached_checkpoint)."""
+    path = os.fspath(source)
+    return path if os.path.exists(path) else cached_checkpoint(path, progress)
+
+
 def cached_checkpoint(name, progress=True):
     """The directory of checkpoint `name`: in minimatte's cache, else in the Hugging Face cache, else downloaded
     into minimatte's cache (unless offline), saying so on stderr with its progress (not if `progress` is False)."""

@@ -263,6 +263,19 @@ def test_a_checkpoint_in_the_hugging_face_cache_is_not_downloaded_again(served, 
     assert sorted(path for path, _ in server.requests) == sorted(repo + f for f in hub.FILES)
 
 
+def test_convert_takes_a_checkpoint_name(served, tmp_path, det_model, capsys):
+    """`minimatte convert NAME out.safetensors --dtype float16`: a published checkpoint (downloaded first, as load
+    does) into one file, e.g. half the size for shipping."""
+    assert cli.main(["convert", NAME, str(tmp_path / "half.safetensors"), "--dtype", "float16"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'half.safetensors'}\n"
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    alphas = minimatte.load(tmp_path / "half.safetensors")(pixels).alphas
+    assert np.abs(alphas - det_model("small")(pixels).alphas).max() < 2e-3
+    assert (tmp_path / "cache" / NAME / "model.safetensors").is_file()
+    assert cli.main(["convert", "no-such-checkpoint", str(tmp_path / "x.safetensors")]) == 2
+    assert "'no-such-checkpoint' is neither an existing path nor a checkpoint name" in capsys.readouterr().err
+
+
 def test_a_private_repo_is_found_once_huggingface_hub_has_downloaded_it(served, tmp_path, det_model):
     huggingface_hub, = require("huggingface_hub")
     server, repo = served
