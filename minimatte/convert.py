@@ -14,7 +14,8 @@ import zipfile
 import numpy as np
 
 from .files import atomic_output
-from .weights import CONFIG_KEY, PROCESSOR_KEY, check_state_dict, read_safetensors, read_settings
+from .weights import (CONFIG_KEY, PROCESSOR_KEY, bfloat16_to_float32, check_state_dict, read_safetensors,
+                      read_settings)
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -66,8 +67,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if key not in self.storages:
             raw = self.archive.read(f"{self.prefix}data/{key}")
             dtype = _STORAGE_DTYPES[kind.name]
-            if dtype == "bfloat16":  # the top half of a float32
-                self.storages[key] = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+            if dtype == "bfloat16":
+                self.storages[key] = bfloat16_to_float32(raw)
             else:
                 self.storages[key] = np.frombuffer(raw, dtype)
         return self.storages[key]

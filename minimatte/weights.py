@@ -17,16 +17,38 @@ PROCESSOR_KEY = "minimatte.processor"
 
 
 def read_safetensors(path):
-    """(tensors as NumPy arrays, metadata dict) of a safetensors file; a clear error if it is not one."""
+    """(tensors as NumPy arrays, metadata dict) of a safetensors file; a clear error if it is not one. bfloat16
+    tensors (a fine-tune saved in it), which NumPy has no type for, are read as the float32 values they stand for."""
     from safetensors import SafetensorError, safe_open
 
+    path = os.fspath(path)
     try:
-        with safe_open(os.fspath(path), framework="np") as f:
+        with safe_open(path, framework="np") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            start, header = _safetensors_header(path)
+            tensors = {k: f.get_tensor(k) for k in f.keys() if header[k]["dtype"] != "BF16"}
+        with open(path, "rb") as file:
+            for key, entry in header.items():
+                if key != "__metadata__" and entry["dtype"] == "BF16":
+                    first, end = entry["data_offsets"]
+                    file.seek(start + first)
+                    tensors[key] = bfloat16_to_float32(file.read(end - first)).reshape(entry["shape"])
     except (SafetensorError, OSError, ValueError, TypeError) as error:
-        raise ValueError(f"weights: {os.fspath(path)!r} is not a readable safetensors file ({error})") from None
+        raise ValueError(f"weights: {path!r} is not a readable safetensors file ({error})") from None
     return tensors, metadata
+
+
+def _safetensors_header(path):
+    """(where the tensors' bytes start, the header: {name: {"dtype", "shape", "data_offsets"}}) of a safetensors
+    file: its first 8 bytes give the header's length (little-endian), the JSON header follows."""
+    with open(path, "rb") as file:
+        length = int.from_bytes(file.read(8), "little")
+        return 8 + length, json.loads(file.read(length))
+
+
+def bfloat16_to_float32(raw):
+    """bfloat16 values' bytes as float32: each is the top half of a float32 (the bottom half zero), exactly."""
+    return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def read_settings(state, metadata, directory=None):

@@ -106,16 +106,24 @@ def test_a_training_wrappers_prefix_is_removed(tmp_path, det_state):
 
 
 def test_bfloat16_and_parameter_tensors(tmp_path, det_state):
-    """Tensors stored as bfloat16 (a training run's) read as the float32 values torch gives them, and tensors
-    pickled as nn.Parameter (a dict of a model's named_parameters) as their data."""
+    """Tensors stored as bfloat16 (a training run's), in PyTorch files and in safetensors files (for which NumPy
+    has no type), read as the float32 values torch gives them; tensors pickled as nn.Parameter (a dict of a
+    model's named_parameters) as their data."""
     torch, _ = require_reference()
+    from safetensors.torch import save_file
+
     state = det_state("small")
     half = {k: torch.from_numpy(v).to(torch.bfloat16) if v.dtype == np.float32 else torch.from_numpy(v)
             for k, v in state.items()}
     torch.save(half, tmp_path / "bf16.pth")
-    read, _, _ = convert.read_any(tmp_path / "bf16.pth")
-    for key, value in half.items():
-        np.testing.assert_array_equal(read[key], value.float().numpy() if value.is_floating_point() else value)
+    save_file(half, str(tmp_path / "bf16.safetensors"), metadata={"format": "pt"})
+    for name in ("bf16.pth", "bf16.safetensors"):
+        read, _, _ = convert.read_any(tmp_path / name)
+        assert read.keys() == half.keys()
+        for key, value in half.items():
+            want = value.float().numpy() if value.is_floating_point() else value.numpy()
+            assert read[key].dtype == want.dtype and read[key].shape == want.shape
+            np.testing.assert_array_equal(read[key], want)
     torch.save({k: torch.nn.Parameter(torch.from_numpy(v), requires_grad=False) for k, v in state.items()},
                tmp_path / "parameters.pth")
     read, _, _ = convert.read_any(tmp_path / "parameters.pth")
