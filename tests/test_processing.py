@@ -47,7 +47,7 @@ def test_trimap_is_only_rescaled_and_padding_is_zero():
         minimatte.preprocess([], [])
     with pytest.raises(ValueError, match=r"^images: a batch must pad to one size, got padded sizes \[\(64, 64\), "
                                          r"\(64, 96\)\]; run differently sized images separately$"):
-        minimatte.preprocess([image, np.zeros((33, 70, 3), np.uint8)], [trimap, np.zeros((33, 70), np.uint8)])
+        minimatte.preprocess([image, np.zeros((33, 70, 3), np.uint8)], [trimap, np.full((33, 70), 128, np.uint8)])
     with pytest.raises(ValueError, match="trimaps: expected as many trimaps as images, .* got one trimap for a list"):
         minimatte.preprocess([image, image], trimap)
 
