@@ -426,8 +426,8 @@ def build_parser():
                          help="cap the network's input at this longer side and upsample the alpha guided by the "
                               "image (for very large images; loses detail finer than the reduced pixels)")
         sub.add_argument("--model", default=api.DEFAULT_MODEL,
-                         help="checkpoint name, directory or file (safetensors, or PyTorch: .pth, .bin, .ckpt) "
-                              "(default: %(default)s)")
+                         help="checkpoint name or hub repo id (owner/name), directory or file (safetensors, or "
+                              "PyTorch: .pth, .bin, .ckpt) (default: %(default)s)")
         sub.add_argument("--backend", choices=backend.BACKENDS, default=None,
                          help="array backend (default: $MINIMATTE_BACKEND or numpy)")
         sub.add_argument("--preprocessing", choices=api.PREPROCESSING, default="hf",
