@@ -387,7 +387,7 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     assert cli.main(["download", "small-composition1k"]) == 2
 
 
-def test_another_hub_repo_by_its_id(served, tmp_path, monkeypatch, det_model, capsys):
+def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
     """A fine-tune on the hub, by its owner/name as transformers' from_pretrained takes it: config.json and the
     weights; without a preprocessor_config.json (model.push_to_hub() writes none) the default processor settings."""
     server, repo = served
