@@ -102,7 +102,7 @@ def _complete(directory):
 
 
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name, as the hub spells repo ids
-FILE_EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")  # "folder/model.pth" is a missing file's path
+FILE_EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".onnx")  # "folder/model.pth": a missing file
 
 
 def checkpoint_name(name):
