@@ -101,7 +101,9 @@ def _complete(directory):
     return all(os.path.isfile(os.path.join(directory, filename)) for filename in FILES if filename != OPTIONAL)
 
 
-REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name, as the hub spells repo ids
+# owner/name as the hub spells repo ids: each part begins with a letter or digit, and has no "..", so that a repo's
+# cache folder (cache_dir()/owner/name) lies within the cache
+REPO_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 FILE_EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".onnx")  # "folder/model.pth": a missing file
 
 
