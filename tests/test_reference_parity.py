@@ -115,17 +115,21 @@ SMALLER = dict(hidden_size=128, num_attention_heads=2, image_size=256, window_si
     dict(residual_block_indices=()), dict(layer_norm_eps=1e-3, batch_norm_eps=1e-2), dict(num_channels=3),
     dict(pretrain_image_size=448), dict(window_block_indices=(0, 5, 11), residual_block_indices=(1,)),
 ], ids=lambda fields: ",".join(fields) or "smaller")
-def test_other_configs_match_transformers(fields):
+def test_other_configs_match_transformers(fields, tmp_path):
     """Each field of the config is honoured as the reference honours it (a network of 12 narrower blocks, a field
-    or two changed from there); shape inference finds the same config wherever the shapes tell it."""
+    or two changed from there), read from the config.json that save_pretrained writes; shape inference finds the
+    same config wherever the shapes tell it."""
     from helpers import deterministic_state
     from reference import hf_model
 
     config = minimatte.Config(**{**SMALLER, **fields})
     state = deterministic_state(config)
+    reference = hf_model(config, state)
+    reference.save_pretrained(tmp_path)
+    loaded = minimatte.load(tmp_path)
+    assert loaded.config == config
     pixels = np.random.default_rng(0).uniform(-1, 1, (1, config.num_channels, 80, 112)).astype(np.float32)
-    ours = minimatte.VitMatte.from_state_dict(state, config)(pixels).alphas
-    assert np.abs(ours - hf_alphas(hf_model(config, state), pixels)).max() <= 1e-5
+    assert np.abs(loaded(pixels).alphas - hf_alphas(reference, pixels)).max() <= 1e-5
     shapes = {k: v.shape for k, v in state.items()}
     if "use_relative_position_embeddings" in fields or "window_size" in fields:  # no tables, or all of one length
         with pytest.raises(ValueError, match="cannot infer the config from the blocks' relative position tables"):
