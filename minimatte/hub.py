@@ -80,19 +80,24 @@ def repo_id(name):
 
 def _hf_snapshot(name):
     """The Hugging Face cache's snapshot of checkpoint `name` at its main revision, if it holds the config and the
-    weights (as transformers leaves it after loading the model), else None."""
+    weights (as transformers leaves it after loading the model), else None. Another repo's snapshot must also say
+    what its processor's settings are: their file, or huggingface_hub's record that the repo has none (a
+    `.no_exist` entry); its own settings may differ from the defaults, which the hustvl repos' equal."""
     repo = os.path.join(hf_cache_dir(), "models--" + repo_id(name).replace("/", "--"))
     try:
         with open(os.path.join(repo, "refs", "main")) as ref:
-            snapshot = os.path.join(repo, "snapshots", ref.read().strip())
+            commit = ref.read().strip()
     except OSError:
         return None
+    snapshot = os.path.join(repo, "snapshots", commit)
 
     def present(filename):
         return os.path.isfile(os.path.join(snapshot, filename))  # False for a link whose blob was deleted
 
-    return snapshot if present("config.json") and (present("model.safetensors") or present("pytorch_model.bin")) \
-        else None
+    settings = name in CHECKPOINTS or present(OPTIONAL) or os.path.exists(os.path.join(repo, ".no_exist", commit,
+                                                                                         OPTIONAL))
+    weights = present("model.safetensors") or present("pytorch_model.bin")
+    return snapshot if present("config.json") and weights and settings else None
 
 
 def _complete(directory):
@@ -179,7 +184,8 @@ def download(name, progress=True):
                     shutil.rmtree(directory, ignore_errors=True)  # nothing is kept of a repo the hub does not serve
                     raise FileNotFoundError(f"model: {name!r} is neither an existing path nor a public hub repo "
                                             f"with a config.json ({error}); a private one is found once "
-                                            f"huggingface_hub has downloaded it (`hf download {name}`)") from None
+                                            f"huggingface_hub has downloaded it (`hf download {name}`), or "
+                                            "loads from the folder that prints") from None
                 # Some hub repos publish only pytorch_model.bin: fetch it and convert it (without torch).
                 from .convert import convert
                 legacy = os.path.join(directory, "pytorch_model.bin")

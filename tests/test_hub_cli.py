@@ -38,8 +38,8 @@ class Hub(http.server.ThreadingHTTPServer):
     """Serves {path: bytes} in the hub layout; honours Range; can cut a response short once, or hold it halfway
     until an event is set (`hold`: {path: threading.Event}), or answer a path with a redirect to another, as the
     hub answers its large files (`redirects`: {path: path}). HEAD answers with the commit and ETag headers that
-    huggingface_hub's downloads read. A missing path is answered with `not_found` (the hub's 401 for a repo that
-    does not exist, or 404)."""
+    huggingface_hub's downloads read. A missing path is answered with `not_found`: 404 with the headers of the
+    hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist."""
 
     def __init__(self, files):
         self.files, self.cut_once, self.hold, self.redirects, self.requests = files, set(), {}, {}, []
@@ -80,7 +80,12 @@ class Hub(http.server.ThreadingHTTPServer):
 
         def send_headers(handler, body, start):
             if body is None:
-                handler.send_error(self.not_found)
+                handler.send_response(self.not_found)
+                if self.not_found == 404:  # as the hub answers for a file that a repo it serves does not hold
+                    handler.send_header("X-Error-Code", "EntryNotFound")
+                    handler.send_header("X-Repo-Commit", HUB_COMMIT)
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
                 return False
             if start and start >= len(body):
                 handler.send_error(416)  # Range Not Satisfiable: nothing is left from there on
@@ -276,20 +281,41 @@ def test_convert_takes_a_checkpoint_name(served, tmp_path, det_model, capsys):
     assert "'no-such-checkpoint' is neither an existing path nor a checkpoint name" in capsys.readouterr().err
 
 
-def test_a_private_repo_is_found_once_huggingface_hub_has_downloaded_it(served, tmp_path, det_model):
+def test_another_repo_in_the_hugging_face_cache(served, tmp_path, det_model):
+    """Another repo's snapshot serves where it says what the processor's settings are (their file, or
+    huggingface_hub's record that the repo has none): they may differ from the defaults. A private repo is found
+    so, once huggingface_hub has downloaded it with the user's token."""
     huggingface_hub, = require("huggingface_hub")
     server, repo = served
-    private = "/company/vitmatte-private/resolve/main/"
-    for filename in ("config.json", "model.safetensors"):
-        server.files[private + filename] = server.files[repo + filename]
-        huggingface_hub.hf_hub_download("company/vitmatte-private", filename, cache_dir=tmp_path / "hf",
-                                        endpoint=server.url)  # with the user's token, in real life
-        del server.files[private + filename]
-    server.not_found, server.requests[:] = 401, []  # the hub, to a request without the token
-    model = minimatte.load("company/vitmatte-private")
-    assert server.requests == [] and not (tmp_path / "cache").exists()
+    custom = json.dumps({"image_mean": [0.4, 0.5, 0.6], "size_divisor": 32}).encode()
     pixels = np.zeros((1, 4, 32, 32), np.float32)
+
+    def publish(name, files, cached):
+        for filename, body in files.items():
+            server.files[f"/{name}/resolve/main/{filename}"] = body
+        for filename in cached:  # as transformers or `hf download` fill the Hugging Face cache
+            try:
+                huggingface_hub.hf_hub_download(name, filename, cache_dir=tmp_path / "hf", endpoint=server.url)
+            except huggingface_hub.errors.EntryNotFoundError:
+                pass  # recorded in the cache as a file the repo does not hold
+        server.requests.clear()
+
+    weights = {f: server.files[repo + f] for f in ("config.json", "model.safetensors")}
+    publish("company/private", {**weights, "preprocessor_config.json": custom}, hub.FILES)
+    for filename in hub.FILES:
+        del server.files[f"/company/private/resolve/main/{filename}"]
+    server.not_found = 401  # the hub, to a request without the token
+    model = minimatte.load("company/private")
+    assert server.requests == [] and not (tmp_path / "cache").exists()
+    assert model.processor == minimatte.ProcessorConfig(image_mean=(0.4, 0.5, 0.6))
     np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
+    server.not_found = 404
+    publish("someone/plain", weights, hub.FILES)  # no preprocessor_config.json, and the cache knows it
+    assert minimatte.load("someone/plain").processor == minimatte.ProcessorConfig() and server.requests == []
+    publish("someone/custom", {**weights, "preprocessor_config.json": custom}, ("config.json", "model.safetensors"))
+    model = minimatte.load("someone/custom", progress=False)  # whether it has settings of its own is not known
+    assert model.processor == minimatte.ProcessorConfig(image_mean=(0.4, 0.5, 0.6))
+    assert sorted(path for path, _ in server.requests) == sorted(f"/someone/custom/resolve/main/{f}" for f in hub.FILES)
 
 
 def test_hugging_face_cache_and_endpoint_variables(served, tmp_path, monkeypatch):
@@ -407,7 +433,8 @@ def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
     with pytest.raises(FileNotFoundError, match=r"^model: 'someone/no-such-repo' is neither an existing path nor a "
                                                 r"public hub repo with a config.json \(download: .* HTTP 404 .*\); a "
                                                 r"private one is found once huggingface_hub has downloaded it "
-                                                r"\(`hf download someone/no-such-repo`\)$"):
+                                                r"\(`hf download someone/no-such-repo`\), or loads from the folder "
+                                                r"that prints$"):
         minimatte.load("someone/no-such-repo", progress=False)
     server.files["/someone/segmenter/resolve/main/config.json"] = b'{"model_type": "segformer"}'
     server.files["/someone/segmenter/resolve/main/model.safetensors"] = server.files[repo + "model.safetensors"]
