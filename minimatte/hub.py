@@ -94,8 +94,8 @@ def _hf_snapshot(name):
     def present(filename):
         return os.path.isfile(os.path.join(snapshot, filename))  # False for a link whose blob was deleted
 
-    settings = name in CHECKPOINTS or present(OPTIONAL) or os.path.exists(os.path.join(repo, ".no_exist", commit,
-                                                                                         OPTIONAL))
+    none_there = os.path.exists(os.path.join(repo, ".no_exist", commit, OPTIONAL))  # a 404 huggingface_hub met
+    settings = name in CHECKPOINTS or present(OPTIONAL) or none_there
     weights = present("model.safetensors") or present("pytorch_model.bin")
     return snapshot if present("config.json") and weights and settings else None
 
