@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from typing import Tuple
 
 
+def is_integer(value):
+    """Whether `value` is an integer, Python's or NumPy's, and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class Config:
     """ViTMatte = VitDet backbone + detail-capture decoder. Defaults are ViTMatte-S (VitDet defaults otherwise)."""
@@ -233,8 +238,7 @@ class ProcessorConfig:
             object.__setattr__(self, name, values)
         if any(s == 0 for s in self.image_std):
             raise ValueError("image_std: values must be non-zero")
-        if not isinstance(self.size_divisor, numbers.Integral) or isinstance(self.size_divisor, bool) \
-                or self.size_divisor < 1:
+        if not is_integer(self.size_divisor) or self.size_divisor < 1:
             raise ValueError(f"size_divisor: expected a positive integer, got {self.size_divisor!r}")
 
     def to_dict(self):

@@ -70,7 +70,7 @@ def hf_cache_dir():
     home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"),
                                                       "huggingface")
     return _expanded(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-                     or os.path.join(_expanded(home), "hub"))
+                     or os.path.join(home, "hub"))
 
 
 def repo_id(name):

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .backend import to_numpy
-from .config import ProcessorConfig
+from .config import ProcessorConfig, is_integer
 from .kernels.resize import linear_taps
 
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright, 2-8 mirrored and/or rotated
@@ -713,11 +713,6 @@ def paired(images, trimaps, name="trimap"):
     if len(images) != len(trimaps):
         raise ValueError(f"{name}: expected one trimap per image, got {len(trimaps)} for {len(images)}")
     return False, images, trimaps
-
-
-def is_integer(value):
-    """Whether `value` is an integer, Python's or NumPy's, and not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_integer(name, value, least, unit=""):

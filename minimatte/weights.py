@@ -25,25 +25,25 @@ def read_safetensors(path):
     try:
         with safe_open(path, framework="np") as f:
             metadata = f.metadata() or {}
-            start, header = _safetensors_header(path)
-            tensors = {k: f.get_tensor(k) for k in f.keys() if header[k]["dtype"] != "BF16"}
-        with open(path, "rb") as file:
-            for key, entry in header.items():
-                if key != "__metadata__" and entry["dtype"] == "BF16":
-                    first, end = entry["data_offsets"]
-                    file.seek(start + first)
-                    tensors[key] = bfloat16_to_float32(file.read(end - first)).reshape(entry["shape"])
+            bfloat16 = _bfloat16_tensors(path)
+            tensors = {k: f.get_tensor(k) for k in f.keys() if k not in bfloat16}
     except (SafetensorError, OSError, ValueError, TypeError) as error:
         raise ValueError(f"weights: {path!r} is not a readable safetensors file ({error})") from None
-    return tensors, metadata
+    return {**tensors, **bfloat16}, metadata
 
 
-def _safetensors_header(path):
-    """(where the tensors' bytes start, the header: {name: {"dtype", "shape", "data_offsets"}}) of a safetensors
-    file: its first 8 bytes give the header's length (little-endian), the JSON header follows."""
+def _bfloat16_tensors(path):
+    """{name: float32 array} of a safetensors file's bfloat16 tensors, read from the bytes its header gives them:
+    the file's first 8 bytes are the header's length (little-endian), the JSON header follows, then the data."""
+    tensors = {}
     with open(path, "rb") as file:
         length = int.from_bytes(file.read(8), "little")
-        return 8 + length, json.loads(file.read(length))
+        for key, entry in json.loads(file.read(length)).items():
+            if key != "__metadata__" and entry["dtype"] == "BF16":
+                first, end = entry["data_offsets"]
+                file.seek(8 + length + first)
+                tensors[key] = bfloat16_to_float32(file.read(end - first)).reshape(entry["shape"])
+    return tensors
 
 
 def bfloat16_to_float32(raw):
