@@ -16,10 +16,16 @@ from helpers import REFERENCE
 PIXELS = np.random.default_rng(7).uniform(-1, 1, (1, 4, 96, 128)).astype(np.float32)
 
 
-def test_original_names_map_to_hf_names():
+def original_names():
+    """{HF key: hustvl's original key} of ViTMatte-S, from the reference's key list."""
     rows = [r.split("\t") for r in (REFERENCE / "vitmatte_small_keys.tsv").read_text().splitlines()[1:]]
-    assert len(rows) == 258
-    for hf, original, _, _ in rows:
+    return {hf: original for hf, original, _, _ in rows}
+
+
+def test_original_names_map_to_hf_names():
+    names = original_names()
+    assert len(names) == 258
+    for hf, original in names.items():
         assert hf_name(original) == hf
 
 
@@ -33,8 +39,7 @@ def test_conversions_give_the_reference_alphas(layout, tmp_path, reference_model
     torch, _ = require_reference()
     state, model = reference_model
     if layout == "original_pth":
-        original = {o: torch.from_numpy(state[h]) for h, o, _, _ in
-                    (r.split("\t") for r in (REFERENCE / "vitmatte_small_keys.tsv").read_text().splitlines()[1:])}
+        original = {o: torch.from_numpy(state[h]) for h, o in original_names().items()}
         source = tmp_path / "ViTMatte_S_Com.pth"
         torch.save({"model": original, "iteration": 5}, source)
     elif layout == "safetensors":
@@ -94,8 +99,7 @@ def test_a_training_wrappers_prefix_is_removed(tmp_path, det_state):
     tensors = {k: torch.from_numpy(v) for k, v in state.items()}
     torch.save({f"module.{k}": v for k, v in tensors.items()}, tmp_path / "ddp.pth")
     torch.save({"state_dict": {f"model.{k}": v for k, v in tensors.items()}, "epoch": 3}, tmp_path / "lightning.ckpt")
-    original = {o: state[h] for h, o, _, _ in
-                (r.split("\t") for r in (REFERENCE / "vitmatte_small_keys.tsv").read_text().splitlines()[1:])}
+    original = {o: state[h] for h, o in original_names().items()}
     save_file({f"module.{k}": v for k, v in original.items()}, str(tmp_path / "original.safetensors"))
     for name in ("ddp.pth", "lightning.ckpt", "original.safetensors"):
         np.testing.assert_array_equal(minimatte.load(tmp_path / name)(PIXELS).alphas, want)
