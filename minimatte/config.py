@@ -38,6 +38,8 @@ class Config:
         for name in ("window_block_indices", "residual_block_indices", "convstream_hidden_sizes",
                      "fusion_hidden_sizes"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if not self.window_size:  # the reference's blocks all attend globally then, whatever the indices say
+            object.__setattr__(self, "window_block_indices", ())
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"config: hidden_size {self.hidden_size} is not divisible by "
                              f"num_attention_heads {self.num_attention_heads}")
@@ -92,12 +94,30 @@ def from_hf(hf):
     if decoder_in != backbone["hidden_size"]:
         raise ValueError(f"config: decoder hidden_size {decoder_in} differs from the backbone's "
                          f"{backbone['hidden_size']}")
+    _check_decoder_input(backbone)
     names = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in backbone.items() if k in names}
+    for name in ("image_size", "pretrain_image_size", "patch_size"):  # VitDet also takes (height, width) pairs
+        if isinstance(values[name], (list, tuple)):
+            if len(set(values[name])) != 1:
+                raise ValueError(f"config: only square sizes are supported, got {name} {values[name]}")
+            values[name] = values[name][0]
     values["batch_norm_eps"] = hf.get("batch_norm_eps", 1e-5)
     values["convstream_hidden_sizes"] = hf.get("convstream_hidden_sizes", [48, 96, 192])
     values["fusion_hidden_sizes"] = hf.get("fusion_hidden_sizes", [256, 128, 64, 32])
     return Config(**values)
+
+
+def _check_decoder_input(backbone):
+    """The decoder reads the last backbone stage that out_features or out_indices names (transformers:
+    feature_maps[-1], "stageK" or K being block K's output). model.backbone gives the last block's output, which
+    every published config names: another would be a silently different network."""
+    layers = backbone["num_hidden_layers"]
+    for key, last in (("out_features", (f"stage{layers}",)), ("out_indices", (layers, -1))):
+        chosen = backbone.get(key)
+        if chosen and chosen[-1] not in last:
+            raise ValueError(f"config: the decoder must read the last block's output ({key} [{last[0]!r}]), got "
+                             f"{key} {chosen}")
 
 
 def expected_shapes(config):

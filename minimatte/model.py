@@ -137,7 +137,7 @@ def detail_capture(features, pixels, p, stage_done=lambda stage: None):
 # decoder in bands of at most that many. Its maps peak at 200-250 bytes a pixel of a band: for a 2048x2048 image
 # tracemalloc measured 296 MiB in 1-megapixel bands and 827 MiB in one band, in about the same time on NumPy
 # (10.9 and 9.9 s; the halos add 9% to the rows; 2026-12-03).
-DECODER_HALO = 2  # feature rows (32 pixel rows) a band reads beyond each of its edges
+DECODER_HALO = 2  # feature rows (32 pixel rows of 16-pixel patches) a band reads beyond each of its edges
 
 
 def decoder(features, pixels, p, stage_done=lambda stage, share=1, label=None: None):
@@ -145,9 +145,10 @@ def decoder(features, pixels, p, stage_done=lambda stage, share=1, label=None: N
     full-resolution maps grow with the images (tens of channels a pixel); a band's are bounded.
 
     Exact: each band reads DECODER_HALO feature rows (32 pixel rows) of features and pixels beyond its edges,
-    which covers the decoder's receptive field (it reaches 2 feature rows and 31 pixel rows); the alphas of
-    those halo rows, wrong where the band's edge stands in for the image's border, are dropped. Bands start on
-    feature rows, so ConvStream's stride-2 grids line up with the whole image's.
+    which covers the decoder's receptive field (it reaches 2 feature rows and 31 pixel rows; the tests check
+    8- and 32-pixel patches too); the alphas of those halo rows, wrong where the band's edge stands in for the
+    image's border, are dropped. Bands start on feature rows, so ConvStream's stride-2 grids line up with the
+    whole image's.
     stage_done(stage, share, label) is called after each stage of each band, `share` the band's part of it.
     """
     xp = backend.array_module(pixels)
@@ -187,11 +188,12 @@ def stage_flops(config, height, width):
     """
     c, k = config.hidden_size, config.window_size
     h, w = height // config.patch_size, width // config.patch_size
-    n, windows = h * w, -(-h // k) * -(-w // k)
+    n = h * w
     relative = config.use_relative_position_embeddings
     macs = {"patch embedding": n * c * config.num_channels * config.patch_size ** 2}
     for index in range(config.num_hidden_layers):
         if index in config.window_block_indices:  # per window: k*k queries x k*k keys, tables of 2k rows
+            windows = -(-h // k) * -(-w // k)
             tokens, grids, queries, keys, table_rows = windows * k * k, windows, k * k, k * k, 2 * k
         else:
             tokens, grids, queries, keys, table_rows = n, 1, n, n, h + w
@@ -302,8 +304,9 @@ class VitMatte:
         if getattr(pixel_values.dtype, "kind", "f") != "f":  # uint8 pixels, say, not normalised: alphas of nonsense
             raise ValueError(f"pixel_values: expected normalised floats (as minimatte.preprocess makes them), got "
                              f"{pixel_values.dtype} values")
-        if shape[2] % 16 or shape[3] % 16 or 0 in shape:
-            raise ValueError(f"pixel_values: height and width must be positive multiples of 16 (pad them, "
+        patch = self.config.patch_size
+        if shape[2] % patch or shape[3] % patch or 0 in shape:
+            raise ValueError(f"pixel_values: height and width must be positive multiples of {patch} (pad them, "
                              f"e.g. with minimatte.preprocess), got {shape[2]}x{shape[3]}")
         x = self.xp.asarray(pixel_values).astype(self.dtype, copy=False)  # to the GPU as it is, then converted there
         # (B, 4, H, W) -> (B, H, W, 4): no copy where the array is a channels-last one's view (preprocess's)

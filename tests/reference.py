@@ -29,7 +29,7 @@ def hf_config(config):
         residual_block_indices=list(config.residual_block_indices),
         use_absolute_position_embeddings=config.use_absolute_position_embeddings,
         use_relative_position_embeddings=config.use_relative_position_embeddings, qkv_bias=config.qkv_bias,
-        layer_norm_eps=config.layer_norm_eps, out_features=["stage12"])
+        layer_norm_eps=config.layer_norm_eps, out_features=[f"stage{config.num_hidden_layers}"])
     return transformers.VitMatteConfig(
         backbone_config=backbone, hidden_size=config.hidden_size, batch_norm_eps=config.batch_norm_eps,
         convstream_hidden_sizes=list(config.convstream_hidden_sizes),

@@ -169,7 +169,8 @@ def test_bad_input_is_one_clear_error():
         estimate_foreground(image, np.full((10, 12), 2.0))
     mask = np.eye(10, 12, dtype=np.uint8)  # a 0/1 mask would cut out nothing: an alpha of 1/255 at most
     with pytest.raises(ValueError, match=r"alpha: values that go up to only 1 of 255 are an alpha of nearly 0 "
-                                         r"everywhere \(a 0/1 mask\? class indices\?\); give them on the scale 0..255$"):
+                                         r"everywhere \(a 0/1 mask\? class indices\?\); "
+                                         r"give them on the scale 0..255$"):
         estimate_foreground(image, mask)
     with pytest.raises(ValueError, match="alpha: values that go up to only 2 of 65535 are"):
         cutout(image, mask.astype(np.uint16) * 2, foreground=False)

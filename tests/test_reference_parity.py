@@ -20,6 +20,11 @@ def hf_pixels(images, trimaps):
     return processor(images=images, trimaps=trimaps, return_tensors="np")["pixel_values"]
 
 
+# A network of 12 narrower blocks, fast to build and run, to vary the config from
+SMALLER = dict(hidden_size=128, num_attention_heads=2, image_size=256, window_size=7, mlp_ratio=2,
+               convstream_hidden_sizes=(8, 16, 32), fusion_hidden_sizes=(32, 16, 8, 8))
+
+
 @pytest.mark.parametrize("name,sizes", [
     ("small", [(249, 513)]),
     ("small", [(640, 960)]),
@@ -52,6 +57,20 @@ def test_decoder_in_bands_is_the_whole_decoder(band_rows, det_model, monkeypatch
     monkeypatch.setitem(backend.PIECE_ELEMENTS, "decoder band", (band_rows * 2 * 16 * 96,) * 2)  # both images' pixels
     banded = det_model("small")(pixels).alphas
     assert np.abs(banded - whole).max() <= 1e-6
+
+
+@pytest.mark.parametrize("patch", [8, 32])
+def test_decoder_in_bands_for_other_patch_sizes(patch, monkeypatch):
+    """The halo of DECODER_HALO feature rows covers the decoder's receptive field with 3 and 5 fusion blocks too."""
+    from helpers import deterministic_state
+    fusion = (32, 16, 8, 8, 8)[-{8: 3, 32: 5}[patch]:]
+    config = minimatte.Config(**{**SMALLER, "patch_size": patch, "fusion_hidden_sizes": fusion,
+                                 "convstream_hidden_sizes": (8, 16, 32, 32)[:len(fusion) - 1]})
+    model = minimatte.VitMatte.from_state_dict(deterministic_state(config), config)
+    pixels = np.random.default_rng(patch).uniform(-1, 1, (1, 4, 12 * patch, 6 * patch)).astype(np.float32)
+    whole = model(pixels).alphas
+    monkeypatch.setitem(backend.PIECE_ELEMENTS, "decoder band", (patch * 6 * patch,) * 2)  # 12 bands of one row
+    assert np.abs(model(pixels).alphas - whole).max() <= 1e-6
 
 
 def test_decoder_in_bands_matches_transformers(det_reference, det_model, monkeypatch):
@@ -105,22 +124,23 @@ def test_processor_settings_match_transformers(settings):
     np.testing.assert_array_equal(ours, reference)
 
 
-SMALLER = dict(hidden_size=128, num_attention_heads=2, image_size=256, window_size=7, mlp_ratio=2,
-               convstream_hidden_sizes=(8, 16, 32), fusion_hidden_sizes=(32, 16, 8, 8))
-
-
 @pytest.mark.parametrize("fields", [
     {}, dict(use_relative_position_embeddings=False), dict(qkv_bias=False),
-    dict(window_block_indices=(), window_size=0),
+    dict(window_size=0),  # the reference's window blocks then attend globally
     dict(residual_block_indices=()), dict(layer_norm_eps=1e-3, batch_norm_eps=1e-2), dict(num_channels=3),
     dict(pretrain_image_size=448), dict(window_block_indices=(0, 5, 11), residual_block_indices=(1,)),
+    dict(num_hidden_layers=6, window_block_indices=(0, 1, 3, 4), residual_block_indices=(2, 5)),
+    dict(patch_size=8, convstream_hidden_sizes=(8, 16), fusion_hidden_sizes=(16, 8, 8)),  # 3 fusion blocks
+    dict(patch_size=32, convstream_hidden_sizes=(8, 16, 32, 32), fusion_hidden_sizes=(32, 16, 8, 8, 8)),  # 5
 ], ids=lambda fields: ",".join(fields) or "smaller")
 def test_other_configs_match_transformers(fields, tmp_path):
     """Each field of the config is honoured as the reference honours it (a network of 12 narrower blocks, a field
     or two changed from there), read from the config.json that save_pretrained writes; shape inference finds the
-    same config wherever the shapes tell it."""
+    same config wherever the shapes tell it, and stage_flops (the progress reports) counts the reference's FLOPs."""
     from helpers import deterministic_state
     from reference import hf_model
+    torch, _ = require_reference()
+    from torch.utils.flop_counter import FlopCounterMode
 
     config = minimatte.Config(**{**SMALLER, **fields})
     state = deterministic_state(config)
@@ -128,14 +148,55 @@ def test_other_configs_match_transformers(fields, tmp_path):
     reference.save_pretrained(tmp_path)
     loaded = minimatte.load(tmp_path)
     assert loaded.config == config
-    pixels = np.random.default_rng(0).uniform(-1, 1, (1, config.num_channels, 80, 112)).astype(np.float32)
+    patch = config.patch_size
+    pixels = np.random.default_rng(0).uniform(-1, 1, (1, config.num_channels, 6 * patch, 7 * patch)).astype(np.float32)
     assert np.abs(loaded(pixels).alphas - hf_alphas(reference, pixels)).max() <= 1e-5
+    with pytest.raises(ValueError, match=f"^pixel_values: height and width must be positive multiples of {patch} "):
+        loaded(pixels[..., :-patch // 2])
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        reference(torch.from_numpy(pixels))
+    assert sum(minimatte.model.stage_flops(config, *pixels.shape[2:]).values()) == counter.get_total_flops()
     shapes = {k: v.shape for k, v in state.items()}
     if "use_relative_position_embeddings" in fields or "window_size" in fields:  # no tables, or all of one length
         with pytest.raises(ValueError, match="cannot infer the config from the blocks' relative position tables"):
             minimatte.config.from_shapes(shapes)
     elif "layer_norm_eps" not in fields:  # epsilons are not in the shapes
         assert minimatte.config.from_shapes(shapes) == config
+
+
+PAIRED = {name: [SMALLER.get(name, 16)] * 2 for name in ("image_size", "patch_size")}
+
+
+@pytest.mark.parametrize("fields,written", [
+    ({}, {**PAIRED, "pretrain_image_size": [224, 224]}),  # VitDet also takes (height, width) pairs
+    ({}, dict(out_indices=[6, -1], out_features=None)),  # the decoder reads the last of the stages named
+    (dict(window_size=0), dict(window_block_indices=[0, 1, 3, 4])),  # no windows: every block attends globally
+    ({}, dict(out_features=["stage6"], out_indices=[6])),  # the decoder would read block 6's output: refused
+], ids=["pairs", "out_indices", "window_size 0", "out_features"])
+def test_config_json_forms_transformers_reads(fields, written, tmp_path):
+    """config.json settings that save_pretrained does not write but transformers reads: as the reference reads
+    them, or an error where minimatte's network would differ, not another network's alphas."""
+    import json
+    from helpers import deterministic_state
+    from reference import hf_model
+
+    _, transformers = require_reference()
+    config = minimatte.Config(**{**SMALLER, **fields})
+    hf_model(config, deterministic_state(config)).save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    hub = json.loads(path.read_text())
+    path.write_text(json.dumps({**hub, "backbone_config": {**hub["backbone_config"], **written}}))
+    pixels = np.random.default_rng(0).uniform(-1, 1, (1, 4, 96, 128)).astype(np.float32)
+    reference = hf_alphas(transformers.VitMatteForImageMatting.from_pretrained(tmp_path).eval(), pixels)
+    if not written.get("out_features"):
+        loaded = minimatte.load(tmp_path)
+        assert loaded.config == config
+        assert np.abs(loaded(pixels).alphas - reference).max() <= 1e-5
+    else:
+        assert np.abs(minimatte.load(tmp_path / "model.safetensors")(pixels).alphas - reference).max() > 1e-2
+        with pytest.raises(ValueError, match=r"config\.json': config: the decoder must read the last block's "
+                                             r"output \(out_features \['stage12'\]\), got out_features \['stage6'\]"):
+            minimatte.load(tmp_path)
 
 
 def test_labels_raise_like_the_reference(det_model):

@@ -70,6 +70,13 @@ def test_an_inconsistent_config_is_one_error():
         cfg.from_hf({**hub, "backbone_config": {**hub["backbone_config"], "hidden_act": "gelu_new"}})
     with pytest.raises(ValueError, match="^config: decoder hidden_size 384 differs from the backbone's 768$"):
         cfg.from_hf({**hub, "hidden_size": 384})
+    for backbone, error in ((dict(out_indices=[11]), r"\(out_indices \[12\]\), got out_indices \[11\]"),
+                            (dict(out_features=["stem", "stage11"]),
+                             r"\(out_features \['stage12'\]\), got out_features \['stem', 'stage11'\]")):
+        with pytest.raises(ValueError, match=f"^config: the decoder must read the last block's output {error}$"):
+            cfg.from_hf({**hub, "backbone_config": {**hub["backbone_config"], **backbone}})
+    with pytest.raises(ValueError, match=r"^config: only square sizes are supported, got image_size \[512, 640\]$"):
+        cfg.from_hf({**hub, "backbone_config": {**hub["backbone_config"], "image_size": [512, 640]}})
 
 
 def test_strict_loading_names_the_key(det_state):
