@@ -472,8 +472,9 @@ def build_parser():
                      help="print comma-separated values at full precision instead of a Markdown table")
     sub.set_defaults(run=_evaluate)
     sub = commands.add_parser("convert", help="convert a checkpoint to one safetensors file, without torch",
-                              description="Convert an HF model.safetensors / pytorch_model.bin (file or directory) "
-                                          "or an original hustvl .pth into one safetensors file holding its config.")
+                              description="Convert an HF model.safetensors / pytorch_model.bin (file or directory, "
+                                          "whole or in shards) or an original hustvl .pth into one safetensors file "
+                                          "holding its config.")
     sub.add_argument("source", help="a checkpoint file or directory, or a checkpoint name or hub repo id (downloaded "
                                     "into the cache first)")
     sub.add_argument("destination")

@@ -1,9 +1,9 @@
 """Converting checkpoints to minimatte's safetensors, without torch.
 
-Sources: an HF `model.safetensors` (or its directory), an HF `pytorch_model.bin`, or an original hustvl
-`.pth` (renamed to HF names, spec section 4.2). PyTorch files are zip archives holding a pickle plus raw
-storages; the pickle is read by a restricted unpickler that rebuilds tensors and plain containers only and
-refuses anything else, so no code from the file ever runs.
+Sources: an HF `model.safetensors` (or its directory), an HF `pytorch_model.bin`, either in shards with their
+index, or an original hustvl `.pth` (renamed to HF names, spec section 4.2). PyTorch files are zip archives
+holding a pickle plus raw storages; the pickle is read by a restricted unpickler that rebuilds tensors and plain
+containers only and refuses anything else, so no code from the file ever runs.
 """
 import collections
 import json
@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 
+from .config import read_json
 from .files import atomic_output
 from .weights import (CONFIG_KEY, PROCESSOR_KEY, bfloat16_to_float32, check_state_dict, read_safetensors,
                       read_settings)
@@ -127,12 +128,21 @@ def hf_name(original):
     return name.replace("fusion_blks", "fusion_blocks").replace("bn", "batch_norm")
 
 
-def _opens_as_safetensors(path):
-    """Whether a file begins as safetensors files do: the length of their JSON header (8 bytes, little-endian),
-    then the header. PyTorch's files are zip archives ("PK")."""
+def _is_safetensors(path):
+    """Whether a file is named or begins as safetensors files do (convert writes any name it is given): the
+    length of their JSON header (8 bytes, little-endian), then the header. PyTorch's files are zip archives
+    ("PK")."""
+    if path.endswith(".safetensors"):
+        return True
     with open(path, "rb") as f:
         head = f.read(9)
     return len(head) == 9 and head[8:] == b"{"
+
+
+# A directory's weights, in the order they are looked for: save_pretrained's one file, or its shards and their
+# index where the checkpoint was saved with a max_shard_size below its size.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 
 
 def read_any(source):
@@ -141,24 +151,62 @@ def read_any(source):
     source, directory = os.fspath(source), None
     if os.path.isdir(source):
         directory = source
-        files = [os.path.join(source, f) for f in ("model.safetensors", "pytorch_model.bin")]
+        files = [os.path.join(source, f) for f in WEIGHT_FILES]
         if not any(os.path.isfile(f) for f in files):
-            raise FileNotFoundError(f"checkpoint: {source!r} has neither model.safetensors nor pytorch_model.bin")
+            raise FileNotFoundError(f"checkpoint: {source!r} has neither model.safetensors nor pytorch_model.bin "
+                                    "(nor their shards' index)")
         source = next(f for f in files if os.path.isfile(f))
     elif not os.path.isfile(source):
         raise FileNotFoundError(f"checkpoint: no such file or directory {source!r}")
     if source.lower().endswith(".onnx"):  # e.g. the Xenova/vitmatte-* exports, for transformers.js
         raise ValueError(f"checkpoint: {source!r} is an ONNX export, a graph rather than the checkpoint's named "
                          "weights; give the checkpoint itself (safetensors or PyTorch), e.g. small-composition-1k")
-    if source.endswith(".safetensors") or _opens_as_safetensors(source):  # convert writes any name it is given
-        state, metadata = read_safetensors(source)
+    if source.endswith(".index.json"):  # the shards' tensors, the HF json files beside them
+        state, metadata, directory = {}, {}, directory or os.path.dirname(source)
+        for shard in _shards(source):
+            state.update(_read_weights(shard)[0])
     else:
-        directory = directory or os.path.dirname(source)  # HF json files beside a PyTorch file
-        state, metadata = _state_dict(read_torch_checkpoint(source), source), {}
+        state, metadata = _read_weights(source)
+        if not _is_safetensors(source):
+            directory = directory or os.path.dirname(source)  # HF json files beside a PyTorch file
     state = _unwrapped(state)
     if any(k.startswith("backbone.blocks.") or k == "backbone.pos_embed" for k in state):
         state = {hf_name(k): v for k, v in state.items()}
     return (state, *read_settings(state, metadata, directory))
+
+
+def _read_weights(path):
+    """(state dict, metadata) of one safetensors or PyTorch file."""
+    if _is_safetensors(path):
+        return read_safetensors(path)
+    return _state_dict(read_torch_checkpoint(path), path), {}
+
+
+def shard_names(index):
+    """The file names of the shards that a sharded checkpoint's index (its `weight_map`: tensor name -> file in
+    the index's folder) names: model.safetensors.index.json's end in .safetensors, pytorch_model.bin.index.json's
+    in .bin (model-00001-of-00002.safetensors, ...)."""
+    try:
+        names = set(read_json(index)["weight_map"].values())
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"checkpoint: {index!r} is not a shard index with a weight_map ({error})") from None
+    unsharded = os.path.basename(index)[:-len(".index.json")]  # model.safetensors, pytorch_model.bin
+    extension = os.path.splitext(unsharded)[1]
+    for name in names:
+        if not (isinstance(name, str) and os.path.basename(name) == name and name.endswith(extension)
+                and name not in WEIGHT_FILES):
+            raise ValueError(f"checkpoint: {index!r} names a shard {name!r}, not a {extension} file's name")
+    return sorted(names)
+
+
+def _shards(index):
+    """The paths of the shards that a sharded checkpoint's index names, each a file beside it."""
+    paths = [os.path.join(os.path.dirname(index), name) for name in shard_names(index)]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint: {index!r} names a shard {os.path.basename(path)!r} that is not "
+                                    "beside it")
+    return paths
 
 
 def convert(source, destination, dtype="float32"):

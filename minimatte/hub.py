@@ -22,6 +22,7 @@ import sys
 import urllib.error
 import urllib.request
 
+from .convert import WEIGHT_FILES, convert, shard_names
 from .progress import bar
 
 CHECKPOINTS = {
@@ -96,7 +97,7 @@ def _hf_snapshot(name):
 
     none_there = os.path.exists(os.path.join(repo, ".no_exist", commit, OPTIONAL))  # a 404 huggingface_hub met
     settings = name in CHECKPOINTS or present(OPTIONAL) or none_there
-    weights = present("model.safetensors") or present("pytorch_model.bin")
+    weights = any(present(filename) for filename in WEIGHT_FILES)
     return snapshot if present("config.json") and weights and settings else None
 
 
@@ -168,15 +169,14 @@ def download(name, progress=True):
         raise OSError(f"download: cannot write into the cache folder {directory!r} ({error.strerror or error}); "
                       "set MINIMATTE_CACHE to a folder you can write") from None
     base = os.environ.get("MINIMATTE_HUB_URL") or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    base = base.rstrip("/")
+    base = f"{base.rstrip('/')}/{repo_id(name)}/resolve/{REVISIONS.get(name, 'main')}/"
     with _turn(os.path.join(directory, ".download.lock"), name, progress):
         for filename in FILES:
             target = os.path.join(directory, filename)
             if os.path.isfile(target):  # also where another process has just downloaded it
                 continue
-            url = f"{base}/{repo_id(name)}/resolve/{REVISIONS.get(name, 'main')}/{filename}"
             try:
-                _fetch(url, target, KNOWN_SHA256.get((name, filename)), progress)
+                _fetch(base + filename, target, KNOWN_SHA256.get((name, filename)), progress)
             except _NotFound as error:
                 if filename == OPTIONAL:
                     continue
@@ -186,20 +186,36 @@ def download(name, progress=True):
                                             f"with a config.json ({error}); a private one is found once "
                                             f"huggingface_hub has downloaded it (`hf download {name}`), or "
                                             "loads from the folder that prints") from None
-                # Some hub repos publish only pytorch_model.bin: fetch it and convert it (without torch).
-                from .convert import convert
-                legacy = os.path.join(directory, "pytorch_model.bin")
-                try:
-                    _fetch(url.replace("model.safetensors", "pytorch_model.bin"), legacy, None, progress)
-                except _NotFound:
-                    raise FileNotFoundError(f"model: {name!r} has neither a model.safetensors nor a "
-                                            "pytorch_model.bin on the hub (an ONNX export, such as Xenova's for "
-                                            "transformers.js, is a graph, not the checkpoint's weights)") from None
-                convert(directory, target)
-                os.unlink(legacy)
+                _fetch_converted(base, directory, name, progress)
             if filename == "config.json":
                 _check_vitmatte(directory, name)  # before the weights: another model's can be gigabytes
     return directory
+
+
+def _fetch_converted(base, directory, name, progress):
+    """A repo without a model.safetensors: its shards (an index and the files it names, as save_pretrained writes
+    a checkpoint larger than its max_shard_size) or its pytorch_model.bin (or that one's shards), fetched and
+    converted into model.safetensors (without torch); the files fetched are then removed."""
+    for filename in WEIGHT_FILES[1:]:
+        path = os.path.join(directory, filename)
+        try:
+            if not os.path.isfile(path):  # where it is, an interrupted download fetched it
+                _fetch(base + filename, path, None, progress)
+        except _NotFound:
+            continue
+        fetched = [path]
+        if filename.endswith(".index.json"):
+            fetched += [os.path.join(directory, shard) for shard in shard_names(path)]
+            for shard in fetched[1:]:
+                if not os.path.isfile(shard):
+                    _fetch(base + os.path.basename(shard), shard, None, progress)
+        convert(directory, os.path.join(directory, "model.safetensors"))
+        for path in fetched:
+            os.unlink(path)
+        return
+    raise FileNotFoundError(f"model: {name!r} has neither a model.safetensors nor a pytorch_model.bin (nor their "
+                            "shards) on the hub (an ONNX export, such as Xenova's for transformers.js, is a graph, "
+                            "not the checkpoint's weights)")
 
 
 def _check_vitmatte(directory, name):

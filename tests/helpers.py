@@ -21,6 +21,24 @@ extern "C" __global__ void divide(const int* n, int* quotient, int* remainder, i
         quotient[i] = divisor.divide(n[i], remainder[i]);
 }'''
 
+# A ViTMatte of 12 narrower blocks, fast to build and run, to vary the config from; and the variations that change
+# the network's shape (others change only values: epsilons, grids).
+SMALLER = dict(hidden_size=128, num_attention_heads=2, image_size=256, window_size=7, mlp_ratio=2,
+               convstream_hidden_sizes=(8, 16, 32), fusion_hidden_sizes=(32, 16, 8, 8))
+OTHER_SHAPES = [
+    dict(use_relative_position_embeddings=False), dict(qkv_bias=False),
+    dict(window_size=0),  # the reference's window blocks then attend globally
+    dict(residual_block_indices=()), dict(num_channels=3),
+    dict(window_block_indices=(0, 5, 11), residual_block_indices=(1,)),
+    dict(num_hidden_layers=6, window_block_indices=(0, 1, 3, 4), residual_block_indices=(2, 5)),
+    dict(patch_size=8, convstream_hidden_sizes=(8, 16), fusion_hidden_sizes=(16, 8, 8)),  # 3 fusion blocks
+    dict(patch_size=32, convstream_hidden_sizes=(8, 16, 32, 32), fusion_hidden_sizes=(32, 16, 8, 8, 8)),  # 5
+]
+
+
+def config_id(fields):
+    return ",".join(fields) or "smaller"
+
 
 def deterministic_state(config):
     """The reference's deterministic weights (spec section 9), every HF key, float32 (int64 counters)."""

@@ -1,4 +1,5 @@
 """Checkpoint conversion without torch, from files that torch and transformers wrote."""
+import json
 import os
 import pickle
 import zipfile
@@ -34,7 +35,7 @@ def reference_model(det_state, det_reference):
     return det_state("small"), det_reference("small")
 
 
-@pytest.mark.parametrize("layout", ["safetensors", "bin", "original_pth"])
+@pytest.mark.parametrize("layout", ["safetensors", "bin", "original_pth", "sharded safetensors", "sharded bin"])
 def test_conversions_give_the_reference_alphas(layout, tmp_path, reference_model):
     torch, _ = require_reference()
     state, model = reference_model
@@ -46,6 +47,19 @@ def test_conversions_give_the_reference_alphas(layout, tmp_path, reference_model
         source = tmp_path / "hf"
         model.save_pretrained(source)
         assert (source / "model.safetensors").exists()
+    elif layout == "sharded safetensors":  # a checkpoint larger than save_pretrained's max_shard_size
+        source = tmp_path / "hf"
+        model.save_pretrained(source, max_shard_size="30MB")
+        assert len(convert.shard_names(source / "model.safetensors.index.json")) == 4
+    elif layout == "sharded bin":  # as transformers 4 wrote them with safe_serialization=False
+        source = tmp_path / "hf"
+        model.config.save_pretrained(source)
+        tensors = model.state_dict()
+        shards = {f"pytorch_model-0000{i + 1}-of-00003.bin": list(tensors)[i::3] for i in range(3)}
+        for name, keys in shards.items():
+            torch.save({k: tensors[k] for k in keys}, source / name)
+        weight_map = {k: name for name, keys in shards.items() for k in keys}
+        (source / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     else:
         # The hub's pytorch_model.bin files: torch.save of the state dict beside config.json (transformers 5
         # itself no longer writes .bin files).
@@ -62,6 +76,29 @@ def test_conversions_give_the_reference_alphas(layout, tmp_path, reference_model
     assert np.abs(converted(PIXELS).alphas - hf_alphas(model, PIXELS)).max() <= 1e-5
     direct = minimatte.load(source)  # the source itself loads too
     np.testing.assert_array_equal(direct(PIXELS).alphas, converted(PIXELS).alphas)
+
+
+def test_a_broken_shard_index_is_named(tmp_path, det_state):
+    from safetensors.numpy import save_file
+
+    state = det_state("small")
+    save_file(state, str(tmp_path / "model-00001-of-00001.safetensors"))
+    index = tmp_path / "model.safetensors.index.json"
+    broken = [
+        ({k: "model-00001-of-00002.safetensors" for k in state}, FileNotFoundError,
+         "names a shard 'model-00001-of-00002.safetensors' that is not beside it$"),
+        ({"a": "../model-00001-of-00001.safetensors"}, ValueError,
+         r"names a shard '\.\./model-00001-of-00001\.safetensors', not a \.safetensors file's name$"),
+        ({"a": "config.json"}, ValueError, r"names a shard 'config\.json', not a \.safetensors file's name$"),
+        ([], ValueError, "is not a shard index with a weight_map"),
+    ]
+    for weight_map, kind, error in broken:
+        index.write_text(json.dumps({"weight_map": weight_map}))
+        with pytest.raises(kind, match="^checkpoint: '.*model.safetensors.index.json' " + error):
+            minimatte.load(tmp_path)
+    index.write_text(json.dumps({"weight_map": {k: "model-00001-of-00001.safetensors" for k in state}}))
+    np.testing.assert_array_equal(minimatte.load(index)(PIXELS).alphas,
+                                  minimatte.VitMatte.from_state_dict(state)(PIXELS).alphas)
 
 
 def test_float16_storage(tmp_path, reference_model):

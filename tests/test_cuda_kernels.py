@@ -18,7 +18,7 @@ import minimatte
 import cupy_stand_in
 import nvrtc
 from cuda_emulation import COMPILER, compile_kernels, emulated_kernels, emulated_matmul, reversed_order
-from helpers import DIVIDE_KERNEL, ROOT, input_a
+from helpers import DIVIDE_KERNEL, OTHER_SHAPES, ROOT, SMALLER, config_id, deterministic_state, input_a
 from minimatte import backend, foreground
 from minimatte.kernels import attention, conv, nn
 
@@ -222,23 +222,51 @@ def test_foreground_sweeps(numpy_and_cuda, monkeypatch, max_threads):
         assert computed.dtype == np.float32 and np.array_equal(computed, reference)
 
 
+def in_gpu_pieces(monkeypatch):
+    """The work cut as the CuPy backend cuts it: backend.PIECE_ELEMENTS' CuPy column, whole padded windows."""
+    for module in backend, attention, conv:
+        monkeypatch.setattr(module, "piece_elements", lambda xp, kind: backend.PIECE_ELEMENTS[kind][1])
+    monkeypatch.setattr(backend, "few_launches", lambda xp: True)
+
+
+def products_by_cublas(monkeypatch):
+    """Products run through the cuBLAS emulation; the list returned collects those that CuPy's matmul would
+    compute instead, copying views (there should be none)."""
+    fell_back = []
+    for module in backend, attention:
+        monkeypatch.setattr(module, "matmul", lambda a, b, out=None: emulated_matmul(a, b, out, fell_back))
+    return fell_back
+
+
 @pytest.mark.parametrize("pieces", ["CPU", "GPU"])
 @pytest.mark.parametrize("precision,tolerance", [("float32", 1e-6), ("float16", 2e-3)])
 def test_whole_model(numpy_and_cuda, monkeypatch, det_state, precision, tolerance, pieces):
-    """With the GPU's pieces of work too (backend.PIECE_ELEMENTS' CuPy column: one piece a kernel here, and whole
-    padded windows), as the CuPy backend splits it."""
+    """With the CPU's pieces of work, and with the GPU's (in_gpu_pieces)."""
     model = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)
     in_cpu_pieces = model(input_a()).alphas
     if pieces == "GPU":
-        for module in backend, attention, conv:
-            monkeypatch.setattr(module, "piece_elements", lambda xp, kind: backend.PIECE_ELEMENTS[kind][1])
-        monkeypatch.setattr(backend, "few_launches", lambda xp: True)
-    fell_back = []  # products CuPy would compute by its matmul, copying views: none
-    for module in backend, attention:
-        monkeypatch.setattr(module, "matmul", lambda a, b, out=None: emulated_matmul(a, b, out, fell_back))
+        in_gpu_pieces(monkeypatch)
+    fell_back = products_by_cublas(monkeypatch)
     expected, actual = numpy_and_cuda(lambda x: model(x).alphas, input_a())
     assert np.abs(actual - expected).max() < tolerance
     assert np.abs(expected - in_cpu_pieces).max() < tolerance
+    assert fell_back == []
+
+
+@pytest.mark.parametrize("fields", OTHER_SHAPES, ids=config_id)
+@pytest.mark.parametrize("precision,tolerance", [("float32", 1e-6), ("float16", 2e-3)])
+def test_other_configs(monkeypatch, fields, precision, tolerance):
+    """Networks of other shapes (no relative positions, no qkv bias, no windows, 8- and 32-pixel patches, ...) on
+    the GPU's path and pieces of work, in one order of blocks and threads."""
+    config = minimatte.Config(**{**SMALLER, **fields})
+    model = minimatte.VitMatte.from_state_dict(deterministic_state(config), config, precision=precision)
+    patch = config.patch_size
+    pixels = np.random.default_rng(0).uniform(-1, 1, (1, config.num_channels, 6 * patch, 9 * patch)).astype(np.float32)
+    expected = model(pixels).alphas
+    in_gpu_pieces(monkeypatch)
+    fell_back = products_by_cublas(monkeypatch)
+    monkeypatch.setattr(backend, "cuda_kernel", emulated_kernels)
+    assert np.abs(model(pixels).alphas - expected).max() < tolerance
     assert fell_back == []
 
 

@@ -268,6 +268,19 @@ def test_a_checkpoint_in_the_hugging_face_cache_is_not_downloaded_again(served, 
     assert sorted(path for path, _ in server.requests) == sorted(repo + f for f in hub.FILES)
 
 
+def test_a_sharded_checkpoint_in_the_hugging_face_cache(served, tmp_path, det_state, det_model):
+    huggingface_hub, = require("huggingface_hub")
+    server, repo = served
+    for filename in ["config.json", "preprocessor_config.json", *serve_shards(server, repo, det_state("small"),
+                                                                              tmp_path)]:
+        huggingface_hub.hf_hub_download(hub.CHECKPOINTS[NAME], filename, cache_dir=tmp_path / "hf",
+                                        endpoint=server.url)
+    server.requests.clear()
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    np.testing.assert_array_equal(minimatte.load(NAME)(pixels).alphas, det_model("small")(pixels).alphas)
+    assert server.requests == [] and not (tmp_path / "cache").exists()
+
+
 def test_convert_takes_a_checkpoint_name(served, tmp_path, det_model, capsys):
     """`minimatte convert NAME out.safetensors --dtype float16`: a published checkpoint (downloaded first, as load
     does) into one file, e.g. half the size for shipping."""
@@ -356,6 +369,38 @@ def test_repo_without_safetensors_is_converted(served, tmp_path, det_model):
     np.testing.assert_array_equal(minimatte.load(directory)(pixels).alphas, det_model("small")(pixels).alphas)
 
 
+def serve_shards(server, repo, state, folder):
+    """The repo's weights in two shards and their index, as save_pretrained writes them below max_shard_size."""
+    from safetensors.numpy import save_file
+
+    del server.files[repo + "model.safetensors"]
+    shards = {f"model-0000{i + 1}-of-00002.safetensors": list(state)[i::2] for i in range(2)}
+    for name, keys in shards.items():
+        save_file({k: state[k] for k in keys}, str(folder / name))
+        server.files[repo + name] = (folder / name).read_bytes()
+    weight_map = {k: name for name, keys in shards.items() for k in keys}
+    server.files[repo + "model.safetensors.index.json"] = json.dumps({"weight_map": weight_map}).encode()
+    return ["model.safetensors.index.json", *shards]
+
+
+def test_a_sharded_repo_is_converted(served, tmp_path, det_state, det_model):
+    """A repo saved in shards: its index and the shards it names, fetched and converted into model.safetensors;
+    an interrupted download resumes without fetching a whole shard again."""
+    server, repo = served
+    serve_shards(server, repo, det_state("small"), tmp_path)
+    server.cut_once.add(repo + "model-00002-of-00002.safetensors")
+    with pytest.raises(RuntimeError, match="model-00002-of-00002.safetensors ended early"):
+        hub.download(NAME, progress=False)
+    server.requests.clear()
+    directory = hub.download(NAME, progress=False)
+    resumed = repo + "model-00002-of-00002.safetensors"
+    assert [path for path, _ in server.requests] == [repo + "model.safetensors", resumed]  # the rest came before
+    left = {p.name for p in (tmp_path / "cache" / NAME).iterdir()} - {".download.lock"}
+    assert sorted(left) == sorted(hub.FILES)  # the index and the shards are gone
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    np.testing.assert_array_equal(minimatte.load(directory)(pixels).alphas, det_model("small")(pixels).alphas)
+
+
 def test_wrong_hash_is_refused_and_removed(served, tmp_path, monkeypatch):
     monkeypatch.setitem(hub.KNOWN_SHA256, (NAME, "config.json"), hashlib.sha256(b"other").hexdigest())
     with pytest.raises(RuntimeError, match="config.json has sha256 .* the corrupt file was removed"):
@@ -384,7 +429,7 @@ def test_a_fingerprinted_checkpoint_comes_from_its_commit(served, tmp_path, monk
 def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     server, repo = served
     del server.files[repo + "model.safetensors"]
-    missing = "has neither a model.safetensors nor a pytorch_model.bin on the hub"
+    missing = r"has neither a model.safetensors nor a pytorch_model.bin \(nor their shards\) on the hub"
     with pytest.raises(FileNotFoundError, match=missing):
         hub.download(NAME, progress=False)
     for variable, value in (("MINIMATTE_OFFLINE", "1"), ("HF_HUB_OFFLINE", "True"), ("TRANSFORMERS_OFFLINE", "yes")):
@@ -449,7 +494,8 @@ def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
         minimatte.load("someone/page", progress=False)
     server.files["/Xenova/vitmatte-export/resolve/main/config.json"] = server.files[repo + "config.json"]
     with pytest.raises(FileNotFoundError, match=r"^model: 'Xenova/vitmatte-export' has neither a model.safetensors "
-                                                r"nor a pytorch_model.bin on the hub \(an ONNX export"):
+                                                r"nor a pytorch_model.bin \(nor their shards\) on the hub \(an "
+                                                r"ONNX export"):
         minimatte.load("Xenova/vitmatte-export", progress=False)  # such repos hold onnx/model.onnx
     server.not_found = 401  # as the hub answers a repo that does not exist (or is private) without a token
     assert cli.main(["download", "someone/no-such-repo"]) == 1

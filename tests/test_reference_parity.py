@@ -4,6 +4,7 @@ import pytest
 
 import minimatte
 from minimatte import backend
+from helpers import OTHER_SHAPES, SMALLER, config_id, deterministic_state
 from reference import hf_alphas, require_reference
 
 
@@ -18,11 +19,6 @@ def hf_pixels(images, trimaps):
     _, transformers = require_reference()
     processor = transformers.VitMatteImageProcessorPil()
     return processor(images=images, trimaps=trimaps, return_tensors="np")["pixel_values"]
-
-
-# A network of 12 narrower blocks, fast to build and run, to vary the config from
-SMALLER = dict(hidden_size=128, num_attention_heads=2, image_size=256, window_size=7, mlp_ratio=2,
-               convstream_hidden_sizes=(8, 16, 32), fusion_hidden_sizes=(32, 16, 8, 8))
 
 
 @pytest.mark.parametrize("name,sizes", [
@@ -59,14 +55,12 @@ def test_decoder_in_bands_is_the_whole_decoder(band_rows, det_model, monkeypatch
     assert np.abs(banded - whole).max() <= 1e-6
 
 
-@pytest.mark.parametrize("patch", [8, 32])
-def test_decoder_in_bands_for_other_patch_sizes(patch, monkeypatch):
+@pytest.mark.parametrize("fields", [fields for fields in OTHER_SHAPES if "patch_size" in fields], ids=config_id)
+def test_decoder_in_bands_for_other_patch_sizes(fields, monkeypatch):
     """The halo of DECODER_HALO feature rows covers the decoder's receptive field with 3 and 5 fusion blocks too."""
-    from helpers import deterministic_state
-    fusion = (32, 16, 8, 8, 8)[-{8: 3, 32: 5}[patch]:]
-    config = minimatte.Config(**{**SMALLER, "patch_size": patch, "fusion_hidden_sizes": fusion,
-                                 "convstream_hidden_sizes": (8, 16, 32, 32)[:len(fusion) - 1]})
+    config = minimatte.Config(**{**SMALLER, **fields})
     model = minimatte.VitMatte.from_state_dict(deterministic_state(config), config)
+    patch = config.patch_size
     pixels = np.random.default_rng(patch).uniform(-1, 1, (1, 4, 12 * patch, 6 * patch)).astype(np.float32)
     whole = model(pixels).alphas
     monkeypatch.setitem(backend.PIECE_ELEMENTS, "decoder band", (patch * 6 * patch,) * 2)  # 12 bands of one row
@@ -124,20 +118,12 @@ def test_processor_settings_match_transformers(settings):
     np.testing.assert_array_equal(ours, reference)
 
 
-@pytest.mark.parametrize("fields", [
-    {}, dict(use_relative_position_embeddings=False), dict(qkv_bias=False),
-    dict(window_size=0),  # the reference's window blocks then attend globally
-    dict(residual_block_indices=()), dict(layer_norm_eps=1e-3, batch_norm_eps=1e-2), dict(num_channels=3),
-    dict(pretrain_image_size=448), dict(window_block_indices=(0, 5, 11), residual_block_indices=(1,)),
-    dict(num_hidden_layers=6, window_block_indices=(0, 1, 3, 4), residual_block_indices=(2, 5)),
-    dict(patch_size=8, convstream_hidden_sizes=(8, 16), fusion_hidden_sizes=(16, 8, 8)),  # 3 fusion blocks
-    dict(patch_size=32, convstream_hidden_sizes=(8, 16, 32, 32), fusion_hidden_sizes=(32, 16, 8, 8, 8)),  # 5
-], ids=lambda fields: ",".join(fields) or "smaller")
+@pytest.mark.parametrize("fields", [{}, *OTHER_SHAPES, dict(layer_norm_eps=1e-3, batch_norm_eps=1e-2),
+                                    dict(pretrain_image_size=448)], ids=config_id)
 def test_other_configs_match_transformers(fields, tmp_path):
     """Each field of the config is honoured as the reference honours it (a network of 12 narrower blocks, a field
     or two changed from there), read from the config.json that save_pretrained writes; shape inference finds the
     same config wherever the shapes tell it, and stage_flops (the progress reports) counts the reference's FLOPs."""
-    from helpers import deterministic_state
     from reference import hf_model
     torch, _ = require_reference()
     from torch.utils.flop_counter import FlopCounterMode
@@ -177,7 +163,6 @@ def test_config_json_forms_transformers_reads(fields, written, tmp_path):
     """config.json settings that save_pretrained does not write but transformers reads: as the reference reads
     them, or an error where minimatte's network would differ, not another network's alphas."""
     import json
-    from helpers import deterministic_state
     from reference import hf_model
 
     _, transformers = require_reference()
