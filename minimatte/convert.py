@@ -146,11 +146,11 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 
 def read_any(source):
-    """(state dict, Config, ProcessorConfig) from any supported checkpoint file or directory. A directory's
-    HF json files give the settings (also beside a PyTorch file); safetensors metadata takes precedence."""
-    source, directory = os.fspath(source), None
+    """(state dict, Config, ProcessorConfig) from any supported checkpoint file or directory. The HF json files
+    in the directory, or beside the file, give the settings, as transformers' from_pretrained reads a checkpoint's
+    folder; the settings in a minimatte file's metadata take precedence."""
+    source = os.fspath(source)
     if os.path.isdir(source):
-        directory = source
         files = [os.path.join(source, f) for f in WEIGHT_FILES]
         if not any(os.path.isfile(f) for f in files):
             raise FileNotFoundError(f"checkpoint: {source!r} has neither model.safetensors nor pytorch_model.bin "
@@ -161,18 +161,16 @@ def read_any(source):
     if source.lower().endswith(".onnx"):  # e.g. the Xenova/vitmatte-* exports, for transformers.js
         raise ValueError(f"checkpoint: {source!r} is an ONNX export, a graph rather than the checkpoint's named "
                          "weights; give the checkpoint itself (safetensors or PyTorch), e.g. small-composition-1k")
-    if source.endswith(".index.json"):  # the shards' tensors, the HF json files beside them
-        state, metadata, directory = {}, {}, directory or os.path.dirname(source)
+    if source.endswith(".index.json"):  # the shards' tensors
+        state, metadata = {}, {}
         for shard in _shards(source):
             state.update(_read_weights(shard)[0])
     else:
         state, metadata = _read_weights(source)
-        if not _is_safetensors(source):
-            directory = directory or os.path.dirname(source)  # HF json files beside a PyTorch file
     state = _unwrapped(state)
     if any(k.startswith("backbone.blocks.") or k == "backbone.pos_embed" for k in state):
         state = {hf_name(k): v for k, v in state.items()}
-    return (state, *read_settings(state, metadata, directory))
+    return (state, *read_settings(state, metadata, os.path.dirname(source)))
 
 
 def _read_weights(path):

@@ -123,6 +123,22 @@ def test_converted_file_with_metadata_loads(tmp_path, det_state, det_model):
     assert model.config == config and model.processor == processor
     pixels = np.random.default_rng(0).uniform(-1, 1, (1, 4, 32, 64)).astype(np.float32)
     np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
+    (tmp_path / "preprocessor_config.json").write_text("{}")  # the metadata's settings come first
+    assert minimatte.load(path).processor == processor
+
+
+def test_the_settings_beside_a_weights_file_are_read(tmp_path, det_state):
+    """A model.safetensors (or any weights file) given by its path has the settings of its folder, as the folder
+    has: a fine-tune's own processor settings are not left for the defaults."""
+    save_file(det_state("small"), str(tmp_path / "model.safetensors"))
+    hub = json.loads((REFERENCE / "hf_config_base" / "config.json").read_text())
+    backbone = {**hub["backbone_config"], "hidden_size": 384, "num_attention_heads": 6, "layer_norm_eps": 1e-5}
+    (tmp_path / "config.json").write_text(json.dumps({**hub, "hidden_size": 384, "backbone_config": backbone}))
+    (tmp_path / "preprocessor_config.json").write_text('{"image_mean": [0.4, 0.5, 0.6]}')
+    for source in (tmp_path, tmp_path / "model.safetensors"):
+        model = minimatte.load(source)
+        assert model.config == cfg.Config(layer_norm_eps=1e-5)  # not the shapes' (the default epsilon)
+        assert model.processor == minimatte.ProcessorConfig(image_mean=(0.4, 0.5, 0.6))
 
 
 def test_bad_checkpoint_files(tmp_path):
