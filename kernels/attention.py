@@ -78,7 +78,7 @@ def attention(qkv, num_heads, window=None, relative=None, return_probs=False, qu
     """Multi-head softmax attention within each window = (a, b) square of the projected tokens qkv (N, h, w, 3C)
     (window_heads), or over their whole grid (window None).
 
-    qkv: the fused projection [q | k | v]; head j uses channels 64j..64j+63 of each block. bias: its bias (3C,),
+    qkv: the fused projection [q | k | v]; head j uses channels j*hd..(j+1)*hd-1 of each. bias: its bias (3C,),
     added here (the windows' pads are the bias alone), or None where qkv has it.
     relative: relative_embeddings() for the (a, b) grid, or None for no relative bias.
     queries: (a_q, b_q) to attend from each window's top-left a_q x b_q tokens only (all a*b keys take part), or

@@ -139,6 +139,10 @@ def test_the_settings_beside_a_weights_file_are_read(tmp_path, det_state):
         model = minimatte.load(source)
         assert model.config == cfg.Config(layer_norm_eps=1e-5)  # not the shapes' (the default epsilon)
         assert model.processor == minimatte.ProcessorConfig(image_mean=(0.4, 0.5, 0.6))
+    (tmp_path / "preprocessor_config.json").write_text('{"size_divisor": 8}')  # the padded images, 16-pixel patches
+    with pytest.raises(ValueError, match="^size_divisor: the processor pads images to multiples of 8, which the "
+                                         "network's 16-pixel patches do not divide$"):
+        minimatte.load(tmp_path)
 
 
 def test_bad_checkpoint_files(tmp_path):
