@@ -114,14 +114,16 @@ FILE_EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".onnx")  # "
 
 
 def checkpoint_name(name):
-    """The published checkpoint's short name, for a short name or its hub repo id (as transformers names it);
-    another hub repo id as it is (an owner other than hustvl, which publishes only these four)."""
+    """The published checkpoint's short name, for a short name or its hub repo id (as transformers names it; in
+    any case, as the hub reads repo ids); another hub repo id as it is (an owner other than hustvl, which publishes
+    only these four)."""
     repos = {repo: short for short, repo in CHECKPOINTS.items()}
-    if name in CHECKPOINTS or name in repos:
-        return repos.get(name, name)
-    if REPO_ID.fullmatch(name) and not name.startswith("hustvl/") and not name.endswith(FILE_EXTENSIONS):
+    published = {**{short: short for short in CHECKPOINTS}, **repos}
+    if name.lower() in published:
+        return published[name.lower()]
+    if REPO_ID.fullmatch(name) and not name.lower().startswith("hustvl/") and not name.endswith(FILE_EXTENSIONS):
         return name
-    close = difflib.get_close_matches(name, [*CHECKPOINTS, *repos], n=1)  # a typo's likely meaning
+    close = difflib.get_close_matches(name.lower(), published, n=1)  # a typo's likely meaning
     raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
                      f"({', '.join(CHECKPOINTS)}, their hub repo ids, or another hub repo's owner/name)"
                      + (f"; did you mean {close[0]!r}?" if close else ""))

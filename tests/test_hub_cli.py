@@ -453,9 +453,12 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
         with pytest.raises(ValueError, match=rf"'{name}' is neither an existing path nor a checkpoint name {listed}$"):
             minimatte.load(name)
     for typo, meant in (("small-composition1k", "small-composition-1k"),
-                        ("hustvl/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646")):
+                        ("hustvl/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646"),
+                        ("HustVL/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646")):
         with pytest.raises(ValueError, match=rf"{listed}; did you mean '{meant}'\?$"):
             minimatte.load(typo)
+    for spelt in ("HustVL/vitmatte-small-composition-1k", "Small-Composition-1K"):  # the hub reads ids in any case
+        assert hub.checkpoint_name(spelt) == "small-composition-1k"
     assert cli.main(["download", "small-composition1k"]) == 2
 
 
