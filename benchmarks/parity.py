@@ -1,25 +1,72 @@
 """How close minimatte is to the reference: the max |difference| behind the README's exactness figures.
 
     python benchmarks/parity.py
+    python benchmarks/parity.py --model small-composition-1k [--images IMAGE TRIMAP ...]
 
-Golden files (spec deterministic weights, 64x96) need nothing else; the live comparison needs the
-[reference] extra (torch + transformers). The tests assert bounds; this prints the measured values.
+Without --model: golden files (spec deterministic weights, 64x96), which need nothing else, then the live
+comparison with transformers on those weights. With --model: a checkpoint (a name, hub repo id, folder or file,
+as minimatte.load takes it; a published one is downloaded) on real images (the hustvl demo images by default),
+minimatte against transformers' VitMatteImageProcessor and VitMatteForImageMatting holding the same weights and
+settings. Both need the [reference] extra (torch + transformers). The tests assert bounds; this prints the
+measured values.
 """
+import argparse
 import os
 import sys
+import time
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 import minimatte  # noqa: E402
-from helpers import REFERENCE, deterministic_state, input_a  # noqa: E402
+from helpers import DATA, REFERENCE, deterministic_state, input_a  # noqa: E402
 
+DEMO = [(DATA / "vitmatte_demo" / f"{name}_rgb.png", DATA / "vitmatte_demo" / f"{name}_trimap.png")
+        for name in ("bulb", "retriever", "boy")]
 LIVE_CASES = [("small", [(249, 513)]), ("small", [(640, 960)]), ("small", [(1000, 750)]),
               ("small", [(300, 460), (300, 460)]), ("base", [(249, 513), (249, 513)]), ("base", [(1000, 750)])]
 
 
-def main():
+def checkpoint_parity(source, pairs):
+    """Each image's processor output and alphas, minimatte's against transformers' with the checkpoint's weights
+    and processor settings; and how many of the 8-bit mattes' pixels differ (as `minimatte matte` rounds them)."""
+    import torch
+    import transformers
+    from minimatte import hub
+    from reference import hf_model
+
+    model = minimatte.load(source)
+    if model.processor.legacy_padding:
+        raise SystemExit("--model: transformers' processor has no hustvl padding (preprocessing='original')")
+    state, config, _ = minimatte.convert.read_any(hub.checkpoint_path(source))
+    state.update({k: np.zeros((), np.int64) for k in minimatte.config.batch_norm_buffers(config) if k not in state})
+    reference = hf_model(config, state)
+    settings = {k: v for k, v in model.processor.to_dict().items() if k != "legacy_padding"}
+    processor = transformers.VitMatteImageProcessorPil(**settings)
+    print(f"{source}: minimatte {minimatte.__version__}, transformers {transformers.__version__}, "
+          f"torch {torch.__version__}\n")
+    print("| image | size | processor | alphas | 8-bit alphas that differ | minimatte | transformers |\n"
+          "|---|---|---|---|---|---|---|")
+    for image_path, trimap_path in pairs:
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+        trimap = np.asarray(Image.open(trimap_path).convert("L"))
+        start = time.perf_counter()
+        pixels = processor(images=image, trimaps=trimap, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            expected = reference(pixels).alphas[0, 0, :image.shape[0], :image.shape[1]].numpy()
+        middle = time.perf_counter()
+        alpha = minimatte.infer(image, trimap, model=model)  # the same pixels (files' EXIF turns aside)
+        end = time.perf_counter()
+        ours = minimatte.preprocess(image, trimap, model.processor).pixel_values
+        differ = np.count_nonzero(np.round(alpha * 255) != np.round(expected * 255))
+        print(f"| {os.path.basename(image_path)} | {image.shape[0]}x{image.shape[1]} | "
+              f"{np.abs(ours - pixels.numpy()).max():.2g} | {np.abs(alpha - expected).max():.2g} | "
+              f"{differ} of {alpha.size} | {end - middle:.2f} s | {middle - start:.2f} s |", flush=True)
+
+
+def deterministic_parity():
     print("| comparison | max abs difference |\n|---|---|")
     for name in ("small", "base"):
         gold = np.load(REFERENCE / f"vitmatte_{name}_detweights_64x96.npz")
@@ -44,6 +91,20 @@ def main():
         label = f"live {name} {len(sizes)}x{sizes[0][0]}x{sizes[0][1]}"
         print(f"| {label}: processor | {np.abs(batch.pixel_values - reference_pixels).max():.2g} |")
         print(f"| {label}: alphas | {np.abs(ours - reference).max():.2g} |", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="a checkpoint to compare on real images (default: the deterministic weights)")
+    parser.add_argument("--images", nargs="+", metavar="IMAGE TRIMAP",
+                        help="image and trimap files, in pairs (default: the hustvl demo images)")
+    args = parser.parse_args()
+    if args.images and (not args.model or len(args.images) % 2):
+        parser.error("--images: pairs of an image and its trimap, with --model")
+    if args.model:
+        checkpoint_parity(args.model, list(zip(args.images[::2], args.images[1::2])) if args.images else DEMO)
+    else:
+        deterministic_parity()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The benchmark scripts still run: stages.py finds every stage of the network it wraps (it reaches into
 minimatte.model) and the progress reports, footprint.py counts the right distributions, cpu.py tabulates its
 engines, batch.py mattes a folder, photo.py cuts a photo out both ways (those four name the kernels of NumPy's
-BLAS, on which their times depend), gpu.py tabulates, gpu_checks.sh logs its steps, cupy_operations.py counts."""
+BLAS, on which their times depend), gpu.py tabulates, gpu_checks.sh logs its steps, cupy_operations.py counts,
+parity.py compares a checkpoint."""
 import importlib
 import os
 import re
@@ -10,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cuda_emulation import COMPILER
 from helpers import ROOT
@@ -188,3 +190,23 @@ def test_cupy_operations_counts_a_pass():
     assert len(rows) == 1, result.stdout
     operations, products, kernels, syncs = map(int, rows[0])
     assert operations > products + kernels > 0 and kernels > 0 and syncs == 0
+
+
+def test_parity_compares_a_checkpoint_on_images(tmp_path, det_state):
+    """benchmarks/parity.py --model: a checkpoint (here a converted file, without the BatchNorm counters) against
+    transformers holding its weights and settings, on images given in pairs."""
+    require("torch", "transformers")
+    from safetensors.numpy import save_file
+
+    save_file({k: v for k, v in det_state("small").items() if "num_batches" not in k}, str(tmp_path / "det"))
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(tmp_path / "image.png")
+    Image.fromarray(rng.choice(np.array([0, 128, 255], np.uint8), (70, 90))).save(tmp_path / "trimap.png")
+    command = [sys.executable, str(ROOT / "benchmarks" / "parity.py"), "--model", str(tmp_path / "det"), "--images",
+               str(tmp_path / "image.png"), str(tmp_path / "trimap.png")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = re.findall(r"^\| image.png \| 70x90 \| (\S+) \| (\S+) \| (\d+) of 6300 \| [0-9.]+ s \| [0-9.]+ s \|$",
+                     result.stdout, re.MULTILINE)
+    assert len(row) == 1, result.stdout
+    assert float(row[0][0]) == 0 and float(row[0][1]) <= 1e-4 and int(row[0][2]) <= 10
