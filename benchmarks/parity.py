@@ -29,15 +29,16 @@ LIVE_CASES = [("small", [(249, 513)]), ("small", [(640, 960)]), ("small", [(1000
               ("small", [(300, 460), (300, 460)]), ("base", [(249, 513), (249, 513)]), ("base", [(1000, 750)])]
 
 
-def checkpoint_parity(source, pairs):
-    """Each image's processor output and alphas, minimatte's against transformers' with the checkpoint's weights
-    and processor settings; and how many of the 8-bit mattes' pixels differ (as `minimatte matte` rounds them)."""
+def checkpoint_parity(source, pairs, backend=None, precision=None):
+    """Each image's processor output and alphas, minimatte's (on `backend`, in `precision`) against transformers'
+    (on the CPU, in float32) with the checkpoint's weights and processor settings; and how many of the 8-bit
+    mattes' pixels differ (as `minimatte matte` rounds them)."""
     import torch
     import transformers
     from minimatte import hub
     from reference import hf_model
 
-    model = minimatte.load(source)
+    model = minimatte.load(source, backend, precision)
     if model.processor.legacy_padding:
         raise SystemExit("--model: transformers' processor has no hustvl padding (preprocessing='original')")
     state, config, _ = minimatte.convert.read_any(hub.checkpoint_path(source))
@@ -45,8 +46,8 @@ def checkpoint_parity(source, pairs):
     reference = hf_model(config, state)
     settings = {k: v for k, v in model.processor.to_dict().items() if k != "legacy_padding"}
     processor = transformers.VitMatteImageProcessorPil(**settings)
-    print(f"{source}: minimatte {minimatte.__version__}, transformers {transformers.__version__}, "
-          f"torch {torch.__version__}\n")
+    print(f"{source}: minimatte {minimatte.__version__} ({model.backend}, {model.precision}), transformers "
+          f"{transformers.__version__}, torch {torch.__version__} (CPU, float32)\n")
     print("| image | size | processor | alphas | 8-bit alphas that differ | minimatte | transformers |\n"
           "|---|---|---|---|---|---|---|")
     for image_path, trimap_path in pairs:
@@ -98,11 +99,16 @@ def main():
     parser.add_argument("--model", help="a checkpoint to compare on real images (default: the deterministic weights)")
     parser.add_argument("--images", nargs="+", metavar="IMAGE TRIMAP",
                         help="image and trimap files, in pairs (default: the hustvl demo images)")
+    parser.add_argument("--backend", choices=("numpy", "cupy"), help="minimatte's, with --model (default: numpy)")
+    parser.add_argument("--precision", choices=("float32", "float16"), help="minimatte's, with --model")
     args = parser.parse_args()
     if args.images and (not args.model or len(args.images) % 2):
         parser.error("--images: pairs of an image and its trimap, with --model")
+    if (args.backend or args.precision) and not args.model:
+        parser.error("--backend and --precision: with --model")
     if args.model:
-        checkpoint_parity(args.model, list(zip(args.images[::2], args.images[1::2])) if args.images else DEMO)
+        pairs = list(zip(args.images[::2], args.images[1::2])) if args.images else DEMO
+        checkpoint_parity(args.model, pairs, args.backend, args.precision)
     else:
         deterministic_parity()
 
