@@ -212,8 +212,8 @@ def _fetch_converted(base, directory, name, progress):
                 if not os.path.isfile(shard):
                     _fetch(base + os.path.basename(shard), shard, None, progress)
         convert(directory, os.path.join(directory, "model.safetensors"))
-        for path in fetched:
-            os.unlink(path)
+        for done in fetched:
+            os.unlink(done)
         return
     raise FileNotFoundError(f"model: {name!r} has neither a model.safetensors nor a pytorch_model.bin (nor their "
                             "shards) on the hub (an ONNX export, such as Xenova's for transformers.js, is a graph, "

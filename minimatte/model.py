@@ -236,7 +236,7 @@ class VitMatte:
     """
 
     def __init__(self, params, config, processor=ProcessorConfig(), xp=numpy, dtype=numpy.float32):
-        # Else the padded sides of most images are not whole patches, on which the reference fails too.
+        # Padded to such multiples, most images' sides are not whole patches: the reference fails on them too.
         if processor.do_pad and processor.size_divisor % config.patch_size:
             raise ValueError(f"size_divisor: the processor pads images to multiples of {processor.size_divisor}, "
                              f"which the network's {config.patch_size}-pixel patches do not divide")
