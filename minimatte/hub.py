@@ -123,7 +123,8 @@ def checkpoint_name(name):
         return published[name.lower()]
     if REPO_ID.fullmatch(name) and not name.lower().startswith("hustvl/") and not name.endswith(FILE_EXTENSIONS):
         return name
-    close = difflib.get_close_matches(name.lower(), published, n=1)  # a typo's likely meaning
+    page = re.fullmatch(r"https?://[^/]+/([^/]+/[^/?#]+).*", name)  # a repo's web page, copied from the browser
+    close = [page.group(1)] if page else difflib.get_close_matches(name.lower(), published, n=1)  # a typo's meaning
     raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
                      f"({', '.join(CHECKPOINTS)}, their hub repo ids, or another hub repo's owner/name)"
                      + (f"; did you mean {close[0]!r}?" if close else ""))

@@ -454,7 +454,8 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
             minimatte.load(name)
     for typo, meant in (("small-composition1k", "small-composition-1k"),
                         ("hustvl/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646"),
-                        ("HustVL/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646")):
+                        ("HustVL/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646"),
+                        ("https://huggingface.co/someone/vitmatte-hair/tree/main", "someone/vitmatte-hair")):
         with pytest.raises(ValueError, match=rf"{listed}; did you mean '{meant}'\?$"):
             minimatte.load(typo)
     for spelt in ("HustVL/vitmatte-small-composition-1k", "Small-Composition-1K"):  # the hub reads ids in any case
