@@ -85,8 +85,9 @@ _VITDET_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_hea
 
 def from_hf(hf):
     """Config from a transformers VitMatteConfig dict (the hub `config.json`)."""
-    if hf.get("model_type") not in (None, "vitmatte"):
-        raise ValueError(f"config: expected a VitMatte config, got model_type {hf.get('model_type')!r}")
+    if hf.get("model_type") != "vitmatte":  # save_pretrained always writes it: another program's config.json
+        found = f"model_type {hf['model_type']!r}" if "model_type" in hf else "no model_type"
+        raise ValueError(f"config: expected a VitMatte config (model_type 'vitmatte'), got {found}")
     backbone = {**_VITDET_DEFAULTS, **hf.get("backbone_config", {})}
     if backbone["hidden_act"] != "gelu":
         raise ValueError(f"config: only the exact 'gelu' activation is supported, got {backbone['hidden_act']!r}")

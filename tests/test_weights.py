@@ -163,7 +163,9 @@ def test_a_broken_settings_file_is_named(tmp_path, det_state):
             ("config.json", "{bad", "Expecting property name"),
             ("config.json", "[]", "expected a JSON object, got a list"),
             ("config.json", '{"model_type": "vitmatte", "convstream_hidden_sizes": 5}', "not iterable"),
-            ("config.json", '{"model_type": "clip"}', "config: expected a VitMatte config, got model_type 'clip'"),
+            ("config.json", '{"model_type": "clip"}',
+             r"config: expected a VitMatte config \(model_type 'vitmatte'\), got model_type 'clip'"),
+            ("config.json", '{"app": "photo booth"}', "got no model_type$"),  # another program's, beside the weights
             ("preprocessor_config.json", "{bad", "Expecting property name"),
             ("preprocessor_config.json", '{"image_std": [0.5, 0.5]}', r"image_std: expected 3 values")):
         (tmp_path / "config.json").write_text(hub_config if filename != "config.json" else content)
