@@ -79,6 +79,7 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
             report = _image_progress(progress, number, len(images))
             if max_size is None:
                 batch = preprocess(img, tri, model.processor, value_range)
+                _check_unpadded(batch.sizes[0], model)
                 alpha, = crop(to_numpy(model(batch.pixel_values, progress=report).alphas), batch.sizes)
             else:
                 alpha = _infer_capped(model, img, tri, value_range, max_size, report)
@@ -93,6 +94,15 @@ def _check_loaded_as(model, **asked):
         if value is not None and value != getattr(model, argument):
             raise ValueError(f"{argument}: the model was loaded with {argument}={getattr(model, argument)!r}, "
                              f"got {value!r}; pass it to minimatte.load instead")
+
+
+def _check_unpadded(size, model):
+    """An image that a processor without padding (do_pad False) leaves in sides the patches do not divide: one
+    error naming the image, not the network's about its pixel values (the reference fails on it too)."""
+    patch = model.config.patch_size
+    if not model.processor.do_pad and (size[0] % patch or size[1] % patch):
+        raise ValueError(f"image: {size[0]}x{size[1]} is not a multiple of the model's {patch}-pixel patches, and "
+                         "its processor settings do not pad (do_pad false); crop or pad the image to one")
 
 
 def _image_progress(progress, number, count):

@@ -139,6 +139,13 @@ def test_the_settings_beside_a_weights_file_are_read(tmp_path, det_state):
         model = minimatte.load(source)
         assert model.config == cfg.Config(layer_norm_eps=1e-5)  # not the shapes' (the default epsilon)
         assert model.processor == minimatte.ProcessorConfig(image_mean=(0.4, 0.5, 0.6))
+    (tmp_path / "preprocessor_config.json").write_text('{"do_pad": false}')  # images of whole patches only
+    model = minimatte.load(tmp_path)
+    image, trimap = np.zeros((64, 96, 3), np.uint8), np.full((64, 96), 128, np.uint8)
+    assert minimatte.infer(image, trimap, model=model).shape == (64, 96)
+    with pytest.raises(ValueError, match=r"^image: 64x90 is not a multiple of the model's 16-pixel patches, and its "
+                                         r"processor settings do not pad \(do_pad false\); crop or pad the image"):
+        minimatte.infer(image[:, :90], trimap[:, :90], model=model)
     (tmp_path / "preprocessor_config.json").write_text('{"size_divisor": 8}')  # the padded images, 16-pixel patches
     with pytest.raises(ValueError, match="^size_divisor: the processor pads images to multiples of 8, which the "
                                          "network's 16-pixel patches do not divide$"):
