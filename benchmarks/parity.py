@@ -38,10 +38,10 @@ def checkpoint_parity(source, pairs, backend=None, precision=None):
     from minimatte import hub
     from reference import hf_model
 
-    model = minimatte.load(source, backend, precision)
+    state, config, processor = minimatte.convert.read_any(hub.checkpoint_path(source))  # as minimatte.load reads it
+    model = minimatte.VitMatte.from_state_dict(state, config, processor, backend, precision)
     if model.processor.legacy_padding:
         raise SystemExit("--model: transformers' processor has no hustvl padding (preprocessing='original')")
-    state, config, _ = minimatte.convert.read_any(hub.checkpoint_path(source))
     state.update({k: np.zeros((), np.int64) for k in minimatte.config.batch_norm_buffers(config) if k not in state})
     reference = hf_model(config, state)
     settings = {k: v for k, v in model.processor.to_dict().items() if k != "legacy_padding"}

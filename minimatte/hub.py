@@ -13,7 +13,6 @@ import contextlib
 import difflib
 import errno
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -22,6 +21,7 @@ import sys
 import urllib.error
 import urllib.request
 
+from .config import read_json
 from .convert import WEIGHT_FILES, convert, shard_names
 from .progress import bar
 
@@ -117,8 +117,7 @@ def checkpoint_name(name):
     """The published checkpoint's short name, for a short name or its hub repo id (as transformers names it; in
     any case, as the hub reads repo ids); another hub repo id as it is (an owner other than hustvl, which publishes
     only these four)."""
-    repos = {repo: short for short, repo in CHECKPOINTS.items()}
-    published = {**{short: short for short in CHECKPOINTS}, **repos}
+    published = {spelt: short for short, repo in CHECKPOINTS.items() for spelt in (short, repo)}
     if name.lower() in published:
         return published[name.lower()]
     if REPO_ID.fullmatch(name) and not name.lower().startswith("hustvl/") and not name.endswith(FILE_EXTENSIONS):
@@ -224,9 +223,8 @@ def _fetch_converted(base, directory, name, progress):
 def _check_vitmatte(directory, name):
     """Remove the download folder, and say so, unless its config.json is a ViTMatte checkpoint's."""
     try:
-        with open(os.path.join(directory, "config.json"), encoding="utf-8") as file:
-            found = f"model_type {json.load(file).get('model_type')!r}"
-    except (ValueError, AttributeError):  # not JSON, or not an object
+        found = f"model_type {read_json(os.path.join(directory, 'config.json')).get('model_type')!r}"
+    except ValueError:  # not JSON, or not an object
         found = "no JSON object"
     if found != "model_type 'vitmatte'":
         shutil.rmtree(directory, ignore_errors=True)
