@@ -2,8 +2,9 @@
 
 Sources: an HF `model.safetensors` (or its directory), an HF `pytorch_model.bin`, either in shards with their
 index, or an original hustvl `.pth` (renamed to HF names, spec section 4.2). PyTorch files are zip archives
-holding a pickle plus raw storages; the pickle is read by a restricted unpickler that rebuilds tensors and plain
-containers only and refuses anything else, so no code from the file ever runs.
+holding a pickle plus raw storages; the pickle is read by an unpickler that rebuilds tensors and plain containers
+only and leaves every other object it names unbuilt (nothing imported, nothing called), so no code from the file
+ever runs.
 """
 import collections
 import json
@@ -42,6 +43,29 @@ class _StorageType:
         self.name = name
 
 
+class _Unbuilt:
+    """Stands for an object of a class that the pickle names and minimatte does not rebuild: whatever else a
+    training run saved beside its weights (its arguments, numpy scalars, a Lightning run's hyperparameters), or a
+    whole pickled module. The class is never imported and the pickle's call never made; whatever the pickle then
+    does to the object (its state, items) is dropped."""
+    pickled_name = "?"
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     _ALLOWED = {
         ("collections", "OrderedDict"): collections.OrderedDict,
@@ -58,8 +82,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _StorageType(name)
         if (module, name) in self._ALLOWED:
             return self._ALLOWED[(module, name)]
-        raise pickle.UnpicklingError(f"checkpoint: refusing to load {module}.{name} from the pickle; only "
-                                     "tensors and plain containers are allowed (the file may be malicious)")
+        return type(name, (_Unbuilt,), {"pickled_name": f"{module}.{name}"})
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
@@ -93,21 +116,54 @@ def read_torch_checkpoint(path):
                          "legacy (pre-1.6) torch.save files are not supported") from None
 
 
+# The patch embedding's weight, by HF's and hustvl's names: the key that tells ViTMatte's tensors from the others
+# in a training checkpoint, and a training wrapper's prefix on their names.
+_PATCH_EMBEDDING = ("backbone.embeddings.projection.weight", "backbone.patch_embed.proj.weight")
+
+
+def _is_tensor_dict(obj):
+    return (isinstance(obj, dict) and len(obj) > 0
+            and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items()))
+
+
 def _state_dict(obj, path):
-    """Unwrap the checkpointer's {"model": ...} / {"state_dict": ...} and check it is {name: array}."""
-    for key in ("model", "state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-        raise ValueError(f"checkpoint: {path!r} does not hold a state dict of tensors")
-    return dict(obj)
+    """The checkpoint's dict of tensors: the object itself or, in a training checkpoint, the one dict of tensors
+    within it that holds the patch embedding (under "model" in hustvl's detectron2 checkpoints, "state_dict" in
+    Lightning's, "model_state_dict" in PyTorch's tutorial), beside the optimizer's state, the epoch and so on."""
+    if _is_tensor_dict(obj):
+        return dict(obj)
+    found, seen, stack = {}, set(), [(obj, "")]
+    while stack:  # every dict and list within obj, depth first; a malicious pickle may nest deep or loop
+        value, where = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if _is_tensor_dict(value) and any(k == a or k.endswith("." + a) for k in value for a in _PATCH_EMBEDDING):
+            found[where] = value
+        elif isinstance(value, dict):
+            stack.extend((item, f"{where}[{key!r}]") for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
+    if len(found) == 1:
+        return dict(found.popitem()[1])
+    if found:
+        places = " and ".join(sorted(found))
+        raise ValueError(f"checkpoint: {path!r} holds ViTMatte's tensors in several places ({places}: a network "
+                         f"and its EMA, say); save the one to use by itself, e.g. torch.save(checkpoint{min(found)}, "
+                         "PATH)")
+    if isinstance(obj, _Unbuilt):
+        raise ValueError(f"checkpoint: {path!r} holds a pickled {obj.pickled_name} object, not a state dict, and "
+                         "minimatte rebuilds no objects but tensors (that would run the code the file names); save "
+                         "the network's weights with torch.save(model.state_dict(), PATH)")
+    raise ValueError(f"checkpoint: {path!r} does not hold a state dict of tensors (none with the patch embedding's "
+                     f"{_PATCH_EMBEDDING[0]!r} or hustvl's {_PATCH_EMBEDDING[1]!r})")
 
 
 def _unwrapped(state):
     """The state without a training wrapper's prefix on its keys ("module." of torch's DistributedDataParallel,
     "model." of a Lightning module holding the network): the prefix found before the patch embedding's key
     (HF's or hustvl's), removed from every key that has it. Other keys stay, and are unexpected tensors."""
-    for anchor in ("backbone.embeddings.projection.weight", "backbone.patch_embed.proj.weight"):
+    for anchor in _PATCH_EMBEDDING:
         if anchor in state:
             return state
         prefixes = {k[:-len(anchor)] for k in state if k.endswith("." + anchor)}

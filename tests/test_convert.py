@@ -1,4 +1,6 @@
 """Checkpoint conversion without torch, from files that torch and transformers wrote."""
+import argparse
+import collections
 import json
 import os
 import pickle
@@ -9,7 +11,7 @@ import pytest
 
 import minimatte
 from minimatte import cli, convert
-from minimatte.convert import hf_name, read_torch_checkpoint
+from minimatte.convert import hf_name
 from reference import hf_alphas, require_reference
 from helpers import REFERENCE
 
@@ -172,8 +174,12 @@ def test_bfloat16_and_parameter_tensors(tmp_path, det_state):
 
 
 class _Evil:
+    """Pickles as a call of os.system that would create the file `witness`."""
+    def __init__(self, witness):
+        self.witness = witness
+
     def __reduce__(self):
-        return os.system, ("echo pwned > /dev/null",)
+        return os.system, (f"touch '{self.witness}'",)
 
 
 def _zip_with_pickle(path, obj):
@@ -182,13 +188,58 @@ def _zip_with_pickle(path, obj):
         archive.writestr("archive/version", "3\n")
 
 
-def test_code_in_pickle_is_refused(tmp_path):
-    path = tmp_path / "evil.pth"
-    _zip_with_pickle(path, {"model": _Evil()})
-    with pytest.raises(ValueError, match="refusing to load posix.system|refusing to load os.system"):
-        read_torch_checkpoint(path)
-    assert cli.main(["convert", str(path), str(tmp_path / "out.safetensors")]) == 2
+def test_code_in_pickle_is_never_run(tmp_path, det_state):
+    """A call the pickle asks for (os.system here) is never made, in place of the weights or beside them."""
+    witness = tmp_path / "pwned"
+    _zip_with_pickle(tmp_path / "evil.pth", {"model": _Evil(witness)})
+    with pytest.raises(ValueError, match="does not hold a state dict of tensors"):
+        convert.read_any(tmp_path / "evil.pth")
+    assert cli.main(["convert", str(tmp_path / "evil.pth"), str(tmp_path / "out.safetensors")]) == 2
     assert not (tmp_path / "out.safetensors").exists() and not list(tmp_path.glob(".minimatte-*"))
+    torch, _ = require_reference()
+    state = det_state("small")
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in state.items()}, "hooks": [_Evil(witness)]},
+               tmp_path / "beside.pth")
+    read, _, _ = convert.read_any(tmp_path / "beside.pth")
+    assert read.keys() == state.keys()
+    assert not witness.exists()
+
+
+class _Hyperparameters(dict):
+    """A dict subclass, as Lightning keeps a run's hyperparameters (its AttributeDict)."""
+
+
+def test_training_checkpoints(tmp_path, det_state):
+    """The weights within what training code saves beside them: PyTorch's tutorial layout (model_state_dict), a
+    run's arguments (argparse.Namespace), numpy scalars, torch.Size, sets, bytes and dict subclasses (pickled as
+    calls, then filled), nested anywhere, torch.compile's prefix on the names. Several sets of ViTMatte's weights
+    (a network and its EMA), or a whole pickled module, are an error that says what to save instead."""
+    torch, _ = require_reference()
+
+    state = det_state("small")
+    want = minimatte.VitMatte.from_state_dict(state)(PIXELS).alphas
+    tensors = {k: torch.from_numpy(v) for k, v in state.items()}
+    extras = {"args": argparse.Namespace(lr=1e-4, size=(512, 512)), "best_sad": np.float64(21.46),
+              "shape": torch.Size([4, 3]), "classes": {"fg", "bg"}, "tag": b"run-7",
+              "counts": collections.defaultdict(int, fg=2), "hyper_parameters": _Hyperparameters(lr=1e-4)}
+    parameter = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.AdamW([parameter])
+    parameter.sum().backward()
+    optimizer.step()  # its state: a dict of tensors (step, exp_avg, exp_avg_sq) per parameter
+    torch.save({"epoch": 3, "model_state_dict": tensors, "optimizer_state_dict": optimizer.state_dict(), **extras},
+               tmp_path / "tutorial.pth")
+    torch.save({"runs": [{"weights": {f"_orig_mod.{k}": v for k, v in tensors.items()}}], **extras},
+               tmp_path / "nested.pth")
+    for name in ("tutorial.pth", "nested.pth"):
+        np.testing.assert_array_equal(minimatte.load(tmp_path / name)(PIXELS).alphas, want)
+    torch.save({"model": tensors, "model_ema": {k: v.clone() for k, v in tensors.items()}}, tmp_path / "ema.pth")
+    with pytest.raises(ValueError, match=r"holds ViTMatte's tensors in several places \(\['model'\] and "
+                                         r"\['model_ema'\]: a network and its EMA, say\); save the one to use"):
+        minimatte.load(tmp_path / "ema.pth")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pth")
+    with pytest.raises(ValueError, match=r"holds a pickled torch.nn.modules.linear.Linear object, not a state dict"
+                                         r".*torch.save\(model.state_dict\(\), PATH\)"):
+        minimatte.load(tmp_path / "module.pth")
 
 
 def test_truncated_and_corrupt_files(tmp_path, reference_model):
