@@ -278,18 +278,25 @@ def _convert(args):
 def _evaluate(args):
     """The metrics' table (Markdown, or with --csv comma-separated at full precision), a row printed as each image
     is scored; then the mean, and a note of ground truths without a prediction (the mean leaves them out)."""
-    paths = (args.pred, args.gt, args.trimap)
-    _check_stdio(dict(zip(("pred", "gt", "trimap"), paths)), None)
+    if args.whole_image and args.trimap is not None:
+        raise ValueError("trimap: --whole-image scores every pixel, so no trimap is read; give no TRIMAP_DIR")
+    if not args.whole_image and args.trimap is None:
+        raise ValueError("trimap: give TRIMAP_DIR, whose unknown region (trimap == 128) is scored, or --whole-image "
+                         "to score every pixel")
+    names = ("pred", "gt") if args.whole_image else ("pred", "gt", "trimap")
+    paths = (args.pred, args.gt, args.trimap)[:len(names)]
+    _check_stdio(dict(zip(names, paths)), None)
     folders = [os.path.isdir(path) for path in paths]
-    for path, name, folder in zip(paths, ("pred", "gt", "trimap"), folders):
+    for path, name, folder in zip(paths, names, folders):
         if not folder and path != STDIO:
             check_file(path, name)  # before the table's header
     if all(folders):
-        triples = _paired_files(*paths, names=("pred", "gt", "trimap"))
+        scored = _paired_files(*paths, names=names)
     elif not any(folders):  # one image, whose files need not share a name
-        triples = [(os.path.splitext(os.path.basename(args.pred))[0], *paths)]
+        scored = [(os.path.splitext(os.path.basename(args.pred))[0], *paths)]
     else:
-        raise ValueError(f"evaluate: give three folders (files paired by name) or three files, got "
+        count = "two" if args.whole_image else "three"
+        raise ValueError(f"evaluate: give {count} folders (files paired by name) or {count} files, got "
                          f"{', '.join('folder' if folder else 'file' for folder in folders)}")
     columns = list(metrics.METRICS)
     header = ["image"] + [c + (" (x1e3)" if c == "MSE" else "") for c in columns]
@@ -308,10 +315,12 @@ def _evaluate(args):
         sys.stdout.flush()
 
     rows = []
-    for stem, *paths in triples:
+    for stem, *paths in scored:
         # the trimap read as a matte, its values as stored: the metrics say what a trimap without 128 lacks
-        mattes = (np.rint(read_matte(_input(path, name), name=name) * 255).astype(np.uint8) for path, name in
-                  zip(paths, ("pred", "gt", "trimap")))
+        mattes = [np.rint(read_matte(_input(path, name), name=name) * 255).astype(np.uint8) for path, name in
+                  zip(paths, names)]
+        if args.whole_image:
+            mattes.append(None)  # the trimap: every pixel scored
         try:
             rows.append(metrics.evaluate(*mattes))
         except ValueError as error:
@@ -320,7 +329,7 @@ def _evaluate(args):
     if not all(folders):
         return
     row("mean", {c: sum(scores[c] for scores in rows) / len(rows) for c in columns})
-    missing = sorted(set(_files_by_stem(args.gt, "gt")) - {stem for stem, *_ in triples})
+    missing = sorted(set(_files_by_stem(args.gt, "gt")) - {stem for stem, *_ in scored})
     if missing:
         print(f"minimatte: note: {len(missing)} of {len(missing) + len(rows)} ground truths have no prediction in "
               f"{args.pred!r} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); the mean is over "
@@ -462,12 +471,17 @@ def build_parser():
     sub.set_defaults(run=_download)
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",
                               description="Score the mattes in PRED_DIR against GT_DIR on the unknown region "
-                                          "(trimap == 128) of TRIMAP_DIR, files paired by stem, at 8 bits (16-bit "
-                                          "and float files are rounded to 8 bits); prints a table with the mean. Three "
-                                          "files score one image.")
+                                          "(trimap == 128) of TRIMAP_DIR, or with --whole-image on every pixel, "
+                                          "files paired by stem, at 8 bits (16-bit and float files are rounded to 8 "
+                                          "bits); prints a table with the mean. Three files (two with "
+                                          "--whole-image) score one image.")
     sub.add_argument("pred", metavar="PRED_DIR", help="predicted mattes (a folder, or one file)")
     sub.add_argument("gt", metavar="GT_DIR", help="ground-truth mattes (a folder, or one file)")
-    sub.add_argument("trimap", metavar="TRIMAP_DIR", help="trimaps, unknown = 128 (a folder, or one file)")
+    sub.add_argument("trimap", metavar="TRIMAP_DIR", nargs="?",
+                     help="trimaps, unknown = 128 (a folder, or one file); none with --whole-image")
+    sub.add_argument("--whole-image", action="store_true",
+                     help="score every pixel instead of the unknown region, as hustvl's evaluation does for "
+                          "Distinctions-646")
     sub.add_argument("--csv", action="store_true",
                      help="print comma-separated values at full precision instead of a Markdown table")
     sub.set_defaults(run=_evaluate)

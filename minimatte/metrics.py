@@ -1,10 +1,11 @@
 """Matting metrics with the Deep Image Matting conventions (spec section 7), on NumPy.
 
 All four read 8-bit mattes (0..255 values; pass float mattes through `to_uint8` first, which truncates as the
-reference does when saving) and count only the unknown region, trimap == 128:
+reference does when saving) and count only the unknown region, trimap == 128, or with trimap None every pixel
+(whole-image scores, which hustvl's evaluation switches to for Distinctions-646; spec section 7):
 
 - SAD  = sum |p - g| / 255, divided by 1000
-- MSE  = sum ((p - g) / 255)^2 / (#unknown + 1e-8)     (papers print MSE x 1e3)
+- MSE  = sum ((p - g) / 255)^2 / (#counted + 1e-8)     (papers print MSE x 1e3)
 - Grad = sum (|grad p| - |grad g|)^2 / 1000, gradients by first-derivative-of-Gaussian filters, sigma 1.4
 - Conn = sum |phi_p - phi_g| / 1000, thresholds 0, 0.1 .. 1, largest 4-connected component, theta 0.15
 """
@@ -32,10 +33,13 @@ def _unknown(trimap):
 
 
 def _check(pred, gt, trimap):
-    """The three as arrays of 8-bit values: a float matte in [0, 1] (as infer returns it) or a 16-bit one is an
-    error, not scores on the wrong scale."""
-    pred, gt, trimap = (np.asarray(a) for a in (pred, gt, trimap))
-    for name, a in (("pred", pred), ("gt", gt), ("trimap", trimap)):
+    """pred and gt as float64 arrays of 8-bit values, and the pixels to count: the trimap's unknown region, or
+    every pixel where trimap is None. A float matte in [0, 1] (as infer returns it) or a 16-bit one is an error,
+    not scores on the wrong scale."""
+    named = {"pred": np.asarray(pred), "gt": np.asarray(gt)}
+    if trimap is not None:
+        named["trimap"] = np.asarray(trimap)
+    for name, a in named.items():
         if a.ndim != 2:
             raise ValueError(f"{name}: expected a one-channel (H, W) image, got shape {a.shape}")
         if a.dtype.kind not in "uif":
@@ -50,20 +54,20 @@ def _check(pred, gt, trimap):
                           (", as infer returns a matte", f"metrics.to_uint8({name})"))
             raise ValueError(f"{name}: float values that go up to only {high:g} read as nearly 0 of 255 (values "
                              f"in [0, 1]{guess}?); pass {fix}")
-    if not pred.shape == gt.shape == trimap.shape:
-        raise ValueError(f"pred, gt, trimap: sizes differ ({pred.shape}, {gt.shape}, {trimap.shape})")
-    return pred.astype(np.float64), gt.astype(np.float64), trimap
+    if len({a.shape for a in named.values()}) > 1:
+        raise ValueError(f"{', '.join(named)}: sizes differ ({', '.join(str(a.shape) for a in named.values())})")
+    counted = np.ones(named["pred"].shape, bool) if trimap is None else _unknown(named["trimap"])
+    return named["pred"].astype(np.float64), named["gt"].astype(np.float64), counted
 
 
 def sad(pred, gt, trimap):
-    pred, gt, trimap = _check(pred, gt, trimap)
-    return float(np.abs(pred - gt)[_unknown(trimap)].sum() / 255 / 1000)
+    pred, gt, counted = _check(pred, gt, trimap)
+    return float(np.abs(pred - gt)[counted].sum() / 255 / 1000)
 
 
 def mse(pred, gt, trimap):
-    pred, gt, trimap = _check(pred, gt, trimap)
-    unknown = _unknown(trimap)
-    return float((((pred - gt) / 255) ** 2)[unknown].sum() / (unknown.sum() + 1e-8))
+    pred, gt, counted = _check(pred, gt, trimap)
+    return float((((pred - gt) / 255) ** 2)[counted].sum() / (counted.sum() + 1e-8))
 
 
 def _gaussian_derivative_filters(sigma=1.4):
@@ -94,9 +98,9 @@ def _gradient_magnitude(alpha):
 
 
 def grad(pred, gt, trimap):
-    pred, gt, trimap = _check(pred, gt, trimap)
+    pred, gt, counted = _check(pred, gt, trimap)
     diff = _gradient_magnitude(pred / 255) - _gradient_magnitude(gt / 255)
-    return float((diff ** 2)[_unknown(trimap)].sum() / 1000)
+    return float((diff ** 2)[counted].sum() / 1000)
 
 
 def _runs(mask):
@@ -145,7 +149,7 @@ def largest_component(mask):
 
 
 def conn(pred, gt, trimap, step=0.1, theta=0.15):
-    pred, gt, trimap = _check(pred, gt, trimap)
+    pred, gt, counted = _check(pred, gt, trimap)
     pred, gt = pred / 255, gt / 255
     thresholds = np.arange(0, 1 + step, step)
     level = np.full(pred.shape, -1.0)
@@ -158,17 +162,18 @@ def conn(pred, gt, trimap, step=0.1, theta=0.15):
         d = alpha - level
         return 1 - d * (d >= theta)
 
-    return float(np.abs(phi(pred) - phi(gt))[_unknown(trimap)].sum() / 1000)
+    return float(np.abs(phi(pred) - phi(gt))[counted].sum() / 1000)
 
 
 METRICS = {"SAD": sad, "MSE": mse, "Grad": grad, "Conn": conn}
 
 
 def evaluate(pred, gt, trimap):
-    """All four metrics of one 8-bit prediction; MSE as printed in papers (x 1e3). A trimap with no pixel of 128
-    is refused: every score would be 0, whatever the prediction (some trimaps mark unknown with another grey)."""
-    trimap = np.asarray(trimap)
-    if not _unknown(trimap).any():
+    """All four metrics of one 8-bit prediction, on the trimap's unknown region or (trimap None) the whole image;
+    MSE as printed in papers (x 1e3). A trimap with no pixel of 128 is refused: every score would be 0, whatever
+    the prediction (some trimaps mark unknown with another grey)."""
+    if trimap is not None and not _unknown(trimap).any():
+        trimap = np.asarray(trimap)
         grey = np.unique(trimap[(trimap != 0) & (trimap != 255)])
         listed = ", ".join(map(str, grey[:8])) + (" ..." if len(grey) > 8 else "")
         found = f"its grey values: {listed}" if len(grey) else "it has only 0 and 255"

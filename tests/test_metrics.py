@@ -22,6 +22,21 @@ def test_sad_and_mse_by_hand():
     assert metrics.mse(pred, gt, trimap) == pytest.approx(((255 / 255) ** 2 + (50 / 255) ** 2 + (30 / 255) ** 2) / 4)
 
 
+def test_whole_image_scores():
+    """With trimap None every pixel counts, as evaluation scripts score the whole image: as with a trimap of 128
+    everywhere (hustvl's evaluation for Distinctions-646)."""
+    gt = np.array([[0, 255, 100], [10, 20, 30]], np.uint8)
+    pred = np.array([[255, 255, 50], [10, 20, 0]], np.uint8)
+    assert metrics.sad(pred, gt, None) == pytest.approx((255 + 0 + 50 + 0 + 0 + 30) / 255 / 1000)
+    assert metrics.mse(pred, gt, None) == pytest.approx(((255 / 255) ** 2 + (50 / 255) ** 2 + (30 / 255) ** 2) / 6)
+    rng = np.random.default_rng(1)
+    gt, pred = (rng.integers(0, 256, (40, 50), dtype=np.uint8) for _ in range(2))
+    whole = metrics.evaluate(pred, gt, None)
+    assert whole == metrics.evaluate(pred, gt, np.full(gt.shape, 128, np.uint8)) and all(whole.values())
+    with pytest.raises(ValueError, match=r"^pred, gt: sizes differ \(\(40, 50\), \(50, 40\)\)$"):
+        metrics.evaluate(pred, gt.T, None)
+
+
 def test_identical_mattes_score_zero_and_metrics_are_symmetric():
     rng = np.random.default_rng(0)
     gt, pred = (rng.integers(0, 256, (40, 50), dtype=np.uint8) for _ in range(2))
@@ -305,6 +320,23 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     assert cli.main(["evaluate", str(pred_dir / names[0]), str(gt_dir), str(trimap_dir)]) == 2
     assert "evaluate: give three folders (files paired by name) or three files, got file, folder, folder" in \
         capsys.readouterr().err
+
+    # --whole-image: every pixel, no trimap
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), "--whole-image", "--csv"]) == 0
+    table = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert [r[0] for r in table[1:]] == ["GT01", "GT02", "mean"]
+    for name, *scores in table[1:3]:
+        pred, gt, trimap = (np.asarray(Image.open(folder / f"{name}.png")) for folder in (pred_dir, gt_dir, trimap_dir))
+        assert [float(v) for v in scores] == list(metrics.evaluate(pred, gt, None).values())
+        assert [float(v) for v in scores] != list(metrics.evaluate(pred, gt, trimap).values())
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir), "--whole-image"]) == 2
+    assert "trimap: --whole-image scores every pixel, so no trimap is read; give no TRIMAP_DIR" in \
+        capsys.readouterr().err
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir)]) == 2
+    assert "trimap: give TRIMAP_DIR, whose unknown region (trimap == 128) is scored, or --whole-image to score every " \
+           "pixel" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(pred_dir / names[0]), str(gt_dir), "--whole-image"]) == 2
+    assert "evaluate: give two folders (files paired by name) or two files, got file, folder" in capsys.readouterr().err
 
     (pred_dir / names[1]).unlink()  # a ground truth without prediction: scored without it, and said so
     assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 0
