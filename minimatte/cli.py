@@ -15,7 +15,7 @@ from . import __version__, api, backend, convert, hub, metrics
 from .files import ALPHA_MODES, check_format, output_format, save
 from .foreground import cutout, open_background, stored_background
 from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresholds, icc_profile, image_extensions,
-                         open_image, read_matte, trimap_from_mask)
+                         open_image, stored_matte, to_unit, trimap_from_mask)
 from .progress import Items
 
 
@@ -316,9 +316,7 @@ def _evaluate(args):
 
     rows = []
     for stem, *paths in scored:
-        # the trimap read as a matte, its values as stored: the metrics say what a trimap without 128 lacks
-        mattes = [np.rint(read_matte(_input(path, name), name=name) * 255).astype(np.uint8) for path, name in
-                  zip(paths, names)]
+        mattes = [_eight_bit(_input(path, name), name) for path, name in zip(paths, names)]
         if args.whole_image:
             mattes.append(None)  # the trimap: every pixel scored
         try:
@@ -334,6 +332,17 @@ def _evaluate(args):
         print(f"minimatte: note: {len(missing)} of {len(missing) + len(rows)} ground truths have no prediction in "
               f"{args.pred!r} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); the mean is over "
               f"the {len(rows)} predicted", file=sys.stderr)
+
+
+def _eight_bit(source, name):
+    """A matte file's 8-bit values, as evaluate scores them: 8-bit files as stored (a trimap's too: the metrics say
+    what a trimap without 128 lacks), 16-bit ones rounded to the nearest 8-bit value, and floats (32-bit files)
+    truncated where they are the prediction, as the reference saves its mattes (metrics.to_uint8; so `matte --bits
+    32` then evaluate scores as hustvl's inference and evaluation do), rounded where they are the ground truth."""
+    values, value_range = stored_matte(source, name)
+    if value_range is not None and name == "pred":
+        return metrics.to_uint8(values)
+    return np.rint(to_unit(values, value_range) * 255).astype(np.uint8)
 
 
 def _number(kind, low, high, expected):
@@ -472,8 +481,10 @@ def build_parser():
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",
                               description="Score the mattes in PRED_DIR against GT_DIR on the unknown region "
                                           "(trimap == 128) of TRIMAP_DIR, or with --whole-image on every pixel, "
-                                          "files paired by stem, at 8 bits (16-bit and float files are rounded to 8 "
-                                          "bits); prints a table with the mean. Three files (two with "
+                                          "files paired by stem, at 8 bits: 16-bit files are rounded to 8 bits, "
+                                          "float (32-bit) predictions truncated as the reference saves its mattes "
+                                          "(so `matte --bits 32` mattes score as its saved ones), float ground truths "
+                                          "rounded. Prints a table with the mean. Three files (two with "
                                           "--whole-image) score one image.")
     sub.add_argument("pred", metavar="PRED_DIR", help="predicted mattes (a folder, or one file)")
     sub.add_argument("gt", metavar="GT_DIR", help="ground-truth mattes (a folder, or one file)")

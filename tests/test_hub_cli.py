@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import minimatte
-from minimatte import PRESETS, backend, cli, hub, processing
+from minimatte import PRESETS, backend, cli, hub, metrics, processing
 from minimatte.model import stage_flops
 from minimatte.foreground import cutout
 from helpers import DATA, gamma_profile, grey_profile
@@ -508,7 +508,9 @@ def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
 
 
 def test_cli_float_mattes(served, tmp_path, capsys):
-    """--bits 32 writes the matte as computed into a float TIFF, which cutout --alpha and evaluate read back."""
+    """--bits 32 writes the matte as computed into a float TIFF, which cutout --alpha and evaluate read back:
+    evaluate truncates a float prediction to 8 bits as the reference saves its mattes, and rounds a float ground
+    truth."""
     rng = np.random.default_rng(1)
     image, trimap = tmp_path / "i.png", tmp_path / "t.png"
     Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image)
@@ -537,10 +539,17 @@ def test_cli_float_mattes(served, tmp_path, capsys):
                      "--model", "none"]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")), cutout(str(image), expected))
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a8.png"), "--model", NAME]) == 0
+    Image.fromarray(metrics.to_uint8(expected)).save(tmp_path / "truncated.png")
     capsys.readouterr()
-    for pred, gt in ((tmp_path / "a.tif", tmp_path / "a8.png"), (tmp_path / "a8.png", tmp_path / "a.tif")):
-        assert cli.main(["evaluate", str(pred), str(gt), str(trimap)]) == 0  # rounded to 8 bits: the same matte
-        assert capsys.readouterr().out.splitlines()[-1] == f"| {pred.stem} | 0.000 | 0.000 | 0.000 | 0.000 |"
+    for pred, gt in ((tmp_path / "a.tif", tmp_path / "truncated.png"), (tmp_path / "a8.png", tmp_path / "a.tif")):
+        assert cli.main(["evaluate", str(pred), str(gt), str(trimap), "--csv"]) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == f"{pred.stem},0.0,0.0,0.0,0.0"
+    assert cli.main(["evaluate", str(tmp_path / "a.tif"), str(tmp_path / "a8.png"), str(trimap), "--csv"]) == 0
+    scores = [float(v) for v in capsys.readouterr().out.splitlines()[-1].split(",")[1:]]
+    rounded = np.rint(expected * 255).astype(np.uint8)
+    assert (rounded != metrics.to_uint8(expected)).mean() > 0.3  # about half the alphas lie nearer the level above
+    assert scores == list(metrics.evaluate(metrics.to_uint8(expected), rounded, np.asarray(Image.open(trimap)))
+                          .values())
 
 
 def test_cli_checks_input_files_before_the_model_loads(tmp_path, capsys):

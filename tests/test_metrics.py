@@ -12,6 +12,7 @@ from PIL import Image
 import minimatte
 from minimatte import cli, metrics
 from helpers import DATA
+from reference import require_reference
 
 
 def test_sad_and_mse_by_hand():
@@ -79,6 +80,16 @@ def test_mattes_on_another_scale_are_refused():
     with pytest.raises(TypeError, match=r"alpha: expected a float matte in \[0, 1\] or a uint8 one, got dtype "
                                         r"uint16$"):
         metrics.to_uint8(gt.astype(np.uint16) * 257)
+
+
+def test_to_uint8_truncates_as_the_reference_saves_mattes():
+    """hustvl's inference saves the network's float32 alphas with torchvision's to_pil_image: mul(255).byte(),
+    in float32. to_uint8 gives the same levels for the float32 values nearest every level's boundary k / 255."""
+    torch, _ = require_reference()
+    nearest = (np.arange(256) / 255).astype(np.float32).view(np.int32)
+    near = (nearest[:, None] + np.arange(-64, 65, dtype=np.int32)).view(np.float32).ravel()
+    near = near[(near >= 0) & (near <= 1)]
+    np.testing.assert_array_equal(metrics.to_uint8(near), torch.from_numpy(near).mul(255).byte().numpy())
 
 
 def test_grad_matches_scipy_port():
