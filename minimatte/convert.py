@@ -86,7 +86,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise pickle.UnpicklingError(f"checkpoint: unsupported persistent object {pid!r}")
+            raise pickle.UnpicklingError(f"unsupported persistent object {pid!r}")
         _, kind, key, _location, _numel = pid
         if key not in self.storages:
             raw = self.archive.read(f"{self.prefix}data/{key}")
@@ -105,15 +105,22 @@ def read_torch_checkpoint(path):
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
             if len(pickles) != 1:
-                raise ValueError("no single data.pkl inside")
-            prefix = pickles[0][:-len("data.pkl")]
+                raise zipfile.BadZipFile("no single data.pkl inside")
             with archive.open(pickles[0]) as f:
-                return _RestrictedUnpickler(f, archive, prefix).load()
-    except pickle.UnpicklingError as error:
-        raise ValueError(str(error)) from None
-    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError) as error:
-        raise ValueError(f"checkpoint: {path!r} is not a readable PyTorch zip checkpoint ({error}); "
-                         "legacy (pre-1.6) torch.save files are not supported") from None
+                return _unpickled(_RestrictedUnpickler(f, archive, pickles[0][:-len("data.pkl")]), path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(f"checkpoint: {path!r} is not a readable PyTorch zip checkpoint ({error}); legacy (pre-1.6) "
+                         "torch.save files are not supported") from None
+
+
+def _unpickled(unpickler, path):
+    try:
+        return unpickler.load()
+    except MemoryError:
+        raise
+    except Exception as error:  # a corrupt or hand-made pickle fails in any opcode, or in a tensor's arguments
+        raise ValueError(f"checkpoint: {path!r} holds a pickle that cannot be read ({type(error).__name__}: "
+                         f"{error})") from None
 
 
 # The patch embedding's weight, by HF's and hustvl's names: the key that tells ViTMatte's tensors from the others

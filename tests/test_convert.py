@@ -263,3 +263,12 @@ def test_truncated_and_corrupt_files(tmp_path, reference_model):
     _zip_with_pickle(tmp_path / "notensors.pth", {"model": [1, 2, 3]})
     with pytest.raises(ValueError, match="does not hold a state dict of tensors"):
         convert.convert(tmp_path / "notensors.pth", tmp_path / "never.safetensors")
+    # a zip archive whose pickle is cut short, or calls a tensor's rebuild with no arguments
+    for name, pickled, error in (("cut.pth", pickle.dumps({"model": {}}, protocol=2)[:-3],
+                                  "UnpicklingError: pickle data was truncated"),
+                                 ("noargs.pth", b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n)R.",
+                                  "TypeError: _rebuild_tensor\\(\\) missing 4 required positional arguments")):
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            archive.writestr("archive/data.pkl", pickled)
+        with pytest.raises(ValueError, match=rf"^checkpoint: '.*{name}' holds a pickle that cannot be read \({error}"):
+            minimatte.load(tmp_path / name)
