@@ -35,7 +35,14 @@ def _rebuild_tensor(storage, offset, size, stride, *unused):
 
 
 def _rebuild_parameter(data, *unused):
+    """torch._utils._rebuild_parameter(_with_state): an nn.Parameter's data (its attributes dropped)."""
     return data
+
+
+def _rebuild_from_type(rebuild, tensor_type, arguments, state):
+    """torch._tensor._rebuild_from_type_v2, for a tensor with Python attributes or of a Tensor subclass: the tensor
+    that `rebuild` (itself resolved by find_class) makes, its type and attributes dropped."""
+    return rebuild(*arguments)
 
 
 class _StorageType:
@@ -71,6 +78,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+        ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type,
     }
 
     def __init__(self, file, archive, prefix):

@@ -151,7 +151,7 @@ def test_a_training_wrappers_prefix_is_removed(tmp_path, det_state):
 def test_bfloat16_and_parameter_tensors(tmp_path, det_state):
     """Tensors stored as bfloat16 (a training run's), in PyTorch files and in safetensors files (for which NumPy
     has no type), read as the float32 values torch gives them; tensors pickled as nn.Parameter (a dict of a
-    model's named_parameters) as their data."""
+    model's named_parameters) or with Python attributes as their data."""
     torch, _ = require_reference()
     from safetensors.torch import save_file
 
@@ -167,10 +167,16 @@ def test_bfloat16_and_parameter_tensors(tmp_path, det_state):
             want = value.float().numpy() if value.is_floating_point() else value.numpy()
             assert read[key].dtype == want.dtype and read[key].shape == want.shape
             np.testing.assert_array_equal(read[key], want)
-    torch.save({k: torch.nn.Parameter(torch.from_numpy(v), requires_grad=False) for k, v in state.items()},
-               tmp_path / "parameters.pth")
-    read, _, _ = convert.read_any(tmp_path / "parameters.pth")
-    assert read.keys() == state.keys() and all(np.array_equal(read[k], v) for k, v in state.items())
+    parameters = {k: torch.nn.Parameter(torch.from_numpy(v), requires_grad=False) for k, v in state.items()}
+    torch.save(parameters, tmp_path / "parameters.pth")
+    tagged = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
+    for tensor in [*tagged.values(), *parameters.values()]:
+        tensor.no_weight_decay = True  # Python attributes: pickled through other rebuild functions
+    torch.save(tagged, tmp_path / "tagged_tensors.pth")
+    torch.save(parameters, tmp_path / "tagged_parameters.pth")
+    for name in ("parameters.pth", "tagged_tensors.pth", "tagged_parameters.pth"):
+        read, _, _ = convert.read_any(tmp_path / name)
+        assert read.keys() == state.keys() and all(np.array_equal(read[k], v) for k, v in state.items())
 
 
 class _Evil:
