@@ -94,9 +94,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return type(name, (_Unbuilt,), {"pickled_name": f"{module}.{name}"})
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unsupported persistent object {pid!r}")
         _, kind, key, _location, _numel = pid
+        if not isinstance(kind, _StorageType):  # e.g. torch.QInt8Storage, a quantized tensor's
+            raise pickle.UnpicklingError(f"tensors stored as {getattr(kind, 'pickled_name', kind)}, which minimatte "
+                                         "does not read (it reads float, integer and bool tensors)")
         if key not in self.storages:
             raw = self.archive.read(f"{self.prefix}data/{key}")
             dtype = _STORAGE_DTYPES[kind.name]
@@ -142,10 +145,15 @@ def _is_tensor_dict(obj):
             and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items()))
 
 
+def _holds_patch_embedding(obj):
+    return isinstance(obj, dict) and any(isinstance(k, str) and (k == a or k.endswith("." + a))
+                                         for k in obj for a in _PATCH_EMBEDDING)
+
+
 def _state_dict(obj, path):
-    """The checkpoint's dict of tensors: the object itself or, in a training checkpoint, the one dict of tensors
-    within it that holds the patch embedding (under "model" in hustvl's detectron2 checkpoints, "state_dict" in
-    Lightning's, "model_state_dict" in PyTorch's tutorial), beside the optimizer's state, the epoch and so on."""
+    """The checkpoint's dict of tensors: the object itself or, in a training checkpoint, the one dict within it
+    that holds the patch embedding (under "model" in hustvl's detectron2 checkpoints, "state_dict" in Lightning's,
+    "model_state_dict" in PyTorch's tutorial), beside the optimizer's state, the epoch and so on."""
     if _is_tensor_dict(obj):
         return dict(obj)
     found, seen, stack = {}, set(), [(obj, "")]
@@ -154,19 +162,26 @@ def _state_dict(obj, path):
         if id(value) in seen:
             continue
         seen.add(id(value))
-        if _is_tensor_dict(value) and any(k == a or k.endswith("." + a) for k in value for a in _PATCH_EMBEDDING):
+        if _holds_patch_embedding(value):
             found[where] = value
         elif isinstance(value, dict):
             stack.extend((item, f"{where}[{key!r}]") for key, item in value.items())
         elif isinstance(value, (list, tuple)):
             stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
-    if len(found) == 1:
-        return dict(found.popitem()[1])
-    if found:
+    if len(found) > 1:
         places = " and ".join(sorted(found))
         raise ValueError(f"checkpoint: {path!r} holds ViTMatte's tensors in several places ({places}: a network "
                          f"and its EMA, say); save the one to use by itself, e.g. torch.save(checkpoint{min(found)}, "
                          "PATH)")
+    if found:
+        where, state = found.popitem()
+        for key, value in state.items():
+            if not isinstance(value, np.ndarray):  # e.g. a quantized tensor, whose rebuild is not read
+                kind = f"a pickled {value.pickled_name} object" if isinstance(value, _Unbuilt) else \
+                    f"of type {type(value).__name__}"
+                raise ValueError(f"checkpoint: {path!r} holds ViTMatte's weights{' under ' + where if where else ''}, "
+                                 f"but its {key!r} is {kind}, not a tensor")
+        return dict(state)
     if isinstance(obj, _Unbuilt):
         raise ValueError(f"checkpoint: {path!r} holds a pickled {obj.pickled_name} object, not a state dict, and "
                          "minimatte rebuilds no objects but tensors (that would run the code the file names); save "

@@ -1,6 +1,7 @@
 """Checkpoint conversion without torch, from files that torch and transformers wrote."""
 import argparse
 import collections
+import io
 import json
 import os
 import pickle
@@ -242,10 +243,27 @@ def test_training_checkpoints(tmp_path, det_state):
     with pytest.raises(ValueError, match=r"holds ViTMatte's tensors in several places \(\['model'\] and "
                                          r"\['model_ema'\]: a network and its EMA, say\); save the one to use"):
         minimatte.load(tmp_path / "ema.pth")
+    for value, kind in ((3, "of type int"), (argparse.Namespace(), "a pickled argparse.Namespace object")):
+        torch.save({"model": {**tensors, "backbone.encoder.layer.0.mlp.fc1.weight": value}, "epoch": 3},
+                   tmp_path / "odd.pth")
+        with pytest.raises(ValueError, match=rf"^checkpoint: '.*odd.pth' holds ViTMatte's weights under \['model'\], "
+                                             rf"but its 'backbone.encoder.layer.0.mlp.fc1.weight' is {kind}, not a "
+                                             r"tensor$"):
+            minimatte.load(tmp_path / "odd.pth")
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pth")
     with pytest.raises(ValueError, match=r"holds a pickled torch.nn.modules.linear.Linear object, not a state dict"
                                          r".*torch.save\(model.state_dict\(\), PATH\)"):
         minimatte.load(tmp_path / "module.pth")
+
+
+class _QInt8Storage:
+    """Stands for torch's storage type of quantized tensors, which minimatte does not read."""
+
+
+class _QuantizedPickler(pickle.Pickler):
+    """Pickles bytes objects as torch.save pickles a tensor's storage: a persistent id, here of _QInt8Storage."""
+    def persistent_id(self, obj):
+        return ("storage", _QInt8Storage, "0", "cpu", len(obj)) if isinstance(obj, bytes) else None
 
 
 def test_truncated_and_corrupt_files(tmp_path, reference_model):
@@ -278,3 +296,11 @@ def test_truncated_and_corrupt_files(tmp_path, reference_model):
             archive.writestr("archive/data.pkl", pickled)
         with pytest.raises(ValueError, match=rf"^checkpoint: '.*{name}' holds a pickle that cannot be read \({error}"):
             minimatte.load(tmp_path / name)
+    quantized = io.BytesIO()
+    _QuantizedPickler(quantized, protocol=2).dump({"model": {"backbone.embeddings.projection.weight": b"\0" * 4}})
+    with zipfile.ZipFile(tmp_path / "quantized.pth", "w") as archive:
+        archive.writestr("archive/data.pkl", quantized.getvalue())
+    with pytest.raises(ValueError, match=r"holds a pickle that cannot be read \(UnpicklingError: tensors stored as "
+                                         r"test_convert._QInt8Storage, which minimatte does not read \(it reads float, "
+                                         r"integer and bool tensors\)\)$"):
+        minimatte.load(tmp_path / "quantized.pth")
