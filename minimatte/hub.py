@@ -3,7 +3,8 @@
 The four hustvl checkpoints by their short names or hub repo ids, and any other public hub repo of a ViTMatte
 checkpoint (a fine-tune: "owner/name", as transformers' from_pretrained takes it). Files land in $MINIMATTE_CACHE
 (default ~/.cache/minimatte)/NAME/ (NAME: the short name, or the repo id). A download resumes a partial
-`.part` file, checks the sha256 where it is known, and is renamed into place only when complete. Processes that
+`.part` file (only if the file is still the one it began: If-Range with the first response's ETag), checks the
+sha256 where it is known, and is renamed into place only when complete. Processes that
 download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find it there.
 A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is read
 from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, read as huggingface_hub
@@ -262,9 +263,17 @@ class _NotFound(RuntimeError):
 
 
 def _fetch(url, target, sha256, progress):
-    partial = target + ".part"
+    """Download url into target through target.part, resuming a .part file left by an interrupted download. The
+    ETag of the response that began it is kept beside it (.part.etag) and sent with the resumed request (If-Range):
+    where the file has changed since (a repo updated in between), the server sends the whole new file instead of
+    the new file's rest, which joined to the old file's start would be neither."""
+    partial, validator = target + ".part", target + ".part.etag"
     have = os.path.getsize(partial) if os.path.exists(partial) else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    if have and os.path.exists(validator):
+        with open(validator) as f:
+            headers["If-Range"] = f.read()
+    request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as error:
@@ -278,8 +287,16 @@ def _fetch(url, target, sha256, progress):
                            "check the network, or use MINIMATTE_OFFLINE=1 with a filled cache") from None
     if response is not None:
         with response:
-            if have and response.status != 206:  # the server ignored the range: start over
+            if have and response.status != 206:  # the server ignored the range, or the file changed: start over
                 have = 0
+            if not have:  # a fresh start: what .part begins with is this response's, known by its ETag if strong
+                etag = response.headers.get("ETag", "")
+                if etag.startswith('"'):  # not W/"...": If-Range takes strong validators only
+                    with open(validator, "w") as f:
+                        f.write(etag)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(validator)
             total = int(response.headers.get("Content-Length", 0)) + have
             redrawn = progress and total and sys.stderr.isatty()  # a log gets one line a file, not one a MiB
             broken = ""
@@ -300,13 +317,15 @@ def _fetch(url, target, sha256, progress):
                 raise RuntimeError(f"download: {url} ended early ({received}{broken}); run again to resume")
             if progress and not redrawn:
                 print(f"{os.path.basename(target)}: {done / 2**20:.1f} MiB", file=sys.stderr)
-    if sha256 is not None:
-        digest = _sha256(partial)
-        if digest != sha256:
-            os.unlink(partial)
-            raise RuntimeError(f"download: {os.path.basename(target)} has sha256 {digest}, expected {sha256}; "
-                               "the corrupt file was removed")
-    shutil.move(partial, target)
+    digest = None if sha256 is None else _sha256(partial)
+    if digest == sha256:
+        shutil.move(partial, target)
+    for leftover in (partial, validator):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
+    if digest != sha256:
+        raise RuntimeError(f"download: {os.path.basename(target)} has sha256 {digest}, expected {sha256}; the corrupt "
+                           "file was removed")
 
 
 def _sha256(path):

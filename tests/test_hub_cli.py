@@ -35,11 +35,11 @@ class Terminal(io.StringIO):
 
 
 class Hub(http.server.ThreadingHTTPServer):
-    """Serves {path: bytes} in the hub layout; honours Range; can cut a response short once, or hold it halfway
-    until an event is set (`hold`: {path: threading.Event}), or answer a path with a redirect to another, as the
-    hub answers its large files (`redirects`: {path: path}). HEAD answers with the commit and ETag headers that
-    huggingface_hub's downloads read. A missing path is answered with `not_found`: 404 with the headers of the
-    hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist."""
+    """Serves {path: bytes} in the hub layout; honours Range and If-Range; can cut a response short once, or hold it
+    halfway until an event is set (`hold`: {path: threading.Event}), or answer a path with a redirect to another,
+    as the hub answers its large files (`redirects`: {path: path}). HEAD answers with the commit and ETag headers
+    that huggingface_hub's downloads read. A missing path is answered with `not_found`: 404 with the headers of
+    the hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist."""
 
     def __init__(self, files):
         self.files, self.cut_once, self.hold, self.redirects, self.requests = files, set(), {}, {}, []
@@ -63,6 +63,8 @@ class Hub(http.server.ThreadingHTTPServer):
                     return
                 body = self.files.get(handler.path)
                 start = int(handler.headers["Range"][6:-1]) if handler.headers.get("Range") else 0
+                if handler.headers.get("If-Range", etag(body)) != etag(body):
+                    start = 0  # the file has changed since the client's first part: all of it (RFC 9110 13.1.5)
                 if not send_headers(handler, body, start):
                     return
                 if handler.path in self.cut_once:
@@ -78,6 +80,9 @@ class Hub(http.server.ThreadingHTTPServer):
                     start = middle
                 handler.wfile.write(body[start:])
 
+        def etag(body):
+            return f'"{hashlib.sha256(body).hexdigest()}"' if body is not None else None
+
         def send_headers(handler, body, start):
             if body is None:
                 handler.send_response(self.not_found)
@@ -92,7 +97,7 @@ class Hub(http.server.ThreadingHTTPServer):
                 return False
             handler.send_response(206 if start else 200)
             handler.send_header("Content-Length", str(len(body) - start))
-            handler.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+            handler.send_header("ETag", etag(body))
             handler.send_header("X-Repo-Commit", HUB_COMMIT)
             handler.end_headers()
             return True
@@ -164,6 +169,27 @@ def test_a_redirected_download_resumes_at_the_redirect(served, tmp_path):
     assert [(path, r) for path, r in server.requests if path in (weights, stored)] == [
         (weights, None), (stored, None), (weights, rest), (stored, rest)]
     assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == server.files[stored]
+
+
+def test_a_resumed_download_of_a_changed_file_starts_over(served, tmp_path, det_state):
+    """A repo updated between an interrupted download and its resumption: the resumed request carries the first
+    response's ETag (If-Range), the server sends the whole new file, and that is what lands, not the old file's
+    first half joined to the new one's second (the same size: both load, as other weights)."""
+    server, repo = served
+    weights = repo + "model.safetensors"
+    server.cut_once.add(weights)
+    with pytest.raises(RuntimeError, match="ended early"):
+        hub.download(NAME, progress=False)
+    assert (tmp_path / "cache" / NAME / "model.safetensors.part.etag").exists()
+    updated = tmp_path / "updated.safetensors"
+    save_file({k: np.asarray(v * 2) for k, v in det_state("small").items()}, str(updated))
+    assert len(updated.read_bytes()) == len(server.files[weights])
+    server.files[weights] = updated.read_bytes()
+    directory = hub.download(NAME, progress=False)
+    assert [r for path, r in server.requests if path == weights] == [None, f"bytes={len(updated.read_bytes()) // 2}-"]
+    assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == updated.read_bytes()
+    assert sorted(os.listdir(directory)) == [".download.lock", "config.json", "model.safetensors",
+                                             "preprocessor_config.json"]  # no .part or .part.etag left
 
 
 def test_a_complete_partial_file_is_moved_into_place(served, tmp_path, monkeypatch):
