@@ -318,12 +318,13 @@ def _fetch(url, target, sha256, progress):
             if progress and not redrawn:
                 print(f"{os.path.basename(target)}: {done / 2**20:.1f} MiB", file=sys.stderr)
     digest = None if sha256 is None else _sha256(partial)
-    if digest == sha256:
+    corrupt = digest != sha256  # never where no sha256 is known
+    if not corrupt:
         shutil.move(partial, target)
-    for leftover in (partial, validator):
+    for leftover in (partial, validator):  # the validator either way, and a corrupt file
         with contextlib.suppress(FileNotFoundError):
             os.unlink(leftover)
-    if digest != sha256:
+    if corrupt:
         raise RuntimeError(f"download: {os.path.basename(target)} has sha256 {digest}, expected {sha256}; the corrupt "
                            "file was removed")
 
