@@ -8,8 +8,8 @@ from .backend import small_pages, to_numpy
 from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
-from .processing import (check_flag, check_integer, check_not_swapped, check_size, crop, force_known_regions,
-                         grey_guide, guided_upsample, is_file, open_image, paired, preprocess, read_image, read_trimap,
+from .processing import (check_flag, check_integer, check_not_swapped, check_size, crop, enlarge_alpha,
+                         force_known_regions, is_file, open_image, paired, preprocess, read_image, read_trimap,
                          reduced_trimap, resize_plane)
 
 DEFAULT_MODEL = "small-composition-1k"
@@ -53,9 +53,9 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     model: a loaded VitMatte, a path, checkpoint name or hub repo id (default: small-composition-1k), loaded with
            `backend` and `precision` (see load) on each call: for many images, load it once with `load`.
     max_size: for images too large for memory or time, run the network with the longer side capped at this
-              many pixels (the trimap reduced so that thin unknown bands stay whole: reduced_trimap) and upsample
-              the alpha guided by the full-resolution image (see guided_upsample); fine structure smaller than
-              the reduced pixel size (single hairs) is lost.
+              many pixels (the trimap reduced so that thin unknown bands stay whole: reduced_trimap) and enlarge
+              the alpha to the image's size (bicubic: enlarge_alpha); fine structure smaller than the reduced
+              pixel size (single hairs) is lost.
     progress: a callable progress(fraction, stage), called as the network finishes each stage ("block 5/12",
               "fusion 2/4", ...) with the fraction of the work done over all images (by FLOPs; 1.0 at the end).
               An exception raised in it stops the pass and comes out of infer (a cancelled request).
@@ -113,18 +113,18 @@ def _image_progress(progress, number, count):
 
 
 def _infer_capped(model, image, trimap, value_range, max_size, progress):
-    # float32 is enough: the resize and the guided filter compute in float32
+    # float32 is enough: the resizes compute in float32
     rgb = read_image(image, value_range, dtype=np.float32)
     hint = read_trimap(trimap, value_range, dtype=np.float32)
     check_size("trimap", hint.shape, "image", rgb.shape)
     check_not_swapped(rgb, hint)  # before the resize blurs the levels
-    scale = max_size / max(hint.shape)
+    size = hint.shape
+    scale = max_size / max(size)
     if scale >= 1:
         return infer(rgb, hint, model, value_range=1.0, progress=progress)
-    size = tuple(max(1, round(s * scale)) for s in hint.shape)
-    small = np.stack([resize_plane(rgb[..., c], size, Image.BICUBIC) for c in range(3)], axis=-1)
-    small_hint = reduced_trimap(hint, size)
-    guide = grey_guide(rgb)
+    reduced = tuple(max(1, round(s * scale)) for s in size)
+    small = np.stack([resize_plane(rgb[..., c], reduced, Image.BICUBIC) for c in range(3)], axis=-1)
+    small_hint = reduced_trimap(hint, reduced)
     del rgb, hint  # not kept while the network runs: 16 bytes a pixel, 192 MB at 12 megapixels
     alpha = infer(np.clip(small, 0, 1), small_hint, model, value_range=1.0, progress=progress)
-    return guided_upsample(alpha, guide)
+    return enlarge_alpha(alpha, size)

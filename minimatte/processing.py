@@ -28,7 +28,6 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .backend import to_numpy
 from .config import ProcessorConfig, is_integer
-from .kernels.resize import linear_taps
 
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright, 2-8 mirrored and/or rotated
 
@@ -801,59 +800,11 @@ def reduced_trimap(trimap, size):
     return np.where(widened, np.float32(128 / 255), reduced)
 
 
-def _box_mean(x, radius):
-    """Mean over the (2r+1)^2 window clipped to the image, per pixel (cumulative sums: O(1) per pixel)."""
-    def along(a, axis):
-        n = a.shape[axis]
-        sums = np.zeros(a.shape[:axis] + (n + 1,) + a.shape[axis + 1:])  # sums[i] = a[:i].sum(): window i-r..i+r
-        if axis == 0:  # row after row, the same sums: NumPy's cumsum down the columns took 9x as long
-            for i in range(n):
-                np.add(sums[i], a[i], out=sums[i + 1])
-        else:
-            np.cumsum(a, axis=1, out=sums[:, 1:])
-        return (np.take(sums, np.minimum(np.arange(n) + radius + 1, n), axis=axis)
-                - np.take(sums, np.maximum(np.arange(n) - radius, 0), axis=axis))
-    def counts(n):  # the window's length along an axis of n pixels, clipped at both ends
-        i = np.arange(n)
-        return np.minimum(i + radius, n - 1) - np.maximum(i - radius, 0) + 1
-    window = np.outer(counts(x.shape[0]), counts(x.shape[1]))
-    return along(along(x, 0), 1) / (window if x.ndim == 2 else window[..., None])
+def enlarge_alpha(alpha, size):
+    """max_size's alpha (h, w), computed on the reduced image, at the image's `size` = (H, W): PIL's bicubic
+    enlargement in float32, clipped to [0, 1] (it overshoots at hard edges).
 
-
-def grey_guide(rgb):
-    """The mean of an (H, W, 3) image's channels as float32 (H, W): the guide of guided_upsample."""
-    grey = rgb[..., 0].astype(np.float32)  # the sum of mean(axis=2), (R + G) + B, 6x as fast at 12 megapixels
-    grey += rgb[..., 1].astype(np.float32, copy=False)
-    grey += rgb[..., 2].astype(np.float32, copy=False)
-    grey /= 3
-    return grey
-
-
-def guided_upsample(alpha, guide, radius=2, eps=1e-4):
-    """Upsample a low-resolution alpha to the size of `guide` (float (H, W, 3) in [0, 1], or its grey_guide)
-    with the fast guided filter (He & Sun, 2015): per low-resolution window, alpha ~ a * grey(guide) + b; a and b
-    are smoothed, bilinearly upsampled and applied to the full-resolution grey image, so edges follow the image
-    rather than the blur of plain interpolation. radius is in low-resolution pixels; eps regularises flat
-    regions. The full-resolution steps run in float32, a band of rows at a time: the result is a float32 matte,
-    and a and b are never made at full size (8 bytes a pixel)."""
-    grey = grey_guide(guide) if guide.ndim == 3 else guide
-    small = resize_plane(grey, alpha.shape, Image.BOX).astype(np.float64)
-    mean_i, mean_p = _box_mean(small, radius), _box_mean(alpha.astype(np.float64), radius)
-    cov = _box_mean(small * alpha, radius) - mean_i * mean_p
-    var = _box_mean(small * small, radius) - mean_i * mean_i
-    a = cov / (var + eps)
-    b = mean_p - a * mean_i
-    # The bilinear enlargement of PIL and PyTorch (align_corners=False, taps clamped at the edges), one axis after
-    # the other: across at low resolution, then down a band of rows at a time, each band applied as it is made.
-    (rows_0, rows_1, down_0, down_1), (cols_0, cols_1, across_0, across_1) = (
-        linear_taps(n, size) for n, size in zip(alpha.shape, grey.shape))
-    wide = [np.take(c, cols_0, axis=1) * across_0 + np.take(c, cols_1, axis=1) * across_1
-            for c in (_box_mean(a, radius).astype(np.float32), _box_mean(b, radius).astype(np.float32))]  # -> (h, W)
-    upsampled = np.empty(grey.shape, np.float32)
-    for rows in row_bands(len(grey)):
-        a_band, b_band = (np.take(c, rows_0[rows], axis=0) * down_0[rows, None]
-                          + np.take(c, rows_1[rows], axis=0) * down_1[rows, None] for c in wide)  # -> (band, W)
-        band = np.multiply(a_band, grey[rows], out=upsampled[rows], casting="same_kind")
-        band += b_band
-        np.clip(band, 0, 1, out=band)
-    return upsampled
+    Chosen by measurement (benchmarks/upsampling.py; see the README's Large images): real mattes reduced and
+    enlarged back came out closest to themselves so, but for Lanczos's, whose ringing leaves faint ripples in the
+    known regions, and much closer than with the fast guided filter that minimatte used before."""
+    return np.clip(resize_plane(alpha, size, Image.BICUBIC), 0, 1)

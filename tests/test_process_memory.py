@@ -96,11 +96,11 @@ def test_passes_keep_numpys_arrays_off_huge_pages(det_model, monkeypatch, settin
 
 @pytest.mark.skipif(backend._set_madvise_hugepage is None, reason="this NumPy has no huge-page setting")
 def test_infer_keeps_its_pixel_work_off_huge_pages(det_model, monkeypatch):
-    """infer's work around the pass (the image made float, with max_size its reduction and the guided upsampling
-    of full-resolution arrays) runs without huge pages too, and NumPy's setting is back after."""
+    """infer's work around the pass (the image made float, with max_size its reduction and the enlargement of
+    the alpha: full-resolution arrays) runs without huge pages too, and NumPy's setting is back after."""
     import minimatte
     seen = []
-    for name in "preprocess", "guided_upsample":
+    for name in "preprocess", "enlarge_alpha":
         monkeypatch.setattr(minimatte.api, name, lambda *args, _work=getattr(minimatte.api, name), **kwargs: (
             seen.append(numpys_huge_pages()), _work(*args, **kwargs))[1])
     image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
