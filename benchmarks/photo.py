@@ -11,7 +11,7 @@ small photo (numba compiles pymatting's loop on first use), then times each stag
 
 - matte: decode both files, reduce them so that the longer side is --max-size, the forward pass, and the alpha
   back at full size. minimatte: `infer(..., max_size=)` (bicubic image, a trimap whose thin bands stay whole,
-  the guided filter's upsampling). References: PIL's bicubic and nearest reductions, VitMatteImageProcessor and
+  the alpha enlarged bicubically). References: PIL's bicubic and nearest reductions, VitMatteImageProcessor and
   the model, PIL's bilinear enlargement of the alpha.
 - cut-out: the foreground colours at full size and the 8-bit RGBA. minimatte: `cutout`; references: pymatting's
   estimate_foreground_ml, then the RGBA rounded from it and the alpha.

@@ -441,8 +441,8 @@ def build_parser():
         sub.add_argument("--skip-existing", action="store_true",
                          help="leave images whose output file exists alone (to resume an interrupted batch)")
         sub.add_argument("--max-size", type=_at_least(32), metavar="PIXELS",
-                         help="cap the network's input at this longer side and upsample the alpha guided by the "
-                              "image (for very large images; loses detail finer than the reduced pixels)")
+                         help="cap the network's input at this longer side and enlarge the alpha to the image's size "
+                              "(for very large images; loses detail finer than the reduced pixels)")
         sub.add_argument("--model", default=api.DEFAULT_MODEL,
                          help="checkpoint name or hub repo id (owner/name), directory or file (safetensors, or "
                               "PyTorch: .pth, .bin, .ckpt) (default: %(default)s)")
