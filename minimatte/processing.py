@@ -804,7 +804,7 @@ def enlarge_alpha(alpha, size):
     """max_size's alpha (h, w), computed on the reduced image, at the image's `size` = (H, W): PIL's bicubic
     enlargement in float32, clipped to [0, 1] (it overshoots at hard edges).
 
-    Chosen by measurement (benchmarks/upsampling.py; see the README's Large images): real mattes reduced and
-    enlarged back came out closest to themselves so, but for Lanczos's, whose ringing leaves faint ripples in the
-    known regions, and much closer than with the fast guided filter that minimatte used before."""
+    Chosen by measurement (benchmarks/upsampling.py; the README's Large images): of real mattes reduced and
+    enlarged back, only Lanczos's came closer to them, and its ringing leaves faint ripples in the known regions;
+    the fast guided filter that minimatte used before came out much further off."""
     return np.clip(resize_plane(alpha, size, Image.BICUBIC), 0, 1)

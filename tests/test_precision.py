@@ -31,6 +31,7 @@ def test_float16_model_with_activations_as_large_as_real_checkpoints(det_state, 
     assert all(np.isfinite(h).all() for h in half.hidden_states)
     assert np.abs(half.alphas - full.alphas).max() < 5e-3  # measured 2.4e-3 (S), 2.3e-3 (B): under an 8-bit level
 
+
 def test_float16_layer_norm_keeps_float32_statistics():
     """Real ViTMatte activations reach ~1000: their squares overflow float16 (max 65504)."""
     rng = np.random.default_rng(0)

@@ -107,6 +107,7 @@ def test_activations_as_large_as_real_checkpoints_match_transformers(det_state):
         assert np.abs(a - b.numpy()).max() <= 2e-6 * largest  # measured 1.8e-4 at 1012
     assert np.abs(ours.alphas - reference.alphas.numpy()).max() <= 1e-4  # measured 5.1e-6
 
+
 def test_loads_a_transformers_checkpoint_directory(tmp_path, det_reference):
     """save_pretrained output (model.safetensors + config.json) loads directly and gives the same alphas."""
     _, transformers = require_reference()
