@@ -587,7 +587,17 @@ def check_size(name, shape, other, other_shape):
     """One clear error where the (H, W) of `name` differs from that of `other` (shapes may have channels)."""
     if tuple(shape[:2]) != tuple(other_shape[:2]):
         raise ValueError(f"{name}: size {shape[0]}x{shape[1]} (HxW) does not match the {other}'s "
-                         f"{other_shape[0]}x{other_shape[1]}{_turned_hint(shape[:2], other_shape[:2], other)}")
+                         f"{other_shape[0]}x{other_shape[1]}{_turned_hint(shape[:2], other_shape[:2], other)}"
+                         f"{_resized_hint(name, shape[:2], other_shape[:2], other)}")
+
+
+def _resized_hint(name, size, other_size, other):
+    """Where a size has the other's aspect ratio (a trimap drawn on a reduced copy of the image, as an editor's
+    preview shows it), the likely cause and the fix as a clause to append to the error; else ''."""
+    if size[0] == other_size[0] or size[1] == other_size[1] or not _same_aspect(size, other_size):
+        return ""
+    how = " (nearest-neighbour sampling keeps its levels)" if name.startswith("trimap") else ""
+    return f"; it has the {other}'s aspect ratio: was it made on a resized copy? Resize it to the {other}'s size{how}"
 
 
 def _same_aspect(size, other_size):

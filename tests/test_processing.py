@@ -394,6 +394,21 @@ def test_files_are_turned_upright_by_their_exif_orientation(tmp_path):
         minimatte.preprocess(tmp_path / "photo.png", np.full((4, 6), 128, np.uint8))
 
 
+def test_a_resized_trimap_or_matte_is_an_error_that_says_so():
+    """A trimap drawn on a reduced copy of the image (an editor's preview), or a matte made for one, has the
+    image's aspect ratio: the error says to resize it, a trimap without blending its levels. Sizes that differ
+    in one side only (a crop) or in aspect ratio get no such hint."""
+    image = np.zeros((64, 96, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"^trimap: size 32x48 \(HxW\) does not match the image's 64x96; it has "
+                                         r"the image's aspect ratio: was it made on a resized copy\? Resize it to "
+                                         r"the image's size \(nearest-neighbour sampling keeps its levels\)$"):
+        minimatte.preprocess(image, np.full((32, 48), 128, np.uint8))
+    with pytest.raises(ValueError, match=r"^alpha: size 128x191 .* aspect ratio: .* Resize it to the image's size$"):
+        minimatte.cutout(image, np.zeros((128, 191), np.uint8))
+    for size in (63, 96), (64, 64), (40, 96):
+        with pytest.raises(ValueError, match=r"^alpha: size \d+x\d+ \(HxW\) does not match the image's 64x96$"):
+            minimatte.cutout(image, np.zeros(size, np.uint8))
+
 def test_binary_file_objects_are_files(tmp_path, det_model):
     """An open binary file, io.BytesIO or a pipe is read as its file would be: EXIF-turned, as a path is; a file
     opened as text, and bytes that are no image, are one clear error each."""
