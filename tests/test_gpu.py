@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minimatte
-from helpers import DATA, DIVIDE_KERNEL, input_a, product_layouts
+from helpers import DATA, DIVIDE_KERNEL, input_a, product_layouts, with_large_activations
 from minimatte import backend
 from minimatte.kernels import attention, conv, nn
 
@@ -137,6 +137,17 @@ def test_model_matches_numpy(cp, kernels, det_state, preset, precision, toleranc
         assert isinstance(alphas, cp.ndarray) and alphas.dtype == np.float32
         assert np.abs(backend.to_numpy(alphas) - cpu(pixels).alphas).max() < tolerance
 
+
+@pytest.mark.parametrize("precision,tolerance", [("float32", 1e-4), ("float16", 5e-3)])
+def test_model_with_activations_as_large_as_real_checkpoints(cp, det_state, precision, tolerance):
+    """Hidden states of ~1000 (with_large_activations), as real checkpoints' reach: float32 still within 1e-4 of
+    the NumPy backend; float16, whose step there is 0.5, within the bound test_precision.py holds it to."""
+    state = with_large_activations(det_state("small"))
+    gpu = minimatte.VitMatte.from_state_dict(state, backend_name="cupy", precision=precision)
+    cpu = minimatte.VitMatte.from_state_dict(state, precision=precision)
+    out = gpu(input_a(), output_hidden_states=True)
+    assert np.abs(backend.to_numpy(out.hidden_states[-1])).max() > 900
+    assert np.abs(backend.to_numpy(out.alphas) - cpu(input_a()).alphas).max() < tolerance
 
 def test_model_on_a_stream_of_its_own(cp, det_state):
     """Under `with cupy.cuda.Stream(non_blocking=True)`, products and kernels run in order on that stream (cuBLAS's
