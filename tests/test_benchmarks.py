@@ -122,6 +122,7 @@ def test_upsampling_benchmark_scores_each_enlargement():
     assert all(len(figures) == 7 for figures in rows.values())  # SAD, MSE, Grad, Conn, whole SAD, %, seconds
     assert rows["minimatte"][0] < rows["PIL bilinear"][0]
 
+
 def test_benchmark_children_leave_the_kernels_source_folder_alone():
     """Run from the repository root, `python -c` finds the kernels/ source folder as a top-level package `kernels`,
     in place of the PyPI package that transformers imports from 5.25 on (which then fails to import): the

@@ -149,6 +149,7 @@ def test_model_with_activations_as_large_as_real_checkpoints(cp, det_state, prec
     assert np.abs(backend.to_numpy(out.hidden_states[-1])).max() > 900
     assert np.abs(backend.to_numpy(out.alphas) - cpu(input_a()).alphas).max() < tolerance
 
+
 def test_model_on_a_stream_of_its_own(cp, det_state):
     """Under `with cupy.cuda.Stream(non_blocking=True)`, products and kernels run in order on that stream (cuBLAS's
     handle is CuPy's, set to whichever stream used it last), nothing on the default one."""

@@ -409,6 +409,7 @@ def test_a_resized_trimap_or_matte_is_an_error_that_says_so():
         with pytest.raises(ValueError, match=r"^alpha: size \d+x\d+ \(HxW\) does not match the image's 64x96$"):
             minimatte.cutout(image, np.zeros(size, np.uint8))
 
+
 def test_binary_file_objects_are_files(tmp_path, det_model):
     """An open binary file, io.BytesIO or a pipe is read as its file would be: EXIF-turned, as a path is; a file
     opened as text, and bytes that are no image, are one clear error each."""
