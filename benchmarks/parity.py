@@ -21,7 +21,7 @@ from PIL import Image
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 import minimatte  # noqa: E402
-from helpers import DATA, REFERENCE, deterministic_state, input_a, with_large_activations  # noqa: E402
+from helpers import DATA, REFERENCE, deterministic_state, input_a  # noqa: E402
 
 DEMO = [(DATA / "vitmatte_demo" / f"{name}_rgb.png", DATA / "vitmatte_demo" / f"{name}_trimap.png")
         for name in ("bulb", "retriever", "boy")]
@@ -79,7 +79,7 @@ def deterministic_parity():
             attention = max(np.abs(out.attentions[i] - gold[f"attention_layer{i}_A"]).max() for i in (0, 2))
             print(f"| golden small: hidden states | {hidden:.2g} |\n| golden small: attention maps | {attention:.2g} |")
     from reference import hf_alphas, hf_model
-    from test_reference_parity import hf_pixels, random_pair
+    from test_reference_parity import hf_pixels, large_activation_outputs, random_pair
     for name, sizes in LIVE_CASES:
         rng = np.random.default_rng(sum(h * w for h, w in sizes))  # the inputs of the parity tests
         pairs = [random_pair(rng, h, w) for h, w in sizes]
@@ -92,14 +92,7 @@ def deterministic_parity():
         label = f"live {name} {len(sizes)}x{sizes[0][0]}x{sizes[0][1]}"
         print(f"| {label}: processor | {np.abs(batch.pixel_values - reference_pixels).max():.2g} |")
         print(f"| {label}: alphas | {np.abs(ours - reference).max():.2g} |", flush=True)
-    import torch
-    config = minimatte.PRESETS["small"]
-    state = with_large_activations(deterministic_state(config))
-    image, trimap = random_pair(np.random.default_rng(6), 249, 513)  # the input of the test of large activations
-    pixels = minimatte.preprocess(image, trimap).pixel_values
-    with torch.no_grad():
-        reference = hf_model(config, state)(torch.from_numpy(pixels), output_hidden_states=True)
-    ours = minimatte.VitMatte.from_state_dict(state)(pixels, output_hidden_states=True)
+    ours, reference = large_activation_outputs(deterministic_state(minimatte.PRESETS["small"]))
     largest = max(np.abs(h.numpy()).max() for h in reference.hidden_states)
     hidden = max(np.abs(a - b.numpy()).max() for a, b in zip(ours.hidden_states, reference.hidden_states))
     label = f"live small 1x249x513, hidden states up to {largest:.0f}"

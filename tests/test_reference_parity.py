@@ -89,18 +89,24 @@ def test_hidden_states_and_attentions_match_transformers(det_reference, det_mode
         assert np.abs(a - b.numpy()).max() <= 1e-5
 
 
-def test_activations_as_large_as_real_checkpoints_match_transformers(det_state):
-    """Hidden states of ~1000, as real checkpoints' reach, where the deterministic weights' reach about 20: the
-    float32 sums that grow with them (layer norm's statistics, the residual blocks' and decoder's convolutions,
-    Winograd's transforms) still give the reference's alphas."""
+def large_activation_outputs(state):
+    """transformers' and minimatte's outputs, hidden states included, for ViTMatte-S with `state` (the
+    deterministic weights) given with_large_activations, on a random 249x513 pair."""
     torch, _ = require_reference()
-    config = minimatte.PRESETS["small"]
-    state = with_large_activations(det_state("small"))
+    config, state = minimatte.PRESETS["small"], with_large_activations(state)
     image, trimap = random_pair(np.random.default_rng(6), 249, 513)
     pixels = minimatte.preprocess(image, trimap).pixel_values
     with torch.no_grad():
         reference = hf_model(config, state)(torch.from_numpy(pixels), output_hidden_states=True)
     ours = minimatte.VitMatte.from_state_dict(state)(pixels, output_hidden_states=True)
+    return ours, reference
+
+
+def test_activations_as_large_as_real_checkpoints_match_transformers(det_state):
+    """Hidden states of ~1000, as real checkpoints' reach, where the deterministic weights' reach about 20: the
+    float32 sums that grow with them (layer norm's statistics, the residual blocks' and decoder's convolutions,
+    Winograd's transforms) still give the reference's alphas."""
+    ours, reference = large_activation_outputs(det_state("small"))
     largest = max(np.abs(h.numpy()).max() for h in reference.hidden_states)
     assert largest > 900
     for a, b in zip(ours.hidden_states, reference.hidden_states):
