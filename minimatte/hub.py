@@ -2,13 +2,12 @@
 
 The four hustvl checkpoints by their short names or hub repo ids, and any other public hub repo of a ViTMatte
 checkpoint (a fine-tune: "owner/name", as transformers' from_pretrained takes it). Files land in $MINIMATTE_CACHE
-(default ~/.cache/minimatte)/NAME/ (NAME: the short name, or the repo id). A download resumes a partial
-`.part` file (only if the file is still the one it began: If-Range with the first response's ETag), checks the
-sha256 where it is known, and is renamed into place only when complete. Processes that
-download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find it there.
-A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is read
-from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, read as huggingface_hub
-reads them) never touches the network.
+(default ~/.cache/minimatte)/NAME/ (NAME: the short name, or the repo id). A download resumes a partial `.part` file
+(only if the file is still the one it began: If-Range with the first response's ETag), checks the sha256 where it is
+known, and is renamed into place only when complete. Processes that download the same checkpoint at once take turns
+(a lock file, on POSIX systems): the later ones find it there. A checkpoint that transformers (huggingface_hub) has
+already downloaded into the Hugging Face cache is read from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1
+or TRANSFORMERS_OFFLINE=1, read as huggingface_hub reads them) never touches the network.
 """
 import contextlib
 import difflib
