@@ -173,6 +173,10 @@ def test_trimap_from_mask():
     soft_edge[5, 10:25] = 0.5
     np.testing.assert_array_equal(np.unique(minimatte.trimap_from_mask(soft_edge, band=0, value_range=1.0)),
                                   [0, 128, 255])
+    at_thresholds = np.where(mask, 255, 0).astype(np.uint8)
+    at_thresholds[5, 10:25], at_thresholds[14, 10:25] = 240, 10  # soft: only below 10 and above 240 are certain
+    unknown = minimatte.trimap_from_mask(at_thresholds, band=0) == 128
+    np.testing.assert_array_equal(unknown, (at_thresholds == 240) | (at_thresholds == 10))
     for saved in (np.uint8, np.uint16):  # 0/1 masks as segmentation tools save them, and the 0/255 convention
         np.testing.assert_array_equal(minimatte.trimap_from_mask(mask.astype(saved), band=2), trimap)
         full_scale = (mask * np.iinfo(saved).max).astype(saved)

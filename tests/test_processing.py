@@ -492,7 +492,7 @@ def test_batch_of_equal_sizes():
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint8) * 255, {}, ValueError,
      r"trimap: no pixel is unknown \(grey, between 0 and 255\), so there is nothing to matte; for a binary mask"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16) * 65535, {}, ValueError, "between 0 and 65535"),
-    (np.zeros((4, 4, 3), np.uint8), np.uint8([[0, 3, 9, 0], [255, 252, 241, 255]]).repeat(2, 0), {}, ValueError,
+    (np.zeros((4, 4, 3), np.uint8), np.uint8([[0, 3, 10, 0], [255, 252, 240, 255]]).repeat(2, 0), {}, ValueError,
      r"trimap: no pixel is grey \(between 10 and 240\), only values next to 0 and 255, as in a binary mask saved as "
      r"JPEG; build a trimap from the mask \(trimap_from_mask, --mask\)$"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4), {"value_range": 1.0}, ValueError, r"unknown \(grey, between 0 and 1\)"),
@@ -693,25 +693,28 @@ def test_force_known_regions(det_model, tmp_path, monkeypatch):
 def test_infer_with_capped_size(det_model):
     model = det_model("small")
     rng = np.random.default_rng(2)
-    image = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
-    trimap = np.where(rng.random((90, 130)) < 0.5, 128, 255).astype(np.uint8)
+    image = rng.integers(0, 256, (93, 130, 3), dtype=np.uint8)
+    image[:, 60:66], image[:, 66:72] = 255, 0  # hard edges, where the bicubic reduction overshoots [0, 1]
+    trimap = np.where(rng.random((93, 130)) < 0.5, 128, 255).astype(np.uint8)
     full = minimatte.infer(image, trimap, model=model)
     np.testing.assert_allclose(minimatte.infer(image, trimap, model=model, max_size=130), full, atol=1e-6)
     capped = minimatte.infer(image, trimap, model=model, max_size=64)
     np.testing.assert_array_equal(minimatte.infer(image, trimap, model=model, max_size=np.int64(64)), capped)
-    assert capped.shape == (90, 130) and capped.dtype == np.float32 and 0 <= capped.min() and capped.max() <= 1
-    # the network ran on a 64x44 bicubic downscale (trimap: nearest), then the bicubic enlargement
+    assert capped.shape == (93, 130) and capped.dtype == np.float32 and 0 <= capped.min() and capped.max() <= 1
+    # the network ran on a 64x46 bicubic downscale (93 * 64/130 = 45.8 rows, rounded; trimap: nearest), clipped
+    # into [0, 1], then the bicubic enlargement
     small_image = np.stack([np.asarray(Image.fromarray((image[..., c] / 255).astype(np.float32))
-                                       .resize((64, 44), Image.BICUBIC)) for c in range(3)], axis=-1)
-    small_trimap = minimatte.processing.reduced_trimap(trimap / np.float32(255), (44, 64))
+                                       .resize((64, 46), Image.BICUBIC)) for c in range(3)], axis=-1)
+    assert small_image.min() < 0 and small_image.max() > 1
+    small_trimap = minimatte.processing.reduced_trimap(trimap / np.float32(255), (46, 64))
     low = minimatte.infer(np.clip(small_image, 0, 1), small_trimap, model=model, value_range=1.0)
-    expected = minimatte.processing.enlarge_alpha(low, (90, 130))
+    expected = minimatte.processing.enlarge_alpha(low, (93, 130))
     np.testing.assert_allclose(capped, expected, atol=1e-6)
     assert np.abs(capped - full).max() > 1e-4  # and it is not the full-resolution result
     for size in 8, 64.0, True:
         with pytest.raises(ValueError, match="max_size: expected an integer of at least 32 pixels, got"):
             minimatte.infer(image, trimap, model=model, max_size=size)
-    with pytest.raises(ValueError, match=r"trimap: size 80x130 \(HxW\) does not match the image's 90x130"):
+    with pytest.raises(ValueError, match=r"trimap: size 80x130 \(HxW\) does not match the image's 93x130"):
         minimatte.infer(image, trimap[:80], model=model, max_size=64)  # both were resized to one size, unchecked
 
 
@@ -754,4 +757,8 @@ def test_swapped_image_and_trimap_are_one_clear_error(det_model):
     # a grey image of those levels with a trimap of its own is an image like any other, and so is a black and
     # white one (a logo) with a trimap of many levels (drawn with a soft brush)
     assert minimatte.infer(trimap, trimap, model=model).shape == (40, 60)
+    four_levels = trimap.copy()
+    four_levels[12, 12] = 64  # one level more than a trimap has: a photo's
+    with pytest.raises(ValueError, match="the trimap 4 grey levels: are the image and the trimap swapped"):
+        minimatte.infer(trimap, four_levels, model=model)
     assert minimatte.infer(np.where(trimap == 255, 255, 0).astype(np.uint8), photo, model=model).shape == (40, 60)
