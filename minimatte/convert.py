@@ -27,7 +27,15 @@ _STORAGE_DTYPES = {
 
 
 def _rebuild_tensor(storage, offset, size, stride, *unused):
-    """torch._utils._rebuild_tensor_v2: a strided view of a storage, copied out."""
+    """torch._utils._rebuild_tensor_v2: a strided view of a storage, copied out. A view that reaches beyond its
+    storage (a corrupt or hand-made file) is an error, as torch.load refuses it: as_strided does not check, and
+    would read whatever memory lies beyond it."""
+    size, stride = tuple(size), tuple(stride)
+    last = offset + sum((n - 1) * step for n, step in zip(size, stride))  # the view's last element
+    if (len(size) != len(stride) or offset < 0 or min(size + stride, default=0) < 0
+            or 0 not in size and last >= len(storage)):
+        raise ValueError(f"a tensor of shape {size}, strides {stride} and offset {offset} does not lie within its "
+                         f"storage of {len(storage)} values")
     itemsize = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
                                            strides=tuple(s * itemsize for s in stride))

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -252,6 +253,61 @@ def test_training_checkpoints(tmp_path, det_state):
     with pytest.raises(ValueError, match=r"holds a pickled torch.nn.modules.linear.Linear object, not a state dict"
                                          r".*torch.save\(model.state_dict\(\), PATH\)"):
         minimatte.load(tmp_path / "module.pth")
+
+
+def _rebuild_tensor_v2(*args):
+    """Pickled by name as a stand-in for torch's, then renamed torch._utils' (_tensor_view_pickle)."""
+
+
+class FloatStorage:
+    """Pickled by name as a stand-in for torch's, then renamed torch's (_tensor_view_pickle)."""
+
+
+class _TensorView:
+    """Pickles as torch.save pickles a float32 tensor, a view of the 4 values of storage "0"."""
+    def __init__(self, offset, size, stride):
+        self.view = offset, size, stride
+
+    def __reduce__(self):
+        offset, size, stride = self.view
+        return _rebuild_tensor_v2, (("storage", FloatStorage, "0", "cpu", 4), offset, size, stride, False, {})
+
+
+class _StoragePickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return obj if isinstance(obj, tuple) and obj[:1] == ("storage",) else None
+
+
+def _tensor_view_pickle(path, view):
+    """A torch.save-like file whose one tensor is `view` (_TensorView) of a storage of 4 float32 values."""
+    pickled = io.BytesIO()
+    _StoragePickler(pickled, protocol=2).dump({"backbone.embeddings.projection.weight": view})
+    pickled = pickled.getvalue().replace(f"c{__name__}\n_rebuild_tensor_v2\n".encode(),
+                                         b"ctorch._utils\n_rebuild_tensor_v2\n")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickled.replace(f"c{__name__}\nFloatStorage\n".encode(),
+                                                             b"ctorch\nFloatStorage\n"))
+        archive.writestr("archive/data/0", np.arange(4, dtype=np.float32).tobytes())
+
+
+def test_tensor_views_beyond_their_storage_are_refused(tmp_path):
+    """A tensor's view of its storage (offset, shape, strides) is checked to lie within it, as torch.load checks
+    it: NumPy's as_strided would read whatever memory lies beyond (a large view crashes the process)."""
+    path = tmp_path / "views.pth"
+    for offset, size, stride in ((0, (2, 2), (2, 1)), (3, (1,), (1,)), (0, (4, 2), (1, 0)), (9, (0, 3), (3, 1))):
+        _tensor_view_pickle(path, _TensorView(offset, size, stride))
+        view = convert.read_torch_checkpoint(path)["backbone.embeddings.projection.weight"]
+        expected = np.lib.stride_tricks.as_strided(np.arange(4, dtype=np.float32)[offset:], size,
+                                                   [4 * step for step in stride]) if offset < 4 else np.zeros(size)
+        np.testing.assert_array_equal(view, expected)
+    for offset, size, stride in ((0, (8,), (1,)), (1, (4,), (1,)), (3, (2, 2), (-1, 1)), (-2, (2,), (1,)),
+                                 (0, (2, 2), (1,))):
+        _tensor_view_pickle(path, _TensorView(offset, size, stride))
+        with pytest.raises(ValueError, match=rf"^checkpoint: '.*views.pth' holds a pickle that cannot be read "
+                                             rf"\(ValueError: a tensor of shape {re.escape(str(size))}, strides "
+                                             rf"{re.escape(str(stride))} and offset {offset} does not lie within its "
+                                             r"storage of 4 values\)$"):
+            minimatte.load(path)
 
 
 class _QInt8Storage:
