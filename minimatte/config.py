@@ -288,7 +288,10 @@ def processor_from_hf(hf):
 def read_json(path):
     """A JSON object's file as a dict; a ValueError if it holds anything else."""
     with open(path, encoding="utf-8") as f:
-        values = json.load(f)  # json.JSONDecodeError is a ValueError
+        try:
+            values = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"expected a JSON object, got text that is not JSON ({error})") from None
     if not isinstance(values, dict):
         raise ValueError(f"expected a JSON object, got a {type(values).__name__}")
     return values

@@ -21,7 +21,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from .config import read_json
+from .config import from_hf, read_json
 from .convert import WEIGHT_FILES, convert, shard_names
 from .progress import bar
 
@@ -190,7 +190,7 @@ def download(name, progress=True):
                                             "loads from the folder that prints") from None
                 _fetch_converted(base, directory, name, progress)
             if filename == "config.json":
-                _check_vitmatte(directory, name)  # before the weights: another model's can be gigabytes
+                _check_config(directory, name)
     return directory
 
 
@@ -220,16 +220,14 @@ def _fetch_converted(base, directory, name, progress):
                             "not the checkpoint's weights)")
 
 
-def _check_vitmatte(directory, name):
-    """Remove the download folder, and say so, unless its config.json is a ViTMatte checkpoint's."""
+def _check_config(directory, name):
+    """Remove the download folder, and say so, unless its config.json is that of a ViTMatte network minimatte
+    runs (config.from_hf): checked before the weights are fetched, which can be gigabytes."""
     try:
-        found = f"model_type {read_json(os.path.join(directory, 'config.json')).get('model_type')!r}"
-    except ValueError:  # not JSON, or not an object
-        found = "no JSON object"
-    if found != "model_type 'vitmatte'":
+        from_hf(read_json(os.path.join(directory, "config.json")))
+    except (ValueError, TypeError, AttributeError) as error:  # not JSON, another model's, settings of the wrong kind
         shutil.rmtree(directory, ignore_errors=True)
-        raise ValueError(f"model: {name!r} is not a ViTMatte checkpoint: its config.json holds {found}, not "
-                         "model_type 'vitmatte'")
+        raise ValueError(f"model: {name!r} has a config.json that minimatte cannot run ({error})") from None
 
 
 @contextlib.contextmanager

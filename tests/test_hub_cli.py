@@ -514,13 +514,24 @@ def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
     server.files["/someone/segmenter/resolve/main/config.json"] = b'{"model_type": "segformer"}'
     server.files["/someone/segmenter/resolve/main/model.safetensors"] = server.files[repo + "model.safetensors"]
     server.requests.clear()
-    with pytest.raises(ValueError, match="^model: 'someone/segmenter' is not a ViTMatte checkpoint: its config.json "
-                                         "holds model_type 'segformer', not model_type 'vitmatte'$"):
+    with pytest.raises(ValueError, match=r"^model: 'someone/segmenter' has a config.json that minimatte cannot run "
+                                         r"\(config: expected a VitMatte config \(model_type 'vitmatte'\), got "
+                                         r"model_type 'segformer'\)$"):
         minimatte.load("someone/segmenter", progress=False)
     assert [path for path, _ in server.requests] == ["/someone/segmenter/resolve/main/config.json"]  # no weights
     assert not (tmp_path / "cache" / "someone" / "segmenter").exists()  # nor kept as if it were
+    relu = json.loads(server.files[repo + "config.json"])
+    relu["backbone_config"]["hidden_act"] = "relu"  # a ViTMatte variant minimatte does not run
+    server.files["/someone/vitmatte-relu/resolve/main/config.json"] = json.dumps(relu).encode()
+    server.files["/someone/vitmatte-relu/resolve/main/model.safetensors"] = server.files[repo + "model.safetensors"]
+    server.requests.clear()
+    with pytest.raises(ValueError, match=r"^model: 'someone/vitmatte-relu' has a config.json that minimatte cannot "
+                                         r"run \(config: only the exact 'gelu' activation is supported, got 'relu'\)$"):
+        minimatte.load("someone/vitmatte-relu", progress=False)
+    assert [path for path, _ in server.requests] == ["/someone/vitmatte-relu/resolve/main/config.json"]
     server.files["/someone/page/resolve/main/config.json"] = b"<html>"
-    with pytest.raises(ValueError, match="its config.json holds no JSON object, not model_type 'vitmatte'$"):
+    with pytest.raises(ValueError, match=r"has a config.json that minimatte cannot run \(expected a JSON object, got "
+                                         r"text that is not JSON \(Expecting value: line 1 column 1 \(char 0\)\)\)$"):
         minimatte.load("someone/page", progress=False)
     server.files["/Xenova/vitmatte-export/resolve/main/config.json"] = server.files[repo + "config.json"]
     with pytest.raises(FileNotFoundError, match=r"^model: 'Xenova/vitmatte-export' has neither a model.safetensors "
