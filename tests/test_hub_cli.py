@@ -771,8 +771,9 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     images, trimaps, out = tmp_path / "images", tmp_path / "trimaps", tmp_path / "out"
     images.mkdir()
     trimaps.mkdir()
+    names = {"a": "a.jpg", "b": "b.JPG"}  # extensions in any case, as cameras name photos (IMG_0001.JPG)
     for stem, size in (("a", (30, 40)), ("b", (50, 20))):
-        Image.fromarray(rng.integers(0, 256, size + (3,), dtype=np.uint8)).save(images / f"{stem}.jpg")
+        Image.fromarray(rng.integers(0, 256, size + (3,), dtype=np.uint8)).save(images / names[stem])
         Image.fromarray(np.full(size, 128, np.uint8)).save(trimaps / f"{stem}.png")
     (images / "notes.txt").write_text("not an image")  # skipped, as hidden files and folders are
     (images / ".hidden.png").write_bytes(b"")
@@ -787,7 +788,7 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     (images / ".hidden.png").unlink()
     (images / "folder.png").rmdir()
     for stem in ("a", "b"):
-        expected = minimatte.infer(str(images / f"{stem}.jpg"), str(trimaps / f"{stem}.png"), model=NAME)
+        expected = minimatte.infer(str(images / names[stem]), str(trimaps / f"{stem}.png"), model=NAME)
         assert np.abs(np.asarray(Image.open(out / f"{stem}.png")).astype(int) - np.rint(expected * 255)).max() == 0
     (out / "b.png").unlink()  # resuming: only the missing output is made, the model is not loaded for none
     before = (out / "a.png").stat().st_mtime_ns
