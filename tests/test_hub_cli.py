@@ -39,11 +39,12 @@ class Hub(http.server.ThreadingHTTPServer):
     halfway until an event is set (`hold`: {path: threading.Event}), or answer a path with a redirect to another,
     as the hub answers its large files (`redirects`: {path: path}). HEAD answers with the commit and ETag headers
     that huggingface_hub's downloads read. A missing path is answered with `not_found`: 404 with the headers of
-    the hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist."""
+    the hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist.
+    `weak_etags`: its ETags are weak ones (W/"..."), which If-Range never matches."""
 
     def __init__(self, files):
         self.files, self.cut_once, self.hold, self.redirects, self.requests = files, set(), {}, {}, []
-        self.not_found = 404
+        self.not_found, self.weak_etags = 404, False
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -97,7 +98,7 @@ class Hub(http.server.ThreadingHTTPServer):
                 return False
             handler.send_response(206 if start else 200)
             handler.send_header("Content-Length", str(len(body) - start))
-            handler.send_header("ETag", etag(body))
+            handler.send_header("ETag", ("W/" if self.weak_etags else "") + etag(body))
             handler.send_header("X-Repo-Commit", HUB_COMMIT)
             handler.end_headers()
             return True
@@ -190,6 +191,27 @@ def test_a_resumed_download_of_a_changed_file_starts_over(served, tmp_path, det_
     assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == updated.read_bytes()
     assert sorted(os.listdir(directory)) == [".download.lock", "config.json", "model.safetensors",
                                              "preprocessor_config.json"]  # no .part or .part.etag left
+
+
+def test_weak_etags_are_not_sent_back(served, tmp_path, det_state):
+    """If-Range takes strong validators only (RFC 9110 13.1.5): a weak ETag (W/"...") is not kept for the resumed
+    request, and a strong one kept from an earlier response goes when the download starts over under a weak one."""
+    server, repo = served
+    weights = repo + "model.safetensors"
+    validator = tmp_path / "cache" / NAME / "model.safetensors.part.etag"
+    server.cut_once.add(weights)
+    with pytest.raises(RuntimeError, match="ended early"):
+        hub.download(NAME, progress=False)
+    assert validator.read_text().startswith('"')  # a strong ETag, kept for the resumed request
+    updated = tmp_path / "updated.safetensors"
+    save_file({k: np.asarray(v * 2) for k, v in det_state("small").items()}, str(updated))
+    server.files[weights], server.weak_etags = updated.read_bytes(), True
+    server.cut_once.add(weights)
+    with pytest.raises(RuntimeError, match="ended early"):  # the old ETag no longer matches: the new file, cut
+        hub.download(NAME, progress=False)
+    assert not validator.exists()
+    hub.download(NAME, progress=False)
+    assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == updated.read_bytes()
 
 
 def test_a_complete_partial_file_is_moved_into_place(served, tmp_path, monkeypatch):
