@@ -496,8 +496,9 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="cannot reach"):
         hub.download(NAME, progress=False)
     listed = r"\(.*hub repo ids, or another hub repo's owner/name\)"
+    # paths, and names that no hub repo id is (none holds "..": a repo's cache folder lies within the cache)
     for name in ("no-such-model", "folder/model.safetensors", "folder/model.onnx", "folder/sub/model", "/abs/folder",
-                 "folder/..", "folder/.hidden"):  # paths, no repo ids (a repo's cache folder lies within the cache)
+                 "folder/..", "folder/.hidden", "someone/vitmatte..hair"):
         with pytest.raises(ValueError, match=rf"'{name}' is neither an existing path nor a checkpoint name {listed}$"):
             minimatte.load(name)
     for typo, meant in (("small-composition1k", "small-composition-1k"),
