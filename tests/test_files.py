@@ -90,6 +90,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
 
     minimatte.save(tmp_path / "no_extension", trimap)  # a PNG
     assert Image.open(tmp_path / "no_extension").format == "PNG"
+    minimatte.save(tmp_path / "UPPER.TIF", trimap)  # extensions in any case
+    assert Image.open(tmp_path / "UPPER.TIF").format == "TIFF"
     refused = [
         (("a.pgn", alpha), r"output: '.pgn' is no image format's extension that Pillow knows, got '/.*a.pgn'; use "
                            r".png \(or .tif\)$"),

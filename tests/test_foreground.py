@@ -219,9 +219,9 @@ def test_cutout_rgba_and_composites(tmp_path):
     np.testing.assert_array_equal(rgba[..., :3], np.rint(fg.astype(np.float64) * 255))
     np.testing.assert_array_equal(cutout(image, alpha, foreground=False)[..., :3], image)
     a = alpha[..., None]
-    green = cutout(image, alpha, background="#00ff00")
-    np.testing.assert_array_equal(green, np.rint(np.clip(a * fg + (1 - a) * [0, 1, 0], 0, 1) * 255))
-    np.testing.assert_array_equal(cutout(image, alpha, background=(0, 255, 0)), green)
+    orange = cutout(image, alpha, background="#ff8000")
+    np.testing.assert_array_equal(orange, np.rint(np.clip(a * fg + (1 - a) * [1, 128 / 255, 0], 0, 1) * 255))
+    np.testing.assert_array_equal(cutout(image, alpha, background=(255, 128, 0)), orange)
     # A cut-out file's alpha channel is its matte: an RGBA cut-out composites as its matte does.
     Image.fromarray(rgba).save(tmp_path / "cutout.png")
     np.testing.assert_array_equal(cutout(image, str(tmp_path / "cutout.png"), background="#00ff00"),
