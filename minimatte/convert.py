@@ -37,8 +37,7 @@ def _rebuild_tensor(storage, offset, size, stride, *unused):
         raise ValueError(f"a tensor of shape {size}, strides {stride} and offset {offset} does not lie within its "
                          f"storage of {len(storage)} values")
     itemsize = storage.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
-                                           strides=tuple(s * itemsize for s in stride))
+    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=[s * itemsize for s in stride])
     return np.array(view)
 
 
