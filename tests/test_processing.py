@@ -116,14 +116,15 @@ def test_input_kinds_agree(tmp_path):
 def test_grey_and_coloured_trimaps_convert_like_pil():
     grey = np.array([[10, 200]], np.uint8)
     np.testing.assert_array_equal(minimatte.read_image(grey)[0, 0], [10 / 255] * 3)
-    colour = np.repeat(np.array([[0, 128, 255, 128]], np.uint8)[..., None], 3, axis=2)
-    colour[0, 1:3] = [255, 0, 0], [12, 200, 99]  # a quarter in colour, or less, is still a trimap
-    colour = np.concatenate([colour, np.full((1, 4, 3), 128, np.uint8)])
+    colour = np.full((10, 25, 3), 128, np.uint8)
+    colour[:2] = np.random.default_rng(5).integers(0, 256, (2, 25, 3))  # a quarter in colour, or less: a trimap
     expected = np.asarray(Image.fromarray(colour).convert("L")) / 255
     np.testing.assert_array_equal(minimatte.read_trimap(colour), expected)
-    deep = colour.astype(np.uint16) * 257  # 16-bit RGB arrays: the same luma, in 16 bits
-    np.testing.assert_allclose(minimatte.read_trimap(deep), expected, atol=0.5 / 255)
-    np.testing.assert_allclose(minimatte.read_trimap(deep / 65535, value_range=1.0), expected, atol=0.5 / 255)
+    deep = colour.astype(np.uint16) * 257  # 16-bit RGB arrays: PIL's weights, rounded in 16 bits
+    luma = deep[..., 0] * 0.299 + deep[..., 1] * 0.587 + deep[..., 2] * 0.114
+    np.testing.assert_array_equal(minimatte.read_trimap(deep), np.rint(luma) / 65535)
+    np.testing.assert_allclose(minimatte.read_trimap(deep / 65535, value_range=1.0), luma / 65535, atol=1e-12)
+    np.testing.assert_allclose(minimatte.read_trimap(deep), expected, atol=0.5 / 255)  # the 8-bit luma's
 
 
 def test_a_photo_given_as_the_trimap_or_matte_is_refused(tmp_path):
