@@ -56,6 +56,17 @@ def test_matches_pymatting_on_odd_shapes_and_settings(shape, settings, run_pixel
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
+def test_start_colours_leave_out_alphas_of_exactly_one_tenth_and_nine_tenths():
+    """The 1x1 level's colours are pymatting's: the mean where alpha > 0.9 (F) and where alpha < 0.1 (B), strictly."""
+    pymatting, = require("pymatting")
+    rng = np.random.default_rng(4)
+    image = rng.random((20, 30, 3))
+    alpha = np.clip(rng.random((20, 30)) * 1.6 - 0.3, 0, 1)
+    alpha[::3, ::2], alpha[1::3, ::2] = 0.9, 0.1
+    np.testing.assert_allclose(estimate_foreground(image, alpha, value_range=1.0),
+                               pymatting.estimate_foreground_ml(image, alpha), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 2), (3, 1), (2, 2), (1, 40), (40, 1), (5, 8), (8, 5), (31, 32)])
 def test_neighbours_as_runs_or_gathered_agree(shape, monkeypatch):
     """The sweeps read each step's neighbours either as 4 runs a diagonal (border fixed up) or in one gather."""

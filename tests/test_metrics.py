@@ -328,6 +328,8 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
         pred, gt, trimap = (np.asarray(Image.open(folder / f"{name}.png")) for folder in (pred_dir, gt_dir, trimap_dir))
         assert [float(v) for v in scores] == list(metrics.evaluate(pred, gt, trimap).values())
     assert [round(float(v), 3) for v in table[3][1:]] == mean
+    per_image = [[float(v) for v in row[1:]] for row in table[1:3]]
+    assert [float(v) for v in table[3][1:]] == [(a + b) / 2 for a, b in zip(*per_image)]
     # three files score one image, named by its prediction, whatever the other files' names
     (tmp_path / "t.png").write_bytes((trimap_dir / names[0]).read_bytes())
     assert cli.main(["evaluate", str(pred_dir / names[0]), str(gt_dir / names[0]), str(tmp_path / "t.png")]) == 0
