@@ -875,6 +875,7 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     shown = terminal.getvalue()
     assert "\rimages: [###############...............] 1/2, " in shown and " left" in shown
     assert "\rminimatte: error: trimap:" in shown and "\rimages: [" + "#" * 30 + "] 2/2, " in shown
+    assert re.search(r"\] 2/2, [^\r\n]*\x1b\[K\n", shown)  # the finished bar keeps its line, then a new one
     assert "wrote" not in shown and "[1/2]" not in shown
     (images / "c.png").write_bytes(b"")
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 1

@@ -134,4 +134,5 @@ def test_the_bar_fits_the_terminal(monkeypatch, columns):
     monkeypatch.setattr(sys, "stderr", stream)
     progress.bar("a_very_long_file_name_of_a_photo.png", 0.5, "block 5/12, 1:23 left")
     assert stream.getvalue() == f"\ra_very_long_file_nam...: [{'#' * 15}{'.' * 15}] block 5/12, 1:23 left\x1b[K"
+    assert [progress._clock(seconds) for seconds in (0, 5.9, 65, 3600)] == ["0:00", "0:05", "1:05", "60:00"]
 
