@@ -6,6 +6,8 @@ import json
 import os
 import pickle
 import re
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -208,6 +210,17 @@ def test_code_in_pickle_is_never_run(tmp_path):
     assert not witness.exists()
 
 
+def test_a_pickle_whose_containers_loop_is_read_in_finite_time(tmp_path):
+    """The search for the weights visits each container once: a list that holds itself (a hand-made pickle) is
+    one error, not an endless loop. In a child process, so that a loop would fail the test, not hang the suite."""
+    looped = []
+    looped.append(looped)
+    _zip_with_pickle(tmp_path / "looped.pth", {"model": looped, "runs": [looped, looped]})
+    child = subprocess.run([sys.executable, "-c", "import sys, minimatte; minimatte.convert.read_any(sys.argv[1])",
+                            "looped.pth"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "does not hold a state dict of tensors" in child.stderr.splitlines()[-1]
+
+
 class _Hyperparameters(dict):
     """A dict subclass, as Lightning keeps a run's hyperparameters (its AttributeDict)."""
 
@@ -235,7 +248,8 @@ def test_training_checkpoints(tmp_path, det_state):
                tmp_path / "tutorial.pth")
     torch.save({"runs": [{"weights": {f"_orig_mod.{k}": v for k, v in tensors.items()}}], **extras},
                tmp_path / "nested.pth")
-    for name in ("tutorial.pth", "nested.pth"):
+    torch.save((tensors, optimizer.state_dict()), tmp_path / "pair.pth")  # a tuple: torch.save((model, optim))
+    for name in ("tutorial.pth", "nested.pth", "pair.pth"):
         np.testing.assert_array_equal(minimatte.load(tmp_path / name)(PIXELS).alphas, want)
     assert not (tmp_path / "pwned").exists()
     torch.save({"model": tensors, "model_ema": {k: v.clone() for k, v in tensors.items()}}, tmp_path / "ema.pth")
