@@ -562,6 +562,22 @@ def test_heif_photos_are_read_through_pillow_heif(tmp_path, monkeypatch):
     assert rgb.shape == (40, 24, 3)
     np.testing.assert_array_equal(rgb, np.asarray(pillow_heif.open_heif(path)) / 255.0)
     assert np.abs(rgb * 255 - np.rot90(pixels, -1)).max() < 8  # HEVC's YCbCr rounding: lossy even at quality -1
+    # from a stream that cannot seek (standard input), the plugin not yet registered: read once, then reread
+    monkeypatch.setattr(Image, "ID", [form for form in Image.ID if form != "HEIF"])
+    np.testing.assert_array_equal(minimatte.read_image(_Pipe(path.read_bytes())), rgb)
+
+
+class _Pipe(io.RawIOBase):
+    """A stream that cannot seek, as standard input from a pipe."""
+
+    def __init__(self, data):
+        self.data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        return self.data.readinto(buffer)
 
 
 def test_files_over_pillows_size_guard(tmp_path, monkeypatch):
