@@ -411,6 +411,20 @@ def test_a_resized_trimap_or_matte_is_an_error_that_says_so():
             minimatte.cutout(image, np.zeros(size, np.uint8))
 
 
+class Pipe(io.RawIOBase):
+    """The bytes of the file at `path` as a stream that cannot seek, as standard input from a pipe: it can be read
+    once."""
+
+    def __init__(self, path):
+        self.data = io.BytesIO(path.read_bytes())
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        return self.data.readinto(buffer)
+
+
 def test_binary_file_objects_are_files(tmp_path, det_model):
     """An open binary file, io.BytesIO or a pipe is read as its file would be: EXIF-turned, as a path is; a file
     opened as text, and bytes that are no image, are one clear error each."""
@@ -420,20 +434,15 @@ def test_binary_file_objects_are_files(tmp_path, det_model):
     Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
     with open(tmp_path / "photo.png", "rb") as file:
         np.testing.assert_array_equal(minimatte.read_image(file), np.rot90(stored, -1) / 255)
-
-    def pipe(path):  # not seekable, as standard input from a pipe: it can be read once
-        stream = io.BufferedReader(io.BytesIO(path.read_bytes()))
-        stream.seekable = lambda: False
-        return stream
-    np.testing.assert_array_equal(minimatte.read_image(pipe(tmp_path / "photo.png")), np.rot90(stored, -1) / 255)
+    np.testing.assert_array_equal(minimatte.read_image(Pipe(tmp_path / "photo.png")), np.rot90(stored, -1) / 255)
     paths = tmp_path / "image.png", tmp_path / "trimap.png"  # a 64x96 crop of the bulb, around its edge
     for source, path in zip(BULB, paths):
         Image.open(source).crop((480, 200, 576, 264)).save(path)
-    alpha = minimatte.infer(*map(pipe, paths), model=det_model("small"), force_known=True)  # the trimap read once
+    alpha = minimatte.infer(*map(Pipe, paths), model=det_model("small"), force_known=True)  # the trimap read once
     np.testing.assert_array_equal(alpha, minimatte.infer(*map(str, paths), model=det_model("small"),
                                                          force_known=True))
     for background in (None, "#00ff00"):  # the image and the matte serve twice each: read once
-        np.testing.assert_array_equal(minimatte.cutout(*map(pipe, paths), background),
+        np.testing.assert_array_equal(minimatte.cutout(*map(Pipe, paths), background),
                                       minimatte.cutout(*map(str, paths), background))
     with open(tmp_path / "photo.png", errors="replace") as text, \
             pytest.raises(TypeError, match=r"^image: a file opened as text; open image files in binary mode"):
@@ -564,20 +573,7 @@ def test_heif_photos_are_read_through_pillow_heif(tmp_path, monkeypatch):
     assert np.abs(rgb * 255 - np.rot90(pixels, -1)).max() < 8  # HEVC's YCbCr rounding: lossy even at quality -1
     # from a stream that cannot seek (standard input), the plugin not yet registered: read once, then reread
     monkeypatch.setattr(Image, "ID", [form for form in Image.ID if form != "HEIF"])
-    np.testing.assert_array_equal(minimatte.read_image(_Pipe(path.read_bytes())), rgb)
-
-
-class _Pipe(io.RawIOBase):
-    """A stream that cannot seek, as standard input from a pipe."""
-
-    def __init__(self, data):
-        self.data = io.BytesIO(data)
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        return self.data.readinto(buffer)
+    np.testing.assert_array_equal(minimatte.read_image(Pipe(path)), rgb)
 
 
 def test_files_over_pillows_size_guard(tmp_path, monkeypatch):
