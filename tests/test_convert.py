@@ -192,10 +192,29 @@ class _Evil:
         return os.system, (f"touch '{self.witness}'",)
 
 
-def _zip_with_pickle(path, obj):
+def _zip_with_pickle(path, pickled, storage=None):
+    """A zip archive laid out as torch.save writes one: `pickled` (an object, or a pickle's bytes) as its data.pkl
+    and `storage` (bytes), if given, as its storage "0"."""
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", pickle.dumps(obj, protocol=2))
+        archive.writestr("archive/data.pkl",
+                         pickled if isinstance(pickled, bytes) else pickle.dumps(pickled, protocol=2))
         archive.writestr("archive/version", "3\n")
+        if storage is not None:
+            archive.writestr("archive/data/0", storage)
+
+
+class _StoragePickler(pickle.Pickler):
+    """Pickles a ("storage", storage type, key, location, size) tuple as torch.save pickles a tensor's storage: as
+    a persistent id."""
+    def persistent_id(self, obj):
+        return obj if isinstance(obj, tuple) and obj[:1] == ("storage",) else None
+
+
+def _with_storages(obj):
+    """`obj` pickled by _StoragePickler (protocol 2, as torch.save's)."""
+    pickled = io.BytesIO()
+    _StoragePickler(pickled, protocol=2).dump(obj)
+    return pickled.getvalue()
 
 
 def test_code_in_pickle_is_never_run(tmp_path):
@@ -287,21 +306,12 @@ class _TensorView:
         return _rebuild_tensor_v2, (("storage", FloatStorage, "0", "cpu", 4), offset, size, stride, False, {})
 
 
-class _StoragePickler(pickle.Pickler):
-    def persistent_id(self, obj):
-        return obj if isinstance(obj, tuple) and obj[:1] == ("storage",) else None
-
-
 def _tensor_view_pickle(path, view):
     """A torch.save-like file whose one tensor is `view` (_TensorView) of a storage of 4 float32 values."""
-    pickled = io.BytesIO()
-    _StoragePickler(pickled, protocol=2).dump({"backbone.embeddings.projection.weight": view})
-    pickled = pickled.getvalue().replace(f"c{__name__}\n_rebuild_tensor_v2\n".encode(),
-                                         b"ctorch._utils\n_rebuild_tensor_v2\n")
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", pickled.replace(f"c{__name__}\nFloatStorage\n".encode(),
-                                                             b"ctorch\nFloatStorage\n"))
-        archive.writestr("archive/data/0", np.arange(4, dtype=np.float32).tobytes())
+    pickled = _with_storages({"backbone.embeddings.projection.weight": view})
+    for name, module in (("_rebuild_tensor_v2", "torch._utils"), ("FloatStorage", "torch")):  # as torch's
+        pickled = pickled.replace(f"c{__name__}\n{name}\n".encode(), f"c{module}\n{name}\n".encode())
+    _zip_with_pickle(path, pickled, np.arange(4, dtype=np.float32).tobytes())
 
 
 def test_tensor_views_beyond_their_storage_are_refused(tmp_path):
@@ -326,12 +336,6 @@ def test_tensor_views_beyond_their_storage_are_refused(tmp_path):
 
 class _QInt8Storage:
     """Stands for torch's storage type of quantized tensors, which minimatte does not read."""
-
-
-class _QuantizedPickler(pickle.Pickler):
-    """Pickles bytes objects as torch.save pickles a tensor's storage: a persistent id, here of _QInt8Storage."""
-    def persistent_id(self, obj):
-        return ("storage", _QInt8Storage, "0", "cpu", len(obj)) if isinstance(obj, bytes) else None
 
 
 def test_truncated_and_corrupt_files(tmp_path, reference_model):
@@ -360,14 +364,12 @@ def test_truncated_and_corrupt_files(tmp_path, reference_model):
                                   "UnpicklingError: pickle data was truncated"),
                                  ("noargs.pth", b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n)R.",
                                   "TypeError: _rebuild_tensor\\(\\) missing 4 required positional arguments")):
-        with zipfile.ZipFile(tmp_path / name, "w") as archive:
-            archive.writestr("archive/data.pkl", pickled)
+        _zip_with_pickle(tmp_path / name, pickled)
         with pytest.raises(ValueError, match=rf"^checkpoint: '.*{name}' holds a pickle that cannot be read \({error}"):
             minimatte.load(tmp_path / name)
-    quantized = io.BytesIO()
-    _QuantizedPickler(quantized, protocol=2).dump({"model": {"backbone.embeddings.projection.weight": b"\0" * 4}})
-    with zipfile.ZipFile(tmp_path / "quantized.pth", "w") as archive:
-        archive.writestr("archive/data.pkl", quantized.getvalue())
+    quantized = ("storage", _QInt8Storage, "0", "cpu", 4)  # a quantized tensor's storage, as torch.save pickles it
+    _zip_with_pickle(tmp_path / "quantized.pth", _with_storages({"model": {
+        "backbone.embeddings.projection.weight": quantized}}))
     with pytest.raises(ValueError, match=r"holds a pickle that cannot be read \(UnpicklingError: tensors stored as "
                                          r"test_convert._QInt8Storage, which minimatte does not read \(it reads float, "
                                          r"integer and bool tensors\)\)$"):
