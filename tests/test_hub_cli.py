@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from safetensors.numpy import save_file
+from safetensors.numpy import save, save_file
 
 import minimatte
 from minimatte import PRESETS, backend, cli, hub, metrics, processing
@@ -135,11 +135,21 @@ def served(tmp_path, monkeypatch, det_state):
     server.shutdown()
 
 
-def test_download_resume_and_load(served, tmp_path, det_model):
-    server, repo = served
-    server.cut_once.add(repo + "model.safetensors")
+def _download_cut_short(server, path):
+    """hub.download(NAME) with the response for `path` cut halfway, once: it ends early, and what came stays."""
+    server.cut_once.add(path)
     with pytest.raises(RuntimeError, match="ended early"):
         hub.download(NAME, progress=False)
+
+
+def _updated_weights(det_state):
+    """The bytes of a safetensors file the size of the served weights' with other values: the repo updated."""
+    return save({k: np.asarray(v * 2) for k, v in det_state("small").items()})
+
+
+def test_download_resume_and_load(served, tmp_path, det_model):
+    server, repo = served
+    _download_cut_short(server, repo + "model.safetensors")
     assert not (tmp_path / "cache" / NAME / "model.safetensors").exists()  # only the .part file
     directory = hub.download(NAME, progress=False)
     ranges = [r for path, r in server.requests if path.endswith("model.safetensors")]
@@ -162,9 +172,7 @@ def test_a_redirected_download_resumes_at_the_redirect(served, tmp_path):
     weights, stored = repo + "model.safetensors", "/storage/0123abcd"
     server.files[stored] = server.files.pop(weights)
     server.redirects[weights] = stored
-    server.cut_once.add(stored)
-    with pytest.raises(RuntimeError, match="ended early"):
-        hub.download(NAME, progress=False)
+    _download_cut_short(server, stored)
     hub.download(NAME, progress=False)
     rest = f"bytes={len(server.files[stored]) // 2}-"
     assert [(path, r) for path, r in server.requests if path in (weights, stored)] == [
@@ -178,17 +186,14 @@ def test_a_resumed_download_of_a_changed_file_starts_over(served, tmp_path, det_
     first half joined to the new one's second (the same size: both load, as other weights)."""
     server, repo = served
     weights = repo + "model.safetensors"
-    server.cut_once.add(weights)
-    with pytest.raises(RuntimeError, match="ended early"):
-        hub.download(NAME, progress=False)
+    _download_cut_short(server, weights)
     assert (tmp_path / "cache" / NAME / "model.safetensors.part.etag").exists()
-    updated = tmp_path / "updated.safetensors"
-    save_file({k: np.asarray(v * 2) for k, v in det_state("small").items()}, str(updated))
-    assert len(updated.read_bytes()) == len(server.files[weights])
-    server.files[weights] = updated.read_bytes()
+    updated = _updated_weights(det_state)
+    assert len(updated) == len(server.files[weights])
+    server.files[weights] = updated
     directory = hub.download(NAME, progress=False)
-    assert [r for path, r in server.requests if path == weights] == [None, f"bytes={len(updated.read_bytes()) // 2}-"]
-    assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == updated.read_bytes()
+    assert [r for path, r in server.requests if path == weights] == [None, f"bytes={len(updated) // 2}-"]
+    assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == updated
     assert sorted(os.listdir(directory)) == [".download.lock", "config.json", "model.safetensors",
                                              "preprocessor_config.json"]  # no .part or .part.etag left
 
@@ -199,19 +204,13 @@ def test_weak_etags_are_not_sent_back(served, tmp_path, det_state):
     server, repo = served
     weights = repo + "model.safetensors"
     validator = tmp_path / "cache" / NAME / "model.safetensors.part.etag"
-    server.cut_once.add(weights)
-    with pytest.raises(RuntimeError, match="ended early"):
-        hub.download(NAME, progress=False)
+    _download_cut_short(server, weights)
     assert validator.read_text().startswith('"')  # a strong ETag, kept for the resumed request
-    updated = tmp_path / "updated.safetensors"
-    save_file({k: np.asarray(v * 2) for k, v in det_state("small").items()}, str(updated))
-    server.files[weights], server.weak_etags = updated.read_bytes(), True
-    server.cut_once.add(weights)
-    with pytest.raises(RuntimeError, match="ended early"):  # the old ETag no longer matches: the new file, cut
-        hub.download(NAME, progress=False)
+    server.files[weights], server.weak_etags = _updated_weights(det_state), True
+    _download_cut_short(server, weights)  # the old ETag no longer matches: the new file, cut
     assert not validator.exists()
     hub.download(NAME, progress=False)
-    assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == updated.read_bytes()
+    assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == server.files[weights]
 
 
 def test_a_complete_partial_file_is_moved_into_place(served, tmp_path, monkeypatch):
@@ -419,8 +418,6 @@ def test_repo_without_safetensors_is_converted(served, tmp_path, det_model):
 
 def serve_shards(server, repo, state, folder):
     """The repo's weights in two shards and their index, as save_pretrained writes them below max_shard_size."""
-    from safetensors.numpy import save_file
-
     del server.files[repo + "model.safetensors"]
     shards = {f"model-0000{i + 1}-of-00002.safetensors": list(state)[i::2] for i in range(2)}
     for name, keys in shards.items():
