@@ -7,7 +7,8 @@ assignment, astype, reshape or fancy indexing, host-to-device copies; views are 
 skipped, as CuPy skips it), and records every host synchronisation, where the host waits for the GPU to catch
 up: a device value turned into a Python one (bool, int, float, item, tolist), a boolean mask or nonzero (their
 result's size), a copy to the host (get). The CUDA kernels and cuBLAS calls are served by tests/cuda_emulation.py
-(`emulated_backend`), and counted too.
+(`emulated_backend`), and counted too. Like CuPy, it refuses a NumPy array among the operands of an operation
+(cupy.asarray copies one over): a host array that was never moved to the device fails here as on a GPU.
 
 With MINIMATTE_GPU_DRY_RUN=1, tests/conftest.py installs it for the whole session, so that tests/test_gpu.py runs
 on the CPU: a dry run of the GPU tests' own code, not a test of a GPU.
@@ -85,9 +86,18 @@ def _device(x):
     return x
 
 
+def _refuse_host_arrays(operands):
+    """CuPy's TypeError for a NumPy array (not a scalar) among the operands of an operation, in lists too."""
+    for operand in operands:
+        if isinstance(operand, (list, tuple)):
+            _refuse_host_arrays(operand)
+        elif isinstance(operand, np.ndarray) and not isinstance(operand, ndarray) and operand.ndim:
+            raise TypeError(f"Unsupported type {np.ndarray}")
+
+
 def _writes_new_memory(result, inputs):
     return isinstance(result, np.ndarray) and result.size > 0 and not any(
-        np.shares_memory(result, x) for x in inputs if isinstance(x, np.ndarray))
+        np.shares_memory(_host(result), _host(x)) for x in inputs if isinstance(x, np.ndarray))
 
 
 class ndarray(np.ndarray):
@@ -96,6 +106,7 @@ class ndarray(np.ndarray):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         count(f"ufunc {ufunc.__name__}" + ("" if method == "__call__" else f".{method}"))
         out = kwargs.get("out")
+        _refuse_host_arrays((*inputs, *(out or ())))
         if out is not None:
             kwargs["out"] = _host(out)
         result = getattr(ufunc, method)(*_host(inputs), **kwargs)
@@ -173,6 +184,7 @@ def _call(function, args, kwargs):
     name = function.__name__
     if name in _SIZE_FROM_VALUES:
         _sync(name)
+    _refuse_host_arrays((*args, *kwargs.values()))
     result = function(*_host(args), **{k: _host(v) for k, v in kwargs.items()})
     if name not in _FREE and (_writes_new_memory(result, _host(args)) or "out" in kwargs):
         count(name)

@@ -126,6 +126,8 @@ def product_layouts(xp=np):
         (q[:, ::2], k_t[:, ::2], None, True),  # every other head: still one stride across (item, head)
         (q[:1], k_t[:1, :1], None, True),  # one head's keys for all heads: stride 0
         (q[:, :3], k_t[:, :3], None, False),  # (item, head) not evenly spaced
+        (randn(5, 7, 64)[::-1], table, None, False),  # items last first: a negative stride
+        (q[:, :, :0], k_t, None, False),  # no rows: nothing for cuBLAS to compute
         (q[:, :, ::2, ::2], k_t[:, :, ::2], None, False),  # neither rows nor columns contiguous
         (q.astype(np.float64), k_t.astype(np.float64), None, False),
         (q, k_t[:1], None, False),  # items broadcast, heads not: (item, head) not one stride

@@ -385,8 +385,8 @@ def test_gpu_tests_dry_run():
     cuBLAS emulated), so that a GPU session does not find its mistakes: here a sample (the whole file takes
     minutes). The tests take the stand-in for a GPU: none is skipped."""
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py", "-k",
-                             "divisor or stream or products"], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "MINIMATTE_GPU_DRY_RUN": "1"})
+                             "divisor or stream or products or foreground"], cwd=ROOT, capture_output=True,
+                            text=True, env={**os.environ, "MINIMATTE_GPU_DRY_RUN": "1"})
     assert result.returncode == 0 and re.search(r"^\d+ passed, \d+ deselected in", result.stdout, re.M), result.stdout
 
 

@@ -35,7 +35,7 @@ def on_gpu(cp, tree):
 def assert_matches(gpu, expected, tolerance):
     actual = backend.to_numpy(gpu).astype(np.float64)
     assert actual.dtype == np.float64 and actual.shape == expected.shape
-    assert np.abs(actual - expected).max() <= tolerance * max(1.0, np.abs(expected).max())
+    assert np.abs(actual - expected).max(initial=0) <= tolerance * max(1.0, np.abs(expected).max(initial=0))
 
 
 @pytest.mark.parametrize("dtype,tolerance", [(np.float32, 1e-5), (np.float16, 2e-3)])
@@ -192,5 +192,6 @@ def test_foreground_on_gpu(cp, kernels):
     gpu = minimatte.estimate_foreground(image, alpha, backend="cupy", return_background=True)
     cpu = minimatte.estimate_foreground(image, alpha, return_background=True)
     for computed, expected in zip(gpu, cpu):
+        assert isinstance(computed, cp.ndarray)  # computed on the GPU, not on NumPy arrays that missed it
         difference = np.abs(backend.to_numpy(computed) - expected).max()
         assert difference == 0 if kernels == "cuda kernels" else difference < 5e-4, difference

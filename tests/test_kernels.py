@@ -235,6 +235,16 @@ def test_strided_batched_products(case):
     np.testing.assert_allclose(product, expected, rtol=1e-3 if a.dtype == np.float16 else 1e-5, atol=1e-4)
 
 
+def test_products_beyond_cublas_int_sizes_are_left_to_matmul():
+    """cuBLAS takes sizes and counts as C ints: a stack of 2^31 matrices is not one call (broadcast views of
+    a few bytes stand in for arrays of that size; gemm_layout reads only shapes and strides)."""
+    def stack(count, rows, columns):
+        return np.broadcast_to(np.ones((1, rows, columns), np.float32), (count, rows, columns))
+    for count, one_call in (2 ** 31 - 1, True), (2 ** 31, False):
+        layout = backend.gemm_layout(stack(count, 2, 3), np.ones((3, 4), np.float32), stack(count, 2, 4))
+        assert (layout is not None) == one_call
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_global_attention_projects_as_the_fused_qkv(bias):
     """global_attention's head-by-head projection gives attention() of the fused qkv projection (other GEMM
