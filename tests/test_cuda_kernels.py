@@ -50,6 +50,16 @@ def assert_close(actual, expected, dtype):
     assert np.abs(actual.astype(np.float64) - expected).max() <= TOLERANCE[dtype] * np.abs(expected).max()
 
 
+def assert_rounded_alike(actual, expected):
+    """float16 outputs of at least 0.01 equal the NumPy path's but for a few, where float32 values just short of
+    a rounding boundary round otherwise (0.07% at most here): a kernel that rounds each step's result to float16
+    where the composed operations store it. One that kept an intermediate in float32 instead differed in 1.6-27%
+    of them. Smaller ones are left out: GELU's far negative tail, where 1 + erf cancels and CUDA's erff and the
+    NumPy path's rational erf differ, and subnormals, which CuPy's flush-to-zero arithmetic makes zeros."""
+    compared = np.abs(expected) >= 0.01
+    assert np.mean(actual[compared] != expected[compared]) < 0.005
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("channels", [384, 192, 100])
 def test_layer_norm(numpy_and_cuda, dtype, channels):
@@ -57,13 +67,13 @@ def test_layer_norm(numpy_and_cuda, dtype, channels):
     x = (rng.standard_normal((37, channels)) * 1000 + 300).astype(dtype)  # float16 squares would overflow
     p = {"weight": (1 + 0.1 * rng.standard_normal(channels)).astype(dtype),
          "bias": (0.1 * rng.standard_normal(channels)).astype(dtype)}
-    for gelu_after in (False, True):
-        expected, actual = numpy_and_cuda(nn.layer_norm, x, p, 1e-6, gelu_after)
-        assert_close(actual, expected, dtype)
     residual = (100 * rng.standard_normal(x.shape)).astype(dtype)
     for gelu_after in (False, True):
-        expected, actual = numpy_and_cuda(lambda r: (nn.layer_norm(x, p, 1e-6, gelu_after, r), r)[1], residual)
-        assert_close(actual, expected, dtype)
+        for into in None, residual:
+            expected, actual = numpy_and_cuda(lambda r: nn.layer_norm(x, p, 1e-6, gelu_after, r), into)
+            assert_close(actual, expected, dtype)
+            if dtype == np.float16:
+                assert_rounded_alike(actual, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -73,6 +83,8 @@ def test_gelu(numpy_and_cuda, dtype, with_bias):
     bias = rng.standard_normal(1537).astype(dtype) if with_bias else None
     expected, actual = numpy_and_cuda(nn.gelu, x, bias)
     assert_close(actual, expected, dtype)
+    if dtype == np.float16:
+        assert_rounded_alike(actual, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
