@@ -123,11 +123,17 @@ def window_heads(qkv, bias, window, num_heads, queries=None):
     q = xp.ascontiguousarray(grid[:, :a_q, :b_q, 0].transpose(0, 3, 1, 2, 4))  # (N*nW, nh, a_q, b_q, hd)
     q = q.reshape(-1, num_heads, a_q * b_q, hd)  # (N*nW, nh, Mq, hd)
     tokens = windows.reshape(-1, a * b, 3, num_heads, hd)
-    # Scaling k by hd^-0.5 (= 0.125, a power of two) is exactly scaling q, and leaves q unscaled for the bias.
+    # Scaling k by hd^-0.5 (64-channel heads: 0.125, a power of two) is exactly scaling q, left unscaled for the bias.
     k_t = xp.empty((len(windows), num_heads, hd, a * b), dtype=qkv.dtype)  # (N*nW, nh, hd, M), scaled in one pass
-    xp.multiply(tokens[:, :, 1].transpose(0, 2, 3, 1), hd ** -0.5, out=k_t)
+    _scale_into(tokens[:, :, 1].transpose(0, 2, 3, 1), hd ** -0.5, k_t)
     v = xp.ascontiguousarray(tokens[:, :, 2].transpose(0, 2, 1, 3))  # (N*nW, nh, M, hd)
     return q, k_t, v
+
+
+def _scale_into(x, scale, out):
+    """out = x * scale, computed in float32 and rounded to out's type, as the kernel and torch's float16 products
+    with a Python number compute it (NumPy would round the scale to float16 first, where it is no power of two)."""
+    array_module(x).multiply(x, scale, out=out, dtype=numpy.float32)
 
 
 def global_attention(x, qkv_params, num_heads, relative=None, return_probs=False):
@@ -156,7 +162,7 @@ def global_attention(x, qkv_params, num_heads, relative=None, return_probs=False
         if bias is not None:
             product += bias[rows]
         if part == 1:  # k: transposed and scaled as in attention()
-            xp.multiply(product.T, hd ** -0.5, out=k_t[i, j])  # (M, hd) -> (hd, M)
+            _scale_into(product.T, hd ** -0.5, k_t[i, j])  # (M, hd) -> (hd, M)
 
     run_pieces(project, [(i, part, j) for i in range(n) for part in range(3) for j in range(num_heads)])
     return attend(q, k_t, v, (h, w), (h, w), relative, return_probs)

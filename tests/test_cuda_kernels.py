@@ -136,15 +136,18 @@ def test_grid_stride_loops(numpy_and_cuda, monkeypatch, dtype):
 @pytest.mark.parametrize("size,window,queries", [((19, 30), (14, 14), None), ((28, 14), (14, 14), None),
                                                  ((5, 9), (14, 14), (5, 9)), ((19, 30), (14, 14), (14, 14)),
                                                  ((6, 11), (6, 11), None)])
-def test_window_heads(numpy_and_cuda, dtype, size, window, queries):
+@pytest.mark.parametrize("heads", [2, 4])
+def test_window_heads(numpy_and_cuda, dtype, size, window, queries, heads):
     """The bias, the padding, the partition and the heads' layouts in one kernel: exactly the composed
     operations' values. Windows part-padded across and down, none padded, one window larger than the grid
-    (from its real tokens' queries), and the whole grid as one window (global attention)."""
+    (from its real tokens' queries), and the whole grid as one window (global attention). Heads of 64 channels,
+    as ViTMatte's, and of 32, whose keys' scale, 1/sqrt(32), is no power of two: k rounds after the bias and
+    again after the scale."""
     qkv = (8 * rng.standard_normal((2, *size, 3 * 128))).astype(dtype)
     bias = rng.standard_normal(3 * 128).astype(dtype)
-    expected, actual = numpy_and_cuda(attention.window_heads, qkv, bias, window, 2, queries)
+    expected, actual = numpy_and_cuda(attention.window_heads, qkv, bias, window, heads, queries)
     count = 2 * -(-size[0] // window[0]) * -(-size[1] // window[1])
-    assert expected[0].shape == (count, 2, np.prod(queries or window), 64)
+    assert expected[0].shape == (count, heads, np.prod(queries or window), 128 // heads)
     for computed, composed in zip(actual, expected):
         assert computed.dtype == dtype and np.array_equal(computed, composed)
 
