@@ -104,6 +104,28 @@ def test_pieces_run_on_threads_and_errors_restore_blas():
 
 
 @steerable_blas
+def test_a_pass_within_a_pass_goes_on_with_its_threads(monkeypatch):
+    """cpu_threads within cpu_threads on one thread (a progress callback that runs a second pass) keeps the outer
+    setting and does not wait for the lock its own thread holds. It runs on a thread of its own with a lock of the
+    test's, so that such a wait fails the test instead of hanging the suite."""
+    monkeypatch.setattr(backend, "_STEERING", threading.Lock())
+    blas_threads = backend._BLAS[0]()
+    backend._BLAS[1](2)
+    inner = []
+
+    def nested():
+        with backend.cpu_threads(np), backend.cpu_threads(np):
+            inner.append((backend.parallelism(), backend._BLAS[0]()))
+    try:
+        thread = threading.Thread(target=nested, daemon=True)
+        thread.start()
+        thread.join(60)
+        assert inner == [(2, 1)] and backend._BLAS[0]() == 2
+    finally:
+        backend._BLAS[1](blas_threads)
+
+
+@steerable_blas
 def test_a_failed_piece_is_raised_once_no_piece_runs():
     """A piece's error (an allocation that failed) comes out of run_pieces only after the other running pieces
     have ended, and the pieces not started are dropped: else one would go on, holding its memory, under BLAS's
