@@ -127,6 +127,7 @@ def product_layouts(xp=np):
         (q[:1], k_t[:1, :1], None, True),  # one head's keys for all heads: stride 0
         (q[:, :3], k_t[:, :3], None, False),  # (item, head) not evenly spaced
         (randn(5, 7, 64)[::-1], table, None, False),  # items last first: a negative stride
+        (tokens, weight.T, xp.zeros((24, 30), np.float32).T, False),  # out by columns: cuBLAS writes rows
         (q[:, :, :0], k_t, None, False),  # no rows: nothing for cuBLAS to compute
         (q[:, :, ::2, ::2], k_t[:, :, ::2], None, False),  # neither rows nor columns contiguous
         (q.astype(np.float64), k_t.astype(np.float64), None, False),
