@@ -45,6 +45,28 @@ def test_cubic_matches_torch(size_in, size_out):
     np.testing.assert_allclose(resize.resize(grid, (size_out, size_out + 3), "cubic"), ref, atol=5e-6)
 
 
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_interpolation_matrices_are_torchs(mode):
+    """Every weight as torch's interpolate (align_corners=False) computes it, bit for bit where torch runs its AVX2
+    or AVX-512 kernels (x86 CPUs of the last decade), whose compiler fused some of the multiply-adds; its plain
+    kernels round otherwise, within 5e-6. Torch's weights are its resizes of one-hot inputs."""
+    torch, _ = require_reference()
+    exact = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    for size_in in 2, 3, 5, 14, 27, 37, 63, 64, 127:
+        for size_out in 1, 3, 4, 7, 14, 27, 40, 64, 79, 127, 255:
+            one_hot = torch.eye(size_in)[None, :, :, None].expand(1, size_in, size_in, 4)  # (1, in, in, 4)
+            if mode == "linear":
+                theirs = torch.nn.functional.interpolate(one_hot[..., 0], size=size_out, mode="linear")[0].T
+            else:  # along the rows only: 4 columns to 4 are weights (0, 1, 0, 0)
+                resized = torch.nn.functional.interpolate(one_hot, size=(size_out, 4), mode="bicubic")
+                theirs = resized[0, :, :, 0].T
+            ours = resize.interpolation_matrix(size_in, size_out, mode)  # (out, in)
+            if exact:
+                assert np.array_equal(ours, theirs.numpy()), (size_in, size_out)
+            else:
+                np.testing.assert_allclose(ours, theirs.numpy(), atol=5e-6)
+
+
 @pytest.mark.parametrize("length_in,length_out", [(63, 7), (63, 79), (63, 127), (27, 27), (63, 255)])
 def test_linear_matches_torch(length_in, length_out):
     torch, _ = require_reference()
