@@ -257,14 +257,6 @@ def test_strided_batched_products(case):
     np.testing.assert_allclose(product, expected, rtol=1e-3 if a.dtype == np.float16 else 1e-5, atol=1e-4)
 
 
-def test_products_of_fewer_rows_than_threads(monkeypatch):
-    """nn.matmul cuts its rows into a block per thread: a 32x32 image's 4 tokens on a 16-core machine still make
-    whole blocks."""
-    monkeypatch.setattr(nn, "parallelism", lambda: 16)
-    a, b = randn(4, 8), randn(8, 5)
-    np.testing.assert_allclose(nn.matmul(a, b), a @ b, atol=1e-5)
-
-
 def test_products_beyond_cublas_int_sizes_are_left_to_matmul():
     """cuBLAS takes sizes and counts as C ints: a stack of 2^31 matrices is not one call (broadcast views of
     a few bytes stand in for arrays of that size; gemm_layout reads only shapes and strides)."""

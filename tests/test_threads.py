@@ -83,6 +83,24 @@ def test_threaded_forward_equals_serial(det_model, monkeypatch):
 
 
 @steerable_blas
+def test_more_threads_than_work(det_model, monkeypatch):
+    """On a machine of 16 or 64 cores, images of one patch, four, or a strip (fewer tokens, windows and rows than
+    threads) give the serial pass's alphas."""
+    model = det_model("small")
+    blas_threads = backend._BLAS[0]()
+    try:
+        for size in (16, 16), (32, 32), (32, 224):
+            pixels = np.random.default_rng(1).uniform(-1, 1, (1, 4, *size)).astype(np.float32)
+            backend._BLAS[1](1)
+            serial = model(pixels).alphas
+            for threads in 16, 64:
+                backend._BLAS[1](threads)
+                np.testing.assert_allclose(model(pixels).alphas, serial, rtol=0, atol=1e-6)
+    finally:
+        backend._BLAS[1](blas_threads)
+
+
+@steerable_blas
 def test_pieces_run_on_threads_and_errors_restore_blas():
     blas_threads = backend._BLAS[0]()
     backend._BLAS[1](2)
