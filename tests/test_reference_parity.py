@@ -112,7 +112,7 @@ def test_activations_as_large_as_real_checkpoints_match_transformers(det_state):
     largest, hidden, alphas = large_activation_differences(det_state("small"))
     assert largest > 900
     assert hidden <= 2e-6 * largest  # every hidden state; measured 1.8e-4 at 1012
-    assert alphas <= 1e-4  # measured 5.1e-6
+    assert alphas <= 1e-4  # measured 5.4e-6
 
 
 def test_loads_a_transformers_checkpoint_directory(tmp_path, det_reference):

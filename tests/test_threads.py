@@ -16,6 +16,16 @@ from minimatte import backend
 steerable_blas = pytest.mark.skipif(backend._BLAS is None, reason="NumPy's BLAS is not an OpenBLAS minimatte can steer")
 
 
+@pytest.fixture
+def blas_threads():
+    """backend._BLAS's setter of OpenBLAS's thread count (tests marked steerable_blas); the count it had is put
+    back after the test."""
+    get, set_threads = backend._BLAS
+    before = get()
+    yield set_threads
+    set_threads(before)
+
+
 def test_numpys_openblas_is_steerable():
     """Where an OpenBLAS is loaded (NumPy's wheels bundle one), minimatte finds its thread controls, whose names
     differ between NumPy 1 and 2: otherwise the forward pass's threads are silently off."""
@@ -83,73 +93,60 @@ def test_threaded_forward_equals_serial(det_model, monkeypatch):
 
 
 @steerable_blas
-def test_more_threads_than_work(det_model, monkeypatch):
+def test_more_threads_than_work(det_model, blas_threads):
     """On a machine of 16 or 64 cores, images of one patch, four, or a strip (fewer tokens, windows and rows than
     threads) give the serial pass's alphas."""
     model = det_model("small")
-    blas_threads = backend._BLAS[0]()
-    try:
-        for size in (16, 16), (32, 32), (32, 224):
-            pixels = np.random.default_rng(1).uniform(-1, 1, (1, 4, *size)).astype(np.float32)
-            backend._BLAS[1](1)
-            serial = model(pixels).alphas
-            for threads in 16, 64:
-                backend._BLAS[1](threads)
-                np.testing.assert_allclose(model(pixels).alphas, serial, rtol=0, atol=1e-6)
-    finally:
-        backend._BLAS[1](blas_threads)
+    for size in (16, 16), (32, 32), (32, 224):
+        pixels = np.random.default_rng(1).uniform(-1, 1, (1, 4, *size)).astype(np.float32)
+        blas_threads(1)
+        serial = model(pixels).alphas
+        for threads in 16, 64:
+            blas_threads(threads)
+            np.testing.assert_allclose(model(pixels).alphas, serial, rtol=0, atol=1e-6)
 
 
 @steerable_blas
-def test_pieces_run_on_threads_and_errors_restore_blas():
-    blas_threads = backend._BLAS[0]()
-    backend._BLAS[1](2)
-    try:
-        seen = []
+def test_pieces_run_on_threads_and_errors_restore_blas(blas_threads):
+    blas_threads(2)
+    seen = []
+    with backend.cpu_threads(np):
+        assert backend.parallelism() == 2 and backend._BLAS[0]() == 1
+        backend.run_pieces(lambda i: seen.append(backend.parallelism()), range(4))
+        with pytest.raises(ZeroDivisionError):
+            backend.run_pieces(lambda i: 1 / i, [1, 0, 2])
+    assert seen == [1, 1, 1, 1]  # inside a piece, nested kernels run serially
+    assert backend.parallelism() == 1 and backend._BLAS[0]() == 2
+    with pytest.raises(RuntimeError):
         with backend.cpu_threads(np):
-            assert backend.parallelism() == 2 and backend._BLAS[0]() == 1
-            backend.run_pieces(lambda i: seen.append(backend.parallelism()), range(4))
-            with pytest.raises(ZeroDivisionError):
-                backend.run_pieces(lambda i: 1 / i, [1, 0, 2])
-        assert seen == [1, 1, 1, 1]  # inside a piece, nested kernels run serially
-        assert backend.parallelism() == 1 and backend._BLAS[0]() == 2
-        with pytest.raises(RuntimeError):
-            with backend.cpu_threads(np):
-                raise RuntimeError("interrupted")
-        assert backend.parallelism() == 1 and backend._BLAS[0]() == 2
-    finally:
-        backend._BLAS[1](blas_threads)
+            raise RuntimeError("interrupted")
+    assert backend.parallelism() == 1 and backend._BLAS[0]() == 2
 
 
 @steerable_blas
-def test_a_pass_within_a_pass_goes_on_with_its_threads(monkeypatch):
+def test_a_pass_within_a_pass_goes_on_with_its_threads(monkeypatch, blas_threads):
     """cpu_threads within cpu_threads on one thread (a progress callback that runs a second pass) keeps the outer
     setting and does not wait for the lock its own thread holds. It runs on a thread of its own with a lock of the
     test's, so that such a wait fails the test instead of hanging the suite."""
     monkeypatch.setattr(backend, "_STEERING", threading.Lock())
-    blas_threads = backend._BLAS[0]()
-    backend._BLAS[1](2)
+    blas_threads(2)
     inner = []
 
     def nested():
         with backend.cpu_threads(np), backend.cpu_threads(np):
             inner.append((backend.parallelism(), backend._BLAS[0]()))
-    try:
-        thread = threading.Thread(target=nested, daemon=True)
-        thread.start()
-        thread.join(60)
-        assert inner == [(2, 1)] and backend._BLAS[0]() == 2
-    finally:
-        backend._BLAS[1](blas_threads)
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert inner == [(2, 1)] and backend._BLAS[0]() == 2
 
 
 @steerable_blas
-def test_a_failed_piece_is_raised_once_no_piece_runs():
+def test_a_failed_piece_is_raised_once_no_piece_runs(blas_threads):
     """A piece's error (an allocation that failed) comes out of run_pieces only after the other running pieces
     have ended, and the pieces not started are dropped: else one would go on, holding its memory, under BLAS's
     restored thread count and beside the next pass (a batch's next image)."""
-    blas_threads = backend._BLAS[0]()
-    backend._BLAS[1](2)
+    blas_threads(2)
     started, running, second_runs = [], set(), threading.Event()
 
     def work(i):
@@ -161,13 +158,10 @@ def test_a_failed_piece_is_raised_once_no_piece_runs():
         second_runs.set()
         time.sleep(0.2)
         running.discard(i)
-    try:
-        with pytest.raises(MemoryError, match="piece 0"), backend.cpu_threads(np):
-            backend.run_pieces(work, range(8))
-        assert not running, f"pieces {running} still running"
-        assert len(started) < 8 and backend._BLAS[0]() == 2
-    finally:
-        backend._BLAS[1](blas_threads)
+    with pytest.raises(MemoryError, match="piece 0"), backend.cpu_threads(np):
+        backend.run_pieces(work, range(8))
+    assert not running, f"pieces {running} still running"
+    assert len(started) < 8 and backend._BLAS[0]() == 2
 
 
 def test_passes_from_several_threads_take_turns_steering_blas(det_model, monkeypatch):
