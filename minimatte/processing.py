@@ -24,11 +24,14 @@ from fractions import Fraction
 from typing import List, Tuple
 
 import numpy as np
+import PIL
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .backend import to_numpy
 from .config import ProcessorConfig, is_integer
 
+# Pillow scales a PGM file's values of more than 8 bits to 0..65535 from 9.1 on (9.0: up to the file's maxval)
+_PILLOW_VERSION = tuple(int(part) for part in PIL.__version__.split(".")[:2])
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright, 2-8 mirrored and/or rotated
 
 
@@ -213,7 +216,11 @@ def _pil_to_array(img, name, floats=False):
     image (mode "F", as TIFF stores mattes) is a float32 array; otherwise it is an error."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return np.asarray(img, dtype=np.uint16)
-    if img.mode == "I" and img.format == "PNG":  # PNG has no 32-bit grey: Pillow < 10.3 reads 16 bits as "I"
+    # PNG and PGM have no 32-bit grey: Pillow reads their 16 bits as "I" (PNG before Pillow 10.3)
+    if img.mode == "I" and img.format in ("PNG", "PPM"):
+        if img.format == "PPM" and _PILLOW_VERSION < (9, 1):
+            raise ValueError(f"{name}: reading a 16-bit PGM file needs Pillow 9.1 or newer, which scales its "
+                             "values to 0..65535; save it as PNG")
         return np.asarray(img).astype(np.uint16)
     if img.mode == "F" and floats:
         return np.asarray(img, dtype=np.float32)

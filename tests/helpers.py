@@ -6,6 +6,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import PIL
 
 from minimatte import config as cfg
 
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MINIMATTE_SHARED", ROOT.parent / "shared"))
 REFERENCE = SHARED / "reference"
 DATA = SHARED / "data"
+PILLOW_VERSION = tuple(int(part) for part in PIL.__version__.split(".")[:2])
 # A test kernel for common.cuh's Divisor (run emulated and on a GPU): quotient[i], remainder[i] = n[i] / d, n[i] % d.
 DIVIDE_KERNEL = '''
 extern "C" __global__ void divide(const int* n, int* quotient, int* remainder, int d, long long magic, int count) {

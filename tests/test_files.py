@@ -4,7 +4,6 @@ import stat
 import sys
 
 import numpy as np
-import PIL
 import pytest
 from PIL import Image
 
@@ -12,7 +11,7 @@ import minimatte
 from minimatte.files import atomic_output
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import gamma_profile  # noqa: E402
+from helpers import PILLOW_VERSION, gamma_profile  # noqa: E402
 
 
 def _mode(path):
@@ -77,7 +76,7 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
     visible = rgba[..., 3] > 0
     assert np.array_equal(np.asarray(written)[visible], rgba[visible])
     assert written.info["icc_profile"] == gamma_profile(1.0)
-    if tuple(map(int, PIL.__version__.split(".")[:2])) >= (9, 4):  # WebP's `exact`: the colours under alpha 0 too
+    if PILLOW_VERSION >= (9, 4):  # WebP's `exact`: the colours under alpha 0 too
         assert np.array_equal(np.asarray(written), rgba)
     minimatte.save(tmp_path / "c.bmp", rgba[..., :3], icc_profile=gamma_profile(1.0))  # BMP holds no profile:
     converted = np.asarray(Image.open(tmp_path / "c.bmp")).astype(int)  # the colours are converted into sRGB

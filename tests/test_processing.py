@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import minimatte
-from helpers import DATA, REFERENCE, cmyk_profile, gamma_profile, grey_profile
+from helpers import DATA, PILLOW_VERSION, REFERENCE, cmyk_profile, gamma_profile, grey_profile
 from reference import require
 
 BULB = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
@@ -238,6 +238,17 @@ def test_sixteen_bit_files(tmp_path):
     opened.format = "TIFF"
     with pytest.raises(ValueError, match="32-bit image mode 'I' is not supported"):
         minimatte.read_trimap(opened)
+    # PGM too (as OpenCV's imwrite writes 16-bit grey to .pgm): values of any maxval above 255, which Pillow reads
+    # as "I", scaled to 16 bits (Pillow 9.0 leaves them on the maxval's scale: an error there)
+    for maxval in 65535, 4095:
+        stored = levels.astype(int) * maxval // 65535
+        (tmp_path / "t.pgm").write_bytes(b"P5 3 2 %d\n" % maxval + stored.astype(">u2").tobytes())
+        if PILLOW_VERSION < (9, 1):
+            with pytest.raises(ValueError, match="^trimap: reading a 16-bit PGM file needs Pillow 9.1 or newer"):
+                minimatte.read_trimap(tmp_path / "t.pgm")
+            continue
+        for read in minimatte.read_trimap, minimatte.processing.read_matte:
+            np.testing.assert_array_equal(read(tmp_path / "t.pgm"), np.round(stored * (65535 / maxval)) / 65535)
     # an 8-bit trimap converted to 16 bits as PIL converts it (values kept) would read as almost all background
     Image.fromarray(np.uint8([[0, 128, 255]])).convert("I;16").save(tmp_path / "kept.png")
     for read in minimatte.read_trimap, minimatte.read_image, minimatte.processing.read_matte:
