@@ -76,7 +76,8 @@ def test_linear_matches_torch(length_in, length_out):
     np.testing.assert_allclose(out, ref.numpy(), atol=1e-6)
 
 
-@pytest.mark.parametrize("k,stride,size", [(3, 1, (9, 13)), (3, 2, (16, 22)), (3, 2, (9, 13)), (1, 1, (5, 6))])
+@pytest.mark.parametrize("k,stride,size", [(3, 1, (9, 13)), (3, 2, (16, 22)), (3, 2, (9, 13)), (1, 1, (5, 6)),
+                                           (1, 2, (9, 13))])
 def test_conv2d_matches_torch(k, stride, size):
     torch, _ = require_reference()
     x, weight, bias = randn(2, *size, 6), randn(5, 6, k, k), randn(5)
@@ -84,9 +85,9 @@ def test_conv2d_matches_torch(k, stride, size):
                                      torch.from_numpy(bias), stride=stride, padding=k // 2)
     ref = ref.permute(0, 2, 3, 1).numpy()
     p = {"im2col_weight": conv.im2col_weight(weight), "bias": bias}
-    np.testing.assert_allclose(conv.conv2d(x, p, stride=stride), ref, atol=1e-5)
-    split = conv.conv2d((x[..., :2], x[..., 2:]), p, stride=stride, relu=True)
-    np.testing.assert_allclose(split, np.maximum(ref, 0), atol=1e-5)
+    for inputs in x, (x[..., :2], x[..., 2:]):  # one array (a 1x1 conv's is one GEMM), and two read as concatenated
+        np.testing.assert_allclose(conv.conv2d(inputs, p, stride=stride), ref, atol=1e-5)
+        np.testing.assert_allclose(conv.conv2d(inputs, p, stride=stride, relu=True), np.maximum(ref, 0), atol=1e-5)
 
 
 def test_conv2d_band_edges(monkeypatch):
