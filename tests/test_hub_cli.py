@@ -1166,6 +1166,37 @@ def test_cli_interrupted(tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_out_of_memory(tmp_path, capsys, monkeypatch):
+    """The network's MemoryError (NumPy's names the array) is one line that says what needs less memory, exit
+    status 1; in batch mode that image is skipped like any failed one, and the next is matted."""
+    images, trimaps = tmp_path / "images", tmp_path / "trimaps"
+    images.mkdir()
+    trimaps.mkdir()
+    for stem, size in (("a", (40, 30)), ("b", (20, 30))):
+        Image.fromarray(np.zeros(size + (3,), np.uint8)).save(images / f"{stem}.png")
+        Image.fromarray(np.full(size, 128, np.uint8)).save(trimaps / f"{stem}.png")
+    shortage = "Unable to allocate 6.00 GiB for an array with shape (6, 16384, 16384) and data type float32"
+
+    def infer(image, trimap, **options):
+        if image.size[1] == 40:  # a.png
+            raise MemoryError(shortage)
+        return np.full(image.size[::-1], 0.5, np.float32)
+    monkeypatch.setattr(minimatte.api, "load", lambda *args, **kwargs: None)
+    monkeypatch.setattr(minimatte.api, "infer", infer)
+    one = [str(images / "a.png"), str(trimaps / "a.png"), "-o", str(tmp_path / "a.png")]
+    for options, advice in (([], "--max-size, which runs it on a reduced copy"),
+                            (["--max-size", "1024"], "a smaller --max-size")):
+        assert cli.main(["matte", *one, *options]) == 1
+        assert capsys.readouterr().err == (f"minimatte: error: out of memory: {shortage}; the network needs less "
+                                           f"with {advice}\n")
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"[1/2] minimatte: error: out of memory: {shortage}; the network needs less with --max-size" in err
+    assert f"[2/2] wrote {tmp_path / 'out' / 'b.png'}" in err and "1 of 2 images failed" in err
+    assert sorted(path.name for path in tmp_path.rglob("*.png") if path.parent.name not in ("images", "trimaps")) == \
+        ["b.png"]
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
 def test_cli_terminated_while_writing(tmp_path, capsys, monkeypatch):
     """SIGTERM (a job's time limit, `timeout`, `docker stop`) halfway through writing an output: one line, exit
