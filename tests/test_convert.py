@@ -347,7 +347,10 @@ def test_truncated_and_corrupt_files(tmp_path, reference_model):
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"not a checkpoint" + os.urandom(4096))  # its byte 8 not a safetensors header's "{"
-    for bad in (truncated, garbage):
+    photos = tmp_path / "photos.zip"  # a zip archive, but no torch.save's: no data.pkl in it
+    with zipfile.ZipFile(photos, "w") as archive:
+        archive.writestr("photos/a.png", b"")
+    for bad in (truncated, garbage, photos):
         with pytest.raises(ValueError, match="is not a readable PyTorch zip checkpoint"):
             convert.convert(bad, tmp_path / "never.safetensors")
     assert not list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob(".minimatte-*"))
