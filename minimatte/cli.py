@@ -502,7 +502,7 @@ def build_parser():
                                           "holding its config.")
     sub.add_argument("source", help="a checkpoint file or directory, or a checkpoint name or hub repo id (downloaded "
                                     "into the cache first)")
-    sub.add_argument("destination")
+    sub.add_argument("destination", help="the safetensors file to write (--model and minimatte.load take it)")
     sub.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                      help="storage type; float16 halves the file, compute stays float32 (default: %(default)s)")
     sub.set_defaults(run=_convert)
