@@ -120,6 +120,10 @@ def test_grey_and_coloured_trimaps_convert_like_pil():
     colour[:2] = np.random.default_rng(5).integers(0, 256, (2, 25, 3))  # a quarter in colour, or less: a trimap
     expected = np.asarray(Image.fromarray(colour).convert("L")) / 255
     np.testing.assert_array_equal(minimatte.read_trimap(colour), expected)
+    strokes = np.full((10, 25, 3), 128, np.uint8)
+    strokes[2, :5] = 255, 255, 0  # yellow: red and green alike everywhere, blue not
+    grey = np.asarray(Image.fromarray(strokes).convert("L"))
+    np.testing.assert_array_equal(minimatte.read_trimap(strokes), grey / 255)
     deep = colour.astype(np.uint16) * 257  # 16-bit RGB arrays: PIL's weights, rounded in 16 bits
     luma = deep[..., 0] * 0.299 + deep[..., 1] * 0.587 + deep[..., 2] * 0.114
     np.testing.assert_array_equal(minimatte.read_trimap(deep), np.rint(luma) / 65535)
@@ -291,8 +295,11 @@ def test_a_float_mattes_filter_overshoot_is_clipped(tmp_path):
     Image.fromarray(ringing).save(tmp_path / "ringing.tif")
     clipped = np.clip(ringing, 0, 1)
     np.testing.assert_array_equal(minimatte.processing.read_matte(tmp_path / "ringing.tif", dtype=np.float32), clipped)
-    np.testing.assert_array_equal(minimatte.trimap_from_mask(tmp_path / "ringing.tif", band=2),
-                                  minimatte.trimap_from_mask(clipped, band=2, value_range=1.0))
+    expected = minimatte.trimap_from_mask(clipped, band=2, value_range=1.0)
+    # the file, the PIL image ("F") and the array on either scale: a float PIL image's values are in [0, 1] too
+    for mask, value_range in ((tmp_path / "ringing.tif", None), (Image.fromarray(ringing), None), (ringing, 1.0),
+                              (ringing * 255, 255.0)):
+        np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=2, value_range=value_range), expected)
     image = np.random.default_rng(4).integers(0, 256, (100, 100, 3), np.uint8)
     np.testing.assert_array_equal(minimatte.cutout(image, ringing, foreground=False),
                                   minimatte.cutout(image, clipped, foreground=False))
@@ -468,6 +475,8 @@ def test_batch_of_equal_sizes():
     trimaps = [np.full((40, 50), 128, np.uint8)] * 2
     batch = minimatte.preprocess(images, trimaps)
     assert batch.pixel_values.shape == (2, 4, 64, 64) and batch.sizes == [(40, 50)] * 2
+    with pytest.raises(ValueError, match=r"^trimap\[1\]: no pixel is unknown"):  # an error names the item
+        minimatte.preprocess(images, [trimaps[0], np.zeros((40, 50), np.uint8)])
 
 
 @pytest.mark.parametrize("image,trimap,kwargs,error,match", [
@@ -510,6 +519,8 @@ def test_batch_of_equal_sizes():
      r"image: float values that go up to only 0.5 of value_range=255.0 would read as nearly black; for values in "
      r"\[0, 1\], pass value_range=1.0$"),
     (np.zeros((4, 4, 3)), np.eye(4) * 0.5, {"value_range": 255.0}, ValueError, "trimap: float values that go up to"),
+    (np.eye(4)[..., None].repeat(3, 2), np.full((4, 4), 128.0), {"value_range": 255.0}, ValueError,
+     "image: float values that go up to only 1 of value_range=255.0"),  # an image in [0, 1], white where it is 1
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint8) * 255, {}, ValueError,
      r"trimap: no pixel is unknown \(grey, between 0 and 255\), so there is nothing to matte; for a binary mask"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4, dtype=np.uint16) * 65535, {}, ValueError, "between 0 and 65535"),
