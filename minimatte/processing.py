@@ -618,7 +618,7 @@ def _turned_hint(size, other_size, other, aspect_only=False):
     a clause to append to the error; else ''."""
     turned_other = tuple(other_size[::-1])
     turned = _same_aspect(size, turned_other) if aspect_only else tuple(size) == turned_other
-    if size[0] == size[1] or not turned:
+    if not turned:
         return ""
     return (f"; {'its aspect ratio' if aspect_only else 'that'} is the {other}'s turned 90 degrees: files are "
             "turned upright by their EXIF orientation, so was one of them made from a photo's stored pixels?")
