@@ -315,7 +315,7 @@ def test_attention_slabs_are_exact(monkeypatch, budget, scale):
         np.testing.assert_allclose(computed, expected, atol=1e-5 * scale ** 2)  # float32 logits: rounding ~ scale^2
 
 
-@pytest.mark.parametrize("size", [(1, 1), (1, 4), (2, 3), (5, 7), (8, 6)])
+@pytest.mark.parametrize("size", [(1, 1), (1, 4), (2, 3), (4, 4), (5, 7), (8, 6)])
 @pytest.mark.parametrize("band_budget", [1, 1 << 16])
 @pytest.mark.parametrize("winograd", [False, True])
 def test_conv2d_upsampled_matches_torch(monkeypatch, size, band_budget, winograd):
