@@ -11,7 +11,7 @@ import minimatte
 from minimatte.files import atomic_output
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import PILLOW_VERSION, gamma_profile  # noqa: E402
+from helpers import PILLOW_VERSION, gamma_profile, grey_profile  # noqa: E402
 
 
 def _mode(path):
@@ -124,7 +124,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
                                                      r"minimatte.icc_profile\(image\) returns them, got str$"),
             (b"junk", ValueError, r"icc_profile: the bytes are not an ICC profile \(no 'acsp' signature"),
             (bytes(cmyk), ValueError, "icc_profile: a profile of the CMYK colour space; cut-outs and composites are "
-                                      "RGB$")):
+                                      "RGB$"),
+            (grey_profile(2.2), ValueError, "icc_profile: a profile of the GRAY colour space")):  # a grey file's
         with pytest.raises(error, match=message):
             minimatte.save(tmp_path / "refused.png", rgba, icc_profile=profile)
     with open(tmp_path / "text.txt", "w") as text, pytest.raises(TypeError, match=r"output: a file opened as text; "
