@@ -40,12 +40,10 @@ def _check(pred, gt, trimap):
     if trimap is not None:
         named["trimap"] = np.asarray(trimap)
     for name, a in named.items():
-        if a.ndim != 2:
-            raise ValueError(f"{name}: expected a one-channel (H, W) image, got shape {a.shape}")
+        if a.ndim != 2 or not a.size:
+            raise ValueError(f"{name}: expected a non-empty one-channel (H, W) image, got shape {a.shape}")
         if a.dtype.kind not in "uif":
             raise TypeError(f"{name}: expected 8-bit values (uint8, or numbers in 0..255), got dtype {a.dtype}")
-        if not a.size:
-            continue
         low, high = a.min(), a.max()
         if not 0 <= low <= high <= 255:  # NaN fails too
             raise ValueError(f"{name}: expected 8-bit values in 0..255, found [{low:g}, {high:g}]")

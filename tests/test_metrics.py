@@ -21,6 +21,8 @@ def test_sad_and_mse_by_hand():
     trimap = np.array([[128, 128, 128], [0, 255, 128]], np.uint8)  # known pixels are ignored
     assert metrics.sad(pred, gt, trimap) == pytest.approx((255 + 0 + 50 + 30) / 255 / 1000)
     assert metrics.mse(pred, gt, trimap) == pytest.approx(((255 / 255) ** 2 + (50 / 255) ** 2 + (30 / 255) ** 2) / 4)
+    scores = metrics.evaluate(pred, gt, trimap)  # MSE as papers print it
+    assert scores["SAD"] == metrics.sad(pred, gt, trimap) and scores["MSE"] == 1e3 * metrics.mse(pred, gt, trimap)
 
 
 def test_whole_image_scores():
@@ -36,6 +38,8 @@ def test_whole_image_scores():
     assert whole == metrics.evaluate(pred, gt, np.full(gt.shape, 128, np.uint8)) and all(whole.values())
     with pytest.raises(ValueError, match=r"^pred, gt: sizes differ \(\(40, 50\), \(50, 40\)\)$"):
         metrics.evaluate(pred, gt.T, None)
+    with pytest.raises(ValueError, match=r"^pred, gt, trimap: sizes differ \(\(40, 50\), \(40, 50\), \(40, 49\)\)$"):
+        metrics.sad(pred, gt, np.full((40, 49), 128, np.uint8))
 
 
 def test_identical_mattes_score_zero_and_metrics_are_symmetric():
@@ -57,6 +61,8 @@ def test_mattes_on_another_scale_are_refused():
                                          r"\(values in \[0, 1\], as infer returns a matte\?\); pass "
                                          r"metrics.to_uint8\(pred\)$"):
         metrics.sad(alpha, gt, trimap)
+    with pytest.raises(ValueError, match=r"pred: float values that go up to only 1 read as"):  # where alpha is 1
+        metrics.sad(np.minimum(alpha * 2, 1), gt, trimap)
     with pytest.raises(ValueError, match=r"trimap: .* \(values in \[0, 1\]\?\); pass np.rint\(trimap \* 255\)"):
         metrics.mse(gt, gt, trimap / 255)
     with pytest.raises(ValueError, match=r"gt: expected 8-bit values in 0..255, found \[0, 6\d+\]$"):
@@ -68,8 +74,12 @@ def test_mattes_on_another_scale_are_refused():
     with pytest.raises(TypeError, match=r"^gt: expected 8-bit values \(uint8, or numbers in 0..255\), got dtype "
                                         r"bool$"):
         metrics.sad(gt, gt > 128, trimap)
-    with pytest.raises(ValueError, match=r"^trimap: expected a one-channel \(H, W\) image, got shape \(20, 30, 3\)"):
+    with pytest.raises(ValueError, match=r"^trimap: expected a non-empty one-channel \(H, W\) image, got shape "
+                                         r"\(20, 30, 3\)$"):
         metrics.mse(gt, gt, np.dstack([trimap] * 3))
+    with pytest.raises(ValueError, match=r"^pred: expected a non-empty one-channel \(H, W\) image, got shape "
+                                         r"\(0, 30\)$"):
+        metrics.evaluate(gt[:0], gt[:0], None)
     assert metrics.evaluate(gt.astype(np.float64), gt.astype(np.int64), trimap) == metrics.evaluate(gt, gt, trimap)
     # to_uint8 truncates a float matte as the reference saves it, passes an 8-bit one on, and refuses other
     # scales, which clipping into [0, 1] would make binary
@@ -98,9 +108,11 @@ def test_grad_matches_scipy_port():
     gt = rng.integers(0, 256, (30, 40)).astype(np.uint8)
     pred = np.clip(gt.astype(int) + rng.integers(-40, 40, gt.shape), 0, 255).astype(np.uint8)
     trimap = np.where(rng.random(gt.shape) < 0.5, 128, 0).astype(np.uint8)
-    g, dg = metrics._gaussian_derivative_filters()
-    assert len(g) == 9
-    hx = np.outer(g, dg)
+    sigma, half = 1.4, 4  # DIM's half size: ceil(sigma sqrt(-2 ln(sqrt(2 pi) sigma 0.01)))
+    u = np.arange(-half, half + 1)
+    gauss = np.exp(-u ** 2 / (2 * sigma ** 2)) / (sigma * np.sqrt(2 * np.pi))
+    hx = np.outer(gauss, -u * gauss / sigma ** 2)  # hx[i, j] = G(i) G'(j)
+    hx /= np.sqrt((hx ** 2).sum())
     hy = hx.T
 
     def amplitude(a):
@@ -155,6 +167,8 @@ def test_evaluate_refuses_a_trimap_without_unknown_pixels():
     trimap[:5] = 0
     with pytest.raises(ValueError, match=r"trimap: no pixel is 128, .*\(its grey values: 102\)"):
         metrics.evaluate(255 - gt, gt, trimap)
+    with pytest.raises(ValueError, match=r"\(its grey values: 1, 2, 3, 4, 5, 6, 7, 8 \.\.\.\)$"):
+        metrics.evaluate(255 - gt, gt, np.arange(600, dtype=np.uint8).reshape(gt.shape) % 10)
     with pytest.raises(ValueError, match="it has only 0 and 255"):
         metrics.evaluate(255 - gt, gt, np.where(gt > 128, 255, 0).astype(np.uint8))
 
