@@ -150,14 +150,16 @@ def test_conn_matches_scipy_port():
     for mask in masks:
         np.testing.assert_array_equal(metrics.largest_component(mask), largest(mask))
     p, g = pred / 255.0, gt / 255.0
-    level = np.full(p.shape, -1.0)
-    steps = np.arange(0, 1.1, 0.1)
-    for i in range(1, len(steps)):
-        omega = largest((p >= steps[i]) & (g >= steps[i]))
-        level[(level == -1) & ~omega] = steps[i - 1]
-    level[level == -1] = 1
-    phi_p, phi_g = 1 - (p - level) * (p - level >= 0.15), 1 - (g - level) * (g - level >= 0.15)
-    assert metrics.conn(pred, gt, trimap) == pytest.approx(np.abs(phi_p - phi_g).sum() / 1000, rel=1e-12)
+    for step, theta in (0.1, 0.15), (0.2, 0.15), (0.1, 0.05):  # DIM's, and two where other levels count
+        level = np.full(p.shape, -1.0)
+        steps = np.arange(0, 1 + step, step)
+        for i in range(1, len(steps)):
+            omega = largest((p >= steps[i]) & (g >= steps[i]))
+            level[(level == -1) & ~omega] = steps[i - 1]
+        level[level == -1] = 1
+        phi_p, phi_g = 1 - (p - level) * (p - level >= theta), 1 - (g - level) * (g - level >= theta)
+        expected = np.abs(phi_p - phi_g).sum() / 1000
+        assert metrics.conn(pred, gt, trimap, step, theta) == pytest.approx(expected, rel=1e-12)
 
 
 def test_evaluate_refuses_a_trimap_without_unknown_pixels():
