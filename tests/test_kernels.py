@@ -33,6 +33,8 @@ def test_erf_and_gelu_are_exact():
     for dtype in (np.float32, np.float16):
         summed = rows.astype(dtype) + bias.astype(dtype)
         assert np.array_equal(nn.gelu(rows.astype(dtype), bias.astype(dtype)), nn.gelu(summed))
+    with pytest.raises(ValueError, match="^gelu works in place: it needs a C-contiguous array$"):
+        nn.gelu(rows[:, ::2])
 
 
 @pytest.mark.parametrize("size_in,size_out", [(14, 4), (14, 6), (14, 40), (14, 14), (5, 128)])
@@ -43,6 +45,19 @@ def test_cubic_matches_torch(size_in, size_out):
                                           mode="bicubic", align_corners=False)[0].permute(1, 2, 0).numpy()
     # float32 coefficients (as torch computes them) put both ~3e-6 from a float64 resize when shrinking
     np.testing.assert_allclose(resize.resize(grid, (size_out, size_out + 3), "cubic"), ref, atol=5e-6)
+
+
+def test_resize_is_computed_and_returned_in_the_input_dtype():
+    """float32 (float16 widened to it) or float64: the matrices' float32 weights times values of the input's
+    precision, returned in its dtype."""
+    grid = randn(14, 15, 3)
+    rows, cols = (resize.interpolation_matrix(n, m, "cubic").astype(np.float64) for n, m in ((14, 9), (15, 20)))
+    exact = np.einsum("ih,hwc,jw->ijc", rows, grid.astype(np.float64), cols)  # (14, 15, 3) -> (9, 20, 3)
+    wide = resize.resize(grid.astype(np.float64), (9, 20), "cubic")
+    assert wide.dtype == np.float64 and np.abs(wide - exact).max() < 1e-12
+    half = resize.resize(grid.astype(np.float16), (9, 20), "cubic")
+    assert half.dtype == np.float16 and np.array_equal(half, resize.resize(grid.astype(np.float16).astype(np.float32),
+                                                                           (9, 20), "cubic").astype(np.float16))
 
 
 @pytest.mark.parametrize("mode", ["linear", "cubic"])
@@ -149,6 +164,7 @@ def test_winograd_where_it_pays():
 
 def test_layer_norm_and_sigmoid_match_definitions():
     x = randn(37, 384) * 50 + 7
+    x[0], x[1] = 7, x[1] / 5e4  # a constant row (its bias), and one whose variance is eps's size
     p = {"weight": randn(384), "bias": randn(384)}
     x64 = x.astype(np.float64)
     ref = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-6) * p["weight"] + p["bias"]
