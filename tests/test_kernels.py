@@ -260,6 +260,21 @@ def test_window_attention_from_real_tokens_only(monkeypatch, size, budget):
     np.testing.assert_allclose(padded, every, atol=1e-5)
 
 
+def test_float16_tables_and_key_scales_are_computed_in_float32():
+    """A float16 model's relative position tables are resized, and its keys scaled by hd^-0.5, in float32 and
+    rounded once to float16 (rounding the scale to float16 first would change it where it is no power of two)."""
+    table = randn(27, 48).astype(np.float16)
+    resized = attention_module.relative_position_table(table, 5)
+    assert resized.dtype == np.float16
+    np.testing.assert_array_equal(resized, attention_module.relative_position_table(table.astype(np.float32), 5)
+                                  .astype(np.float16))
+    qkv = randn(1, 3, 5, 3 * 2 * 48).astype(np.float16)  # 2 heads of 48 channels
+    k_t = attention_module.window_heads(qkv, None, (3, 5), 2)[1]
+    keys = qkv.reshape(1, 15, 3, 2, 48)[:, :, 1].transpose(0, 2, 3, 1)  # (1, M, 3, nh, hd) -> (1, nh, hd, M)
+    assert k_t.dtype == np.float16
+    np.testing.assert_array_equal(k_t, (keys.astype(np.float32) * 48 ** -0.5).astype(np.float16))
+
+
 @pytest.mark.parametrize("case", range(len(product_layouts())))
 def test_strided_batched_products(case):
     """The CuPy path's products (backend.strided_batched) through an emulation of the cuBLAS call it makes:
