@@ -212,6 +212,22 @@ def test_config_json_forms_transformers_reads(fields, written, tmp_path):
             minimatte.load(tmp_path)
 
 
+def test_settings_a_config_json_leaves_out_are_transformers_defaults():
+    """minimatte fills a config.json's gaps with the values transformers' VitDetConfig and VitMatteConfig default
+    to: VitDet's settings, the decoder's hidden_size, and (without a backbone_config) a decoder reading block 4."""
+    _, transformers = require_reference()
+    vitdet = transformers.VitDetConfig()
+    for name, value in minimatte.config._VITDET_DEFAULTS.items():
+        theirs = getattr(vitdet, name)
+        assert (list(theirs) if isinstance(theirs, (list, tuple)) else theirs) == value, name
+    vitmatte = transformers.VitMatteConfig()
+    small = {"model_type": "vitmatte", "backbone_config": {"hidden_size": 384, "num_attention_heads": 6}}
+    assert minimatte.config.from_hf(small).hidden_size == vitmatte.hidden_size
+    stage, = vitmatte.backbone_config.out_features
+    with pytest.raises(ValueError, match=rf"got out_features \['{stage}'\]$"):
+        minimatte.config.from_hf({"model_type": "vitmatte", "hidden_size": 768})
+
+
 def test_labels_raise_like_the_reference(det_model):
     with pytest.raises(NotImplementedError, match="Training is not yet supported"):
         det_model("small")(np.zeros((1, 4, 32, 32), np.float32), labels=np.zeros((1, 1, 32, 32)))

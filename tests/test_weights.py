@@ -70,6 +70,15 @@ def test_an_inconsistent_config_is_one_error():
         cfg.from_hf({**hub, "backbone_config": {**hub["backbone_config"], "hidden_act": "gelu_new"}})
     with pytest.raises(ValueError, match="^config: decoder hidden_size 384 differs from the backbone's 768$"):
         cfg.from_hf({**hub, "hidden_size": 384})
+    # what the config leaves out takes transformers' defaults: the decoder's hidden_size 384 (VitMatteConfig's) ...
+    small = {k: v for k, v in hub.items() if k != "hidden_size"}
+    small["backbone_config"] = {**hub["backbone_config"], "hidden_size": 384, "num_attention_heads": 6}
+    assert cfg.from_hf(small) == minimatte.PRESETS["small"]
+    with pytest.raises(ValueError, match="^config: decoder hidden_size 384 differs from the backbone's 768$"):
+        cfg.from_hf({k: v for k, v in hub.items() if k != "hidden_size"})
+    for missing in {}, {"backbone_config": None}:  # ... and without a backbone_config, VitDet's, read at block 4
+        with pytest.raises(ValueError, match=r"output \(out_features \['stage12'\]\), got out_features \['stage4'\]$"):
+            cfg.from_hf({**{k: v for k, v in hub.items() if k != "backbone_config"}, **missing})
     for backbone, error in ((dict(out_indices=[11]), r"\(out_indices \[12\]\), got out_indices \[11\]"),
                             (dict(out_features=["stem", "stage11"]),
                              r"\(out_features \['stage12'\]\), got out_features \['stem', 'stage11'\]")):
