@@ -243,9 +243,17 @@ def test_a_stalled_download_is_one_clear_error_and_resumes(served, tmp_path, mon
     received = re.fullmatch(rf"minimatte: error: download: {re.escape(server.url + weights)} ended early \((\d+) of "
                             rf"{len(server.files[weights])} bytes; timed out\); run again to resume", error).group(1)
     assert 0 < int(received) <= len(server.files[weights]) // 2  # whole reads of what was sent
+    server.hold[weights] = threading.Event()  # the resumed download stalls too: its bytes count from the file's start
+    try:
+        assert cli.main(["download", NAME]) == 1
+    finally:
+        server.hold[weights].set()
+    again = re.search(rf"ended early \((\d+) of {len(server.files[weights])} bytes; timed out\)",
+                      capsys.readouterr().err).group(1)
+    assert int(received) < int(again) < len(server.files[weights])
     assert cli.main(["download", NAME]) == 0
     assert capsys.readouterr().err == f"model.safetensors: {len(server.files[weights]) / 2**20:.1f} MiB\n"
-    assert [r for path, r in server.requests if path == weights] == [None, f"bytes={received}-"]
+    assert [r for path, r in server.requests if path == weights] == [None, f"bytes={received}-", f"bytes={again}-"]
     assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == server.files[weights]
 
 
@@ -256,6 +264,11 @@ def test_an_unwritable_cache_is_one_clear_error(served, tmp_path, monkeypatch, c
     assert capsys.readouterr().err.endswith(f"minimatte: error: download: cannot write into the cache folder "
                                             f"{str(tmp_path / 'file' / 'cache' / NAME)!r} (Not a directory); set "
                                             "MINIMATTE_CACHE to a folder you can write\n")
+    monkeypatch.setenv("MINIMATTE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a folder this user may not write (root may)
+    assert cli.main(["download", NAME]) == 1
+    assert capsys.readouterr().err.endswith(f"cannot write into the cache folder {str(tmp_path / 'cache' / NAME)!r} "
+                                            "(Permission denied); set MINIMATTE_CACHE to a folder you can write\n")
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the download lock is POSIX's flock")
@@ -394,9 +407,14 @@ def test_hugging_face_cache_and_endpoint_variables(served, tmp_path, monkeypatch
     assert hub.hf_cache_dir() == str(tmp_path / "home" / "hub-cache")
     monkeypatch.setenv("MINIMATTE_CACHE", "~/mm")
     assert hub.cache_dir() == str(tmp_path / "home" / "mm")
+    monkeypatch.setenv("MINIMATTE_CACHE", str(tmp_path / "first"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a mirror for huggingface_hub: minimatte's own first
+    hub.download(NAME, progress=False)
+    assert sorted(path for path, _ in server.requests) == sorted(repo + f for f in hub.FILES)
+    server.requests.clear()
     monkeypatch.setenv("MINIMATTE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MINIMATTE_HUB_URL")
-    monkeypatch.setenv("HF_ENDPOINT", server.url)  # a mirror, set for huggingface_hub
+    monkeypatch.setenv("HF_ENDPOINT", server.url)  # the mirror alone
     hub.download(NAME, progress=False)
     assert sorted(path for path, _ in server.requests) == sorted(repo + f for f in hub.FILES)
 
@@ -549,6 +567,12 @@ def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
                                          r"run \(config: only the exact 'gelu' activation is supported, got 'relu'\)$"):
         minimatte.load("someone/vitmatte-relu", progress=False)
     assert [path for path, _ in server.requests] == ["/someone/vitmatte-relu/resolve/main/config.json"]
+    odd = {**json.loads(server.files[repo + "config.json"]), "fusion_hidden_sizes": 256}  # a setting of the wrong kind
+    server.files["/someone/odd/resolve/main/config.json"] = json.dumps(odd).encode()
+    with pytest.raises(ValueError, match=r"^model: 'someone/odd' has a config.json that minimatte cannot run "
+                                         r"\('int' object is not iterable\)$"):
+        minimatte.load("someone/odd", progress=False)
+    assert not (tmp_path / "cache" / "someone" / "odd").exists()
     server.files["/someone/page/resolve/main/config.json"] = b"<html>"
     with pytest.raises(ValueError, match=r"has a config.json that minimatte cannot run \(expected a JSON object, got "
                                          r"text that is not JSON \(Expecting value: line 1 column 1 \(char 0\)\)\)$"):
