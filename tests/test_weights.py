@@ -60,7 +60,8 @@ def test_an_inconsistent_config_is_one_error():
                            "fusion_hidden_sizes needs one more entry than convstream_hidden_sizes"),
                           (dict(patch_size=8), "4 fusion blocks bring the features back to the image's size only "
                                                "for patch_size 16, got 8"),
-                          (dict(window_block_indices=(0, 12)), r"block index 12 is outside 0..11")):
+                          (dict(window_block_indices=(0, 12)), r"block index 12 is outside 0..11"),
+                          (dict(residual_block_indices=(-1,)), r"block index -1 is outside 0..11")):
         with pytest.raises(ValueError, match=f"^config: {error}"):
             cfg.Config(**{**small, **fields})
     with pytest.raises(ValueError, match=r"^config: unknown fields \['hidden_sise'\]$"):
