@@ -38,7 +38,11 @@ def test_base_hub_config_applies_vitdet_defaults():
 
 
 def test_config_inferred_from_shapes(preset):
-    assert cfg.from_shapes(keys_tsv(preset)) == minimatte.PRESETS[preset]
+    shapes = keys_tsv(preset)
+    assert cfg.from_shapes(shapes) == minimatte.PRESETS[preset]
+    third = {**shapes, "backbone.encoder.layer.4.attention.rel_pos_h": (45, 64)}  # neither a window's nor the grid's
+    with pytest.raises(ValueError, match=r"relative position tables \(of 3 lengths\): which blocks attend"):
+        cfg.from_shapes(third)
 
 
 def test_other_config_fields_are_honoured(det_state):
