@@ -144,6 +144,14 @@ def test_processor_settings_match_transformers(settings):
     np.testing.assert_array_equal(ours, reference)
 
 
+def test_the_older_size_divisibility_is_read_as_transformers_reads_it():
+    """preprocessor_config.json's older name for size_divisor counts where size_divisor is not given."""
+    _, transformers = require_reference()
+    for settings in {"size_divisibility": 16}, {"size_divisibility": 16, "size_divisor": 64}:
+        theirs = transformers.VitMatteImageProcessorPil(**settings).size_divisor
+        assert minimatte.config.processor_from_hf(settings).size_divisor == theirs
+
+
 @pytest.mark.parametrize("fields", [{}, *OTHER_SHAPES, dict(layer_norm_eps=1e-3, batch_norm_eps=1e-2),
                                     dict(pretrain_image_size=448)], ids=config_id)
 def test_other_configs_match_transformers(fields, tmp_path):
