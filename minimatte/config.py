@@ -88,8 +88,10 @@ def from_hf(hf):
     if hf.get("model_type") != "vitmatte":  # save_pretrained always writes it: another program's config.json
         found = f"model_type {hf['model_type']!r}" if "model_type" in hf else "no model_type"
         raise ValueError(f"config: expected a VitMatte config (model_type 'vitmatte'), got {found}")
-    # Without a backbone_config, transformers builds VitDet's defaults with the decoder reading block 4's output.
-    backbone = {**_VITDET_DEFAULTS, **(hf.get("backbone_config") or {"out_features": ["stage4"]})}
+    if not hf.get("backbone_config"):
+        raise ValueError("config: no backbone_config; transformers would build VitDet's default backbone, its decoder "
+                         "reading block 4's output, a network minimatte does not run")
+    backbone = {**_VITDET_DEFAULTS, **hf["backbone_config"]}
     if backbone["hidden_act"] != "gelu":
         raise ValueError(f"config: only the exact 'gelu' activation is supported, got {backbone['hidden_act']!r}")
     decoder_in = hf.get("hidden_size", 384)  # VitMatteConfig's default
