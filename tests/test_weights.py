@@ -185,7 +185,8 @@ def test_a_broken_settings_file_is_named(tmp_path, det_state):
     for filename, content, error in (
             ("config.json", "{bad", "Expecting property name"),
             ("config.json", "[]", "expected a JSON object, got a list"),
-            ("config.json", '{"model_type": "vitmatte", "convstream_hidden_sizes": 5}', "not iterable"),
+            ("config.json", '{"model_type": "vitmatte", "backbone_config": {"hidden_size": 384, '
+                            '"num_attention_heads": 6}, "convstream_hidden_sizes": 5}', "not iterable"),
             ("config.json", '{"model_type": "clip"}',
              r"config: expected a VitMatte config \(model_type 'vitmatte'\), got model_type 'clip'"),
             ("config.json", '{"app": "photo booth"}', "got no model_type$"),  # another program's, beside the weights
