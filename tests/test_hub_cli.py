@@ -761,8 +761,12 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     Image.open(image).convert("L").save(tagged, icc_profile=grey_profile(1.0))  # read into sRGB through it
     assert cli.main(["cutout", str(tagged), str(trimap), "-o", str(tmp_path / "c_grey.png"), "--model", NAME]) == 0
     assert "icc_profile" not in Image.open(tmp_path / "c_grey.png").info  # a grey profile cannot describe RGB
+    see_through = np.zeros((4, 4, 4), np.uint8)
+    see_through[..., 3] = 200
+    Image.fromarray(see_through).save(tmp_path / "see_through.png")
     for background, error in (("nonsense", "background: 'nonsense' is neither a colour nor an image file"),
-                              ("#00ff0080", "background: '#00ff0080' is partly transparent; a composite is opaque")):
+                              ("#00ff0080", "background: '#00ff0080' is partly transparent; a composite is opaque"),
+                              (str(tmp_path / "see_through.png"), "background: the image has transparent pixels")):
         assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", "none",
                          "--background", background]) == 2  # before the model loads
         assert error in capsys.readouterr().err
@@ -1027,8 +1031,8 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
     matte = (tmp_path / "a.png").read_bytes()
     capsys.readouterr()
     for argv, stdin in ((["matte", "-", str(trimap), "-o", "-"], image.read_bytes()),
-                        (["matte", str(image), "-", "-o", "-"], trimap.read_bytes())):
-        status, out, err = run(*argv, stdin=stdin)
+                        (["matte", str(image), "-", "-o", "-", "--skip-existing"], trimap.read_bytes())):
+        status, out, err = run(*argv, stdin=stdin)  # standard output is never skipped, nor said to be
         assert (status, out, err) == (0, matte, "wrote the PNG to standard output\n")
     status, out, err = run("cutout", str(image), "--alpha", "-", "-o", "-", stdin=matte)  # read once, used twice
     assert (status, err) == (0, "wrote the PNG to standard output\n")
@@ -1048,6 +1052,8 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
             (["matte", "-", "-", "-o", "-"], {}, "trimap: standard input ('-') can give one input only, got it for "
                                                  "image and trimap"),
             (["cutout", str(image), "-", "--background", "-", "-o", "c.png"], {}, "background: standard input"),
+            (["evaluate", "-", "-", str(trimap)], {}, "gt: standard input ('-') can give one input only, got it for "
+                                                      "pred and gt"),
             (["matte", "-", str(trimap), "-o", "a.png"], {"stdin_terminal": True}, "image: '-' reads it from "
              "standard input, which is a terminal; redirect a file into it (< FILE) or pipe one"),
             (["matte", str(image), str(trimap), "-o", "-"], {"stdout_terminal": True}, "output: '-' writes a PNG "
