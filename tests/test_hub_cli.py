@@ -1248,3 +1248,16 @@ def test_cli_terminated_while_writing(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err == "minimatte: terminated\n"
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is handler
+
+
+def test_cli_from_another_thread(tmp_path):
+    """cli.main called from a thread other than the main one (a GUI's worker) runs without a SIGTERM handler of
+    its own, which Python sets and runs in the main thread only."""
+    mask, done = tmp_path / "mask.png", []
+    Image.fromarray(np.kron(np.eye(2, dtype=np.uint8), np.full((8, 8), 255, np.uint8))).save(mask)
+    handler = signal.getsignal(signal.SIGTERM)
+    worker = threading.Thread(target=lambda: done.append(cli.main(["trimap", str(mask), "-o", str(tmp_path / "t.png"),
+                                                                   "-q"])))
+    worker.start()
+    worker.join(60)
+    assert done == [0] and (tmp_path / "t.png").is_file() and signal.getsignal(signal.SIGTERM) is handler

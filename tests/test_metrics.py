@@ -376,6 +376,14 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert [r.split("|")[1].strip() for r in out.splitlines()[2:]] == ["GT01", "mean"]
     assert "1 of 2 ground truths have no prediction" in err and "(GT02); the mean is over the 1 predicted" in err
+    folders = [tmp_path / name for name in ("p", "g", "t")]  # many without: the first five are named
+    for folder in folders:
+        folder.mkdir()
+        for k in range(1 if folder.name == "p" else 7):
+            Image.fromarray(np.full((4, 4), 128, np.uint8)).save(folder / f"{k}.png")
+    assert cli.main(["evaluate", *map(str, folders)]) == 0
+    assert (f"6 of 7 ground truths have no prediction in {str(folders[0])!r} (1, 2, 3, 4, 5, ...); the mean is over "
+            "the 1 predicted") in capsys.readouterr().err
     Image.fromarray(np.where(np.asarray(Image.open(trimap_dir / names[0])) > 128, 255, 0).astype(np.uint8)).save(
         tmp_path / "binary.png")  # a trimap without unknown pixels: the metrics' own error
     assert cli.main(["evaluate", str(gt_dir / names[0]), str(gt_dir / names[0]), str(tmp_path / "binary.png")]) == 2

@@ -746,6 +746,8 @@ def test_infer_with_capped_size(det_model):
     expected = minimatte.processing.enlarge_alpha(low, (93, 130))
     np.testing.assert_allclose(capped, expected, atol=1e-6)
     assert np.abs(capped - full).max() > 1e-4  # and it is not the full-resolution result
+    thin = minimatte.infer(image[:2], trimap[:2], model=model, max_size=32)  # 2x130 to 1x32: no side shrinks to 0
+    assert thin.shape == (2, 130) and 0 <= thin.min() and thin.max() <= 1
     for size in 8, 64.0, True:
         with pytest.raises(ValueError, match="max_size: expected an integer of at least 32 pixels, got"):
             minimatte.infer(image, trimap, model=model, max_size=size)
