@@ -308,8 +308,10 @@ class VitMatte:
         if getattr(pixel_values.dtype, "kind", "f") != "f":  # uint8 pixels, say, not normalised: alphas of nonsense
             raise ValueError(f"pixel_values: expected normalised floats (as minimatte.preprocess makes them), got "
                              f"{pixel_values.dtype} values")
+        if not shape[0]:  # the reference fails on it too
+            raise ValueError(f"pixel_values: expected a batch of at least one image, got shape {shape}")
         patch = self.config.patch_size
-        if shape[2] % patch or shape[3] % patch or 0 in shape:
+        if shape[2] % patch or shape[3] % patch or 0 in shape[2:]:
             raise ValueError(f"pixel_values: height and width must be positive multiples of {patch} (pad them, "
                              f"e.g. with minimatte.preprocess), got {shape[2]}x{shape[3]}")
         x = self.xp.asarray(pixel_values).astype(self.dtype, copy=False)  # to the GPU as it is, then converted there

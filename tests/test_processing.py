@@ -611,6 +611,12 @@ def test_model_rejects_bad_pixel_values(det_model):
         model(np.zeros((1, 6, 32, 32), np.float32))  # e.g. an RGB trimap concatenated
     with pytest.raises(ValueError, match="multiples of 16"):
         model(np.zeros((1, 4, 30, 32), np.float32))
+    with pytest.raises(ValueError, match=r"^pixel_values: height and width must be positive multiples of 16 .*got "
+                                         r"0x32$"):
+        model(np.zeros((1, 4, 0, 32), np.float32))
+    with pytest.raises(ValueError, match=r"^pixel_values: expected a batch of at least one image, got shape "
+                                         r"\(0, 4, 32, 32\)$"):
+        model(np.zeros((0, 4, 32, 32), np.float32))
     with pytest.raises(ValueError, match=r"pixel_values: expected a \(B, 4, H, W\) array, got shape \(4, 32, 32\)$"):
         model(np.zeros((4, 32, 32), np.float32))
     with pytest.raises(ValueError, match=r"pixel_values: expected a \(B, 4, H, W\) array, got list$"):
