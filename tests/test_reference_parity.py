@@ -222,7 +222,8 @@ def test_config_json_forms_transformers_reads(fields, written, tmp_path):
 
 def test_settings_a_config_json_leaves_out_are_transformers_defaults():
     """minimatte fills a config.json's gaps with the values transformers' VitDetConfig and VitMatteConfig default
-    to: VitDet's settings, the decoder's hidden_size, and (without a backbone_config) a decoder reading block 4."""
+    to (VitDet's settings, the decoder's hidden_size), and refuses one without a backbone_config, for which
+    transformers builds VitDet's defaults with the decoder reading block 4."""
     _, transformers = require_reference()
     vitdet = transformers.VitDetConfig()
     for name, value in minimatte.config._VITDET_DEFAULTS.items():

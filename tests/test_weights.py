@@ -81,7 +81,7 @@ def test_an_inconsistent_config_is_one_error():
     assert cfg.from_hf(small) == minimatte.PRESETS["small"]
     with pytest.raises(ValueError, match="^config: decoder hidden_size 384 differs from the backbone's 768$"):
         cfg.from_hf({k: v for k, v in hub.items() if k != "hidden_size"})
-    for missing in {}, {"backbone_config": None}:  # ... and without a backbone_config, VitDet's, read at block 4
+    for missing in {}, {"backbone_config": None}:  # and one without a backbone_config is refused
         with pytest.raises(ValueError, match=r"^config: no backbone_config; transformers would build VitDet's default "
                                              r"backbone, its decoder reading block 4's output, a network minimatte "
                                              r"does not run$"):
