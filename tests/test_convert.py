@@ -350,7 +350,12 @@ def test_truncated_and_corrupt_files(tmp_path, reference_model):
     photos = tmp_path / "photos.zip"  # a zip archive, but no torch.save's: no data.pkl in it
     with zipfile.ZipFile(photos, "w") as archive:
         archive.writestr("photos/a.png", b"")
-    for bad in (truncated, garbage, photos):
+    twice = tmp_path / "twice.pth"  # two checkpoints' data.pkl in one archive: which one is meant is a guess
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(twice, "w") as archive:
+        for entry in source.namelist():
+            for copy in ("one/", "two/"):
+                archive.writestr(copy + entry.split("/", 1)[1], source.read(entry))
+    for bad in (truncated, garbage, photos, twice):
         with pytest.raises(ValueError, match="is not a readable PyTorch zip checkpoint"):
             convert.convert(bad, tmp_path / "never.safetensors")
     assert not list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob(".minimatte-*"))
