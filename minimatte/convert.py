@@ -230,7 +230,7 @@ def _is_safetensors(path):
         return True
     with open(path, "rb") as f:
         head = f.read(9)
-    return len(head) == 9 and head[8:] == b"{"
+    return head[8:] == b"{"
 
 
 # A directory's weights, in the order they are looked for: save_pretrained's one file, or its shards and their
@@ -285,9 +285,10 @@ def shard_names(index):
     unsharded = os.path.basename(index)[:-len(".index.json")]  # model.safetensors, pytorch_model.bin
     extension = os.path.splitext(unsharded)[1]
     for name in names:
-        if not (isinstance(name, str) and os.path.basename(name) == name and name.endswith(extension)
-                and name not in WEIGHT_FILES):
+        if not (isinstance(name, str) and os.path.basename(name) == name and name.endswith(extension)):
             raise ValueError(f"checkpoint: {index!r} names a shard {name!r}, not a {extension} file's name")
+        if name in WEIGHT_FILES:  # read instead of the shards, and written over by their conversion
+            raise ValueError(f"checkpoint: {index!r} names a shard {name!r}, the whole checkpoint's file name")
     return sorted(names)
 
 

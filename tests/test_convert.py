@@ -77,6 +77,7 @@ def test_conversions_give_the_reference_alphas(layout, tmp_path, reference_model
     converted = minimatte.load(destination)
     assert converted.config == minimatte.PRESETS["small"]
     back, _, _ = convert.read_any(destination)
+    assert sorted(back) == sorted(k for k in state if not k.endswith("num_batches_tracked"))  # no unused counters
     for key, value in back.items():  # float32 round trip is bit-identical
         np.testing.assert_array_equal(value, state[key])
     assert np.abs(converted(PIXELS).alphas - hf_alphas(model, PIXELS)).max() <= 1e-5
@@ -96,6 +97,8 @@ def test_a_broken_shard_index_is_named(tmp_path, det_state):
         ({"a": "../model-00001-of-00001.safetensors"}, ValueError,
          r"names a shard '\.\./model-00001-of-00001\.safetensors', not a \.safetensors file's name$"),
         ({"a": "config.json"}, ValueError, r"names a shard 'config\.json', not a \.safetensors file's name$"),
+        ({"a": "model.safetensors"}, ValueError, r"names a shard 'model\.safetensors', the whole checkpoint's file "
+                                                 r"name$"),
         ([], ValueError, "is not a shard index with a weight_map"),
     ]
     for weight_map, kind, error in broken:
@@ -358,12 +361,18 @@ def test_truncated_and_corrupt_files(tmp_path, reference_model):
     for bad in (truncated, garbage, photos, twice):
         with pytest.raises(ValueError, match="is not a readable PyTorch zip checkpoint"):
             convert.convert(bad, tmp_path / "never.safetensors")
+    head_bias = "decoder.matting_head.matting_convs.3.bias"  # a tensor missing: refused, as loading it would be
+    torch.save({k: torch.from_numpy(v) for k, v in state.items() if k != head_bias}, tmp_path / "incomplete.pth")
+    with pytest.raises(ValueError, match=f"^weights: missing tensor '{head_bias}'"):
+        convert.convert(tmp_path / "incomplete.pth", tmp_path / "never.safetensors")
+    with pytest.raises(ValueError, match="^dtype: expected 'float32' or 'float16', got 'float64'$"):
+        convert.convert(good, tmp_path / "never.safetensors", dtype="float64")
     assert not list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob(".minimatte-*"))
-    onnx = tmp_path / "model.onnx"
-    onnx.write_bytes(b"\x08\x07\x12\x07pytorch")  # an ONNX protobuf's first fields
-    with pytest.raises(ValueError, match=r"checkpoint: '.*model.onnx' is an ONNX export, a graph rather than the "
-                                         r"checkpoint's named weights; give the checkpoint itself"):
-        minimatte.load(onnx)
+    for onnx in tmp_path / "model.onnx", tmp_path / "MODEL.ONNX":
+        onnx.write_bytes(b"\x08\x07\x12\x07pytorch")  # an ONNX protobuf's first fields
+        with pytest.raises(ValueError, match=rf"checkpoint: '.*{onnx.name}' is an ONNX export, a graph rather than "
+                                             r"the checkpoint's named weights; give the checkpoint itself"):
+            minimatte.load(onnx)
     _zip_with_pickle(tmp_path / "notensors.pth", {"model": [1, 2, 3]})
     with pytest.raises(ValueError, match="does not hold a state dict of tensors"):
         convert.convert(tmp_path / "notensors.pth", tmp_path / "never.safetensors")
