@@ -170,9 +170,10 @@ def test_the_settings_beside_a_weights_file_are_read(tmp_path, det_state):
 
 def test_bad_checkpoint_files(tmp_path):
     broken = tmp_path / "broken.safetensors"
-    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    with pytest.raises(ValueError, match="is not a readable safetensors file"):
-        minimatte.load(broken)
+    for content in b"\x10\x00\x00\x00\x00\x00\x00\x00{not json", b"\x10\x00":  # bad JSON; cut short, named so
+        broken.write_bytes(content)
+        with pytest.raises(ValueError, match="is not a readable safetensors file"):
+            minimatte.load(broken)
     with pytest.raises(FileNotFoundError, match="has neither model.safetensors nor pytorch_model.bin"):
         minimatte.load(tmp_path)
 
