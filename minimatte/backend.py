@@ -544,7 +544,7 @@ def even_step(total, most):
     pieces as equal as can be: no thread works through a last round alone while the others wait."""
     workers = parallelism()
     pieces = -(-total // (most * workers)) * workers
-    return max(1, -(-total // pieces))
+    return -(-total // pieces)
 
 
 # -------------------------------------------------------------------------------------------- CPU memory
