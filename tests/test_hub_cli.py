@@ -899,6 +899,7 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
         assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out3"), "--model", NAME]) == 1
     shown = terminal.getvalue()
     assert "\rimages: [###############...............] 1/2, " in shown and " left" in shown
+    assert re.search(r"\] 1/2, \d+\.\d s each, \d+:\d\d left\x1b\[K", shown)  # between images: no stage
     assert "\rminimatte: error: trimap:" in shown and "\rimages: [" + "#" * 30 + "] 2/2, " in shown
     assert re.search(r"\] 2/2, [^\r\n]*\x1b\[K\n", shown)  # the finished bar keeps its line, then a new one
     assert "wrote" not in shown and "[1/2]" not in shown
