@@ -2,14 +2,51 @@
 inference of the model configuration from weight shapes."""
 import dataclasses
 import json
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Tuple
+
+import numpy
 
 
 def is_integer(value):
     """Whether `value` is an integer, Python's or NumPy's, and not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_flag(value):
+    """Whether `value` is True or False, Python's or NumPy's (a string such as "false" is not)."""
+    return isinstance(value, (bool, numpy.bool_))
+
+
+def is_number(value):
+    """Whether `value` is a finite real number, Python's or NumPy's, and not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def set_kinds(settings, prefix):
+    """Make each field of a Config or ProcessorConfig Python's value of its annotated kind (NumPy's integers,
+    floats and bools are accepted), raising a ValueError that names the first field of another kind: a
+    config.json's "14" or 14.5 is named here, not met later as a shape that differs or an error inside a kernel."""
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.type is bool:
+            kind, expected, value_of_kind = is_flag(value), "true or false", bool
+        elif field.type is float:
+            kind, expected, value_of_kind = is_number(value) and value > 0, "a positive number", float
+        elif field.type is int and field.name == "window_size":  # VitDet's 0: every block attends globally
+            kind, expected, value_of_kind = is_integer(value) and value >= 0, "0 or a positive integer", int
+        elif field.type is int:
+            kind, expected, value_of_kind = is_integer(value) and value > 0, "a positive integer", int
+        elif field.type == Tuple[int, ...]:
+            kind = isinstance(value, (list, tuple)) and all(map(is_integer, value))
+            expected, value_of_kind = "a list of integers", lambda values: tuple(map(int, values))
+        else:  # ProcessorConfig's image_mean and image_std, which it checks itself
+            continue
+        if not kind:
+            raise ValueError(f"{prefix}{field.name}: expected {expected}, got {value!r}")
+        object.__setattr__(settings, field.name, value_of_kind(value))
 
 
 @dataclass(frozen=True)
@@ -35,9 +72,7 @@ class Config:
     fusion_hidden_sizes: Tuple[int, ...] = (256, 128, 64, 32)
 
     def __post_init__(self):
-        for name in ("window_block_indices", "residual_block_indices", "convstream_hidden_sizes",
-                     "fusion_hidden_sizes"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        set_kinds(self, "config: ")
         if not self.window_size:  # the reference's blocks all attend globally then, whatever the indices say
             object.__setattr__(self, "window_block_indices", ())
         if self.hidden_size % self.num_attention_heads:
@@ -91,35 +126,38 @@ def from_hf(hf):
     if not hf.get("backbone_config"):
         raise ValueError("config: no backbone_config; transformers would build VitDet's default backbone, its decoder "
                          "reading block 4's output, a network minimatte does not run")
+    if not isinstance(hf["backbone_config"], dict):
+        raise ValueError(f"config: backbone_config: expected an object of VitDet's settings, got "
+                         f"{hf['backbone_config']!r}")
     backbone = {**_VITDET_DEFAULTS, **hf["backbone_config"]}
     if backbone["hidden_act"] != "gelu":
         raise ValueError(f"config: only the exact 'gelu' activation is supported, got {backbone['hidden_act']!r}")
-    decoder_in = hf.get("hidden_size", 384)  # VitMatteConfig's default
-    if decoder_in != backbone["hidden_size"]:
-        raise ValueError(f"config: decoder hidden_size {decoder_in} differs from the backbone's "
-                         f"{backbone['hidden_size']}")
-    _check_decoder_input(backbone)
     names = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in backbone.items() if k in names}
     for name in ("image_size", "pretrain_image_size", "patch_size"):  # VitDet also takes (height, width) pairs
-        if isinstance(values[name], (list, tuple)):
-            if len(set(values[name])) != 1:
-                raise ValueError(f"config: only square sizes are supported, got {name} {values[name]}")
-            values[name] = values[name][0]
+        sides = values[name]
+        if isinstance(sides, (list, tuple)):
+            if not sides or any(side != sides[0] for side in sides):
+                raise ValueError(f"config: only square sizes are supported, got {name} {sides}")
+            values[name] = sides[0]
     values["batch_norm_eps"] = hf.get("batch_norm_eps", 1e-5)
     values["convstream_hidden_sizes"] = hf.get("convstream_hidden_sizes", [48, 96, 192])
     values["fusion_hidden_sizes"] = hf.get("fusion_hidden_sizes", [256, 128, 64, 32])
-    return Config(**values)
+    config = Config(**values)
+    decoder_in = hf.get("hidden_size", 384)  # VitMatteConfig's default
+    if decoder_in != config.hidden_size:
+        raise ValueError(f"config: decoder hidden_size {decoder_in!r} differs from the backbone's {config.hidden_size}")
+    _check_decoder_input(backbone, config.num_hidden_layers)
+    return config
 
 
-def _check_decoder_input(backbone):
+def _check_decoder_input(backbone, layers):
     """The decoder reads the last backbone stage that out_features or out_indices names (transformers:
     feature_maps[-1], "stageK" or K being block K's output). model.backbone gives the last block's output, which
     every published config names: another would be a silently different network."""
-    layers = backbone["num_hidden_layers"]
     for key, last in (("out_features", (f"stage{layers}",)), ("out_indices", (layers, -1))):
         chosen = backbone.get(key)
-        if chosen and chosen[-1] not in last:
+        if chosen and (not isinstance(chosen, list) or chosen[-1] not in last):
             raise ValueError(f"config: the decoder must read the last block's output ({key} [{last[0]!r}]), got "
                              f"{key} {chosen}")
 
@@ -259,11 +297,12 @@ class ProcessorConfig:
                 raise ValueError(f"{name}: expected a number or 3 numbers (R, G, B), got {values!r}") from None
             if len(values) != 3:
                 raise ValueError(f"{name}: expected 3 values (R, G, B), got {len(values)}")
+            if not all(map(math.isfinite, values)):
+                raise ValueError(f"{name}: expected finite numbers, got {values}")
             object.__setattr__(self, name, values)
         if any(s == 0 for s in self.image_std):
             raise ValueError("image_std: values must be non-zero")
-        if not is_integer(self.size_divisor) or self.size_divisor < 1:
-            raise ValueError(f"size_divisor: expected a positive integer, got {self.size_divisor!r}")
+        set_kinds(self, "")
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -570,7 +570,7 @@ def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
     odd = {**json.loads(server.files[repo + "config.json"]), "fusion_hidden_sizes": 256}  # a setting of the wrong kind
     server.files["/someone/odd/resolve/main/config.json"] = json.dumps(odd).encode()
     with pytest.raises(ValueError, match=r"^model: 'someone/odd' has a config.json that minimatte cannot run "
-                                         r"\('int' object is not iterable\)$"):
+                                         r"\(config: fusion_hidden_sizes: expected a list of integers, got 256\)$"):
         minimatte.load("someone/odd", progress=False)
     assert not (tmp_path / "cache" / "someone" / "odd").exists()
     server.files["/someone/page/resolve/main/config.json"] = b"<html>"

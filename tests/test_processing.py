@@ -66,9 +66,16 @@ def test_processor_config_is_honoured():
                           (dict(image_std=(1, 0, 1)), "image_std: values must be non-zero"),
                           (dict(size_divisor="32"), "size_divisor: expected a positive integer, got '32'"),
                           (dict(size_divisor=32.0), "size_divisor: expected a positive integer, got 32.0"),
-                          (dict(size_divisor=0), "size_divisor: expected a positive integer, got 0")):
-        with pytest.raises(ValueError, match=error):
+                          (dict(size_divisor=0), "size_divisor: expected a positive integer, got 0"),
+                          (dict(image_mean=float("nan")),
+                           r"image_mean: expected finite numbers, got \(nan, nan, nan\)"),
+                          (dict(rescale_factor="1/255"), "rescale_factor: expected a positive number, got '1/255'"),
+                          (dict(do_pad="false"), "do_pad: expected true or false, got 'false'"),
+                          (dict(legacy_padding=1), "legacy_padding: expected true or false, got 1")):
+        with pytest.raises(ValueError, match=f"^{error}$"):
             minimatte.ProcessorConfig(**values)
+    flags = minimatte.ProcessorConfig(do_pad=np.False_, do_rescale=np.True_).to_dict()
+    assert (type(flags["do_pad"]), flags["do_pad"], type(flags["do_rescale"])) == (bool, False, bool)
 
 
 def test_original_preprocessing(det_state, det_model, tmp_path):

@@ -1,5 +1,6 @@
 """Configs and strict weight loading."""
 import json
+import re
 import types
 
 import numpy as np
@@ -88,11 +89,51 @@ def test_an_inconsistent_config_is_one_error():
             cfg.from_hf({**{k: v for k, v in hub.items() if k != "backbone_config"}, **missing})
     for backbone, error in ((dict(out_indices=[11]), r"\(out_indices \[12\]\), got out_indices \[11\]"),
                             (dict(out_features=["stem", "stage11"]),
-                             r"\(out_features \['stage12'\]\), got out_features \['stem', 'stage11'\]")):
+                             r"\(out_features \['stage12'\]\), got out_features \['stem', 'stage11'\]"),
+                            (dict(out_indices=12), r"\(out_indices \[12\]\), got out_indices 12")):
         with pytest.raises(ValueError, match=f"^config: the decoder must read the last block's output {error}$"):
             cfg.from_hf({**hub, "backbone_config": {**hub["backbone_config"], **backbone}})
-    with pytest.raises(ValueError, match=r"^config: only square sizes are supported, got image_size \[512, 640\]$"):
-        cfg.from_hf({**hub, "backbone_config": {**hub["backbone_config"], "image_size": [512, 640]}})
+    for sides, error in (([512, 640], "only square sizes are supported, got image_size [512, 640]"),
+                         ([], "only square sizes are supported, got image_size []"),
+                         ([[512], [512]], "image_size: expected a positive integer, got [512]")):
+        with pytest.raises(ValueError, match=f"^{re.escape('config: ' + error)}$"):
+            cfg.from_hf({**hub, "backbone_config": {**hub["backbone_config"], "image_size": sides}})
+
+
+def test_a_setting_of_the_wrong_kind_is_named():
+    """A config.json's value of another kind than the setting's (a string, a fraction, a negative count) is refused
+    by name before any arithmetic on it: many would otherwise be met only as a tensor's shape that differs, some
+    (a string epsilon, a negative one, "false" for a flag, which Python takes as true) not at all."""
+    hub = json.loads((REFERENCE / "hf_config_base" / "config.json").read_text())
+    for backbone, error in ((dict(window_size="14"), "window_size: expected 0 or a positive integer, got '14'"),
+                            (dict(window_size=14.5), "window_size: expected 0 or a positive integer, got 14.5"),
+                            (dict(window_size=True), "window_size: expected 0 or a positive integer, got True"),
+                            (dict(num_attention_heads=0), "num_attention_heads: expected a positive integer, got 0"),
+                            (dict(num_hidden_layers=-12), "num_hidden_layers: expected a positive integer, got -12"),
+                            (dict(image_size=None), "image_size: expected a positive integer, got None"),
+                            (dict(layer_norm_eps="1e-6"), "layer_norm_eps: expected a positive number, got '1e-6'"),
+                            (dict(layer_norm_eps=-1e-6), "layer_norm_eps: expected a positive number, got -1e-06"),
+                            (dict(qkv_bias="false"), "qkv_bias: expected true or false, got 'false'"),
+                            (dict(use_relative_position_embeddings=1),
+                             "use_relative_position_embeddings: expected true or false, got 1"),
+                            (dict(window_block_indices=3), "window_block_indices: expected a list of integers, got 3"),
+                            (dict(residual_block_indices=[2.5]),
+                             r"residual_block_indices: expected a list of integers, got \[2.5\]")):
+        with pytest.raises(ValueError, match=f"^config: {error}$"):
+            cfg.from_hf({**hub, "backbone_config": {**hub["backbone_config"], **backbone}})
+    for decoder, error in ((dict(batch_norm_eps=float("inf")), "batch_norm_eps: expected a positive number, got inf"),
+                           (dict(fusion_hidden_sizes="256"), "fusion_hidden_sizes: expected a list of integers, "
+                                                             "got '256'"),
+                           (dict(hidden_size="768"), "decoder hidden_size '768' differs from the backbone's 768"),
+                           (dict(backbone_config=[768]),
+                            r"backbone_config: expected an object of VitDet's settings, got \[768\]")):
+        with pytest.raises(ValueError, match=f"^config: {error}$"):
+            cfg.from_hf({**hub, **decoder})
+    # NumPy's scalars are settings of their kinds, kept as Python's (they are written to a converted file as JSON)
+    config = cfg.Config(hidden_size=np.int64(384), qkv_bias=np.True_, layer_norm_eps=np.float64(1e-6),
+                        window_block_indices=list(np.arange(2, dtype=np.int32)))
+    written = cfg.Config.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert written == config == cfg.Config(window_block_indices=(0, 1))
 
 
 def test_strict_loading_names_the_key(det_state):
@@ -187,12 +228,14 @@ def test_a_broken_settings_file_is_named(tmp_path, det_state):
             ("config.json", "{bad", "Expecting property name"),
             ("config.json", "[]", "expected a JSON object, got a list"),
             ("config.json", '{"model_type": "vitmatte", "backbone_config": {"hidden_size": 384, '
-                            '"num_attention_heads": 6}, "convstream_hidden_sizes": 5}', "not iterable"),
+                            '"num_attention_heads": 6}, "convstream_hidden_sizes": 5}',
+             "config: convstream_hidden_sizes: expected a list of integers, got 5$"),
             ("config.json", '{"model_type": "clip"}',
              r"config: expected a VitMatte config \(model_type 'vitmatte'\), got model_type 'clip'"),
             ("config.json", '{"app": "photo booth"}', "got no model_type$"),  # another program's, beside the weights
             ("preprocessor_config.json", "{bad", "Expecting property name"),
-            ("preprocessor_config.json", '{"image_std": [0.5, 0.5]}', r"image_std: expected 3 values")):
+            ("preprocessor_config.json", '{"image_std": [0.5, 0.5]}', r"image_std: expected 3 values"),
+            ("preprocessor_config.json", '{"do_pad": "false"}', "do_pad: expected true or false, got 'false'$")):
         (tmp_path / "config.json").write_text(hub_config if filename != "config.json" else content)
         (tmp_path / "preprocessor_config.json").write_text(content if filename != "config.json" else "{}")
         with pytest.raises(ValueError, match=rf"^checkpoint: '{tmp_path / filename}': .*{error}"):
