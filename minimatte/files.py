@@ -170,16 +170,19 @@ def atomic_output(path):
 
     The file ends as writing `path` in place would leave it: a symbolic link's target is written, not the link
     replaced, and the permissions are those of the file replaced, else the default for new files (0o666 less the
-    umask), not tempfile.mkstemp's owner-only 0o600, which would hide outputs from a web server or the other users
-    of a shared folder."""
+    umask), not the owner-only 0o600 of tempfile.mkstemp or of a writer that replaces the file it is given
+    (safetensors 0.8's save_file does), which would hide outputs from a web server or the other users of a shared
+    folder."""
     path = os.path.realpath(path)
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     tmp = _new_file(directory, os.path.splitext(path)[1])
+    mode = stat.S_IMODE(os.stat(tmp).st_mode)
     try:
         yield tmp
         with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

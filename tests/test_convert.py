@@ -124,14 +124,21 @@ def test_float16_storage(tmp_path, reference_model):
 
 def test_a_converted_file_loads_whatever_its_name(tmp_path, det_state):
     """`minimatte convert SRC model.bin` writes safetensors under the name it is given: load reads the file's
-    first bytes, not only its extension."""
+    first bytes, not only its extension. The file has the permissions of a new file (0o666 less the umask), as
+    others written with open(), also with safetensors 0.8, whose save_file replaces its file with an owner-only
+    one."""
     from safetensors.numpy import save_file
 
     save_file(det_state("small"), str(tmp_path / "det.safetensors"))
     want = minimatte.load(tmp_path / "det.safetensors")(PIXELS).alphas
-    for name in ("det.bin", "det"):
-        assert cli.main(["convert", str(tmp_path / "det.safetensors"), str(tmp_path / name)]) == 0
-        np.testing.assert_array_equal(minimatte.load(tmp_path / name)(PIXELS).alphas, want)
+    umask = os.umask(0o022)
+    try:
+        for name in ("det.bin", "det"):
+            assert cli.main(["convert", str(tmp_path / "det.safetensors"), str(tmp_path / name)]) == 0
+            np.testing.assert_array_equal(minimatte.load(tmp_path / name)(PIXELS).alphas, want)
+            assert os.name != "posix" or os.stat(tmp_path / name).st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)
 
 
 def test_a_training_wrappers_prefix_is_removed(tmp_path, det_state):

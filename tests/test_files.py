@@ -21,16 +21,26 @@ def _mode(path):
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 def test_outputs_end_as_a_plain_write_leaves_them(tmp_path):
     """A new output gets the default permissions of new files (0o666 less the umask), as open() gives them, not
-    the temporary file's owner-only ones; a replaced file keeps its own; a symbolic link's target is written."""
+    owner-only ones, also where the writer replaces the temporary file with its own (safetensors 0.8's save_file
+    does, as 0o600); a replaced file keeps its own; a symbolic link's target is written."""
+    def write(tmp, content):
+        with open(tmp, "wb") as out:
+            out.write(content)
+
+    def replace_owner_only(tmp, content):
+        os.unlink(tmp)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        write(tmp, content)
+
     umask = os.umask(0o027)
     try:
         for umask_now, expected in ((0o027, 0o640), (0o022, 0o644)):
             os.umask(umask_now)
-            new = tmp_path / f"new{umask_now:o}.png"
-            with atomic_output(new) as tmp:
-                with open(tmp, "wb") as out:
-                    out.write(b"matte")
-            assert new.read_bytes() == b"matte" and _mode(new) == expected
+            for writer in write, replace_owner_only:
+                new = tmp_path / f"{writer.__name__}{umask_now:o}.png"
+                with atomic_output(new) as tmp:
+                    writer(tmp, b"matte")
+                assert new.read_bytes() == b"matte" and _mode(new) == expected
         kept = tmp_path / "kept.png"
         kept.write_bytes(b"old")
         os.chmod(kept, 0o600)
@@ -48,8 +58,9 @@ def test_outputs_end_as_a_plain_write_leaves_them(tmp_path):
     with pytest.raises(RuntimeError):  # a failed write leaves neither the output nor the temporary file
         with atomic_output(tmp_path / "failed.png") as tmp:
             raise RuntimeError("encoder failed")
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.png", "link.png", "new22.png",
-                                                                  "new27.png"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.png", "link.png", "replace_owner_only22.png",
+                                                                  "replace_owner_only27.png", "write22.png",
+                                                                  "write27.png"]
 
 
 def test_save_writes_each_result_as_the_command_line_does(tmp_path):
