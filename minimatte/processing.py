@@ -28,7 +28,7 @@ import PIL
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .backend import to_numpy
-from .config import ProcessorConfig, is_integer
+from .config import ProcessorConfig, is_flag, is_integer
 
 # Pillow scales a PGM file's values of more than 8 bits to 0..65535 from 9.1 on (9.0: up to the file's maxval)
 _PILLOW_VERSION = tuple(int(part) for part in PIL.__version__.split(".")[:2])
@@ -707,7 +707,7 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
 def check_flag(name, value):
     """`value` as a bool, where it is True or False (Python's or NumPy's): a string such as "no" or "false" is
     an error, not true."""
-    if isinstance(value, (bool, np.bool_)):
+    if is_flag(value):
         return bool(value)
     raise TypeError(f"{name}: expected True or False, got {value!r}")
 
