@@ -290,12 +290,14 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
     """A CuPy pass queues its operations and returns: nothing in it brings a value back to the host (a device
     array's truth or number, a boolean mask's size, a copy to the host), each of which would hold the host until
     the GPU caught up. Run on cupy_stand_in, which records them, as the CuPy backend runs it; twice, the second
-    pass with what the first kept for passes at its size (position embeddings), which sends nothing from the host
-    (a copy from host memory waits for the GPU too, and a CUDA graph could not hold one). Every product is one
-    cuBLAS call (none left to CuPy's matmul), also where a slab of attention takes several windows at once: two
-    here."""
-    pixels = np.tile(input_a(), (1, 1, 1, 3))  # 64 x 288: 4 x 18 tokens, 1 x 2 windows, part-padded
-    expected = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)(pixels).alphas
+    pass with what the first kept for passes at its size (position embeddings): fewer operations, and nothing sent
+    from the host (a copy from host memory waits for the GPU too, and a CUDA graph could not hold one); then at
+    another size, which makes its own. Every product of the network is one cuBLAS call (none left to CuPy's
+    matmul, which only the resizes made per size use), also where a slab of attention takes several windows at
+    once: two here."""
+    wide = np.tile(input_a(), (1, 1, 1, 3))  # 64 x 288: 4 x 18 tokens, 1 x 2 windows, part-padded
+    reference = minimatte.VitMatte.from_state_dict(det_state("small"), precision=precision)
+    expected = {pixels.shape: reference(pixels).alphas for pixels in (wide, input_a())}
     cupy_stand_in.emulated_backend(monkeypatch)
     left_to_cupy = []
 
@@ -307,14 +309,19 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
     monkeypatch.setattr(backend, "_PLANS", {})  # each layout planned afresh
     monkeypatch.setattr(backend, "_plan", plan)
     model = minimatte.VitMatte.from_state_dict(det_state("small"), backend_name="cupy", precision=precision)
-    pixels = cupy_stand_in.asarray(pixels)
-    for _ in range(2):
+    records = []
+    for pixels in wide, wide, input_a():
+        on_device = cupy_stand_in.asarray(pixels)
         with cupy_stand_in.recording() as record:
-            alphas = model(pixels).alphas
+            alphas = model(on_device).alphas
         assert record.syncs == []
         assert record.operations["cuBLAS product"] > 0 and record.operations["CUDA kernel softmax_numerators"] > 0
-        assert np.abs(alphas.get() - expected).max() < tolerance
-    assert record.operations["host to device"] == 0
+        assert np.abs(alphas.get() - expected[pixels.shape]).max() < tolerance
+        records.append(sum(record.operations.values()))
+        if len(records) == 2:  # only the resizes made per size (made_per_size) are left to CuPy's matmul
+            assert record.operations["host to device"] == 0
+            assert [kind for kind in record.operations if "matmul" in kind] == []
+    assert records[1] < min(records[0], records[2])  # fewer than at a new size, though that image is smaller
     assert left_to_cupy == []
 
 

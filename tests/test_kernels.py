@@ -289,6 +289,22 @@ def test_strided_batched_products(case):
     np.testing.assert_allclose(product, expected, rtol=1e-3 if a.dtype == np.float16 else 1e-5, atol=1e-4)
 
 
+def test_each_layout_of_a_product_has_its_own_plan(monkeypatch):
+    """strided_batched works out a product's cuBLAS call once and keeps it by its operands' layouts: products of
+    the same shapes whose operands or output lie otherwise (columns contiguous, a slab of a wider array) each get
+    their own call, or matmul where one call cannot write the output (its columns contiguous)."""
+    monkeypatch.setattr(backend, "_PLANS", {})
+    own = np.random.default_rng(12)  # not the module's generator: the tests after this one keep their inputs
+    a, b = own.standard_normal((3, 4, 5), np.float32), own.standard_normal((3, 5, 6), np.float32)
+    columns_a, columns_b = (np.ascontiguousarray(x.transpose(0, 2, 1)).transpose(0, 2, 1) for x in (a, b))
+    outputs = (lambda: None, lambda: np.empty((3, 4, 6), np.float32), lambda: np.empty((3, 4, 9), np.float32)[..., 2:8],
+               lambda: np.empty((3, 6, 4), np.float32).transpose(0, 2, 1))
+    products = [(x, y, out) for x, y in ((a, b), (columns_a, b), (a, columns_b)) for out in outputs]
+    for x, y, out in products * 2:
+        np.testing.assert_allclose(emulated_matmul(x, y, out()), np.matmul(a, b), rtol=1e-5, atol=1e-6)
+    assert len(backend._PLANS) == len(products)
+
+
 def test_products_beyond_cublas_int_sizes_are_left_to_matmul():
     """cuBLAS takes sizes and counts as C ints: a stack of 2^31 matrices is not one call (broadcast views of
     a few bytes stand in for arrays of that size; gemm_layout reads only shapes and strides)."""
