@@ -121,6 +121,7 @@ def product_layouts(xp=np):
         (randn(1, 3, 16, 50), v[1:, 1:4], joined[1:, 8:24, 1:4].transpose(0, 2, 1, 3), True),  # into a view
         (randn(5, 7, 64), table, None, True),
         (tokens, weight.T, None, True),  # linear: W^T, columns contiguous
+        (tokens[:, None], weight.T, None, True),  # a stack of one-row matrices, the rows of a new axis (stride 0)
         (tokens, weight.T, xp.zeros((40, 24), np.float32)[5:35], True),
         (randn(16, 9, 48), randn(48, 24), None, True),  # one matrix for every item of a stack: stride 0
         (randn(16, 9, 48), randn(16, 48, 24), None, True),  # Winograd's 16 products
@@ -134,6 +135,8 @@ def product_layouts(xp=np):
         (q[:, :, ::2, ::2], k_t[:, :, ::2], None, False),  # neither rows nor columns contiguous
         (q.astype(np.float64), k_t.astype(np.float64), None, False),
         (q, k_t[:1], None, False),  # items broadcast, heads not: (item, head) not one stride
+        (q, k_t.astype(np.float16), None, False),  # of two dtypes: matmul's promotion
+        (tokens, weight[0], None, False),  # a matrix times a vector
     ]
 
 

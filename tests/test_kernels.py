@@ -289,6 +289,25 @@ def test_strided_batched_products(case):
     np.testing.assert_allclose(product, expected, rtol=1e-3 if a.dtype == np.float16 else 1e-5, atol=1e-4)
 
 
+def test_a_product_that_does_not_fit_is_matmuls_error():
+    """Operands whose sides differ, or an output of fewer or other leading axes than the product's, are left to
+    matmul, which refuses them: one cuBLAS call would compute something."""
+    matrix = np.ones((4, 5), np.float32)
+    for a, out in ((np.ones((2, 3), np.float32), None), (np.ones((2, 3, 4), np.float32), np.empty((3, 5), np.float32)),
+                   (np.ones((2, 3, 4), np.float32), np.empty((4, 3, 5), np.float32))):
+        with pytest.raises(ValueError):
+            emulated_matmul(a, matrix, out)
+
+
+def test_overlapping_rows_are_left_to_matmul():
+    """A matrix whose rows overlap (a sliding window's view, rows one element apart) is none that cuBLAS reads."""
+    windows = np.lib.stride_tricks.sliding_window_view(np.arange(12, dtype=np.float32), 5)  # (8, 5)
+    for a, b in (windows, np.ones((5, 3), np.float32)), (np.ones((3, 8), np.float32), windows):
+        fell_back = []
+        np.testing.assert_allclose(emulated_matmul(a, b, None, fell_back), np.matmul(a, b))
+        assert len(fell_back) == 1
+
+
 def test_each_layout_of_a_product_has_its_own_plan(monkeypatch):
     """strided_batched works out a product's cuBLAS call once and keeps it by its operands' layouts: products of
     the same shapes whose operands or output lie otherwise (columns contiguous, a slab of a wider array) each get
@@ -306,13 +325,24 @@ def test_each_layout_of_a_product_has_its_own_plan(monkeypatch):
 
 
 def test_products_beyond_cublas_int_sizes_are_left_to_matmul():
-    """cuBLAS takes sizes and counts as C ints: a stack of 2^31 matrices is not one call (broadcast views of
-    a few bytes stand in for arrays of that size; gemm_layout reads only shapes and strides)."""
+    """cuBLAS takes sizes and counts as C ints: a stack of 2^31 matrices is not one call, nor a matrix whose rows
+    lie 2^31 elements apart (views of a few bytes stand in for arrays of that size; gemm_layout reads only shapes
+    and strides)."""
     def stack(count, rows, columns):
         return np.broadcast_to(np.ones((1, rows, columns), np.float32), (count, rows, columns))
     for count, one_call in (2 ** 31 - 1, True), (2 ** 31, False):
         layout = backend.gemm_layout(stack(count, 2, 3), np.ones((3, 4), np.float32), stack(count, 2, 4))
         assert (layout is not None) == one_call
+
+    def rows_apart(step, rows, columns):  # a view of no real memory: never to be read (nor shown by pytest)
+        return np.lib.stride_tricks.as_strided(np.ones(1, np.float32), (rows, columns), (4 * step, 4))
+    for step, one_call in (2 ** 31 - 1, True), (2 ** 31, False):
+        for apart in range(3):  # a's, b's or out's rows
+            shapes = (2, 3), (3, 4), (2, 4)
+            a, b, out = (rows_apart(step, *shape) if i == apart else np.ones(shape, np.float32)
+                         for i, shape in enumerate(shapes))
+            called = backend.gemm_layout(a, b, out) is not None
+            assert called == one_call, f"rows {step} elements apart in operand {apart}"
 
 
 @pytest.mark.parametrize("bias", [True, False])
