@@ -325,6 +325,18 @@ def test_a_cupy_pass_never_waits_for_the_gpu(monkeypatch, det_state, precision, 
     assert left_to_cupy == []
 
 
+def test_other_dtypes_run_the_array_code(monkeypatch):
+    """The kernels have float32 and float16 instances: a float64 array on CuPy (a reader calling a kernel function
+    with one) runs the array code, as on NumPy, rather than failing for want of a kernel."""
+    x = rng.standard_normal((6, 32))
+    p = {"weight": rng.standard_normal(32), "bias": rng.standard_normal(32)}
+    expected = nn.layer_norm(x, p, 1e-6)
+    cupy_stand_in.emulated_backend(monkeypatch)
+    on_device = nn.layer_norm(cupy_stand_in.asarray(x), {k: cupy_stand_in.asarray(v) for k, v in p.items()}, 1e-6)
+    assert on_device.dtype == np.float64
+    np.testing.assert_allclose(on_device.get(), expected, rtol=1e-6, atol=1e-6)
+
+
 # T4 (the oldest not deprecated), A100, H100, B200, RTX 50
 @pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_90", "sm_100", "sm_120"])
 @pytest.mark.parametrize("source", ["attention.cu", "conv.cu", "nn.cu", "foreground.cu"])
