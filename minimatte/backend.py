@@ -263,7 +263,7 @@ def _matrices(x, batch):
     (rows, columns), (row_step, column_step) = x.shape[-2:], steps[-2:]
     if (column_step == 1 or columns == 1) and (rows == 1 or row_step >= columns):
         by_columns, ld = False, row_step if rows > 1 else columns
-    elif (row_step == 1 or rows == 1) and column_step >= rows:  # of 2 columns or more: one is read by rows, above
+    elif (row_step == 1 or rows == 1) and column_step >= rows:  # (a one-column matrix is read by rows, above)
         by_columns, ld = True, column_step
     else:
         return None
