@@ -336,9 +336,9 @@ def test_products_beyond_cublas_int_sizes_are_left_to_matmul():
 
     def rows_apart(step, rows, columns):  # a view of no real memory: never to be read (nor shown by pytest)
         return np.lib.stride_tricks.as_strided(np.ones(1, np.float32), (rows, columns), (4 * step, 4))
+    shapes = (2, 3), (3, 4), (2, 4)  # a, b, out
     for step, one_call in (2 ** 31 - 1, True), (2 ** 31, False):
         for apart in range(3):  # a's, b's or out's rows
-            shapes = (2, 3), (3, 4), (2, 4)
             a, b, out = (rows_apart(step, *shape) if i == apart else np.ones(shape, np.float32)
                          for i, shape in enumerate(shapes))
             called = backend.gemm_layout(a, b, out) is not None
