@@ -15,6 +15,13 @@ SHARED = Path(os.environ.get("MINIMATTE_SHARED", ROOT.parent / "shared"))
 REFERENCE = SHARED / "reference"
 DATA = SHARED / "data"
 PILLOW_VERSION = tuple(int(part) for part in PIL.__version__.split(".")[:2])
+# A ViTMatte-S checkpoint's config.json, its settings only (the hub's files hold more keys, such as architectures)
+SMALL_HUB_CONFIG = {"model_type": "vitmatte", "hidden_size": 384,
+                    "backbone_config": {"hidden_size": 384, "num_attention_heads": 6, "num_channels": 4,
+                                        "image_size": 512, "window_size": 14,
+                                        "window_block_indices": [0, 1, 3, 4, 6, 7, 9, 10],
+                                        "residual_block_indices": [2, 5, 8, 11],
+                                        "use_relative_position_embeddings": True}}
 # A test kernel for common.cuh's Divisor (run emulated and on a GPU): quotient[i], remainder[i] = n[i] / d, n[i] % d.
 DIVIDE_KERNEL = '''
 extern "C" __global__ void divide(const int* n, int* quotient, int* remainder, int d, long long magic, int count) {

@@ -20,7 +20,7 @@ import minimatte
 from minimatte import PRESETS, backend, cli, hub, metrics, processing
 from minimatte.model import stage_flops
 from minimatte.foreground import cutout
-from helpers import DATA, gamma_profile, grey_profile
+from helpers import DATA, SMALL_HUB_CONFIG, gamma_profile, grey_profile
 from reference import require
 
 NAME = "small-distinctions-646"  # no known hashes: tests below set their own
@@ -117,13 +117,7 @@ def served(tmp_path, monkeypatch, det_state):
     save_file({k: v for k, v in det_state("small").items()}, str(weights))
     repo = "/" + hub.CHECKPOINTS[NAME] + "/resolve/main/"
     files = {repo + "model.safetensors": weights.read_bytes(),
-             repo + "config.json": json.dumps({"model_type": "vitmatte", "hidden_size": 384,
-                                               "backbone_config": {"hidden_size": 384, "num_attention_heads": 6,
-                                                                   "num_channels": 4, "image_size": 512,
-                                                                   "window_size": 14,
-                                                                   "window_block_indices": [0, 1, 3, 4, 6, 7, 9, 10],
-                                                                   "residual_block_indices": [2, 5, 8, 11],
-                                                                   "use_relative_position_embeddings": True}}).encode(),
+             repo + "config.json": json.dumps(SMALL_HUB_CONFIG).encode(),
              repo + "preprocessor_config.json": b'{"size_divisibility": 32}'}
     server = Hub(files)
     monkeypatch.setenv("MINIMATTE_HUB_URL", server.url)
