@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from .backend import to_numpy
+from .config import is_integer
 from .processing import clip_overshoot, image_extensions, in_colour_space, integer_hint, profile_space
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
@@ -85,14 +86,14 @@ def _result_image(result, bits):
                type(result).__name__)
         raise TypeError("result: expected a matte (H, W) of floats in [0, 1] or of uint8 or uint16 values, or a "
                         f"uint8 cut-out (H, W, 4) or composite (H, W, 3), got {got}")
+    if bits is not None and not (is_integer(bits) and bits in ALPHA_MODES):  # 8.0 failed inside a shift
+        raise ValueError(f"bits: expected 8, 16 or 32, got {bits!r}")
     if a.dtype.kind != "f":
         if bits is not None and bits != 8 * a.dtype.itemsize:
             raise ValueError(f"bits: a {a.dtype} array is written with its own {8 * a.dtype.itemsize} bits, got "
                              f"bits={bits!r} (bits sets the levels a float matte is rounded to)")
         return Image.fromarray(a)  # "L", "I;16", "RGB" or "RGBA"
-    bits = 8 if bits is None else bits
-    if bits not in ALPHA_MODES:
-        raise ValueError(f"bits: expected 8, 16 or 32, got {bits!r}")
+    bits = 8 if bits is None else int(bits)
     a = clip_overshoot(a, "result")
     if bits == 32:
         return Image.fromarray(a.astype(np.float32, copy=False))  # mode "F"

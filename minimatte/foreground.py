@@ -17,7 +17,6 @@ reference's pixel loop, with the pixels stored diagonal by diagonal so that ever
 import collections
 import itertools
 import math
-import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,11 +26,13 @@ from PIL import Image, ImageColor
 
 from . import backend as backends  # the module (`backend` is estimate_foreground's argument)
 from .backend import array_module, resolve, to_device, to_numpy
-from .processing import (check_flag, check_integer, check_size, icc_profile, in_colour_space, is_file, is_integer,
-                         open_image, read_matte, resize_plane, row_bands, stored_image, stored_matte, to_unit)
+from .config import is_integer, is_number
+from .processing import (check_flag, check_integer, check_size, icc_profile, in_colour_space, is_file, open_image,
+                         read_matte, resize_plane, row_bands, stored_image, stored_matte, to_unit)
 
 _MAX_THREADS = 1024  # per block, CUDA's limit: wider steps give a thread several pixels
 _RUN_PIXELS = 256  # the pixels a diagonal needs, on average in a step, for 4 slice copies to beat a gather
+LARGEST_WEIGHT = 1e37  # regularization + gradient_weight: four times it, plus 1, is within float32's 3.4e38
 
 
 def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, small_iterations=10,
@@ -41,16 +42,20 @@ def estimate_foreground(image, alpha, regularization=1e-5, gradient_weight=1.0, 
     image: RGB file (path or binary file object), PIL image or array (float arrays need value_range, as in
     `infer`); alpha: the matte, a float array in [0, 1] as `infer` returns or a 32-bit float file, or an
     8/16-bit file or array (of a cut-out, its alpha channel).
-    regularization (eps) and gradient_weight (w) weigh the smoothness of F and B; levels no larger than
-    small_size in both sides get small_iterations sweeps, larger levels big_iterations. Defaults are
-    pymatting's. backend: "numpy" or "cupy" (None: $MINIMATTE_BACKEND or numpy). return_background=True
-    returns (F, B).
+    regularization (eps) and gradient_weight (w), non-negative, not both 0 and their sum at most LARGEST_WEIGHT,
+    weigh the smoothness of F and B; levels no larger than small_size in both sides get small_iterations sweeps,
+    larger levels big_iterations. Defaults are pymatting's. backend: "numpy" or "cupy" (None: $MINIMATTE_BACKEND
+    or numpy). return_background=True returns (F, B).
     """
     for name, value in (("regularization", regularization), ("gradient_weight", gradient_weight)):
-        if not isinstance(value, numbers.Real) or not value >= 0:
-            raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+        if not is_number(value) or value < 0:  # inf, NaN or True would give a foreground of NaN or a silent 1
+            raise ValueError(f"{name}: expected a finite non-negative number, got {value!r}")
     if regularization == 0 and gradient_weight == 0:
         raise ValueError("regularization: must be positive when gradient_weight is 0 (the system is singular)")
+    if regularization + gradient_weight > LARGEST_WEIGHT:
+        raise ValueError(f"regularization + gradient_weight: expected at most {LARGEST_WEIGHT:g} (a pixel's four "
+                         f"neighbour weights, each up to their sum, are added in float32), got "
+                         f"{regularization + gradient_weight:g}")
     small_iterations, big_iterations, small_size = (check_integer(name, value, 0) for name, value in (
         ("small_iterations", small_iterations), ("big_iterations", big_iterations), ("small_size", small_size)))
     return_background = check_flag("return_background", return_background)

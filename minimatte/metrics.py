@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from .config import is_number
 from .processing import clip_overshoot
 
 
@@ -147,6 +148,10 @@ def largest_component(mask):
 
 
 def conn(pred, gt, trimap, step=0.1, theta=0.15):
+    if not is_number(step) or not 0 < step <= 1:  # a negative step scored 0, NaN failed inside np.arange
+        raise ValueError(f"step: expected the thresholds' spacing, a number in (0, 1], got {step!r}")
+    if not is_number(theta):
+        raise ValueError(f"theta: expected a finite number, got {theta!r}")
     pred, gt, counted = _check(pred, gt, trimap)
     pred, gt = pred / 255, gt / 255
     thresholds = np.arange(0, 1 + step, step)

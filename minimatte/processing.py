@@ -16,7 +16,6 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
   used as given (as the processor does). HEIF photos are read where the pillow-heif plugin is installed.
 """
 import io
-import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import PIL
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .backend import to_numpy
-from .config import ProcessorConfig, is_flag, is_integer
+from .config import ProcessorConfig, is_flag, is_integer, is_number
 
 # Pillow scales a PGM file's values of more than 8 bits to 0..65535 from 9.1 on (9.0: up to the file's maxval)
 _PILLOW_VERSION = tuple(int(part) for part in PIL.__version__.split(".")[:2])
@@ -750,7 +749,7 @@ def _pair(x):
 def check_thresholds(thresholds):
     """trimap_from_mask's (background below, foreground above), checked: (low, high)."""
     pair = _pair(thresholds)
-    if pair is None or not all(isinstance(t, numbers.Real) for t in pair) or not 0 <= pair[0] <= pair[1] <= 1:
+    if pair is None or not all(map(is_number, pair)) or not 0 <= pair[0] <= pair[1] <= 1:
         raise ValueError(f"thresholds: expected (background below, foreground above) with 0 <= first <= second "
                          f"<= 1, got {tuple(thresholds) if isinstance(thresholds, list) else thresholds!r}")
     return pair

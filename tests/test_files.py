@@ -115,6 +115,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         (("a.png", np.full((2, 2), np.nan)), "result: contains NaN or infinite values"),
         (("a.png", np.float32([[0.5, np.inf]])), "result: contains NaN or infinite values"),
         (("a.png", alpha, 12), "bits: expected 8, 16 or 32, got 12"),
+        (("a.png", alpha, 8.0), "bits: expected 8, 16 or 32, got 8.0"),  # failed inside a shift
+        (("t.png", trimap, True), "bits: expected 8, 16 or 32, got True"),
         (("t.png", trimap, 16), "bits: a uint8 array is written with its own 8 bits, got bits=16"),
         (("a.png", rgba.astype(np.float32) / 255), r"result: expected a matte \(H, W\) .* got an array of "
                                                    r"dtype float32 and shape \(20, 30, 4\)$"),

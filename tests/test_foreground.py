@@ -187,8 +187,14 @@ def test_bad_input_is_one_clear_error():
     with pytest.raises(ValueError, match="alpha: values that go up to only 2 of 65535 are"):
         cutout(image, mask.astype(np.uint16) * 2, foreground=False)
     assert cutout(image, mask * 3, foreground=False)[..., 3].max() == 3  # from 3 on, values are taken as they are
-    with pytest.raises(ValueError, match="regularization: expected a non-negative number"):
-        estimate_foreground(image, np.zeros((10, 12)), regularization=-1)
+    for name, value in (("regularization", -1), ("regularization", np.inf), ("gradient_weight", np.nan),
+                        ("gradient_weight", True)):  # True was taken as 1, inf and NaN gave a foreground of NaN
+        with pytest.raises(ValueError, match=f"^{name}: expected a finite non-negative number, got {value!r}$"):
+            estimate_foreground(image, np.zeros((10, 12)), **{name: value})
+    with pytest.raises(ValueError, match=r"^regularization \+ gradient_weight: expected at most 1e\+37 .*, got 2e\+37$"):
+        estimate_foreground(image, np.zeros((10, 12)), regularization=1e37, gradient_weight=1e37)
+    edges = np.random.default_rng(0).random((10, 12))  # the largest weights, at every neighbour: still finite
+    assert np.isfinite(estimate_foreground(image, edges, regularization=5e36, gradient_weight=5e36)).all()
     with pytest.raises(ValueError, match="regularization: must be positive when gradient_weight is 0"):
         estimate_foreground(image, np.zeros((10, 12)), regularization=0, gradient_weight=0)
     with pytest.raises(ValueError, match="big_iterations: expected an integer of at least 0, got 1.5"):

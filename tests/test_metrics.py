@@ -69,6 +69,12 @@ def test_mattes_on_another_scale_are_refused():
         metrics.grad(gt, gt.astype(np.uint16) * 257, trimap)
     with pytest.raises(ValueError, match=r"pred: expected 8-bit values in 0..255, found \[nan, nan\]$"):
         metrics.conn(np.full(alpha.shape, np.nan), gt, trimap)
+    for step in 0, -0.1, np.nan, True, "0.1", 1.5:  # -0.1 scored 0, True as 1, NaN failed inside np.arange
+        with pytest.raises(ValueError, match=rf"^step: expected the thresholds' spacing, a number in \(0, 1\], got "
+                                             rf"{re.escape(repr(step))}$"):
+            metrics.conn(gt, gt, trimap, step=step)
+    with pytest.raises(ValueError, match=r"^theta: expected a finite number, got nan$"):  # scored 0
+        metrics.conn(gt, gt, trimap, theta=np.nan)
     with pytest.raises(TypeError, match="pred: expected 8-bit values .* got dtype bool$"):
         metrics.evaluate(gt > 128, gt, trimap)
     with pytest.raises(TypeError, match=r"^gt: expected 8-bit values \(uint8, or numbers in 0..255\), got dtype "
@@ -201,7 +207,7 @@ def test_trimap_from_mask():
     for band in -1, 2.0, True:
         with pytest.raises(ValueError, match="band: expected an integer of at least 0 pixels, got"):
             minimatte.trimap_from_mask(mask, band=band)
-    for thresholds in (0.9, 0.1), (0.1, 0.5, 0.9), "ab", 0.5:
+    for thresholds in (0.9, 0.1), (0.1, 0.5, 0.9), "ab", 0.5, (False, True):
         with pytest.raises(ValueError, match=r"thresholds: expected \(background below, foreground above\) with 0 "
                                              rf"<= first <= second <= 1, got {re.escape(repr(thresholds))}$"):
             minimatte.trimap_from_mask(mask, thresholds=thresholds)
