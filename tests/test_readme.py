@@ -4,6 +4,7 @@ published checkpoint's name (so nothing is downloaded)."""
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -108,10 +109,13 @@ def test_each_command_line_example_runs_as_written(workspace, line):
     command = re.sub(r"\[([^]]*)\]", r"\1", command)
     output = re.search(r"(?:-o|convert \S+) (\S+)", command)
     output = folder / output.group(1) if output else None
-    if output is not None:
-        shutil.rmtree(output, ignore_errors=True) if output.is_dir() else output.unlink(missing_ok=True)
+    if output is not None and output.is_dir():  # what an earlier line wrote is not taken for this one's
+        shutil.rmtree(output)
+    elif output is not None:
+        output.unlink(missing_ok=True)
     # the venv's command; where it has none (a source tree on PYTHONPATH), `python -m minimatte`
-    minimatte = shutil.which("minimatte", path=os.path.dirname(sys.executable)) or f"{sys.executable} -m minimatte"
+    script = shutil.which("minimatte", path=os.path.dirname(sys.executable))
+    minimatte = shlex.quote(script) if script else f"{shlex.quote(sys.executable)} -m minimatte"
     shell = f"rembg() {{ cat rough_cutout.png; }}\nminimatte() {{ {minimatte} \"$@\"; }}\nset -o pipefail\n{command}"
     run = subprocess.run(["bash", "-c", shell], cwd=folder, env=env, capture_output=True, text=True)
     assert run.returncode == 0, f"{command}\n{run.stderr}"
