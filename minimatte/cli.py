@@ -7,9 +7,11 @@ import os
 import platform
 import signal
 import sys
+import warnings
 
 import numpy as np
 import PIL
+from PIL import Image
 
 from . import __version__, api, backend, convert, hub, metrics
 from .files import ALPHA_MODES, check_format, output_format, save
@@ -535,7 +537,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     backend.keep_freed_memory()  # a batch's later images reuse the memory of the first (see its docstring)
     try:
-        with _terminate_raises():
+        with _terminate_raises(), warnings.catch_warnings():
+            # The files are the user's own: Pillow's warning from 89 megapixels on (a medium-format camera's photo)
+            # would print a line of its source code over the progress; its error beyond 179 stays (processing).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             args.run(args)
     except KeyboardInterrupt:  # Ctrl-C: no traceback; a file being written is removed (files.atomic_output)
         print("minimatte: interrupted", file=sys.stderr)

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -651,6 +652,27 @@ def test_cli_checks_input_files_before_the_model_loads(tmp_path, capsys):
         assert cli.main(["evaluate", *paths]) == 1
         captured = capsys.readouterr()
         assert error in captured.err and captured.out == ""  # before the table's header
+
+
+def test_cli_leaves_out_pillows_warning_for_a_large_photo(served, tmp_path, capsys, monkeypatch):
+    """Pillow warns from MAX_IMAGE_PIXELS pixels on and refuses images of twice that (its guard against
+    decompression bombs): the command line, which opens the files its user names, leaves the warning out (at
+    Pillow's default, 89 megapixels: a medium-format camera's photo); the error stays one line."""
+    image, trimap = tmp_path / "i.png", tmp_path / "t.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image)
+    Image.fromarray(np.full((40, 50), 128, np.uint8)).save(trimap)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # 2000 pixels are to it as 100 megapixels to the default
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.png"), "--model", NAME]) == 0
+        with pytest.warns(Image.DecompressionBombWarning):  # a program calling the library still gets it
+            minimatte.read_image(image)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 900)
+    capsys.readouterr()
+    assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "b.png"), "--model", NAME]) == 2
+    assert re.fullmatch(r"minimatte: error: image: '.*i.png' is too large to open \(.*\); if you trust the file, "
+                        r"raise PIL.Image.MAX_IMAGE_PIXELS\n", capsys.readouterr().err)
 
 
 def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
