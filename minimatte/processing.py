@@ -75,6 +75,9 @@ def _read_image_file(source, name, read):
         shown = repr(source)
     try:
         return read(source)
+    except _Animation as frames:
+        raise ValueError(f"{name}: {shown} is an animation of {frames} frames; minimatte mattes one picture: save "
+                         "the frame to matte as a file of its own") from None
     except UnidentifiedImageError:  # its message names the file again, or a file object's repr
         raise ValueError(f"{name}: {shown} is not a readable image (no image format that Pillow reads)") from None
     except (OSError, SyntaxError, ValueError) as error:
@@ -84,8 +87,19 @@ def _read_image_file(source, name, read):
                          "PIL.Image.MAX_IMAGE_PIXELS") from None
 
 
+# Formats whose frames viewers play one after another. MPO's further frames (in a camera's JPEG) are previews
+# or depth maps, and a TIFF's further pages may be reduced copies: their first frame is the picture.
+ANIMATION_FORMATS = {"GIF", "PNG", "WEBP", "AVIF"}
+
+
+class _Animation(ValueError):
+    """An animated file given for one picture (its first frame, read as the reference reads it, is a guess)."""
+
+
 def _open_upright(source):
     with _open_file(source) as img:
+        if img.format in ANIMATION_FORMATS and getattr(img, "is_animated", False):
+            raise _Animation(img.n_frames)
         # EXIF before load: Pillow 9.0 reads a TIFF's EXIF from the file, which load closes.
         if img.getexif().get(_EXIF_ORIENTATION, 1) == 1:
             img.load()

@@ -579,6 +579,28 @@ def test_bad_files(tmp_path):
         minimatte.preprocess("https://example.com/a.png", trimap)  # transformers' load_image would fetch it
 
 
+def test_animations_are_refused_and_other_files_of_frames_read_as_their_first(tmp_path):
+    y, x = np.mgrid[:24, :40]
+    first = np.stack([y * 10, x * 6, (x + y) * 4], axis=-1).astype(np.uint8)
+    frames = [Image.fromarray(first), Image.fromarray(255 - first)]
+    for name in "waving.gif", "waving.png", "waving.webp":  # an animated GIF, an APNG, an animated WebP
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100)
+        with pytest.raises(ValueError, match=f"image: .*{name}' is an animation of 2 frames; minimatte mattes one "
+                                             "picture: save the frame to matte as a file of its own$"):
+            minimatte.read_image(tmp_path / name)
+    with pytest.raises(ValueError, match="^trimap: .*waving.png' is an animation of 2 frames"):
+        minimatte.read_trimap(tmp_path / "waving.png")
+    frames[0].save(tmp_path / "still.gif", save_all=True)  # one frame
+    assert minimatte.read_image(tmp_path / "still.gif").shape == (24, 40, 3)
+    # a TIFF's further pages may be reduced copies, an MPO's (a camera's JPEG) previews: the first frame is read
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=[frames[1].resize((20, 12))])
+    np.testing.assert_array_equal(minimatte.read_image(tmp_path / "pages.tif"), first / 255.0)
+    if PILLOW_VERSION >= (9, 3):  # Pillow writes MPO files from 9.3 on
+        frames[0].save(tmp_path / "camera.mpo", save_all=True, append_images=[frames[1]], quality=100)
+        assert Image.open(tmp_path / "camera.mpo").n_frames == 2
+        assert minimatte.read_image(tmp_path / "camera.mpo").shape == (24, 40, 3)
+
+
 def test_heif_photos_are_read_through_pillow_heif(tmp_path, monkeypatch):
     pillow_heif, = require("pillow_heif")
     y, x = np.mgrid[:24, :40]
