@@ -70,7 +70,7 @@ def pipeline(engine, max_size):
             return image, minimatte.cutout(image, alpha)
 
         def save(image, rgba, output):
-            minimatte.save(output, rgba, icc_profile=minimatte.icc_profile(image))
+            minimatte.save(output, rgba, icc_profile=minimatte.icc_profile(image), dpi=minimatte.dpi(image))
         return matte, cut_out, save
 
     import pymatting

@@ -16,8 +16,8 @@ from PIL import Image
 from . import __version__, api, backend, convert, hub, metrics
 from .files import ALPHA_MODES, check_format, output_format, save
 from .foreground import cutout, open_background, stored_background
-from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresholds, icc_profile, image_extensions,
-                         open_image, stored_matte, to_unit, trimap_from_mask)
+from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresholds, dpi, icc_profile,
+                         image_extensions, open_image, stored_matte, to_unit, trimap_from_mask)
 from .progress import Items
 
 
@@ -241,14 +241,14 @@ def _matte(args):
             except MemoryError as error:  # the network's memory grows with the image: say what shrinks it
                 smaller = "a smaller --max-size" if args.max_size else "--max-size, which runs it on a reduced copy"
                 raise MemoryError(f"{error or 'an allocation failed'}; the network needs less with {smaller}") from None
-        if args.command == "matte":
-            save(_output(output), alpha, bits=args.bits)
+        if args.command == "matte":  # with the image's resolution: the matte lies over it in a layout too
+            save(_output(output), alpha, bits=args.bits, dpi=dpi(image))
             return
         if not args.raw_colors:
             progress.within(1.0, "foreground colours")
         result = cutout(image, alpha, background, foreground=not args.raw_colors, backend=args.backend,
                         crop=args.crop)
-        save(_output(output), result, icc_profile=icc_profile(image))  # in the image's colours
+        save(_output(output), result, icc_profile=icc_profile(image), dpi=dpi(image))  # in its colours and size
 
     _run(jobs, work, progress, batch)
 

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from .backend import to_numpy
-from .config import is_integer
+from .config import is_integer, is_number
 from .processing import clip_overshoot, image_extensions, in_colour_space, integer_hint, profile_space
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
@@ -25,12 +25,17 @@ from .processing import clip_overshoot, image_extensions, in_colour_space, integ
 SAVE_OPTIONS = {"PNG": {"compress_type": zlib.Z_RLE}, "WEBP": {"lossless": True, "exact": True},
                 "JPEG": {"quality": 95}, "AVIF": {"quality": 100, "subsampling": "4:4:4"}}
 
+# The largest resolution (pixels per inch) each format that records one holds, as Pillow writes it: JPEG's JFIF
+# density in whole dpi of 16 bits (larger values wrap around), PNG's and BMP's pixels per metre in 31 bits, TIFF's
+# rationals of 32. Other formats record none; 1 dpi or less is no resolution (processing.dpi) and left out too.
+LARGEST_DPI = {"JPEG": 0xFFFF, "PNG": (2 ** 31 - 1) * 0.0254, "BMP": (2 ** 31 - 1) * 0.0254, "TIFF": 2 ** 32 - 1}
+
 ALPHA_MODES = {8: "L", 16: "I;16", 32: "F"}  # the PIL mode of a matte of `bits` bits
 WRITTEN = {"L": "an 8-bit alpha", "I;16": "a 16-bit alpha", "F": "a 32-bit float alpha", "RGBA": "an RGBA cut-out",
            "RGB": "an RGB composite"}
 
 
-def save(output, result, bits=None, icc_profile=None):
+def save(output, result, bits=None, icc_profile=None, dpi=None):
     """Write a matte, trimap, cut-out or composite to `output` as the command line writes its outputs.
 
     output: a path, whose extension picks the format (PNG where it has none), or a binary file object, which
@@ -43,6 +48,9 @@ def save(output, result, bits=None, icc_profile=None):
     icc_profile: the colour space (ICC profile bytes) of a cut-out's or composite's colours, those of the image
                  it was cut from (minimatte.icc_profile(image)): written into the file, or where the format holds
                  none (GIF, BMP, PPM) the colours are converted into sRGB. None: sRGB.
+    dpi: the resolution (x, y) in pixels per inch of the image the result was made from (minimatte.dpi(image)),
+         written into PNG, JPEG, TIFF and BMP files where they can hold it (LARGEST_DPI); the other formats hold
+         none. None: none recorded.
     A format that cannot hold the result (an RGBA cut-out as JPEG, 16 bits outside PNG and TIFF, HEIF) is an
     error before anything is written.
     """
@@ -56,13 +64,19 @@ def save(output, result, bits=None, icc_profile=None):
         raise ValueError("icc_profile: mattes and trimaps hold no colours to tag; it is for cut-outs and composites")
     if icc_profile:
         _check_profile(icc_profile)
+    if dpi is not None and not (isinstance(dpi, (tuple, list)) and len(dpi) == 2 and
+                                all(is_number(value) and value > 0 for value in dpi)):
+        raise ValueError(f"dpi: expected (x, y) pixels per inch, two positive numbers, as minimatte.dpi(image) "
+                         f"returns them, got {dpi!r}")
     name = os.fspath(output) if to_file else output  # for errors
     form = output_format(name) if to_file else "TIFF" if image.mode == "F" else "PNG"
     check_format(form, image.mode, name)
     if icc_profile and not _keeps_profile(form):
         image.info["icc_profile"] = icc_profile
         image, icc_profile = in_colour_space(image, None, "result"), None
-    options = dict(SAVE_OPTIONS.get(form, {}), **({"icc_profile": icc_profile} if icc_profile else {}))
+    recorded = dpi and all(1 < value <= LARGEST_DPI.get(form, 0) for value in dpi)  # else left out
+    options = dict(SAVE_OPTIONS.get(form, {}), **({"icc_profile": icc_profile} if icc_profile else {}),
+                   **({"dpi": tuple(map(float, dpi))} if recorded else {}))
     if not to_file:  # encoded whole first: a failure writes nothing
         encoded = io.BytesIO()
         image.save(encoded, format=form, **options)

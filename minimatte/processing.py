@@ -32,6 +32,7 @@ from .config import ProcessorConfig, is_flag, is_integer, is_number
 # Pillow scales a PGM file's values of more than 8 bits to 0..65535 from 9.1 on (9.0: up to the file's maxval)
 _PILLOW_VERSION = tuple(int(part) for part in PIL.__version__.split(".")[:2])
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright, 2-8 mirrored and/or rotated
+_QUARTER_TURNS = (5, 6, 7, 8)  # its values that turn the image by 90 degrees (5 and 7 mirrored too)
 
 
 def is_file(source):
@@ -101,11 +102,14 @@ def _open_upright(source):
         if img.format in ANIMATION_FORMATS and getattr(img, "is_animated", False):
             raise _Animation(img.n_frames)
         # EXIF before load: Pillow 9.0 reads a TIFF's EXIF from the file, which load closes.
-        if img.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+        if orientation == 1:
             img.load()
             return img
         upright = ImageOps.exif_transpose(img)
         upright.format = img.format  # a copy has none, and _pil_to_array reads it
+        if orientation in _QUARTER_TURNS and dpi(img):  # x and y trade places
+            upright.info["dpi"] = dpi(img)[::-1]
         return upright
 
 
@@ -181,6 +185,26 @@ def icc_profile(image):
 def _profile_in_header(source):
     with _open_file(source) as img:  # the header only: nothing is decoded
         return icc_profile(img)
+
+
+def dpi(image):
+    """The resolution, (x, y) pixels per inch, that an image file or PIL image records (PNG's pHYs chunk, JPEG's
+    JFIF or EXIF density, TIFF's resolution tags), a file's turned upright with it by its EXIF orientation; None
+    where it records none or only an aspect ratio. Outputs made of the image carry it on, so that layout software
+    places a cut-out at the size of its photo. 1 dpi or less is no resolution: Pillow reports (1, 1) for a TIFF
+    without resolution tags, and some encoders write 1 or 0 for "unknown"."""
+    if is_file(image):
+        return _read_image_file(image, "image", _dpi_in_header)
+    recorded = image.info.get("dpi") if isinstance(image, Image.Image) else None
+    valid = isinstance(recorded, tuple) and len(recorded) == 2 and all(is_number(v) and v > 1 for v in recorded)
+    return tuple(float(value) for value in recorded) if valid else None
+
+
+def _dpi_in_header(source):
+    with _open_file(source) as img:  # the header only: nothing is decoded
+        recorded = dpi(img)
+        turned = recorded and img.getexif().get(_EXIF_ORIENTATION, 1) in _QUARTER_TURNS
+        return recorded[::-1] if turned else recorded
 
 
 def in_colour_space(image, profile, name):

@@ -148,3 +148,38 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
     with pytest.raises(TypeError, match="output: expected a path or a binary file object, got int$"):
         minimatte.save(3, alpha)
     assert not list(tmp_path.glob("refused*")) and not list(tmp_path.glob(".minimatte-*"))
+
+
+def test_a_resolution_is_read_upright_and_written_where_the_format_holds_it(tmp_path):
+    """minimatte.dpi reads a file's resolution (of the image as viewers show it) and save writes it into PNG,
+    JPEG, TIFF and BMP files, within what each holds: none where it would wrap around or where there is none."""
+    picture = Image.new("RGB", (30, 20), (200, 120, 40))
+    for name in "p.png", "p.jpg", "p.tif", "p.bmp":
+        picture.save(tmp_path / name, dpi=(300, 300))
+        assert minimatte.dpi(tmp_path / name) == pytest.approx((300, 300), rel=1e-4)  # PNG: whole pixels per metre
+    assert isinstance(minimatte.dpi(tmp_path / "p.tif")[0], float)  # not TIFF's rational
+    with open(tmp_path / "p.jpg", "rb") as file:  # a file object, read from its start
+        assert minimatte.dpi(file) == (300, 300)
+    for name in "none.png", "none.jpg", "none.tif", "none.webp", "one.jpg":
+        picture.save(tmp_path / name, **({"dpi": (1, 1)} if name == "one.jpg" else {}))
+        assert minimatte.dpi(tmp_path / name) is None  # a TIFF without resolution tags: Pillow reports (1, 1)
+    turned = Image.Exif()
+    turned[0x0112] = 6  # stored sideways: x of the upright image is the stored y
+    picture.save(tmp_path / "turned.jpg", dpi=(300, 150), exif=turned.tobytes())
+    assert minimatte.dpi(tmp_path / "turned.jpg") == (150, 300)
+    assert minimatte.dpi(Image.open(tmp_path / "turned.jpg")) == (300, 150)  # a PIL image is taken as given
+    assert minimatte.dpi(np.zeros((2, 2, 3), np.uint8)) is None
+
+    alpha = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    for name in "a.png", "a.jpg", "a.tif", "a.bmp", "a.webp", "a.gif":
+        minimatte.save(tmp_path / name, alpha, dpi=(300, 150))
+        written = Image.open(tmp_path / name).info.get("dpi")
+        assert written is None if name in ("a.webp", "a.gif") else written == pytest.approx((300, 150), rel=1e-4)
+    for name, resolution in (("wrapped.jpg", 70000), ("wrapped.png", 6e7), ("wrapped.tif", 5e9), ("one.png", 1)):
+        minimatte.save(tmp_path / name, alpha, dpi=(resolution, resolution))
+        assert minimatte.dpi(tmp_path / name) is None
+    for resolution in (0, -300), (300,), 300, "300", (np.nan, 300), (True, 300):
+        with pytest.raises(ValueError, match=r"^dpi: expected \(x, y\) pixels per inch, two positive numbers, as "
+                                             r"minimatte.dpi\(image\) returns them, got "):
+            minimatte.save(tmp_path / "refused.png", alpha, dpi=resolution)
+    assert not (tmp_path / "refused.png").exists()

@@ -777,6 +777,17 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     Image.open(image).convert("L").save(tagged, icc_profile=grey_profile(1.0))  # read into sRGB through it
     assert cli.main(["cutout", str(tagged), str(trimap), "-o", str(tmp_path / "c_grey.png"), "--model", NAME]) == 0
     assert "icc_profile" not in Image.open(tmp_path / "c_grey.png").info  # a grey profile cannot describe RGB
+    recorded = tmp_path / "recorded.jpg"  # a print photo's resolution, stored sideways: its outputs carry it upright
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    Image.open(image).transpose(Image.ROTATE_90).save(recorded, dpi=(300, 150), exif=turned.tobytes())
+    for command, options, name in (("matte", [], "a_recorded.png"), ("matte", ["--bits", "32"], "a_recorded.tif"),
+                                   ("cutout", ["--crop", "2"], "c_recorded.png"),
+                                   ("cutout", ["--background", "white"], "c_recorded.jpg")):
+        assert cli.main([command, str(recorded), str(trimap), "-o", str(tmp_path / name), "--model", NAME,
+                         *options]) == 0
+        assert Image.open(tmp_path / name).info["dpi"] == pytest.approx((150, 300), rel=1e-4)
+    assert "dpi" not in Image.open(tmp_path / "c.png").info  # none recorded, none written
     see_through = np.zeros((4, 4, 4), np.uint8)
     see_through[..., 3] = 200
     Image.fromarray(see_through).save(tmp_path / "see_through.png")

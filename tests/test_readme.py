@@ -60,7 +60,7 @@ def workspace(tmp_path_factory):
         truth = _scaled(alphamatting / "gt_training_lowres" / name, Image.BICUBIC).convert("L")
         truth.save(folder / "gt" / name)
         truth.resize((50, 31), Image.BOX).resize(SIZE, Image.BILINEAR).save(folder / "predicted" / name)  # blurred
-    shutil.copy(folder / "images/GT01.png", folder / "image.png")
+    Image.open(folder / "images/GT01.png").save(folder / "image.png", dpi=(300, 300))  # a print photo's resolution
     for name in ("trimap.png", "trimap1.png"):  # the Python example's, and the command lines' (one writes trimap.png)
         shutil.copy(folder / "trimaps/GT01.png", folder / name)
     image, truth = Image.open(folder / "image.png"), Image.open(folder / "gt/GT01.png")
@@ -90,7 +90,8 @@ def test_the_python_example_runs_as_written(workspace):
             "assert rgb.dtype == np.uint8 and rgb.shape == (h, w, 3)\n"
             "assert fg.dtype == np.float32 and fg.shape == (h, w, 3)\n"
             "assert trimap.dtype == np.uint8 and set(np.unique(trimap)) <= {0, 128, 255}\n"
-            "assert Image.open('alpha.png').mode == 'L' and Image.open('cutout.png').mode == 'RGBA'\n")
+            "assert Image.open('alpha.png').mode == 'L' and Image.open('cutout.png').mode == 'RGBA'\n"
+            "assert [round(v) for v in Image.open('cutout.png').info['dpi']] == [300, 300]\n")
     (folder / "example.py").write_text(given + example + said)
     run = subprocess.run([sys.executable, "example.py"], cwd=folder, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
