@@ -2,6 +2,7 @@
 import io
 import json
 import re
+import struct
 import sys
 import zlib
 
@@ -266,6 +267,20 @@ def test_sixteen_bit_files(tmp_path):
         with pytest.raises(ValueError, match=r"a 16-bit image whose values go up to only 255 of 65535 \(8-bit values "
                                              r"saved as 16 bits\?\); save it with 8 bits, or its values times 257"):
             read(tmp_path / "kept.png")
+    # 16-bit colour (a raw converter's RGB PNG, which Pillow cannot write): read as Pillow reads it, its 8 high bits,
+    # as the reference reads it
+    colour = np.array([[[7, 1007, 65535], [300, 40000, 256]]], np.uint16)
+    (tmp_path / "rgb16.png").write_bytes(_png(colour, bit_depth=16, colour_type=2))
+    np.testing.assert_array_equal(minimatte.read_image(tmp_path / "rgb16.png"), (colour >> 8) / 255)
+
+
+def _png(pixels, bit_depth, colour_type):
+    """A PNG file of `pixels` (H, W, channels), unfiltered."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\0" + row.astype(f">u{bit_depth // 8}").tobytes() for row in pixels)
+    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def test_float_files_are_mattes_and_masks(tmp_path):
