@@ -12,7 +12,7 @@ from PIL import Image, ImageCms
 
 from .backend import to_numpy
 from .config import is_integer, is_number
-from .processing import clip_overshoot, image_extensions, in_colour_space, integer_hint, profile_space
+from .processing import clip_overshoot, image_extensions, in_colour_space, integer_hint, native_array, profile_space
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -92,7 +92,8 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
 
 def _result_image(result, bits):
     """The PIL image `save` writes for `result` (see there)."""
-    a = to_numpy(result) if hasattr(result, "__array__") or hasattr(result, "__cuda_array_interface__") else None
+    array_like = hasattr(result, "__array__") or hasattr(result, "__cuda_array_interface__")
+    a = native_array(to_numpy(result)) if array_like else None
     matte = a is not None and a.ndim == 2 and a.dtype in (np.uint8, np.uint16, np.float32, np.float64)
     colours = a is not None and a.ndim == 3 and a.shape[2] in (3, 4) and a.dtype == np.uint8
     if not (matte or colours):

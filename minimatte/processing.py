@@ -286,7 +286,14 @@ def _as_array(x, name, floats=False):
         hint = " (a file's contents: wrap them in io.BytesIO)" if isinstance(x, (bytes, bytearray)) else ""
         raise TypeError(f"{name}: expected a file path or binary file object, a PIL image or an array, got "
                         f"{type(x).__name__}{hint}")
-    return np.asarray(x)
+    return native_array(x)
+
+
+def native_array(x):
+    """np.asarray(x) in the machine's byte order: an array decoded from big-endian data (np.frombuffer(data,
+    ">u2"), a FITS file's) holds the same values as its native copy, and uint16 is checked as the native type."""
+    a = np.asarray(x)
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 VALUE_RANGES = (1.0, 255.0)  # the scales a float array's values may be given in

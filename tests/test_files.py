@@ -74,6 +74,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
     written = Image.open(tmp_path / "a.png")
     assert written.mode == "L" and (np.asarray(written) == np.rint(alpha * 255)).all()
     assert list(np.asarray(written)[0, :4]) == [0, 255, 1, 0]
+    minimatte.save(tmp_path / "swapped.png", alpha.astype(alpha.dtype.newbyteorder("S")))  # the other byte order
+    assert (tmp_path / "swapped.png").read_bytes() == (tmp_path / "a.png").read_bytes()
     minimatte.save(str(tmp_path / "a16.tif"), alpha.astype(np.float64), bits=16)
     assert (np.asarray(Image.open(tmp_path / "a16.tif")) == np.rint(alpha * 65535)).all()
     minimatte.save(tmp_path / "a32.tif", alpha, bits=32)

@@ -119,6 +119,11 @@ def test_input_kinds_agree(tmp_path):
     np.testing.assert_array_equal(from_path, from_array)
     np.testing.assert_array_equal(from_path, from_rgb_trimap)
     assert np.abs(from_float - from_path).max() < 1e-6
+    # arrays in the other byte order (as decoded from big-endian data on a little-endian machine): the same values
+    swapped = np.dtype(np.uint16).newbyteorder("S")
+    deep, deep_trimap = rgb.astype(np.uint16) * 257, trimap.astype(np.uint16) * 257
+    np.testing.assert_array_equal(minimatte.preprocess(deep.astype(swapped), deep_trimap.astype(swapped)).pixel_values,
+                                  minimatte.preprocess(deep, deep_trimap).pixel_values)
 
 
 def test_grey_and_coloured_trimaps_convert_like_pil():
