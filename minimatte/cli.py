@@ -95,15 +95,18 @@ def _shown(path):
 def _files_by_stem(folder, label):
     """{stem: path} of the image files in `folder`: hidden files, subfolders and files whose extension is no
     image format's (notes.txt) are skipped. Two files with one stem are an error: which of them pairs with the
-    other folders' file, and whose output keeps the name, is a guess."""
-    files, extensions = {}, image_extensions()
+    other folders' file, and whose output keeps the name, is a guess. So are stems that differ only in case
+    (A.jpg, a.png): their outputs are one file where file names ignore case (macOS, Windows)."""
+    files, by_folded, extensions = {}, {}, image_extensions()
     for name in sorted(os.listdir(folder)):
         (stem, extension), path = os.path.splitext(name), os.path.join(folder, name)
         if name.startswith(".") or extension.lower() not in extensions or not os.path.isfile(path):
             continue
-        if stem in files:
-            raise ValueError(f"{label}: {os.path.basename(files[stem])!r} and {name!r} in {folder!r} share the name "
-                             f"{stem!r}; keep one of them there")
+        other = by_folded.setdefault(stem.casefold(), name)
+        if other != name:
+            case = "" if os.path.splitext(other)[0] == stem else " but for case, which macOS and Windows ignore"
+            raise ValueError(f"{label}: {other!r} and {name!r} in {folder!r} share the name {stem!r}{case}; keep one "
+                             "of them there")
         files[stem] = path
     return files
 

@@ -890,8 +890,12 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert all(path.read_bytes() == data for path, data in inputs.items()) and not (images / "a.png").exists()
     (images / "a.png").write_bytes((images / "a.jpg").read_bytes())  # two images named a: both outputs a.png
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 2
-    assert f"image: 'a.jpg' and 'a.png' in {str(images)!r} share the name 'a'" in capsys.readouterr().err
-    (images / "a.png").unlink()
+    assert f"image: 'a.jpg' and 'a.png' in {str(images)!r} share the name 'a'; keep one" in capsys.readouterr().err
+    (images / "a.png").rename(images / "A.png")  # outputs A.png and a.png: one file on macOS and Windows
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 2
+    assert (f"image: 'A.png' and 'a.jpg' in {str(images)!r} share the name 'a' but for case, which macOS and Windows "
+            "ignore; keep one of them there") in capsys.readouterr().err
+    (images / "A.png").unlink()
     for hint, label in (([str(trimaps / "a.png")], "trimap"), (["--mask", str(trimaps / "a.png")], "mask")):
         assert cli.main(["matte", str(images), *hint, "-o", str(out), "--model", NAME]) == 2
         assert f"{label}: with an image folder, the {label} must be a folder too" in capsys.readouterr().err
