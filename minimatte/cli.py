@@ -95,18 +95,15 @@ def _shown(path):
 def _files_by_stem(folder, label):
     """{stem: path} of the image files in `folder`: hidden files, subfolders and files whose extension is no
     image format's (notes.txt) are skipped. Two files with one stem are an error: which of them pairs with the
-    other folders' file, and whose output keeps the name, is a guess. So are stems that differ only in case
-    (A.jpg, a.png): their outputs are one file where file names ignore case (macOS, Windows)."""
-    files, by_folded, extensions = {}, {}, image_extensions()
+    other folders' file, and whose output keeps the name, is a guess."""
+    files, extensions = {}, image_extensions()
     for name in sorted(os.listdir(folder)):
         (stem, extension), path = os.path.splitext(name), os.path.join(folder, name)
         if name.startswith(".") or extension.lower() not in extensions or not os.path.isfile(path):
             continue
-        other = by_folded.setdefault(stem.casefold(), name)
-        if other != name:
-            case = "" if os.path.splitext(other)[0] == stem else " but for case, which macOS and Windows ignore"
-            raise ValueError(f"{label}: {other!r} and {name!r} in {folder!r} share the name {stem!r}{case}; keep one "
-                             "of them there")
+        if stem in files:
+            raise ValueError(f"{label}: {os.path.basename(files[stem])!r} and {name!r} in {folder!r} share the name "
+                             f"{stem!r}; keep one of them there")
         files[stem] = path
     return files
 
@@ -161,10 +158,24 @@ def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
             raise ValueError(f"output: {output!r} is the {label} folder, where the outputs would be read as "
                              f"{label}s by the next run over it; give them a folder of their own")
     if hint is None:
-        return [(path, None, os.path.join(output, stem + extension))
-                for stem, path in _paired_files(source, names=(hint_label,))]
-    return [(image, other, os.path.join(output, stem + extension))
-            for stem, image, other in _paired_files(source, hint, names=("image", hint_label))]
+        pairs = [(stem, path, None) for stem, path in _paired_files(source, names=(source_label,))]
+    else:
+        pairs = _paired_files(source, hint, names=(source_label, hint_label))
+    return _distinct_outputs([(path, other, os.path.join(output, stem + extension)) for stem, path, other in pairs],
+                             source_label)
+
+
+def _distinct_outputs(jobs, label):
+    """The jobs, unless two outputs' names differ only in case (of the images A.jpg and a.png): they are one file
+    where file names ignore case (macOS, Windows), and the second would be written over the first."""
+    by_folded = {}
+    for source, _, output in jobs:
+        other = by_folded.setdefault(os.path.basename(output).casefold(), source)
+        if other != source:
+            raise ValueError(f"{label}: {os.path.basename(other)!r} and {os.path.basename(source)!r} in "
+                             f"{os.path.dirname(source)!r} have names that differ only in case, and their outputs "
+                             "would be one file where file names ignore case (macOS, Windows); rename one of them")
+    return jobs
 
 
 def _run(jobs, work, progress, batch):

@@ -892,10 +892,13 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 2
     assert f"image: 'a.jpg' and 'a.png' in {str(images)!r} share the name 'a'; keep one" in capsys.readouterr().err
     (images / "a.png").rename(images / "A.png")  # outputs A.png and a.png: one file on macOS and Windows
+    (trimaps / "A.png").write_bytes((trimaps / "a.png").read_bytes())  # and each its trimap
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 2
-    assert (f"image: 'A.png' and 'a.jpg' in {str(images)!r} share the name 'a' but for case, which macOS and Windows "
-            "ignore; keep one of them there") in capsys.readouterr().err
+    assert (f"image: 'A.png' and 'a.jpg' in {str(images)!r} have names that differ only in case, and their outputs "
+            "would be one file where file names ignore case (macOS, Windows); rename one of them") in \
+        capsys.readouterr().err
     (images / "A.png").unlink()
+    (trimaps / "A.png").unlink()
     for hint, label in (([str(trimaps / "a.png")], "trimap"), (["--mask", str(trimaps / "a.png")], "mask")):
         assert cli.main(["matte", str(images), *hint, "-o", str(out), "--model", NAME]) == 2
         assert f"{label}: with an image folder, the {label} must be a folder too" in capsys.readouterr().err
