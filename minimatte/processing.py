@@ -57,7 +57,7 @@ def check_file(source, name):
 def open_image(source, name):
     """A PIL image from a file path or a binary file object, turned upright by its EXIF orientation as
     transformers' load_image does (a phone photo is stored sideways; its trimap is drawn on what viewers show),
-    with one clear error for anything that is not an image."""
+    with one clear error for anything that is not an image, and for an animation (which frame is a guess)."""
     return _read_image_file(source, name, _open_upright)
 
 
