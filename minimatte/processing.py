@@ -108,8 +108,9 @@ def _open_upright(source):
             return img
         upright = ImageOps.exif_transpose(img)
         upright.format = img.format  # a copy has none, and _pil_to_array reads it
-        if orientation in _QUARTER_TURNS and dpi(img):  # x and y trade places
-            upright.info["dpi"] = dpi(img)[::-1]
+        resolution = _upright_dpi(img, orientation)
+        if resolution:
+            upright.info["dpi"] = resolution
         return upright
 
 
@@ -202,9 +203,13 @@ def dpi(image):
 
 def _dpi_in_header(source):
     with _open_file(source) as img:  # the header only: nothing is decoded
-        recorded = dpi(img)
-        turned = recorded and img.getexif().get(_EXIF_ORIENTATION, 1) in _QUARTER_TURNS
-        return recorded[::-1] if turned else recorded
+        return _upright_dpi(img, img.getexif().get(_EXIF_ORIENTATION, 1))
+
+
+def _upright_dpi(img, orientation):
+    """dpi(img) of the image turned upright by its EXIF `orientation`: x and y trade places in a quarter turn."""
+    recorded = dpi(img)
+    return recorded[::-1] if recorded and orientation in _QUARTER_TURNS else recorded
 
 
 def in_colour_space(image, profile, name):
