@@ -237,8 +237,8 @@ def test_optimised_pngs_read_as_their_originals():
             minimatte.processing.read_image(keyed, name="background", opaque=True)
     # 16-bit grey (Pillow has no 16-bit LA to compare with), its tRNS chunk put in by hand: Pillow 9.0 writes none
     stored = png(np.where(cut > 0, 40000, 0).astype(np.uint16)).getvalue()
-    at, key = stored.index(b"IDAT") - 4, b"tRNS" + (0).to_bytes(2, "big")
-    keyed = stored[:at] + (2).to_bytes(4, "big") + key + zlib.crc32(key).to_bytes(4, "big") + stored[at:]
+    at = stored.index(b"IDAT") - 4
+    keyed = stored[:at] + _png_chunk(b"tRNS", (0).to_bytes(2, "big")) + stored[at:]
     np.testing.assert_array_equal(minimatte.processing.read_matte(io.BytesIO(keyed)), cut)
 
 
@@ -281,11 +281,15 @@ def test_sixteen_bit_files(tmp_path):
 
 def _png(pixels, bit_depth, colour_type):
     """A PNG file of `pixels` (H, W, channels), unfiltered."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     rows = b"".join(b"\0" + row.astype(f">u{bit_depth // 8}").tobytes() for row in pixels)
     header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], bit_depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows))
+            + _png_chunk(b"IEND", b""))
+
+
+def _png_chunk(kind, data):
+    """A PNG chunk: length, type, data, CRC of type and data."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def test_float_files_are_mattes_and_masks(tmp_path):
