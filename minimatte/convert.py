@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 
 from .config import read_json
-from .files import atomic_output
+from .files import atomic_output, check_not_home_shorthand
 from .weights import (CONFIG_KEY, PROCESSOR_KEY, bfloat16_to_float32, check_state_dict, read_safetensors,
                       read_settings)
 
@@ -312,12 +312,13 @@ def convert(source, destination, dtype="float32"):
 
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype: expected 'float32' or 'float16', got {dtype!r}")
+    destination = os.fspath(destination)
+    check_not_home_shorthand(destination, "destination")  # before the source is read
     state, config, processor = read_any(source)
     check_state_dict(state, config)
     tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()
                if not k.endswith("num_batches_tracked")}
-    destination = os.fspath(destination)
-    with atomic_output(destination) as tmp:
+    with atomic_output(destination, "destination") as tmp:
         save_file(tensors, tmp, metadata={CONFIG_KEY: json.dumps(config.to_dict()),
                                           PROCESSOR_KEY: json.dumps(processor.to_dict())})
     return destination

@@ -12,7 +12,8 @@ from PIL import Image, ImageCms
 
 from .backend import to_numpy
 from .config import is_integer, is_number
-from .processing import clip_overshoot, image_extensions, in_colour_space, integer_hint, native_array, profile_space
+from .processing import (clip_overshoot, image_extensions, in_colour_space, integer_hint, native_array, profile_space,
+                         torch_batch_hint)
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -41,10 +42,10 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
     output: a path, whose extension picks the format (PNG where it has none), or a binary file object, which
             gets a PNG (a TIFF with bits=32). A path is written atomically: on failure no half-written file is
             left; a file object gets the whole file in one write, or nothing.
-    result: infer's float matte (H, W) in [0, 1] (a filter's overshoot beyond it clipped: processing.clip_overshoot),
-            written as greyscale rounded to the nearest of 256 levels (bits=16: of 65536, in PNG or TIFF;
-            bits=32: float32 as computed, in TIFF); a uint8 or uint16 (H, W) matte or trimap, written as it is;
-            cutout's uint8 (H, W, 4) cut-out or (H, W, 3) composite.
+    result: infer's float matte (H, W) (or (H, W, 1)) in [0, 1] (a filter's overshoot beyond it clipped:
+            processing.clip_overshoot), written as greyscale rounded to the nearest of 256 levels (bits=16: of
+            65536, in PNG or TIFF; bits=32: float32 as computed, in TIFF); a uint8 or uint16 (H, W) matte or
+            trimap, written as it is; cutout's uint8 (H, W, 4) cut-out or (H, W, 3) composite.
     icc_profile: the colour space (ICC profile bytes) of a cut-out's or composite's colours, those of the image
                  it was cut from (minimatte.icc_profile(image)): written into the file, or where the format holds
                  none (GIF, BMP, PPM) the colours are converted into sRGB. None: sRGB.
@@ -94,10 +95,13 @@ def _result_image(result, bits):
     """The PIL image `save` writes for `result` (see there)."""
     array_like = hasattr(result, "__array__") or hasattr(result, "__cuda_array_interface__")
     a = native_array(to_numpy(result)) if array_like else None
+    if a is not None and a.ndim == 3 and a.shape[2] == 1:  # (H, W, 1): one channel, as the inputs take it
+        a = a[..., 0]
     matte = a is not None and a.ndim == 2 and a.dtype in (np.uint8, np.uint16, np.float32, np.float64)
     colours = a is not None and a.ndim == 3 and a.shape[2] in (3, 4) and a.dtype == np.uint8
     if not (matte or colours):
-        got = (f"an array of dtype {a.dtype} and shape {a.shape}{integer_hint(a)}" if a is not None else
+        got = (f"an array of dtype {a.dtype} and shape {a.shape}{integer_hint(a)}{torch_batch_hint(a.shape)}"
+               if a is not None else
                type(result).__name__)
         raise TypeError("result: expected a matte (H, W) of floats in [0, 1] or of uint8 or uint16 values, or a "
                         f"uint8 cut-out (H, W, 4) or composite (H, W, 3), got {got}")
@@ -180,15 +184,28 @@ def _keeps_profile(form):
         return False
 
 
+def check_not_home_shorthand(path, name="output"):
+    """Refuse a path that starts with a ~ standing for a home folder (~/out.png, quoted in a shell or passed on by a
+    program) where nothing of that name is in the working folder: Python does not expand the ~, so writing would
+    make a folder (or file) named '~' there, which a later `rm -r ~` would take for the home folder."""
+    path = os.fspath(path)
+    home = os.path.expanduser(path)
+    head = path.replace(os.altsep or os.sep, os.sep).split(os.sep, 1)[0]  # "~" or "~user"
+    if home != path and not os.path.lexists(head):
+        raise ValueError(f"{name}: {path!r} would make {head!r} in the working folder, as a leading ~ is not expanded "
+                         f"here; give the home folder's path, {home!r}")
+
+
 @contextlib.contextmanager
-def atomic_output(path):
+def atomic_output(path, name="output"):
     """Yield a temporary path next to `path` to write to; it is renamed onto `path` only if the block succeeds.
 
     The file ends as writing `path` in place would leave it: a symbolic link's target is written, not the link
     replaced, and the permissions are those of the file replaced, else the default for new files (0o666 less the
     umask), not the owner-only 0o600 of tempfile.mkstemp or of a writer that replaces the file it is given
     (safetensors 0.8's save_file does), which would hide outputs from a web server or the other users of a shared
-    folder."""
+    folder. `name`: the path's argument, for errors."""
+    check_not_home_shorthand(path, name)
     path = os.path.realpath(path)
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)

@@ -9,7 +9,7 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
   CMYK files with an ICC profile of their own become sRGB through it: the reference's convert("RGB") ignores
   the profile, which for CMYK gives other colours than every colour-managed viewer shows.
 - trimap: one channel; an RGB(A) trimap is reduced to its grey level (PIL's "L" luma when channels differ);
-  a map of class indices (values up to only 1 or 2) is refused.
+  a map of class indices (values up to only 1 or 2, or the Oxford-IIIT Pet dataset's 1 to 3) is refused.
 - uint8 is 0..255, uint16 is 0..65535 (16-bit values up to only 3-255 are 8-bit values saved in 16 bits: an
   error); float arrays are ambiguous and need `value_range` (1.0 or 255.0).
 - files are turned upright by their EXIF orientation (as transformers' load_image); PIL images and arrays are
@@ -50,8 +50,18 @@ def check_file(source, name):
     if os.path.isdir(path):
         raise ValueError(f"{name}: {path!r} is a folder, not an image file")
     if not os.path.isfile(path):
-        remote = " (URLs are not fetched: download the file first)" if "://" in path else ""
-        raise FileNotFoundError(f"{name}: no such file {path!r}{remote}")
+        raise FileNotFoundError(f"{name}: no such file {path!r}{_missing_file_hint(path)}")
+
+
+def _missing_file_hint(path):
+    """What a path that names no file may have meant, in parentheses, or "": a URL, which transformers' load_image
+    would fetch, or a path starting with ~, which a shell expands and Python's open does not."""
+    if "://" in path:
+        return " (URLs are not fetched: download the file first)"
+    home = os.path.expanduser(path)
+    if home != path and os.path.isfile(home):
+        return f" (a leading ~ is not expanded here; the file is {home!r})"
+    return ""
 
 
 def open_image(source, name):
@@ -278,6 +288,10 @@ def _pil_to_array(img, name, floats=False):
     return np.asarray(img)
 
 
+# A list is a list of images (or trimaps): pixels given as nested lists (array.tolist(), JSON) are not one image.
+NESTED_LIST_HINT = " (pixels as nested lists? pass np.asarray of them)"
+
+
 def _as_array(x, name, floats=False):
     """A file, PIL image or array as an array of its stored values (`floats`: see _pil_to_array), a PIL image's
     transparent colour as its alpha channel (_with_keyed_alpha)."""
@@ -288,7 +302,8 @@ def _as_array(x, name, floats=False):
     if hasattr(x, "__cuda_array_interface__"):
         x = to_numpy(x)
     if not hasattr(x, "__array__"):
-        hint = " (a file's contents: wrap them in io.BytesIO)" if isinstance(x, (bytes, bytearray)) else ""
+        hint = (" (a file's contents: wrap them in io.BytesIO)" if isinstance(x, (bytes, bytearray)) else
+                NESTED_LIST_HINT if isinstance(x, (list, tuple)) else "")
         raise TypeError(f"{name}: expected a file path or binary file object, a PIL image or an array, got "
                         f"{type(x).__name__}{hint}")
     return native_array(x)
@@ -433,7 +448,8 @@ def read_trimap(trimap, value_range=None, name="trimap", dtype=np.float64):
     """A trimap (0 background, 255 foreground, grey unknown) as float64 (or `dtype`) (H, W) in [0, 1].
 
     A trimap whose values go up to only 1 or 2 is refused: it is a map of class indices (0/1/2), which the
-    network would read as all background. So is one with no unknown pixel (a binary mask), which leaves
+    network would read as all background; so is one of the values 1 to 3 alone (the Oxford-IIIT Pet dataset's
+    1 foreground, 2 background, 3 unknown). So is one with no unknown pixel (a binary mask), which leaves
     nothing to matte, or none grey, only values next to 0 and 255 (a binary mask saved as JPEG).
     Transparency (an alpha channel, or a PNG's transparent colour) is dropped, as PIL's convert("L") drops it,
     where the transparent pixels are black (so that the trimap reads as if flattened onto black); a transparent
@@ -451,7 +467,12 @@ def _stored_trimap(trimap, value_range, name):
         raise ValueError(f"{name}: has transparent pixels that are not black, which may mean their value or "
                          "background; save it without transparency (flattened onto black where transparent "
                          "means background)")
-    if (a.dtype.kind == "u" or value_range == 255) and 0 < a.max() <= CLASS_INDICES:  # floats of range 1: up to 1
+    levels = a.dtype.kind == "u" or value_range == 255  # floats of range 1 go up to 1 in any trimap
+    if levels and a.min() >= 1 and a.max() == 3:  # no 0, so no background, and no level above 3: no grey
+        raise ValueError(f"{name}: expected 0 = background, 255 = foreground and grey = unknown, got only values 1 "
+                         "to 3, as the Oxford-IIIT Pet dataset's trimaps hold (1 foreground, 2 background, 3 "
+                         "unknown): map them to 255, 0 and 128")
+    if levels and 0 < a.max() <= CLASS_INDICES:
         raise ValueError(f"{name}: expected 0 = background, {65535 if a.dtype == np.uint16 else 255} = "
                          f"foreground and grey = unknown, got values up to only {a.max():g} (class indices?)")
     top = np.iinfo(a.dtype).max if a.dtype in (np.uint8, np.uint16) else value_range
@@ -555,8 +576,15 @@ def _layout_hint(shape, dims):
     """What an array of `shape`, not the (H, W[, C]) of `dims` dimensions expected, most likely holds."""
     if len(shape) == 3 and shape[2] > 4 and (shape[0] == 1 or dims == 3 and shape[0] in (3, 4)):
         return " (channels first, as torch stores images? pass it as a.transpose(1, 2, 0))"
-    if len(shape) == dims + 1:
-        return f" (a batch of {shape[0]}? give one at a time; infer also takes a list of them)"
+    batch = f" (a batch of {shape[0]}? give one at a time; infer also takes a list of them)"
+    return torch_batch_hint(shape) or (batch if len(shape) == dims + 1 else "")
+
+
+def torch_batch_hint(shape):
+    """For an array of `shape` in torch's (B, C, H, W) layout, how to pass one of its images; else ""."""
+    if len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] > 4:
+        return (f" (a batch of {shape[0]} in torch's (B, C, H, W) layout, as transformers' pixel_values and alphas? "
+                "give one at a time, as a[0].transpose(1, 2, 0))")
     return ""
 
 
@@ -717,7 +745,9 @@ def trimap_from_mask(mask, band=DEFAULT_BAND, thresholds=MASK_THRESHOLDS, value_
     if is_file(mask) or isinstance(mask, Image.Image):
         value_range = 1.0  # of a 32-bit float file (mode "F"); integer values have their own scale
     m = _as_array(mask, "mask", floats=True)
-    if m.dtype != np.bool_:
+    if m.dtype == np.bool_:
+        m = m[..., 0] if m.ndim == 3 and m.shape[2] == 1 else m  # (H, W, 1): one channel, channels-last
+    else:
         if m.ndim == 3 and m.shape[2] in (1, 2, 3, 4):
             m = _mask_plane(m)
         m = _binary_if_two_levels(_rescaled(m, "mask", value_range, overshoot=OVERSHOOT))
@@ -770,8 +800,11 @@ def paired(images, trimaps, name="trimap"):
     single = not many(images)
     if single == many(trimaps):
         got = "a list of trimaps for one image" if single else "one trimap for a list of images"
+        listed = trimaps if single else images
+        nested = isinstance(listed, (list, tuple)) and listed and isinstance(listed[0], (list, tuple))
+        hint = NESTED_LIST_HINT if nested else ""
         raise ValueError(f"{name}: expected as many trimaps as images, both a list (or tuple, or generator) or "
-                         f"neither, got {got}")
+                         f"neither, got {got}{hint}")
     if single:
         return True, [images], [trimaps]
     images, trimaps = list(images), list(trimaps)

@@ -1,5 +1,7 @@
 import io
 import os
+import pathlib
+import re
 import stat
 import sys
 
@@ -76,6 +78,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
     assert list(np.asarray(written)[0, :4]) == [0, 255, 1, 0]
     minimatte.save(tmp_path / "swapped.png", alpha.astype(alpha.dtype.newbyteorder("S")))  # the other byte order
     assert (tmp_path / "swapped.png").read_bytes() == (tmp_path / "a.png").read_bytes()
+    minimatte.save(tmp_path / "channel.png", alpha[..., None])  # (H, W, 1): one channel, as the inputs take it
+    assert (tmp_path / "channel.png").read_bytes() == (tmp_path / "a.png").read_bytes()
     minimatte.save(str(tmp_path / "a16.tif"), alpha.astype(np.float64), bits=16)
     assert (np.asarray(Image.open(tmp_path / "a16.tif")) == np.rint(alpha * 65535)).all()
     minimatte.save(tmp_path / "a32.tif", alpha, bits=32)
@@ -126,6 +130,9 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
                                                      r"\(its values lie in 0..255: for 8-bit values, pass "
                                                      r"\.astype\(np.uint8\)\)$"),
         (("a.png", [[0.5]]), "result: expected a matte .* got list"),
+        (("a.png", alpha[None, None]), r"result: .* got an array of dtype float32 and shape \(1, 1, 20, 30\) \(a batch "
+                                       r"of 1 in torch's \(B, C, H, W\) layout, as transformers' pixel_values and "
+                                       r"alphas\? give one at a time, as a\[0\].transpose\(1, 2, 0\)\)$"),
     ]
     for (name, result, *bits), message in refused:
         with pytest.raises((ValueError, TypeError), match=message):
@@ -185,3 +192,34 @@ def test_a_resolution_is_read_upright_and_written_where_the_format_holds_it(tmp_
                                              r"minimatte.dpi\(image\) returns them, got "):
             minimatte.save(tmp_path / "refused.png", alpha, dpi=resolution)
     assert not (tmp_path / "refused.png").exists()
+
+
+def test_an_unexpanded_home_folder_is_refused_as_an_output(tmp_path, monkeypatch, capsys):
+    """An output path starting with ~ (quoted in a shell, or from a script's "$OUT" set to "~/results") would
+    make a folder named '~' in the working folder, which a later `rm -r ~` would take for the home folder: save,
+    convert and the command line (before the model loads) refuse it, naming the path meant, and make nothing. A
+    '~' folder that exists there is written into."""
+    from minimatte import cli
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    meant = repr(str(home / "out" / "a.png"))
+    message = f"'~/out/a.png' would make '~' in the working folder, as a leading ~ is not expanded here; give the " \
+              f"home folder's path, {meant}"
+    alpha = np.zeros((4, 4), np.float32)
+    for output in "~/out/a.png", pathlib.Path("~/out/a.png"):
+        with pytest.raises(ValueError, match=f"^output: {re.escape(message)}$"):
+            minimatte.save(output, alpha)
+    with pytest.raises(ValueError, match=f"^destination: {re.escape(message)}$"):
+        minimatte.convert.convert("missing.safetensors", "~/out/a.png")  # before the source is read
+    image, trimap = work / "i.png", work / "t.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(trimap)
+    assert cli.main(["matte", str(image), str(trimap), "-o", "~/out/a.png", "--model", "none"]) == 2
+    assert f"minimatte: error: output: {message}\n" in capsys.readouterr().err
+    assert sorted(os.listdir(work)) == ["i.png", "t.png"] and not os.listdir(home)
+    (work / "~").mkdir()
+    minimatte.save("~/out/a.png", alpha)
+    assert Image.open(work / "~" / "out" / "a.png").size == (4, 4)

@@ -311,6 +311,8 @@ def test_trimap_from_a_mask_with_channels(tmp_path):
     np.testing.assert_array_equal(minimatte.trimap_from_mask(grey, band=2), trimap)
     np.testing.assert_array_equal(minimatte.trimap_from_mask(np.dstack([mask, mask]).astype(np.uint8), band=2),
                                   trimap)  # 0/1 in both channels: binary
+    for channels_last in mask[..., None], alpha[..., None]:  # (H, W, 1), as Keras and OpenCV give one channel
+        np.testing.assert_array_equal(minimatte.trimap_from_mask(channels_last, band=2), trimap)
     for stack in mask[None], np.stack([mask, ~mask, mask]):  # segmentation models' (N, H, W) outputs
         with pytest.raises(ValueError, match=rf"mask: expected a non-empty one-channel \(H, W\) mask, got shape "
                                              rf"\({len(stack)}, 20, 30\) \(a stack of {len(stack)} masks\? pass one of "

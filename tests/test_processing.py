@@ -520,6 +520,11 @@ def test_batch_of_equal_sizes():
      r"image: .* \(channels first, as torch stores images\? pass it as a.transpose\(1, 2, 0\)\)$"),
     (np.zeros((10, 10, 3), np.uint8), np.zeros((1, 10, 10), np.uint8), {}, ValueError, r"trimap: .* \(channels first"),
     (np.zeros((10, 10, 3), np.uint8), np.zeros((3, 10, 10), np.uint8), {}, ValueError, r"trimap: .* \(a batch of 3\?"),
+    (np.zeros((1, 3, 10, 10), np.uint8), np.zeros((10, 10), np.uint8), {}, ValueError,
+     r"image: .* got shape \(1, 3, 10, 10\) \(a batch of 1 in torch's \(B, C, H, W\) layout, as transformers' "
+     r"pixel_values and alphas\? give one at a time, as a\[0\].transpose\(1, 2, 0\)\)$"),
+    (np.zeros((10, 10, 3), np.uint8), np.zeros((1, 1, 10, 10), np.uint8), {}, ValueError,
+     r"trimap: .* \(a batch of 1 in torch's \(B, C, H, W\) layout"),
     (np.zeros((0, 10, 3), np.uint8), np.zeros((0, 10), np.uint8), {}, ValueError, "image: image is empty"),
     (np.full((4, 4, 3), np.nan), np.zeros((4, 4), np.uint8), {"value_range": 1.0}, ValueError, "image: contains NaN"),
     (np.where(np.eye(4)[..., None] > 0, np.nan, 0.5).repeat(3, 2), np.zeros((4, 4), np.uint8), {"value_range": 1.0},
@@ -580,7 +585,26 @@ def test_trimaps_of_few_levels_that_are_not_class_indices():
             minimatte.preprocess(image, trimap, value_range=value_range)
 
 
-def test_bad_files(tmp_path):
+def test_oxford_pet_trimaps_are_refused_with_their_mapping():
+    """The Oxford-IIIT Pet dataset's trimaps (1 foreground, 2 background, 3 unknown), as its PNG files hold them
+    and as arrays, are an error that names the convention and the mapping, not the network's read of a nearly
+    black image; so is one without background (values 1 and 3)."""
+    image = np.zeros((4, 6, 3), np.uint8)
+    pet = np.array([[2, 2, 3, 3, 1, 1]] * 4, np.uint8)
+    message = (r"trimap: expected 0 = background, 255 = foreground and grey = unknown, got only values 1 to 3, as the "
+               r"Oxford-IIIT Pet dataset's trimaps hold \(1 foreground, 2 background, 3 unknown\): map them to 255, 0 "
+               r"and 128$")
+    file = io.BytesIO()
+    Image.fromarray(pet).save(file, "PNG")
+    for trimap, value_range in ((pet, None), (file, None), (np.where(pet == 2, 3, pet), None), (pet * 1.0, 255.0)):
+        file.seek(0)
+        with pytest.raises(ValueError, match=message):
+            minimatte.preprocess(image, trimap, value_range=value_range)
+    mapped = np.array([0, 255, 0, 128], np.uint8)[pet]  # the mapping the error names
+    assert minimatte.preprocess(image, mapped).pixel_values.shape == (1, 4, 32, 32)
+
+
+def test_bad_files(tmp_path, monkeypatch):
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     text = tmp_path / "notes.png"
@@ -601,6 +625,14 @@ def test_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"image: no such file 'https://example.com/a.png' \(URLs are not "
                                                 r"fetched: download the file first\)"):
         minimatte.preprocess("https://example.com/a.png", trimap)  # transformers' load_image would fetch it
+    monkeypatch.setenv("HOME", str(tmp_path))
+    Image.new("RGB", (4, 4)).save(tmp_path / "photo.png")
+    at_home = re.escape(repr(str(tmp_path / "photo.png")))
+    with pytest.raises(FileNotFoundError, match=rf"image: no such file '~/photo.png' \(a leading ~ is not expanded "
+                                                rf"here; the file is {at_home}\)$"):
+        minimatte.preprocess("~/photo.png", trimap)  # a path quoted in the shell, or written in Python
+    with pytest.raises(FileNotFoundError, match=r"image: no such file '~/missing.png'$"):
+        minimatte.preprocess("~/missing.png", trimap)
 
 
 def test_animations_are_refused_and_other_files_of_frames_read_as_their_first(tmp_path):
@@ -711,6 +743,13 @@ def test_infer_returns_input_sized_alpha(det_model):
         with pytest.raises(ValueError, match=r"trimap: expected as many trimaps as images, both a list \(or tuple, "
                                              f"or generator\\) or neither, got {got}"):
             minimatte.infer(images, trimaps, model=det_model("small"))
+    nested = r" \(pixels as nested lists\? pass np.asarray of them\)$"  # a list is a list of images
+    with pytest.raises(ValueError, match="got one trimap for a list of images" + nested):
+        minimatte.infer(image.tolist(), trimap, model=det_model("small"))  # pixels from JSON, say
+    with pytest.raises(ValueError, match="got a list of trimaps for one image" + nested):
+        minimatte.infer(image, trimap.tolist(), model=det_model("small"))
+    with pytest.raises(TypeError, match=r"image\[0\]: expected a file path .* got list" + nested):
+        minimatte.infer(image.tolist(), trimap.tolist(), model=det_model("small"))
     with pytest.raises(ValueError, match="trimap: expected one trimap per image, got 1 for 2"):
         minimatte.infer([image, image], [trimap], model=det_model("small"))
     with pytest.raises(TypeError, match=r"progress: expected a callable progress\(fraction, stage\), got int"):
