@@ -57,7 +57,9 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
     """
     to_file = isinstance(output, (str, os.PathLike))
     if not to_file and not hasattr(output, "write"):
-        raise TypeError(f"output: expected a path or a binary file object, got {type(output).__name__}")
+        swapped = isinstance(result, (str, os.PathLike))  # as torchvision's save_image(tensor, fp) takes them
+        hint = " (the arguments swapped? it is save(output, result))" if swapped else ""
+        raise TypeError(f"output: expected a path or a binary file object, got {type(output).__name__}{hint}")
     if isinstance(output, io.TextIOBase):
         raise TypeError("output: a file opened as text; open it in binary mode ('wb')")
     image = _result_image(result, bits)

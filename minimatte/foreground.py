@@ -186,7 +186,11 @@ def background_colour(background):
     if isinstance(background, (tuple, list)) or getattr(background, "ndim", None) == 1:
         values = tuple(background)
         if len(values) != 3 or not all(is_integer(v) and 0 <= v <= 255 for v in values):
-            raise ValueError(f"background: a colour needs 3 integers 0..255 (r, g, b), got {background!r}")
+            shown = repr(background)  # but not the pixels of a list of images
+            if len(shown) > 60:
+                kind = "an array" if hasattr(background, "ndim") else f"a {type(background).__name__}"
+                shown = f"{kind} of length {len(values)}"
+            raise ValueError(f"background: a colour needs 3 integers 0..255 (r, g, b), got {shown}")
         return tuple(map(int, values))
     if not isinstance(background, str):
         return None

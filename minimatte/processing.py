@@ -24,7 +24,7 @@ from typing import List, Tuple
 
 import numpy as np
 import PIL
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from .backend import to_numpy
 from .config import ProcessorConfig, is_flag, is_integer, is_number
@@ -232,6 +232,7 @@ def in_colour_space(image, profile, name):
         image = open_image(image, name)
     if not isinstance(image, Image.Image):
         return image
+    read_pixels(image, name)
     if image.mode in ("L", "RGB") and "transparency" in image.info:  # a conversion would lose the keyed alpha
         keyed = Image.fromarray(_with_keyed_alpha(image, np.asarray(image)))  # -> LA, RGBA
         keyed.info = {key: value for key, value in image.info.items() if key != "transparency"}
@@ -288,8 +289,37 @@ def _pil_to_array(img, name, floats=False):
     return np.asarray(img)
 
 
-# A list is a list of images (or trimaps): pixels given as nested lists (array.tolist(), JSON) are not one image.
-NESTED_LIST_HINT = " (pixels as nested lists? pass np.asarray of them)"
+def read_pixels(img, name):
+    """A PIL image with its pixels read: one opened from a file (Image.open) reads them on first use, so an image
+    whose file has been closed before (one used after its `with Image.open(...)` block) is one clear error, not
+    Pillow's bare AssertionError; so is a file that cannot be decoded."""
+    if isinstance(img, ImageFile.ImageFile) and img.tile and (img.fp is None or getattr(img.fp, "closed", False)):
+        raise ValueError(f"{name}: the PIL image's file was closed before its pixels were read (as a `with "
+                         "Image.open(...)` block closes it); use the image inside the block, load it there "
+                         "(.load()), or pass the path")
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{name}: the PIL image is not readable ({error})") from None
+    return img
+
+
+def _nested_pixels(items):
+    """Whether a list (or tuple) holds pixels as nested lists (array.tolist(), JSON) rather than images: a list is
+    always a list of images (or of none), never one image."""
+    return len(items) > 0 and (isinstance(items[0], (list, tuple)) or is_number(items[0]))
+
+
+NESTED_PIXELS_HINT = " (pixels as nested lists? pass np.asarray of them)"
+
+
+def _not_an_image_hint(x):
+    """What a value given for an image, but no file, PIL image or array, most likely holds; "" where unknown."""
+    if isinstance(x, (bytes, bytearray)):
+        return " (a file's contents: wrap them in io.BytesIO)"
+    if isinstance(x, (list, tuple)) and len(x):
+        return NESTED_PIXELS_HINT if _nested_pixels(x) else f" (a list of {len(x)} images? give them one at a time)"
+    return ""
 
 
 def _as_array(x, name, floats=False):
@@ -298,14 +328,13 @@ def _as_array(x, name, floats=False):
     if is_file(x):
         x = open_image(x, name)
     if isinstance(x, Image.Image):
+        read_pixels(x, name)
         return _with_keyed_alpha(x, _pil_to_array(x, name, floats))
     if hasattr(x, "__cuda_array_interface__"):
         x = to_numpy(x)
     if not hasattr(x, "__array__"):
-        hint = (" (a file's contents: wrap them in io.BytesIO)" if isinstance(x, (bytes, bytearray)) else
-                NESTED_LIST_HINT if isinstance(x, (list, tuple)) else "")
         raise TypeError(f"{name}: expected a file path or binary file object, a PIL image or an array, got "
-                        f"{type(x).__name__}{hint}")
+                        f"{type(x).__name__}{_not_an_image_hint(x)}")
     return native_array(x)
 
 
@@ -801,8 +830,7 @@ def paired(images, trimaps, name="trimap"):
     if single == many(trimaps):
         got = "a list of trimaps for one image" if single else "one trimap for a list of images"
         listed = trimaps if single else images
-        nested = isinstance(listed, (list, tuple)) and listed and isinstance(listed[0], (list, tuple))
-        hint = NESTED_LIST_HINT if nested else ""
+        hint = NESTED_PIXELS_HINT if isinstance(listed, (list, tuple)) and _nested_pixels(listed) else ""
         raise ValueError(f"{name}: expected as many trimaps as images, both a list (or tuple, or generator) or "
                          f"neither, got {got}{hint}")
     if single:

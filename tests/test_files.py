@@ -156,6 +156,9 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
     assert (tmp_path / "text.txt").read_bytes() == b""
     with pytest.raises(TypeError, match="output: expected a path or a binary file object, got int$"):
         minimatte.save(3, alpha)
+    with pytest.raises(TypeError, match=r"output: expected a path or a binary file object, got ndarray \(the arguments "
+                                        r"swapped\? it is save\(output, result\)\)$"):
+        minimatte.save(alpha, str(tmp_path / "refused.png"))  # torchvision's save_image(tensor, fp) order
     assert not list(tmp_path.glob("refused*")) and not list(tmp_path.glob(".minimatte-*"))
 
 

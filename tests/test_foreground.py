@@ -191,7 +191,8 @@ def test_bad_input_is_one_clear_error():
                         ("gradient_weight", True)):  # True was taken as 1, inf and NaN gave a foreground of NaN
         with pytest.raises(ValueError, match=f"^{name}: expected a finite non-negative number, got {value!r}$"):
             estimate_foreground(image, np.zeros((10, 12)), **{name: value})
-    with pytest.raises(ValueError, match=r"^regularization \+ gradient_weight: expected at most 1e\+37 .*, got 2e\+37$"):
+    with pytest.raises(ValueError, match=r"^regularization \+ gradient_weight: expected at most 1e\+37 .*, got "
+                                         r"2e\+37$"):
         estimate_foreground(image, np.zeros((10, 12)), regularization=1e37, gradient_weight=1e37)
     edges = np.random.default_rng(0).random((10, 12))  # the largest weights, at every neighbour: still finite
     assert np.isfinite(estimate_foreground(image, edges, regularization=5e36, gradient_weight=5e36)).all()
@@ -210,6 +211,15 @@ def test_bad_input_is_one_clear_error():
     for colour in [(0, 1.0, 0), (0, 256, 0), (0, 255), [0, 255, True], np.float64([0, 0.5, 0])]:
         with pytest.raises(ValueError, match=r"background: a colour needs 3 integers 0\.\.255 \(r, g, b\), got "):
             cutout(image, np.zeros((10, 12)), background=colour)
+    alpha = np.zeros((10, 12))
+    with pytest.raises(TypeError, match=r"alpha: expected .* got list \(a list of 2 images\? give them one at a "
+                                        r"time\)$"):
+        cutout(image, [alpha, alpha])  # infer's alphas of a batch
+    with pytest.raises(TypeError, match=r"alpha: expected .* got list$"):
+        cutout(image, [])
+    for images, shown in (([image], "a list of length 1"), (np.arange(600), "an array of length 600")):
+        with pytest.raises(ValueError, match=rf"background: a colour needs .* got {shown}$"):  # not their pixels
+            cutout(image, np.zeros((10, 12)), background=images)
     green = cutout(image, np.full((10, 12), 0.25), background=(0, 255, 0))
     for colour in [0, 255, 0], np.uint8([0, 255, 0]):  # a list or a NumPy colour, as a tuple
         np.testing.assert_array_equal(cutout(image, np.full((10, 12), 0.25), background=colour), green)

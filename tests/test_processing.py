@@ -635,6 +635,35 @@ def test_bad_files(tmp_path, monkeypatch):
         minimatte.preprocess("~/missing.png", trimap)
 
 
+def test_a_pil_image_whose_file_is_closed_or_cut_short_is_one_clear_error(tmp_path):
+    """Image.open reads the pixels on first use: an image used after its `with` block (or after its file object
+    was closed) is an error saying so, not Pillow's bare AssertionError; a truncated file's image says it is not
+    readable. Loaded inside the block, it reads as its path does."""
+    path = tmp_path / "photo.png"
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(image).save(path)
+    trimap = np.full((40, 60), 128, np.uint8)
+    with Image.open(path) as closed:
+        pass
+    with open(path, "rb") as file:
+        closed_file = Image.open(file)
+    message = (r"^image: the PIL image's file was closed before its pixels were read \(as a `with Image.open\(...\)` "
+               r"block closes it\); use the image inside the block, load it there \(.load\(\)\), or pass the path$")
+    for img in closed, closed_file:
+        with pytest.raises(ValueError, match=message):
+            minimatte.preprocess(img, trimap)
+    with pytest.raises(ValueError, match=message.replace("image", "trimap", 1)):
+        minimatte.preprocess(image, closed)  # the mistake named for any input
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(ValueError, match=r"^image: the PIL image is not readable \(image file is truncated"):
+        minimatte.preprocess(Image.open(cut), trimap)
+    with Image.open(path) as loaded:
+        loaded.load()
+    np.testing.assert_array_equal(minimatte.preprocess(loaded, trimap).pixel_values,
+                                  minimatte.preprocess(str(path), trimap).pixel_values)
+
+
 def test_animations_are_refused_and_other_files_of_frames_read_as_their_first(tmp_path):
     y, x = np.mgrid[:24, :40]
     first = np.stack([y * 10, x * 6, (x + y) * 4], axis=-1).astype(np.uint8)
