@@ -14,7 +14,7 @@ import PIL
 from PIL import Image
 
 from . import __version__, api, backend, convert, hub, metrics
-from .files import ALPHA_MODES, check_format, check_not_home_shorthand, output_format, save
+from .files import ALPHA_MODES, check_format, check_not_home_shorthand, is_device_or_pipe, output_format, save
 from .foreground import cutout, open_background, stored_background
 from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresholds, dpi, icc_profile,
                          image_extensions, open_image, stored_matte, to_unit, trimap_from_mask)
@@ -27,10 +27,11 @@ STDIO = "-"  # as an input file: standard input; as the output: standard output,
 def _check_writable(outputs, mode):
     """Before any work: refuse an output file whose format cannot hold an image of PIL `mode` (check_format), or
     one whose folder is a file or cannot be written, or that starts with an unexpanded ~ (check_not_home_shorthand).
-    STDIO is a PNG."""
+    STDIO is a PNG; a device or a pipe (/dev/null, /dev/stdout) is written in place, not in its folder."""
     for path in outputs:
         check_not_home_shorthand(path)
-    for folder in {os.path.dirname(os.path.abspath(path)) for path in outputs if path != STDIO}:
+    for folder in {os.path.dirname(os.path.abspath(path)) for path in outputs
+                   if path != STDIO and not is_device_or_pipe(path)}:
         existing = folder  # the folder, or the nearest one above it that exists: the rest is made when writing
         while not os.path.exists(existing):
             existing = os.path.dirname(existing)

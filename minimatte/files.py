@@ -41,7 +41,8 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
 
     output: a path, whose extension picks the format (PNG where it has none), or a binary file object, which
             gets a PNG (a TIFF with bits=32). A path is written atomically: on failure no half-written file is
-            left; a file object gets the whole file in one write, or nothing.
+            left (a device or a pipe, /dev/null say, is written in place); a file object gets the whole file in
+            one write, or nothing.
     result: infer's float matte (H, W) (or (H, W, 1)) in [0, 1] (a filter's overshoot beyond it clipped:
             processing.clip_overshoot), written as greyscale rounded to the nearest of 256 levels (bits=16: of
             65536, in PNG or TIFF; bits=32: float32 as computed, in TIFF); a uint8 or uint16 (H, W) matte or
@@ -80,17 +81,26 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
     recorded = dpi and all(1 < value <= LARGEST_DPI.get(form, 0) for value in dpi)  # else left out
     options = dict(SAVE_OPTIONS.get(form, {}), **({"icc_profile": icc_profile} if icc_profile else {}),
                    **({"dpi": tuple(map(float, dpi))} if recorded else {}))
-    if not to_file:  # encoded whole first: a failure writes nothing
-        encoded = io.BytesIO()
-        image.save(encoded, format=form, **options)
-        output.write(encoded.getvalue())
+    if not to_file:
+        output.write(_encoded(image, form, options))
         output.flush()
         return
     try:
-        with atomic_output(output) as tmp:
-            image.save(tmp, format=form, **options)
+        if is_device_or_pipe(output):  # /dev/null, /dev/stdout, a named pipe: written in place, as a stream
+            with open(output, "wb") as stream:
+                stream.write(_encoded(image, form, options))
+        else:
+            with atomic_output(output) as tmp:
+                image.save(tmp, format=form, **options)
     except OSError as error:
         raise OSError(f"output: cannot write {name!r} ({error.strerror or error})") from None
+
+
+def _encoded(image, form, options):
+    """The file's bytes, encoded whole before any is written (a failure writes nothing; a pipe cannot seek)."""
+    encoded = io.BytesIO()
+    image.save(encoded, format=form, **options)
+    return encoded.getvalue()
 
 
 def _result_image(result, bits):
@@ -103,8 +113,7 @@ def _result_image(result, bits):
     colours = a is not None and a.ndim == 3 and a.shape[2] in (3, 4) and a.dtype == np.uint8
     if not (matte or colours):
         got = (f"an array of dtype {a.dtype} and shape {a.shape}{integer_hint(a)}{torch_batch_hint(a.shape)}"
-               if a is not None else
-               type(result).__name__)
+               if a is not None else type(result).__name__)
         raise TypeError("result: expected a matte (H, W) of floats in [0, 1] or of uint8 or uint16 values, or a "
                         f"uint8 cut-out (H, W, 4) or composite (H, W, 3), got {got}")
     if bits is not None and not (is_integer(bits) and bits in ALPHA_MODES):  # 8.0 failed inside a shift
@@ -198,9 +207,21 @@ def check_not_home_shorthand(path, name="output"):
                          f"here; give the home folder's path, {home!r}")
 
 
+def is_device_or_pipe(path):
+    """Whether `path` names an existing file that is neither a regular file nor a folder: a device or a pipe
+    (/dev/null, /dev/stdout, a named pipe). Such a file is written in place: it holds nothing to replace, and
+    replacing /dev/null with a regular file (which root may do) breaks every program that writes to it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 @contextlib.contextmanager
 def atomic_output(path, name="output"):
     """Yield a temporary path next to `path` to write to; it is renamed onto `path` only if the block succeeds.
+    For regular files: the callers write a device or a pipe in place (is_device_or_pipe).
 
     The file ends as writing `path` in place would leave it: a symbolic link's target is written, not the link
     replaced, and the permissions are those of the file replaced, else the default for new files (0o666 less the

@@ -232,7 +232,7 @@ def in_colour_space(image, profile, name):
         image = open_image(image, name)
     if not isinstance(image, Image.Image):
         return image
-    read_pixels(image, name)
+    _read_pixels(image, name)
     if image.mode in ("L", "RGB") and "transparency" in image.info:  # a conversion would lose the keyed alpha
         keyed = Image.fromarray(_with_keyed_alpha(image, np.asarray(image)))  # -> LA, RGBA
         keyed.info = {key: value for key, value in image.info.items() if key != "transparency"}
@@ -289,10 +289,10 @@ def _pil_to_array(img, name, floats=False):
     return np.asarray(img)
 
 
-def read_pixels(img, name):
-    """A PIL image with its pixels read: one opened from a file (Image.open) reads them on first use, so an image
-    whose file has been closed before (one used after its `with Image.open(...)` block) is one clear error, not
-    Pillow's bare AssertionError; so is a file that cannot be decoded."""
+def _read_pixels(img, name):
+    """Read a PIL image's pixels: one opened from a file (Image.open) reads them on first use, so an image whose
+    file has been closed before (one used after its `with Image.open(...)` block) is one clear error, not Pillow's
+    bare AssertionError; so is a file that cannot be decoded."""
     if isinstance(img, ImageFile.ImageFile) and img.tile and (img.fp is None or getattr(img.fp, "closed", False)):
         raise ValueError(f"{name}: the PIL image's file was closed before its pixels were read (as a `with "
                          "Image.open(...)` block closes it); use the image inside the block, load it there "
@@ -301,7 +301,6 @@ def read_pixels(img, name):
         img.load()
     except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{name}: the PIL image is not readable ({error})") from None
-    return img
 
 
 def _nested_pixels(items):
@@ -328,7 +327,7 @@ def _as_array(x, name, floats=False):
     if is_file(x):
         x = open_image(x, name)
     if isinstance(x, Image.Image):
-        read_pixels(x, name)
+        _read_pixels(x, name)
         return _with_keyed_alpha(x, _pil_to_array(x, name, floats))
     if hasattr(x, "__cuda_array_interface__"):
         x = to_numpy(x)

@@ -2,6 +2,7 @@
 import itertools
 import os
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -197,3 +198,22 @@ def cmyk_profile():
     grid = b"".join(bytes([round(255 * max(0, 1 - (c + m + y) / 3 - k)), 128, 128]) for c, m, y, k in corners)
     lut = b"mft1\0\0\0\0" + bytes([4, 3, 2, 0]) + _s15(1, 0, 0, 0, 1, 0, 0, 0, 1) + ramp * 4 + grid + ramp * 3
     return _icc(b"prtr", b"CMYK", b"Lab ", "test CMYK", [(b"A2B0", lut)])
+
+
+def read_named_pipe(path):
+    """Make a named pipe at `path` and read it in a thread; returns a function that waits for the writer (10 s at
+    most) and gives the bytes read, or None where nothing opened the pipe to write (a writer that replaced it)."""
+    os.mkfifo(path)
+    read = []
+
+    def reader():
+        with open(path, "rb") as pipe:
+            read.append(pipe.read())
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+
+    def result():
+        thread.join(timeout=10)
+        return read[0] if read else None
+    return result

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import re
+import stat
 import subprocess
 import sys
 import zipfile
@@ -17,7 +18,7 @@ import minimatte
 from minimatte import cli, convert
 from minimatte.convert import hf_name
 from reference import hf_alphas, require_reference
-from helpers import REFERENCE
+from helpers import REFERENCE, read_named_pipe
 
 
 PIXELS = np.random.default_rng(7).uniform(-1, 1, (1, 4, 96, 128)).astype(np.float32)
@@ -139,6 +140,26 @@ def test_a_converted_file_loads_whatever_its_name(tmp_path, det_state):
             assert os.name != "posix" or os.stat(tmp_path / name).st_mode & 0o777 == 0o644
     finally:
         os.umask(umask)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_convert_writes_a_pipe_in_place(tmp_path, det_state):
+    """`minimatte convert SRC /dev/null` (to check that a checkpoint converts) must not replace /dev/null with a
+    regular file, as writing next to it and renaming, or safetensors 0.8's save_file, would: a device or a pipe
+    is written in place, the bytes of the file convert writes. Tested on a named pipe."""
+    from safetensors.numpy import save_file
+
+    save_file(det_state("small"), str(tmp_path / "det.safetensors"))
+    assert cli.main(["convert", str(tmp_path / "det.safetensors"), str(tmp_path / "file.safetensors")]) == 0
+    written = read_named_pipe(tmp_path / "pipe")
+    assert cli.main(["convert", str(tmp_path / "det.safetensors"), str(tmp_path / "pipe")]) == 0
+    streamed, file = written(), (tmp_path / "file.safetensors").read_bytes()
+    assert streamed is not None and stat.S_ISFIFO(os.stat(tmp_path / "pipe").st_mode)
+
+    def header_and_data(contents):  # the header's JSON, whose keys safetensors orders differently each time
+        length = int.from_bytes(contents[:8], "little")
+        return json.loads(contents[8:8 + length]), contents[8 + length:]
+    assert header_and_data(streamed) == header_and_data(file)
 
 
 def test_a_training_wrappers_prefix_is_removed(tmp_path, det_state):

@@ -13,7 +13,7 @@ import minimatte
 from minimatte.files import atomic_output
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import PILLOW_VERSION, gamma_profile, grey_profile  # noqa: E402
+from helpers import PILLOW_VERSION, gamma_profile, grey_profile, read_named_pipe  # noqa: E402
 
 
 def _mode(path):
@@ -226,3 +226,27 @@ def test_an_unexpanded_home_folder_is_refused_as_an_output(tmp_path, monkeypatch
     (work / "~").mkdir()
     minimatte.save("~/out/a.png", alpha)
     assert Image.open(work / "~" / "out" / "a.png").size == (4, 4)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_devices_and_pipes_are_written_in_place(tmp_path):
+    """An output that is a device or a pipe (/dev/null to discard it, /dev/stdout, a named pipe) is written in
+    place, as a stream of the file's bytes: not replaced by a regular file, which for /dev/null (as root) breaks
+    every program that writes to it. Tested on a named pipe (a regression on /dev/null would break the machine)."""
+    from minimatte import cli
+
+    alpha = np.random.default_rng(0).random((20, 30)).astype(np.float32)
+    minimatte.save(tmp_path / "a.png", alpha)
+    pipe = tmp_path / "pipe"
+    written = read_named_pipe(pipe)
+    minimatte.save(pipe, alpha)
+    assert written() == (tmp_path / "a.png").read_bytes() and stat.S_ISFIFO(os.stat(pipe).st_mode)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:15, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    os.unlink(pipe)
+    written = read_named_pipe(pipe)
+    assert cli.main(["trimap", str(tmp_path / "mask.png"), "--band", "2", "-o", str(pipe), "-q"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(written()))),
+                                  minimatte.trimap_from_mask(mask, band=2))
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
