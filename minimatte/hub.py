@@ -123,7 +123,9 @@ def checkpoint_name(name):
     if REPO_ID.fullmatch(name) and not name.lower().startswith("hustvl/") and not name.endswith(FILE_EXTENSIONS):
         return name
     page = re.fullmatch(r"https?://[^/]+/([^/]+/[^/?#]+).*", name)  # a repo's web page, copied from the browser
-    close = [page.group(1)] if page else difflib.get_close_matches(name.lower(), published, n=1)  # a typo's meaning
+    home = os.path.expanduser(name)  # a path quoted in a shell, or written in Python: its ~ is not expanded
+    close = ([home] if home != name and os.path.exists(home) else [page.group(1)] if page else
+             difflib.get_close_matches(name.lower(), published, n=1))  # a typo's meaning
     raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
                      f"({', '.join(CHECKPOINTS)}, their hub repo ids, or another hub repo's owner/name)"
                      + (f"; did you mean {close[0]!r}?" if close else ""))

@@ -517,6 +517,11 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
                         ("https://huggingface.co/someone/vitmatte-hair/tree/main", "someone/vitmatte-hair")):
         with pytest.raises(ValueError, match=rf"{listed}; did you mean '{meant}'\?$"):
             minimatte.load(typo)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "det.safetensors").write_bytes(b"")  # a path with a ~ that no shell expanded
+    at_home = re.escape(repr(str(tmp_path / "det.safetensors")))
+    with pytest.raises(ValueError, match=rf"'~/det.safetensors' is neither .* {listed}; did you mean {at_home}\?$"):
+        minimatte.load("~/det.safetensors")
     for spelt in ("HustVL/vitmatte-small-composition-1k", "Small-Composition-1K"):  # the hub reads ids in any case
         assert hub.checkpoint_name(spelt) == "small-composition-1k"
     assert cli.main(["download", "small-composition1k"]) == 2
