@@ -14,10 +14,10 @@ import PIL
 from PIL import Image
 
 from . import __version__, api, backend, convert, hub, metrics
-from .files import ALPHA_MODES, check_format, check_not_home_shorthand, is_device_or_pipe, output_format, save
+from .files import ALPHA_MODES, check_format, check_not_home_shorthand, output_format, save
 from .foreground import cutout, open_background, stored_background
 from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresholds, dpi, icc_profile,
-                         image_extensions, open_image, stored_matte, to_unit, trimap_from_mask)
+                         image_extensions, is_device_or_pipe, open_image, stored_matte, to_unit, trimap_from_mask)
 from .progress import Items
 
 
@@ -75,14 +75,19 @@ def _check_stdio(inputs, output):
 
 
 def _input(path, label):
-    """What input `label` names, for open_image and the readers: a path, or for STDIO what standard input holds
-    (read when asked for: at most one input is STDIO)."""
-    if path != STDIO:
+    """What input `label` names, for open_image and the readers: a path, or for STDIO, or a pipe such as bash's
+    <(command), what it holds, read once when asked for (at most one input is STDIO)."""
+    if path == STDIO:
+        contents, shown, name = sys.stdin.buffer.read(), "standard input ('-')", "standard input"
+    elif is_device_or_pipe(path):
+        with open(path, "rb") as pipe:
+            contents, shown, name = pipe.read(), repr(path), path
+    else:
         return path
-    piped = io.BytesIO(sys.stdin.buffer.read())
-    if not piped.getbuffer().nbytes:  # e.g. a script that meant to redirect a file into it
-        raise ValueError(f"{label}: standard input ('-') is empty")
-    piped.name = "standard input"  # for errors: "image: standard input is not a readable image (...)"
+    if not contents:  # e.g. a script that meant to redirect a file into it
+        raise ValueError(f"{label}: {shown} is empty")
+    piped = io.BytesIO(contents)
+    piped.name = name  # for errors: "image: standard input is not a readable image (...)"
     return piped
 
 

@@ -15,7 +15,8 @@ import zipfile
 import numpy as np
 
 from .config import read_json
-from .files import atomic_output, check_not_home_shorthand, is_device_or_pipe
+from .files import atomic_output, check_not_home_shorthand
+from .processing import is_device_or_pipe
 from .weights import (CONFIG_KEY, PROCESSOR_KEY, bfloat16_to_float32, check_state_dict, read_safetensors,
                       read_settings)
 

@@ -12,8 +12,8 @@ from PIL import Image, ImageCms
 
 from .backend import to_numpy
 from .config import is_integer, is_number
-from .processing import (clip_overshoot, image_extensions, in_colour_space, integer_hint, native_array, profile_space,
-                         torch_batch_hint)
+from .processing import (clip_overshoot, image_extensions, in_colour_space, integer_hint, is_device_or_pipe,
+                         native_array, profile_space, torch_batch_hint)
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -205,17 +205,6 @@ def check_not_home_shorthand(path, name="output"):
     if home != path and not os.path.lexists(head):
         raise ValueError(f"{name}: {path!r} would make {head!r} in the working folder, as a leading ~ is not expanded "
                          f"here; give the home folder's path, {home!r}")
-
-
-def is_device_or_pipe(path):
-    """Whether `path` names an existing file that is neither a regular file nor a folder: a device or a pipe
-    (/dev/null, /dev/stdout, a named pipe). Such a file is written in place: it holds nothing to replace, and
-    replacing /dev/null with a regular file (which root may do) breaks every program that writes to it."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import numpy
 
 from . import backend, weights
-from .config import Config, ProcessorConfig, from_shapes
+from .config import ORIGINAL_PROCESSOR, PRESETS, Config, ProcessorConfig, from_shapes
 from .kernels.attention import global_attention, relative_embeddings, window_attention
 from .kernels.conv import conv2d, conv2d_upsampled, patch_embed
 from .kernels.nn import add_residual, gelu, layer_norm, linear, sigmoid
@@ -255,6 +255,14 @@ class VitMatte:
         state = {k: v.astype(dtype, copy=False) for k, v in state.items()}
         params = backend.to_device(weights.unflatten(state), xp)
         return cls(params, config, processor or ProcessorConfig(), xp, dtype)
+
+    def __repr__(self):
+        """One line for a notebook or a log: which network, on which backend, in which precision, fed how."""
+        preset = next((name for name, config in PRESETS.items() if config == self.config), None)
+        c = self.config
+        network = preset or f"hidden_size={c.hidden_size}, layers={c.num_hidden_layers}, heads={c.num_attention_heads}"
+        preprocessing = "original" if self.processor == ORIGINAL_PROCESSOR else "hf"
+        return f"VitMatte({network}, backend={self.backend}, precision={self.precision}, preprocessing={preprocessing})"
 
     @property
     def backend(self):

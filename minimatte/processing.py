@@ -17,6 +17,7 @@ after normalisation. Unlike the reference, inputs are checked and converted deli
 """
 import io
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,6 +42,18 @@ def is_file(source):
     return isinstance(source, (str, os.PathLike)) or hasattr(source, "read")
 
 
+def is_device_or_pipe(path):
+    """Whether `path` names an existing file that is neither a regular file nor a folder: a device or a pipe
+    (/dev/null, /dev/stdout, a named pipe, bash's <(command)). As an output it is written in place: it holds
+    nothing to replace, and replacing /dev/null with a regular file (which root may do) breaks every program
+    that writes to it. As an input it can be read only once (the command line reads it so)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def check_file(source, name):
     """One clear error where a path names no file: no such file, or a folder. File objects pass. (The command
     line checks its inputs so before it loads the model, which may mean a download.)"""
@@ -49,7 +62,7 @@ def check_file(source, name):
     path = os.fspath(source)
     if os.path.isdir(path):
         raise ValueError(f"{name}: {path!r} is a folder, not an image file")
-    if not os.path.isfile(path):
+    if not (os.path.isfile(path) or is_device_or_pipe(path)):
         raise FileNotFoundError(f"{name}: no such file {path!r}{_missing_file_hint(path)}")
 
 
@@ -84,6 +97,9 @@ def _read_image_file(source, name, read):
         check_file(source, name)
         source = os.fspath(source)
         shown = repr(source)
+        if is_device_or_pipe(source):  # the readers open a path more than once (its profile, then its pixels)
+            raise ValueError(f"{name}: {shown} is a pipe or a device, which can be read only once; pass what it "
+                             "holds, io.BytesIO(open(path, 'rb').read())")
     try:
         return read(source)
     except _Animation as frames:

@@ -217,3 +217,14 @@ def read_named_pipe(path):
         thread.join(timeout=10)
         return read[0] if read else None
     return result
+
+
+def write_named_pipe(path, contents):
+    """Make a named pipe at `path` and write `contents` into it in a thread, as bash's <(command) gives a file."""
+    os.mkfifo(path)
+
+    def writer():
+        with open(path, "wb") as pipe:
+            pipe.write(contents)
+
+    threading.Thread(target=writer, daemon=True).start()

@@ -10,10 +10,11 @@ import pytest
 from PIL import Image
 
 import minimatte
+from minimatte import cli
 from minimatte.files import atomic_output
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import PILLOW_VERSION, gamma_profile, grey_profile, read_named_pipe  # noqa: E402
+from helpers import PILLOW_VERSION, gamma_profile, grey_profile, read_named_pipe, write_named_pipe  # noqa: E402
 
 
 def _mode(path):
@@ -202,8 +203,6 @@ def test_an_unexpanded_home_folder_is_refused_as_an_output(tmp_path, monkeypatch
     make a folder named '~' in the working folder, which a later `rm -r ~` would take for the home folder: save,
     convert and the command line (before the model loads) refuse it, naming the path meant, and make nothing. A
     '~' folder that exists there is written into."""
-    from minimatte import cli
-
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir(), work.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -233,8 +232,6 @@ def test_devices_and_pipes_are_written_in_place(tmp_path):
     """An output that is a device or a pipe (/dev/null to discard it, /dev/stdout, a named pipe) is written in
     place, as a stream of the file's bytes: not replaced by a regular file, which for /dev/null (as root) breaks
     every program that writes to it. Tested on a named pipe (a regression on /dev/null would break the machine)."""
-    from minimatte import cli
-
     alpha = np.random.default_rng(0).random((20, 30)).astype(np.float32)
     minimatte.save(tmp_path / "a.png", alpha)
     pipe = tmp_path / "pipe"
@@ -250,3 +247,24 @@ def test_devices_and_pipes_are_written_in_place(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(written()))),
                                   minimatte.trimap_from_mask(mask, band=2))
     assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_pipes_as_inputs_are_read_once(tmp_path, capsys):
+    """The command line reads an input that is a pipe (bash's <(command), a named pipe) once, as it reads '-':
+    it was "no such file" for being no regular file. Python's readers, which open a path more than once, refuse
+    one clearly instead of reading it half."""
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:15, 10:20] = 255
+    file = io.BytesIO()
+    Image.fromarray(mask).save(file, "PNG")
+    write_named_pipe(tmp_path / "mask", file.getvalue())
+    assert cli.main(["trimap", str(tmp_path / "mask"), "--band", "2", "-o", str(tmp_path / "t.png"), "-q"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "t.png")), minimatte.trimap_from_mask(mask, band=2))
+    write_named_pipe(tmp_path / "empty", b"")
+    assert cli.main(["trimap", str(tmp_path / "empty"), "-o", str(tmp_path / "e.png")]) == 2
+    assert f"minimatte: error: mask: {str(tmp_path / 'empty')!r} is empty\n" in capsys.readouterr().err
+    os.mkfifo(tmp_path / "unread")
+    with pytest.raises(ValueError, match=r"^image: '.*unread' is a pipe or a device, which can be read only once; "
+                                         r"pass what it holds, io.BytesIO\(open\(path, 'rb'\).read\(\)\)$"):
+        minimatte.read_image(str(tmp_path / "unread"))

@@ -184,6 +184,16 @@ def test_converted_file_with_metadata_loads(tmp_path, det_state, det_model):
     assert minimatte.load(path).processor == processor
 
 
+def test_a_model_says_what_it_is(det_model):
+    """A notebook shows a loaded model as one line: the preset (or its sizes), backend, precision and
+    preprocessing; not the default `<minimatte.model.VitMatte object at 0x...>`."""
+    assert repr(det_model("base")) == "VitMatte(base, backend=numpy, precision=float32, preprocessing=hf)"
+    deeper = cfg.Config(**{**minimatte.PRESETS["small"].to_dict(), "num_hidden_layers": 16})
+    model = minimatte.VitMatte({}, deeper, cfg.ORIGINAL_PROCESSOR, dtype=np.float16)
+    assert repr(model) == ("VitMatte(hidden_size=384, layers=16, heads=6, backend=numpy, precision=float16, "
+                           "preprocessing=original)")
+
+
 def test_the_settings_beside_a_weights_file_are_read(tmp_path, det_state):
     """A model.safetensors (or any weights file) given by its path has the settings of its folder, as the folder
     has: a fine-tune's own processor settings are not left for the defaults."""
