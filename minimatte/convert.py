@@ -16,7 +16,6 @@ import numpy as np
 
 from .config import read_json
 from .files import atomic_output, check_not_home_shorthand
-from .processing import is_device_or_pipe
 from .weights import (CONFIG_KEY, PROCESSOR_KEY, bfloat16_to_float32, check_state_dict, read_safetensors,
                       read_settings)
 
@@ -310,7 +309,7 @@ def convert(source, destination, dtype="float32"):
     the destination and renamed into place, so a failure never leaves a partial file; a device or a pipe
     (/dev/null, to check that a checkpoint converts) is written in place.
     """
-    from safetensors.numpy import save, save_file
+    from safetensors.numpy import save_file
 
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype: expected 'float32' or 'float16', got {dtype!r}")
@@ -320,11 +319,7 @@ def convert(source, destination, dtype="float32"):
     check_state_dict(state, config)
     tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()
                if not k.endswith("num_batches_tracked")}
-    metadata = {CONFIG_KEY: json.dumps(config.to_dict()), PROCESSOR_KEY: json.dumps(processor.to_dict())}
-    if is_device_or_pipe(destination):  # /dev/null (to check a checkpoint), a pipe: written in place, as a stream
-        with open(destination, "wb") as stream:
-            stream.write(save(tensors, metadata=metadata))
-    else:
-        with atomic_output(destination, "destination") as tmp:
-            save_file(tensors, tmp, metadata=metadata)
+    with atomic_output(destination, "destination") as tmp:
+        save_file(tensors, tmp, metadata={CONFIG_KEY: json.dumps(config.to_dict()),
+                                          PROCESSOR_KEY: json.dumps(processor.to_dict())})
     return destination

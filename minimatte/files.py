@@ -4,7 +4,9 @@ import functools
 import io
 import os
 import secrets
+import shutil
 import stat
+import tempfile
 import zlib
 
 import numpy as np
@@ -81,26 +83,17 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
     recorded = dpi and all(1 < value <= LARGEST_DPI.get(form, 0) for value in dpi)  # else left out
     options = dict(SAVE_OPTIONS.get(form, {}), **({"icc_profile": icc_profile} if icc_profile else {}),
                    **({"dpi": tuple(map(float, dpi))} if recorded else {}))
-    if not to_file:
-        output.write(_encoded(image, form, options))
+    if not to_file:  # encoded whole first: a failure writes nothing
+        encoded = io.BytesIO()
+        image.save(encoded, format=form, **options)
+        output.write(encoded.getvalue())
         output.flush()
         return
     try:
-        if is_device_or_pipe(output):  # /dev/null, /dev/stdout, a named pipe: written in place, as a stream
-            with open(output, "wb") as stream:
-                stream.write(_encoded(image, form, options))
-        else:
-            with atomic_output(output) as tmp:
-                image.save(tmp, format=form, **options)
+        with atomic_output(output) as tmp:
+            image.save(tmp, format=form, **options)
     except OSError as error:
         raise OSError(f"output: cannot write {name!r} ({error.strerror or error})") from None
-
-
-def _encoded(image, form, options):
-    """The file's bytes, encoded whole before any is written (a failure writes nothing; a pipe cannot seek)."""
-    encoded = io.BytesIO()
-    image.save(encoded, format=form, **options)
-    return encoded.getvalue()
 
 
 def _result_image(result, bits):
@@ -210,7 +203,8 @@ def check_not_home_shorthand(path, name="output"):
 @contextlib.contextmanager
 def atomic_output(path, name="output"):
     """Yield a temporary path next to `path` to write to; it is renamed onto `path` only if the block succeeds.
-    For regular files: the callers write a device or a pipe in place (is_device_or_pipe).
+    A device or a pipe (is_device_or_pipe: /dev/null, /dev/stdout) is not replaced: the file is written in the
+    system's temporary folder (writers seek, which a pipe cannot) and then copied into it, as a stream.
 
     The file ends as writing `path` in place would leave it: a symbolic link's target is written, not the link
     replaced, and the permissions are those of the file replaced, else the default for new files (0o666 less the
@@ -218,6 +212,13 @@ def atomic_output(path, name="output"):
     (safetensors 0.8's save_file does), which would hide outputs from a web server or the other users of a shared
     folder. `name`: the path's argument, for errors."""
     check_not_home_shorthand(path, name)
+    if is_device_or_pipe(path):
+        with tempfile.TemporaryDirectory(prefix="minimatte-") as folder:
+            tmp = os.path.join(folder, "output" + os.path.splitext(path)[1])
+            yield tmp
+            with open(tmp, "rb") as written, open(path, "wb") as stream:
+                shutil.copyfileobj(written, stream)
+        return
     path = os.path.realpath(path)
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
