@@ -14,8 +14,8 @@ from PIL import Image, ImageCms
 
 from .backend import to_numpy
 from .config import is_integer, is_number
-from .processing import (clip_overshoot, image_extensions, in_colour_space, integer_hint, is_device_or_pipe,
-                         native_array, profile_space, torch_batch_hint)
+from .processing import (clip_overshoot, expanded_home, image_extensions, in_colour_space, integer_hint,
+                         is_device_or_pipe, native_array, profile_space, torch_batch_hint)
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -193,9 +193,9 @@ def check_not_home_shorthand(path, name="output"):
     program) where nothing of that name is in the working folder: Python does not expand the ~, so writing would
     make a folder (or file) named '~' there, which a later `rm -r ~` would take for the home folder."""
     path = os.fspath(path)
-    home = os.path.expanduser(path)
+    home = expanded_home(path)
     head = path.replace(os.altsep or os.sep, os.sep).split(os.sep, 1)[0]  # "~" or "~user"
-    if home != path and not os.path.lexists(head):
+    if home and not os.path.lexists(head):
         raise ValueError(f"{name}: {path!r} would make {head!r} in the working folder, as a leading ~ is not expanded "
                          f"here; give the home folder's path, {home!r}")
 

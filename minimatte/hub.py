@@ -23,6 +23,7 @@ import urllib.request
 
 from .config import from_hf, read_json
 from .convert import WEIGHT_FILES, convert, shard_names
+from .processing import expanded_home
 from .progress import bar
 
 CHECKPOINTS = {
@@ -123,8 +124,8 @@ def checkpoint_name(name):
     if REPO_ID.fullmatch(name) and not name.lower().startswith("hustvl/") and not name.endswith(FILE_EXTENSIONS):
         return name
     page = re.fullmatch(r"https?://[^/]+/([^/]+/[^/?#]+).*", name)  # a repo's web page, copied from the browser
-    home = os.path.expanduser(name)  # a path quoted in a shell, or written in Python: its ~ is not expanded
-    close = ([home] if home != name and os.path.exists(home) else [page.group(1)] if page else
+    home = expanded_home(name)  # a path quoted in a shell, or written in Python: its ~ is not expanded
+    close = ([home] if home and os.path.exists(home) else [page.group(1)] if page else
              difflib.get_close_matches(name.lower(), published, n=1))  # a typo's meaning
     raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
                      f"({', '.join(CHECKPOINTS)}, their hub repo ids, or another hub repo's owner/name)"

@@ -66,13 +66,20 @@ def check_file(source, name):
         raise FileNotFoundError(f"{name}: no such file {path!r}{_missing_file_hint(path)}")
 
 
+def expanded_home(path):
+    """The path that a leading ~ (or ~user) in `path` stands for, which a shell expands and Python's open does
+    not; None where `path` has none."""
+    home = os.path.expanduser(path)
+    return home if home != path else None
+
+
 def _missing_file_hint(path):
     """What a path that names no file may have meant, in parentheses, or "": a URL, which transformers' load_image
-    would fetch, or a path starting with ~, which a shell expands and Python's open does not."""
+    would fetch, or a path starting with ~ (expanded_home)."""
     if "://" in path:
         return " (URLs are not fetched: download the file first)"
-    home = os.path.expanduser(path)
-    if home != path and os.path.isfile(home):
+    home = expanded_home(path)
+    if home and os.path.isfile(home):
         return f" (a leading ~ is not expanded here; the file is {home!r})"
     return ""
 
