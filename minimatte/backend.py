@@ -51,7 +51,9 @@ def resolve(name=None):
 
 
 def name_of(xp):
-    return "cupy" if xp.__name__ == "cupy" else "numpy"
+    """The backend name of an array module: "numpy", or "cupy" for any other (CuPy, or the tests' stand-in for it,
+    installed as cupy)."""
+    return "numpy" if xp is numpy else "cupy"
 
 
 def compute_dtype(precision):

@@ -264,6 +264,15 @@ class VitMatte:
         preprocessing = "original" if self.processor == ORIGINAL_PROCESSOR else "hf"
         return f"VitMatte({network}, backend={self.backend}, precision={self.precision}, preprocessing={preprocessing})"
 
+    def __getstate__(self):
+        """Pickled with its backend's name, not the module (which no pickle holds): a model passed to worker
+        processes that are spawned, not forked (multiprocessing on macOS and Windows, and Linux from Python 3.14),
+        or deep-copied."""
+        return {**self.__dict__, "xp": self.backend}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, xp=backend.resolve(state["xp"]))
+
     @property
     def backend(self):
         return backend.name_of(self.xp)

@@ -1,5 +1,7 @@
 """The CuPy backend on a real GPU: every kernel, with and without the hand-written CUDA kernels, and the
 whole model against the NumPy backend. Skipped where CuPy or a GPU is missing (as in CI)."""
+import pickle
+
 import numpy as np
 import pytest
 
@@ -160,6 +162,17 @@ def test_model_on_a_stream_of_its_own(cp, det_state):
             alphas = gpu(input_a()).alphas
         stream.synchronize()
     assert np.abs(backend.to_numpy(alphas) - expected).max() < 1e-6  # a race would be far off
+
+
+def test_a_pickled_model_stays_on_the_gpu(cp, det_state):
+    """Unpickled (as a spawned worker's copy is), a CuPy model is one again: its backend by name, its weights
+    CuPy arrays, its alphas the same."""
+    gpu = minimatte.VitMatte.from_state_dict(det_state("small"), backend_name="cupy")
+    twin = pickle.loads(pickle.dumps(gpu))
+    assert twin.xp is cp and isinstance(twin.params["backbone"]["embeddings"]["position_embeddings"], cp.ndarray)
+    alphas = twin(input_a()).alphas
+    assert isinstance(alphas, cp.ndarray)
+    assert np.abs(backend.to_numpy(alphas) - backend.to_numpy(gpu(input_a()).alphas)).max() == 0
 
 
 def test_infer_on_gpu(cp, det_model):
