@@ -72,6 +72,28 @@ def _check_stdio(inputs, output):
     if output == STDIO and sys.stdout.isatty():
         raise ValueError("output: '-' writes a PNG to standard output, which is a terminal; redirect it (> FILE) "
                          "or pipe it")
+    for label, path in inputs.items():
+        if path not in (None, STDIO) and _names_a_terminal(path):
+            raise ValueError(f"{label}: {path!r} is the terminal; redirect a file into it (< FILE) or pipe one")
+    _check_not_terminal_output(output, "output")
+
+
+def _check_not_terminal_output(path, label):
+    """An output path naming the terminal (/dev/stdout, /dev/stderr, /dev/fd/1 where that stream is one) is refused
+    as '-' is: the file would print as bytes."""
+    if path not in (None, STDIO) and _names_a_terminal(path):
+        raise ValueError(f"{label}: {path!r} is the terminal, where the file would print as bytes; redirect it "
+                         "(> FILE) or pipe it")
+
+
+def _names_a_terminal(path):
+    """Whether `path` is the terminal that one of the standard streams is on, told by stat alone: opening a
+    pipe's path to ask it would wait for its other end."""
+    try:
+        named = os.stat(path)
+    except (OSError, ValueError):  # missing: its own error comes later
+        return False
+    return any(os.isatty(fd) and os.path.samestat(named, os.fstat(fd)) for fd in (0, 1, 2))
 
 
 def _input(path, label):
@@ -297,6 +319,10 @@ def _download(args):
 
 
 def _convert(args):
+    if args.destination == STDIO:  # other commands' standard output: here it would be a file named '-'
+        raise ValueError("destination: convert writes a file, not standard output; give its name "
+                         "(NAME.safetensors, or ./- for a file named '-')")
+    _check_not_terminal_output(args.destination, "destination")
     print(convert.convert(hub.checkpoint_path(args.source), args.destination, args.dtype))
 
 

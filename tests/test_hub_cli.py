@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -1106,6 +1107,32 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
             (["matte", str(image), "-", "-o", "-"], {}, "trimap: standard input ('-') is empty")):
         status, out, err = run(*argv, **options)
         assert status == 2 and out == b"" and error in err, err
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="pseudo-terminals")
+def test_cli_refuses_paths_naming_the_terminal(tmp_path, capsys):
+    """/dev/stdout (or /dev/fd/1, /dev/pts/N) as the output where standard output is a terminal, and /dev/stdin as
+    an input where standard input is one, are refused as '-' is there: the file would print as bytes, or the
+    command would wait for it to be typed. convert, which writes a file, refuses '-' rather than writing one
+    named '-'."""
+    image, trimap = (str(DATA / "vitmatte_demo" / f"bulb_{kind}.png") for kind in ("rgb", "trimap"))
+    _, terminal = os.openpty()
+    environment = {**os.environ, "MINIMATTE_OFFLINE": "1"}  # a check that did not stop it would not download
+    for argv, error in (
+            (["matte", image, trimap, "-o", "/dev/stdout"], "output: '/dev/stdout' is the terminal, where the file "
+             "would print as bytes; redirect it (> FILE) or pipe it"),
+            (["cutout", image, trimap, "-o", os.ttyname(terminal)], f"output: {os.ttyname(terminal)!r} is the "
+             "terminal"),
+            (["matte", "/dev/stdin", trimap, "-o", str(tmp_path / "a.png")], "image: '/dev/stdin' is the terminal; "
+             "redirect a file into it (< FILE) or pipe one"),
+            (["convert", "small-composition-1k", "/dev/fd/1"], "destination: '/dev/fd/1' is the terminal")):
+        run = subprocess.run([sys.executable, "-m", "minimatte", *argv], stdin=terminal, stdout=terminal,
+                             stderr=subprocess.PIPE, env=environment, timeout=120)
+        assert run.returncode == 2 and error in run.stderr.decode(), run.stderr
+    os.close(terminal)
+    assert cli.main(["convert", "small-composition-1k", "-"]) == 2
+    assert "destination: convert writes a file, not standard output; give its name (NAME.safetensors, or ./- for " \
+           "a file named '-')" in capsys.readouterr().err and not os.path.exists("-")
 
 
 def test_cli_version(capsys, monkeypatch):
