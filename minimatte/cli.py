@@ -14,10 +14,11 @@ import PIL
 from PIL import Image
 
 from . import __version__, api, backend, convert, hub, metrics
-from .files import ALPHA_MODES, check_format, check_not_home_shorthand, output_format, save
+from .files import ALPHA_MODES, check_format, check_output_path, output_format, save
 from .foreground import cutout, open_background, stored_background
 from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresholds, dpi, icc_profile,
-                         image_extensions, is_device_or_pipe, open_image, stored_matte, to_unit, trimap_from_mask)
+                         image_extensions, is_device_or_pipe, names_a_terminal, open_image, stored_matte, to_unit,
+                         trimap_from_mask)
 from .progress import Items
 
 
@@ -26,10 +27,12 @@ STDIO = "-"  # as an input file: standard input; as the output: standard output,
 
 def _check_writable(outputs, mode):
     """Before any work: refuse an output file whose format cannot hold an image of PIL `mode` (check_format), or
-    one whose folder is a file or cannot be written, or that starts with an unexpanded ~ (check_not_home_shorthand).
+    one whose folder is a file or cannot be written, or that starts with an unexpanded ~ or names the terminal
+    (check_output_path).
     STDIO is a PNG; a device or a pipe (/dev/null, /dev/stdout) is written in place, not in its folder."""
     for path in outputs:
-        check_not_home_shorthand(path)
+        if path != STDIO:
+            check_output_path(path)
     for folder in {os.path.dirname(os.path.abspath(path)) for path in outputs
                    if path != STDIO and not is_device_or_pipe(path)}:
         existing = folder  # the folder, or the nearest one above it that exists: the rest is made when writing
@@ -72,28 +75,9 @@ def _check_stdio(inputs, output):
     if output == STDIO and sys.stdout.isatty():
         raise ValueError("output: '-' writes a PNG to standard output, which is a terminal; redirect it (> FILE) "
                          "or pipe it")
-    for label, path in inputs.items():
-        if path not in (None, STDIO) and _names_a_terminal(path):
+    for label, path in inputs.items():  # /dev/stdin, say (outputs: check_output_path)
+        if path not in (None, STDIO) and names_a_terminal(path):
             raise ValueError(f"{label}: {path!r} is the terminal; redirect a file into it (< FILE) or pipe one")
-    _check_not_terminal_output(output, "output")
-
-
-def _check_not_terminal_output(path, label):
-    """An output path naming the terminal (/dev/stdout, /dev/stderr, /dev/fd/1 where that stream is one) is refused
-    as '-' is: the file would print as bytes."""
-    if path not in (None, STDIO) and _names_a_terminal(path):
-        raise ValueError(f"{label}: {path!r} is the terminal, where the file would print as bytes; redirect it "
-                         "(> FILE) or pipe it")
-
-
-def _names_a_terminal(path):
-    """Whether `path` is the terminal that one of the standard streams is on, told by stat alone: opening a
-    pipe's path to ask it would wait for its other end."""
-    try:
-        named = os.stat(path)
-    except (OSError, ValueError):  # missing: its own error comes later
-        return False
-    return any(os.isatty(fd) and os.path.samestat(named, os.fstat(fd)) for fd in (0, 1, 2))
 
 
 def _input(path, label):
@@ -322,7 +306,7 @@ def _convert(args):
     if args.destination == STDIO:  # other commands' standard output: here it would be a file named '-'
         raise ValueError("destination: convert writes a file, not standard output; give its name "
                          "(NAME.safetensors, or ./- for a file named '-')")
-    _check_not_terminal_output(args.destination, "destination")
+    check_output_path(args.destination, "destination")  # before a download of the source
     print(convert.convert(hub.checkpoint_path(args.source), args.destination, args.dtype))
 
 

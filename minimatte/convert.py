@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 
 from .config import read_json
-from .files import atomic_output, check_not_home_shorthand
+from .files import atomic_output, check_output_path
 from .weights import (CONFIG_KEY, PROCESSOR_KEY, bfloat16_to_float32, check_state_dict, read_safetensors,
                       read_settings)
 
@@ -314,7 +314,7 @@ def convert(source, destination, dtype="float32"):
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype: expected 'float32' or 'float16', got {dtype!r}")
     destination = os.fspath(destination)
-    check_not_home_shorthand(destination, "destination")  # before the source is read
+    check_output_path(destination, "destination")  # before the source is read
     state, config, processor = read_any(source)
     check_state_dict(state, config)
     tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()

@@ -15,7 +15,7 @@ from PIL import Image, ImageCms
 from .backend import to_numpy
 from .config import is_integer, is_number
 from .processing import (clip_overshoot, expanded_home, image_extensions, in_colour_space, integer_hint,
-                         is_device_or_pipe, native_array, profile_space, torch_batch_hint)
+                         is_device_or_pipe, names_a_terminal, native_array, profile_space, torch_batch_hint)
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -188,16 +188,22 @@ def _keeps_profile(form):
         return False
 
 
-def check_not_home_shorthand(path, name="output"):
-    """Refuse a path that starts with a ~ standing for a home folder (~/out.png, quoted in a shell or passed on by a
-    program) where nothing of that name is in the working folder: Python does not expand the ~, so writing would
-    make a folder (or file) named '~' there, which a later `rm -r ~` would take for the home folder."""
+def check_output_path(path, name="output"):
+    """Refuse an output path that writing would get wrong:
+    - one that starts with a ~ standing for a home folder (~/out.png, quoted in a shell or passed on by a program)
+      where nothing of that name is in the working folder: Python does not expand the ~, so writing would make a
+      folder (or file) named '~' there, which a later `rm -r ~` would take for the home folder;
+    - one that names the terminal a standard stream is on (/dev/stdout, /dev/fd/1, /dev/pts/N where that stream is
+      one: names_a_terminal), where the file would print as bytes, as the command line refuses `-o -` there."""
     path = os.fspath(path)
     home = expanded_home(path)
     head = path.replace(os.altsep or os.sep, os.sep).split(os.sep, 1)[0]  # "~" or "~user"
     if home and not os.path.lexists(head):
         raise ValueError(f"{name}: {path!r} would make {head!r} in the working folder, as a leading ~ is not expanded "
                          f"here; give the home folder's path, {home!r}")
+    if names_a_terminal(path):
+        raise ValueError(f"{name}: {path!r} is the terminal, where the file would print as bytes; redirect it (> FILE) "
+                         "or pipe it")
 
 
 @contextlib.contextmanager
@@ -211,7 +217,7 @@ def atomic_output(path, name="output"):
     umask), not the owner-only 0o600 of tempfile.mkstemp or of a writer that replaces the file it is given
     (safetensors 0.8's save_file does), which would hide outputs from a web server or the other users of a shared
     folder. `name`: the path's argument, for errors."""
-    check_not_home_shorthand(path, name)
+    check_output_path(path, name)
     if is_device_or_pipe(path):
         with tempfile.TemporaryDirectory(prefix="minimatte-") as folder:
             tmp = os.path.join(folder, "output" + os.path.splitext(path)[1])

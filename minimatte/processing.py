@@ -54,6 +54,17 @@ def is_device_or_pipe(path):
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def names_a_terminal(path):
+    """Whether `path` is the terminal that one of the standard streams is on (/dev/stdout, /dev/stdin, /dev/fd/1,
+    /dev/pts/N where that stream is one), told by stat alone: opening a pipe's path to ask would wait for its other
+    end."""
+    try:
+        named = os.stat(path)
+    except (OSError, ValueError):  # missing: its own error comes later
+        return False
+    return any(os.isatty(fd) and os.path.samestat(named, os.fstat(fd)) for fd in (0, 1, 2))
+
+
 def check_file(source, name):
     """One clear error where a path names no file: no such file, or a folder. File objects pass. (The command
     line checks its inputs so before it loads the model, which may mean a download.)"""

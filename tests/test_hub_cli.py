@@ -1113,8 +1113,8 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
 def test_cli_refuses_paths_naming_the_terminal(tmp_path, capsys):
     """/dev/stdout (or /dev/fd/1, /dev/pts/N) as the output where standard output is a terminal, and /dev/stdin as
     an input where standard input is one, are refused as '-' is there: the file would print as bytes, or the
-    command would wait for it to be typed. convert, which writes a file, refuses '-' rather than writing one
-    named '-'."""
+    command would wait for it to be typed; minimatte.save refuses such an output too. convert, which writes a
+    file, refuses '-' rather than writing one named '-'."""
     image, trimap = (str(DATA / "vitmatte_demo" / f"bulb_{kind}.png") for kind in ("rgb", "trimap"))
     _, terminal = os.openpty()
     environment = {**os.environ, "MINIMATTE_OFFLINE": "1"}  # a check that did not stop it would not download
@@ -1125,10 +1125,13 @@ def test_cli_refuses_paths_naming_the_terminal(tmp_path, capsys):
              "terminal"),
             (["matte", "/dev/stdin", trimap, "-o", str(tmp_path / "a.png")], "image: '/dev/stdin' is the terminal; "
              "redirect a file into it (< FILE) or pipe one"),
-            (["convert", "small-composition-1k", "/dev/fd/1"], "destination: '/dev/fd/1' is the terminal")):
-        run = subprocess.run([sys.executable, "-m", "minimatte", *argv], stdin=terminal, stdout=terminal,
-                             stderr=subprocess.PIPE, env=environment, timeout=120)
-        assert run.returncode == 2 and error in run.stderr.decode(), run.stderr
+            (["convert", "small-composition-1k", "/dev/fd/1"], "destination: '/dev/fd/1' is the terminal"),
+            (["-c", "import minimatte, numpy; minimatte.save('/dev/stdout', numpy.ones((2, 2)))"],
+             "ValueError: output: '/dev/stdout' is the terminal")):
+        command = ["-m", "minimatte", *argv] if argv[0] != "-c" else argv
+        run = subprocess.run([sys.executable, *command], stdin=terminal, stdout=terminal, stderr=subprocess.PIPE,
+                             env=environment, timeout=120)
+        assert run.returncode == (2 if argv[0] != "-c" else 1) and error in run.stderr.decode(), run.stderr
     os.close(terminal)
     assert cli.main(["convert", "small-composition-1k", "-"]) == 2
     assert "destination: convert writes a file, not standard output; give its name (NAME.safetensors, or ./- for " \
