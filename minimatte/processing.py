@@ -348,7 +348,7 @@ NESTED_PIXELS_HINT = " (pixels as nested lists? pass np.asarray of them)"
 
 def _not_an_image_hint(x):
     """What a value given for an image, but no file, PIL image or array, most likely holds; "" where unknown."""
-    if isinstance(x, (bytes, bytearray)):
+    if isinstance(x, (bytes, bytearray, memoryview)):
         return " (a file's contents: wrap them in io.BytesIO)"
     if isinstance(x, (list, tuple)) and len(x):
         return NESTED_PIXELS_HINT if _nested_pixels(x) else f" (a list of {len(x)} images? give them one at a time)"

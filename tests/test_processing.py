@@ -567,6 +567,8 @@ def test_batch_of_equal_sizes():
     (42, np.zeros((4, 4), np.uint8), {}, TypeError, "image: expected a file path"),
     (b"\x89PNG", np.zeros((4, 4), np.uint8), {}, TypeError, r"image: .* got bytes \(a file's contents: wrap them in "
      r"io.BytesIO\)"),
+    (memoryview(b"\x89PNG"), np.zeros((4, 4), np.uint8), {}, TypeError, r"image: .* got memoryview \(a file's "
+     r"contents: wrap them in io.BytesIO\)"),
 ])
 def test_bad_input_is_one_clear_error(image, trimap, kwargs, error, match):
     with pytest.raises(error, match=match):
