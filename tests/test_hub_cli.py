@@ -1116,23 +1116,27 @@ def test_cli_refuses_paths_naming_the_terminal(tmp_path, capsys):
     command would wait for it to be typed; minimatte.save refuses such an output too. convert, which writes a
     file, refuses '-' rather than writing one named '-'."""
     image, trimap = (str(DATA / "vitmatte_demo" / f"bulb_{kind}.png") for kind in ("rgb", "trimap"))
-    _, terminal = os.openpty()
+    controller, terminal = os.openpty()
     environment = {**os.environ, "MINIMATTE_OFFLINE": "1"}  # a check that did not stop it would not download
-    for argv, error in (
-            (["matte", image, trimap, "-o", "/dev/stdout"], "output: '/dev/stdout' is the terminal, where the file "
-             "would print as bytes; redirect it (> FILE) or pipe it"),
-            (["cutout", image, trimap, "-o", os.ttyname(terminal)], f"output: {os.ttyname(terminal)!r} is the "
-             "terminal"),
-            (["matte", "/dev/stdin", trimap, "-o", str(tmp_path / "a.png")], "image: '/dev/stdin' is the terminal; "
-             "redirect a file into it (< FILE) or pipe one"),
-            (["convert", "small-composition-1k", "/dev/fd/1"], "destination: '/dev/fd/1' is the terminal"),
-            (["-c", "import minimatte, numpy; minimatte.save('/dev/stdout', numpy.ones((2, 2)))"],
-             "ValueError: output: '/dev/stdout' is the terminal")):
-        command = ["-m", "minimatte", *argv] if argv[0] != "-c" else argv
-        run = subprocess.run([sys.executable, *command], stdin=terminal, stdout=terminal, stderr=subprocess.PIPE,
-                             env=environment, timeout=120)
-        assert run.returncode == (2 if argv[0] != "-c" else 1) and error in run.stderr.decode(), run.stderr
-    os.close(terminal)
+    command = ["-m", "minimatte"]
+    try:
+        for arguments, status, error in (
+                ([*command, "matte", image, trimap, "-o", "/dev/stdout"], 2, "output: '/dev/stdout' is the terminal, "
+                 "where the file would print as bytes; redirect it (> FILE) or pipe it"),
+                ([*command, "cutout", image, trimap, "-o", os.ttyname(terminal)], 2,
+                 f"output: {os.ttyname(terminal)!r} is the terminal"),
+                ([*command, "matte", "/dev/stdin", trimap, "-o", str(tmp_path / "a.png")], 2, "image: '/dev/stdin' is "
+                 "the terminal; redirect a file into it (< FILE) or pipe one"),
+                ([*command, "convert", "small-composition-1k", "/dev/fd/1"], 2, "destination: '/dev/fd/1' is the "
+                 "terminal"),
+                (["-c", "import minimatte, numpy; minimatte.save('/dev/stdout', numpy.ones((2, 2)))"], 1,
+                 "ValueError: output: '/dev/stdout' is the terminal")):
+            run = subprocess.run([sys.executable, *arguments], stdin=terminal, stdout=terminal,
+                                 stderr=subprocess.PIPE, env=environment, timeout=120)
+            assert run.returncode == status and error in run.stderr.decode(), run.stderr
+    finally:
+        os.close(terminal)
+        os.close(controller)
     assert cli.main(["convert", "small-composition-1k", "-"]) == 2
     assert "destination: convert writes a file, not standard output; give its name (NAME.safetensors, or ./- for " \
            "a file named '-')" in capsys.readouterr().err and not os.path.exists("-")
