@@ -4,11 +4,13 @@
     python benchmarks/parity.py --model small-composition-1k [--images IMAGE TRIMAP ...]
 
 Without --model: golden files (spec deterministic weights, 64x96), which need nothing else, then the live
-comparison with transformers on those weights. With --model: a checkpoint (a name, hub repo id, folder or file,
-as minimatte.load takes it; a published one is downloaded) on real images (the hustvl demo images by default),
-minimatte against transformers' VitMatteImageProcessor and VitMatteForImageMatting holding the same weights and
-settings. Both need the [reference] extra (torch + transformers). The tests assert bounds; this prints the
-measured values.
+comparison with transformers on those weights, then the pixel values that transformers' default processor gives
+where torchvision is installed (torchvision_formulas) and the alphas they give. With --model: a checkpoint (a
+name, hub repo id, folder or file, as minimatte.load takes it; a published one is downloaded) on real images (the
+hustvl demo images by default), minimatte against transformers' processor and VitMatteForImageMatting holding the
+same weights and settings. Both need the [reference] extra (torch + transformers). transformers' processor here
+is VitMatteImageProcessorPil, which VitMatteImageProcessor is without torchvision. The tests assert bounds; this
+prints the measured values.
 """
 import argparse
 import os
@@ -67,6 +69,18 @@ def checkpoint_parity(source, pairs, backend=None, precision=None):
               f"{differ} of {alpha.size} | {end - middle:.2f} s | {middle - start:.2f} s |", flush=True)
 
 
+def torchvision_formulas(image, trimap):
+    """The pixel values of transformers' default processor where torchvision is installed (its torchvision backend),
+    as its formulas for the default settings, in torch: RGB rescaled and normalised in one float32 step,
+    (v - 127.5) / 127.5, the trimap rescaled as v * (1/255) in float32, padded with zeros to multiples of 32.
+    torchvision's wheels need torch's CUDA build, so its own code is not run here."""
+    import torch
+    rgb = torch.tensor(image.transpose(2, 0, 1), dtype=torch.float32)  # (H, W, 3) uint8 -> (3, H, W)
+    pixels = torch.cat([(rgb - 127.5) / 127.5, torch.tensor(trimap)[None] * (1 / 255)])  # -> (4, H, W)
+    h, w = trimap.shape
+    return torch.nn.functional.pad(pixels, (0, -w % 32, 0, -h % 32))[None].numpy()  # (1, 4, Hp, Wp)
+
+
 def deterministic_parity():
     print("| comparison | max abs difference |\n|---|---|")
     for name in ("small", "base"):
@@ -92,6 +106,18 @@ def deterministic_parity():
         label = f"live {name} {len(sizes)}x{sizes[0][0]}x{sizes[0][1]}"
         print(f"| {label}: processor | {np.abs(batch.pixel_values - reference_pixels).max():.2g} |")
         print(f"| {label}: alphas | {np.abs(ours - reference).max():.2g} |", flush=True)
+    levels = np.arange(256, dtype=np.uint8)[None]  # (1, 256): every 8-bit value, in RGB and as the trimap
+    pixels = minimatte.preprocess(levels[..., None].repeat(3, axis=2), levels).pixel_values
+    print(f"| torchvision backend's formulas, 256 levels: processor | "
+          f"{np.abs(pixels - torchvision_formulas(levels[..., None].repeat(3, axis=2), levels)).max():.2g} |")
+    small = minimatte.VitMatte.from_state_dict(deterministic_state(minimatte.PRESETS["small"]))
+    for image_path, trimap_path in DEMO:
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+        trimap = np.asarray(Image.open(trimap_path).convert("L"))
+        ours = small(minimatte.preprocess(image, trimap).pixel_values).alphas
+        theirs = small(torchvision_formulas(image, trimap)).alphas  # the same network, fed their pixel values
+        print(f"| torchvision backend's formulas, {os.path.basename(image_path)}: small's alphas | "
+              f"{np.abs(ours - theirs).max():.2g} |", flush=True)
     largest, hidden, alphas = large_activation_differences(deterministic_state(minimatte.PRESETS["small"]))
     label = f"live small 1x249x513, hidden states up to {largest:.0f}"
     print(f"| {label}: hidden states | {hidden:.2g} |")

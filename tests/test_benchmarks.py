@@ -2,7 +2,7 @@
 minimatte.model) and the progress reports, footprint.py counts the right distributions, cpu.py tabulates its
 engines, batch.py mattes a folder, photo.py cuts a photo out both ways (those four name the kernels of NumPy's
 BLAS, on which their times depend), gpu.py tabulates, gpu_checks.sh logs its steps, cupy_operations.py counts,
-parity.py compares a checkpoint."""
+parity.py compares a checkpoint and has the pixel values of transformers' torchvision backend."""
 import importlib
 import os
 import re
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import minimatte
 from cuda_emulation import COMPILER
 from helpers import ROOT
 from reference import require
@@ -223,3 +224,16 @@ def test_parity_compares_a_checkpoint_on_images(tmp_path, det_state):
                      result.stdout, re.MULTILINE)
     assert len(row) == 1, result.stdout
     assert float(row[0][0]) == 0 and float(row[0][1]) <= 1e-4 and int(row[0][2]) <= 10
+
+
+def test_parity_has_the_torchvision_backends_pixel_values():
+    """parity.py's torchvision_formulas, transformers' default processor where torchvision is installed, are the
+    PIL backend's pixel values (minimatte's) within float32 rounding, padded alike: a sum in another order, not
+    another preprocessing."""
+    require("torch")
+    rng = np.random.default_rng(5)
+    image, trimap = rng.integers(0, 256, (37, 70, 3), dtype=np.uint8), rng.integers(0, 256, (37, 70), dtype=np.uint8)
+    ours = minimatte.preprocess(image, trimap).pixel_values
+    theirs = _benchmark("parity").torchvision_formulas(image, trimap)
+    assert theirs.shape == ours.shape == (1, 4, 64, 96) and theirs.dtype == np.float32
+    assert 0 < np.abs(theirs - ours).max() <= 6e-8
