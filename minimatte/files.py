@@ -194,7 +194,8 @@ def check_output_path(path, name="output"):
       where nothing of that name is in the working folder: Python does not expand the ~, so writing would make a
       folder (or file) named '~' there, which a later `rm -r ~` would take for the home folder;
     - one that names the terminal a standard stream is on (/dev/stdout, /dev/fd/1, /dev/pts/N where that stream is
-      one: names_a_terminal), where the file would print as bytes, as the command line refuses `-o -` there."""
+      one) or /dev/tty (names_a_terminal), where the file would print as bytes, as the command line refuses `-o -`
+      there."""
     path = os.fspath(path)
     home = expanded_home(path)
     head = path.replace(os.altsep or os.sep, os.sep).split(os.sep, 1)[0]  # "~" or "~user"

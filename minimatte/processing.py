@@ -56,13 +56,21 @@ def is_device_or_pipe(path):
 
 def names_a_terminal(path):
     """Whether `path` is the terminal that one of the standard streams is on (/dev/stdout, /dev/stdin, /dev/fd/1,
-    /dev/pts/N where that stream is one), told by stat alone: opening a pipe's path to ask would wait for its other
-    end."""
+    /dev/pts/N where that stream is one) or /dev/tty, the name of the process's own terminal whatever its streams
+    are, told by stat alone: opening a pipe's path to ask would wait for its other end."""
     try:
         named = os.stat(path)
     except (OSError, ValueError):  # missing: its own error comes later
         return False
-    return any(os.isatty(fd) and os.path.samestat(named, os.fstat(fd)) for fd in (0, 1, 2))
+    return (any(os.isatty(fd) and os.path.samestat(named, os.fstat(fd)) for fd in (0, 1, 2))
+            or _is_controlling_terminal(named))
+
+
+def _is_controlling_terminal(named):
+    try:
+        return os.path.samestat(named, os.stat("/dev/tty"))
+    except OSError:  # no such device (Windows)
+        return False
 
 
 def check_file(source, name):
