@@ -107,9 +107,10 @@ def deterministic_parity():
         print(f"| {label}: processor | {np.abs(batch.pixel_values - reference_pixels).max():.2g} |")
         print(f"| {label}: alphas | {np.abs(ours - reference).max():.2g} |", flush=True)
     levels = np.arange(256, dtype=np.uint8)[None]  # (1, 256): every 8-bit value, in RGB and as the trimap
-    pixels = minimatte.preprocess(levels[..., None].repeat(3, axis=2), levels).pixel_values
+    grey = levels[..., None].repeat(3, axis=2)  # (1, 256) -> (1, 256, 3)
+    pixels = minimatte.preprocess(grey, levels).pixel_values
     print(f"| torchvision backend's formulas, 256 levels: processor | "
-          f"{np.abs(pixels - torchvision_formulas(levels[..., None].repeat(3, axis=2), levels)).max():.2g} |")
+          f"{np.abs(pixels - torchvision_formulas(grey, levels)).max():.2g} |")
     small = minimatte.VitMatte.from_state_dict(deterministic_state(minimatte.PRESETS["small"]))
     for image_path, trimap_path in DEMO:
         image = np.asarray(Image.open(image_path).convert("RGB"))

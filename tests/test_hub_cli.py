@@ -1113,8 +1113,9 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
 def test_cli_refuses_paths_naming_the_terminal(tmp_path, capsys):
     """/dev/stdout (or /dev/fd/1, /dev/pts/N) as the output where standard output is a terminal, and /dev/stdin as
     an input where standard input is one, are refused as '-' is there: the file would print as bytes, or the
-    command would wait for it to be typed; minimatte.save refuses such an output too, and so are /dev/tty's. convert,
-    which writes a file, refuses '-' rather than writing one named '-'."""
+    command would wait for it to be typed; minimatte.save refuses such an output too. /dev/tty, the process's own
+    terminal, is refused whatever the streams are. convert, which writes a file, refuses '-' rather than writing
+    one named '-'."""
     image, trimap = (str(DATA / "vitmatte_demo" / f"bulb_{kind}.png") for kind in ("rgb", "trimap"))
     controller, terminal = os.openpty()
     environment = {**os.environ, "MINIMATTE_OFFLINE": "1"}  # a check that did not stop it would not download
@@ -1137,7 +1138,7 @@ def test_cli_refuses_paths_naming_the_terminal(tmp_path, capsys):
     finally:
         os.close(terminal)
         os.close(controller)
-    if os.path.exists("/dev/tty"):  # the process's own terminal, whatever its streams are (here pipes)
+    if os.path.exists("/dev/tty"):  # refused by its name alone: no terminal need be at hand
         assert cli.main(["matte", image, trimap, "-o", "/dev/tty"]) == 2
         assert "output: '/dev/tty' is the terminal" in capsys.readouterr().err
         assert cli.main(["matte", "/dev/tty", trimap, "-o", str(tmp_path / "a.png")]) == 2
