@@ -5,12 +5,13 @@
 
 Without --model: golden files (spec deterministic weights, 64x96), which need nothing else, then the live
 comparison with transformers on those weights, then the pixel values that transformers' default processor gives
-where torchvision is installed (torchvision_formulas) and the alphas they give. With --model: a checkpoint (a
-name, hub repo id, folder or file, as minimatte.load takes it; a published one is downloaded) on real images (the
-hustvl demo images by default), minimatte against transformers' processor and VitMatteForImageMatting holding the
-same weights and settings. Both need the [reference] extra (torch + transformers). transformers' processor here
-is VitMatteImageProcessorPil, which VitMatteImageProcessor is without torchvision. The tests assert bounds; this
-prints the measured values.
+where torchvision is installed (torchvision_formulas) and the alphas they give, and, where it is installed, that
+processor itself and the alphas of its whole pipeline (torchvision_pipeline). With --model: a checkpoint (a name,
+hub repo id, folder or file, as minimatte.load takes it; a published one is downloaded) on real images (the hustvl
+demo images by default), minimatte against transformers' processor and VitMatteForImageMatting holding the same
+weights and settings. Both need the [reference] extra (torch + transformers). transformers' processor in the
+other comparisons is VitMatteImageProcessorPil, which VitMatteImageProcessor is without torchvision. The tests
+assert bounds; this prints the measured values.
 """
 import argparse
 import os
@@ -73,12 +74,44 @@ def torchvision_formulas(image, trimap):
     """The pixel values of transformers' default processor where torchvision is installed (its torchvision backend),
     as its formulas for the default settings, in torch: RGB rescaled and normalised in one float32 step,
     (v - 127.5) / 127.5, the trimap rescaled as v * (1/255) in float32, padded with zeros to multiples of 32.
-    torchvision's wheels need torch's CUDA build, so its own code is not run here."""
+    Written out so that they run without torchvision (torch 2.13.0's needs torch's CUDA build); where it is
+    installed, the processor's own output is compared with them (torchvision_pipeline)."""
     import torch
     rgb = torch.tensor(image.transpose(2, 0, 1), dtype=torch.float32)  # (H, W, 3) uint8 -> (3, H, W)
     pixels = torch.cat([(rgb - 127.5) / 127.5, torch.tensor(trimap)[None] * (1 / 255)])  # -> (4, H, W)
     h, w = trimap.shape
     return torch.nn.functional.pad(pixels, (0, -w % 32, 0, -h % 32))[None].numpy()  # (1, 4, Hp, Wp)
+
+
+def torchvision_pipeline(grey, levels):
+    """Where torchvision is installed: transformers' default processor (its torchvision backend) against
+    torchvision_formulas, and its pixel values through the reference network against minimatte.infer on the demo
+    images, as a user of transformers' default pipeline would compare them."""
+    import importlib.util
+    if importlib.util.find_spec("torchvision") is None:
+        print("| torchvision backend itself | not run: torchvision is not installed |", flush=True)
+        return
+    import torch
+    import torchvision
+    import transformers
+    from reference import hf_model
+    processor = transformers.VitMatteImageProcessor()  # the torchvision backend, as torchvision imports
+    if isinstance(processor, transformers.VitMatteImageProcessorPil):
+        raise SystemExit("torchvision is installed but transformers' processor is its PIL backend")
+    pixels = processor(images=grey, trimaps=levels, return_tensors="np")["pixel_values"]
+    print(f"| torchvision {torchvision.__version__} backend itself, 256 levels: its formulas | "
+          f"{np.abs(pixels - torchvision_formulas(grey, levels)).max():.2g} |")
+    for name in ("small", "base"):
+        state = deterministic_state(minimatte.PRESETS[name])
+        ours, reference = minimatte.VitMatte.from_state_dict(state), hf_model(minimatte.PRESETS[name], state)
+        for image_path, trimap_path in DEMO:
+            image, trimap = Image.open(image_path).convert("RGB"), Image.open(trimap_path).convert("L")
+            pixels = processor(images=image, trimaps=trimap, return_tensors="pt")["pixel_values"]
+            with torch.no_grad():
+                expected = reference(pixels).alphas[0, 0, :image.height, :image.width].numpy()
+            print(f"| torchvision backend's pipeline, {os.path.basename(image_path)}: {name}'s alphas against "
+                  f"minimatte.infer | {np.abs(minimatte.infer(image, trimap, model=ours) - expected).max():.2g} |",
+                  flush=True)
 
 
 def deterministic_parity():
@@ -106,8 +139,9 @@ def deterministic_parity():
         label = f"live {name} {len(sizes)}x{sizes[0][0]}x{sizes[0][1]}"
         print(f"| {label}: processor | {np.abs(batch.pixel_values - reference_pixels).max():.2g} |")
         print(f"| {label}: alphas | {np.abs(ours - reference).max():.2g} |", flush=True)
-    levels = np.arange(256, dtype=np.uint8)[None]  # (1, 256): every 8-bit value, in RGB and as the trimap
-    grey = levels[..., None].repeat(3, axis=2)  # (1, 256) -> (1, 256, 3)
+    # every 8-bit value, in RGB and as the trimap; 16 rows, as transformers takes a 1-row image for channels first
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    grey = levels[..., None].repeat(3, axis=2)  # (16, 16) -> (16, 16, 3)
     pixels = minimatte.preprocess(grey, levels).pixel_values
     print(f"| torchvision backend's formulas, 256 levels: processor | "
           f"{np.abs(pixels - torchvision_formulas(grey, levels)).max():.2g} |")
@@ -119,6 +153,7 @@ def deterministic_parity():
         theirs = small(torchvision_formulas(image, trimap)).alphas  # the same network, fed their pixel values
         print(f"| torchvision backend's formulas, {os.path.basename(image_path)}: small's alphas | "
               f"{np.abs(ours - theirs).max():.2g} |", flush=True)
+    torchvision_pipeline(grey, levels)
     largest, hidden, alphas = large_activation_differences(deterministic_state(minimatte.PRESETS["small"]))
     label = f"live small 1x249x513, hidden states up to {largest:.0f}"
     print(f"| {label}: hidden states | {hidden:.2g} |")

@@ -325,6 +325,8 @@ def _evaluate(args):
     for path, name, folder in zip(paths, names, folders):
         if not folder and path != STDIO:
             check_file(path, name)  # before the table's header
+    if not args.whole_image:
+        _check_trimap_apart(*paths)
     if all(folders):
         scored = _paired_files(*paths, names=names)
     elif not any(folders):  # one image, whose files need not share a name
@@ -367,6 +369,19 @@ def _evaluate(args):
         print(f"minimatte: note: {len(missing)} of {len(missing) + len(rows)} ground truths have no prediction in "
               f"{args.pred!r} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); the mean is over "
               f"the {len(rows)} predicted", file=sys.stderr)
+
+
+def _check_trimap_apart(pred, gt, trimap):
+    """Before any scoring: refuse a trimap folder (or file) that is the prediction's or the ground truth's. Its
+    pixels that happen to be 128 would be taken for the unknown region, and scored as if they were (a ground truth
+    against itself, all 0, is allowed: a check of the metrics)."""
+    for name, what, path in (("pred", "prediction", pred), ("gt", "ground truth", gt)):
+        if STDIO not in (path, trimap) and _identity(path) == _identity(trimap):
+            if os.path.isdir(trimap):
+                raise ValueError(f"trimap: {trimap!r} is the {name} folder too, so each {what} would be its own "
+                                 "trimap; give the folder of trimaps")
+            raise ValueError(f"trimap: {trimap!r} is the {name} file too, so the {what} would be its own trimap; "
+                             "give the trimap file")
 
 
 def _eight_bit(source, name):

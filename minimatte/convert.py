@@ -239,19 +239,26 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json")
 
 
-def read_any(source):
-    """(state dict, Config, ProcessorConfig) from any supported checkpoint file or directory. The HF json files
-    in the directory, or beside the file, give the settings, as transformers' from_pretrained reads a checkpoint's
-    folder; the settings in a minimatte file's metadata take precedence."""
+def _weights_file(source):
+    """The file of a checkpoint (a file, or a folder's first WEIGHT_FILES) that holds its weights or their shards'
+    index."""
     source = os.fspath(source)
     if os.path.isdir(source):
         files = [os.path.join(source, f) for f in WEIGHT_FILES]
         if not any(os.path.isfile(f) for f in files):
             raise FileNotFoundError(f"checkpoint: {source!r} has neither model.safetensors nor pytorch_model.bin "
                                     "(nor their shards' index)")
-        source = next(f for f in files if os.path.isfile(f))
-    elif not os.path.isfile(source):
+        return next(f for f in files if os.path.isfile(f))
+    if not os.path.isfile(source):
         raise FileNotFoundError(f"checkpoint: no such file or directory {source!r}")
+    return source
+
+
+def read_any(source):
+    """(state dict, Config, ProcessorConfig) from any supported checkpoint file or directory. The HF json files
+    in the directory, or beside the file, give the settings, as transformers' from_pretrained reads a checkpoint's
+    folder; the settings in a minimatte file's metadata take precedence."""
+    source = _weights_file(source)
     if source.lower().endswith(".onnx"):  # e.g. the Xenova/vitmatte-* exports, for transformers.js
         raise ValueError(f"checkpoint: {source!r} is an ONNX export, a graph rather than the checkpoint's named "
                          "weights; give the checkpoint itself (safetensors or PyTorch), e.g. small-composition-1k")
@@ -315,6 +322,12 @@ def convert(source, destination, dtype="float32"):
         raise ValueError(f"dtype: expected 'float32' or 'float16', got {dtype!r}")
     destination = os.fspath(destination)
     check_output_path(destination, "destination")  # before the source is read
+    weights = _weights_file(source)
+    read = _shards(weights) + [weights] if weights.endswith(".index.json") else [weights]
+    for path in read if os.path.exists(destination) else ():
+        if os.path.samefile(destination, path):  # in place it would lose a training checkpoint's other contents
+            raise ValueError(f"destination: {destination!r} is the source file {path!r}; writing it would destroy "
+                             "it, so give the conversion another name")
     state, config, processor = read_any(source)
     check_state_dict(state, config)
     tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()

@@ -311,12 +311,17 @@ def _pil_to_array(img, name, floats=False):
     image (mode "F", as TIFF stores mattes) is a float32 array; otherwise it is an error."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return np.asarray(img, dtype=np.uint16)
-    # PNG and PGM have no 32-bit grey: Pillow reads their 16 bits as "I" (PNG before Pillow 10.3)
-    if img.mode == "I" and img.format in ("PNG", "PPM"):
+    # PNG and PGM have no 32-bit grey: Pillow reads their 16 bits as "I" (PNG before Pillow 10.3), and so are the
+    # images it makes from them, of no file format (a copy, a crop, ImageOps.exif_transpose's result)
+    if img.mode == "I" and img.format in ("PNG", "PPM", None):
         if img.format == "PPM" and _PILLOW_VERSION < (9, 1):
             raise ValueError(f"{name}: reading a 16-bit PGM file needs Pillow 9.1 or newer, which scales its "
                              "values to 0..65535; save it as PNG")
-        return np.asarray(img).astype(np.uint16)
+        values = np.asarray(img)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"{name}: a 32-bit image (mode 'I') with values beyond 0..65535 is not supported; "
+                             "save it as 8 or 16 bit")
+        return values.astype(np.uint16)
     if img.mode == "F" and floats:
         return np.asarray(img, dtype=np.float32)
     if img.mode in ("I", "F"):

@@ -18,6 +18,13 @@ def require_reference():
     return require("torch", "transformers")
 
 
+def torchvision():
+    """torchvision, for the tests that hold formulas written out here to it. It is not in the [reference] extra
+    (torch 2.13.0's needs torch's CUDA build), so they skip without it, also where MINIMATTE_REQUIRE_REFERENCE=1."""
+    require("torch")
+    return pytest.importorskip("torchvision")
+
+
 def hf_config(config):
     _, transformers = require_reference()
     backbone = transformers.VitDetConfig(

@@ -2,7 +2,8 @@
 minimatte.model) and the progress reports, footprint.py counts the right distributions, cpu.py tabulates its
 engines, batch.py mattes a folder, photo.py cuts a photo out both ways (those four name the kernels of NumPy's
 BLAS, on which their times depend), gpu.py tabulates, gpu_checks.sh logs its steps, cupy_operations.py counts,
-parity.py compares a checkpoint and has the pixel values of transformers' torchvision backend."""
+parity.py compares a checkpoint and has the pixel values of transformers' torchvision backend, as that backend
+gives them where torchvision is installed."""
 import importlib
 import os
 import re
@@ -16,7 +17,7 @@ from PIL import Image
 import minimatte
 from cuda_emulation import COMPILER
 from helpers import ROOT
-from reference import require
+from reference import require, torchvision
 
 STAGES = ["patch embedding", "absolute position embedding", "block layer norms", "attention, window blocks",
           "attention, global blocks", "MLP", "residual conv blocks", "ConvStream (stride-2 convs)",
@@ -237,3 +238,17 @@ def test_parity_has_the_torchvision_backends_pixel_values():
     theirs = _benchmark("parity").torchvision_formulas(image, trimap)
     assert theirs.shape == ours.shape == (1, 4, 64, 96) and theirs.dtype == np.float32
     assert 0 < np.abs(theirs - ours).max() <= 6e-8
+
+
+def test_torchvision_formulas_are_the_torchvision_backends():
+    """Where torchvision is installed, transformers' default processor is its torchvision backend, and
+    torchvision_formulas give its pixel values."""
+    torchvision()
+    import transformers
+    processor = transformers.VitMatteImageProcessor()
+    assert not isinstance(processor, transformers.VitMatteImageProcessorPil)
+    rng = np.random.default_rng(6)
+    image, trimap = rng.integers(0, 256, (37, 70, 3), dtype=np.uint8), rng.integers(0, 256, (37, 70), dtype=np.uint8)
+    image[:16, :16], trimap[:16, :16] = np.arange(256).reshape(16, 16, 1), np.arange(256).reshape(16, 16)
+    theirs = processor(images=image, trimaps=trimap, return_tensors="np")["pixel_values"]
+    np.testing.assert_array_equal(_benchmark("parity").torchvision_formulas(image, trimap), theirs)

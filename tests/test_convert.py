@@ -43,7 +43,7 @@ def reference_model(det_state, det_reference):
 
 
 @pytest.mark.parametrize("layout", ["safetensors", "bin", "original_pth", "sharded safetensors", "sharded bin"])
-def test_conversions_give_the_reference_alphas(layout, tmp_path, reference_model):
+def test_conversions_give_the_reference_alphas(layout, tmp_path, reference_model, capsys):
     torch, _ = require_reference()
     state, model = reference_model
     if layout == "original_pth":
@@ -84,6 +84,14 @@ def test_conversions_give_the_reference_alphas(layout, tmp_path, reference_model
     assert np.abs(converted(PIXELS).alphas - hf_alphas(model, PIXELS)).max() <= 1e-5
     direct = minimatte.load(source)  # the source itself loads too
     np.testing.assert_array_equal(direct(PIXELS).alphas, converted(PIXELS).alphas)
+    # converting onto a file the source reads (its weights, a shard) is refused: it would be lost
+    own = source if source.is_file() else min(path for path in source.iterdir() if path.name != "config.json")
+    before, _ = own.read_bytes(), capsys.readouterr()
+    assert cli.main(["convert", str(source), str(own), "--dtype", "float16"]) == 2
+    assert capsys.readouterr().err == (f"minimatte: error: destination: {str(own)!r} is the source file "
+                                       f"{str(own)!r}; writing it would destroy it, so give the conversion another "
+                                       "name\n")
+    assert own.read_bytes() == before
 
 
 def test_a_broken_shard_index_is_named(tmp_path, det_state):

@@ -12,7 +12,7 @@ from PIL import Image
 import minimatte
 from minimatte import cli, metrics
 from helpers import DATA
-from reference import require_reference
+from reference import require_reference, torchvision
 
 
 def test_sad_and_mse_by_hand():
@@ -106,6 +106,16 @@ def test_to_uint8_truncates_as_the_reference_saves_mattes():
     near = (nearest[:, None] + np.arange(-64, 65, dtype=np.int32)).view(np.float32).ravel()
     near = near[(near >= 0) & (near <= 1)]
     np.testing.assert_array_equal(metrics.to_uint8(near), torch.from_numpy(near).mul(255).byte().numpy())
+
+
+def test_to_uint8_is_torchvisions_to_pil_image():
+    """The levels of torchvision's to_pil_image itself, which hustvl's inference saves mattes with."""
+    to_pil_image = torchvision().transforms.functional.to_pil_image
+    import torch
+    nearest = (np.arange(256) / 255).astype(np.float32).view(np.int32)
+    near = (nearest[:, None] + np.arange(-64, 65, dtype=np.int32)).view(np.float32).ravel()
+    near = near[(near >= 0) & (near <= 1)][None]  # (1, N): a one-row matte
+    np.testing.assert_array_equal(metrics.to_uint8(near), np.asarray(to_pil_image(torch.from_numpy(near))))
 
 
 def test_grad_matches_scipy_port():
@@ -340,6 +350,13 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     assert rows[0] == "| image | SAD | MSE (x1e3) | Grad | Conn |"
     assert rows[-1] == "| mean | 0.000 | 0.000 | 0.000 | 0.000 |"
     assert [r.split("|")[1].strip() for r in rows[2:4]] == ["GT01", "GT02"]
+    # but a matte as its own trimap, whose pixels of 128 would pass for the unknown region, is refused
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(gt_dir / ".")]) == 2
+    assert capsys.readouterr().err == (f"minimatte: error: trimap: {str(gt_dir / '.')!r} is the gt folder too, so "
+                                       "each ground truth would be its own trimap; give the folder of trimaps\n")
+    assert cli.main(["evaluate", str(pred_dir / names[0]), str(gt_dir / names[0]), str(pred_dir / names[0])]) == 2
+    assert "is the pred file too, so the prediction would be its own trimap; give the trimap file" in \
+        capsys.readouterr().err
     assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 0
     rows = capsys.readouterr().out.splitlines()
     mean = [float(v) for v in rows[-1].split("|")[2:6]]

@@ -8,12 +8,12 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from safetensors.numpy import save_file
 
 import minimatte
 from helpers import DATA, PILLOW_VERSION, REFERENCE, cmyk_profile, gamma_profile, grey_profile
-from reference import require
+from reference import require, torchvision
 
 BULB = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
 
@@ -210,6 +210,24 @@ def test_trimaps_with_transparency():
             minimatte.preprocess(image if value_range is None else image / 255.0, trimap, value_range=value_range)
 
 
+def test_original_preprocessing_is_hustvls_with_torchvision():
+    """preprocessing="original" gives the network input of hustvl's inference: torchvision's to_tensor of the RGB
+    image and the "L" trimap, the model's preprocess_inputs (ImageNet statistics as float32 buffers, both sides
+    padded with zeros when either is not a multiple of 32)."""
+    to_tensor = torchvision().transforms.functional.to_tensor
+    import torch
+    rng = np.random.default_rng(4)
+    image = Image.fromarray(rng.integers(0, 256, (64, 90, 3), dtype=np.uint8))
+    trimap = Image.fromarray(rng.integers(0, 256, (64, 90), dtype=np.uint8))
+    mean = torch.tensor([123.675 / 255, 116.280 / 255, 103.530 / 255]).view(-1, 1, 1)
+    std = torch.tensor([58.395 / 255, 57.120 / 255, 57.375 / 255]).view(-1, 1, 1)
+    inputs = torch.cat(((to_tensor(image) - mean) / std, to_tensor(trimap)))[None]  # (1, 4, 64, 90)
+    padded = torch.zeros(1, 4, 64 + 32, 90 + 32 - 90 % 32)
+    padded[:, :, :64, :90] = inputs
+    ours = minimatte.preprocess(image, trimap, minimatte.config.ORIGINAL_PROCESSOR).pixel_values
+    np.testing.assert_array_equal(ours, padded.numpy())
+
+
 def test_optimised_pngs_read_as_their_originals():
     """A PNG optimiser stores an LA or RGBA image whose alpha is 0 and 255 only, its transparent pixels of one colour
     that no opaque pixel has, as grey or RGB with that colour transparent (tRNS): lossless, so every role reads it
@@ -247,14 +265,20 @@ def test_sixteen_bit_files(tmp_path):
     for name in ("t.png", "t.tif"):
         Image.fromarray(levels).save(tmp_path / name)
         np.testing.assert_array_equal(minimatte.read_trimap(tmp_path / name), levels / 65535)
-    # Pillow before 10.3 opens a 16-bit grey PNG in 32-bit mode "I" (PNG has no 32-bit grey); from other formats
-    # a mode-"I" image stays an error.
+    # Pillow before 10.3 opens a 16-bit grey PNG in 32-bit mode "I" (PNG has no 32-bit grey), and its copies,
+    # crops and turns are "I" images of no format; from other formats a mode-"I" image stays an error.
     opened = Image.open(tmp_path / "t.png").convert("I")
     opened.format = "PNG"
     np.testing.assert_array_equal(minimatte.read_trimap(opened), levels / 65535)
+    turned = ImageOps.exif_transpose(opened).crop((0, 0, 3, 2))
+    assert (turned.mode, turned.format) == ("I", None)
+    np.testing.assert_array_equal(minimatte.read_trimap(turned), levels / 65535)
     opened.format = "TIFF"
     with pytest.raises(ValueError, match="32-bit image mode 'I' is not supported"):
         minimatte.read_trimap(opened)
+    for beyond in -1, 65536:
+        with pytest.raises(ValueError, match=r"^trimap: a 32-bit image \(mode 'I'\) with values beyond 0..65535"):
+            minimatte.read_trimap(Image.fromarray(np.int32([[0, 128, beyond]])))
     # PGM too (as OpenCV's imwrite writes 16-bit grey to .pgm): values of any maxval above 255, which Pillow reads
     # as "I", scaled to 16 bits (Pillow 9.0 leaves them on the maxval's scale: an error there)
     for maxval in 65535, 4095:
