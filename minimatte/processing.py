@@ -361,6 +361,8 @@ NESTED_PIXELS_HINT = " (pixels as nested lists? pass np.asarray of them)"
 
 def _not_an_image_hint(x):
     """What a value given for an image, but no file, PIL image or array, most likely holds; "" where unknown."""
+    if isinstance(x, bytes) and b"\0" not in x and os.path.exists(x):  # as os.listdir(b".") gives names
+        return " (a path as bytes: pass os.fsdecode(path))"
     if isinstance(x, (bytes, bytearray, memoryview)):
         return " (a file's contents: wrap them in io.BytesIO)"
     if isinstance(x, (list, tuple)) and len(x):

@@ -593,6 +593,8 @@ def test_batch_of_equal_sizes():
      r"io.BytesIO\)"),
     (memoryview(b"\x89PNG"), np.zeros((4, 4), np.uint8), {}, TypeError, r"image: .* got memoryview \(a file's "
      r"contents: wrap them in io.BytesIO\)"),
+    (str(BULB[0]).encode(), np.zeros((4, 4), np.uint8), {}, TypeError, r"image: .* got bytes \(a path as bytes: pass "
+     r"os.fsdecode\(path\)\)$"),
 ])
 def test_bad_input_is_one_clear_error(image, trimap, kwargs, error, match):
     with pytest.raises(error, match=match):
