@@ -17,32 +17,46 @@ PROCESSOR_KEY = "minimatte.processor"
 
 
 def read_safetensors(path):
-    """(tensors as NumPy arrays, metadata dict) of a safetensors file; a clear error if it is not one. bfloat16
-    tensors (a fine-tune saved in it), which NumPy has no type for, are read as the float32 values they stand for."""
+    """(tensors as NumPy arrays, metadata dict) of a safetensors file; a clear error if it is not one. safetensors
+    checks the header (dtypes, shapes, offsets within the file); each tensor is then read from the file straight
+    into its array (safetensors' get_tensor would copy it out of a memory map of the whole file, whose pages count
+    as the process's memory beside the copies: twice the checkpoint at the peak). bfloat16 tensors (a fine-tune
+    saved in it), which NumPy has no type for, are read as the float32 values they stand for."""
     from safetensors import SafetensorError, safe_open
 
     path = os.fspath(path)
     try:
         with safe_open(path, framework="np") as f:
             metadata = f.metadata() or {}
-            bfloat16 = _bfloat16_tensors(path)
-            tensors = {k: f.get_tensor(k) for k in f.keys() if k not in bfloat16}
+        return _read_tensors(path), metadata
     except (SafetensorError, OSError, ValueError, TypeError) as error:
         raise ValueError(f"weights: {path!r} is not a readable safetensors file ({error})") from None
-    return {**tensors, **bfloat16}, metadata
 
 
-def _bfloat16_tensors(path):
-    """{name: float32 array} of a safetensors file's bfloat16 tensors, read from the bytes its header gives them:
+# safetensors' dtypes that NumPy has (BF16 is converted), little-endian as the format stores them
+_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+                       "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+
+
+def _read_tensors(path):
+    """{name: array} of a safetensors file whose header safetensors has checked, each read where the header puts it:
     the file's first 8 bytes are the header's length (little-endian), the JSON header follows, then the data."""
     tensors = {}
     with open(path, "rb") as file:
         length = int.from_bytes(file.read(8), "little")
         for key, entry in json.loads(file.read(length)).items():
-            if key != "__metadata__" and entry["dtype"] == "BF16":
-                first, end = entry["data_offsets"]
-                file.seek(8 + length + first)
+            if key == "__metadata__":
+                continue
+            first, end = entry["data_offsets"]
+            file.seek(8 + length + first)
+            if entry["dtype"] == "BF16":
                 tensors[key] = bfloat16_to_float32(file.read(end - first)).reshape(entry["shape"])
+                continue
+            if entry["dtype"] not in _SAFETENSORS_DTYPES:
+                raise ValueError(f"tensor {key!r} is of dtype {entry['dtype']}, which minimatte does not read")
+            tensors[key] = np.empty(entry["shape"], _SAFETENSORS_DTYPES[entry["dtype"]])
+            if file.readinto(tensors[key].reshape(-1).view(np.uint8)) != end - first:
+                raise ValueError(f"tensor {key!r} ends beyond the file")
     return tensors
 
 

@@ -98,13 +98,18 @@ def test_mattes_on_another_scale_are_refused():
         metrics.to_uint8(gt.astype(np.uint16) * 257)
 
 
+def _near_every_level_boundary():
+    """The float32 values in [0, 1] within 64 steps of each 8-bit level's boundary k / 255."""
+    nearest = (np.arange(256) / 255).astype(np.float32).view(np.int32)
+    near = (nearest[:, None] + np.arange(-64, 65, dtype=np.int32)).view(np.float32).ravel()
+    return near[(near >= 0) & (near <= 1)]
+
+
 def test_to_uint8_truncates_as_the_reference_saves_mattes():
     """hustvl's inference saves the network's float32 alphas with torchvision's to_pil_image: mul(255).byte(),
     in float32. to_uint8 gives the same levels for the float32 values nearest every level's boundary k / 255."""
     torch, _ = require_reference()
-    nearest = (np.arange(256) / 255).astype(np.float32).view(np.int32)
-    near = (nearest[:, None] + np.arange(-64, 65, dtype=np.int32)).view(np.float32).ravel()
-    near = near[(near >= 0) & (near <= 1)]
+    near = _near_every_level_boundary()
     np.testing.assert_array_equal(metrics.to_uint8(near), torch.from_numpy(near).mul(255).byte().numpy())
 
 
@@ -112,9 +117,7 @@ def test_to_uint8_is_torchvisions_to_pil_image():
     """The levels of torchvision's to_pil_image itself, which hustvl's inference saves mattes with."""
     to_pil_image = torchvision().transforms.functional.to_pil_image
     import torch
-    nearest = (np.arange(256) / 255).astype(np.float32).view(np.int32)
-    near = (nearest[:, None] + np.arange(-64, 65, dtype=np.int32)).view(np.float32).ravel()
-    near = near[(near >= 0) & (near <= 1)][None]  # (1, N): a one-row matte
+    near = _near_every_level_boundary()[None]  # (1, N): a one-row matte
     np.testing.assert_array_equal(metrics.to_uint8(near), np.asarray(to_pil_image(torch.from_numpy(near))))
 
 

@@ -225,6 +225,11 @@ def test_bad_checkpoint_files(tmp_path):
         broken.write_bytes(content)
         with pytest.raises(ValueError, match="is not a readable safetensors file"):
             minimatte.load(broken)
+    header = json.dumps({"a": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}).encode()
+    broken.write_bytes(len(header).to_bytes(8, "little") + header + b"\x01\x02")  # float8: NumPy has no such type
+    with pytest.raises(ValueError, match=r"is not a readable safetensors file \(tensor 'a' is of dtype F8_E4M3, "
+                                         r"which minimatte does not read\)$"):
+        minimatte.load(broken)
     with pytest.raises(FileNotFoundError, match="has neither model.safetensors nor pytorch_model.bin"):
         minimatte.load(tmp_path)
 
