@@ -205,6 +205,6 @@ def test_reading_a_checkpoint_holds_it_once(tmp_path, det_state):
     from safetensors.numpy import save_file
     save_file(det_state("small"), str(tmp_path / "model.safetensors"))
     result = subprocess.run([sys.executable, "-c", READ_CHECKPOINT, str(tmp_path / "model.safetensors")],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, cwd=TESTS, check=True)
     before, peak, size = map(int, result.stdout.split())
     assert size > 100e6 and peak - before < 1.2 * size, f"{(peak - before) / size:.2f}x the tensors' size"
