@@ -653,8 +653,8 @@ def _layout_hint(shape, dims):
     """What an array of `shape`, not the (H, W[, C]) of `dims` dimensions expected, most likely holds."""
     if len(shape) == 3 and shape[2] > 4 and (shape[0] == 1 or dims == 3 and shape[0] in (3, 4)):
         return " (channels first, as torch stores images? pass it as a.transpose(1, 2, 0))"
-    batch = f" (a batch of {shape[0]}? give one at a time; infer also takes a list of them)"
-    return torch_batch_hint(shape) or (batch if len(shape) == dims + 1 else "")
+    batch = len(shape) == dims + 1 and f" (a batch of {shape[0]}? give one at a time; infer also takes a list of them)"
+    return torch_batch_hint(shape) or batch or ""
 
 
 def torch_batch_hint(shape):

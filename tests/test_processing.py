@@ -550,6 +550,9 @@ def test_batch_of_equal_sizes():
     (np.zeros((10, 10, 3), np.uint8), np.zeros((1, 1, 10, 10), np.uint8), {}, ValueError,
      r"trimap: .* \(a batch of 1 in torch's \(B, C, H, W\) layout"),
     (np.zeros((0, 10, 3), np.uint8), np.zeros((0, 10), np.uint8), {}, ValueError, "image: image is empty"),
+    (np.uint8(3), np.zeros((4, 4), np.uint8), {}, ValueError, r"image: expected an \(H, W, 3\) .* got shape \(\)$"),
+    (np.zeros((4, 4, 3), np.uint8), np.array(3, np.uint8), {}, ValueError,
+     r"trimap: expected a one-.* got shape \(\)$"),  # a 0-d array, as a[0, 0] gives
     (np.full((4, 4, 3), np.nan), np.zeros((4, 4), np.uint8), {"value_range": 1.0}, ValueError, "image: contains NaN"),
     (np.where(np.eye(4)[..., None] > 0, np.nan, 0.5).repeat(3, 2), np.zeros((4, 4), np.uint8), {"value_range": 1.0},
      ValueError, "image: contains NaN"),  # a few among valid values
