@@ -18,6 +18,7 @@ import collections
 import itertools
 import math
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -75,8 +76,8 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     """The cut-out in 8 bits: RGBA (H, W, 4) with the foreground colours and alpha as its alpha channel; or, given
     a background, the RGB (H, W, 3) composite alpha * F + (1 - alpha) * background.
 
-    background: a colour (name, #rrggbb, or (r, g, b) integers 0..255: a tuple, list or 1-D array) or an image
-    (path, PIL image or array; scaled bicubically to cover the image and centred, its aspect ratio kept (what
+    background: a colour (a name, #rrggbb or another form Pillow's ImageColor reads, or (r, g, b) integers 0..255:
+    a tuple, list or 1-D array, also with an alpha of 255) or an image (path, PIL image or array; scaled bicubically to cover the image and centred, its aspect ratio kept (what
     overflows the image is cropped, as a photo fills a frame), its colours converted into the image's colour space
     where their ICC profiles differ); opaque, as the composite is. foreground=False uses the image's own colours
     instead of estimate_foreground's: faster, but soft edges keep a fringe of the old background.
@@ -174,34 +175,48 @@ def open_background(background):
         return open_image(background, "background")
     except FileNotFoundError:
         path = Path(os.fspath(background))
-        if path.suffix or len(path.parts) > 1:  # meant as a file ("new_bg.jpg"): no such file, as for any input
+        meant_as_colour = isinstance(background, str) and re.fullmatch(r"\s*[a-z]+\(.*\)\s*", background, re.I)
+        if (path.suffix or len(path.parts) > 1) and not meant_as_colour:  # "new_bg.jpg": as any missing input
             raise
         raise ValueError(f"background: {background!r} is neither a colour nor an image file (colours: a name such "
-                         "as green, #00ff00 or rgb(0, 255, 0))") from None
+                         f"as green, #00ff00 or rgb(0, 255, 0){_rgba_hint(background)})") from None
 
 
 def background_colour(background):
-    """The colour a background names (r, g, b integers 0..255 as a tuple, list or 1-D array; a name or #rrggbb)
-    as (r, g, b), or None where it names none (an image, then)."""
+    """The colour a background names (r, g, b or r, g, b, alpha integers 0..255 as a tuple, list or 1-D array; a
+    name, #rrggbb or another colour that Pillow's ImageColor reads) as (r, g, b), or None where it names none (an
+    image, then). A colour with an alpha other than 255 is refused: the composite is opaque."""
     if isinstance(background, (tuple, list)) or getattr(background, "ndim", None) == 1:
         values = tuple(background)
-        if len(values) != 3 or not all(is_integer(v) and 0 <= v <= 255 for v in values):
+        if len(values) not in (3, 4) or not all(is_integer(v) and 0 <= v <= 255 for v in values):
             shown = repr(background)  # but not the pixels of a list of images
             if len(shown) > 60:
                 kind = "an array" if hasattr(background, "ndim") else f"a {type(background).__name__}"
                 shown = f"{kind} of length {len(values)}"
-            raise ValueError(f"background: a colour needs 3 integers 0..255 (r, g, b), got {shown}")
-        return tuple(map(int, values))
-    if not isinstance(background, str):
-        return None
-    try:
-        colour = ImageColor.getrgb(background)
-    except ValueError:
+            raise ValueError(f"background: a colour needs 3 integers 0..255 (r, g, b), or 4 (r, g, b, alpha), got "
+                             f"{shown}")
+        colour = tuple(map(int, values))
+    elif isinstance(background, str):
+        try:
+            colour = ImageColor.getrgb(background.strip())
+        except ValueError:
+            return None
+        if not all(0 <= v <= 255 for v in colour):  # ImageColor reads rgb(300, 0, 0) and hsl(0, 100%, 150%) too
+            raise ValueError(f"background: {background!r} is not a colour: Pillow reads it as {colour}, beyond "
+                             "0..255")
+    else:
         return None
     if colour[3:] not in ((), (255,)):
         raise ValueError(f"background: {background!r} is partly transparent; a composite is opaque: give an opaque "
-                         "colour, or no background for an RGBA cut-out")
+                         f"colour, or no background for an RGBA cut-out{_rgba_hint(background)}")
     return colour[:3]
+
+
+def _rgba_hint(background):
+    """For an error about an rgba(...) colour, written as CSS writes one: how Pillow reads its alpha."""
+    if isinstance(background, str) and background.strip().lower().startswith("rgba("):
+        return "; rgba's alpha is an integer 0..255 (255 opaque), not CSS's 0..1"
+    return ""
 
 
 def _cover(source, target):

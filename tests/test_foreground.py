@@ -208,8 +208,13 @@ def test_bad_input_is_one_clear_error():
     for missing in ("new_bg.jpg", os.path.join("backgrounds", "beach")):  # meant as files: as any missing input
         with pytest.raises(FileNotFoundError, match=f"background: no such file {re.escape(repr(missing))}"):
             cutout(image, np.zeros((10, 12)), background=missing)
-    for colour in [(0, 1.0, 0), (0, 256, 0), (0, 255), [0, 255, True], np.float64([0, 0.5, 0])]:
-        with pytest.raises(ValueError, match=r"background: a colour needs 3 integers 0\.\.255 \(r, g, b\), got "):
+    for colour in [(0, 1.0, 0), (0, 256, 0), (0, 255), [0, 255, True], np.float64([0, 0.5, 0]), (0, 255, 0, 255, 0)]:
+        with pytest.raises(ValueError, match=r"background: a colour needs 3 integers 0\.\.255 \(r, g, b\), or 4 "
+                                             r"\(r, g, b, alpha\), got "):
+            cutout(image, np.zeros((10, 12)), background=colour)
+    for colour, read in (("rgb(300, 0, 0)", r"\(300, 0, 0\)"), ("hsl(120, 100%, 150%)", r"\(510, 255, 510\)")):
+        with pytest.raises(ValueError, match=rf"background: '{re.escape(colour)}' is not a colour: Pillow reads it as "
+                                             rf"{read}, beyond 0\.\.255$"):  # not composited with 300/255
             cutout(image, np.zeros((10, 12)), background=colour)
     alpha = np.zeros((10, 12))
     with pytest.raises(TypeError, match=r"alpha: expected .* got list \(a list of 2 images\? give them one at a "
@@ -221,11 +226,20 @@ def test_bad_input_is_one_clear_error():
         with pytest.raises(ValueError, match=rf"background: a colour needs .* got {shown}$"):  # not their pixels
             cutout(image, np.zeros((10, 12)), background=images)
     green = cutout(image, np.full((10, 12), 0.25), background=(0, 255, 0))
-    for colour in [0, 255, 0], np.uint8([0, 255, 0]):  # a list or a NumPy colour, as a tuple
+    for colour in ([0, 255, 0], np.uint8([0, 255, 0]), (0, 255, 0, 255), np.uint8([0, 255, 0, 255]), " lime ",
+                   "rgba(0, 255, 0, 255)"):  # a list or a NumPy colour as a tuple, opaque alpha as none
         np.testing.assert_array_equal(cutout(image, np.full((10, 12), 0.25), background=colour), green)
     # A composite is opaque: a background with transparency would show the colours under it.
-    for colour in ("#00ff0080", "#0f08"):
-        with pytest.raises(ValueError, match=f"background: '{colour}' is partly transparent"):
+    for colour in ("#00ff0080", "#0f08", (0, 255, 0, 128)):
+        with pytest.raises(ValueError, match=rf"background: {re.escape(repr(colour))} is partly transparent; a "
+                                             r"composite is opaque: .* RGBA cut-out$"):
+            cutout(image, np.zeros((10, 12)), background=colour)
+    # CSS's rgba takes alpha in 0..1, Pillow's (so minimatte's) in 0..255: the error says which.
+    css = "; rgba's alpha is an integer 0..255 (255 opaque), not CSS's 0..1"
+    for colour, error in (("rgba(0, 255, 0, 1)", "is partly transparent; a composite is opaque: .*"),
+                          ("rgba(0, 255, 0, 0.5)", r"is neither a colour nor an image file \(colours: .*"),
+                          ("RGBA(0,255,0,1.0)", r"is neither a colour nor an image file \(colours: .*")):
+        with pytest.raises(ValueError, match=rf"background: {re.escape(repr(colour))} {error}{re.escape(css)}\)?$"):
             cutout(image, np.zeros((10, 12)), background=colour)
     np.testing.assert_array_equal(cutout(image, np.zeros((10, 12)), background="#00ff00ff"),
                                   cutout(image, np.zeros((10, 12)), background="#00ff00"))
