@@ -306,6 +306,9 @@ def _converted(image, source, target, mode, name, flags=0):
         raise ValueError(f"{name}: cannot convert its colours between ICC profiles ({error})") from None
 
 
+_STRAIGHT_ALPHA = {"PA": "RGBA", "RGBa": "RGBA", "La": "LA"}  # PIL modes with an alpha, as unpremultiplied ones
+
+
 def _pil_to_array(img, name, floats=False):
     """A PIL image as an (H, W) or (H, W, C) array, keeping its own value scale. With `floats`, a 32-bit float
     image (mode "F", as TIFF stores mattes) is a float32 array; otherwise it is an error."""
@@ -328,9 +331,11 @@ def _pil_to_array(img, name, floats=False):
         only = " (32-bit float files are read as mattes and masks only)" if img.mode == "F" else ""
         raise ValueError(f"{name}: 32-bit image mode {img.mode!r} is not supported{only}; save it as 8 or 16 bit")
     if img.mode not in ("L", "LA", "RGB", "RGBA"):
+        # An alpha is kept, straight: PIL's "RGB" of premultiplied "RGBa" drops it, and a cut-out's alpha is a matte
+        straight = _STRAIGHT_ALPHA.get(img.mode, "RGBA" if "transparency" in img.info else "RGB")
         try:
-            img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
-        except ValueError:  # PIL converts some modes (e.g. premultiplied "La") to nothing else
+            img = img.convert(straight)
+        except ValueError:  # PIL converts some modes to nothing else ("LAB" before Pillow 10)
             raise ValueError(f"{name}: image mode {img.mode!r} is not supported; save it as RGB(A) or "
                              "greyscale") from None
     return np.asarray(img)

@@ -395,18 +395,21 @@ def test_float_levels_are_their_float64_quotient_rounded_once():
 
 def test_other_image_modes():
     rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
-    for mode in ("CMYK", "YCbCr", "P", "RGBa"):  # read as PIL converts them to RGB
-        source = "RGBA" if mode == "RGBa" else "RGB"  # Pillow 9.0 converts RGBA, not RGB, to RGBa
+    for mode in ("CMYK", "YCbCr", "P", "RGBa"):  # read as PIL converts them to RGB (RGBa through RGBA)
+        source = "RGBA" if mode == "RGBa" else "RGB"  # Pillow 9.0 converts RGBA, not RGB, to RGBa, and back
         image = Image.fromarray(rgb).convert(source).convert(mode)
-        try:
-            expected = np.asarray(image.convert("RGB")) / 255
-        except ValueError:  # Pillow 9.0 cannot convert RGBa to RGB: then a clear error
-            with pytest.raises(ValueError, match=f"^image: image mode '{mode}' is not supported; save it as RGB"):
-                minimatte.read_image(image)
-            continue
-        np.testing.assert_array_equal(minimatte.read_image(image), expected)
-    with pytest.raises(ValueError, match="^image: image mode 'La' is not supported; save it as RGB"):
-        minimatte.read_image(Image.fromarray(rgb).convert("LA").convert("La"))
+        np.testing.assert_array_equal(minimatte.read_image(image), np.asarray(image.convert(source))[..., :3] / 255)
+    # Premultiplied alpha is read straight: a premultiplied cut-out's alpha is its matte, not its colours' luma
+    alpha = np.uint8([[0, 30, 60, 128, 200, 255]] * 4)
+    for mode, straight in (("RGBa", "RGBA"), ("La", "LA")):
+        cut_out = Image.fromarray(np.dstack([rgb, alpha])).convert(straight)
+        premultiplied = cut_out.convert(mode)
+        np.testing.assert_array_equal(minimatte.processing.read_matte(premultiplied), alpha / 255)
+        np.testing.assert_array_equal(minimatte.read_image(premultiplied),
+                                      minimatte.read_image(premultiplied.convert(straight)))
+        np.testing.assert_array_equal(minimatte.trimap_from_mask(premultiplied), minimatte.trimap_from_mask(alpha))
+        with pytest.raises(ValueError, match="^background: the image has transparent pixels"):
+            minimatte.foreground.stored_background(premultiplied, (4, 6))
 
 
 def _srgb(lightness):
