@@ -22,11 +22,12 @@ from .processing import (clip_overshoot, expanded_home, image_extensions, in_col
 #   filtered rows: cut-outs and composites are written 4-5x faster, files within a few percent of the size;
 # - WebP: lossless, with the colours under transparent pixels kept as PNG keeps them (the default is lossy:
 #   mattes came back up to 24 levels in 255 off, composites 100);
-# - JPEG: quality 95 (OpenCV's default) instead of 75; JPEG is lossy at any quality, PNG is the format for mattes;
+# - JPEG (and MPO, JPEG's multi-picture form): quality 95 (OpenCV's default) instead of 75; JPEG is lossy at any
+#   quality, PNG is the format for mattes;
 # - AVIF: quality 100 without chroma subsampling (the default, 75 and 4:2:0, moved mattes' values by up to 26
 #   levels in 255 and colours by 98); mattes then read back exactly, colours within a few levels.
 SAVE_OPTIONS = {"PNG": {"compress_type": zlib.Z_RLE}, "WEBP": {"lossless": True, "exact": True},
-                "JPEG": {"quality": 95}, "AVIF": {"quality": 100, "subsampling": "4:4:4"}}
+                "JPEG": {"quality": 95}, "MPO": {"quality": 95}, "AVIF": {"quality": 100, "subsampling": "4:4:4"}}
 
 # The largest resolution (pixels per inch) each format that records one holds, as Pillow writes it: JPEG's JFIF
 # density in whole dpi of 16 bits (larger values wrap around), PNG's and BMP's pixels per metre in 31 bits, TIFF's
@@ -55,8 +56,9 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
     dpi: the resolution (x, y) in pixels per inch of the image the result was made from (minimatte.dpi(image)),
          written into PNG, JPEG, TIFF and BMP files where they can hold it (LARGEST_DPI); the other formats hold
          none. None: none recorded.
-    A format that cannot hold the result (an RGBA cut-out as JPEG, 16 bits outside PNG and TIFF, HEIF) is an
-    error before anything is written.
+    A format that cannot hold the result (an RGBA cut-out as JPEG, 16 bits outside PNG and TIFF, HEIF, formats
+    that Pillow writes at icon sizes or does not read back: ICO, ICNS, PDF, EPS) is an error before anything is
+    written.
     """
     to_file = isinstance(output, (str, os.PathLike))
     if not to_file and not hasattr(output, "write"):
@@ -109,6 +111,8 @@ def _result_image(result, bits):
                if a is not None else type(result).__name__)
         raise TypeError("result: expected a matte (H, W) of floats in [0, 1] or of uint8 or uint16 values, or a "
                         f"uint8 cut-out (H, W, 4) or composite (H, W, 3), got {got}")
+    if a.size == 0:
+        raise ValueError(f"result: the array is empty, shape {a.shape}")
     if bits is not None and not (is_integer(bits) and bits in ALPHA_MODES):  # 8.0 failed inside a shift
         raise ValueError(f"bits: expected 8, 16 or 32, got {bits!r}")
     if a.dtype.kind != "f":
@@ -152,28 +156,47 @@ def output_format(path):
 def check_format(form, mode, output):
     """Refuse an output of PIL format `form` that cannot hold an image of `mode`: an RGBA cut-out as JPEG (no
     alpha), GIF (alpha 0 or 255 only) or BMP (alpha not read back), 16-bit alphas outside PNG and TIFF (others
-    keep 8 bits), float alphas outside TIFF, and HEIF, which its plugin writes lossy even at "lossless" quality."""
+    keep 8 bits), float alphas outside TIFF, HEIF, which its plugin writes lossy even at "lossless" quality, and
+    formats that Pillow writes at other sizes or does not read back (_round_trip)."""
     if form == "HEIF":
         raise ValueError(f"output: HEIF files are lossy, got {output!r}; use .png")
     if mode == "I;16" and form not in ("PNG", "TIFF"):
         raise ValueError(f"output: 16-bit alphas need a .png or .tif file, got {output!r}")
     if mode == "F" and form != "TIFF":
         raise ValueError(f"output: 32-bit float alphas need a .tif file, got {output!r}")
-    if not _holds(form, mode):
+    problem = _round_trip(form, mode)
+    if problem == "not written":
         opaque = ", or composite it onto a background" if mode == "RGBA" else ""  # e.g. a JPEG on white
         raise ValueError(f"output: a {form} file cannot hold {WRITTEN[mode]}, got {output!r}; use .png{opaque}")
+    if problem == "not read":
+        raise ValueError(f"output: {form} files are written by Pillow but not read by it (so not by minimatte), got "
+                         f"{output!r}; use .png")
+    if problem == "resized":
+        raise ValueError(f"output: Pillow writes {form} files at icon sizes of its own, not the result's, got "
+                         f"{output!r}; use .png")
 
 
 @functools.lru_cache(maxsize=None)
-def _holds(form, mode):
-    """Whether Pillow writes images of `mode` as `form` (with SAVE_OPTIONS), a cut-out's soft alpha read back."""
-    file = io.BytesIO()
+def _round_trip(form, mode):
+    """What goes wrong where Pillow writes an image of `mode` as `form` (with SAVE_OPTIONS) and reads it back:
+    "not written" (also a cut-out's soft alpha lost), "not read" (PDF, which it only writes; EPS, whose reader
+    needs Ghostscript), "resized" (ICO, ICNS), or "" for nothing."""
+    file, size = io.BytesIO(), (30, 20)  # not square, and not an icon size
     try:
-        probe = Image.new(mode, (1, 1), (0, 0, 0, 128)[-Image.getmodebands(mode):])
-        probe.save(file, format=form, **SAVE_OPTIONS.get(form, {}))
-        return mode != "RGBA" or Image.open(file).convert("RGBA").getpixel((0, 0))[3] == 128
+        Image.new(mode, size, (0, 0, 0, 128)[-Image.getmodebands(mode):]).save(file, format=form,
+                                                                             **SAVE_OPTIONS.get(form, {}))
     except (OSError, ValueError, KeyError):
-        return False
+        return "not written"
+    try:
+        written = Image.open(file)
+        written.load()
+    except (OSError, ValueError, SyntaxError):
+        return "not read"
+    if written.size != size:
+        return "resized"
+    if mode == "RGBA" and written.convert("RGBA").getpixel((0, 0))[3] != 128:
+        return "not written"
+    return ""
 
 
 @functools.lru_cache(maxsize=None)

@@ -449,7 +449,8 @@ def integer_hint(a):
     int64), the conversion to name in an error; else ""."""
     if a.size and np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 65535:
         bits = 8 if a.max() <= 255 else 16
-        return f" (its values lie in 0..{a.max()}: for {bits}-bit values, pass .astype(np.uint{bits}))"
+        if a.dtype != np.dtype(f"uint{bits}"):  # (a uint16 array refused for its shape needs no conversion)
+            return f" (its values lie in 0..{a.max()}: for {bits}-bit values, pass .astype(np.uint{bits}))"
     return ""
 
 

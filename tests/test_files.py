@@ -85,6 +85,9 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
     assert (np.asarray(Image.open(tmp_path / "a16.tif")) == np.rint(alpha * 65535)).all()
     minimatte.save(tmp_path / "a32.tif", alpha, bits=32)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a32.tif")), alpha)
+    minimatte.save(tmp_path / "a.jpg", alpha)
+    minimatte.save(tmp_path / "a.mpo", alpha)  # JPEG's multi-picture form: at JPEG's quality, not Pillow's 75
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.mpo")), np.asarray(Image.open(tmp_path / "a.jpg")))
     trimap = rng.choice(np.array([0, 128, 255], np.uint8), (20, 30))
     minimatte.save(tmp_path / "t.png", trimap)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "t.png")), trimap)
@@ -117,6 +120,13 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         (("a16.jpg", alpha, 16), "output: 16-bit alphas need a .png or .tif file"),
         (("a32.png", alpha, 32), "output: 32-bit float alphas need a .tif file"),
         (("a.heic", alpha), "output: HEIF files are lossy"),
+        (("c.ico", rgba), r"output: Pillow writes ICO files at icon sizes of its own, not the result's, got '/.*c.ico'; "
+                          r"use .png$"),  # a 20x30 cut-out would be 16x11 pixels there
+        (("a.icns", alpha), "output: Pillow writes ICNS files at icon sizes of its own"),
+        (("a.pdf", alpha), r"output: PDF files are written by Pillow but not read by it \(so not by minimatte\), got "),
+        (("a.png", alpha[:0]), r"result: the array is empty, shape \(0, 30\)$"),
+        (("c.png", rgba[..., :3].astype(np.uint16) * 257), r"result: .* got an array of dtype uint16 and shape "
+                                                            r"\(20, 30, 3\)$"),  # no uint16 hint for a uint16
         (("a.png", alpha * 1.2), r"result: values must lie in \[0, 1\] \(up to 1/8 beyond it, a filter's overshoot, is "
                                  r"clipped\), found \[0, 1.2\]"),
         (("a.png", np.full((2, 2), np.nan)), "result: contains NaN or infinite values"),
