@@ -77,10 +77,11 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
     a background, the RGB (H, W, 3) composite alpha * F + (1 - alpha) * background.
 
     background: a colour (a name, #rrggbb or another form Pillow's ImageColor reads, or (r, g, b) integers 0..255:
-    a tuple, list or 1-D array, also with an alpha of 255) or an image (path, PIL image or array; scaled bicubically to cover the image and centred, its aspect ratio kept (what
-    overflows the image is cropped, as a photo fills a frame), its colours converted into the image's colour space
-    where their ICC profiles differ); opaque, as the composite is. foreground=False uses the image's own colours
-    instead of estimate_foreground's: faster, but soft edges keep a fringe of the old background.
+    a tuple, list or 1-D array, also with an alpha of 255) or an image (path, PIL image or array; scaled
+    bicubically to cover the image and centred, its aspect ratio kept (what overflows the image is cropped, as a
+    photo fills a frame), its colours converted into the image's colour space where their ICC profiles differ);
+    opaque, as the composite is. foreground=False uses the image's own colours instead of estimate_foreground's:
+    faster, but soft edges keep a fringe of the old background.
     alpha as for estimate_foreground. The result is in the image's colour space: save it with icc_profile(image).
     crop: None for the whole image, or a margin in pixels: the result cut to the box of the pixels whose 8-bit
     alpha is not 0, widened by the margin on each side within the image (as cut-out services trim theirs).

@@ -335,7 +335,7 @@ def _pil_to_array(img, name, floats=False):
         straight = _STRAIGHT_ALPHA.get(img.mode, "RGBA" if "transparency" in img.info else "RGB")
         try:
             img = img.convert(straight)
-        except ValueError:  # PIL converts some modes to nothing else ("LAB" before Pillow 10)
+        except ValueError:  # PIL converts some modes to nothing else (LAB in Pillow 9.0)
             raise ValueError(f"{name}: image mode {img.mode!r} is not supported; save it as RGB(A) or "
                              "greyscale") from None
     return np.asarray(img)
@@ -449,7 +449,7 @@ def integer_hint(a):
     int64), the conversion to name in an error; else ""."""
     if a.size and np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 65535:
         bits = 8 if a.max() <= 255 else 16
-        if a.dtype != np.dtype(f"uint{bits}"):  # (a uint16 array refused for its shape needs no conversion)
+        if a.dtype != np.dtype(f"uint{bits}"):  # a uint8 or uint16 array refused for its shape: none to name
             return f" (its values lie in 0..{a.max()}: for {bits}-bit values, pass .astype(np.uint{bits}))"
     return ""
 

@@ -120,8 +120,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         (("a16.jpg", alpha, 16), "output: 16-bit alphas need a .png or .tif file"),
         (("a32.png", alpha, 32), "output: 32-bit float alphas need a .tif file"),
         (("a.heic", alpha), "output: HEIF files are lossy"),
-        (("c.ico", rgba), r"output: Pillow writes ICO files at icon sizes of its own, not the result's, got '/.*c.ico'; "
-                          r"use .png$"),  # a 20x30 cut-out would be 16x11 pixels there
+        (("c.ico", rgba), r"output: Pillow writes ICO files at icon sizes of its own, not the result's, got "
+                          r"'/.*c.ico'; use .png$"),  # a 20x30 cut-out would be 16x11 pixels there
         (("a.icns", alpha), "output: Pillow writes ICNS files at icon sizes of its own"),
         (("a.pdf", alpha), r"output: PDF files are written by Pillow but not read by it \(so not by minimatte\), got "),
         (("a.png", alpha[:0]), r"result: the array is empty, shape \(0, 30\)$"),
