@@ -706,10 +706,10 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a16.jpg"), "--bits", "16"]) == 2
     assert "output: 16-bit alphas need a .png or .tif file, got" in capsys.readouterr().err
     assert not (tmp_path / "a16.jpg").exists()
-    for name in ("c.jpg", "c.gif", "c.bmp"):  # no alpha, or alpha 0 or 255 only: refused before the model loads
+    for name in ("c.jpg", "c.gif", "c.bmp", "c.eps"):  # no alpha, or 0 and 255 only: refused before the model loads
         assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / name), "--model", "none"]) == 2
         form = Image.registered_extensions()[name[1:]]
-        assert f"output: a {form} file cannot hold an RGBA cut-out" in capsys.readouterr().err
+        assert f"output: {form} files cannot hold an RGBA cut-out" in capsys.readouterr().err
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.jpg"), "--model", NAME,
                      "--background", "red", "--raw-colors"]) == 0  # RGB fits
     assert cli.main(["matte", str(image), str(trimap), "-o", str(tmp_path / "a.pgn"), "--model", "none"]) == 2
