@@ -2,6 +2,7 @@
 import argparse
 import contextlib
 import csv
+import functools
 import io
 import os
 import platform
@@ -199,7 +200,8 @@ def _run(jobs, work, progress, batch):
     failed = 0
     for job in jobs:
         try:
-            work(*job)
+            with _warnings_noted(progress.note, job[0]):
+                work(*job)
         except KeyboardInterrupt:
             progress.clear()  # the bar makes way for main's message
             raise
@@ -213,6 +215,19 @@ def _run(jobs, work, progress, batch):
         progress.item_done("wrote the PNG to standard output" if job[-1] == STDIO else f"wrote {job[-1]}")
     if failed:
         raise RuntimeError(f"{failed} of {len(jobs)} {progress.label} failed")  # "images", "masks"
+
+
+@contextlib.contextmanager
+def _warnings_noted(note, source):
+    """Warnings raised as `source` is read or worked on (Pillow's of a photo's corrupt EXIF data), each shown as
+    note(line), one line that names the file, at the end: Python's own form names no file and prints a line of
+    Pillow's source (over the progress bar)."""
+    with warnings.catch_warnings(record=True) as heard:
+        try:
+            yield
+        finally:
+            for warning in heard:
+                note(f"minimatte: warning: {_shown(source)}: {_one_line(warning.message)}")
 
 
 def _message(error):
@@ -250,7 +265,8 @@ def _matte(args):
     else:
         _check_writable([out for *_, out in jobs], "RGBA" if background is None else "RGB")
         if background is not None:  # an image file (or standard input) decoded once, for every image
-            background = open_background(_input(background, "background"))
+            with _warnings_noted(_printer(args.quiet), background):
+                background = open_background(_input(background, "background"))
             stored_background(background, (1, 1))  # a bad colour or image is refused before any work
     model = None if kind == "alpha" else api.load(args.model, backend=args.backend, precision=args.precision,
                                                   preprocessing=args.preprocessing,
@@ -581,6 +597,21 @@ def _terminate_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _printer(quiet):
+    """print(line) to stderr; with --quiet, nothing."""
+    return (lambda line: None) if quiet else functools.partial(print, file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, say):
+    """A warning outside the files' reading (_warnings_noted) as one line, as errors are shown."""
+    say(f"minimatte: warning: {_one_line(message)}")
+
+
+def _one_line(message):
+    """A warning's text on one line, its runs of spaces single (Pillow's EXIF warnings have double spaces)."""
+    return " ".join(str(message).split())
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     backend.keep_freed_memory()  # a batch's later images reuse the memory of the first (see its docstring)
@@ -589,6 +620,7 @@ def main(argv=None):
             # The files are the user's own: Pillow's warning from 89 megapixels on (a medium-format camera's photo)
             # would print a line of its source code over the progress; its error beyond 179 stays (processing).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.showwarning = functools.partial(_show_warning, say=_printer(getattr(args, "quiet", False)))
             args.run(args)
     except KeyboardInterrupt:  # Ctrl-C: no traceback; a file being written is removed (files.atomic_output)
         print("minimatte: interrupted", file=sys.stderr)

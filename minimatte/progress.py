@@ -68,6 +68,15 @@ class Items:
             if self.done == self.total:
                 sys.stderr.write("\n")
 
+    def note(self, message):
+        """Show `message` (a warning) on its own line, above the bar on a terminal; nothing when quiet."""
+        if self.quiet:
+            return
+        if self.interactive:  # the bar is redrawn as the item is done
+            sys.stderr.write(f"\r{message}\x1b[K\n")
+        else:
+            print(message, file=sys.stderr)
+
     def clear(self):
         """Erase the bar (on a terminal), e.g. to make way for an error message."""
         if self.interactive:

@@ -681,6 +681,44 @@ def test_cli_leaves_out_pillows_warning_for_a_large_photo(served, tmp_path, caps
                         r"raise PIL.Image.MAX_IMAGE_PIXELS\n", capsys.readouterr().err)
 
 
+def test_cli_names_the_file_of_pillows_warnings(tmp_path, capsys, monkeypatch):
+    """A photo's corrupt EXIF data makes Pillow warn: the command line shows it as one line naming the file, above
+    the bar on a terminal, not in Python's form (which names Pillow's source and prints a line of it)."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 1, "Cam"  # orientation, make
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 1), dtype=np.uint8).repeat(3, axis=2)  # grey
+    photos, mattes, out = tmp_path / "photos", tmp_path / "mattes", tmp_path / "out"
+    photos.mkdir(), mattes.mkdir()
+    Image.fromarray(pixels).save(photos / "a.jpg", exif=exif.tobytes()[:-6])  # its last tag cut short
+    Image.fromarray(pixels).save(photos / "b.jpg")
+    for name in "ab":
+        Image.fromarray(np.full((20, 30), 200, np.uint8)).save(mattes / f"{name}.png")
+    warning = r"minimatte: warning: a.jpg: Corrupt EXIF data\. Expecting to read \d+ bytes but only got \d+\."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # as Python's default filters show such a warning
+        assert cli.main(["cutout", str(photos / "a.jpg"), "--alpha", str(mattes / "a.png"), "-o", str(out) + "/"]) == 0
+        assert re.fullmatch(f"{warning}\nwrote {re.escape(str(out / 'a.png'))}\n", capsys.readouterr().err)
+        assert cli.main(["cutout", str(photos), "--alpha", str(mattes), "-o", str(out)]) == 0  # a log
+        assert re.fullmatch(f"{warning}\n\\[1/2\\] wrote .*a.png\n\\[2/2\\] wrote .*b.png\n", capsys.readouterr().err)
+        assert cli.main(["cutout", str(photos), "--alpha", str(mattes), "-o", str(out), "-q"]) == 0
+        assert capsys.readouterr().err == ""
+        assert cli.main(["cutout", str(photos / "b.jpg"), "--alpha", str(mattes / "b.png"), "-o", str(out) + "/",
+                         "--background", str(photos / "a.jpg")]) == 0  # a background's warnings are named too
+        assert re.match(warning + "\n", capsys.readouterr().err)
+        assert cli.main(["evaluate", str(photos / "a.jpg"), str(mattes / "a.png"), "--whole-image"]) == 0
+        assert re.match(warning.replace("a.jpg: ", "") + "\n", capsys.readouterr().err)  # elsewhere one line
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert cli.main(["cutout", str(photos), "--alpha", str(mattes), "-o", str(out)]) == 0
+        frames = terminal.getvalue().replace("\x1b[K", "").split("\r")
+        at = next(i for i, frame in enumerate(frames) if frame.startswith("minimatte: warning"))
+        assert re.fullmatch(warning + "\n", frames[at])  # on a line of its own, between two of the bar's frames
+        assert frames[at - 1].startswith("images: [") and frames[at + 1].startswith("images: [")
+    assert caught == []  # none went past the command line to Python's
+    with pytest.warns(UserWarning, match="Corrupt EXIF data"):  # a program calling the library still gets it
+        minimatte.read_image(photos / "a.jpg")
+
+
 def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(0)
     image, trimap = tmp_path / "i.png", tmp_path / "t.png"
