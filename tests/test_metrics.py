@@ -427,8 +427,8 @@ def test_evaluate_into_a_closed_pipe_stops_quietly():
     root = DATA / "alphamatting"
     command = [sys.executable, "-m", "minimatte", "evaluate", str(root / "gt_training_lowres"),
                str(root / "gt_training_lowres"), str(root / "trimap_training_lowres" / "Trimap1")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout.readline().startswith(b"| image | SAD |")
-    process.stdout.close()  # as head does once it has its lines
-    assert process.wait(timeout=300) == 1
-    assert process.stderr.read() == b""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout.readline().startswith(b"| image | SAD |")
+        process.stdout.close()  # as head does once it has its lines
+        assert process.wait(timeout=300) == 1
+        assert process.stderr.read() == b""
