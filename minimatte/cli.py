@@ -142,6 +142,8 @@ def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
     """(source, hint, output) triples: one file, or each file of a folder, paired by file stem with the hint
     folder's (trimaps, masks or mattes) if there is one. An output folder gets NAME`extension` files."""
     source_label = "image" if hint is not None else hint_label  # `trimap`: the source is the mask
+    if output != STDIO:  # an empty one would put a batch's outputs in the working folder
+        check_output_path(output)
     if hint is not None and _identity(hint) == _identity(source):  # e.g. a folder of NAME_rgb and NAME_trimap
         if not os.path.isdir(source):
             raise ValueError(f"{hint_label}: {hint!r} is the image itself; give the image's {hint_label}")

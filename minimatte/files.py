@@ -215,10 +215,13 @@ def check_output_path(path, name="output"):
     - one that starts with a ~ standing for a home folder (~/out.png, quoted in a shell or passed on by a program)
       where nothing of that name is in the working folder: Python does not expand the ~, so writing would make a
       folder (or file) named '~' there, which a later `rm -r ~` would take for the home folder;
+    - an empty (or blank) one;
     - one that names the terminal a standard stream is on (/dev/stdout, /dev/fd/1, /dev/pts/N where that stream is
       one) or /dev/tty (names_a_terminal), where the file would print as bytes, as the command line refuses `-o -`
       there."""
     path = os.fspath(path)
+    if not path.strip():  # `-o "$OUT"` with OUT unset; Python's error for it would be "Is a directory"
+        raise ValueError(f"{name}: expected a path, got {path!r}")
     home = expanded_home(path)
     head = path.replace(os.altsep or os.sep, os.sep).split(os.sep, 1)[0]  # "~" or "~user"
     if home and not os.path.lexists(head):

@@ -94,7 +94,9 @@ def expanded_home(path):
 
 def _missing_file_hint(path):
     """What a path that names no file may have meant, in parentheses, or "": a URL, which transformers' load_image
-    would fetch, or a path starting with ~ (expanded_home)."""
+    would fetch, a path starting with ~ (expanded_home), or an empty one (`"$IMAGE"` with IMAGE unset)."""
+    if not path.strip():
+        return " (the name is empty)"
     if "://" in path:
         return " (URLs are not fetched: download the file first)"
     home = expanded_home(path)

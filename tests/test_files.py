@@ -237,6 +237,11 @@ def test_an_unexpanded_home_folder_is_refused_as_an_output(tmp_path, monkeypatch
     assert cli.main(["matte", str(image), str(trimap), "-o", "~/out/a.png", "--model", "none"]) == 2
     assert f"minimatte: error: output: {message}\n" in capsys.readouterr().err
     assert sorted(os.listdir(work)) == ["i.png", "t.png"] and not os.listdir(home)
+    for empty in "", " ":  # a "$OUT" that is not set: Python's error would be "Is a directory"
+        with pytest.raises(ValueError, match=f"^output: expected a path, got {empty!r}$"):
+            minimatte.save(empty, alpha)
+        with pytest.raises(ValueError, match=f"^destination: expected a path, got {empty!r}$"):
+            minimatte.convert.convert("missing.safetensors", empty)
     (work / "~").mkdir()
     minimatte.save("~/out/a.png", alpha)
     assert Image.open(work / "~" / "out" / "a.png").size == (4, 4)

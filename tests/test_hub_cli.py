@@ -634,7 +634,7 @@ def test_cli_float_mattes(served, tmp_path, capsys):
                           .values())
 
 
-def test_cli_checks_input_files_before_the_model_loads(tmp_path, capsys):
+def test_cli_checks_input_files_before_the_model_loads(tmp_path, capsys, monkeypatch):
     """A misspelt input is reported before the model loads (--model none would fail to): no download's wait for
     a typo. Missing files exit 1, a folder where a file belongs 2."""
     image, trimap, folder = tmp_path / "i.png", tmp_path / "t.png", tmp_path / "trimaps"
@@ -650,9 +650,15 @@ def test_cli_checks_input_files_before_the_model_loads(tmp_path, capsys):
             (["trimap", missing], 1, f"mask: no such file {missing!r}"),
             (["matte", missing, str(folder), "--model", "none"], 1, f"image: no such file {missing!r}"),
             (["matte", str(image), str(folder), "--model", "none"], 2,
-             f"trimap: {str(folder)!r} is a folder, and the image a file")):
+             f"trimap: {str(folder)!r} is a folder, and the image a file"),
+            (["matte", str(image), "", "--model", "none"], 1, "trimap: no such file '' (the name is empty)")):
         assert cli.main([*command, "-o", out]) == status
         assert f"minimatte: error: {error}" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # `-o "$OUT"` with OUT unset: not the working folder, where a batch's outputs would go
+    for source, output in ((str(image), ""), (str(tmp_path), ""), (str(tmp_path), " ")):
+        assert cli.main(["trimap", source, "-o", output]) == 2
+        assert capsys.readouterr().err == f"minimatte: error: output: expected a path, got {output!r}\n"
+    assert sorted(os.listdir(tmp_path)) == ["i.png", "t.png", "trimaps"]
     for paths, error in (((missing, str(image), str(trimap)), f"pred: no such file {missing!r}"),
                          ((str(image), str(image), str(image / "x")), "trimap: no such file")):
         assert cli.main(["evaluate", *paths]) == 1
