@@ -317,7 +317,7 @@ def _trimap(args):
 
 
 def _download(args):
-    print(hub.download(args.name, progress=not args.quiet))
+    print(_printable(hub.download(args.name, progress=not args.quiet)))
 
 
 def _convert(args):
@@ -325,7 +325,14 @@ def _convert(args):
         raise ValueError("destination: convert writes a file, not standard output; give its name "
                          "(NAME.safetensors, or ./- for a file named '-')")
     check_output_path(args.destination, "destination")  # before a download of the source
-    print(convert.convert(hub.checkpoint_path(args.source), args.destination, args.dtype))
+    print(_printable(convert.convert(hub.checkpoint_path(args.source), args.destination, args.dtype)))
+
+
+def _printable(name):
+    """A file name as standard output's encoding can write it: what it cannot (a Latin-1 name's undecodable bytes,
+    which Python holds as surrogates; any character outside a legacy code page) escaped as stderr escapes it."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return name.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def _evaluate(args):
@@ -363,10 +370,12 @@ def _evaluate(args):
         print("|---" * len(header) + "|")
 
     def row(name, scores):
+        name = _printable(name)
         if args.csv:
             table.writerow([name] + [repr(float(scores[c])) for c in columns])
         else:
-            print(f"| {name} | {' | '.join(f'{scores[c]:.3f}' for c in columns)} |")
+            cell = name.replace("|", "\\|")  # Markdown's escape: a | in a file name would end its cell
+            print(f"| {cell} | {' | '.join(f'{scores[c]:.3f}' for c in columns)} |")
         sys.stdout.flush()
 
     rows = []

@@ -131,7 +131,7 @@ def test_float16_storage(tmp_path, reference_model):
     assert np.abs(alphas - hf_alphas(model, PIXELS)).max() < 2e-3
 
 
-def test_a_converted_file_loads_whatever_its_name(tmp_path, det_state):
+def test_a_converted_file_loads_whatever_its_name(tmp_path, det_state, capsys):
     """`minimatte convert SRC model.bin` writes safetensors under the name it is given: load reads the file's
     first bytes, not only its extension. The file has the permissions of a new file (0o666 less the umask), as
     others written with open(), also with safetensors 0.8, whose save_file replaces its file with an owner-only
@@ -142,10 +142,13 @@ def test_a_converted_file_loads_whatever_its_name(tmp_path, det_state):
     want = minimatte.load(tmp_path / "det.safetensors")(PIXELS).alphas
     umask = os.umask(0o022)
     try:
-        for name in ("det.bin", "det"):
+        latin_1 = [os.fsdecode(b"d\xe9t")] if sys.platform.startswith("linux") else []  # a name of any bytes
+        for name in ["det.bin", "det"] + latin_1:
             assert cli.main(["convert", str(tmp_path / "det.safetensors"), str(tmp_path / name)]) == 0
             np.testing.assert_array_equal(minimatte.load(tmp_path / name)(PIXELS).alphas, want)
             assert os.name != "posix" or os.stat(tmp_path / name).st_mode & 0o777 == 0o644
+            printed = str(tmp_path / name).encode("utf-8", "backslashreplace").decode()  # as stderr escapes it
+            assert capsys.readouterr().out == printed + "\n"
     finally:
         os.umask(umask)
 

@@ -1,6 +1,7 @@
 """Matting metrics: hand-computed cases, properties, and scipy-based ports of the reference code."""
 import csv
 import io
+import os
 import re
 import subprocess
 import sys
@@ -420,6 +421,25 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     Image.open(root / "gt_training_lowres" / names[1]).convert("L").save(pred_dir / names[0])  # another size
     assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 2
     assert "minimatte: error: GT01: pred, gt, trimap: sizes differ" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="file names of any bytes, and with a |")
+def test_evaluate_prints_any_file_name(tmp_path, capsys):
+    """A name that standard output's encoding cannot write (a Latin-1 name's undecodable bytes) is escaped as
+    stderr escapes it, not an error after the table's header; a | is escaped in the Markdown table, as it would
+    end the cell."""
+    names = ["a|b", os.fsdecode(b"caf\xe9")]
+    for folder in (tmp_path / "pred", tmp_path / "gt"):
+        folder.mkdir()
+        for name in names:
+            Image.fromarray(np.full((4, 4), 128, np.uint8)).save(folder / f"{name}.png")
+    command = ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--whole-image"]
+    assert cli.main(command) == 0
+    assert [row.split(" | ")[0] for row in capsys.readouterr().out.splitlines()] == [
+        "| image", "|---|---|---|---|---|", "| a\\|b", "| caf\\udce9", "| mean"]
+    assert cli.main(command + ["--csv"]) == 0
+    assert [row[0] for row in csv.reader(io.StringIO(capsys.readouterr().out))] == ["image", "a|b", "caf\\udce9",
+                                                                                    "mean"]
 
 
 def test_evaluate_into_a_closed_pipe_stops_quietly():
