@@ -70,12 +70,14 @@ def _check_stdio(inputs, output):
     if len(piped) > 1:
         raise ValueError(f"{piped[1]}: standard input ('-') can give one input only, got it for "
                          f"{' and '.join(piped)}")
-    if piped and sys.stdin.isatty():
-        raise ValueError(f"{piped[0]}: '-' reads it from standard input, which is a terminal; redirect a file "
-                         "into it (< FILE) or pipe one")
-    if output == STDIO and sys.stdout.isatty():
-        raise ValueError("output: '-' writes a PNG to standard output, which is a terminal; redirect it (> FILE) "
-                         "or pipe it")
+    if piped and (sys.stdin is None or sys.stdin.isatty()):  # None: started with it closed (<&-)
+        state = "closed" if sys.stdin is None else "a terminal"
+        raise ValueError(f"{piped[0]}: '-' reads it from standard input, which is {state}; redirect a file into it "
+                         "(< FILE) or pipe one")
+    if output == STDIO and (sys.stdout is None or sys.stdout.isatty()):
+        state = "closed" if sys.stdout is None else "a terminal"
+        raise ValueError(f"output: '-' writes a PNG to standard output, which is {state}; redirect it (> FILE) or "
+                         "pipe it")
     for label, path in inputs.items():  # /dev/stdin, say (outputs: check_output_path)
         if path not in (None, STDIO) and names_a_terminal(path):
             raise ValueError(f"{label}: {path!r} is the terminal; redirect a file into it (< FILE) or pipe one")
@@ -343,6 +345,8 @@ def _evaluate(args):
     if not args.whole_image and args.trimap is None:
         raise ValueError("trimap: give TRIMAP_DIR, whose unknown region (trimap == 128) is scored, or --whole-image "
                          "to score every pixel")
+    if sys.stdout is None:  # started with it closed (>&-)
+        raise ValueError("evaluate: standard output, where the scores go, is closed; redirect it (> FILE) or pipe it")
     names = ("pred", "gt") if args.whole_image else ("pred", "gt", "trimap")
     paths = (args.pred, args.gt, args.trimap)[:len(names)]
     _check_stdio(dict(zip(names, paths)), None)
@@ -624,6 +628,8 @@ def _one_line(message):
 
 
 def main(argv=None):
+    if sys.stderr is None:  # started with it closed (2>&-): messages go nowhere, the exit status still tells
+        sys.stderr = open(os.devnull, "w")
     args = build_parser().parse_args(argv)
     backend.keep_freed_memory()  # a batch's later images reuse the memory of the first (see its docstring)
     try:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -702,6 +703,7 @@ def test_cli_names_the_file_of_pillows_warnings(tmp_path, capsys, monkeypatch):
     warning = r"minimatte: warning: a.jpg: Corrupt EXIF data\. Expecting to read \d+ bytes but only got \d+\."
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")  # as Python's default filters show such a warning
+        warnings.simplefilter("ignore", ResourceWarning)  # as they leave out other tests' sockets, collected now
         assert cli.main(["cutout", str(photos / "a.jpg"), "--alpha", str(mattes / "a.png"), "-o", str(out) + "/"]) == 0
         assert re.fullmatch(f"{warning}\nwrote {re.escape(str(out / 'a.png'))}\n", capsys.readouterr().err)
         assert cli.main(["cutout", str(photos), "--alpha", str(mattes), "-o", str(out)]) == 0  # a log
@@ -1155,6 +1157,33 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="pseudo-terminals")
+@pytest.mark.skipif(os.name != "posix", reason="a POSIX shell's closed descriptors")
+def test_cli_with_a_standard_stream_closed(tmp_path):
+    """Started with stderr closed (`2>&-`, as some daemons start programs), a command does its work, its messages
+    going nowhere and its exit status telling (it failed before writing anything: Python leaves sys.stderr None);
+    '-' on a closed standard input or output is one clear error, and so is evaluate's table on a closed stdout."""
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:15, 8:22] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+
+    def run(arguments, closing):
+        command = f"{shlex.quote(sys.executable)} -m minimatte {arguments} {closing}"
+        return subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True)
+    assert run("trimap m.png --band 2 -o t.png", "2>&-").returncode == 0
+    assert np.unique(np.asarray(Image.open(tmp_path / "t.png"))).tolist() == [0, 128, 255]
+    assert run("trimap m.png -o t.jpg", "2>&-").returncode == 2  # its error, unseen
+    for arguments, closing, error in (
+            ("trimap m.png -o -", ">&-", "output: '-' writes a PNG to standard output, which is closed; redirect it "
+                                         "(> FILE) or pipe it"),
+            ("trimap - -o u.png", "<&-", "mask: '-' reads it from standard input, which is closed; redirect a file "
+                                         "into it (< FILE) or pipe one"),
+            ("evaluate t.png t.png --whole-image", ">&-", "evaluate: standard output, where the scores go, is closed; "
+                                                         "redirect it (> FILE) or pipe it")):
+        finished = run(arguments, closing)
+        assert (finished.returncode, finished.stderr.decode()) == (2, f"minimatte: error: {error}\n")
+    assert sorted(os.listdir(tmp_path)) == ["m.png", "t.png"]
+
+
 def test_cli_refuses_paths_naming_the_terminal(tmp_path, capsys):
     """/dev/stdout (or /dev/fd/1, /dev/pts/N) as the output where standard output is a terminal, and /dev/stdin as
     an input where standard input is one, are refused as '-' is there: the file would print as bytes, or the
