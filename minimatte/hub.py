@@ -152,15 +152,22 @@ def cached_checkpoint(name, progress=True):
         raise FileNotFoundError(f"model: {name!r} is neither in the cache ({directory}) nor in the Hugging Face "
                                 f"cache ({hf_cache_dir()}) and offline mode is on; run `minimatte download {name}` "
                                 "while online")
+    progress = _reporting(progress)
     if progress:
         print(f"minimatte: downloading {name} to {directory} (first use)", file=sys.stderr)
     return download(name, progress)
 
 
+def _reporting(progress):
+    """Whether to report a download on stderr: asked to, and there is one (pythonw and windowed apps' frozen
+    builds run with sys.stderr None)."""
+    return progress and sys.stderr is not None
+
+
 def download(name, progress=True):
     """Download every file of checkpoint `name` into the cache, its progress on stderr (unless `progress` is
     False); returns its directory."""
-    name = checkpoint_name(name)
+    name, progress = checkpoint_name(name), _reporting(progress)
     if _offline():
         raise RuntimeError(f"download: offline mode is on ({' / '.join(OFFLINE_VARIABLES)})")
     directory = os.path.join(cache_dir(), name)

@@ -162,6 +162,17 @@ def test_download_resume_and_load(served, tmp_path, det_model):
     assert not os.path.exists(os.path.join(directory, ".download.lock"))  # so a read-only cache serves it
 
 
+def test_a_program_without_stderr_downloads_quietly(served, monkeypatch, capsys, det_model):
+    """A program with no stderr (pythonw, a windowed app's frozen build: sys.stderr is None) loads a published
+    checkpoint on first use, with no stream to report the download on (it failed on sys.stderr.isatty), and
+    prints nothing to stdout instead."""
+    monkeypatch.setattr(sys, "stderr", None)
+    model = minimatte.load(NAME)
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    np.testing.assert_array_equal(model(pixels).alphas, det_model("small")(pixels).alphas)
+    assert capsys.readouterr().out == ""
+
+
 def test_a_redirected_download_resumes_at_the_redirect(served, tmp_path):
     """The hub answers a large file with a redirect to its storage (a signed URL on another host): the download
     follows it, and a resumed one asks there for the rest too (the Range header goes along)."""
