@@ -91,11 +91,8 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
         output.write(encoded.getvalue())
         output.flush()
         return
-    try:
-        with atomic_output(output) as tmp:
-            image.save(tmp, format=form, **options)
-    except OSError as error:
-        raise OSError(f"output: cannot write {name!r} ({error.strerror or error})") from None
+    with atomic_output(output) as tmp:
+        image.save(tmp, format=form, **options)
 
 
 def _result_image(result, bits):
@@ -212,13 +209,15 @@ def _keeps_profile(form):
 
 def check_output_path(path, name="output"):
     """Refuse an output path that writing would get wrong:
+    - an empty (or blank) one;
     - one that starts with a ~ standing for a home folder (~/out.png, quoted in a shell or passed on by a program)
       where nothing of that name is in the working folder: Python does not expand the ~, so writing would make a
       folder (or file) named '~' there, which a later `rm -r ~` would take for the home folder;
-    - an empty (or blank) one;
     - one that names the terminal a standard stream is on (/dev/stdout, /dev/fd/1, /dev/pts/N where that stream is
       one) or /dev/tty (names_a_terminal), where the file would print as bytes, as the command line refuses `-o -`
-      there."""
+      there;
+    - an existing file that is read-only: open() would refuse to write it, where atomic_output's rename would
+      replace it."""
     path = os.fspath(path)
     if not path.strip():  # `-o "$OUT"` with OUT unset; Python's error for it would be "Is a directory"
         raise ValueError(f"{name}: expected a path, got {path!r}")
@@ -230,6 +229,8 @@ def check_output_path(path, name="output"):
     if names_a_terminal(path):
         raise ValueError(f"{name}: {path!r} is the terminal, where the file would print as bytes; redirect it (> FILE) "
                          "or pipe it")
+    if os.path.isfile(path) and not os.access(path, os.W_OK):
+        raise PermissionError(f"{name}: cannot write {path!r} (it is read-only)")
 
 
 @contextlib.contextmanager
@@ -242,29 +243,34 @@ def atomic_output(path, name="output"):
     replaced, and the permissions are those of the file replaced, else the default for new files (0o666 less the
     umask), not the owner-only 0o600 of tempfile.mkstemp or of a writer that replaces the file it is given
     (safetensors 0.8's save_file does), which would hide outputs from a web server or the other users of a shared
-    folder. `name`: the path's argument, for errors."""
+    folder; a read-only file is refused (check_output_path). `name`: the path's argument, for errors, which name
+    `path`, not the temporary file."""
     check_output_path(path, name)
-    if is_device_or_pipe(path):
-        with tempfile.TemporaryDirectory(prefix="minimatte-") as folder:
-            tmp = os.path.join(folder, "output" + os.path.splitext(path)[1])
-            yield tmp
-            with open(tmp, "rb") as written, open(path, "wb") as stream:
-                shutil.copyfileobj(written, stream)
-        return
-    path = os.path.realpath(path)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = _new_file(directory, os.path.splitext(path)[1])
-    mode = stat.S_IMODE(os.stat(tmp).st_mode)
+    shown = os.fspath(path)
     try:
-        yield tmp
-        with contextlib.suppress(FileNotFoundError):
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        if is_device_or_pipe(path):
+            with tempfile.TemporaryDirectory(prefix="minimatte-") as folder:
+                tmp = os.path.join(folder, "output" + os.path.splitext(path)[1])
+                yield tmp
+                with open(tmp, "rb") as written, open(path, "wb") as stream:
+                    shutil.copyfileobj(written, stream)
+            return
+        path = os.path.realpath(path)
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = _new_file(directory, os.path.splitext(path)[1])
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
+        try:
+            yield tmp
+            with contextlib.suppress(FileNotFoundError):
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as error:  # also the writer's (a full disk)
+        raise OSError(f"{name}: cannot write {shown!r} ({error.strerror or error})") from None
 
 
 def _new_file(directory, suffix):

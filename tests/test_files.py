@@ -23,10 +23,11 @@ def _mode(path):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
-def test_outputs_end_as_a_plain_write_leaves_them(tmp_path):
+def test_outputs_end_as_a_plain_write_leaves_them(tmp_path, monkeypatch, capsys):
     """A new output gets the default permissions of new files (0o666 less the umask), as open() gives them, not
     owner-only ones, also where the writer replaces the temporary file with its own (safetensors 0.8's save_file
-    does, as 0o600); a replaced file keeps its own; a symbolic link's target is written."""
+    does, as 0o600); a replaced file keeps its own; a symbolic link's target is written; a read-only file is
+    refused, as open() refuses it, not replaced; errors name the output, not the temporary file."""
     def write(tmp, content):
         with open(tmp, "wb") as out:
             out.write(content)
@@ -62,7 +63,22 @@ def test_outputs_end_as_a_plain_write_leaves_them(tmp_path):
     with pytest.raises(RuntimeError):  # a failed write leaves neither the output nor the temporary file
         with atomic_output(tmp_path / "failed.png") as tmp:
             raise RuntimeError("encoder failed")
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.png", "link.png", "replace_owner_only22.png",
+    with pytest.raises(OSError, match=r"^output: cannot write '/.*no_folder/a.png' \(Not a directory\)$"):
+        with atomic_output(tmp_path / "kept.png" / "no_folder" / "a.png") as tmp:  # the output named, not tmp
+            pass
+    os.chmod(kept, 0o400)  # read-only: open() would refuse to write it, and renaming onto it would replace it
+    if os.geteuid() == 0:  # who may write any file: the file as a user would find it
+        monkeypatch.setattr(os, "access", lambda path, mode: not os.path.samefile(path, kept))
+    with pytest.raises(OSError, match=r"^output: cannot write '/.*link.png' \(it is read-only\)$"):
+        minimatte.save(tmp_path / "link.png", np.zeros((2, 2), np.uint8))
+    mask = tmp_path / "in" / "mask.png"
+    mask.parent.mkdir()
+    Image.fromarray(np.where(np.eye(4, 6) > 0, 255, 0).astype(np.uint8)).save(mask)
+    capsys.readouterr()
+    assert cli.main(["trimap", str(mask), "--band", "1", "-o", str(kept)]) == 1  # before any work
+    assert capsys.readouterr().err == f"minimatte: error: output: cannot write {str(kept)!r} (it is read-only)\n"
+    assert kept.read_bytes() == b"through"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "kept.png", "link.png", "replace_owner_only22.png",
                                                                   "replace_owner_only27.png", "write22.png",
                                                                   "write27.png"]
 
