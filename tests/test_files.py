@@ -78,7 +78,8 @@ def test_outputs_end_as_a_plain_write_leaves_them(tmp_path, monkeypatch, capsys)
     assert cli.main(["trimap", str(mask), "--band", "1", "-o", str(kept)]) == 1  # before any work
     assert capsys.readouterr().err == f"minimatte: error: output: cannot write {str(kept)!r} (it is read-only)\n"
     assert kept.read_bytes() == b"through"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "kept.png", "link.png", "replace_owner_only22.png",
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "kept.png", "link.png",
+                                                                  "replace_owner_only22.png",
                                                                   "replace_owner_only27.png", "write22.png",
                                                                   "write27.png"]
 
