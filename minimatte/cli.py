@@ -454,7 +454,7 @@ def _add_thresholds(sub, default):
 
 def _add_quiet(sub):
     sub.add_argument("-q", "--quiet", action="store_true",
-                     help="print nothing but errors: no progress, no line per file written or downloaded")
+                     help="print nothing but errors: no progress, warnings or line per file written or downloaded")
 
 
 class _PrintVersion(argparse.Action):
