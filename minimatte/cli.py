@@ -70,17 +70,23 @@ def _check_stdio(inputs, output):
     if len(piped) > 1:
         raise ValueError(f"{piped[1]}: standard input ('-') can give one input only, got it for "
                          f"{' and '.join(piped)}")
-    if piped and (sys.stdin is None or sys.stdin.isatty()):  # None: started with it closed (<&-)
-        state = "closed" if sys.stdin is None else "a terminal"
-        raise ValueError(f"{piped[0]}: '-' reads it from standard input, which is {state}; redirect a file into it "
+    unfit = piped and _unfit_for_files(sys.stdin)
+    if unfit:
+        raise ValueError(f"{piped[0]}: '-' reads it from standard input, which is {unfit}; redirect a file into it "
                          "(< FILE) or pipe one")
-    if output == STDIO and (sys.stdout is None or sys.stdout.isatty()):
-        state = "closed" if sys.stdout is None else "a terminal"
-        raise ValueError(f"output: '-' writes a PNG to standard output, which is {state}; redirect it (> FILE) or "
+    unfit = output == STDIO and _unfit_for_files(sys.stdout)
+    if unfit:
+        raise ValueError(f"output: '-' writes a PNG to standard output, which is {unfit}; redirect it (> FILE) or "
                          "pipe it")
     for label, path in inputs.items():  # /dev/stdin, say (outputs: check_output_path)
         if path not in (None, STDIO) and names_a_terminal(path):
             raise ValueError(f"{label}: {path!r} is the terminal; redirect a file into it (< FILE) or pipe one")
+
+
+def _unfit_for_files(stream):
+    """Why a standard stream cannot carry an image file: "closed" (the process started with it closed, <&- or >&-:
+    Python leaves it None), "a terminal" (it would wait for one, or print its bytes), or "" where it can."""
+    return "closed" if stream is None else "a terminal" if stream.isatty() else ""
 
 
 def _input(path, label):

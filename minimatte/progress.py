@@ -59,10 +59,10 @@ class Items:
         if self.quiet and not always_show:
             return
         if not self.interactive:
-            print(message if self.total == 1 else f"[{self.done}/{self.total}] {message}", file=sys.stderr)
+            self._line(message if self.total == 1 else f"[{self.done}/{self.total}] {message}")
             return
         if always_show or self.total == 1:
-            sys.stderr.write(f"\r{message}\x1b[K\n")
+            self._line(message)
         if self.total > 1:
             self._draw(self.done, None)
             if self.done == self.total:
@@ -70,12 +70,12 @@ class Items:
 
     def note(self, message):
         """Show `message` (a warning) on its own line, above the bar on a terminal; nothing when quiet."""
-        if self.quiet:
-            return
-        if self.interactive:  # the bar is redrawn as the item is done
-            sys.stderr.write(f"\r{message}\x1b[K\n")
-        else:
-            print(message, file=sys.stderr)
+        if not self.quiet:
+            self._line(message)  # the bar is redrawn below it as the item is done
+
+    def _line(self, message):
+        """`message` on a line of its own; on a terminal in place of the bar, which the next draw puts back."""
+        sys.stderr.write(f"\r{message}\x1b[K\n" if self.interactive else f"{message}\n")
 
     def clear(self):
         """Erase the bar (on a terminal), e.g. to make way for an error message."""
