@@ -139,7 +139,7 @@ def _paired_files(folder, *others, names):
     for stem, path in _files_by_stem(folder, names[0]).items():
         for other, files, label in zip(others, stems, names[1:]):
             if stem not in files:
-                raise FileNotFoundError(f"{label}: no file named {stem}.* in {other!r} for {path!r}")
+                raise _unpaired(label, stem, other, path)
         pairs.append((stem, path, *(files[stem] for files in stems)))
     if not pairs:
         raise FileNotFoundError(f"{names[0]}: no files in {folder!r}")
@@ -183,12 +183,29 @@ def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
         if folder is not None and os.path.isdir(output) and _identity(output) == _identity(folder):
             raise ValueError(f"output: {output!r} is the {label} folder, where the outputs would be read as "
                              f"{label}s by the next run over it; give them a folder of their own")
-    if hint is None:
-        pairs = [(stem, path, None) for stem, path in _paired_files(source, names=(source_label,))]
-    else:
-        pairs = _paired_files(source, hint, names=(source_label, hint_label))
+    images = _paired_files(source, names=(source_label,))
+    pairs = [(stem, path, None) for stem, path in images] if hint is None else _hinted(images, hint, hint_label)
     return _distinct_outputs([(path, other, os.path.join(output, stem + extension)) for stem, path, other in pairs],
                              source_label)
+
+
+def _hinted(images, folder, label):
+    """[(stem, image path, hint path)]: each of `images` ([(stem, path)]) with the file of its stem in the hint
+    `folder` (of trimaps, masks or mattes). An image without one gets in its place the error its turn in the batch
+    reports, as a bad item's: one missing trimap among a thousand images need not stop the rest. No image with one
+    is an error before any work (a wrong folder)."""
+    hints = _files_by_stem(folder, label)
+    if not hints:
+        raise FileNotFoundError(f"{label}: no files in {folder!r}")
+    if not hints.keys() & {stem for stem, _ in images}:
+        raise FileNotFoundError(f"{label}: no file in {folder!r} has the name of an image in "
+                                f"{os.path.dirname(images[0][1])!r} (such as {images[0][0]}.*)")
+    return [(stem, path, hints.get(stem) or _unpaired(label, stem, folder, path)) for stem, path in images]
+
+
+def _unpaired(label, stem, folder, path):
+    """The error of the file `path`, whose pair named `stem`.* is not in `folder`."""
+    return FileNotFoundError(f"{label}: no file named {stem}.* in {folder!r} for {path!r}")
 
 
 def _distinct_outputs(jobs, label):
@@ -210,6 +227,8 @@ def _run(jobs, work, progress, batch):
     failed = 0
     for job in jobs:
         try:
+            if isinstance(job[1], FileNotFoundError):  # a batch's image without its trimap (mask, matte)
+                raise job[1]
             with _warnings_noted(progress.note, job[0]):
                 work(*job)
         except KeyboardInterrupt:

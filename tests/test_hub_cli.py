@@ -1001,9 +1001,20 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert "\rminimatte: error: trimap:" in shown and "\rimages: [" + "#" * 30 + "] 2/2, " in shown
     assert re.search(r"\] 2/2, [^\r\n]*\x1b\[K\n", shown)  # the finished bar keeps its line, then a new one
     assert "wrote" not in shown and "[1/2]" not in shown
-    (images / "c.png").write_bytes(b"")
-    assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 1
-    assert "no file named c.* in" in capsys.readouterr().err
+    (images / "c.png").write_bytes(b"")  # an image without its trimap is a failed item in its turn, not the batch's end
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out4"), "--model", NAME]) == 1
+    err = capsys.readouterr().err
+    assert (f"[3/3] minimatte: error: trimap: no file named c.* in {str(trimaps)!r} for {str(images / 'c.png')!r}\n"
+            in err and "2 of 3 images failed" in err)  # b's trimap is broken
+    assert sorted(path.name for path in (tmp_path / "out4").iterdir()) == ["a.png"]
+    other = tmp_path / "other"  # no image with a trimap: the wrong folder, an error before any work
+    other.mkdir()
+    assert cli.main(["matte", str(images), str(other), "-o", str(tmp_path / "out5"), "--model", "none"]) == 1
+    assert capsys.readouterr().err == f"minimatte: error: trimap: no files in {str(other)!r}\n"
+    (other / "z.png").write_bytes(b"")
+    assert cli.main(["cutout", str(images), "--mask", str(other), "-o", str(tmp_path / "out5"), "--model", "none"]) == 1
+    assert capsys.readouterr().err == (f"minimatte: error: mask: no file in {str(other)!r} has the name of an image "
+                                       f"in {str(images)!r} (such as a.*)\n")
 
 
 def test_cli_quiet_prints_only_errors(served, tmp_path, capsys, monkeypatch):
