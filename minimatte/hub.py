@@ -4,10 +4,11 @@ The four hustvl checkpoints by their short names or hub repo ids, and any other 
 checkpoint (a fine-tune: "owner/name", as transformers' from_pretrained takes it). Files land in $MINIMATTE_CACHE
 (default ~/.cache/minimatte)/NAME/ (NAME: the short name, or the repo id). A download resumes a partial `.part` file
 (only if the file is still the one it began: If-Range with the first response's ETag), checks the sha256 where it is
-known, and is renamed into place only when complete. Processes that download the same checkpoint at once take turns
-(a lock file, on POSIX systems): the later ones find it there. A checkpoint that transformers (huggingface_hub) has
-already downloaded into the Hugging Face cache is read from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1
-or TRANSFORMERS_OFFLINE=1, read as huggingface_hub reads them) never touches the network.
+known, and is renamed into place only when complete; weights cut short in the cache since are downloaded again.
+Processes that download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find
+it there. A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is
+read from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, read as huggingface_hub
+reads them) never touches the network.
 """
 import contextlib
 import difflib
@@ -108,6 +109,42 @@ def _complete(directory):
     return all(os.path.isfile(os.path.join(directory, filename)) for filename in FILES if filename != OPTIONAL)
 
 
+def _cached(directory, name, progress):
+    """Whether `directory` holds a downloaded checkpoint (_complete) whose weights file is whole. One damaged since
+    its download (cut short by a full disk, or by a copy of the cache that stopped: downloads are checked and moved
+    into place whole) is removed, saying so if `progress`, to be downloaded again."""
+    if not _complete(directory):
+        return False
+    weights = os.path.join(directory, "model.safetensors")
+    damage = _damage(weights)
+    if damage is None:
+        return True
+    try:
+        os.unlink(weights)
+    except FileNotFoundError:  # another process found it damaged too
+        pass
+    except OSError as error:
+        raise OSError(f"model: the cached {weights!r} is damaged ({damage}) and cannot be removed "
+                      f"({error.strerror or error}); remove it, or set MINIMATTE_CACHE to a folder you can "
+                      "write") from None
+    if _reporting(progress):
+        print(f"minimatte: the cached {weights} was damaged ({damage}); removed, to be downloaded again",
+              file=sys.stderr)
+    return False
+
+
+def _damage(weights):
+    """Why the safetensors file `weights` cannot be read (its header, or its length short of what the header
+    describes), or None."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(weights, framework="np"):
+            return None
+    except (SafetensorError, OSError) as error:
+        return str(error)
+
+
 # owner/name as the hub spells repo ids: each part begins with a letter or digit, and has no "..", so that a repo's
 # cache folder (cache_dir()/owner/name) lies within the cache
 REPO_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
@@ -143,7 +180,7 @@ def cached_checkpoint(name, progress=True):
     into minimatte's cache (unless offline), saying so on stderr with its progress (not if `progress` is False)."""
     name = checkpoint_name(name)
     directory = os.path.join(cache_dir(), name)
-    if _complete(directory):
+    if _cached(directory, name, progress):
         return directory
     snapshot = _hf_snapshot(name)
     if snapshot is not None:
@@ -171,7 +208,7 @@ def download(name, progress=True):
     if _offline():
         raise RuntimeError(f"download: offline mode is on ({' / '.join(OFFLINE_VARIABLES)})")
     directory = os.path.join(cache_dir(), name)
-    if _complete(directory):  # nothing to write: a read-only cache serves it too
+    if _cached(directory, name, progress):  # nothing to write: a read-only cache serves it too
         return directory
     try:
         os.makedirs(directory, exist_ok=True)

@@ -1,4 +1,5 @@
 """Downloads against a real HTTP server on loopback, and the command line."""
+import errno
 import hashlib
 import http.server
 import io
@@ -160,6 +161,34 @@ def test_download_resume_and_load(served, tmp_path, det_model):
     os.unlink(os.path.join(directory, ".download.lock"))  # a complete checkpoint needs no lock: nothing is written,
     assert cli.main(["download", "hustvl/vitmatte-small-distinctions-646"]) == 0 and len(server.requests) == requests
     assert not os.path.exists(os.path.join(directory, ".download.lock"))  # so a read-only cache serves it
+
+
+def test_a_damaged_cached_checkpoint_is_downloaded_again(served, tmp_path, capsys, monkeypatch, det_model):
+    """Weights cut short in the cache after their download (a full disk, a copy that stopped) are removed and
+    fetched again, by a load or by `minimatte download`, instead of failing every load."""
+    server, repo = served
+    weights = os.path.join(hub.download(NAME, progress=False), "model.safetensors")
+    whole = server.files[repo + "model.safetensors"]
+    pixels = np.zeros((1, 4, 32, 32), np.float32)
+    for fetch in (minimatte.load, lambda name: cli.main(["download", name])):
+        with open(weights, "r+b") as cut:
+            cut.truncate(len(whole) // 2)
+        capsys.readouterr()
+        fetch(NAME)
+        assert (f"minimatte: the cached {weights} was damaged (Error while deserializing header: incomplete metadata, "
+                "file not fully covered); removed, to be downloaded again\n") in capsys.readouterr().err
+        with open(weights, "rb") as fetched:
+            assert fetched.read() == whole
+    np.testing.assert_array_equal(minimatte.load(NAME)(pixels).alphas, det_model("small")(pixels).alphas)
+    with open(weights, "r+b") as cut:
+        cut.truncate(10)
+
+    def refused(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+    monkeypatch.setattr(os, "unlink", refused)  # a read-only cache
+    with pytest.raises(OSError, match=f"^model: the cached {re.escape(repr(weights))} is damaged \\(.*\\) and cannot "
+                                      "be removed \\(Permission denied\\); remove it, or set MINIMATTE_CACHE"):
+        minimatte.load(NAME)
 
 
 def test_a_program_without_stderr_downloads_quietly(served, monkeypatch, capsys, det_model):
