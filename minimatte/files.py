@@ -39,7 +39,7 @@ WRITTEN = {"L": "an 8-bit alpha", "I;16": "a 16-bit alpha", "F": "a 32-bit float
            "RGB": "an RGB composite"}
 
 
-def save(output, result, bits=None, icc_profile=None, dpi=None):
+def save(output, result, bits=None, icc_profile=None, dpi=None, format=None):
     """Write a matte, trimap, cut-out or composite to `output` as the command line writes its outputs.
 
     output: a path, whose extension picks the format (PNG where it has none), or a binary file object, which
@@ -56,6 +56,9 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
     dpi: the resolution (x, y) in pixels per inch of the image the result was made from (minimatte.dpi(image)),
          written into PNG, JPEG, TIFF and BMP files where they can hold it (LARGEST_DPI); the other formats hold
          none. None: none recorded.
+    format: the file format for a file object (a web response's buffer), as Pillow names it or by an extension:
+            "PNG", "JPEG", "jpg", "WEBP", ... None: PNG (TIFF with bits=32). A path's extension picks its format;
+            a format given with one must agree with it.
     A format that cannot hold the result (an RGBA cut-out as JPEG, 16 bits outside PNG and TIFF, HEIF, formats
     that Pillow writes at icon sizes or does not read back: ICO, ICNS, PDF, EPS) is an error before anything is
     written.
@@ -76,9 +79,11 @@ def save(output, result, bits=None, icc_profile=None, dpi=None):
                                 all(is_number(value) and value > 0 for value in dpi)):
         raise ValueError(f"dpi: expected (x, y) pixels per inch, two positive numbers, as minimatte.dpi(image) "
                          f"returns them, got {dpi!r}")
-    name = os.fspath(output) if to_file else output  # for errors
+    name = os.fspath(output) if to_file else None
     form = output_format(name) if to_file else "TIFF" if image.mode == "F" else "PNG"
-    check_format(form, image.mode, name)
+    if format is not None:
+        form = _named_format(format, name, form)
+    check_format(form, image.mode, *((name,) if to_file and format is None else (format, "format")))
     if icc_profile and not _keeps_profile(form):
         image.info["icc_profile"] = icc_profile
         image, icc_profile = in_colour_space(image, None, "result"), None
@@ -150,28 +155,45 @@ def output_format(path):
     return form
 
 
-def check_format(form, mode, output):
+def _named_format(format, path, form):
+    """save's `format` as Pillow names it, from either its name or an extension (any case, "JPEG", "jpg" or
+    ".jpg"); for a `path` with an extension, whose format is `form`, only that one."""
+    if not isinstance(format, str):
+        raise TypeError(f"format: expected a format's name, such as 'PNG' or 'JPEG', got {type(format).__name__}")
+    named = image_extensions().get("." + format.lower().lstrip(".")) or format.upper()
+    if named not in set(image_extensions().values()):
+        raise ValueError(f"format: expected an image format that Pillow knows, such as 'PNG', 'JPEG', 'WEBP' or "
+                         f"'TIFF', got {format!r}")
+    if path is not None and os.path.splitext(path)[1] and named != form:
+        raise ValueError(f"format: {format!r} for {path!r}, whose extension means {form}; give the one, or "
+                         "the other")
+    return named
+
+
+def check_format(form, mode, output, argument="output"):
     """Refuse an output of PIL format `form` that cannot hold an image of `mode`: an RGBA cut-out as JPEG (no
     alpha), GIF (alpha 0 or 255 only) or BMP (alpha not read back), 16-bit alphas outside PNG and TIFF (others
     keep 8 bits), float alphas outside TIFF, HEIF, which its plugin writes lossy even at "lossless" quality, ICO
     and ICNS, which Pillow writes at icon sizes (a 30x20 image as 16x11), and formats that it does not read back
-    (_round_trip)."""
+    (_round_trip). Errors name `argument` and `output` as given: an output path, or save's format for a file
+    object, and say which extension (or format) to use instead."""
+    png, tif = (".png", ".tif") if argument == "output" else ("'PNG'", "'TIFF'")
     if form == "HEIF":
-        raise ValueError(f"output: HEIF files are lossy, got {output!r}; use .png")
+        raise ValueError(f"{argument}: HEIF files are lossy, got {output!r}; use {png}")
     if form in ("ICO", "ICNS"):  # known, not probed: Pillow 9.0 warns on stderr as it reads a resized ICO back
-        raise ValueError(f"output: Pillow writes {form} files at icon sizes of its own, not the result's, got "
-                         f"{output!r}; use .png")
+        raise ValueError(f"{argument}: Pillow writes {form} files at icon sizes of its own, not the result's, got "
+                         f"{output!r}; use {png}")
     if mode == "I;16" and form not in ("PNG", "TIFF"):
-        raise ValueError(f"output: 16-bit alphas need a .png or .tif file, got {output!r}")
+        raise ValueError(f"{argument}: 16-bit alphas need a {png} or {tif} file, got {output!r}")
     if mode == "F" and form != "TIFF":
-        raise ValueError(f"output: 32-bit float alphas need a .tif file, got {output!r}")
+        raise ValueError(f"{argument}: 32-bit float alphas need a {tif} file, got {output!r}")
     problem = _round_trip(form, mode)
     if problem == "not written":
         opaque = ", or composite it onto a background" if mode == "RGBA" else ""  # e.g. a JPEG on white
-        raise ValueError(f"output: {form} files cannot hold {WRITTEN[mode]}, got {output!r}; use .png{opaque}")
+        raise ValueError(f"{argument}: {form} files cannot hold {WRITTEN[mode]}, got {output!r}; use {png}{opaque}")
     if problem == "not read":
-        raise ValueError(f"output: {form} files are written by Pillow but not read by it (so not by minimatte), got "
-                         f"{output!r}; use .png")
+        raise ValueError(f"{argument}: {form} files are written by Pillow but not read by it (so not by minimatte), "
+                         f"got {output!r}; use {png}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -195,6 +195,48 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
     assert not list(tmp_path.glob("refused*")) and not list(tmp_path.glob(".minimatte-*"))
 
 
+def test_save_writes_a_file_object_in_the_format_asked_for(tmp_path):
+    """save(buffer, result, format=...): a web response's JPEG or WebP, with save's options (JPEG's quality 95,
+    WebP lossless), by Pillow's name or an extension; what the format cannot hold, refused by the format's name."""
+    rng = np.random.default_rng(8)
+    composite = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    rgba = np.dstack([composite, rng.integers(0, 256, (20, 30), dtype=np.uint8)])
+    alpha = rng.random((20, 30)).astype(np.float32)
+    minimatte.save(tmp_path / "c.jpg", composite)
+    for format in ("JPEG", "jpeg", "jpg", ".JPG"):
+        file = io.BytesIO()
+        minimatte.save(file, composite, format=format)
+        assert file.getvalue() == (tmp_path / "c.jpg").read_bytes()  # quality 95, as a path's
+    file = io.BytesIO()
+    minimatte.save(file, rgba, format="webp")
+    assert Image.open(file).format == "WEBP" and np.array_equal(np.asarray(Image.open(file)), rgba)  # lossless
+    file = io.BytesIO()
+    minimatte.save(file, alpha, bits=16, format="tif")
+    assert np.array_equal(np.asarray(Image.open(file)), np.rint(alpha * 65535))
+    minimatte.save(tmp_path / "no_extension", composite, format="JPEG")  # a path without one takes the format
+    assert Image.open(tmp_path / "no_extension").format == "JPEG"
+    minimatte.save(tmp_path / "same.jpeg", composite, format="JPG")
+    refused = [
+        ((rgba,), {"format": "JPEG"}, ValueError, r"^format: JPEG files cannot hold an RGBA cut-out, got 'JPEG'; use "
+                                                  r"'PNG', or composite it onto a background$"),
+        ((alpha,), {"format": "PNG", "bits": 32}, ValueError, r"^format: 32-bit float alphas need a 'TIFF' file, "
+                                                              r"got 'PNG'$"),
+        ((alpha,), {"format": "jpg", "bits": 16}, ValueError, r"^format: 16-bit alphas need a 'PNG' or 'TIFF' file"),
+        ((alpha,), {"format": "pgn"}, ValueError, r"^format: expected an image format that Pillow knows, such as "
+                                                  r"'PNG', 'JPEG', 'WEBP' or 'TIFF', got 'pgn'$"),
+        ((alpha,), {"format": 3}, TypeError, r"^format: expected a format's name, such as 'PNG' or 'JPEG', got int$"),
+    ]
+    for args, options, error, message in refused:
+        file = io.BytesIO()
+        with pytest.raises(error, match=message):
+            minimatte.save(file, *args, **options)
+        assert file.getvalue() == b""
+    with pytest.raises(ValueError, match=r"^format: 'JPEG' for '/.*a.png', whose extension means PNG; give the one, "
+                                         r"or the other$"):
+        minimatte.save(tmp_path / "a.png", alpha, format="JPEG")
+    assert not (tmp_path / "a.png").exists()
+
+
 def test_a_resolution_is_read_upright_and_written_where_the_format_holds_it(tmp_path):
     """minimatte.dpi reads a file's resolution (of the image as viewers show it) and save writes it into PNG,
     JPEG, TIFF and BMP files, within what each holds: none where it would wrap around or where there is none."""
