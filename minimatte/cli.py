@@ -344,7 +344,9 @@ def _trimap(args):
 
 
 def _download(args):
-    print(_printable(hub.download(args.name, progress=not args.quiet)))
+    names = [hub.checkpoint_name(name) for name in args.names]  # a misspelt one before any download's wait
+    for name in dict.fromkeys(names):
+        print(_printable(hub.download(name, progress=not args.quiet)), flush=True)
 
 
 def _convert(args):
@@ -578,8 +580,9 @@ def build_parser():
     sub.set_defaults(run=_trimap)
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",
                               description=f"Download a checkpoint into {hub.cache_dir()} "
-                                          "($MINIMATTE_CACHE overrides) and print its directory.")
-    sub.add_argument("name", metavar="NAME",
+                                          "($MINIMATTE_CACHE overrides) and print its directory; with several "
+                                          "names, each in turn (all four: for a machine without network).")
+    sub.add_argument("names", nargs="+", metavar="NAME",
                      help=f"{', '.join(hub.CHECKPOINTS)}, their hub repo ids (hustvl/vitmatte-...), or another "
                           "public hub repo of a ViTMatte checkpoint (owner/name)")
     _add_quiet(sub)

@@ -569,6 +569,21 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     assert cli.main(["download", "small-composition1k"]) == 2
 
 
+def test_download_fills_the_cache_with_several_checkpoints(served, tmp_path, capsys):
+    """`minimatte download A B ...`: each name checked before the first download; each folder printed once."""
+    server, repo = served
+    fine_tune = "/someone/vitmatte-hair/resolve/main/"
+    for filename in ("config.json", "model.safetensors"):
+        server.files[fine_tune + filename] = server.files[repo + filename]
+    assert cli.main(["download", NAME, "small-composition1k", "-q"]) == 2
+    assert "did you mean 'small-composition-1k'?" in capsys.readouterr().err and server.requests == []
+    assert cli.main(["download", NAME, "someone/vitmatte-hair", hub.CHECKPOINTS[NAME], "-q"]) == 0
+    folders = [str(tmp_path / "cache" / NAME), str(tmp_path / "cache" / "someone" / "vitmatte-hair")]
+    assert capsys.readouterr().out == "".join(folder + "\n" for folder in folders)
+    assert all(hub.cached_checkpoint(name, progress=False) == folder
+               for name, folder in zip((NAME, "someone/vitmatte-hair"), folders))
+
+
 def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
     """A fine-tune on the hub, by its owner/name as transformers' from_pretrained takes it: config.json and the
     weights; without a preprocessor_config.json (model.push_to_hub() writes none) the default processor settings."""
