@@ -2,13 +2,13 @@
 
 The four hustvl checkpoints by their short names or hub repo ids, and any other public hub repo of a ViTMatte
 checkpoint (a fine-tune: "owner/name", as transformers' from_pretrained takes it). Files land in $MINIMATTE_CACHE
-(default ~/.cache/minimatte)/NAME/ (NAME: the short name, or the repo id). A download resumes a partial `.part` file
-(only if the file is still the one it began: If-Range with the first response's ETag), checks the sha256 where it is
-known, and is renamed into place only when complete; weights cut short in the cache since are downloaded again.
-Processes that download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find
-it there. A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is
-read from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, read as huggingface_hub
-reads them) never touches the network.
+(default $XDG_CACHE_HOME/minimatte, ~/.cache/minimatte)/NAME/ (NAME: the short name, or the repo id). A download
+resumes a partial `.part` file (only if the file is still the one it began: If-Range with the first response's
+ETag), checks the sha256 where it is known, and is renamed into place only when complete; weights cut short in the
+cache since are downloaded again. Processes that download the same checkpoint at once take turns (a lock file, on
+POSIX systems): the later ones find it there. A checkpoint that transformers (huggingface_hub) has already
+downloaded into the Hugging Face cache is read from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or
+TRANSFORMERS_OFFLINE=1, read as huggingface_hub reads them) never touches the network.
 """
 import contextlib
 import difflib
@@ -54,8 +54,15 @@ def _expanded(path):
     return os.path.expandvars(os.path.expanduser(path))
 
 
+def _user_cache():
+    """The user's folder for caches: $XDG_CACHE_HOME (where a Linux user has moved them, to a larger disk, say),
+    else ~/.cache."""
+    return os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+
+
 def cache_dir():
-    return _expanded(os.environ.get("MINIMATTE_CACHE") or os.path.join("~", ".cache", "minimatte"))
+    """$MINIMATTE_CACHE, else minimatte in the user's folder for caches (_user_cache)."""
+    return _expanded(os.environ.get("MINIMATTE_CACHE") or os.path.join(_user_cache(), "minimatte"))
 
 
 OFFLINE_VARIABLES = ("MINIMATTE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -70,8 +77,7 @@ def _offline():
 def hf_cache_dir():
     """The Hugging Face hub cache, as huggingface_hub finds it: $HF_HUB_CACHE, else the older $HUGGINGFACE_HUB_CACHE,
     else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"),
-                                                      "huggingface")
+    home = os.environ.get("HF_HOME") or os.path.join(_user_cache(), "huggingface")
     return _expanded(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
                      or os.path.join(home, "hub"))
 

@@ -432,10 +432,12 @@ def test_hugging_face_cache_and_endpoint_variables(served, tmp_path, monkeypatch
     server, repo = served
     for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("MINIMATTE_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert hub.hf_cache_dir() == str(tmp_path / "home" / ".cache" / "huggingface" / "hub")
-    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
-    assert hub.hf_cache_dir() == "/xdg/huggingface/hub"
+    assert hub.cache_dir() == str(tmp_path / "home" / ".cache" / "minimatte")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")  # both caches move with the user's caches
+    assert hub.hf_cache_dir() == "/xdg/huggingface/hub" and hub.cache_dir() == "/xdg/minimatte"
     monkeypatch.setenv("HF_HOME", "~/hf-home")  # expanded, as huggingface_hub expands it
     assert hub.hf_cache_dir() == str(tmp_path / "home" / "hf-home" / "hub")
     monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", "/legacy-cache")  # the older name, still read
