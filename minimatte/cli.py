@@ -15,7 +15,8 @@ import PIL
 from PIL import Image
 
 from . import __version__, api, backend, convert, hub, metrics
-from .files import ALPHA_MODES, check_format, check_output_path, output_format, save
+from .files import (ALPHA_MODES, check_format, check_output_path, named_format, output_format, save,
+                    stream_format)
 from .foreground import cutout, open_background, stored_background
 from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresholds, dpi, icc_profile,
                          image_extensions, is_device_or_pipe, names_a_terminal, open_image, stored_matte, to_unit,
@@ -23,14 +24,15 @@ from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresh
 from .progress import Items
 
 
-STDIO = "-"  # as an input file: standard input; as the output: standard output, a PNG
+STDIO = "-"  # as an input file: standard input; as the output: standard output (a PNG, or as --format says)
 
 
-def _check_writable(outputs, mode):
-    """Before any work: refuse an output file whose format cannot hold an image of PIL `mode` (check_format), or
-    one whose folder is a file or cannot be written, or that starts with an unexpanded ~ or names the terminal
-    (check_output_path).
-    STDIO is a PNG; a device or a pipe (/dev/null, /dev/stdout) is written in place, not in its folder."""
+def _check_writable(outputs, mode, format=None):
+    """Before any work: refuse an output file whose format (output_format, with --format `format`) cannot hold an
+    image of PIL `mode` (check_format), or one whose folder is a file or cannot be written, or that starts with an
+    unexpanded ~ or names the terminal (check_output_path).
+    STDIO is written as save writes a file object (stream_format); a device or a pipe (/dev/null, /dev/stdout) is
+    written in place, not in its folder."""
     for path in outputs:
         if path != STDIO:
             check_output_path(path)
@@ -42,8 +44,10 @@ def _check_writable(outputs, mode):
         if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
             reason = "permission denied" if os.path.isdir(existing) else f"{existing!r} is a file"
             raise OSError(f"output: cannot write into {folder!r} ({reason})")
-    for form, path in {output_format(path): path for path in reversed(outputs)}.items():
-        check_format(form, mode, path)
+    forms = {stream_format(format, mode) if path == STDIO else output_format(path, format): path
+             for path in reversed(outputs)}
+    for form, path in forms.items():
+        check_format(form, mode, *((path,) if format is None else (format, "format")))
 
 
 def _identity(path):
@@ -221,9 +225,10 @@ def _distinct_outputs(jobs, label):
     return jobs
 
 
-def _run(jobs, work, progress, batch):
+def _run(jobs, work, progress, batch, stdout_format):
     """work(source, hint, output) for each job, reported by `progress` (progress.Items). Outside batch mode the
-    error is raised; in batch mode a failed job is reported and skipped, and the run fails at the end."""
+    error is raised; in batch mode a failed job is reported and skipped, and the run fails at the end.
+    stdout_format: what an output to STDIO is written as (stream_format), for its report."""
     failed = 0
     for job in jobs:
         try:
@@ -241,7 +246,8 @@ def _run(jobs, work, progress, batch):
             failed += 1  # an image too large for memory: its arrays are freed by now, and the next may fit
             progress.item_done(f"minimatte: error: {_message(error)}", always_show=True)
             continue
-        progress.item_done("wrote the PNG to standard output" if job[-1] == STDIO else f"wrote {job[-1]}")
+        progress.item_done(f"wrote the {stdout_format} to standard output" if job[-1] == STDIO else
+                           f"wrote {job[-1]}")
     if failed:
         raise RuntimeError(f"{failed} of {len(jobs)} {progress.label} failed")  # "images", "masks"
 
@@ -278,7 +284,8 @@ def _matte(args):
     thresholds = check_thresholds(args.thresholds or MASK_THRESHOLDS)
     background = getattr(args, "background", None)
     _check_stdio({"image": args.image, kind: hint, "background": background}, args.output)
-    extension = ".tif" if getattr(args, "bits", 8) == 32 else ".png"  # of outputs named in a folder: TIFF holds floats
+    # of outputs named in a folder: by --format, else PNG, or TIFF, which holds floats
+    extension = named_format(args.format)[1] if args.format else ".tif" if getattr(args, "bits", 8) == 32 else ".png"
     jobs, batch = _jobs(args.image, args.output, hint, kind, extension), os.path.isdir(args.image)
     _check_not_inputs(jobs, background)
     if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
@@ -289,14 +296,12 @@ def _matte(args):
         jobs = remaining
         if not jobs:
             return
-    if args.command == "matte":
-        _check_writable([out for *_, out in jobs], ALPHA_MODES[args.bits])
-    else:
-        _check_writable([out for *_, out in jobs], "RGBA" if background is None else "RGB")
-        if background is not None:  # an image file (or standard input) decoded once, for every image
-            with _warnings_noted(_printer(args.quiet), background):
-                background = open_background(_input(background, "background"))
-            stored_background(background, (1, 1))  # a bad colour or image is refused before any work
+    mode = ALPHA_MODES[args.bits] if args.command == "matte" else "RGBA" if background is None else "RGB"
+    _check_writable([out for *_, out in jobs], mode, args.format)
+    if background is not None:  # an image file (or standard input) decoded once, for every image
+        with _warnings_noted(_printer(args.quiet), background):
+            background = open_background(_input(background, "background"))
+        stored_background(background, (1, 1))  # a bad colour or image is refused before any work
     model = None if kind == "alpha" else api.load(args.model, backend=args.backend, precision=args.precision,
                                                   preprocessing=args.preprocessing,
                                                   progress=not args.quiet)  # mattes given: no network
@@ -316,31 +321,34 @@ def _matte(args):
                 smaller = "a smaller --max-size" if args.max_size else "--max-size, which runs it on a reduced copy"
                 raise MemoryError(f"{error or 'an allocation failed'}; the network needs less with {smaller}") from None
         if args.command == "matte":  # with the image's resolution: the matte lies over it in a layout too
-            save(_output(output), alpha, bits=args.bits, dpi=dpi(image))
+            save(_output(output), alpha, bits=args.bits, dpi=dpi(image), format=args.format)
             return
         if not args.raw_colors:
             progress.within(1.0, "foreground colours")
         result = cutout(image, alpha, background, foreground=not args.raw_colors, backend=args.backend,
                         crop=args.crop)
-        save(_output(output), result, icc_profile=icc_profile(image), dpi=dpi(image))  # in its colours and size
+        save(_output(output), result, icc_profile=icc_profile(image), dpi=dpi(image),  # in its colours and size
+             format=args.format)
 
-    _run(jobs, work, progress, batch)
+    _run(jobs, work, progress, batch, stream_format(args.format, mode))
 
 
 def _trimap(args):
     _check_stdio({"mask": args.mask}, args.output)
-    jobs, batch = _jobs(args.mask, args.output, hint_label="mask"), os.path.isdir(args.mask)
+    extension = named_format(args.format)[1] if args.format else ".png"
+    jobs, batch = _jobs(args.mask, args.output, hint_label="mask", extension=extension), os.path.isdir(args.mask)
     _check_not_inputs(jobs, None)
     for output in (out for *_, out in jobs):
-        if output_format(output) == "JPEG":  # lossy: 128 would come back as 127 or 129, no longer unknown
-            raise ValueError(f"output: a JPEG file would change the trimap's values, got {output!r}; use .png")
-    _check_writable([out for *_, out in jobs], "L")
+        if output_format(output, args.format) == "JPEG":  # lossy: 128 would come back as 127 or 129, not unknown
+            given = repr(output) if args.format is None else f"--format {args.format}"
+            raise ValueError(f"output: a JPEG file would change the trimap's values, got {given}; use .png")
+    _check_writable([out for *_, out in jobs], "L", args.format)
     thresholds = check_thresholds(args.thresholds)
     progress = Items(len(jobs), "masks" if batch else _shown(jobs[0][0]), args.quiet)
 
     def work(mask, _, output):
-        save(_output(output), trimap_from_mask(_input(mask, "mask"), args.band, thresholds))
-    _run(jobs, work, progress, batch)
+        save(_output(output), trimap_from_mask(_input(mask, "mask"), args.band, thresholds), format=args.format)
+    _run(jobs, work, progress, batch, stream_format(args.format, "L"))
 
 
 def _download(args):
@@ -479,6 +487,12 @@ def _add_thresholds(sub, default):
                           "mask at one half)")
 
 
+def _add_format(sub, default):
+    sub.add_argument("--format", help="the format of outputs that -o does not name with an extension: NAME.EXT "
+                                      "files in an output folder, and - (standard output); by Pillow's name or an "
+                                      f"extension: png, tif, webp, jpg, ... (default: {default})")
+
+
 def _add_quiet(sub):
     sub.add_argument("-q", "--quiet", action="store_true",
                      help="print nothing but errors: no progress, warnings or line per file written or downloaded")
@@ -523,14 +537,16 @@ def build_parser():
                               f"(default: {DEFAULT_BAND})")
         _add_thresholds(sub, default=None)
         sub.add_argument("-o", "--output", required=True,
-                         help="output file (.png; the extension picks the format), - for a PNG on standard output, "
-                              "or a folder (existing, or ending in /) for NAME.png; in batch mode a folder, one "
-                              "NAME.png per image")
+                         help="output file (.png; the extension picks the format), - for standard output (a PNG, "
+                              "or see --format), or a folder (existing, or ending in /) for NAME.png; in batch mode a "
+                              "folder, one NAME.png (or see --format) per image")
+        _add_format(sub, "png; tif with --bits 32" if name == "matte" else "png")
         if name == "matte":
             sub.add_argument("--bits", type=int, choices=sorted(ALPHA_MODES), default=8,
                              help="bits per pixel of the alpha image: 8 or 16, rounded to the nearest level (16 "
                                   "needs a .png or .tif output), or 32, float32 as computed, unrounded (a .tif "
-                                  "output; an output folder gets NAME.tif files) (default: %(default)s)")
+                                  "output; an output folder gets NAME.tif files, standard output a TIFF) (default: "
+                                  "%(default)s)")
         if name == "cutout":
             sub.add_argument("--background", metavar="COLOR|IMAGE",
                              help="composite onto a colour (name or #rrggbb) or an image instead of writing RGBA")
@@ -575,7 +591,9 @@ def build_parser():
     _add_thresholds(sub, default=MASK_THRESHOLDS)
     sub.add_argument("-o", "--output", required=True,
                      help="output file (.png; the extension picks the format, JPEG is refused), - for standard "
-                          "output, or a folder (existing, or ending in /) for NAME.png; in batch mode a folder")
+                          "output, or a folder (existing, or ending in /) for NAME.png (or see --format); in batch "
+                          "mode a folder")
+    _add_format(sub, "png")
     _add_quiet(sub)
     sub.set_defaults(run=_trimap)
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",

@@ -80,10 +80,8 @@ def save(output, result, bits=None, icc_profile=None, dpi=None, format=None):
         raise ValueError(f"dpi: expected (x, y) pixels per inch, two positive numbers, as minimatte.dpi(image) "
                          f"returns them, got {dpi!r}")
     name = os.fspath(output) if to_file else None
-    form = output_format(name) if to_file else "TIFF" if image.mode == "F" else "PNG"
-    if format is not None:
-        form = _named_format(format, name, form)
-    check_format(form, image.mode, *((name,) if to_file and format is None else (format, "format")))
+    form = output_format(name, format) if to_file else stream_format(format, image.mode)
+    check_format(form, image.mode, *((name,) if format is None else (format, "format")))
     if icc_profile and not _keeps_profile(form):
         image.info["icc_profile"] = icc_profile
         image, icc_profile = in_colour_space(image, None, "result"), None
@@ -142,32 +140,45 @@ def _check_profile(profile):
         raise ValueError(f"icc_profile: a profile of the {space} colour space; cut-outs and composites are RGB")
 
 
-def output_format(path):
-    """The PIL format for an output file's extension, PNG for a file without one. An extension of no format Pillow
-    knows is an error: a typo (".pgn") would otherwise get a PNG under a name that viewers cannot open."""
+def stream_format(format, mode):
+    """The PIL format that save writes to a file object, for an image of PIL `mode`: `format`'s (named_format),
+    else PNG, or TIFF for float alphas (mode "F")."""
+    return named_format(format)[0] if format is not None else "TIFF" if mode == "F" else "PNG"
+
+
+def output_format(path, format=None):
+    """The PIL format of an output file: its extension's, else `format`'s (named_format), else PNG. A `format` that
+    disagrees with the extension is an error, and so is an extension of no format Pillow knows: a typo (".pgn")
+    would otherwise get a PNG under a name that viewers cannot open."""
+    named = None if format is None else named_format(format)[0]
     extension = os.path.splitext(path)[1].lower()
     if not extension:
-        return "PNG"
+        return named or "PNG"
     form = image_extensions().get(extension)
     if form is None:
         raise ValueError(f"output: {extension!r} is no image format's extension that Pillow knows, got {path!r}; "
                          "use .png (or .tif)")
+    if named not in (None, form):
+        raise ValueError(f"format: {format!r} for {path!r}, whose extension means {form}; give the one, or the "
+                         "other")
     return form
 
 
-def _named_format(format, path, form):
-    """save's `format` as Pillow names it, from either its name or an extension (any case, "JPEG", "jpg" or
-    ".jpg"); for a `path` with an extension, whose format is `form`, only that one."""
+def named_format(format):
+    """(PIL format, file extension) of a format given by its name or an extension, in any case: "JPEG" (.jpeg),
+    "jpg" (.jpg), ".TIF" (.tif), "WebP" (.webp)."""
     if not isinstance(format, str):
         raise TypeError(f"format: expected a format's name, such as 'PNG' or 'JPEG', got {type(format).__name__}")
-    named = image_extensions().get("." + format.lower().lstrip(".")) or format.upper()
-    if named not in set(image_extensions().values()):
+    extensions = image_extensions()
+    extension = "." + format.lower().lstrip(".")
+    form = extensions.get(extension)
+    if form is None:  # a name that is none of its extensions ("JPEG2000"): its first one (.jp2)
+        extension = next((known for known, named in extensions.items() if named == format.upper()), None)
+        form = extensions.get(extension)
+    if form is None:
         raise ValueError(f"format: expected an image format that Pillow knows, such as 'PNG', 'JPEG', 'WEBP' or "
                          f"'TIFF', got {format!r}")
-    if path is not None and os.path.splitext(path)[1] and named != form:
-        raise ValueError(f"format: {format!r} for {path!r}, whose extension means {form}; give the one, or "
-                         "the other")
-    return named
+    return form, extension
 
 
 def check_format(form, mode, output, argument="output"):

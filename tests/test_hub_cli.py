@@ -661,9 +661,9 @@ def test_cli_float_mattes(served, tmp_path, capsys):
     written = Image.open(tmp_path / "a.tif")
     assert written.mode == "F"
     np.testing.assert_array_equal(np.asarray(written), expected)  # unrounded
-    for output in (tmp_path / "a.png", "-"):  # refused before the model loads
-        assert cli.main(["matte", str(image), str(trimap), "-o", str(output), "--model", "none", "--bits", "32"]) == 2
-        assert f"output: 32-bit float alphas need a .tif file, got {str(output)!r}" in capsys.readouterr().err
+    output = str(tmp_path / "a.png")  # refused before the model loads (standard output gets a TIFF)
+    assert cli.main(["matte", str(image), str(trimap), "-o", output, "--model", "none", "--bits", "32"]) == 2
+    assert f"output: 32-bit float alphas need a .tif file, got {output!r}" in capsys.readouterr().err
     assert not (tmp_path / "a.png").exists()
     images, trimaps = tmp_path / "images", tmp_path / "trimaps"  # an output folder gets NAME.tif files
     for folder, source in ((images, image), (trimaps, trimap)):
@@ -1160,6 +1160,65 @@ class Pipe(io.TextIOWrapper):
 
     def isatty(self):
         return self.terminal
+
+
+def test_cli_output_format(served, tmp_path, capsys, monkeypatch):
+    """--format: the format of the outputs that -o names without an extension, an output folder's files (a batch of
+    JPEG composites) and standard output's; with -o FILE.EXT it must agree. What it cannot hold is refused before
+    the model loads, naming it; standard output gets a TIFF of a 32-bit matte, as save writes a file object."""
+    rng = np.random.default_rng(2)
+    images, trimaps = tmp_path / "images", tmp_path / "trimaps"
+    images.mkdir()
+    trimaps.mkdir()
+    for stem in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(images / f"{stem}.png")
+        Image.fromarray(rng.choice(np.uint8([0, 128, 255]), (30, 40))).save(trimaps / f"{stem}.png")
+    composite = ["--background", "white", "--model", NAME]
+    assert cli.main(["cutout", str(images / "a.png"), str(trimaps / "a.png"), "-o", str(tmp_path / "a.jpg"),
+                     *composite]) == 0
+    assert cli.main(["cutout", str(images), str(trimaps), "-o", str(tmp_path / "out"), "--format", "jpg",
+                     *composite]) == 0
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.jpg", "b.jpg"]
+    assert (tmp_path / "out" / "a.jpg").read_bytes() == (tmp_path / "a.jpg").read_bytes()
+    assert cli.main(["cutout", str(images), str(trimaps), "-o", str(tmp_path / "out"), "--format", "jpg",
+                     "--skip-existing", *composite]) == 0  # the outputs it looks for are the .jpg ones
+    assert "skipping 2 of 2 images" in capsys.readouterr().err
+    assert cli.main(["trimap", str(trimaps), "-o", str(tmp_path / "trimaps_out"), "--format", "TIFF"]) == 0
+    assert sorted(path.name for path in (tmp_path / "trimaps_out").iterdir()) == ["a.tiff", "b.tiff"]
+    capsys.readouterr()
+    one = [str(images / "a.png"), str(trimaps / "a.png")]
+    stdout = Pipe()
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "stdout", stdout)
+        assert cli.main(["matte", *one, "-o", "-", "--format", "webp", "--model", NAME]) == 0
+        assert cli.main(["matte", *one, "-o", "-", "--bits", "32", "--model", NAME]) == 0
+    stdout.flush()
+    assert capsys.readouterr().err == "wrote the WEBP to standard output\nwrote the TIFF to standard output\n"
+    webp_end = stdout.buffer.getvalue().index(b"II*\x00")  # where the TIFF begins
+    expected = minimatte.infer(*one, model=NAME)
+    webp, tiff = (Image.open(io.BytesIO(part)) for part in (stdout.buffer.getvalue()[:webp_end],
+                                                            stdout.buffer.getvalue()[webp_end:]))
+    assert (webp.format, tiff.format) == ("WEBP", "TIFF")
+    assert np.array_equal(np.asarray(webp.convert("L")), np.rint(expected * 255))  # lossless
+    assert np.array_equal(np.asarray(tiff), expected)
+    for argv, error in (
+            (["cutout", *one, "-o", str(tmp_path / "c"), "--format", "JPG"], "format: JPEG files cannot hold an RGBA "
+                                                                           "cut-out, got 'JPG'; use 'PNG', or "
+                                                                           "composite it onto a background"),
+            (["matte", *one, "-o", str(tmp_path / "m.png"), "--format", "webp"], "format: 'webp' for "
+                                                                                 f"{str(tmp_path / 'm.png')!r}, whose "
+                                                                                 "extension means PNG; give the one, "
+                                                                                 "or the other"),
+            (["matte", *one, "-o", "-", "--format", "png", "--bits", "32"], "format: 32-bit float alphas need a "
+                                                                            "'TIFF' file, got 'png'"),
+            (["matte", str(images), str(trimaps), "-o", str(tmp_path / "o"), "--format", "pgn"],
+             "format: expected an image format that Pillow knows, such as 'PNG', 'JPEG', 'WEBP' or 'TIFF', got 'pgn'"),
+            (["trimap", str(trimaps), "-o", str(tmp_path / "o"), "--format", "jpeg"], "output: a JPEG file would "
+                                                                                       "change the trimap's values, "
+                                                                                       "got --format jpeg; use .png")):
+        assert cli.main([*argv, "--model", "none"] if argv[0] != "trimap" else argv) == 2
+        assert capsys.readouterr().err == f"minimatte: error: {error}\n"
+    assert not (tmp_path / "o").exists() and not (tmp_path / "m.png").exists()
 
 
 def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):

@@ -121,5 +121,6 @@ def test_each_command_line_example_runs_as_written(workspace, line):
     run = subprocess.run(["bash", "-c", shell], cwd=folder, env=env, capture_output=True, text=True)
     assert run.returncode == 0, f"{command}\n{run.stderr}"
     assert output is None or output.exists()
-    if output is not None and output.is_dir():
-        assert sorted(p.name for p in output.iterdir()) == ["GT01.png", "GT02.png"]
+    if output is not None and output.is_dir():  # NAME.png files, or NAME.EXT with --format EXT
+        extension = "." + (re.findall(r"--format (\S+)", command) or ["png"])[0]
+        assert sorted(p.name for p in output.iterdir()) == ["GT01" + extension, "GT02" + extension]
