@@ -175,8 +175,8 @@ def test_a_damaged_cached_checkpoint_is_downloaded_again(served, tmp_path, capsy
             cut.truncate(len(whole) // 2)
         capsys.readouterr()
         fetch(NAME)
-        assert (f"minimatte: the cached {weights} was damaged (Error while deserializing header: incomplete metadata, "
-                "file not fully covered); removed, to be downloaded again\n") in capsys.readouterr().err
+        assert re.search(rf"^minimatte: the cached {re.escape(weights)} was damaged \(Error while deserializing "
+                         r"header: [^\n]+\); removed, to be downloaded again$", capsys.readouterr().err, re.M)
         with open(weights, "rb") as fetched:
             assert fetched.read() == whole
     np.testing.assert_array_equal(minimatte.load(NAME)(pixels).alphas, det_model("small")(pixels).alphas)
