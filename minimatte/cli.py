@@ -340,8 +340,8 @@ def _trimap(args):
     _check_not_inputs(jobs, None)
     for output in (out for *_, out in jobs):
         if output_format(output, args.format) == "JPEG":  # lossy: 128 would come back as 127 or 129, not unknown
-            given = repr(output) if args.format is None else f"--format {args.format}"
-            raise ValueError(f"output: a JPEG file would change the trimap's values, got {given}; use .png")
+            given, instead = (repr(output), ".png") if args.format is None else (f"--format {args.format}", "png")
+            raise ValueError(f"output: a JPEG file would change the trimap's values, got {given}; use {instead}")
     _check_writable([out for *_, out in jobs], "L", args.format)
     thresholds = check_thresholds(args.thresholds)
     progress = Items(len(jobs), "masks" if batch else _shown(jobs[0][0]), args.quiet)

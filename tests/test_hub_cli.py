@@ -1215,7 +1215,7 @@ def test_cli_output_format(served, tmp_path, capsys, monkeypatch):
              "format: expected an image format that Pillow knows, such as 'PNG', 'JPEG', 'WEBP' or 'TIFF', got 'pgn'"),
             (["trimap", str(trimaps), "-o", str(tmp_path / "o"), "--format", "jpeg"], "output: a JPEG file would "
                                                                                        "change the trimap's values, "
-                                                                                       "got --format jpeg; use .png")):
+                                                                                       "got --format jpeg; use png")):
         assert cli.main([*argv, "--model", "none"] if argv[0] != "trimap" else argv) == 2
         assert capsys.readouterr().err == f"minimatte: error: {error}\n"
     assert not (tmp_path / "o").exists() and not (tmp_path / "m.png").exists()
