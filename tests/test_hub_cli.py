@@ -1063,15 +1063,20 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
                                        f"in {str(images)!r} (such as a.*)\n")
 
 
-def test_cli_quiet_prints_only_errors(served, tmp_path, capsys, monkeypatch):
-    """--quiet: no download or progress lines, bars or 'wrote' lines, on a terminal or in a log; errors still."""
-    rng = np.random.default_rng(11)
+def _two_images(tmp_path, rng, trimap):
+    """tmp_path/images and tmp_path/trimaps, each with a.png and b.png: random 30x40 RGB images and trimap()'s."""
     images, trimaps = tmp_path / "images", tmp_path / "trimaps"
     images.mkdir()
     trimaps.mkdir()
     for stem in ("a", "b"):
         Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(images / f"{stem}.png")
-        Image.fromarray(np.full((30, 40), 128, np.uint8)).save(trimaps / f"{stem}.png")
+        Image.fromarray(trimap()).save(trimaps / f"{stem}.png")
+    return images, trimaps
+
+
+def test_cli_quiet_prints_only_errors(served, tmp_path, capsys, monkeypatch):
+    """--quiet: no download or progress lines, bars or 'wrote' lines, on a terminal or in a log; errors still."""
+    images, trimaps = _two_images(tmp_path, np.random.default_rng(11), lambda: np.full((30, 40), 128, np.uint8))
     terminal = Terminal()
     with monkeypatch.context() as patched:  # the first use downloads the checkpoint, without a word
         patched.setattr(sys, "stderr", terminal)
@@ -1167,12 +1172,7 @@ def test_cli_output_format(served, tmp_path, capsys, monkeypatch):
     JPEG composites) and standard output's; with -o FILE.EXT it must agree. What it cannot hold is refused before
     the model loads, naming it; standard output gets a TIFF of a 32-bit matte, as save writes a file object."""
     rng = np.random.default_rng(2)
-    images, trimaps = tmp_path / "images", tmp_path / "trimaps"
-    images.mkdir()
-    trimaps.mkdir()
-    for stem in ("a", "b"):
-        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(images / f"{stem}.png")
-        Image.fromarray(rng.choice(np.uint8([0, 128, 255]), (30, 40))).save(trimaps / f"{stem}.png")
+    images, trimaps = _two_images(tmp_path, rng, lambda: rng.choice(np.uint8([0, 128, 255]), (30, 40)))
     composite = ["--background", "white", "--model", NAME]
     assert cli.main(["cutout", str(images / "a.png"), str(trimaps / "a.png"), "-o", str(tmp_path / "a.jpg"),
                      *composite]) == 0
