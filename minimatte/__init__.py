@@ -12,11 +12,11 @@ from .api import DEFAULT_MODEL, infer, load
 from .backend import keep_freed_memory
 from .config import PRESETS, Config, ProcessorConfig
 from .files import save
-from .foreground import cutout, estimate_foreground
+from .foreground import cutout, estimate_foreground, subject_box
 from .model import MattingOutput, VitMatte
 from .processing import dpi, icc_profile, preprocess, read_image, read_trimap, trimap_from_mask
 
 __version__ = "0.1.0"
 __all__ = ["Config", "DEFAULT_MODEL", "MattingOutput", "PRESETS", "ProcessorConfig", "VitMatte", "cutout", "dpi",
            "estimate_foreground", "icc_profile", "infer", "keep_freed_memory", "load", "preprocess", "read_image",
-           "read_trimap", "save", "trimap_from_mask"]
+           "read_trimap", "save", "subject_box", "trimap_from_mask"]

@@ -106,6 +106,8 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
             background, matte.shape, image, value_range)
         if crop is not None:  # only the box is composited
             box = _visible_box(matte, matte_range, crop)
+            if box is None:
+                raise ValueError("crop: the matte is transparent everywhere, so there is nothing to crop to")
             matte, colours, backdrop = matte[box], colours[box], None if backdrop is None else backdrop[box]
         result = np.empty(matte.shape + (4 if backdrop is None else 3,), np.uint8)
         for rows in row_bands(len(result)):
@@ -122,15 +124,27 @@ def cutout(image, alpha, background=None, foreground=True, value_range=None, bac
         return result
 
 
+def subject_box(alpha, margin=0):
+    """The box that cutout(..., crop=margin) cuts to: (left, top, right, bottom) in pixels, right and bottom
+    excluded, in PIL's order (Image.crop(box), array[top:bottom, left:right]). Where the cropped cut-out lies in
+    the image, to place it back there, as cut-out services report it with theirs. alpha as for cutout."""
+    margin = check_integer("margin", margin, 0, " pixels")
+    box = _visible_box(*stored_matte(open_image(alpha, "alpha") if is_file(alpha) else alpha), margin)
+    if box is None:
+        raise ValueError("alpha: the matte is transparent everywhere, so there is no subject to box")
+    rows, columns = box
+    return tuple(int(edge) for edge in (columns.start, rows.start, columns.stop, rows.stop))
+
+
 def _visible_box(alpha, value_range, margin):
     """(rows, columns) slices of the box around the pixels whose alpha (stored values in value_range) is not 0
-    in 8 bits, widened by `margin` pixels on each side within the image."""
+    in 8 bits, widened by `margin` pixels on each side within the image; None where there are none."""
     visible = np.empty(alpha.shape, bool)
     for rows in row_bands(len(alpha)):
         visible[rows] = np.rint(np.clip(to_unit(alpha[rows], value_range), 0, 1) * 255) > 0
     rows, columns = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
     if rows.size == 0:
-        raise ValueError("crop: the matte is transparent everywhere, so there is nothing to crop to")
+        return None
     return tuple(slice(max(0, found[0] - margin), min(size, found[-1] + 1 + margin))
                  for found, size in zip((rows, columns), alpha.shape))
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from minimatte import foreground
-from minimatte.foreground import cutout, estimate_foreground
+from minimatte.foreground import cutout, estimate_foreground, subject_box
 from minimatte.processing import BAND_ROWS, icc_profile
 
 from helpers import DATA, cmyk_profile, gamma_profile
@@ -298,6 +298,29 @@ def test_cutouts_cropped_to_the_subject():
     for margin in -1, 2.5, True:
         with pytest.raises(ValueError, match="crop: expected an integer of at least 0 pixels, got"):
             cutout(image, alpha, crop=margin)
+
+
+def test_the_subject_box_is_where_the_cropped_cutout_lies(tmp_path):
+    """subject_box(alpha, margin): (left, top, right, bottom) of what cutout(..., crop=margin) keeps, in PIL's
+    order, for any matte cutout takes (an array, a file, a cut-out's alpha), to place the cut-out back."""
+    image = np.random.default_rng(7).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    alpha = np.zeros((30, 40))
+    alpha[8:20, 12:31] = 1.0
+    alpha[5, 20] = 0.6 / 255  # 1 in 8 bits: inside the box, as in the cut-out
+    Image.fromarray(np.uint8(np.rint(alpha * 255))).save(tmp_path / "alpha.png")
+    whole = cutout(image, alpha)
+    for margin, box in ((0, (12, 5, 31, 20)), (7, (5, 0, 38, 27))):
+        for matte in (alpha, str(tmp_path / "alpha.png"), Image.open(tmp_path / "alpha.png")):
+            assert subject_box(matte, margin) == box and all(type(edge) is int for edge in box)
+        left, top, right, bottom = box
+        np.testing.assert_array_equal(cutout(image, alpha, crop=margin), whole[top:bottom, left:right])
+        pasted = Image.new("RGBA", (40, 30))  # the cropped cut-out placed back where it was
+        pasted.paste(Image.fromarray(cutout(image, alpha, crop=margin)), box)
+        np.testing.assert_array_equal(np.asarray(pasted)[top:bottom, left:right], whole[top:bottom, left:right])
+    with pytest.raises(ValueError, match="^alpha: the matte is transparent everywhere, so there is no subject to box$"):
+        subject_box(np.zeros((30, 40)))
+    with pytest.raises(ValueError, match="^margin: expected an integer of at least 0 pixels, got -1"):
+        subject_box(alpha, -1)
 
 
 def test_background_images_cover_the_image_without_stretching():
