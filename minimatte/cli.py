@@ -47,7 +47,7 @@ def _check_writable(outputs, mode, format=None):
     forms = {stream_format(format, mode) if path == STDIO else output_format(path, format): path
              for path in reversed(outputs)}
     for form, path in forms.items():
-        check_format(form, mode, *((path,) if format is None else (format, "format")))
+        check_format(form, mode, path, format)
 
 
 def _identity(path):

@@ -81,7 +81,7 @@ def save(output, result, bits=None, icc_profile=None, dpi=None, format=None):
                          f"returns them, got {dpi!r}")
     name = os.fspath(output) if to_file else None
     form = output_format(name, format) if to_file else stream_format(format, image.mode)
-    check_format(form, image.mode, *((name,) if format is None else (format, "format")))
+    check_format(form, image.mode, name, format)
     if icc_profile and not _keeps_profile(form):
         image.info["icc_profile"] = icc_profile
         image, icc_profile = in_colour_space(image, None, "result"), None
@@ -181,14 +181,15 @@ def named_format(format):
     return form, extension
 
 
-def check_format(form, mode, output, argument="output"):
+def check_format(form, mode, output, format=None):
     """Refuse an output of PIL format `form` that cannot hold an image of `mode`: an RGBA cut-out as JPEG (no
     alpha), GIF (alpha 0 or 255 only) or BMP (alpha not read back), 16-bit alphas outside PNG and TIFF (others
     keep 8 bits), float alphas outside TIFF, HEIF, which its plugin writes lossy even at "lossless" quality, ICO
     and ICNS, which Pillow writes at icon sizes (a 30x20 image as 16x11), and formats that it does not read back
-    (_round_trip). Errors name `argument` and `output` as given: an output path, or save's format for a file
-    object, and say which extension (or format) to use instead."""
-    png, tif = (".png", ".tif") if argument == "output" else ("'PNG'", "'TIFF'")
+    (_round_trip). Errors name the output path, or the `format` where one was given (save's format=, --format),
+    and say which extension (or format) to use instead."""
+    argument, output = ("output", output) if format is None else ("format", format)
+    png, tif = (".png", ".tif") if format is None else ("'PNG'", "'TIFF'")
     if form == "HEIF":
         raise ValueError(f"{argument}: HEIF files are lossy, got {output!r}; use {png}")
     if form in ("ICO", "ICNS"):  # known, not probed: Pillow 9.0 warns on stderr as it reads a resized ICO back

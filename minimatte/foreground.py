@@ -129,7 +129,7 @@ def subject_box(alpha, margin=0):
     excluded, in PIL's order (Image.crop(box), array[top:bottom, left:right]). Where the cropped cut-out lies in
     the image, to place it back there, as cut-out services report it with theirs. alpha as for cutout."""
     margin = check_integer("margin", margin, 0, " pixels")
-    box = _visible_box(*stored_matte(open_image(alpha, "alpha") if is_file(alpha) else alpha), margin)
+    box = _visible_box(*stored_matte(alpha), margin)
     if box is None:
         raise ValueError("alpha: the matte is transparent everywhere, so there is no subject to box")
     rows, columns = box

@@ -115,7 +115,7 @@ def _complete(directory):
     return all(os.path.isfile(os.path.join(directory, filename)) for filename in FILES if filename != OPTIONAL)
 
 
-def _cached(directory, name, progress):
+def _cached(directory, progress):
     """Whether `directory` holds a downloaded checkpoint (_complete) whose weights file is whole. One damaged since
     its download (cut short by a full disk, or by a copy of the cache that stopped: downloads are checked and moved
     into place whole) is removed, saying so if `progress`, to be downloaded again."""
@@ -186,7 +186,7 @@ def cached_checkpoint(name, progress=True):
     into minimatte's cache (unless offline), saying so on stderr with its progress (not if `progress` is False)."""
     name = checkpoint_name(name)
     directory = os.path.join(cache_dir(), name)
-    if _cached(directory, name, progress):
+    if _cached(directory, progress):
         return directory
     snapshot = _hf_snapshot(name)
     if snapshot is not None:
@@ -214,7 +214,7 @@ def download(name, progress=True):
     if _offline():
         raise RuntimeError(f"download: offline mode is on ({' / '.join(OFFLINE_VARIABLES)})")
     directory = os.path.join(cache_dir(), name)
-    if _cached(directory, name, progress):  # nothing to write: a read-only cache serves it too
+    if _cached(directory, progress):  # nothing to write: a read-only cache serves it too
         return directory
     try:
         os.makedirs(directory, exist_ok=True)
