@@ -67,9 +67,10 @@ def _check_not_inputs(jobs, background):
                              "destroy it")
 
 
-def _check_stdio(inputs, output):
+def _check_stdio(inputs, output=None, stdout_format=None):
     """Before any work: STDIO ('-') reads one of `inputs` ({label: path}) from standard input, which can be read
-    once, or writes the output to standard output as a PNG; neither may be a terminal."""
+    once, or writes the output to standard output as a file of PIL format `stdout_format` (stream_format); neither
+    may be a terminal."""
     piped = [label for label, path in inputs.items() if path == STDIO]
     if len(piped) > 1:
         raise ValueError(f"{piped[1]}: standard input ('-') can give one input only, got it for "
@@ -80,8 +81,8 @@ def _check_stdio(inputs, output):
                          "(< FILE) or pipe one")
     unfit = output == STDIO and _unfit_for_files(sys.stdout)
     if unfit:
-        raise ValueError(f"output: '-' writes a PNG to standard output, which is {unfit}; redirect it (> FILE) or "
-                         "pipe it")
+        raise ValueError(f"output: '-' writes the {stdout_format} to standard output, which is {unfit}; redirect it "
+                         "(> FILE) or pipe it")
     for label, path in inputs.items():  # /dev/stdin, say (outputs: check_output_path)
         if path not in (None, STDIO) and names_a_terminal(path):
             raise ValueError(f"{label}: {path!r} is the terminal; redirect a file into it (< FILE) or pipe one")
@@ -283,7 +284,9 @@ def _matte(args):
     band = DEFAULT_BAND if args.band is None else args.band
     thresholds = check_thresholds(args.thresholds or MASK_THRESHOLDS)
     background = getattr(args, "background", None)
-    _check_stdio({"image": args.image, kind: hint, "background": background}, args.output)
+    mode = ALPHA_MODES[args.bits] if args.command == "matte" else "RGBA" if background is None else "RGB"
+    stdout_format = stream_format(args.format, mode)
+    _check_stdio({"image": args.image, kind: hint, "background": background}, args.output, stdout_format)
     # of outputs named in a folder: by --format, else PNG, or TIFF, which holds floats
     extension = named_format(args.format)[1] if args.format else ".tif" if getattr(args, "bits", 8) == 32 else ".png"
     jobs, batch = _jobs(args.image, args.output, hint, kind, extension), os.path.isdir(args.image)
@@ -296,7 +299,6 @@ def _matte(args):
         jobs = remaining
         if not jobs:
             return
-    mode = ALPHA_MODES[args.bits] if args.command == "matte" else "RGBA" if background is None else "RGB"
     _check_writable([out for *_, out in jobs], mode, args.format)
     if background is not None:  # an image file (or standard input) decoded once, for every image
         with _warnings_noted(_printer(args.quiet), background):
@@ -330,11 +332,12 @@ def _matte(args):
         save(_output(output), result, icc_profile=icc_profile(image), dpi=dpi(image),  # in its colours and size
              format=args.format)
 
-    _run(jobs, work, progress, batch, stream_format(args.format, mode))
+    _run(jobs, work, progress, batch, stdout_format)
 
 
 def _trimap(args):
-    _check_stdio({"mask": args.mask}, args.output)
+    stdout_format = stream_format(args.format, "L")
+    _check_stdio({"mask": args.mask}, args.output, stdout_format)
     extension = named_format(args.format)[1] if args.format else ".png"
     jobs, batch = _jobs(args.mask, args.output, hint_label="mask", extension=extension), os.path.isdir(args.mask)
     _check_not_inputs(jobs, None)
@@ -348,7 +351,7 @@ def _trimap(args):
 
     def work(mask, _, output):
         save(_output(output), trimap_from_mask(_input(mask, "mask"), args.band, thresholds), format=args.format)
-    _run(jobs, work, progress, batch, stream_format(args.format, "L"))
+    _run(jobs, work, progress, batch, stdout_format)
 
 
 def _download(args):
@@ -384,7 +387,7 @@ def _evaluate(args):
         raise ValueError("evaluate: standard output, where the scores go, is closed; redirect it (> FILE) or pipe it")
     names = ("pred", "gt") if args.whole_image else ("pred", "gt", "trimap")
     paths = (args.pred, args.gt, args.trimap)[:len(names)]
-    _check_stdio(dict(zip(names, paths)), None)
+    _check_stdio(dict(zip(names, paths)))
     folders = [os.path.isdir(path) for path in paths]
     for path, name, folder in zip(paths, names, folders):
         if not folder and path != STDIO:

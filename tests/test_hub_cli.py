@@ -1271,7 +1271,7 @@ def test_cli_standard_input_and_output(served, tmp_path, capsys, monkeypatch):
                                                       "pred and gt"),
             (["matte", "-", str(trimap), "-o", "a.png"], {"stdin_terminal": True}, "image: '-' reads it from "
              "standard input, which is a terminal; redirect a file into it (< FILE) or pipe one"),
-            (["matte", str(image), str(trimap), "-o", "-"], {"stdout_terminal": True}, "output: '-' writes a PNG "
+            (["matte", str(image), str(trimap), "-o", "-"], {"stdout_terminal": True}, "output: '-' writes the PNG "
              "to standard output, which is a terminal; redirect it (> FILE) or pipe it"),
             (["matte", "-", str(trimap), "-o", str(tmp_path) + os.sep], {}, "is a folder, and what standard input "
              "gives has no name to name its output file by; give -o a file name"),
@@ -1300,8 +1300,12 @@ def test_cli_with_a_standard_stream_closed(tmp_path):
     assert np.unique(np.asarray(Image.open(tmp_path / "t.png"))).tolist() == [0, 128, 255]
     assert run("trimap m.png -o t.jpg", "2>&-").returncode == 2  # its error, unseen
     for arguments, closing, error in (
-            ("trimap m.png -o -", ">&-", "output: '-' writes a PNG to standard output, which is closed; redirect it "
-                                         "(> FILE) or pipe it"),
+            ("trimap m.png -o -", ">&-", "output: '-' writes the PNG to standard output, which is closed; redirect "
+                                         "it (> FILE) or pipe it"),
+            ("trimap m.png -o - --format tif", ">&-", "output: '-' writes the TIFF to standard output, which is "
+                                                      "closed; redirect it (> FILE) or pipe it"),
+            ("matte m.png m.png -o - --bits 32", ">&-", "output: '-' writes the TIFF to standard output, which is "
+                                                        "closed; redirect it (> FILE) or pipe it"),
             ("trimap - -o u.png", "<&-", "mask: '-' reads it from standard input, which is closed; redirect a file "
                                          "into it (< FILE) or pipe one"),
             ("evaluate t.png t.png --whole-image", ">&-", "evaluate: standard output, where the scores go, is closed; "
