@@ -17,7 +17,7 @@ from PIL import Image
 from . import __version__, api, backend, convert, hub, metrics
 from .files import (ALPHA_MODES, check_format, check_output_path, named_format, output_format, save,
                     stream_format)
-from .foreground import cutout, open_background, stored_background
+from .foreground import cutout, open_background, stored_background, subject_box
 from .processing import (DEFAULT_BAND, MASK_THRESHOLDS, check_file, check_thresholds, dpi, icc_profile,
                          image_extensions, is_device_or_pipe, names_a_terminal, open_image, stored_matte, to_unit,
                          trimap_from_mask)
@@ -227,16 +227,17 @@ def _distinct_outputs(jobs, label):
 
 
 def _run(jobs, work, progress, batch, stdout_format):
-    """work(source, hint, output) for each job, reported by `progress` (progress.Items). Outside batch mode the
-    error is raised; in batch mode a failed job is reported and skipped, and the run fails at the end.
-    stdout_format: what an output to STDIO is written as (stream_format), for its report."""
+    """work(source, hint, output) for each job, reported by `progress` (progress.Items), with what work returns
+    (None, or more to say) added to its line. Outside batch mode the error is raised; in batch mode a failed job
+    is reported and skipped, and the run fails at the end. stdout_format: what an output to STDIO is written as
+    (stream_format), for its report."""
     failed = 0
     for job in jobs:
         try:
             if isinstance(job[1], FileNotFoundError):  # a batch's image without its trimap (mask, matte)
                 raise job[1]
             with _warnings_noted(progress.note, job[0]):
-                work(*job)
+                detail = work(*job)
         except KeyboardInterrupt:
             progress.clear()  # the bar makes way for main's message
             raise
@@ -247,8 +248,8 @@ def _run(jobs, work, progress, batch, stdout_format):
             failed += 1  # an image too large for memory: its arrays are freed by now, and the next may fit
             progress.item_done(f"minimatte: error: {_message(error)}", always_show=True)
             continue
-        progress.item_done(f"wrote the {stdout_format} to standard output" if job[-1] == STDIO else
-                           f"wrote {job[-1]}")
+        wrote = f"wrote the {stdout_format} to standard output" if job[-1] == STDIO else f"wrote {job[-1]}"
+        progress.item_done(wrote if detail is None else f"{wrote}, {detail}")
     if failed:
         raise RuntimeError(f"{failed} of {len(jobs)} {progress.label} failed")  # "images", "masks"
 
@@ -331,6 +332,8 @@ def _matte(args):
                         crop=args.crop)
         save(_output(output), result, icc_profile=icc_profile(image), dpi=dpi(image),  # in its colours and size
              format=args.format)
+        if args.crop is not None:  # where the trimmed cut-out lay, to place it back there
+            return f"cropped to the box {subject_box(alpha, args.crop)} (left, top, right, bottom)"
 
     _run(jobs, work, progress, batch, stdout_format)
 

@@ -853,7 +853,9 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     blob[10:20, 15:35] = 255
     Image.fromarray(blob).save(tmp_path / "blob.png")
     assert cli.main(["cutout", str(image), "--alpha", str(tmp_path / "blob.png"), "-o", str(tmp_path / "c.png"),
-                     "--crop", "2"]) == 0  # cut to the subject, 2 pixels around it
+                     "--crop", "2"]) == 0  # cut to the subject, 2 pixels around it, and where that lay said
+    assert capsys.readouterr().err.endswith(f"wrote {tmp_path / 'c.png'}, cropped to the box (13, 8, 37, 22) "
+                                            "(left, top, right, bottom)\n")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")),
                                   cutout(str(image), blob, crop=2))
     assert Image.open(tmp_path / "c.png").size == (24, 14)
