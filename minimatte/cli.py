@@ -561,7 +561,8 @@ def build_parser():
                                               "cut-out with transparency, its alpha")
             sub.add_argument("--crop", type=_at_least(0), nargs="?", const=0, metavar="MARGIN",
                              help="cut the result to the box around the subject (its pixels whose alpha is not "
-                                  "0), widened by MARGIN pixels on each side (default: 0)")
+                                  "0), widened by MARGIN pixels on each side (default: 0); the line that "
+                                  "reports the file gives the box, (left, top, right, bottom) in the image")
             sub.add_argument("--raw-colors", action="store_true",
                              help="keep the image's colours at soft edges instead of estimating the foreground "
                                   "colours (faster, but edges keep a fringe of the old background)")
