@@ -609,7 +609,8 @@ def build_parser():
                                           "names, each in turn (all four: for a machine without network).")
     sub.add_argument("names", nargs="+", metavar="NAME",
                      help=f"{', '.join(hub.CHECKPOINTS)}, their hub repo ids (hustvl/vitmatte-...), or another "
-                          "public hub repo of a ViTMatte checkpoint (owner/name)")
+                          "hub repo of a ViTMatte checkpoint (owner/name; a private one with $HF_TOKEN or the "
+                          "token `hf auth login` saved)")
     _add_quiet(sub)
     sub.set_defaults(run=_download)
     sub = commands.add_parser("evaluate", help="SAD, MSE, Grad, Conn of predicted mattes (DIM conventions)",

@@ -1,14 +1,15 @@
 """Published checkpoints by name: download from the Hugging Face hub with the standard library only.
 
-The four hustvl checkpoints by their short names or hub repo ids, and any other public hub repo of a ViTMatte
-checkpoint (a fine-tune: "owner/name", as transformers' from_pretrained takes it). Files land in $MINIMATTE_CACHE
-(default $XDG_CACHE_HOME/minimatte, ~/.cache/minimatte)/NAME/ (NAME: the short name, or the repo id). A download
-resumes a partial `.part` file (only if the file is still the one it began: If-Range with the first response's
-ETag), checks the sha256 where it is known, and is renamed into place only when complete; weights cut short in the
-cache since are downloaded again. Processes that download the same checkpoint at once take turns (a lock file, on
-POSIX systems): the later ones find it there. A checkpoint that transformers (huggingface_hub) has already
-downloaded into the Hugging Face cache is read from there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or
-TRANSFORMERS_OFFLINE=1, read as huggingface_hub reads them) never touches the network.
+The four hustvl checkpoints by their short names or hub repo ids, and any other hub repo of a ViTMatte checkpoint (a
+fine-tune: "owner/name", as transformers' from_pretrained takes it; a private one with the user's access token,
+found as huggingface_hub finds it). Files land in $MINIMATTE_CACHE (default $XDG_CACHE_HOME/minimatte,
+~/.cache/minimatte)/NAME/ (NAME: the short name, or the repo id). A download resumes a partial `.part` file (only if
+the file is still the one it began: If-Range with the first response's ETag), checks the sha256 where it is known,
+and is renamed into place only when complete; weights cut short in the cache since are downloaded again. Processes
+that download the same checkpoint at once take turns (a lock file, on POSIX systems): the later ones find it there.
+A checkpoint that transformers (huggingface_hub) has already downloaded into the Hugging Face cache is read from
+there instead. MINIMATTE_OFFLINE=1 (or HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, read as huggingface_hub reads
+them) never touches the network.
 """
 import contextlib
 import difflib
@@ -68,18 +69,48 @@ def cache_dir():
 OFFLINE_VARIABLES = ("MINIMATTE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-def _offline():
-    """Whether one of OFFLINE_VARIABLES is true as huggingface_hub reads its own: 1, on, yes or true, in any case
+def _true(variable):
+    """Whether the environment variable is true as huggingface_hub reads its own: 1, on, yes or true, in any case
     (so HF_HUB_OFFLINE=false is off for both)."""
-    return any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE") for v in OFFLINE_VARIABLES)
+    return os.environ.get(variable, "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _offline():
+    """Whether one of OFFLINE_VARIABLES is true (_true)."""
+    return any(_true(variable) for variable in OFFLINE_VARIABLES)
+
+
+def _hf_home():
+    """huggingface_hub's folder: $HF_HOME, else huggingface in the user's folder for caches (_user_cache)."""
+    return os.environ.get("HF_HOME") or os.path.join(_user_cache(), "huggingface")
 
 
 def hf_cache_dir():
     """The Hugging Face hub cache, as huggingface_hub finds it: $HF_HUB_CACHE, else the older $HUGGINGFACE_HUB_CACHE,
     else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
-    home = os.environ.get("HF_HOME") or os.path.join(_user_cache(), "huggingface")
     return _expanded(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-                     or os.path.join(home, "hub"))
+                     or os.path.join(_hf_home(), "hub"))
+
+
+def _token():
+    """The user's Hugging Face access token, for private repos, as huggingface_hub finds it: $HF_TOKEN (or the older
+    $HUGGING_FACE_HUB_TOKEN), else the file that `hf auth login` writes ($HF_TOKEN_PATH, else $HF_HOME/token);
+    none where HF_HUB_DISABLE_IMPLICIT_TOKEN is true (_true), which keeps it from requests that do not pass it.
+    Returns (token, where it was found), or (None, None) without one."""
+    if _true("HF_HUB_DISABLE_IMPLICIT_TOKEN"):
+        return None, None
+    variable = next((v for v in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if os.environ.get(v)), None)
+    if variable:
+        token, source = os.environ[variable], "$" + variable
+    else:
+        source = _expanded(os.environ.get("HF_TOKEN_PATH") or os.path.join(_hf_home(), "token"))
+        try:
+            with open(source) as file:
+                token = file.read()
+        except OSError:  # none saved (or unreadable: huggingface_hub finds none either)
+            return None, None
+    token = token.replace("\r", "").replace("\n", "").strip()
+    return (token, source) if token else (None, None)
 
 
 def repo_id(name):
@@ -237,10 +268,13 @@ def download(name, progress=True):
                     continue
                 if filename == "config.json":  # the hub answers 401 for a repo that does not exist, or is private
                     shutil.rmtree(directory, ignore_errors=True)  # nothing is kept of a repo the hub does not serve
-                    raise FileNotFoundError(f"model: {name!r} is neither an existing path nor a public hub repo "
-                                            f"with a config.json ({error}); a private one is found once "
-                                            f"huggingface_hub has downloaded it (`hf download {name}`), or "
-                                            "loads from the folder that prints") from None
+                    token, source = _token()
+                    readable = (f"that the access token in {source} can read ({error}); the hub refuses a token "
+                                "that is no longer valid for public repos too" if token else
+                                f"that is public ({error}); for a private one, set HF_TOKEN to an access token that "
+                                "can read it, or log in with `hf auth login`")
+                    raise FileNotFoundError(f"model: {name!r} is neither an existing path nor a hub repo with a "
+                                            f"config.json {readable}") from None
                 _fetch_converted(base, directory, name, progress)
             if filename == "config.json":
                 _check_config(directory, name)
@@ -324,6 +358,9 @@ def _fetch(url, target, sha256, progress):
         with open(validator) as f:
             headers["If-Range"] = f.read()
     request = urllib.request.Request(url, headers=headers)
+    token, _ = _token()
+    if token:  # to the hub alone: a redirect to where it stores large files (a signed URL, elsewhere) goes without
+        request.add_unredirected_header("Authorization", f"Bearer {token}")
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as error:

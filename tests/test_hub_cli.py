@@ -44,11 +44,12 @@ class Hub(http.server.ThreadingHTTPServer):
     as the hub answers its large files (`redirects`: {path: path}). HEAD answers with the commit and ETag headers
     that huggingface_hub's downloads read. A missing path is answered with `not_found`: 404 with the headers of
     the hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist.
-    `weak_etags`: its ETags are weak ones (W/"..."), which If-Range never matches."""
+    `weak_etags`: its ETags are weak ones (W/"..."), which If-Range never matches. `private`: {path prefix: token},
+    answered 401 without "Authorization: Bearer TOKEN"; `authorizations` records each GET's (path, Authorization)."""
 
     def __init__(self, files):
         self.files, self.cut_once, self.hold, self.redirects, self.requests = files, set(), {}, {}, []
-        self.not_found, self.weak_etags = 404, False
+        self.not_found, self.weak_etags, self.private, self.authorizations = 404, False, {}, []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -60,6 +61,13 @@ class Hub(http.server.ThreadingHTTPServer):
 
             def do_GET(handler):
                 self.requests.append((handler.path, handler.headers.get("Range")))
+                self.authorizations.append((handler.path, handler.headers.get("Authorization")))
+                if any(handler.path.startswith(prefix) and handler.headers.get("Authorization") != f"Bearer {token}"
+                       for prefix, token in self.private.items()):
+                    handler.send_response(401)
+                    handler.send_header("Content-Length", "0")
+                    handler.end_headers()
+                    return
                 if handler.path in self.redirects:
                     handler.send_response(302)
                     handler.send_header("Location", self.url + self.redirects[handler.path])
@@ -127,7 +135,8 @@ def served(tmp_path, monkeypatch, det_state):
     monkeypatch.setenv("MINIMATTE_HUB_URL", server.url)
     monkeypatch.setenv("MINIMATTE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # not this machine's Hugging Face cache
-    for variable in hub.OFFLINE_VARIABLES:
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-token"))  # nor its user's access token
+    for variable in (*hub.OFFLINE_VARIABLES, "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_DISABLE_IMPLICIT_TOKEN"):
         monkeypatch.delenv(variable, raising=False)
     yield server, repo
     server.shutdown()
@@ -215,6 +224,48 @@ def test_a_redirected_download_resumes_at_the_redirect(served, tmp_path):
     assert [(path, r) for path, r in server.requests if path in (weights, stored)] == [
         (weights, None), (stored, None), (weights, rest), (stored, rest)]
     assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == server.files[stored]
+
+
+def test_a_private_repo_downloads_with_the_users_access_token(served, tmp_path, monkeypatch, det_model):
+    """A private repo answers 401 without the user's token; with it, found as huggingface_hub finds it ($HF_TOKEN,
+    the older $HUGGING_FACE_HUB_TOKEN, else the file `hf auth login` writes), the checkpoint downloads. The token
+    goes to the hub alone, not along the redirect to its storage (a signed URL on another host). A refused token
+    is named in the error, which says how to give one where none was."""
+    server, repo = served
+    private = "/company/secret/resolve/main/"
+    for filename in hub.FILES:
+        server.files[private + filename] = server.files[repo + filename]
+    server.files["/storage/secret"] = server.files.pop(private + "model.safetensors")
+    server.redirects[private + "model.safetensors"] = "/storage/secret"
+    server.private[private] = "hf_right"
+    with pytest.raises(FileNotFoundError, match=r"with a config.json that is public \(download: .* HTTP 401 .*\); "
+                                                r"for a private one, set HF_TOKEN"):
+        minimatte.load("company/secret", progress=False)
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", "hf_wrong\n")
+    with pytest.raises(FileNotFoundError, match=r"with a config.json that the access token in "
+                                                r"\$HUGGING_FACE_HUB_TOKEN can read \(download: .* HTTP 401 .*\); "
+                                                r"the hub refuses a token that is no longer valid for public repos "
+                                                r"too$"):
+        minimatte.load("company/secret", progress=False)
+    monkeypatch.setenv("HF_TOKEN", " hf_right\n")  # before the older variable, and trimmed as huggingface_hub does
+    server.authorizations.clear()
+    pixels = np.random.default_rng(0).random((1, 4, 32, 32), dtype=np.float32)
+    np.testing.assert_array_equal(minimatte.load("company/secret", progress=False)(pixels).alphas,
+                                  det_model("small")(pixels).alphas)
+    assert sorted(server.authorizations) == sorted([(private + filename, "Bearer hf_right") for filename in hub.FILES]
+                                                   + [("/storage/secret", None)])
+    shutil.rmtree(tmp_path / "cache")
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(variable)
+    (tmp_path / "no-token").write_text("hf_right\n")  # as `hf auth login` saves it ($HF_TOKEN_PATH)
+    assert cli.main(["download", "company/secret", "-q"]) == 0
+    monkeypatch.delenv("HF_TOKEN_PATH")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # else $HF_HOME/token
+    (tmp_path / "hf_home").mkdir()
+    (tmp_path / "hf_home" / "token").write_text("hf_right")
+    assert hub._token() == ("hf_right", str(tmp_path / "hf_home" / "token"))
+    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")  # huggingface_hub's: none unless passed, as here never
+    assert hub._token() == (None, None)
 
 
 def test_a_resumed_download_of_a_changed_file_starts_over(served, tmp_path, det_state):
@@ -603,10 +654,9 @@ def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
     assert cli.main(["download", "someone/vitmatte-hair", "-q"]) == 0 and server.requests == []  # in the cache
     capsys.readouterr()
     with pytest.raises(FileNotFoundError, match=r"^model: 'someone/no-such-repo' is neither an existing path nor a "
-                                                r"public hub repo with a config.json \(download: .* HTTP 404 .*\); a "
-                                                r"private one is found once huggingface_hub has downloaded it "
-                                                r"\(`hf download someone/no-such-repo`\), or loads from the folder "
-                                                r"that prints$"):
+                                                r"hub repo with a config.json that is public \(download: .* HTTP 404 "
+                                                r".*\); for a private one, set HF_TOKEN to an access token that can "
+                                                r"read it, or log in with `hf auth login`$"):
         minimatte.load("someone/no-such-repo", progress=False)
     server.files["/someone/segmenter/resolve/main/config.json"] = b'{"model_type": "segformer"}'
     server.files["/someone/segmenter/resolve/main/model.safetensors"] = server.files[repo + "model.safetensors"]
@@ -644,7 +694,7 @@ def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
     server.not_found = 401  # as the hub answers a repo that does not exist (or is private) without a token
     assert cli.main(["download", "someone/no-such-repo"]) == 1
     assert not (tmp_path / "cache" / "someone" / "no-such-repo").exists()  # no empty folder left for a typo
-    assert re.search(r"public hub repo with a config.json \(download: .* HTTP 401 ", capsys.readouterr().err)
+    assert re.search(r"hub repo with a config.json that is public \(download: .* HTTP 401 ", capsys.readouterr().err)
 
 
 def test_cli_float_mattes(served, tmp_path, capsys):
