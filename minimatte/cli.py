@@ -147,8 +147,17 @@ def _paired_files(folder, *others, names):
                 raise _unpaired(label, stem, other, path)
         pairs.append((stem, path, *(files[stem] for files in stems)))
     if not pairs:
-        raise FileNotFoundError(f"{names[0]}: no files in {folder!r}")
+        raise _no_files(names[0], folder)
     return pairs
+
+
+def _no_files(label, folder):
+    """The error for `folder`, which holds no image files (_files_by_stem): naming a subfolder if it has one, as a
+    dataset's images may lie in subfolders, which are not searched."""
+    subfolders = sorted(name for name in os.listdir(folder)
+                        if not name.startswith(".") and os.path.isdir(os.path.join(folder, name)))
+    inside = f"; its subfolders, such as {subfolders[0]!r}, are not searched: give one of them" if subfolders else ""
+    return FileNotFoundError(f"{label}: no image files in {folder!r}{inside}")
 
 
 def _jobs(source, output, hint=None, hint_label="trimap", extension=".png"):
@@ -201,7 +210,7 @@ def _hinted(images, folder, label):
     is an error before any work (a wrong folder)."""
     hints = _files_by_stem(folder, label)
     if not hints:
-        raise FileNotFoundError(f"{label}: no files in {folder!r}")
+        raise _no_files(label, folder)
     if not hints.keys() & {stem for stem, _ in images}:
         raise FileNotFoundError(f"{label}: no file in {folder!r} has the name of an image in "
                                 f"{os.path.dirname(images[0][1])!r} (such as {images[0][0]}.*)")

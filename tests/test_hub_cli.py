@@ -1017,7 +1017,11 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     (images / "folder.png").mkdir()
     (tmp_path / "empty").mkdir()
     assert cli.main(["matte", str(tmp_path / "empty"), str(trimaps), "-o", str(out), "--model", NAME]) == 1
-    assert capsys.readouterr().err == f"minimatte: error: image: no files in {str(tmp_path / 'empty')!r}\n"
+    assert capsys.readouterr().err == f"minimatte: error: image: no image files in {str(tmp_path / 'empty')!r}\n"
+    (tmp_path / "empty" / "set1").mkdir()  # a dataset's layout, images in subfolders: those are not searched
+    assert cli.main(["matte", str(tmp_path / "empty"), str(trimaps), "-o", str(out), "--model", NAME]) == 1
+    assert capsys.readouterr().err == (f"minimatte: error: image: no image files in {str(tmp_path / 'empty')!r}; its "
+                                       "subfolders, such as 'set1', are not searched: give one of them\n")
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(out), "--model", NAME]) == 0
     assert "[2/2] wrote" in capsys.readouterr().err
     assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.png"]
@@ -1108,7 +1112,7 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     other = tmp_path / "other"  # no image with a trimap: the wrong folder, an error before any work
     other.mkdir()
     assert cli.main(["matte", str(images), str(other), "-o", str(tmp_path / "out5"), "--model", "none"]) == 1
-    assert capsys.readouterr().err == f"minimatte: error: trimap: no files in {str(other)!r}\n"
+    assert capsys.readouterr().err == f"minimatte: error: trimap: no image files in {str(other)!r}\n"
     (other / "z.png").write_bytes(b"")
     assert cli.main(["cutout", str(images), "--mask", str(other), "-o", str(tmp_path / "out5"), "--model", "none"]) == 1
     assert capsys.readouterr().err == (f"minimatte: error: mask: no file in {str(other)!r} has the name of an image "
