@@ -200,10 +200,17 @@ def checkpoint_name(name):
     page = re.fullmatch(r"https?://[^/]+/([^/]+/[^/?#]+).*", name)  # a repo's web page, copied from the browser
     home = expanded_home(name)  # a path quoted in a shell, or written in Python: its ~ is not expanded
     close = ([home] if home and os.path.exists(home) else [page.group(1)] if page else
-             difflib.get_close_matches(name.lower(), published, n=1))  # a typo's meaning
+             _named_by_words(name) or difflib.get_close_matches(name.lower(), published, n=1))  # a typo's meaning
     raise ValueError(f"model: {name!r} is neither an existing path nor a checkpoint name "
                      f"({', '.join(CHECKPOINTS)}, their hub repo ids, or another hub repo's owner/name)"
-                     + (f"; did you mean {close[0]!r}?" if close else ""))
+                     + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ""))
+
+
+def _named_by_words(name):
+    """The short names that hold every word of `name`, as one may name a checkpoint by its model's size or its
+    dataset alone ("small", "vitmatte-base", "composition-1k")."""
+    words = set(re.split(r"[-_/\s]+", name.lower())) - {"", "vitmatte", "hustvl"}
+    return [short for short in CHECKPOINTS if words and words <= set(short.split("-"))]
 
 
 def checkpoint_path(source, progress=True):

@@ -609,7 +609,11 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     for typo, meant in (("small-composition1k", "small-composition-1k"),
                         ("hustvl/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646"),
                         ("HustVL/vitmatte-base-distinction-646", "hustvl/vitmatte-base-distinctions-646"),
-                        ("https://huggingface.co/someone/vitmatte-hair/tree/main", "someone/vitmatte-hair")):
+                        ("https://huggingface.co/someone/vitmatte-hair/tree/main", "someone/vitmatte-hair"),
+                        ("small", "small-composition-1k' or 'small-distinctions-646"),  # by its size or dataset
+                        ("ViTMatte-Base", "base-composition-1k' or 'base-distinctions-646"),
+                        ("composition-1k", "small-composition-1k' or 'base-composition-1k"),
+                        ("vitmatte_small_distinctions_646", "small-distinctions-646")):
         with pytest.raises(ValueError, match=rf"{listed}; did you mean '{meant}'\?$"):
             minimatte.load(typo)
     monkeypatch.setenv("HOME", str(tmp_path))
