@@ -375,7 +375,9 @@ def _fetch(url, target, sha256, progress):
             response = None
         else:
             kind = _NotFound if error.code in (401, 404) else RuntimeError
-            raise kind(f"download: {url} failed: HTTP {error.code} {error.reason}") from None
+            said = error.headers.get("X-Error-Message")  # the hub's reason: a gated repo's terms, a refused token
+            raise kind(f"download: {url} failed: HTTP {error.code} {error.reason}" + (f": {said}" if said else "")) \
+                from None
     except (urllib.error.URLError, OSError) as error:
         raise RuntimeError(f"download: cannot reach {url} ({getattr(error, 'reason', error)}); "
                            "check the network, or use MINIMATTE_OFFLINE=1 with a filled cache") from None

@@ -45,7 +45,8 @@ class Hub(http.server.ThreadingHTTPServer):
     that huggingface_hub's downloads read. A missing path is answered with `not_found`: 404 with the headers of
     the hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist.
     `weak_etags`: its ETags are weak ones (W/"..."), which If-Range never matches. `private`: {path prefix: token},
-    answered 401 without "Authorization: Bearer TOKEN"; `authorizations` records each GET's (path, Authorization)."""
+    answered 401 without "Authorization: Bearer TOKEN", or 403 with the terms of a gated repo where the token is
+    None; the hub's reason in X-Error-Message. `authorizations` records each GET's (path, Authorization)."""
 
     def __init__(self, files):
         self.files, self.cut_once, self.hold, self.redirects, self.requests = files, set(), {}, {}, []
@@ -62,12 +63,19 @@ class Hub(http.server.ThreadingHTTPServer):
             def do_GET(handler):
                 self.requests.append((handler.path, handler.headers.get("Range")))
                 self.authorizations.append((handler.path, handler.headers.get("Authorization")))
-                if any(handler.path.startswith(prefix) and handler.headers.get("Authorization") != f"Bearer {token}"
-                       for prefix, token in self.private.items()):
-                    handler.send_response(401)
-                    handler.send_header("Content-Length", "0")
-                    handler.end_headers()
-                    return
+                given = handler.headers.get("Authorization")
+                for prefix, token in self.private.items():
+                    if handler.path.startswith(prefix) and (token is None or given != f"Bearer {token}"):
+                        code, reason = ((403, f"Access to model {'/'.join(prefix.split('/')[1:3])} is restricted. "
+                                              "You must have access to it and be authenticated to access it.")
+                                        if token is None else
+                                        (401, "Invalid credentials in Authorization header") if given else
+                                        (401, "Repository not found"))
+                        handler.send_response(code)
+                        handler.send_header("X-Error-Message", reason)
+                        handler.send_header("Content-Length", "0")
+                        handler.end_headers()
+                        return
                 if handler.path in self.redirects:
                     handler.send_response(302)
                     handler.send_header("Location", self.url + self.redirects[handler.path])
@@ -226,11 +234,13 @@ def test_a_redirected_download_resumes_at_the_redirect(served, tmp_path):
     assert (tmp_path / "cache" / NAME / "model.safetensors").read_bytes() == server.files[stored]
 
 
-def test_a_private_repo_downloads_with_the_users_access_token(served, tmp_path, monkeypatch, det_model):
+def test_a_private_repo_downloads_with_the_users_access_token(served, tmp_path, monkeypatch, capsys,
+                                                               det_model):
     """A private repo answers 401 without the user's token; with it, found as huggingface_hub finds it ($HF_TOKEN,
     the older $HUGGING_FACE_HUB_TOKEN, else the file `hf auth login` writes), the checkpoint downloads. The token
     goes to the hub alone, not along the redirect to its storage (a signed URL on another host). A refused token
-    is named in the error, which says how to give one where none was."""
+    is named in the error, which says how to give one where none was; errors carry the hub's reason (a gated repo's
+    terms)."""
     server, repo = served
     private = "/company/secret/resolve/main/"
     for filename in hub.FILES:
@@ -238,12 +248,14 @@ def test_a_private_repo_downloads_with_the_users_access_token(served, tmp_path, 
     server.files["/storage/secret"] = server.files.pop(private + "model.safetensors")
     server.redirects[private + "model.safetensors"] = "/storage/secret"
     server.private[private] = "hf_right"
-    with pytest.raises(FileNotFoundError, match=r"with a config.json that is public \(download: .* HTTP 401 .*\); "
-                                                r"for a private one, set HF_TOKEN"):
+    with pytest.raises(FileNotFoundError, match=r"with a config.json that is public \(download: .* HTTP 401 "
+                                                r"Unauthorized: Repository not found\); for a private one, set "
+                                                r"HF_TOKEN"):
         minimatte.load("company/secret", progress=False)
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", "hf_wrong\n")
     with pytest.raises(FileNotFoundError, match=r"with a config.json that the access token in "
-                                                r"\$HUGGING_FACE_HUB_TOKEN can read \(download: .* HTTP 401 .*\); "
+                                                r"\$HUGGING_FACE_HUB_TOKEN can read \(download: .* HTTP 401 "
+                                                r"Unauthorized: Invalid credentials in Authorization header\); "
                                                 r"the hub refuses a token that is no longer valid for public repos "
                                                 r"too$"):
         minimatte.load("company/secret", progress=False)
@@ -266,6 +278,11 @@ def test_a_private_repo_downloads_with_the_users_access_token(served, tmp_path, 
     assert hub._token() == ("hf_right", str(tmp_path / "hf_home" / "token"))
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")  # huggingface_hub's: none unless passed, as here never
     assert hub._token() == (None, None)
+    server.private["/company/gated/"] = None  # its terms not accepted: the hub's reason is in the error
+    assert cli.main(["download", "company/gated"]) == 1
+    assert re.search(r"download: \S+/company/gated/resolve/main/config.json failed: HTTP 403 Forbidden: Access to "
+                     r"model company/gated is restricted. You must have access to it and be authenticated to access "
+                     r"it.\n$", capsys.readouterr().err)
 
 
 def test_a_resumed_download_of_a_changed_file_starts_over(served, tmp_path, det_state):
