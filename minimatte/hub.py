@@ -21,6 +21,7 @@ import shutil
 import socket
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from .config import from_hf, read_json
@@ -353,6 +354,21 @@ class _NotFound(RuntimeError):
     pass
 
 
+class _HubRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, but the access token (an unredirected header, which urllib drops on every redirect) is
+    kept on a redirect within the hub, as huggingface_hub keeps it: a renamed repo's old name leads to its new one.
+    A redirect to another host, where the hub stores large files (a signed URL), still goes without it."""
+
+    def redirect_request(self, request, response, code, message, headers, new_url):
+        redirected = super().redirect_request(request, response, code, message, headers, new_url)
+        token = request.unredirected_hdrs.get("Authorization")
+        same_origin = redirected is not None and \
+            urllib.parse.urlsplit(redirected.full_url)[:2] == urllib.parse.urlsplit(request.full_url)[:2]
+        if token and same_origin:  # the same scheme and host: never from https:// to http://
+            redirected.add_unredirected_header("Authorization", token)
+        return redirected
+
+
 def _fetch(url, target, sha256, progress):
     """Download url into target through target.part, resuming a .part file left by an interrupted download. The
     ETag of the response that began it is kept beside it (.part.etag) and sent with the resumed request (If-Range):
@@ -366,10 +382,10 @@ def _fetch(url, target, sha256, progress):
             headers["If-Range"] = f.read()
     request = urllib.request.Request(url, headers=headers)
     token, _ = _token()
-    if token:  # to the hub alone: a redirect to where it stores large files (a signed URL, elsewhere) goes without
+    if token:  # to the hub alone (_HubRedirects)
         request.add_unredirected_header("Authorization", f"Bearer {token}")
     try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+        response = urllib.request.build_opener(_HubRedirects).open(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as error:
         if error.code == 416 and have:  # the partial file is already complete
             response = None

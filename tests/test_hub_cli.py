@@ -41,7 +41,7 @@ class Terminal(io.StringIO):
 class Hub(http.server.ThreadingHTTPServer):
     """Serves {path: bytes} in the hub layout; honours Range and If-Range; can cut a response short once, or hold it
     halfway until an event is set (`hold`: {path: threading.Event}), or answer a path with a redirect to another,
-    as the hub answers its large files (`redirects`: {path: path}). HEAD answers with the commit and ETag headers
+    as the hub answers its large files (`redirects`: {path: path, or another server's URL}). HEAD answers with the commit and ETag headers
     that huggingface_hub's downloads read. A missing path is answered with `not_found`: 404 with the headers of
     the hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist.
     `weak_etags`: its ETags are weak ones (W/"..."), which If-Range never matches. `private`: {path prefix: token},
@@ -77,8 +77,9 @@ class Hub(http.server.ThreadingHTTPServer):
                         handler.end_headers()
                         return
                 if handler.path in self.redirects:
+                    target = self.redirects[handler.path]
                     handler.send_response(302)
-                    handler.send_header("Location", self.url + self.redirects[handler.path])
+                    handler.send_header("Location", target if "://" in target else self.url + target)
                     handler.send_header("Content-Length", "0")
                     handler.end_headers()
                     return
@@ -238,16 +239,18 @@ def test_a_private_repo_downloads_with_the_users_access_token(served, tmp_path, 
                                                                det_model):
     """A private repo answers 401 without the user's token; with it, found as huggingface_hub finds it ($HF_TOKEN,
     the older $HUGGING_FACE_HUB_TOKEN, else the file `hf auth login` writes), the checkpoint downloads. The token
-    goes to the hub alone, not along the redirect to its storage (a signed URL on another host). A refused token
-    is named in the error, which says how to give one where none was; errors carry the hub's reason (a gated repo's
-    terms)."""
+    goes to the hub alone: along its redirects within itself (a renamed repo's old name), not along the redirect to
+    its storage (a signed URL on another host). A refused token is named in the error, which says how to give one
+    where none was; errors carry the hub's reason (a gated repo's terms)."""
     server, repo = served
-    private = "/company/secret/resolve/main/"
+    private, renamed = "/company/secret/resolve/main/", "/company/old-name/resolve/main/"
+    storage = Hub({"/secret": server.files[repo + "model.safetensors"]})
     for filename in hub.FILES:
         server.files[private + filename] = server.files[repo + filename]
-    server.files["/storage/secret"] = server.files.pop(private + "model.safetensors")
-    server.redirects[private + "model.safetensors"] = "/storage/secret"
-    server.private[private] = "hf_right"
+        server.redirects[renamed + filename] = private + filename
+    del server.files[private + "model.safetensors"]
+    server.redirects[private + "model.safetensors"] = storage.url + "/secret"
+    server.private.update({private: "hf_right", renamed: "hf_right"})
     with pytest.raises(FileNotFoundError, match=r"with a config.json that is public \(download: .* HTTP 401 "
                                                 r"Unauthorized: Repository not found\); for a private one, set "
                                                 r"HF_TOKEN"):
@@ -262,10 +265,11 @@ def test_a_private_repo_downloads_with_the_users_access_token(served, tmp_path, 
     monkeypatch.setenv("HF_TOKEN", " hf_right\n")  # before the older variable, and trimmed as huggingface_hub does
     server.authorizations.clear()
     pixels = np.random.default_rng(0).random((1, 4, 32, 32), dtype=np.float32)
-    np.testing.assert_array_equal(minimatte.load("company/secret", progress=False)(pixels).alphas,
+    np.testing.assert_array_equal(minimatte.load("company/old-name", progress=False)(pixels).alphas,
                                   det_model("small")(pixels).alphas)
-    assert sorted(server.authorizations) == sorted([(private + filename, "Bearer hf_right") for filename in hub.FILES]
-                                                   + [("/storage/secret", None)])
+    assert sorted(server.authorizations) == sorted((path + filename, "Bearer hf_right") for filename in hub.FILES
+                                                   for path in (renamed, private))
+    assert storage.authorizations == [("/secret", None)]
     shutil.rmtree(tmp_path / "cache")
     for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(variable)
@@ -283,6 +287,7 @@ def test_a_private_repo_downloads_with_the_users_access_token(served, tmp_path, 
     assert re.search(r"download: \S+/company/gated/resolve/main/config.json failed: HTTP 403 Forbidden: Access to "
                      r"model company/gated is restricted. You must have access to it and be authenticated to access "
                      r"it.\n$", capsys.readouterr().err)
+    storage.shutdown()
 
 
 def test_a_resumed_download_of_a_changed_file_starts_over(served, tmp_path, det_state):
