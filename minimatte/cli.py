@@ -323,7 +323,7 @@ def _matte(args):
     def work(image, hint, output):
         image, hint = open_image(_input(image, "image"), "image"), _input(hint, kind)  # the image decoded once
         if kind == "alpha":
-            alpha = hint
+            alpha = open_image(hint, kind)  # decoded once, for the cut-out and for --crop's box
         else:  # a mask of another size (a segmentation model's, with the image's aspect) is scaled to the image's
             trimap = hint if kind == "trimap" else trimap_from_mask(hint, band, thresholds, size=image.size[::-1])
             try:

@@ -40,13 +40,13 @@ class Terminal(io.StringIO):
 
 class Hub(http.server.ThreadingHTTPServer):
     """Serves {path: bytes} in the hub layout; honours Range and If-Range; can cut a response short once, or hold it
-    halfway until an event is set (`hold`: {path: threading.Event}), or answer a path with a redirect to another,
-    as the hub answers its large files (`redirects`: {path: path, or another server's URL}). HEAD answers with the commit and ETag headers
-    that huggingface_hub's downloads read. A missing path is answered with `not_found`: 404 with the headers of
-    the hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist.
+    halfway until an event is set (`hold`: {path: threading.Event}), or answer a path with a redirect to another, as the
+    hub answers its large files (`redirects`: {path: path, or another server's URL}). HEAD answers with the commit and
+    ETag headers that huggingface_hub's downloads read. A missing path is answered with `not_found`: 404 with the
+    headers of the hub's answer for a file that a repo does not hold, or 401, its answer for a repo that does not exist.
     `weak_etags`: its ETags are weak ones (W/"..."), which If-Range never matches. `private`: {path prefix: token},
-    answered 401 without "Authorization: Bearer TOKEN", or 403 with the terms of a gated repo where the token is
-    None; the hub's reason in X-Error-Message. `authorizations` records each GET's (path, Authorization)."""
+    answered 401 without "Authorization: Bearer TOKEN", or 403 with the terms of a gated repo where the token is None;
+    the hub's reason in X-Error-Message. `authorizations` records each GET's (path, Authorization)."""
 
     def __init__(self, files):
         self.files, self.cut_once, self.hold, self.redirects, self.requests = files, set(), {}, {}, []
@@ -928,8 +928,12 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     blob = np.zeros((40, 50), np.uint8)
     blob[10:20, 15:35] = 255
     Image.fromarray(blob).save(tmp_path / "blob.png")
-    assert cli.main(["cutout", str(image), "--alpha", str(tmp_path / "blob.png"), "-o", str(tmp_path / "c.png"),
-                     "--crop", "2"]) == 0  # cut to the subject, 2 pixels around it, and where that lay said
+    opened = []
+    with monkeypatch.context() as patched:  # the matte decoded once, for the cut-out and for the box
+        patched.setattr(Image, "open", lambda file, *rest, _open=Image.open: opened.append(file) or _open(file, *rest))
+        assert cli.main(["cutout", str(image), "--alpha", str(tmp_path / "blob.png"), "-o", str(tmp_path / "c.png"),
+                         "--crop", "2"]) == 0  # cut to the subject, 2 pixels around it, and where that lay said
+    assert [str(file) for file in opened].count(str(tmp_path / "blob.png")) == 1
     assert capsys.readouterr().err.endswith(f"wrote {tmp_path / 'c.png'}, cropped to the box (13, 8, 37, 22) "
                                             "(left, top, right, bottom)\n")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")),
