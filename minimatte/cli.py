@@ -298,7 +298,7 @@ def _matte(args):
     stdout_format = stream_format(args.format, mode)
     _check_stdio({"image": args.image, kind: hint, "background": background}, args.output, stdout_format)
     # of outputs named in a folder: by --format, else PNG, or TIFF, which holds floats
-    extension = named_format(args.format)[1] if args.format else ".tif" if getattr(args, "bits", 8) == 32 else ".png"
+    extension = named_format(args.format)[1] if args.format else ".tif" if mode == "F" else ".png"
     jobs, batch = _jobs(args.image, args.output, hint, kind, extension), os.path.isdir(args.image)
     _check_not_inputs(jobs, background)
     if args.skip_existing:  # resuming a batch: what an earlier run wrote stays
