@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL
+from PIL import Image
 
 from minimatte import config as cfg
 
@@ -228,3 +229,11 @@ def write_named_pipe(path, contents):
             pipe.write(contents)
 
     threading.Thread(target=writer, daemon=True).start()
+
+
+def recording_opens(patcher):
+    """A list that records, as str, each file Image.open is given from now on: patcher is pytest's monkeypatch, or
+    one of its contexts, which undoes it (how often a command or infer reads an input file)."""
+    opened = []
+    patcher.setattr(Image, "open", lambda file, *rest, _open=Image.open: opened.append(str(file)) or _open(file, *rest))
+    return opened

@@ -24,7 +24,7 @@ import minimatte
 from minimatte import PRESETS, backend, cli, hub, metrics, processing
 from minimatte.model import stage_flops
 from minimatte.foreground import cutout
-from helpers import DATA, SMALL_HUB_CONFIG, gamma_profile, grey_profile
+from helpers import DATA, SMALL_HUB_CONFIG, gamma_profile, grey_profile, recording_opens
 from reference import require
 
 NAME = "small-distinctions-646"  # no known hashes: tests below set their own
@@ -62,8 +62,8 @@ class Hub(http.server.ThreadingHTTPServer):
 
             def do_GET(handler):
                 self.requests.append((handler.path, handler.headers.get("Range")))
-                self.authorizations.append((handler.path, handler.headers.get("Authorization")))
                 given = handler.headers.get("Authorization")
+                self.authorizations.append((handler.path, given))
                 for prefix, token in self.private.items():
                     if handler.path.startswith(prefix) and (token is None or given != f"Bearer {token}"):
                         code, reason = ((403, f"Access to model {'/'.join(prefix.split('/')[1:3])} is restricted. "
@@ -907,12 +907,9 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
                                             (["--background", demo_bg], demo_bg, True)):
         want = cutout(str(image), expected, background, foreground=foreground)
         for out in (tmp_path / "c.png", tmp_path / "c.webp"):  # lossless both, colours under alpha 0 too
-            opened = []  # each input file is read once, though the network and the cut-out both need it
-            with monkeypatch.context() as patched:
-                patched.setattr(Image, "open", lambda file, *rest, _open=Image.open: opened.append(file) or
-                                _open(file, *rest))
+            with monkeypatch.context() as patched:  # each input file read once, for the network and the cut-out
+                opened = recording_opens(patched)
                 assert cli.main(["cutout", str(image), str(trimap), "-o", str(out), "--model", NAME, *options]) == 0
-            opened = [str(file) for file in opened]
             assert opened.count(str(image)) == 1 and opened.count(str(trimap)) == 1
             assert Image.open(out).mode == ("RGBA" if background is None else "RGB")
             np.testing.assert_array_equal(np.asarray(Image.open(out)), want)
@@ -928,12 +925,11 @@ def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     blob = np.zeros((40, 50), np.uint8)
     blob[10:20, 15:35] = 255
     Image.fromarray(blob).save(tmp_path / "blob.png")
-    opened = []
     with monkeypatch.context() as patched:  # the matte decoded once, for the cut-out and for the box
-        patched.setattr(Image, "open", lambda file, *rest, _open=Image.open: opened.append(file) or _open(file, *rest))
+        opened = recording_opens(patched)
         assert cli.main(["cutout", str(image), "--alpha", str(tmp_path / "blob.png"), "-o", str(tmp_path / "c.png"),
                          "--crop", "2"]) == 0  # cut to the subject, 2 pixels around it, and where that lay said
-    assert [str(file) for file in opened].count(str(tmp_path / "blob.png")) == 1
+    assert opened.count(str(tmp_path / "blob.png")) == 1
     assert capsys.readouterr().err.endswith(f"wrote {tmp_path / 'c.png'}, cropped to the box (13, 8, 37, 22) "
                                             "(left, top, right, bottom)\n")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")),

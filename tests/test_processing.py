@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 from safetensors.numpy import save_file
 
 import minimatte
-from helpers import DATA, PILLOW_VERSION, REFERENCE, cmyk_profile, gamma_profile, grey_profile
+from helpers import DATA, PILLOW_VERSION, REFERENCE, cmyk_profile, gamma_profile, grey_profile, recording_opens
 from reference import require, torchvision
 
 BULB = DATA / "vitmatte_demo" / "bulb_rgb.png", DATA / "vitmatte_demo" / "bulb_trimap.png"
@@ -872,10 +872,10 @@ def test_force_known_regions(det_model, tmp_path, monkeypatch):
         forced = minimatte.infer(image, trimap, model=model, max_size=max_size, force_known=True)
         assert (forced[background] == 0).all() and (forced[foreground] == 1).all()
         np.testing.assert_array_equal(forced[trimap == 128], network[trimap == 128])
-    path, opened = tmp_path / "trimap.png", []
+    path = tmp_path / "trimap.png"
     Image.fromarray(trimap).save(path)
     want = minimatte.infer(image, trimap, model=model, force_known=True)
-    monkeypatch.setattr(Image, "open", lambda file, *rest, _open=Image.open: opened.append(file) or _open(file, *rest))
+    opened = recording_opens(monkeypatch)
     np.testing.assert_array_equal(minimatte.infer(image, str(path), model=model, force_known=True), want)
     assert opened == [str(path)]
     deep = trimap.astype(np.uint16) * 257  # 16 bits: 65535 is foreground
