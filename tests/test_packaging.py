@@ -22,6 +22,10 @@ def test_wheel_has_no_top_level_kernels(tmp_path):
     cuda_sources = ("attention.cu", "conv.cu", "nn.cu", "foreground.cu", "common.cuh", "device.cuh")
     assert {f"minimatte/kernels/cuda/{f}" for f in cuda_sources} <= set(names)
     assert not [n for n in names if n.startswith("kernels/")]
+    licenses = [n for n in names if ".dist-info/" in n and n.rsplit("/", 1)[-1] == "LICENSE"]
+    assert [zipfile.ZipFile(wheel).read(n) for n in licenses] == [(ROOT / "LICENSE").read_bytes()]  # MIT asks for it
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert {"License: MIT", "License-Expression: MIT"} & set(metadata.splitlines())
     top_level = [n for n in names if n.endswith("top_level.txt")]
     if top_level:
         assert zipfile.ZipFile(wheel).read(top_level[0]).decode().split() == ["minimatte"]
