@@ -615,7 +615,9 @@ def build_parser():
     sub = commands.add_parser("download", help="download a published checkpoint into the cache",
                               description=f"Download a checkpoint into {hub.cache_dir()} "
                                           "($MINIMATTE_CACHE overrides) and print its directory; with several "
-                                          "names, each in turn (all four: for a machine without network).")
+                                          "names, each in turn (all four: for a machine without network). One "
+                                          "there already is not fetched again, so in offline mode (such as "
+                                          "$HF_HUB_OFFLINE=1) this checks that it is there.")
     sub.add_argument("names", nargs="+", metavar="NAME",
                      help=f"{', '.join(hub.CHECKPOINTS)}, their hub repo ids (hustvl/vitmatte-...), or another "
                           "hub repo of a ViTMatte checkpoint (owner/name; a private one with $HF_TOKEN or the "

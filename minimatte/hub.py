@@ -77,8 +77,9 @@ def _true(variable):
 
 
 def _offline():
-    """Whether one of OFFLINE_VARIABLES is true (_true)."""
-    return any(_true(variable) for variable in OFFLINE_VARIABLES)
+    """The settings that turn offline mode on, for messages: "$NAME=value" of each of OFFLINE_VARIABLES that is
+    true (_true), joined by "and"; None where none is."""
+    return " and ".join(f"${name}={os.environ[name]}" for name in OFFLINE_VARIABLES if _true(name)) or None
 
 
 def _hf_home():
@@ -230,10 +231,11 @@ def cached_checkpoint(name, progress=True):
     snapshot = _hf_snapshot(name)
     if snapshot is not None:
         return snapshot
-    if _offline():
+    offline = _offline()
+    if offline:
         raise FileNotFoundError(f"model: {name!r} is neither in the cache ({directory}) nor in the Hugging Face "
-                                f"cache ({hf_cache_dir()}) and offline mode is on; run `minimatte download {name}` "
-                                "while online")
+                                f"cache ({hf_cache_dir()}) and offline mode is on ({offline}); run `minimatte "
+                                f"download {name}` with offline mode off")
     progress = _reporting(progress)
     if progress:
         print(f"minimatte: downloading {name} to {directory} (first use)", file=sys.stderr)
@@ -248,13 +250,14 @@ def _reporting(progress):
 
 def download(name, progress=True):
     """Download every file of checkpoint `name` into the cache, its progress on stderr (unless `progress` is
-    False); returns its directory."""
+    False); returns its directory. Offline, a checkpoint that is there already (or in the Hugging Face cache,
+    where load finds it too) is ready: its directory is returned, and only a missing one is an error."""
     name, progress = checkpoint_name(name), _reporting(progress)
-    if _offline():
-        raise RuntimeError(f"download: offline mode is on ({' / '.join(OFFLINE_VARIABLES)})")
     directory = os.path.join(cache_dir(), name)
     if _cached(directory, progress):  # nothing to write: a read-only cache serves it too
         return directory
+    if _offline():  # where load finds the checkpoint without the network, or its error that none has it
+        return cached_checkpoint(name, progress)
     try:
         os.makedirs(directory, exist_ok=True)
         if not os.access(directory, os.W_OK):

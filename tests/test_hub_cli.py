@@ -427,6 +427,7 @@ def test_a_checkpoint_in_the_hugging_face_cache_is_not_downloaded_again(served, 
                                               / "snapshots" / HUB_COMMIT)
     monkeypatch.setenv("MINIMATTE_OFFLINE", "1")
     minimatte.load(NAME)  # offline too
+    assert hub.download(NAME, progress=False) == hub.cached_checkpoint(NAME)  # ready: nothing to fetch
     # a snapshot of the model alone (transformers loaded no processor) serves too, with the default settings (the
     # hub's, for the hustvl checkpoints); one without the weights does not
     snapshot = hub.cached_checkpoint(NAME)
@@ -609,12 +610,18 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
         hub.download(NAME, progress=False)
     for variable, value in (("MINIMATTE_OFFLINE", "1"), ("HF_HUB_OFFLINE", "True"), ("TRANSFORMERS_OFFLINE", "yes")):
         monkeypatch.setenv(variable, value)
-        with pytest.raises(FileNotFoundError, match="offline mode is on"):
+        offline = (rf"^model: '{NAME}' is neither in the cache \(.*\) nor in the Hugging Face cache \(.*\) and offline "
+                   rf"mode is on \(\${variable}={value}\); run `minimatte download {NAME}` with offline mode off$")
+        with pytest.raises(FileNotFoundError, match=offline):
             minimatte.load(NAME)
-        with pytest.raises(RuntimeError, match="^download: offline mode is on \\(MINIMATTE_OFFLINE / HF_HUB_OFFLINE / "
-                                               "TRANSFORMERS_OFFLINE\\)$"):
+        with pytest.raises(FileNotFoundError, match=offline):
             hub.download(NAME, progress=False)
         monkeypatch.delenv(variable)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "on")  # as a transformers set-up may leave both: each one named
+    with pytest.raises(FileNotFoundError, match=r"\(\$HF_HUB_OFFLINE=1 and \$TRANSFORMERS_OFFLINE=on\)"):
+        hub.download(NAME, progress=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
     monkeypatch.setenv("HF_HUB_OFFLINE", "false")  # off, as huggingface_hub reads it
     with pytest.raises(FileNotFoundError, match=missing):
         hub.download(NAME, progress=False)
@@ -648,8 +655,9 @@ def test_404_offline_and_no_network(served, tmp_path, monkeypatch):
     assert cli.main(["download", "small-composition1k"]) == 2
 
 
-def test_download_fills_the_cache_with_several_checkpoints(served, tmp_path, capsys):
-    """`minimatte download A B ...`: each name checked before the first download; each folder printed once."""
+def test_download_fills_the_cache_with_several_checkpoints(served, tmp_path, capsys, monkeypatch):
+    """`minimatte download A B ...`: each name checked before the first download; each folder printed once; offline,
+    those already there are ready (a container's build that checks its checkpoints with HF_HUB_OFFLINE set)."""
     server, repo = served
     fine_tune = "/someone/vitmatte-hair/resolve/main/"
     for filename in ("config.json", "model.safetensors"):
@@ -661,6 +669,12 @@ def test_download_fills_the_cache_with_several_checkpoints(served, tmp_path, cap
     assert capsys.readouterr().out == "".join(folder + "\n" for folder in folders)
     assert all(hub.cached_checkpoint(name, progress=False) == folder
                for name, folder in zip((NAME, "someone/vitmatte-hair"), folders))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    server.requests.clear()
+    assert cli.main(["download", NAME, "someone/vitmatte-hair", "-q"]) == 0 and server.requests == []
+    assert capsys.readouterr().out == "".join(folder + "\n" for folder in folders)
+    assert cli.main(["download", "base-composition-1k", "-q"]) == 1 and server.requests == []
+    assert "offline mode is on ($HF_HUB_OFFLINE=1)" in capsys.readouterr().err
 
 
 def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
