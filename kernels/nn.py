@@ -101,6 +101,7 @@ def _erf_into(z, xp):
 
 
 def erf(x):
+    """erf(x) in float32, a new array: the rational approximation that gelu computes (tested against torch.erf)."""
     xp = array_module(x)
     return _erf_into(x.astype(xp.float32, copy=True), xp)
 
