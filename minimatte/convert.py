@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import read_json
 from .files import atomic_output, check_output_path
+from .processing import stand_in_kind
 from .weights import (CONFIG_KEY, PROCESSOR_KEY, bfloat16_to_float32, check_state_dict, read_safetensors,
                       read_settings)
 
@@ -222,15 +223,11 @@ def hf_name(original):
     return name.replace("fusion_blks", "fusion_blocks").replace("bn", "batch_norm")
 
 
-def _is_safetensors(path):
-    """Whether a file is named or begins as safetensors files do (convert writes any name it is given): the
-    length of their JSON header (8 bytes, little-endian), then the header. PyTorch's files are zip archives
+def _is_safetensors(path, head):
+    """Whether a file is named or begins (`head`) as safetensors files do (convert writes any name it is given):
+    the length of their JSON header (8 bytes, little-endian), then the header. PyTorch's files are zip archives
     ("PK")."""
-    if path.endswith(".safetensors"):
-        return True
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return head[8:] == b"{"
+    return path.endswith(".safetensors") or head[8:9] == b"{"
 
 
 # A directory's weights, in the order they are looked for: save_pretrained's one file, or its shards and their
@@ -274,9 +271,27 @@ def read_any(source):
     return (state, *read_settings(state, metadata, os.path.dirname(source)))
 
 
+# What to do about each processing.stand_in_kind that a weights file turns out to be. A hub repo cloned without Git
+# LFS installed holds pointers; a hub file's page (.../blob/main/model.safetensors) is HTML, its file .../resolve/...
+_NOT_WEIGHTS = {
+    "empty": "the file is empty",
+    "Git LFS pointer": "it is a Git LFS pointer, which its repository holds in place of the weights where it was "
+                       "cloned without Git LFS; fetch them with `git lfs pull` there, or give the checkpoint's hub "
+                       "repo id (downloaded into the cache)",
+    "web page": "it is a web page (HTML), such as a hub file's page (.../blob/main/model.safetensors) saved in "
+                "place of the file (.../resolve/main/...); download that, or give the checkpoint's hub repo id "
+                "(downloaded into the cache)",
+}
+
+
 def _read_weights(path):
     """(state dict, metadata) of one safetensors or PyTorch file."""
-    if _is_safetensors(path):
+    with open(path, "rb") as file:
+        head = file.read(512)
+    kind = stand_in_kind(head)
+    if kind in _NOT_WEIGHTS:
+        raise ValueError(f"checkpoint: {path!r} is not a checkpoint: {_NOT_WEIGHTS[kind]}")
+    if _is_safetensors(path, head):
         return read_safetensors(path)
     return _state_dict(read_torch_checkpoint(path), path), {}
 

@@ -134,7 +134,8 @@ def _read_image_file(source, name, read):
         raise ValueError(f"{name}: {shown} is an animation of {frames} frames; minimatte mattes one picture: save "
                          "the frame to matte as a file of its own") from None
     except UnidentifiedImageError:  # its message names the file again, or a file object's repr
-        raise ValueError(f"{name}: {shown} is not a readable image (no image format that Pillow reads)") from None
+        raise ValueError(f"{name}: {shown} is not a readable image "
+                         f"({_NOT_AN_IMAGE[stand_in_kind(_file_head(source, 512))]})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{name}: {shown} is not a readable image ({error})") from None
     except Image.DecompressionBombError as error:  # Pillow's guard against huge images (no OSError)
@@ -193,16 +194,47 @@ def _open_file(source):
         return Image.open(source)
 
 
+def _file_head(source, size):
+    """The first `size` bytes of a path or a seekable binary file object."""
+    if hasattr(source, "read"):
+        source.seek(0)
+        return source.read(size)
+    with open(source, "rb") as file:
+        return file.read(size)
+
+
+def stand_in_kind(head):
+    """What a file that begins with the bytes `head` is, of what often stands where an image or a checkpoint was
+    meant: "empty"; "Git LFS pointer", what a repository cloned without Git LFS holds in place of its large files;
+    "web page" (HTML), what downloading the address of a page that shows a file gives; "SVG drawing". None for
+    anything else."""
+    text = head.lstrip().lower()
+    if not head:
+        return "empty"
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return "Git LFS pointer"
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "web page"
+    if text.startswith(b"<svg") or text.startswith(b"<?xml") and b"<svg" in text:
+        return "SVG drawing"
+    return None
+
+
+# What to do about each stand_in_kind, for an image
+_NOT_AN_IMAGE = {
+    "empty": "the file is empty",
+    "Git LFS pointer": "it is a Git LFS pointer, not the image: fetch the file itself with `git lfs pull`",
+    "web page": "it is a web page (HTML), not the image: download the image's own address",
+    "SVG drawing": "it is an SVG drawing, which Pillow does not read: export it as PNG",
+    None: "no image format that Pillow reads",
+}
+
+
 def _read_heif_with_plugin(source):
     """For a HEIF file, which Pillow reads only through the pillow-heif plugin: register the plugin and return
     True, or raise the error that says how to install it. False for other files. (pillow-heif turns the image
     upright itself and leaves its EXIF orientation at 1.)"""
-    if hasattr(source, "read"):
-        source.seek(0)
-        head = source.read(12)
-    else:
-        with open(source, "rb") as file:
-            head = file.read(12)
+    head = _file_head(source, 12)
     if head[4:8] != b"ftyp" or head[8:12] not in _HEIF_BRANDS:
         return False
     try:

@@ -644,8 +644,21 @@ def test_bad_files(tmp_path, monkeypatch):
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     trimap = np.zeros((4, 4), np.uint8)
-    with pytest.raises(ValueError, match="image: .*empty.png' is not a readable image"):
+    with pytest.raises(ValueError, match=r"image: .*empty.png' is not a readable image \(the file is empty\)$"):
         minimatte.preprocess(str(empty), trimap)
+    # what such files often are instead, each said so: from a file or a file object
+    lfs_pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 204800\n"
+    for content, why in ((lfs_pointer, "it is a Git LFS pointer, not the image: fetch the file itself with `git lfs "
+                                       "pull`"),  # a repository cloned without Git LFS
+                         (b"\n<!DOCTYPE html>\n<html lang=en><body>...", "it is a web page (HTML), not the image: "
+                                                                        "download the image's own address"),
+                         (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', "it is an SVG drawing, "
+                          "which Pillow does not read: export it as PNG"),
+                         (b"<?xml version='1.0'?><note/>", "no image format that Pillow reads")):
+        (tmp_path / "bad.png").write_bytes(content)
+        for source, shown in ((str(tmp_path / "bad.png"), "'.*bad.png'"), (io.BytesIO(content), "the BytesIO")):
+            with pytest.raises(ValueError, match=rf"^image: {shown} is not a readable image \({re.escape(why)}\)$"):
+                minimatte.read_image(source)
     with pytest.raises(ValueError, match="trimap: .*notes.png' is not a readable image"):
         minimatte.preprocess(np.zeros((4, 4, 3), np.uint8), str(text))
     with pytest.raises(FileNotFoundError, match="image: no such file"):

@@ -1,5 +1,6 @@
 """Configs and strict weight loading."""
 import json
+import os
 import re
 import types
 
@@ -233,6 +234,19 @@ def test_bad_checkpoint_files(tmp_path):
         minimatte.load(broken)
     with pytest.raises(FileNotFoundError, match="has neither model.safetensors nor pytorch_model.bin"):
         minimatte.load(tmp_path)
+    # what often stands in place of a checkpoint's weights, said so (the readers' own errors said "header too large"
+    # and "File is not a zip file"), in any of the files a checkpoint's weights are read from
+    lfs_pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 103188804\n"
+    for content, why in ((lfs_pointer, "it is a Git LFS pointer, which its repository holds in place of the weights "
+                                       "where it was cloned without Git LFS; fetch them with `git lfs pull` there"),
+                         (b"<!DOCTYPE html>\n<html>", "it is a web page (HTML), such as a hub file's page "
+                                                      "(.../blob/main/model.safetensors) saved in place of the file"),
+                         (b"", "the file is empty")):
+        for name in ("model.safetensors", "pytorch_model.bin", "ViTMatte_S_Com.pth"):
+            (tmp_path / name).write_bytes(content)
+            with pytest.raises(ValueError, match=rf"^checkpoint: '.*{name}' is not a checkpoint: {re.escape(why)}"):
+                minimatte.load(tmp_path if name != "ViTMatte_S_Com.pth" else tmp_path / name)
+            os.unlink(tmp_path / name)
 
 
 def test_a_broken_settings_file_is_named(tmp_path, det_state):
