@@ -155,6 +155,7 @@ def output_format(path, format=None):
     if not extension:
         return named or "PNG"
     form = image_extensions().get(extension)
+    _refuse_exr(extension, "output", path)
     if form is None:
         raise ValueError(f"output: {extension!r} is no image format's extension that Pillow knows, got {path!r}; "
                          "use .png (or .tif)")
@@ -164,6 +165,15 @@ def output_format(path, format=None):
     return form
 
 
+def _refuse_exr(extension, name, given):
+    """OpenEXR (.exr), compositing software's float format, which Pillow neither reads nor writes: an error that
+    says what holds a float matte instead."""
+    if extension == ".exr":
+        raise ValueError(f"{name}: OpenEXR files are not written here (Pillow has no writer for them), got {given!r}; "
+                         "a 32-bit float TIFF (.tif with bits 32, --bits 32) holds the matte as computed, and "
+                         "compositing software reads it too")
+
+
 def named_format(format):
     """(PIL format, file extension) of a format given by its name or an extension, in any case: "JPEG" (.jpeg),
     "jpg" (.jpg), ".TIF" (.tif), "WebP" (.webp)."""
@@ -171,6 +181,7 @@ def named_format(format):
         raise TypeError(f"format: expected a format's name, such as 'PNG' or 'JPEG', got {type(format).__name__}")
     extensions = image_extensions()
     extension = "." + format.lower().lstrip(".")
+    _refuse_exr(extension, "format", format)
     form = extensions.get(extension)
     if form is None:  # a name that is none of its extensions ("JPEG2000"): its first one (.jp2)
         extension = next((known for known, named in extensions.items() if named == format.upper()), None)

@@ -206,8 +206,8 @@ def _file_head(source, size):
 def stand_in_kind(head):
     """What a file that begins with the bytes `head` is, of what often stands where an image or a checkpoint was
     meant: "empty"; "Git LFS pointer", what a repository cloned without Git LFS holds in place of its large files;
-    "web page" (HTML), what downloading the address of a page that shows a file gives; "SVG drawing". None for
-    anything else."""
+    "web page" (HTML), what downloading the address of a page that shows a file gives; "SVG drawing"; "OpenEXR
+    image", compositing software's float format. None for anything else."""
     text = head.lstrip().lower()
     if not head:
         return "empty"
@@ -217,6 +217,8 @@ def stand_in_kind(head):
         return "web page"
     if text.startswith(b"<svg") or text.startswith(b"<?xml") and b"<svg" in text:
         return "SVG drawing"
+    if head.startswith(b"\x76\x2f\x31\x01"):
+        return "OpenEXR image"
     return None
 
 
@@ -226,6 +228,8 @@ _NOT_AN_IMAGE = {
     "Git LFS pointer": "it is a Git LFS pointer, not the image: fetch the file itself with `git lfs pull`",
     "web page": "it is a web page (HTML), not the image: download the image's own address",
     "SVG drawing": "it is an SVG drawing, which Pillow does not read: export it as PNG",
+    "OpenEXR image": "it is an OpenEXR image, which Pillow does not read: save it as a 32-bit float TIFF (a matte) "
+                     "or a PNG",
     None: "no image format that Pillow reads",
 }
 

@@ -138,6 +138,8 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         (("c.eps", rgba), "output: EPS files cannot hold an RGBA cut-out"),
         (("a16.jpg", alpha, 16), "output: 16-bit alphas need a .png or .tif file"),
         (("a32.png", alpha, 32), "output: 32-bit float alphas need a .tif file"),
+        (("a32.exr", alpha, 32), r"output: OpenEXR files are not written here \(Pillow has no writer for them\), got "
+                                 r"'/.*a32.exr'; a 32-bit float TIFF \(.tif with bits 32, --bits 32\) holds the matte"),
         (("a.heic", alpha), "output: HEIF files are lossy"),
         (("c.ico", rgba), r"output: Pillow writes ICO files at icon sizes of its own, not the result's, got "
                           r"'/.*c.ico'; use .png$"),  # a 20x30 cut-out would be 16x11 pixels there
@@ -224,6 +226,8 @@ def test_save_writes_a_file_object_in_the_format_asked_for(tmp_path):
         ((alpha,), {"format": "jpg", "bits": 16}, ValueError, r"^format: 16-bit alphas need a 'PNG' or 'TIFF' file"),
         ((alpha,), {"format": "pgn"}, ValueError, r"^format: expected an image format that Pillow knows, such as "
                                                   r"'PNG', 'JPEG', 'WEBP' or 'TIFF', got 'pgn'$"),
+        ((alpha,), {"format": "EXR", "bits": 32}, ValueError, r"^format: OpenEXR files are not written here \(Pillow "
+                                                             r"has no writer for them\), got 'EXR'; a 32-bit float"),
         ((alpha,), {"format": 3}, TypeError, r"^format: expected a format's name, such as 'PNG' or 'JPEG', got int$"),
     ]
     for args, options, error, message in refused:

@@ -654,6 +654,8 @@ def test_bad_files(tmp_path, monkeypatch):
                                                                         "download the image's own address"),
                          (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', "it is an SVG drawing, "
                           "which Pillow does not read: export it as PNG"),
+                         (b"\x76\x2f\x31\x01\x02\x00\x00\x00channels\x00", "it is an OpenEXR image, which Pillow does "
+                          "not read: save it as a 32-bit float TIFF (a matte) or a PNG"),
                          (b"<?xml version='1.0'?><note/>", "no image format that Pillow reads")):
         (tmp_path / "bad.png").write_bytes(content)
         for source, shown in ((str(tmp_path / "bad.png"), "'.*bad.png'"), (io.BytesIO(content), "the BytesIO")):
