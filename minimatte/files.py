@@ -154,8 +154,8 @@ def output_format(path, format=None):
     extension = os.path.splitext(path)[1].lower()
     if not extension:
         return named or "PNG"
-    form = image_extensions().get(extension)
     _refuse_exr(extension, "output", path)
+    form = image_extensions().get(extension)
     if form is None:
         raise ValueError(f"output: {extension!r} is no image format's extension that Pillow knows, got {path!r}; "
                          "use .png (or .tif)")
