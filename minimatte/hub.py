@@ -26,7 +26,7 @@ import urllib.request
 
 from .config import from_hf, read_json
 from .convert import WEIGHT_FILES, convert, shard_names
-from .processing import expanded_home
+from .processing import expanded_home, stand_in_kind
 from .progress import bar
 
 CHECKPOINTS = {
@@ -432,14 +432,19 @@ def _fetch(url, target, sha256, progress):
                 raise RuntimeError(f"download: {url} ended early ({received}{broken}); run again to resume")
             if progress and not redrawn:
                 print(f"{os.path.basename(target)}: {done / 2**20:.1f} MiB", file=sys.stderr)
-    digest = None if sha256 is None else _sha256(partial)
-    corrupt = digest != sha256  # never where no sha256 is known
-    if not corrupt:
+    with open(partial, "rb") as file:  # no hub answers so, but a network's sign-in page or a web site's at any path
+        web_page = stand_in_kind(file.read(512)) == "web page"
+    digest = None if sha256 is None or web_page else _sha256(partial)
+    whole = not web_page and digest == sha256  # both None where no sha256 is known
+    if whole:
         shutil.move(partial, target)
-    for leftover in (partial, validator):  # the validator either way, and a corrupt file
+    for leftover in (partial, validator):  # the validator either way, and a file that is not the one asked for
         with contextlib.suppress(FileNotFoundError):
             os.unlink(leftover)
-    if corrupt:
+    if web_page:
+        raise RuntimeError(f"download: {url} answered with a web page (HTML), not the file: a network's sign-in "
+                           "page, or $MINIMATTE_HUB_URL or $HF_ENDPOINT set to an address that is no hub's")
+    if not whole:
         raise RuntimeError(f"download: {os.path.basename(target)} has sha256 {digest}, expected {sha256}; the corrupt "
                            "file was removed")
 

@@ -722,10 +722,25 @@ def test_another_hub_repo_by_its_id(served, tmp_path, det_model, capsys):
                                          r"\(config: fusion_hidden_sizes: expected a list of integers, got 256\)$"):
         minimatte.load("someone/odd", progress=False)
     assert not (tmp_path / "cache" / "someone" / "odd").exists()
-    server.files["/someone/page/resolve/main/config.json"] = b"<html>"
+    server.files["/someone/text/resolve/main/config.json"] = b"model_type: vitmatte"
     with pytest.raises(ValueError, match=r"has a config.json that minimatte cannot run \(expected a JSON object, got "
                                          r"text that is not JSON \(Expecting value: line 1 column 1 \(char 0\)\)\)$"):
+        minimatte.load("someone/text", progress=False)
+    # a web page in the file's place: no hub answers so, but a network's sign-in page (a proxy's, a hotel's) or a
+    # mirror's address that is a web site's, which serves its page at any path
+    server.files["/someone/page/resolve/main/config.json"] = b"<!DOCTYPE html>\n<html><title>Sign in</title>"
+    server.requests.clear()
+    web_page = (r"answered with a web page \(HTML\), not the file: a network's sign-in page, or \$MINIMATTE_HUB_URL "
+                r"or \$HF_ENDPOINT set to an address that is no hub's$")
+    with pytest.raises(RuntimeError, match=rf"^download: {re.escape(server.url)}/someone/page/resolve/main/config.json "
+                                           + web_page):
         minimatte.load("someone/page", progress=False)
+    assert [path for path, _ in server.requests] == ["/someone/page/resolve/main/config.json"]  # no weights
+    assert set(os.listdir(tmp_path / "cache" / "someone" / "page")) <= {".download.lock"}  # nothing kept of it
+    pinned = f"/{hub.CHECKPOINTS['small-composition-1k']}/resolve/{hub.REVISIONS['small-composition-1k']}/"
+    server.files[pinned + "config.json"] = b"<html>"
+    with pytest.raises(RuntimeError, match=web_page):  # so said, where a known sha256 would differ too
+        minimatte.load("small-composition-1k", progress=False)
     server.files["/Xenova/vitmatte-export/resolve/main/config.json"] = server.files[repo + "config.json"]
     with pytest.raises(FileNotFoundError, match=r"^model: 'Xenova/vitmatte-export' has neither a model.safetensors "
                                                 r"nor a pytorch_model.bin \(nor their shards\) on the hub \(an "
