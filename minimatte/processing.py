@@ -172,6 +172,9 @@ def _open_upright(source):
 HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # image files, whether or not Pillow's plugin for them is registered
 # HEIF's major brands of HEVC-coded images: iPhones' .heic photos
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+# The major brands of MP4 and QuickTime videos, in the same container as HEIF images (and AVIF's, "avif")
+_VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"qt  ", b"M4V ", b"M4VP",
+                 b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"mmp4", b"MSNV", b"f4v "}
 
 
 def image_extensions():
@@ -207,7 +210,8 @@ def stand_in_kind(head):
     """What a file that begins with the bytes `head` is, of what often stands where an image or a checkpoint was
     meant: "empty"; "Git LFS pointer", what a repository cloned without Git LFS holds in place of its large files;
     "web page" (HTML), what downloading the address of a page that shows a file gives; "SVG drawing"; "OpenEXR
-    image", compositing software's float format. None for anything else."""
+    image", compositing software's float format; "video" (MP4, QuickTime, WebM, Matroska, AVI). None for anything
+    else."""
     text = head.lstrip().lower()
     if not head:
         return "empty"
@@ -219,6 +223,9 @@ def stand_in_kind(head):
         return "SVG drawing"
     if head.startswith(b"\x76\x2f\x31\x01"):
         return "OpenEXR image"
+    if (head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS or head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska
+            or head.startswith(b"RIFF") and head[8:12] == b"AVI "):
+        return "video"
     return None
 
 
@@ -230,6 +237,8 @@ _NOT_AN_IMAGE = {
     "SVG drawing": "it is an SVG drawing, which Pillow does not read: export it as PNG",
     "OpenEXR image": "it is an OpenEXR image, which Pillow does not read: save it as a 32-bit float TIFF (a matte) "
                      "or a PNG",
+    "video": "it is a video, which minimatte does not read: extract its frames as images (`ffmpeg -i VIDEO "
+             "frames/%05d.png`) and matte that folder with a folder of their trimaps",
     None: "no image format that Pillow reads",
 }
 

@@ -656,6 +656,13 @@ def test_bad_files(tmp_path, monkeypatch):
                           "which Pillow does not read: export it as PNG"),
                          (b"\x76\x2f\x31\x01\x02\x00\x00\x00channels\x00", "it is an OpenEXR image, which Pillow does "
                           "not read: save it as a 32-bit float TIFF (a matte) or a PNG"),
+                         *((video, "it is a video, which minimatte does not read: extract its frames as images "
+                                   "(`ffmpeg -i VIDEO frames/%05d.png`) and matte that folder with a folder of their "
+                                   "trimaps")
+                           for video in (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41",  # MP4
+                                         b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00qt  ",  # QuickTime (.mov)
+                                         b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm",  # WebM, Matroska
+                                         b"RIFF\x00\x10\x00\x00AVI LIST")),
                          (b"<?xml version='1.0'?><note/>", "no image format that Pillow reads")):
         (tmp_path / "bad.png").write_bytes(content)
         for source, shown in ((str(tmp_path / "bad.png"), "'.*bad.png'"), (io.BytesIO(content), "the BytesIO")):
