@@ -172,6 +172,7 @@ def _open_upright(source):
 HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # image files, whether or not Pillow's plugin for them is registered
 # HEIF's major brands of HEVC-coded images: iPhones' .heic photos
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+_ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07")
 # The major brands of MP4 and QuickTime videos, in the same container as HEIF images (and AVIF's, "avif")
 _VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"qt  ", b"M4V ", b"M4VP",
                  b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"mmp4", b"MSNV", b"f4v "}
@@ -210,8 +211,9 @@ def stand_in_kind(head):
     """What a file that begins with the bytes `head` is, of what often stands where an image or a checkpoint was
     meant: "empty"; "Git LFS pointer", what a repository cloned without Git LFS holds in place of its large files;
     "web page" (HTML), what downloading the address of a page that shows a file gives; "SVG drawing"; "OpenEXR
-    image", compositing software's float format; "video" (MP4, QuickTime, WebM, Matroska, AVI). None for anything
-    else."""
+    image", compositing software's float format; "video" (MP4, QuickTime, WebM, Matroska, AVI); "archive" (ZIP, tar,
+    gzip, 7z, RAR: a dataset as downloaded, say); "NumPy array" (.npy, as segmentation pipelines save masks). None
+    for anything else."""
     text = head.lstrip().lower()
     if not head:
         return "empty"
@@ -226,6 +228,10 @@ def stand_in_kind(head):
     if (head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS or head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska
             or head.startswith(b"RIFF") and head[8:12] == b"AVI "):
         return "video"
+    if head.startswith(_ARCHIVE_MAGIC) or head[257:262] == b"ustar":  # ZIP, gzip, 7z, RAR; tar
+        return "archive"
+    if head.startswith(b"\x93NUMPY"):
+        return "NumPy array"
     return None
 
 
@@ -239,6 +245,10 @@ _NOT_AN_IMAGE = {
                      "or a PNG",
     "video": "it is a video, which minimatte does not read: extract its frames as images (`ffmpeg -i VIDEO "
              "frames/%05d.png`) and matte that folder with a folder of their trimaps",
+    "archive": "it is an archive (ZIP, tar, gzip, 7z or RAR): extract it, and give the image, or the folder of "
+               "images for batch mode",
+    "NumPy array": "it is a NumPy array file (.npy), which is no image file: save the array as a PNG, or pass "
+                   "numpy.load(path) to minimatte in Python",
     None: "no image format that Pillow reads",
 }
 

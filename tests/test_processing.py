@@ -663,6 +663,14 @@ def test_bad_files(tmp_path, monkeypatch):
                                          b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00qt  ",  # QuickTime (.mov)
                                          b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm",  # WebM, Matroska
                                          b"RIFF\x00\x10\x00\x00AVI LIST")),
+                         *((archive, "it is an archive (ZIP, tar, gzip, 7z or RAR): extract it, and give the image, or "
+                                     "the folder of images for batch mode")  # a dataset as downloaded
+                           for archive in (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", b"\x1f\x8b\x08\x00\x00\x00\x00\x00",
+                                           b"a.png".ljust(257, b"\x00") + b"ustar\x0000", b"7z\xbc\xaf\x27\x1c\x00\x04",
+                                           b"Rar!\x1a\x07\x01\x00")),
+                         (b"\x93NUMPY\x01\x00v\x00{'descr': '|b1', 'fortran_order': False, 'shape': (4, 4), }",
+                          "it is a NumPy array file (.npy), which is no image file: save the array as a PNG, or pass "
+                          "numpy.load(path) to minimatte in Python"),  # a segmentation pipeline's mask
                          (b"<?xml version='1.0'?><note/>", "no image format that Pillow reads")):
         (tmp_path / "bad.png").write_bytes(content)
         for source, shown in ((str(tmp_path / "bad.png"), "'.*bad.png'"), (io.BytesIO(content), "the BytesIO")):
