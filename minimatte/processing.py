@@ -211,9 +211,9 @@ def stand_in_kind(head):
     """What a file that begins with the bytes `head` is, of what often stands where an image or a checkpoint was
     meant: "empty"; "Git LFS pointer", what a repository cloned without Git LFS holds in place of its large files;
     "web page" (HTML), what downloading the address of a page that shows a file gives; "SVG drawing"; "OpenEXR
-    image", compositing software's float format; "video" (MP4, QuickTime, WebM, Matroska, AVI); "archive" (ZIP, tar,
-    gzip, 7z, RAR: a dataset as downloaded, say); "NumPy array" (.npy, as segmentation pipelines save masks). None
-    for anything else."""
+    image", compositing software's float format; "AVIF image", which older Pillows do not read; "video" (MP4,
+    QuickTime, WebM, Matroska, AVI); "archive" (ZIP, tar, gzip, 7z, RAR: a dataset as downloaded, say); "NumPy
+    array" (.npy, as segmentation pipelines save masks). None for anything else."""
     text = head.lstrip().lower()
     if not head:
         return "empty"
@@ -225,6 +225,8 @@ def stand_in_kind(head):
         return "SVG drawing"
     if head.startswith(b"\x76\x2f\x31\x01"):
         return "OpenEXR image"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):  # read by Pillow's wheels from 11.3 on
+        return "AVIF image"
     if (head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS or head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska
             or head.startswith(b"RIFF") and head[8:12] == b"AVI "):
         return "video"
@@ -243,6 +245,8 @@ _NOT_AN_IMAGE = {
     "SVG drawing": "it is an SVG drawing, which Pillow does not read: export it as PNG",
     "OpenEXR image": "it is an OpenEXR image, which Pillow does not read: save it as a 32-bit float TIFF (a matte) "
                      "or a PNG",
+    "AVIF image": f"it is an AVIF image, which this Pillow ({PIL.__version__}) does not read; Pillow's wheels read "
+                  "it from 11.3 on (pip install -U pillow)",
     "video": "it is a video, which minimatte does not read: extract its frames as images (`ffmpeg -i VIDEO "
              "frames/%05d.png`) and matte that folder with a folder of their trimaps",
     "archive": "it is an archive (ZIP, tar, gzip, 7z or RAR): extract it, and give the image, or the folder of "

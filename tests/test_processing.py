@@ -8,7 +8,8 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+import PIL
+from PIL import Image, ImageOps, features
 from safetensors.numpy import save_file
 
 import minimatte
@@ -678,6 +679,14 @@ def test_bad_files(tmp_path, monkeypatch):
                 minimatte.read_image(source)
     with pytest.raises(ValueError, match="trimap: .*notes.png' is not a readable image"):
         minimatte.preprocess(np.zeros((4, 4, 3), np.uint8), str(text))
+    # an AVIF image (a browser's "Save image as" gives them) is named as one where this Pillow does not read it
+    avif = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf"
+    assert minimatte.processing.stand_in_kind(avif) == "AVIF image"
+    if not ("avif" in features.modules and features.check_module("avif")):
+        with pytest.raises(ValueError, match=rf"^image: the BytesIO is not a readable image \(it is an AVIF image, which "
+                                             rf"this Pillow \({re.escape(PIL.__version__)}\) does not read; Pillow's "
+                                             r"wheels read it from 11.3 on \(pip install -U pillow\)\)$"):
+            minimatte.read_image(io.BytesIO(avif))
     with pytest.raises(FileNotFoundError, match="image: no such file"):
         minimatte.preprocess(str(tmp_path / "missing.png"), trimap)
     with pytest.raises(FileNotFoundError, match="image: no such file"):  # icc_profile reads only the header
