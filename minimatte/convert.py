@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import read_json
 from .files import atomic_output, check_output_path
-from .processing import stand_in_kind
+from .processing import file_head, stand_in_kind
 from .weights import (CONFIG_KEY, PROCESSOR_KEY, bfloat16_to_float32, check_state_dict, read_safetensors,
                       read_settings)
 
@@ -286,8 +286,7 @@ _NOT_WEIGHTS = {
 
 def _read_weights(path):
     """(state dict, metadata) of one safetensors or PyTorch file."""
-    with open(path, "rb") as file:
-        head = file.read(512)
+    head = file_head(path)
     kind = stand_in_kind(head)
     if kind in _NOT_WEIGHTS:
         raise ValueError(f"checkpoint: {path!r} is not a checkpoint: {_NOT_WEIGHTS[kind]}")

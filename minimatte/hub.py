@@ -26,7 +26,7 @@ import urllib.request
 
 from .config import from_hf, read_json
 from .convert import WEIGHT_FILES, convert, shard_names
-from .processing import expanded_home, stand_in_kind
+from .processing import expanded_home, file_head, stand_in_kind
 from .progress import bar
 
 CHECKPOINTS = {
@@ -253,11 +253,11 @@ def download(name, progress=True):
     False); returns its directory. Offline, a checkpoint that is there already (or in the Hugging Face cache,
     where load finds it too) is ready: its directory is returned, and only a missing one is an error."""
     name, progress = checkpoint_name(name), _reporting(progress)
+    if _offline():  # where load finds the checkpoint without the network, or its error that none has it
+        return cached_checkpoint(name, progress)
     directory = os.path.join(cache_dir(), name)
     if _cached(directory, progress):  # nothing to write: a read-only cache serves it too
         return directory
-    if _offline():  # where load finds the checkpoint without the network, or its error that none has it
-        return cached_checkpoint(name, progress)
     try:
         os.makedirs(directory, exist_ok=True)
         if not os.access(directory, os.W_OK):
@@ -432,8 +432,7 @@ def _fetch(url, target, sha256, progress):
                 raise RuntimeError(f"download: {url} ended early ({received}{broken}); run again to resume")
             if progress and not redrawn:
                 print(f"{os.path.basename(target)}: {done / 2**20:.1f} MiB", file=sys.stderr)
-    with open(partial, "rb") as file:  # no hub answers so, but a network's sign-in page or a web site's at any path
-        web_page = stand_in_kind(file.read(512)) == "web page"
+    web_page = stand_in_kind(file_head(partial)) == "web page"  # no hub's answer: a network's sign-in page, say
     digest = None if sha256 is None or web_page else _sha256(partial)
     whole = not web_page and digest == sha256  # both None where no sha256 is known
     if whole:

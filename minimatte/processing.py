@@ -135,7 +135,7 @@ def _read_image_file(source, name, read):
                          "the frame to matte as a file of its own") from None
     except UnidentifiedImageError:  # its message names the file again, or a file object's repr
         raise ValueError(f"{name}: {shown} is not a readable image "
-                         f"({_NOT_AN_IMAGE[stand_in_kind(_file_head(source, 512))]})") from None
+                         f"({_NOT_AN_IMAGE[stand_in_kind(file_head(source))]})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{name}: {shown} is not a readable image ({error})") from None
     except Image.DecompressionBombError as error:  # Pillow's guard against huge images (no OSError)
@@ -198,7 +198,10 @@ def _open_file(source):
         return Image.open(source)
 
 
-def _file_head(source, size):
+HEAD_BYTES = 512  # of a file's start, what stand_in_kind reads (tar's mark lies at byte 257)
+
+
+def file_head(source, size=HEAD_BYTES):
     """The first `size` bytes of a path or a seekable binary file object."""
     if hasattr(source, "read"):
         source.seek(0)
@@ -261,7 +264,7 @@ def _read_heif_with_plugin(source):
     """For a HEIF file, which Pillow reads only through the pillow-heif plugin: register the plugin and return
     True, or raise the error that says how to install it. False for other files. (pillow-heif turns the image
     upright itself and leaves its EXIF orientation at 1.)"""
-    head = _file_head(source, 12)
+    head = file_head(source, 12)
     if head[4:8] != b"ftyp" or head[8:12] not in _HEIF_BRANDS:
         return False
     try:
