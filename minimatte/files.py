@@ -14,8 +14,9 @@ from PIL import Image, ImageCms
 
 from .backend import to_numpy
 from .config import is_integer, is_number
-from .processing import (clip_overshoot, expanded_home, image_extensions, in_colour_space, integer_hint,
-                         is_device_or_pipe, names_a_terminal, native_array, profile_space, torch_batch_hint)
+from .processing import (channels_first_hint, clip_overshoot, expanded_home, image_extensions, in_colour_space,
+                         integer_hint, is_device_or_pipe, names_a_terminal, native_array, profile_space,
+                         torch_batch_hint)
 
 # Pillow's save options per output format, where its defaults do not suit mattes (benchmarks/save.py):
 # - PNG: zlib's run-length strategy instead of the default string matching, which finds little in photos'
@@ -107,8 +108,11 @@ def _result_image(result, bits):
     matte = a is not None and a.ndim == 2 and a.dtype in (np.uint8, np.uint16, np.float32, np.float64)
     colours = a is not None and a.ndim == 3 and a.shape[2] in (3, 4) and a.dtype == np.uint8
     if not (matte or colours):
-        got = (f"an array of dtype {a.dtype} and shape {a.shape}{integer_hint(a)}{torch_batch_hint(a.shape)}"
-               if a is not None else type(result).__name__)
+        if a is None:
+            got = type(result).__name__
+        else:  # colour: only uint8 results have 3 or 4 channels
+            layout = channels_first_hint(a.shape, colour=a.dtype == np.uint8) or torch_batch_hint(a.shape)
+            got = f"an array of dtype {a.dtype} and shape {a.shape}{integer_hint(a)}{layout}"
         raise TypeError("result: expected a matte (H, W) of floats in [0, 1] or of uint8 or uint16 values, or a "
                         f"uint8 cut-out (H, W, 4) or composite (H, W, 3), got {got}")
     if a.size == 0:

@@ -721,10 +721,16 @@ def _check_not_a_photo(a, name):
 
 def _layout_hint(shape, dims):
     """What an array of `shape`, not the (H, W[, C]) of `dims` dimensions expected, most likely holds."""
-    if len(shape) == 3 and shape[2] > 4 and (shape[0] == 1 or dims == 3 and shape[0] in (3, 4)):
-        return " (channels first, as torch stores images? pass it as a.transpose(1, 2, 0))"
     batch = len(shape) == dims + 1 and f" (a batch of {shape[0]}? give one at a time; infer also takes a list of them)"
-    return torch_batch_hint(shape) or batch or ""
+    return channels_first_hint(shape, colour=dims == 3) or torch_batch_hint(shape) or batch or ""
+
+
+def channels_first_hint(shape, colour):
+    """For an array of `shape` in torch's (C, H, W) layout, one channel (or 3-4 where `colour`), how to pass it;
+    else ""."""
+    if len(shape) == 3 and shape[2] > 4 and (shape[0] == 1 or colour and shape[0] in (3, 4)):
+        return " (channels first, as torch stores images? pass it as a.transpose(1, 2, 0))"
+    return ""
 
 
 def torch_batch_hint(shape):

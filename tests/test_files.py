@@ -165,6 +165,10 @@ def test_save_writes_each_result_as_the_command_line_does(tmp_path):
         (("a.png", alpha[None, None]), r"result: .* got an array of dtype float32 and shape \(1, 1, 20, 30\) \(a batch "
                                        r"of 1 in torch's \(B, C, H, W\) layout, as transformers' pixel_values and "
                                        r"alphas\? give one at a time, as a\[0\].transpose\(1, 2, 0\)\)$"),
+        (("a.png", alpha[None]), r"result: .* shape \(1, 20, 30\) \(channels first, as torch stores images\? pass "
+                                 r"it as a\.transpose\(1, 2, 0\)\)$"),  # one of transformers' alphas
+        (("c.png", rgba.transpose(2, 0, 1)), r"result: .* shape \(4, 20, 30\) \(channels first"),
+        (("a.png", alpha[None].repeat(3, 0)), r"result: .* shape \(3, 20, 30\)$"),  # no colour floats: no hint
     ]
     files._round_trip.cache_clear()  # each format probed afresh, as in a new process
     with warnings.catch_warnings():  # no word from Pillow beside the error (9.0 warned as it read an ICO back)
