@@ -27,7 +27,7 @@ import urllib.request
 from .config import from_hf, read_json
 from .convert import WEIGHT_FILES, convert, shard_names
 from .processing import expanded_home, file_head, stand_in_kind
-from .progress import bar
+from .progress import bar, new_line
 
 CHECKPOINTS = {
     "small-composition-1k": "hustvl/vitmatte-small-composition-1k",
@@ -426,7 +426,7 @@ def _fetch(url, target, sha256, progress):
                 except (socket.timeout, ConnectionError) as error:  # stalled or dropped: what came stays for a resume
                     broken = f"; {error or type(error).__name__}"
             if redrawn:
-                print(file=sys.stderr)
+                new_line()
             if broken or total and done < total:
                 received = f"{done} of {total} bytes" if total else f"{done} bytes"
                 raise RuntimeError(f"download: {url} ended early ({received}{broken}); run again to resume")

@@ -13,9 +13,28 @@ def bar(label, fraction, text, width=30):
         label = label[:max(9, room - width - len(text) - 8)] + "..."
     width = max(10, min(width, room - len(label) - len(text) - 5))
     filled = int(width * min(max(fraction, 0.0), 1.0))
-    line = f"{label}: [{'#' * filled}{'.' * (width - filled)}] {text}"
-    sys.stderr.write(f"\r{line[:room]}\x1b[K")
+    _redraw(f"{label}: [{'#' * filled}{'.' * (width - filled)}] {text}"[:room])
     sys.stderr.flush()
+
+
+_drawn = 0  # the length of the line that the last redraw left on stderr's terminal; 0 at the start of a line
+
+
+def _redraw(line, end=""):
+    """`line` over the one the last redraw left, then `end`: a newline keeps it and goes on below it, a carriage
+    return goes back to its start. Back to the start with a carriage return, and blanks over what a longer line
+    left: not the escape that erases a line (ESC [K), which Windows' console host (cmd, PowerShell 5) prints as
+    text unless a program turns on its escapes."""
+    global _drawn
+    sys.stderr.write(f"\r{line}{' ' * (_drawn - len(line))}{end}")
+    _drawn = 0 if end == "\n" else len(line)
+
+
+def new_line():
+    """Keep the line the last redraw left (a finished bar) and go on below it."""
+    global _drawn
+    sys.stderr.write("\n")
+    _drawn = 0
 
 
 def _columns():
@@ -66,7 +85,7 @@ class Items:
         if self.total > 1:
             self._draw(self.done, None)
             if self.done == self.total:
-                sys.stderr.write("\n")
+                new_line()
 
     def note(self, message):
         """Show `message` (a warning) on its own line, above the bar on a terminal; nothing when quiet."""
@@ -75,12 +94,15 @@ class Items:
 
     def _line(self, message):
         """`message` on a line of its own; on a terminal in place of the bar, which the next draw puts back."""
-        sys.stderr.write(f"\r{message}\x1b[K\n" if self.interactive else f"{message}\n")
+        if self.interactive:
+            _redraw(message, "\n")
+        else:
+            sys.stderr.write(f"{message}\n")
 
     def clear(self):
         """Erase the bar (on a terminal), e.g. to make way for an error message."""
         if self.interactive:
-            sys.stderr.write("\r\x1b[K")
+            _redraw("", "\r")
 
     def _draw(self, done, stage):
         """The bar at `done` items (a float within an item), with the stage, time per item and time left."""

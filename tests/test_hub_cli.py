@@ -37,6 +37,13 @@ class Terminal(io.StringIO):
     def isatty(self):
         return True
 
+    def frames(self):
+        """What each redraw showed: the output cut at carriage returns, without the blanks at the ends of lines
+        that cover the rest of a longer line before. Plain text: no escape sequences, which consoles may print."""
+        shown = self.getvalue()
+        assert "\x1b" not in shown
+        return [re.sub(r" +(?=\n|$)", "", frame) for frame in shown.split("\r")]
+
 
 class Hub(http.server.ThreadingHTTPServer):
     """Serves {path: bytes} in the hub layout; honours Range and If-Range; can cut a response short once, or hold it
@@ -880,7 +887,7 @@ def test_cli_names_the_file_of_pillows_warnings(tmp_path, capsys, monkeypatch):
         terminal = Terminal()
         monkeypatch.setattr(sys, "stderr", terminal)
         assert cli.main(["cutout", str(photos), "--alpha", str(mattes), "-o", str(out)]) == 0
-        frames = terminal.getvalue().replace("\x1b[K", "").split("\r")
+        frames = terminal.frames()
         at = next(i for i, frame in enumerate(frames) if frame.startswith("minimatte: warning"))
         assert re.fullmatch(warning + "\n", frames[at])  # on a line of its own, between two of the bar's frames
         assert frames[at - 1].startswith("images: [") and frames[at + 1].startswith("images: [")
@@ -1152,11 +1159,12 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     with monkeypatch.context() as patched:  # on a terminal: errors above a bar redrawn in place
         patched.setattr(sys, "stderr", terminal)
         assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out3"), "--model", NAME]) == 1
-    shown = terminal.getvalue()
+    shown, frames = terminal.getvalue(), terminal.frames()
     assert "\rimages: [###############...............] 1/2, " in shown and " left" in shown
-    assert re.search(r"\] 1/2, \d+\.\d s each, \d+:\d\d left\x1b\[K", shown)  # between images: no stage
+    assert any(re.fullmatch(r"images: \[#{15}\.{15}\] 1/2, \d+\.\d s each, \d+:\d\d left", frame)
+               for frame in frames)  # between images: no stage
     assert "\rminimatte: error: trimap:" in shown and "\rimages: [" + "#" * 30 + "] 2/2, " in shown
-    assert re.search(r"\] 2/2, [^\r\n]*\x1b\[K\n", shown)  # the finished bar keeps its line, then a new one
+    assert re.match(r"images: \[#{30}\] 2/2, [^\n]*\n", frames[-1])  # the finished bar keeps its line, then a new one
     assert "wrote" not in shown and "[1/2]" not in shown
     (images / "c.png").write_bytes(b"")  # an image without its trimap is a failed item in its turn, not the batch's end
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out4"), "--model", NAME]) == 1
@@ -1242,7 +1250,7 @@ def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stderr", terminal)
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "c.png"), "--model", NAME,
                      "--max-size", "64"]) == 0
-    frames = terminal.getvalue().replace("\x1b[K", "").split("\r")
+    frames = terminal.frames()
     frames = frames[next(i for i, frame in enumerate(frames) if frame.startswith("bulb_rgb.png: ")):]  # after downloads
     stages = [frame.split("] ")[1].split(",")[0] for frame in frames[:-2]]
     assert stages == list(stage_flops(PRESETS["small"], 64, 64))  # the capped 43x64 input, padded
@@ -1261,9 +1269,9 @@ def test_cli_single_image_progress_on_a_terminal(served, tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "save", disk_full)
     assert cli.main(["cutout", str(image), str(trimap), "-o", str(tmp_path / "d.png"), "--model", NAME,
                      "--max-size", "64"]) == 1
-    erased, error = terminal.getvalue().rsplit("\r\x1b[K", 1)  # the bar erased first
-    assert "] patch embedding" in erased and error == (f"minimatte: error: output: cannot write "
-                                                       f"{str(tmp_path / 'd.png')!r} (No space left on device)\n")
+    *drawn, blanks, error = terminal.getvalue().split("\r")  # the bar blanked out first
+    assert "] patch embedding" in "".join(drawn) and blanks == " " * len(drawn[-1].rstrip(" "))
+    assert error == f"minimatte: error: output: cannot write {str(tmp_path / 'd.png')!r} (No space left on device)\n"
 
 
 class Pipe(io.TextIOWrapper):

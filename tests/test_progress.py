@@ -1,5 +1,6 @@
 """Progress through a forward pass: the work per stage (FLOPs) and the reports made from it; the bar."""
 import io
+import re
 import sys
 
 import numpy as np
@@ -112,15 +113,17 @@ def test_the_bar_fits_the_terminal(monkeypatch, columns):
     would leave a copy behind: it is kept within the width. The label gives way first, then the bar, then the
     end of the text."""
     monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setattr(progress, "_drawn", 0)  # a new line: no blanks to cover a longer one
     cases = [("a_very_long_file_name_of_a_photo.png", "block 5/12, 1:23 left"),
              ("images", "3/27, band 2/3, fusion 2/4, 3.4 s each, 1:23 left"), ("bulb.png", "head")]
     for label, text in cases:
         stream = io.StringIO()
         monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.setattr(progress, "_drawn", 0)
         progress.bar(label, 0.5, text)
         line = stream.getvalue()
-        assert line.startswith("\r") and line.endswith("\x1b[K")
-        line = line[1:-3]
+        assert line.startswith("\r")
+        line = line[1:]
         assert len(line) < columns
         if len(label) + len(text) + 35 < columns:  # room for all: as it always was
             assert line == f"{label}: [{'#' * 15}{'.' * 15}] {text}"
@@ -132,7 +135,34 @@ def test_the_bar_fits_the_terminal(monkeypatch, columns):
     monkeypatch.setenv("COLUMNS", "80")
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr(progress, "_drawn", 0)
     progress.bar("a_very_long_file_name_of_a_photo.png", 0.5, "block 5/12, 1:23 left")
-    assert stream.getvalue() == f"\ra_very_long_file_nam...: [{'#' * 15}{'.' * 15}] block 5/12, 1:23 left\x1b[K"
+    assert stream.getvalue() == f"\ra_very_long_file_nam...: [{'#' * 15}{'.' * 15}] block 5/12, 1:23 left"
     assert [progress._clock(seconds) for seconds in (0, 5.9, 65, 3600)] == ["0:00", "0:05", "1:05", "60:00"]
 
+
+
+def test_the_bar_is_redrawn_in_plain_text(monkeypatch):
+    """Redrawn with a carriage return, and blanks over what a longer line left: no escape sequences, which
+    Windows' console host (cmd, PowerShell 5) prints as text (ESC [K erased the rest of the line)."""
+    stream = io.StringIO()
+    monkeypatch.setattr(stream, "isatty", lambda: True)
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr(progress, "_drawn", 0)
+    monkeypatch.setenv("COLUMNS", "80")
+    items = progress.Items(2, "images")
+    progress.bar("images", 0.5, "1/2, band 2/3, fusion 2/4, 1:23 left")  # within the first image
+    items.item_done("wrote a.png")  # between the images: the bar at 1/2, a shorter line
+    within, between = stream.getvalue().split("\r")[1:]
+    assert re.fullmatch(r"images: \[#{15}\.{15}\] 1/2, \d+\.\d s each, \d+:\d\d left +", between)
+    assert len(between) == len(within)  # its blanks cover the rest of the longer line
+    warning = "minimatte: warning: b.png: Corrupt EXIF data"
+    items.note(warning)  # a line of its own where the bar was (the next draw puts the bar back below it)
+    assert stream.getvalue().split("\r")[-1] == warning + " " * (len(between.rstrip(" ")) - len(warning)) + "\n"
+    items.item_done("wrote b.png")  # the last: the bar kept on its line, and a new one below it
+    assert re.fullmatch(r"images: \[#{30}\] 2/2, \d+\.\d s each\n", stream.getvalue().split("\r")[-1])
+    progress.bar("bulb.png", 0.25, "block 3/12")
+    items.clear()  # blanked, and back to its start for an error
+    drawn, blanks, after = stream.getvalue().split("\r")[-3:]
+    assert drawn.startswith("bulb.png: [") and blanks == " " * len(drawn) and after == ""
+    assert "\x1b" not in stream.getvalue()
