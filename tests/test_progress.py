@@ -113,13 +113,12 @@ def test_the_bar_fits_the_terminal(monkeypatch, columns):
     would leave a copy behind: it is kept within the width. The label gives way first, then the bar, then the
     end of the text."""
     monkeypatch.setenv("COLUMNS", str(columns))
-    monkeypatch.setattr(progress, "_drawn", 0)  # a new line: no blanks to cover a longer one
     cases = [("a_very_long_file_name_of_a_photo.png", "block 5/12, 1:23 left"),
              ("images", "3/27, band 2/3, fusion 2/4, 3.4 s each, 1:23 left"), ("bulb.png", "head")]
     for label, text in cases:
         stream = io.StringIO()
         monkeypatch.setattr(sys, "stderr", stream)
-        monkeypatch.setattr(progress, "_drawn", 0)
+        monkeypatch.setattr(progress, "_drawn", 0)  # a new line: no blanks to cover a longer one
         progress.bar(label, 0.5, text)
         line = stream.getvalue()
         assert line.startswith("\r")
@@ -139,7 +138,6 @@ def test_the_bar_fits_the_terminal(monkeypatch, columns):
     progress.bar("a_very_long_file_name_of_a_photo.png", 0.5, "block 5/12, 1:23 left")
     assert stream.getvalue() == f"\ra_very_long_file_nam...: [{'#' * 15}{'.' * 15}] block 5/12, 1:23 left"
     assert [progress._clock(seconds) for seconds in (0, 5.9, 65, 3600)] == ["0:00", "0:05", "1:05", "60:00"]
-
 
 
 def test_the_bar_is_redrawn_in_plain_text(monkeypatch):
