@@ -9,7 +9,7 @@ from .config import ORIGINAL_PROCESSOR
 from .convert import read_any
 from .model import VitMatte
 from .processing import (check_flag, check_integer, check_not_swapped, check_size, crop, enlarge_alpha,
-                         force_known_regions, is_file, open_image, paired, preprocess, read_image, read_trimap,
+                         force_known_regions, is_file, normalised_batch, open_image, paired, read_image, read_trimap,
                          reduced_trimap, resize_plane)
 
 DEFAULT_MODEL = "small-composition-1k"
@@ -74,15 +74,15 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
     alphas = []
     with small_pages(np):  # the pixel work around the passes too, on the host whatever the backend (see there)
         for number, (img, tri) in enumerate(zip(images, trimaps)):
+            suffix = "" if single else f"[{number}]"  # errors name the lists' item, as preprocess's: image[3]
             if force_known and is_file(tri):
-                tri = open_image(tri, "trimap")  # decoded once, for the network and the forcing
+                tri = open_image(tri, "trimap" + suffix)  # decoded once, for the network and the forcing
+            batch, size = _network_input(model, img, tri, value_range, max_size, suffix)
             report = _image_progress(progress, number, len(images))
-            if max_size is None:
-                batch = preprocess(img, tri, model.processor, value_range)
-                _check_unpadded(batch.sizes[0], model)
-                alpha, = crop(to_numpy(model(batch.pixel_values, progress=report).alphas), batch.sizes)
-            else:
-                alpha = _infer_capped(model, img, tri, value_range, max_size, report)
+            alpha, = crop(to_numpy(model(batch.pixel_values, progress=report).alphas), batch.sizes)
+            del batch  # not kept while the next image is read
+            if alpha.shape != size:  # computed at max_size
+                alpha = enlarge_alpha(alpha, size)
             alphas.append(force_known_regions(alpha, tri, value_range) if force_known else alpha)
     return alphas[0] if single else alphas
 
@@ -96,12 +96,12 @@ def _check_loaded_as(model, **asked):
                              f"got {value!r}; pass it to minimatte.load instead")
 
 
-def _check_unpadded(size, model):
+def _check_unpadded(size, model, name):
     """An image that a processor without padding (do_pad False) leaves in sides the patches do not divide: one
     error naming the image, not the network's about its pixel values (the reference fails on it too)."""
     patch = model.config.patch_size
     if not model.processor.do_pad and (size[0] % patch or size[1] % patch):
-        raise ValueError(f"image: {size[0]}x{size[1]} is not a multiple of the model's {patch}-pixel patches, and "
+        raise ValueError(f"{name}: {size[0]}x{size[1]} is not a multiple of the model's {patch}-pixel patches, and "
                          "its processor settings do not pad (do_pad false); crop or pad the image to one")
 
 
@@ -112,19 +112,31 @@ def _image_progress(progress, number, count):
     return lambda fraction, stage: progress((number + fraction) / count, f"image {number + 1}/{count}, {stage}")
 
 
-def _infer_capped(model, image, trimap, value_range, max_size, progress):
+def _network_input(model, image, trimap, value_range, max_size, suffix):
+    """The network's input batch for one image and trimap, and the image's size (H, W), to which the caller
+    enlarges an alpha computed at max_size (_capped). suffix: what errors add to the names image and trimap."""
+    size = None
+    if max_size is not None:
+        image, trimap, size = _capped(image, trimap, value_range, max_size, suffix)
+        value_range = 1.0
+    batch = normalised_batch([image], [trimap], model.processor, value_range, [suffix])
+    _check_unpadded(batch.sizes[0], model, "image" + suffix)
+    return batch, size or batch.sizes[0]
+
+
+def _capped(image, trimap, value_range, max_size, suffix):
+    """image and trimap read as float32 in [0, 1], reduced where the longer side is over max_size (image bicubic,
+    trimap: reduced_trimap), and the full size (H, W). The full-size arrays are not kept while the network runs:
+    16 bytes a pixel, 192 MB at 12 megapixels."""
     # float32 is enough: the resizes compute in float32
-    rgb = read_image(image, value_range, dtype=np.float32)
-    hint = read_trimap(trimap, value_range, dtype=np.float32)
-    check_size("trimap", hint.shape, "image", rgb.shape)
-    check_not_swapped(rgb, hint)  # before the resize blurs the levels
+    rgb = read_image(image, value_range, "image" + suffix, np.float32)
+    hint = read_trimap(trimap, value_range, "trimap" + suffix, np.float32)
+    check_size("trimap" + suffix, hint.shape, "image", rgb.shape)
+    check_not_swapped(rgb, hint, suffix)  # before the resize blurs the levels
     size = hint.shape
     scale = max_size / max(size)
     if scale >= 1:
-        return infer(rgb, hint, model, value_range=1.0, progress=progress)
+        return rgb, hint, size
     reduced = tuple(max(1, round(s * scale)) for s in size)
     small = np.stack([resize_plane(rgb[..., c], reduced, Image.BICUBIC) for c in range(3)], axis=-1)
-    small_hint = reduced_trimap(hint, reduced)
-    del rgb, hint  # not kept while the network runs: 16 bytes a pixel, 192 MB at 12 megapixels
-    alpha = infer(np.clip(small, 0, 1), small_hint, model, value_range=1.0, progress=progress)
-    return enlarge_alpha(alpha, size)
+    return np.clip(small, 0, 1, out=small), reduced_trimap(hint, reduced), size

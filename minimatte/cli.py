@@ -255,7 +255,7 @@ def _run(jobs, work, progress, batch, stdout_format):
                 progress.clear()
                 raise
             failed += 1  # an image too large for memory: its arrays are freed by now, and the next may fit
-            progress.item_done(f"minimatte: error: {_message(error)}", always_show=True)
+            progress.item_done(f"minimatte: error: {_about(_shown(job[0]), job, error)}", always_show=True)
             continue
         wrote = f"wrote the {stdout_format} to standard output" if job[-1] == STDIO else f"wrote {job[-1]}"
         progress.item_done(wrote if detail is None else f"{wrote}, {detail}")
@@ -279,6 +279,14 @@ def _warnings_noted(note, source):
 def _message(error):
     """The one line an error is reported as. NumPy's MemoryError names the array it could not allocate."""
     return f"out of memory: {error or 'an allocation failed'}" if isinstance(error, MemoryError) else str(error)
+
+
+def _about(item, paths, error):
+    """The line that reports an error about an item (a batch's image, evaluate's): the error's, after the item's
+    name where it names none of the item's files (`paths`; a check of the values read, "image: a 16-bit ...")."""
+    message = _message(error)
+    named = any(isinstance(path, str) and repr(path) in message for path in paths)
+    return message if named else f"{item}: {message}"
 
 
 def _matte(args):
@@ -416,14 +424,18 @@ def _evaluate(args):
                          f"{', '.join('folder' if folder else 'file' for folder in folders)}")
     columns = list(metrics.METRICS)
     header = ["image"] + [c + (" (x1e3)" if c == "MSE" else "") for c in columns]
-    if args.csv:
-        table = csv.writer(sys.stdout, lineterminator="\n")
-        table.writerow(header)
-    else:
-        print(f"| {' | '.join(header)} |")
-        print("|---" * len(header) + "|")
+    table = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
+    started = False
 
     def row(name, scores):
+        nonlocal started
+        if not started:  # the header comes with the first row: not over an error alone (one image's, or all)
+            started = True
+            if args.csv:
+                table.writerow(header)
+            else:
+                print(f"| {' | '.join(header)} |")
+                print("|---" * len(header) + "|")
         name = _printable(name)
         if args.csv:
             table.writerow([name] + [repr(float(scores[c])) for c in columns])
@@ -432,24 +444,36 @@ def _evaluate(args):
             print(f"| {cell} | {' | '.join(f'{scores[c]:.3f}' for c in columns)} |")
         sys.stdout.flush()
 
-    rows = []
+    rows, failed = [], 0
     for stem, *paths in scored:
-        mattes = [_eight_bit(_input(path, name), name) for path, name in zip(paths, names)]
-        if args.whole_image:
-            mattes.append(None)  # the trimap: every pixel scored
         try:
+            mattes = [_eight_bit(_input(path, name), name) for path, name in zip(paths, names)]
+            if args.whole_image:
+                mattes.append(None)  # the trimap: every pixel scored
             rows.append(metrics.evaluate(*mattes))
-        except ValueError as error:
-            raise ValueError(f"{stem}: {error}") from None
+        except (ValueError, TypeError, OSError) as error:
+            if not all(folders):
+                error.args = (_about(stem, paths, error),)
+                raise
+            # As a batch's failed image: the table goes on, and the run fails at the end. Stopping here would leave
+            # every later image unscored (and unchecked) for one prediction of the wrong size.
+            failed += 1
+            print(f"minimatte: error: {_about(stem, paths, error)}", file=sys.stderr, flush=True)
+            continue
         row(stem, rows[-1])
     if not all(folders):
         return
-    row("mean", {c: sum(scores[c] for scores in rows) / len(rows) for c in columns})
+    if rows:
+        row("mean", {c: sum(scores[c] for scores in rows) / len(rows) for c in columns})
     missing = sorted(set(_files_by_stem(args.gt, "gt")) - {stem for stem, *_ in scored})
     if missing:
-        print(f"minimatte: note: {len(missing)} of {len(missing) + len(rows)} ground truths have no prediction in "
-              f"{args.pred!r} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); the mean is over "
-              f"the {len(rows)} predicted", file=sys.stderr)
+        print(f"minimatte: note: {len(missing)} of {len(missing) + len(scored)} ground truths have no prediction in "
+              f"{args.pred!r} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
+              + ("the mean leaves them out" if failed else f"the mean is over the {len(rows)} predicted"),
+              file=sys.stderr)
+    if failed:
+        over = f"the mean is over the {len(rows)} scored" if rows else "no mean"
+        raise RuntimeError(f"{failed} of {len(scored)} images failed; {over}")
 
 
 def _check_trimap_apart(pred, gt, trimap):

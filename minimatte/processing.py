@@ -755,11 +755,17 @@ def preprocess(images, trimaps, config=ProcessorConfig(), value_range=None):
     without a copy.
     """
     single, images, trimaps = paired(images, trimaps, "trimaps")
+    suffixes = [""] if single else [f"[{i}]" for i in range(len(images))]  # the errors' "image[3]: ..."
+    return normalised_batch(images, trimaps, config, value_range, suffixes)
+
+
+def normalised_batch(images, trimaps, config, value_range, suffixes):
+    """preprocess's Batch of lists of images and trimaps; suffixes: what each item's errors add to the names
+    image and trimap (preprocess: "[i]" in lists, "" for one image)."""
     if not images:
         raise ValueError("images: the batch is empty")
     items = []
-    for i, (image, trimap) in enumerate(zip(images, trimaps)):
-        suffix = "" if single else f"[{i}]"
+    for image, trimap, suffix in zip(images, trimaps, suffixes):
         rgb = stored_image(image, value_range, "image" + suffix)
         alpha_hint = _stored_trimap(trimap, value_range, "trimap" + suffix)
         check_size("trimap" + suffix, alpha_hint.shape, "image", rgb.shape)

@@ -1140,10 +1140,13 @@ def test_cli_batch_over_folders(served, tmp_path, capsys, monkeypatch):
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(images / "a.jpg"), "--model", NAME]) == 2
     assert "output: with an input folder, -o must be a folder (made if missing), got the file" in \
         capsys.readouterr().err
+    Image.fromarray(np.full((50, 20), 255, np.uint8)).save(trimaps / "b.png")  # an error about the values read...
+    assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME]) == 1
+    assert "[2/2] minimatte: error: b.JPG: trimap: no pixel is unknown" in capsys.readouterr().err  # ...names it
     (trimaps / "b.png").write_bytes(b"broken")  # one bad item: the others are still written, exit status 1
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME]) == 1
     err = capsys.readouterr().err
-    assert "[2/2] minimatte: error: trimap:" in err and "1 of 2 images failed" in err
+    assert f"[2/2] minimatte: error: trimap: {str(trimaps / 'b.png')!r} is not" in err and "1 of 2 images failed" in err
     assert (tmp_path / "out2" / "a.png").exists() and not (tmp_path / "out2" / "b.png").exists()
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out2"), "--model", NAME,
                      "--skip-existing"]) == 1  # one image left, still a batch: its failure is counted
@@ -1627,7 +1630,7 @@ def test_cli_out_of_memory(tmp_path, capsys, monkeypatch):
                                            f"with {advice}\n")
     assert cli.main(["matte", str(images), str(trimaps), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert f"[1/2] minimatte: error: out of memory: {shortage}; the network needs less with --max-size" in err
+    assert f"[1/2] minimatte: error: a.png: out of memory: {shortage}; the network needs less with --max-size" in err
     assert f"[2/2] wrote {tmp_path / 'out' / 'b.png'}" in err and "1 of 2 images failed" in err
     assert sorted(os.listdir(tmp_path)) == ["images", "out", "trimaps"] and os.listdir(tmp_path / "out") == ["b.png"]
 

@@ -3,6 +3,7 @@ import csv
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -419,8 +420,32 @@ def test_evaluate_command_on_alphamatting(tmp_path, capsys):
     assert capsys.readouterr().err == ("minimatte: error: GT01: trimap: no pixel is 128, the unknown value whose "
                                        "region the metrics score (it has only 0 and 255)\n")
     Image.open(root / "gt_training_lowres" / names[1]).convert("L").save(pred_dir / names[0])  # another size
-    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 2
-    assert "minimatte: error: GT01: pred, gt, trimap: sizes differ" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(pred_dir / names[0]), str(gt_dir / names[0]), str(trimap_dir / names[0])]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("minimatte: error: GT01: pred, gt, trimap: sizes differ")  # no bare header
+    # In folders, a failed image is reported and left out, as in a batch, and the others are scored
+    Image.fromarray(np.asarray(Image.open(gt_dir / names[1])).astype(np.uint16)).save(pred_dir / names[1])
+    for folder, source in ((gt_dir, "gt_training_lowres"), (trimap_dir, "trimap_training_lowres/Trimap1")):
+        for name in "GT03.png", "GT04.png":
+            Image.open(root / source / name).convert("L").save(folder / name)
+    (pred_dir / "GT03.png").write_bytes(b"not an image")
+    shutil.copy(gt_dir / "GT04.png", pred_dir)
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir), "--csv"]) == 1
+    out, err = capsys.readouterr()
+    assert [row[0] for row in csv.reader(io.StringIO(out))] == ["image", "GT04", "mean"]
+    assert err.splitlines() == [
+        "minimatte: error: GT01: pred, gt, trimap: sizes differ ((524, 800), (497, 800), (497, 800))",
+        "minimatte: error: GT02: pred: a 16-bit image whose values go up to only 255 of 65535 (8-bit values saved as "
+        "16 bits?); save it with 8 bits, or its values times 257",  # named by its image, as the error names no file
+        f"minimatte: error: pred: {str(pred_dir / 'GT03.png')!r} is not a readable image (no image format that Pillow "
+        "reads)",
+        "minimatte: error: 3 of 4 images failed; the mean is over the 1 scored"]
+    (pred_dir / "GT04.png").unlink()
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), str(trimap_dir)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.endswith("minimatte: note: 1 of 4 ground truths have no prediction in "
+                                      f"{str(pred_dir)!r} (GT04); the mean leaves them out\n"
+                                      "minimatte: error: 3 of 3 images failed; no mean\n")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="file names of any bytes, and with a |")

@@ -100,7 +100,7 @@ def test_infer_keeps_its_pixel_work_off_huge_pages(det_model, monkeypatch):
     the alpha: full-resolution arrays) runs without huge pages too, and NumPy's setting is back after."""
     import minimatte
     seen = []
-    for name in "preprocess", "enlarge_alpha":
+    for name in "normalised_batch", "enlarge_alpha":
         monkeypatch.setattr(minimatte.api, name, lambda *args, _work=getattr(minimatte.api, name), **kwargs: (
             seen.append(numpys_huge_pages()), _work(*args, **kwargs))[1])
     image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
@@ -108,7 +108,7 @@ def test_infer_keeps_its_pixel_work_off_huge_pages(det_model, monkeypatch):
     try:
         for max_size in None, 48:
             minimatte.infer(image, np.full((64, 96), 128, np.uint8), model=det_model("small"), max_size=max_size)
-        assert seen == [False, False, False] and numpys_huge_pages()  # preprocess twice: at 48 it runs on 32x48
+        assert seen == [False, False, False] and numpys_huge_pages()  # the batch made twice: at 48 of 32x48
     finally:
         backend._set_madvise_hugepage(original)
 
@@ -176,8 +176,8 @@ def test_an_image_too_large_for_memory_is_one_line_and_the_batch_goes_on(tmp_pat
     lines = result.stderr.splitlines()
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0] == f"[1/3] wrote {tmp_path / 'out' / 'a_small.png'}", lines
-    assert re.fullmatch(r"\[2/3\] minimatte: error: out of memory: Unable to allocate .+; the network needs less "
-                        r"with --max-size, which runs it on a reduced copy", lines[1]), lines
+    assert re.fullmatch(r"\[2/3\] minimatte: error: b_large.png: out of memory: Unable to allocate .+; the network "
+                        r"needs less with --max-size, which runs it on a reduced copy", lines[1]), lines
     assert lines[2:] == [f"[3/3] wrote {tmp_path / 'out' / 'c_small.png'}", "minimatte: error: 1 of 3 images failed"]
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a_small.png", "c_small.png"]
 

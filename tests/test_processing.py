@@ -854,6 +854,14 @@ def test_infer_returns_input_sized_alpha(det_model):
         minimatte.infer(image.tolist(), trimap.tolist(), model=det_model("small"))
     with pytest.raises(ValueError, match="trimap: expected one trimap per image, got 1 for 2"):
         minimatte.infer([image, image], [trimap], model=det_model("small"))
+    for max_size in None, 32:  # an error about one pair of lists names it, as preprocess's do: which of many?
+        with pytest.raises(ValueError, match=r"^trimap\[1\]: no pixel is unknown"):
+            minimatte.infer([image, image], [trimap, trimap // 255], model=det_model("small"), max_size=max_size)
+        with pytest.raises(ValueError, match=r"^trimap\[2\]: size 37x52 \(HxW\) does not match the image's 37x53"):
+            minimatte.infer([image] * 3, [trimap, trimap, trimap[:, 1:]], model=det_model("small"), max_size=max_size)
+        with pytest.raises(ValueError, match=r"^image\[1\]: a 16-bit image whose values go up to only 255 of 65535"):
+            minimatte.infer([image, image.astype(np.uint16)], [trimap] * 2, model=det_model("small"),
+                            max_size=max_size, force_known=True)
     with pytest.raises(TypeError, match=r"progress: expected a callable progress\(fraction, stage\), got int"):
         minimatte.infer(image, trimap, model=det_model("small"), progress=5)
     with pytest.raises(TypeError, match="force_known: expected True or False, got 'no'"):
