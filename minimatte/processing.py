@@ -452,7 +452,10 @@ def _as_array(x, name, floats=False):
     if not hasattr(x, "__array__"):
         raise TypeError(f"{name}: expected a file path or binary file object, a PIL image or an array, got "
                         f"{type(x).__name__}{_not_an_image_hint(x)}")
-    return native_array(x)
+    a = native_array(x)
+    if a.dtype.kind not in "biuf":  # before anything compares its values: strings, objects, complex numbers
+        raise unsupported_dtype(a, name)
+    return a
 
 
 def native_array(x):
@@ -505,7 +508,12 @@ def _checked(a, name, value_range, overshoot=0):
             raise ValueError(f"{name}: float values that go up to only {a.max():g} of value_range=255.0 would read "
                              "as nearly black; for values in [0, 1], pass value_range=1.0")
         return a
-    raise TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float{integer_hint(a)}")
+    raise unsupported_dtype(a, name)
+
+
+def unsupported_dtype(a, name):
+    """The error for an image array of a type that is none of uint8, uint16 and float."""
+    return TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float{integer_hint(a)}")
 
 
 def integer_hint(a):
@@ -524,6 +532,8 @@ def clip_overshoot(a, name, value_range=1.0, overshoot=OVERSHOOT):
     step, Pillow's bicubic overshoots by 7%, its Lanczos by 11%), compositing software keeps such values in float
     mattes, and any use of a matte clips them. Farther out they are an error: values on another scale (0..255 as
     floats, percentages). overshoot=0: images and trimaps, whose values go to the network as they are."""
+    if a.size == 0:  # nothing to check (metrics.to_uint8 of an empty matte)
+        return a
     lo, hi = a.min(), a.max()
     if not (np.isfinite(lo) and np.isfinite(hi)):  # min and max are NaN where any value is
         raise ValueError(f"{name}: contains NaN or infinite values")

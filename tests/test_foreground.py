@@ -10,7 +10,7 @@ from PIL import Image
 
 from minimatte import foreground
 from minimatte.foreground import cutout, estimate_foreground, subject_box
-from minimatte.processing import BAND_ROWS, icc_profile
+from minimatte.processing import BAND_ROWS, icc_profile, trimap_from_mask
 
 from helpers import DATA, cmyk_profile, gamma_profile
 from reference import require
@@ -222,6 +222,12 @@ def test_bad_input_is_one_clear_error():
         cutout(image, [alpha, alpha])  # infer's alphas of a batch
     with pytest.raises(TypeError, match=r"alpha: expected .* got list$"):
         cutout(image, [])
+    for words in np.full((10, 12, 2), "0.5"), np.full((10, 12, 4), "1"):  # channels that would be an alpha's
+        with pytest.raises(TypeError, match=rf"alpha: unsupported dtype {words.dtype}; expected uint8, uint16 or "
+                                            "float$"):
+            cutout(image, words)
+        with pytest.raises(TypeError, match=rf"mask: unsupported dtype {words.dtype}"):
+            trimap_from_mask(words)
     for images, shown in (([image], "a list of length 1"), (np.arange(600), "an array of length 600")):
         with pytest.raises(ValueError, match=rf"background: a colour needs .* got {shown}$"):  # not their pixels
             cutout(image, np.zeros((10, 12)), background=images)

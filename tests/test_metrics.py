@@ -98,6 +98,7 @@ def test_mattes_on_another_scale_are_refused():
     with pytest.raises(TypeError, match=r"alpha: expected a float matte in \[0, 1\] or a uint8 one, got dtype "
                                         r"uint16$"):
         metrics.to_uint8(gt.astype(np.uint16) * 257)
+    assert metrics.to_uint8(alpha[:0]).shape == (0, 30) and metrics.to_uint8(alpha[:0]).dtype == np.uint8
 
 
 def _near_every_level_boundary():

@@ -595,6 +595,10 @@ def test_batch_of_equal_sizes():
      r"trimap: no pixel is grey \(between 10 and 240\), only values next to 0 and 255, as in a binary mask saved as "
      r"JPEG; build a trimap from the mask \(trimap_from_mask, --mask\)$"),
     (np.zeros((4, 4, 3), np.uint8), np.eye(4), {"value_range": 1.0}, ValueError, r"unknown \(grey, between 0 and 1\)"),
+    (np.full((4, 4, 3), "1"), np.zeros((4, 4), np.uint8), {}, TypeError, r"image: unsupported dtype <U1; expected "
+     "uint8, uint16 or float$"),  # strings (read from a CSV file, say)
+    (np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 2), "1"), {}, TypeError, "trimap: unsupported dtype <U1"),
+    (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), complex), {}, TypeError, "trimap: unsupported dtype complex128"),
     (42, np.zeros((4, 4), np.uint8), {}, TypeError, "image: expected a file path"),
     (b"\x89PNG", np.zeros((4, 4), np.uint8), {}, TypeError, r"image: .* got bytes \(a file's contents: wrap them in "
      r"io.BytesIO\)"),
