@@ -49,7 +49,7 @@ def infer(image, trimap, model=None, value_range=None, backend=None, max_size=No
 
     image, trimap: file paths (or binary file objects), PIL images or arrays (uint8/uint16; floats need
                    value_range=1.0 or 255.0; colours in RGB order, not OpenCV's BGR), or equal-length lists of
-                   them (or tuples, or generators; returns a list).
+                   them (or tuples, or generators; returns a list; an error names the item: "trimap[3]: ...").
     model: a loaded VitMatte, a path, checkpoint name or hub repo id (default: small-composition-1k), loaded with
            `backend` and `precision` (see load) on each call: for many images, load it once with `load`.
     max_size: for images too large for memory or time, run the network with the longer side capped at this
