@@ -8,14 +8,18 @@ CUDA kernels on CuPy), then runs --rounds forward passes with every stage timed:
 functions are wrapped, and on CuPy the device is synchronised around each stage so that its time is its own
 (this serialises the GPU with the host, so the stages add up to more than an untimed pass). A stage called
 inside another (the residual block's convolutions) counts towards the outer one. Prints the median seconds
-per stage over the rounds and its share of the timed pass; then, from one more pass, how far the progress
-bar's position (each stage's share of the FLOPs) is from the share of the time spent.
+per stage over the rounds and its share of the timed pass, and how the MLP's time divides between its parts:
+the fc1 and fc2 products, fc1's bias with the exact GELU, and fc2's bias with the residual (their times summed
+over the threads that run the MLP's token chunks side by side, so shares of the MLP's work, not of its wall
+time). Then, from one more pass, how far the progress bar's position (each stage's share of the FLOPs) is from
+the share of the time spent.
 """
 import argparse
 import functools
 import os
 import statistics
 import sys
+import threading
 import time
 from collections import defaultdict
 
@@ -42,9 +46,39 @@ def stage_name(function, args, kwargs, size):
             "layer_norm": "block layer norms", "mlp": "MLP", "residual_bottleneck": "residual conv blocks"}[name]
 
 
-def timed(times, synchronize, size):
-    """Wrap the model's layer functions so that each outermost call adds its time to `times`."""
-    depth = [0]
+MLP_PARTS = {"linear": "fc1 and fc2 products", "gelu": "fc1's bias and GELU",  # the layer functions mlp calls
+             "add_residual": "fc2's bias and the residual"}
+
+
+def timed(times, parts, threads, synchronize, size):
+    """Wrap the model's layer functions so that each outermost call adds its time to `times`, and each call of
+    MLP_PARTS within the MLP its time to `parts` and its thread to the set `threads`."""
+    depth, in_mlp, lock = [0], [False], threading.Lock()
+
+    def wrap_part(function):
+        def part(*args, **kwargs):
+            if not in_mlp[0]:  # the attention's output projection and residual
+                return function(*args, **kwargs)
+            synchronize()
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                synchronize()
+                with lock:
+                    parts[MLP_PARTS[function.__name__]] += time.perf_counter() - start
+                    threads.add(threading.get_ident())
+        return part
+
+    def marked_mlp(function):
+        @functools.wraps(function)  # named mlp, for stage_name
+        def mlp(*args, **kwargs):
+            in_mlp[0] = True
+            try:
+                return function(*args, **kwargs)
+            finally:
+                in_mlp[0] = False
+        return mlp
 
     def wrap(function):
         def stage(*args, **kwargs):
@@ -61,6 +95,9 @@ def timed(times, synchronize, size):
                 depth[0] -= 1
         return stage
 
+    for name in MLP_PARTS:
+        setattr(model, name, wrap_part(getattr(model, name)))
+    model.mlp = marked_mlp(model.mlp)
     for name in ("patch_embed", "absolute_positions", "layer_norm", "self_attention", "mlp",
                  "residual_bottleneck", "conv2d", "conv2d_upsampled"):
         setattr(model, name, wrap(getattr(model, name)))
@@ -85,25 +122,33 @@ def main():
     network(pixels, progress=lambda fraction, stage: reports.append((stage, fraction, time.perf_counter() - start)))
 
     rounds = []
-    times = defaultdict(float)
-    timed(times, synchronize, (height, width))
+    times, parts, threads = defaultdict(float), defaultdict(float), set()
+    timed(times, parts, threads, synchronize, (height, width))
     for _ in range(args.rounds):
         times.clear()
+        parts.clear()
         start = time.perf_counter()
         network(pixels)
         synchronize()
-        rounds.append((time.perf_counter() - start, dict(times)))
-    total = statistics.median(seconds for seconds, _ in rounds)
+        rounds.append((time.perf_counter() - start, dict(times), dict(parts)))
+    total = statistics.median(seconds for seconds, _, _ in rounds)
     print(f"ViTMatte-{args.model[0].upper()} {args.size}, {args.backend}, {args.precision}: "
           f"{total:.4f} s per timed pass (median of {args.rounds})")
     print(backend.blas_summary(one_line=True) + "\n" if args.backend == "numpy" else "")
-    medians = {stage: statistics.median(per_stage[stage] for _, per_stage in rounds) for stage in rounds[0][1]}
+    medians = {stage: statistics.median(per_stage[stage] for _, per_stage, _ in rounds) for stage in rounds[0][1]}
     print("| stage | seconds | share |\n|---|---|---|")
     for stage, seconds in sorted(medians.items(), key=lambda item: -item[1]):
         print(f"| {stage} | {seconds:.4f} | {seconds / total:.1%} |")
     other = total - sum(medians.values())
     print(f"| everything else (position embeddings' add, hidden-state copies, sigmoid) | {other:.4f} "
           f"| {other / total:.1%} |")
+
+    part_medians = {part: statistics.median(per_part[part] for _, _, per_part in rounds) for part in MLP_PARTS.values()}
+    work = sum(part_medians.values())
+    print(f"\nThe MLP's parts, each one's time summed over the {len(threads)} threads that ran its token chunks:\n")
+    print("| part of the MLP | seconds | share of the MLP's work |\n|---|---|---|")
+    for part, seconds in part_medians.items():
+        print(f"| {part} | {seconds:.4f} | {seconds / work:.1%} |")
 
     elapsed = reports[-1][2]
     print(f"\nThe progress bar (work by model.stage_flops) against the clock, in one pass of {elapsed:.4f} s:\n")

@@ -33,6 +33,8 @@ def test_stage_profile_covers_the_network():
     rows = dict(re.findall(r"^\| ([^|]+?) \| [0-9.]+ \| (-?[0-9.]+)% \|$", result.stdout, re.MULTILINE))
     assert set(STAGES) <= set(rows), result.stdout
     assert all(0 <= float(rows[stage]) <= 100 for stage in STAGES)
+    parts = ["fc1 and fc2 products", "fc1's bias and GELU", "fc2's bias and the residual"]  # the MLP's work
+    assert all(float(rows[part]) > 0 for part in parts) and abs(sum(float(rows[part]) for part in parts) - 100) < 0.2
     bar = re.findall(r"^\| ([^|]+?) \| ([0-9.]+)% \| ([0-9.]+)% \|$", result.stdout, re.MULTILINE)
     assert [stage for stage, _, _ in bar][-2:] == ["fusion 4/4", "head"] and bar[-1][1:] == ("100.0", "100.0")
 
