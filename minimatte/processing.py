@@ -454,7 +454,7 @@ def _as_array(x, name, floats=False):
                         f"{type(x).__name__}{_not_an_image_hint(x)}")
     a = native_array(x)
     if a.dtype.kind not in "biuf":  # before anything compares its values: strings, objects, complex numbers
-        raise unsupported_dtype(a, name)
+        raise _unsupported_dtype(a, name)
     return a
 
 
@@ -508,10 +508,10 @@ def _checked(a, name, value_range, overshoot=0):
             raise ValueError(f"{name}: float values that go up to only {a.max():g} of value_range=255.0 would read "
                              "as nearly black; for values in [0, 1], pass value_range=1.0")
         return a
-    raise unsupported_dtype(a, name)
+    raise _unsupported_dtype(a, name)
 
 
-def unsupported_dtype(a, name):
+def _unsupported_dtype(a, name):
     """The error for an image array of a type that is none of uint8, uint16 and float."""
     return TypeError(f"{name}: unsupported dtype {a.dtype}; expected uint8, uint16 or float{integer_hint(a)}")
 
