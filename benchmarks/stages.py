@@ -55,19 +55,26 @@ def timed(times, parts, threads, synchronize, size):
     MLP_PARTS within the MLP its time to `parts` and its thread to the set `threads`."""
     depth, in_mlp, lock = [0], [False], threading.Lock()
 
+    def timed_call(function, args, kwargs, add):
+        """function(*args, **kwargs), its time (on CuPy with the device synchronised around it) passed to add."""
+        synchronize()
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            synchronize()
+            add(time.perf_counter() - start)
+
     def wrap_part(function):
+        def add(seconds):
+            with lock:
+                parts[MLP_PARTS[function.__name__]] += seconds
+                threads.add(threading.get_ident())
+
         def part(*args, **kwargs):
             if not in_mlp[0]:  # the attention's output projection and residual
                 return function(*args, **kwargs)
-            synchronize()
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                synchronize()
-                with lock:
-                    parts[MLP_PARTS[function.__name__]] += time.perf_counter() - start
-                    threads.add(threading.get_ident())
+            return timed_call(function, args, kwargs, add)
         return part
 
     def marked_mlp(function):
@@ -84,14 +91,14 @@ def timed(times, parts, threads, synchronize, size):
         def stage(*args, **kwargs):
             if depth[0]:
                 return function(*args, **kwargs)
+
+            def add(seconds):
+                times[stage_name(function, args, kwargs, size)] += seconds
+
             depth[0] += 1
-            synchronize()
-            start = time.perf_counter()
             try:
-                return function(*args, **kwargs)
+                return timed_call(function, args, kwargs, add)
             finally:
-                synchronize()
-                times[stage_name(function, args, kwargs, size)] += time.perf_counter() - start
                 depth[0] -= 1
         return stage
 
