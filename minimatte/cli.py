@@ -654,10 +654,10 @@ def build_parser():
                                           "files paired by stem, at 8 bits: 16-bit files are rounded to 8 bits, "
                                           "float (32-bit) predictions truncated as the reference saves its mattes "
                                           "(so `matte --bits 32` mattes score as its saved ones), float ground truths "
-                                          "rounded. Prints a table with the mean. In folders, an image that cannot be scored "
-                                          "(files of different sizes, a trimap without 128, an unreadable file) is "
-                                          "reported and left out of the mean, and the exit status is 1. Three files "
-                                          "(two with --whole-image) score one image.")
+                                          "rounded. Prints a table with the mean. In folders, an image that cannot "
+                                          "be scored (files of different sizes, a trimap without 128, an unreadable "
+                                          "file) is reported and left out of the mean, and the exit status is 1. "
+                                          "Three files (two with --whole-image) score one image.")
     sub.add_argument("pred", metavar="PRED_DIR", help="predicted mattes (a folder, or one file)")
     sub.add_argument("gt", metavar="GT_DIR", help="ground-truth mattes (a folder, or one file)")
     sub.add_argument("trimap", metavar="TRIMAP_DIR", nargs="?",
