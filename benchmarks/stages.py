@@ -11,8 +11,8 @@ inside another (the residual block's convolutions) counts towards the outer one.
 per stage over the rounds and its share of the timed pass, and how the MLP's time divides between its parts:
 the fc1 and fc2 products, fc1's bias with the exact GELU, and fc2's bias with the residual (their times summed
 over the threads that run the MLP's token chunks side by side, so shares of the MLP's work, not of its wall
-time; on CuPy each part synchronised as a stage is). Then, from one more pass, how far the progress bar's position (each stage's share of the FLOPs) is from
-the share of the time spent.
+time; on CuPy each part synchronised as a stage is). Then, from one more pass, how far the progress bar's
+position (each stage's share of the FLOPs) is from the share of the time spent.
 """
 import argparse
 import functools

@@ -687,9 +687,9 @@ def test_bad_files(tmp_path, monkeypatch):
     avif = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf"
     assert minimatte.processing.stand_in_kind(avif) == "AVIF image"
     if not ("avif" in features.modules and features.check_module("avif")):
-        with pytest.raises(ValueError, match=rf"^image: the BytesIO is not a readable image \(it is an AVIF image, which "
-                                             rf"this Pillow \({re.escape(PIL.__version__)}\) does not read; Pillow's "
-                                             r"wheels read it from 11.3 on \(pip install -U pillow\)\)$"):
+        with pytest.raises(ValueError, match=rf"^image: the BytesIO is not a readable image \(it is an AVIF image, "
+                                             rf"which this Pillow \({re.escape(PIL.__version__)}\) does not read; "
+                                             r"Pillow's wheels read it from 11.3 on \(pip install -U pillow\)\)$"):
             minimatte.read_image(io.BytesIO(avif))
     with pytest.raises(FileNotFoundError, match="image: no such file"):
         minimatte.preprocess(str(tmp_path / "missing.png"), trimap)
