@@ -134,9 +134,9 @@ def _capped(image, trimap, value_range, max_size, suffix):
     check_size("trimap" + suffix, hint.shape, "image", rgb.shape)
     check_not_swapped(rgb, hint, suffix)  # before the resize blurs the levels
     size = hint.shape
-    scale = max_size / max(size)
-    if scale >= 1:
+    if max(size) <= max_size:
         return rgb, hint, size
+    scale = max_size / max(size)
     reduced = tuple(max(1, round(s * scale)) for s in size)
     small = np.stack([resize_plane(rgb[..., c], reduced, Image.BICUBIC) for c in range(3)], axis=-1)
     return np.clip(small, 0, 1, out=small), reduced_trimap(hint, reduced), size

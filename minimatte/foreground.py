@@ -145,7 +145,8 @@ def _visible_box(alpha, value_range, margin):
     rows, columns = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
     if rows.size == 0:
         return None
-    return tuple(slice(max(0, found[0] - margin), min(size, found[-1] + 1 + margin))
+    # Python ints, not NumPy's: no margin overflows
+    return tuple(slice(max(0, int(found[0]) - margin), min(size, int(found[-1]) + 1 + margin))
                  for found, size in zip((rows, columns), alpha.shape))
 
 

@@ -1007,11 +1007,11 @@ def check_thresholds(thresholds):
 
 
 def check_image_size(size):
-    """trimap_from_mask's size, checked: (H, W), two positive integers."""
+    """trimap_from_mask's size, checked: (H, W), two positive integers below 2^31 (as Pillow's sides)."""
     pair = _pair(size)
-    if pair is None or not all(is_integer(s) and s > 0 for s in pair):
+    if pair is None or not all(is_integer(s) and 0 < s < 2 ** 31 for s in pair):
         hint = " (an image's shape? pass image.shape[:2])" if isinstance(size, tuple) and len(size) == 3 else ""
-        raise ValueError(f"size: expected the image's (H, W), two positive integers, got {size!r}{hint}")
+        raise ValueError(f"size: expected the image's (H, W), two positive integers below 2^31, got {size!r}{hint}")
     return tuple(map(int, pair))
 
 
@@ -1033,10 +1033,12 @@ def _mask_plane(mask):
 def _erode(mask, radius):
     """Binary erosion by a (2r+1)^2 square, one axis after the other; the image border does not erode. Along an
     axis each AND of two shifted copies doubles the width of window that an element covers: log2(2r + 1)
-    passes over the mask, whatever the radius."""
-    width = 2 * radius + 1
+    passes over the mask, whatever the radius. A radius of an axis's length or more erodes as that length less
+    one does (each window holds the whole axis), so the padding never outgrows the mask."""
     for axis in (0, 1):
-        lines = np.moveaxis(np.pad(mask, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge"),
+        r = min(radius, mask.shape[axis] - 1)
+        width = 2 * r + 1
+        lines = np.moveaxis(np.pad(mask, [(r, r) if a == axis else (0, 0) for a in (0, 1)], mode="edge"),
                             axis, 0)  # eroded along its first axis
         covered = 1
         while covered < width:

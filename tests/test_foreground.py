@@ -323,6 +323,9 @@ def test_the_subject_box_is_where_the_cropped_cutout_lies(tmp_path):
         pasted = Image.new("RGBA", (40, 30))  # the cropped cut-out placed back where it was
         pasted.paste(Image.fromarray(cutout(image, alpha, crop=margin)), box)
         np.testing.assert_array_equal(np.asarray(pasted)[top:bottom, left:right], whole[top:bottom, left:right])
+    huge = 2 ** 70  # no bounds overflow: a margin beyond the image takes all of it
+    assert subject_box(alpha, huge) == (0, 0, 40, 30)
+    np.testing.assert_array_equal(cutout(image, alpha, crop=huge), whole)
     with pytest.raises(ValueError, match="^alpha: the matte is transparent everywhere, so there is no subject to box$"):
         subject_box(np.zeros((30, 40)))
     with pytest.raises(ValueError, match="^margin: expected an integer of at least 0 pixels, got -1"):

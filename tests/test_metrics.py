@@ -267,6 +267,12 @@ def test_trimap_band_is_a_square_erosion_with_unshrinking_borders():
                     want = np.full(shape, 128)
                     want[eroded(mask, band)], want[eroded(~mask, band)] = 255, 0
                     np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=band), want)
+    # A band beyond the mask's sides erodes as its sides do, with no padding beyond them: 2^62 pixels of it would
+    # take exabytes.
+    mask = np.zeros((23, 31), bool)
+    mask[5:9, 7:20] = True
+    np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, band=2 ** 62), np.full(mask.shape, 128))
+    np.testing.assert_array_equal(minimatte.processing._erode(~mask, 2 ** 62), eroded(~mask, 30))
 
 
 def test_a_mask_without_an_edge_is_an_error():
@@ -299,9 +305,9 @@ def test_trimap_from_a_smaller_mask():
     np.testing.assert_array_equal(minimatte.trimap_from_mask(mask, size=np.array([60, 90])),
                                   minimatte.trimap_from_mask(mask, size=(60, 90)))
     for size, hint in (((60, 90, 3), " \\(an image's shape\\? pass image.shape\\[:2\\]\\)"), ((60.0, 90.0), ""),
-                       ((0, 0), ""), (60, "")):
-        with pytest.raises(ValueError, match=rf"^size: expected the image's \(H, W\), two positive integers, got "
-                                             rf"{re.escape(repr(size))}{hint}$"):
+                       ((0, 0), ""), (60, ""), ((4 * 10 ** 20, 6 * 10 ** 20), ""), ((2 ** 31, 2 ** 31), "")):
+        with pytest.raises(ValueError, match=rf"^size: expected the image's \(H, W\), two positive integers below "
+                                             rf"2\^31, got {re.escape(repr(size))}{hint}$"):
             minimatte.trimap_from_mask(mask, size=size)
 
 
