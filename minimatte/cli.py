@@ -552,13 +552,32 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser, whose options may also come between and after its positional arguments (`minimatte
+    matte a.png -o out.png t.png`, `... a.png --model base t.png`): argparse's parse_intermixed_args, which a parser
+    with commands refuses, used for each command's arguments. With parse_args, an optional positional (TRIMAP,
+    evaluate's TRIMAP_DIR) given after an option was an unrecognized argument. Arguments with `--` among them
+    (`-o out.png -- -a.png t.png`: files named like options) are parsed as parse_args does: parse_intermixed_args
+    drops the `--` (on Python 3.9 to 3.13.0 at least) and reads what follows it as options."""
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # what the parser of the commands calls
+        if self._intermixing or "--" in args:  # parse_known_intermixed_args's own calls (to Python 3.12), or --
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minimatte", description="ViTMatte image matting without PyTorch.",
         epilog="Exit status: 0 success, 1 missing file / unwritable output / download / out of memory / some batch "
                "items failed, 2 bad input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
     parser.add_argument("--version", action=_PrintVersion)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
     for name, text in (("matte", "write the alpha matte as a greyscale PNG (8 or 16 bits; or a float TIFF)"),
                        ("cutout", "write the cut-out: estimated foreground colours with the matte as alpha (RGBA PNG), "
                                   "or composited onto --background")):

@@ -896,6 +896,31 @@ def test_cli_names_the_file_of_pillows_warnings(tmp_path, capsys, monkeypatch):
         minimatte.read_image(photos / "a.jpg")
 
 
+def test_options_may_come_between_and_after_the_positional_arguments():
+    """`minimatte matte a.png -o out.png t.png`, as GNU tools take options: argparse's parse_args had left an
+    optional positional argument (TRIMAP, evaluate's TRIMAP_DIR) after an option unrecognized. `--` still makes
+    what follows it positional."""
+    parser = cli.build_parser()
+    orders = {
+        ("matte", "a.png", "t.png", "-o", "o.png", "--model", "base"): (
+            ("matte", "a.png", "-o", "o.png", "t.png", "--model", "base"),
+            ("matte", "a.png", "--model", "base", "t.png", "-o", "o.png"),
+            ("matte", "-o", "o.png", "a.png", "--model", "base", "t.png")),
+        ("cutout", "a.png", "t.png", "--crop", "8", "-o", "c.png"): (("cutout", "a.png", "--crop", "8", "t.png", "-o",
+                                                                     "c.png"),),
+        ("evaluate", "p", "g", "t", "--csv"): (("evaluate", "p", "g", "--csv", "t"),
+                                               ("evaluate", "--csv", "p", "g", "t")),
+        ("download", "a", "b", "-q"): (("download", "a", "-q", "b"),)}
+    for canonical, others in orders.items():
+        parsed = vars(parser.parse_args(canonical))
+        for argv in others:
+            assert vars(parser.parse_args(argv)) == parsed, argv
+    dashed = parser.parse_args(["matte", "-o", "o.png", "--", "-a.png", "-t.png"])  # files named like options
+    assert (dashed.image, dashed.trimap, dashed.output) == ("-a.png", "-t.png", "o.png")
+    with pytest.raises(SystemExit):  # one file too many is still an error
+        parser.parse_args(["matte", "a.png", "-o", "o.png", "t.png", "x.png"])
+
+
 def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(0)
     image, trimap = tmp_path / "i.png", tmp_path / "t.png"
