@@ -317,21 +317,26 @@ class VitMatte:
     def _check_pixels(self, pixel_values):
         shape, channels = getattr(pixel_values, "shape", None), self.config.num_channels
         if shape is None or len(shape) != 4:
-            got = type(pixel_values).__name__ if shape is None else f"shape {shape}"
+            got = type(pixel_values).__name__ if shape is None else f"shape {tuple(shape)}"  # torch.Size too
             raise ValueError(f"pixel_values: expected a (B, {channels}, H, W) array, got {got}")
         if shape[1] != channels:
             hint = " (channels last? pass x.transpose(0, 3, 1, 2))" if shape[3] == channels else ""
             raise ValueError(f"pixel_values: expected {channels} channels (R, G, B, trimap), got {shape[1]}{hint}")
-        if getattr(pixel_values.dtype, "kind", "f") != "f":  # uint8 pixels, say, not normalised: alphas of nonsense
+        try:  # to the GPU as it is, converted there (below); a torch tensor through its __array__
+            x = self.xp.asarray(pixel_values)
+        except (TypeError, ValueError) as error:  # torch's bfloat16, which NumPy has no type for; CuPy's on NumPy
+            raise TypeError(f"pixel_values: {self.backend} cannot read a {type(pixel_values).__name__} of "
+                            f"{pixel_values.dtype} values ({error})") from None
+        if x.dtype.kind != "f":  # uint8 pixels, say, not normalised: alphas of nonsense
             raise ValueError(f"pixel_values: expected normalised floats (as minimatte.preprocess makes them), got "
                              f"{pixel_values.dtype} values")
         if not shape[0]:  # the reference fails on it too
-            raise ValueError(f"pixel_values: expected a batch of at least one image, got shape {shape}")
+            raise ValueError(f"pixel_values: expected a batch of at least one image, got shape {tuple(shape)}")
         patch = self.config.patch_size
         if shape[2] % patch or shape[3] % patch or 0 in shape[2:]:
             raise ValueError(f"pixel_values: height and width must be positive multiples of {patch} (pad them, "
                              f"e.g. with minimatte.preprocess), got {shape[2]}x{shape[3]}")
-        x = self.xp.asarray(pixel_values).astype(self.dtype, copy=False)  # to the GPU as it is, then converted there
+        x = x.astype(self.dtype, copy=False)
         # (B, 4, H, W) -> (B, H, W, 4): no copy where the array is a channels-last one's view (preprocess's)
         return self.xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
 

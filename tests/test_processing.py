@@ -819,6 +819,22 @@ def test_model_rejects_bad_pixel_values(det_model):
         model(np.zeros((1, 4, 32, 32), np.uint8))
 
 
+def test_the_model_takes_torch_tensors_of_normalised_floats(det_model):
+    """As the reference's forward pass, of a processor's return_tensors="pt": float tensors run, others are refused
+    as arrays of their types are (a torch dtype has no NumPy kind to check before they are read)."""
+    torch, = require("torch")
+    model, pixels = det_model("small"), np.random.default_rng(0).uniform(-1, 1, (1, 4, 32, 48)).astype(np.float32)
+    np.testing.assert_array_equal(model(torch.from_numpy(pixels)).alphas, model(pixels).alphas)
+    for dtype in torch.uint8, torch.bool:
+        with pytest.raises(ValueError, match=rf"^pixel_values: expected normalised floats \(as minimatte.preprocess "
+                                             rf"makes them\), got {dtype} values$"):
+            model(torch.zeros((1, 4, 32, 32), dtype=dtype))
+    with pytest.raises(TypeError, match=r"^pixel_values: numpy cannot read a Tensor of torch.bfloat16 values \(.+\)$"):
+        model(torch.zeros((1, 4, 32, 32), dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match=r"^pixel_values: expected a \(B, 4, H, W\) array, got shape \(4, 32, 32\)$"):
+        model(torch.zeros((4, 32, 32)))
+
+
 def test_a_loaded_model_runs_as_loaded(det_model):
     model, image, trimap = det_model("small"), np.zeros((20, 30, 3), np.uint8), np.full((20, 30), 128, np.uint8)
     alpha = minimatte.infer(image, trimap, model=model, backend="numpy", precision="float32")  # as loaded: fine
