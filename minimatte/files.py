@@ -101,8 +101,9 @@ def save(output, result, bits=None, icc_profile=None, dpi=None, format=None):
 
 def _result_image(result, bits):
     """The PIL image `save` writes for `result` (see there)."""
-    array_like = hasattr(result, "__array__") or hasattr(result, "__cuda_array_interface__")
-    a = native_array(to_numpy(result)) if array_like else None
+    if hasattr(result, "__cuda_array_interface__"):  # a CuPy array: to the host
+        result = to_numpy(result)
+    a = native_array(result, "result") if hasattr(result, "__array__") else None
     if a is not None and a.ndim == 3 and a.shape[2] == 1:  # (H, W, 1): one channel, as the inputs take it
         a = a[..., 0]
     matte = a is not None and a.ndim == 2 and a.dtype in (np.uint8, np.uint16, np.float32, np.float64)

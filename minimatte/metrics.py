@@ -14,14 +14,14 @@ import math
 import numpy as np
 
 from .config import is_number
-from .processing import clip_overshoot
+from .processing import clip_overshoot, native_array
 
 
 def to_uint8(alpha):
     """A float matte in [0, 1] as the reference saves it: alpha * 255 truncated to uint8. An 8-bit matte is
     returned as it is; values on another scale (0..255 as floats, 16 bits) are an error, where clipping them
     into [0, 1] would make the matte binary."""
-    a = np.asarray(alpha)
+    a = native_array(alpha, "alpha")
     if a.dtype == np.uint8:
         return a
     if a.dtype.kind != "f":
@@ -37,9 +37,9 @@ def _check(pred, gt, trimap):
     """pred and gt as float64 arrays of 8-bit values, and the pixels to count: the trimap's unknown region, or
     every pixel where trimap is None. A float matte in [0, 1] (as infer returns it) or a 16-bit one is an error,
     not scores on the wrong scale."""
-    named = {"pred": np.asarray(pred), "gt": np.asarray(gt)}
+    named = {"pred": native_array(pred, "pred"), "gt": native_array(gt, "gt")}
     if trimap is not None:
-        named["trimap"] = np.asarray(trimap)
+        named["trimap"] = native_array(trimap, "trimap")
     for name, a in named.items():
         if a.ndim != 2 or not a.size:
             raise ValueError(f"{name}: expected a non-empty one-channel (H, W) image, got shape {a.shape}")

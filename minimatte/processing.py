@@ -452,16 +452,21 @@ def _as_array(x, name, floats=False):
     if not hasattr(x, "__array__"):
         raise TypeError(f"{name}: expected a file path or binary file object, a PIL image or an array, got "
                         f"{type(x).__name__}{_not_an_image_hint(x)}")
-    a = native_array(x)
+    a = native_array(x, name)
     if a.dtype.kind not in "biuf":  # before anything compares its values: strings, objects, complex numbers
         raise _unsupported_dtype(a, name)
     return a
 
 
-def native_array(x):
+def native_array(x, name):
     """np.asarray(x) in the machine's byte order: an array decoded from big-endian data (np.frombuffer(data,
-    ">u2"), a FITS file's) holds the same values as its native copy, and uint16 is checked as the native type."""
-    a = np.asarray(x)
+    ">u2"), a FITS file's) holds the same values as its native copy, and uint16 is checked as the native type.
+    Values NumPy has no type for (a torch tensor of bfloat16) are an error naming the argument `name`."""
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name}: NumPy cannot read a {type(x).__name__} of {getattr(x, 'dtype', 'unknown')} values "
+                        f"({error})") from None
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 

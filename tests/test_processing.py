@@ -835,6 +835,23 @@ def test_the_model_takes_torch_tensors_of_normalised_floats(det_model):
         model(torch.zeros((4, 32, 32)))
 
 
+def test_tensors_numpy_cannot_read_are_one_error_naming_the_argument(tmp_path):
+    """torch's bfloat16 has no NumPy type: reading such a tensor is an error naming the argument, not torch's
+    own TypeError from inside NumPy's conversion."""
+    torch, = require("torch")
+    image, alpha = torch.zeros((20, 30, 3), dtype=torch.bfloat16), torch.zeros((20, 30), dtype=torch.bfloat16)
+    trimap = np.full((20, 30), 128, np.uint8)
+    unreadable = r"NumPy cannot read a Tensor of torch.bfloat16 values \(.+\)$"
+    for name, call in (("image", lambda: minimatte.read_image(image, value_range=1.0)),
+                       ("trimap", lambda: minimatte.preprocess(np.zeros((20, 30, 3), np.uint8), alpha)),
+                       ("alpha", lambda: minimatte.cutout(np.zeros((20, 30, 3), np.uint8), alpha)),
+                       ("result", lambda: minimatte.save(tmp_path / "a.png", alpha)),
+                       ("pred", lambda: minimatte.metrics.sad(alpha, trimap, trimap)),
+                       ("alpha", lambda: minimatte.metrics.to_uint8(alpha))):
+        with pytest.raises(TypeError, match=f"^{name}: {unreadable}"):
+            call()
+
+
 def test_a_loaded_model_runs_as_loaded(det_model):
     model, image, trimap = det_model("small"), np.zeros((20, 30, 3), np.uint8), np.full((20, 30), 128, np.uint8)
     alpha = minimatte.infer(image, trimap, model=model, backend="numpy", precision="float32")  # as loaded: fine
