@@ -558,17 +558,22 @@ class _CommandParser(argparse.ArgumentParser):
     with commands refuses, used for each command's arguments. With parse_args, an optional positional (TRIMAP,
     evaluate's TRIMAP_DIR) given after an option was an unrecognized argument. Arguments with `--` among them
     (`-o out.png -- -a.png t.png`: files named like options) are parsed as parse_args does: parse_intermixed_args
-    drops the `--` (on Python 3.9 to 3.13.0 at least) and reads what follows it as options."""
+    drops the `--` (on Python 3.9 to 3.13.0 at least) and reads what follows it as options. An argument left over
+    is this parser's error, with the command's usage, not the list of commands."""
     _intermixing = False
 
     def parse_known_args(self, args=None, namespace=None):  # what the parser of the commands calls
-        if self._intermixing or "--" in args:  # parse_known_intermixed_args's own calls (to Python 3.12), or --
+        if self._intermixing:  # parse_known_intermixed_args's own calls, to Python 3.12
             return super().parse_known_args(args, namespace)
         self._intermixing = True
         try:
-            return self.parse_known_intermixed_args(args, namespace)
+            parse = super().parse_known_args if "--" in args else self.parse_known_intermixed_args
+            namespace, extras = parse(args, namespace)
         finally:
             self._intermixing = False
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
 
 def build_parser():

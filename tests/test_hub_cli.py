@@ -896,10 +896,10 @@ def test_cli_names_the_file_of_pillows_warnings(tmp_path, capsys, monkeypatch):
         minimatte.read_image(photos / "a.jpg")
 
 
-def test_options_may_come_between_and_after_the_positional_arguments():
+def test_options_may_come_between_and_after_the_positional_arguments(capsys):
     """`minimatte matte a.png -o out.png t.png`, as GNU tools take options: argparse's parse_args had left an
     optional positional argument (TRIMAP, evaluate's TRIMAP_DIR) after an option unrecognized. `--` still makes
-    what follows it positional."""
+    what follows it positional. An argument too many is the command's error, under its usage."""
     parser = cli.build_parser()
     orders = {
         ("matte", "a.png", "t.png", "-o", "o.png", "--model", "base"): (
@@ -917,8 +917,12 @@ def test_options_may_come_between_and_after_the_positional_arguments():
             assert vars(parser.parse_args(argv)) == parsed, argv
     dashed = parser.parse_args(["matte", "-o", "o.png", "--", "-a.png", "-t.png"])  # files named like options
     assert (dashed.image, dashed.trimap, dashed.output) == ("-a.png", "-t.png", "o.png")
-    with pytest.raises(SystemExit):  # one file too many is still an error
-        parser.parse_args(["matte", "a.png", "-o", "o.png", "t.png", "x.png"])
+    for extra in (["x.png"], ["--", "-x.png"]):  # one file too many is still an error
+        with pytest.raises(SystemExit):
+            parser.parse_args(["matte", "-o", "o.png", "a.png", "t.png", *extra])
+        usage, error = capsys.readouterr().err.split("\n", 1)
+        assert usage.startswith("usage: minimatte matte ")
+        assert error.endswith(f"minimatte matte: error: unrecognized arguments: {extra[-1]}\n")
 
 
 def test_cli_matte_and_cutout(served, tmp_path, capsys, monkeypatch):
