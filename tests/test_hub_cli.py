@@ -906,8 +906,8 @@ def test_options_may_come_between_and_after_the_positional_arguments(capsys):
             ("matte", "a.png", "-o", "o.png", "t.png", "--model", "base"),
             ("matte", "a.png", "--model", "base", "t.png", "-o", "o.png"),
             ("matte", "-o", "o.png", "a.png", "--model", "base", "t.png")),
-        ("cutout", "a.png", "t.png", "--crop", "8", "-o", "c.png"): (("cutout", "a.png", "--crop", "8", "t.png", "-o",
-                                                                     "c.png"),),
+        ("cutout", "a.png", "t.png", "--crop", "8", "-o", "c.png"): (
+            ("cutout", "a.png", "--crop", "8", "t.png", "-o", "c.png"),),
         ("evaluate", "p", "g", "t", "--csv"): (("evaluate", "p", "g", "--csv", "t"),
                                                ("evaluate", "--csv", "p", "g", "t")),
         ("download", "a", "b", "-q"): (("download", "a", "-q", "b"),)}
