@@ -73,6 +73,16 @@ def to_device(tree, xp):
     return xp.asarray(tree)
 
 
+def as_array(x, name, xp=numpy):
+    """xp.asarray(x), or one error naming the argument `name` where xp cannot read it: values of a type it has
+    none for (a torch tensor of bfloat16), a CuPy array given to NumPy."""
+    try:
+        return xp.asarray(x)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name}: {name_of(xp)} cannot read a {type(x).__name__} of {getattr(x, 'dtype', 'unknown')} "
+                        f"values ({error})") from None
+
+
 def to_numpy(x):
     """A NumPy array from either backend (no copy for NumPy input)."""
     if array_module(x) is numpy:

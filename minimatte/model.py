@@ -322,11 +322,8 @@ class VitMatte:
         if shape[1] != channels:
             hint = " (channels last? pass x.transpose(0, 3, 1, 2))" if shape[3] == channels else ""
             raise ValueError(f"pixel_values: expected {channels} channels (R, G, B, trimap), got {shape[1]}{hint}")
-        try:  # to the GPU as it is, converted there (below); a torch tensor through its __array__
-            x = self.xp.asarray(pixel_values)
-        except (TypeError, ValueError) as error:  # torch's bfloat16, which NumPy has no type for; CuPy's on NumPy
-            raise TypeError(f"pixel_values: {self.backend} cannot read a {type(pixel_values).__name__} of "
-                            f"{pixel_values.dtype} values ({error})") from None
+        # To the GPU as it is, converted there (below); a torch tensor through its __array__.
+        x = backend.as_array(pixel_values, "pixel_values", self.xp)
         if x.dtype.kind != "f":  # uint8 pixels, say, not normalised: alphas of nonsense
             raise ValueError(f"pixel_values: expected normalised floats (as minimatte.preprocess makes them), got "
                              f"{pixel_values.dtype} values")

@@ -27,7 +27,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
-from .backend import to_numpy
+from .backend import as_array, to_numpy
 from .config import ProcessorConfig, is_flag, is_integer, is_number
 
 # Pillow scales a PGM file's values of more than 8 bits to 0..65535 from 9.1 on (9.0: up to the file's maxval)
@@ -461,12 +461,8 @@ def _as_array(x, name, floats=False):
 def native_array(x, name):
     """np.asarray(x) in the machine's byte order: an array decoded from big-endian data (np.frombuffer(data,
     ">u2"), a FITS file's) holds the same values as its native copy, and uint16 is checked as the native type.
-    Values NumPy has no type for (a torch tensor of bfloat16) are an error naming the argument `name`."""
-    try:
-        a = np.asarray(x)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name}: NumPy cannot read a {type(x).__name__} of {getattr(x, 'dtype', 'unknown')} values "
-                        f"({error})") from None
+    `name`: the argument an error names (as_array)."""
+    a = as_array(x, name)
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 

@@ -841,7 +841,7 @@ def test_tensors_numpy_cannot_read_are_one_error_naming_the_argument(tmp_path):
     torch, = require("torch")
     image, alpha = torch.zeros((20, 30, 3), dtype=torch.bfloat16), torch.zeros((20, 30), dtype=torch.bfloat16)
     trimap = np.full((20, 30), 128, np.uint8)
-    unreadable = r"NumPy cannot read a Tensor of torch.bfloat16 values \(.+\)$"
+    unreadable = r"numpy cannot read a Tensor of torch.bfloat16 values \(.+\)$"
     for name, call in (("image", lambda: minimatte.read_image(image, value_range=1.0)),
                        ("trimap", lambda: minimatte.preprocess(np.zeros((20, 30, 3), np.uint8), alpha)),
                        ("alpha", lambda: minimatte.cutout(np.zeros((20, 30, 3), np.uint8), alpha)),
